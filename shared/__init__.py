@@ -1,0 +1,1 @@
+"""Weft's plain-Python core. Nothing in this package imports ``azure.functions``."""

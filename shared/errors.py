@@ -1,0 +1,124 @@
+"""One exception tree for Weft; who is at fault decides the leaf, and retryability is decided here only.
+
+    WeftError
+    ├── InvalidRequest            the caller sent something wrong (HTTP 400; ``field`` names it)
+    │   ├── PlanInvalid           a plan that cannot run (unknown tool, cycle, dangling $ref)
+    │   └── ToolArgumentsInvalid  arguments that do not match a tool's schema
+    ├── ToolNotFound              a name that is not in the catalog (HTTP 404 on lookups)
+    ├── ToolFailed                the tool itself raised or returned an error
+    ├── ToolTimeout               the tool did not answer within its timeout
+    ├── CircuitOpen               the tool's circuit breaker is open
+    ├── SandboxViolation          code broke the sandbox policy (never retried)
+    ├── SandboxLimitExceeded      code hit a resource limit (never retried)
+    ├── ModelBehaviorError        the LLM returned something unusable
+    ├── UpstreamUnavailable       a dependency is down, throttling or timing out (retried)
+    └── NotConfigured             a feature needs configuration that is missing (HTTP 503)
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "CircuitOpen",
+    "InvalidRequest",
+    "ModelBehaviorError",
+    "NotConfigured",
+    "PlanInvalid",
+    "SandboxLimitExceeded",
+    "SandboxViolation",
+    "ToolArgumentsInvalid",
+    "ToolFailed",
+    "ToolNotFound",
+    "ToolTimeout",
+    "UpstreamUnavailable",
+    "WeftError",
+    "is_retryable",
+]
+
+
+class WeftError(Exception):
+    """Root of every error Weft raises on purpose.
+
+    ``code`` is a stable machine-readable name; ``field`` names the offending input when there is one.
+    """
+
+    code = "weft_error"
+    http_status = 500
+    retryable = False
+
+    def __init__(self, message: str, *, field: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.field = field
+
+    def to_dict(self) -> dict[str, str | None]:
+        """The JSON error body returned to callers: ``{"code", "message", "field"}``."""
+        return {"code": self.code, "message": self.message, "field": self.field}
+
+
+class InvalidRequest(WeftError):
+    code = "invalid_request"
+    http_status = 400
+
+
+class PlanInvalid(InvalidRequest):
+    code = "plan_invalid"
+
+
+class ToolArgumentsInvalid(InvalidRequest):
+    code = "tool_arguments_invalid"
+
+
+class ToolNotFound(WeftError):
+    code = "tool_not_found"
+    http_status = 404
+
+
+class ToolFailed(WeftError):
+    code = "tool_failed"
+    http_status = 502
+    retryable = True
+
+
+class ToolTimeout(WeftError):
+    code = "tool_timeout"
+    http_status = 504
+    retryable = True
+
+
+class CircuitOpen(WeftError):
+    code = "circuit_open"
+    http_status = 503
+    retryable = True
+
+
+class SandboxViolation(WeftError):
+    code = "sandbox_violation"
+    http_status = 400
+
+
+class SandboxLimitExceeded(WeftError):
+    code = "sandbox_limit_exceeded"
+    http_status = 400
+
+
+class ModelBehaviorError(WeftError):
+    code = "model_behavior_error"
+    http_status = 502
+
+
+class UpstreamUnavailable(WeftError):
+    code = "upstream_unavailable"
+    http_status = 503
+    retryable = True
+
+
+class NotConfigured(WeftError):
+    code = "not_configured"
+    http_status = 503
+
+
+def is_retryable(exc: BaseException) -> bool:
+    """Whether a failed attempt is worth repeating: the single place this is decided."""
+    if isinstance(exc, WeftError):
+        return exc.retryable
+    return isinstance(exc, TimeoutError | ConnectionError)
