@@ -1,0 +1,104 @@
+"""Command line: ``python -m devhost serve`` (the ``func start`` stand-in) and ``python -m devhost run``."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import signal
+import sys
+import threading
+from pathlib import Path
+
+from devhost.host import DevHost, HostOptions
+from devhost.index import AppLoadError
+
+__all__ = ["main"]
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m devhost", description=__doc__)
+    parser.add_argument("--app-dir", default=os.environ.get("DEVHOST_APP_DIR", "."), help="folder of function_app.py")
+    parser.add_argument(
+        "--db", default=os.environ.get("DEVHOST_DB", ".devhost/state.sqlite"), help="SQLite state file, or :memory:"
+    )
+    parser.add_argument("--log-level", default=os.environ.get("DEVHOST_LOG_LEVEL", "INFO"))
+    sub = parser.add_subparsers(dest="command", required=True)
+    serve = sub.add_parser("serve", help="serve the app's HTTP routes and the Durable API (like `func start`)")
+    serve.add_argument("--host", default=os.environ.get("DEVHOST_HOST", "127.0.0.1"))
+    serve.add_argument("--port", type=int, default=int(os.environ.get("DEVHOST_PORT", "7071")))
+    serve.add_argument("--no-queues", action="store_true", help="do not poll queue triggers")
+    serve.add_argument("--no-timers", action="store_true", help="do not fire timer triggers")
+    run = sub.add_parser("run", help="run one orchestration headless and print its status and output")
+    run.add_argument("orchestrator")
+    run.add_argument("--input", help="JSON file with the orchestration input ('-' for stdin)")
+    run.add_argument("--timeout", type=float, default=600.0, help="seconds to wait for completion")
+    return parser
+
+
+def _read_input(path: str | None) -> object:
+    if path is None:
+        return None
+    text = sys.stdin.read() if path == "-" else Path(path).read_text()
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise AppLoadError(f"--input {path}: not valid JSON ({exc})") from exc
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("azure.core.pipeline.policies.http_logging_policy").setLevel(logging.WARNING)
+    try:
+        if args.command == "serve":
+            return _serve(args)
+        return _run(args)
+    except AppLoadError as exc:
+        print(f"devhost: {exc}", file=sys.stderr)
+        return 2
+
+
+def _serve(args: argparse.Namespace) -> int:
+    options = HostOptions(
+        app_dir=args.app_dir,
+        db=args.db,
+        host=args.host,
+        port=args.port,
+        poll_queues=not args.no_queues,
+        run_timers=not args.no_timers,
+    )
+    host = DevHost(options).start()
+    print(f"devhost: serving {options.app_dir.resolve()} at {host.base_url} (state: {args.db})", flush=True)
+    for route in host.index.routes:
+        methods = ",".join(sorted(route.methods)) if route.methods else "ANY"
+        print(
+            f"  {route.entry.name}: [{methods}] {host.base_url}/{host.index.route_prefix}/{route.template}", flush=True
+        )
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    stop.wait()
+    host.stop()
+    return 0
+
+
+def _run(args: argparse.Namespace) -> int:
+    value = _read_input(args.input)
+    options = HostOptions(app_dir=args.app_dir, db=args.db, serve_http=False, poll_queues=False, run_timers=False)
+    host = DevHost(options).start()
+    try:
+        if args.orchestrator not in host.index.orchestrators:
+            known = ", ".join(sorted(host.index.orchestrators)) or "none"
+            raise AppLoadError(f"no orchestrator named {args.orchestrator!r} (the app defines: {known})")
+        instance_id = host.start_new(args.orchestrator, value)
+        try:
+            status = host.wait_for(instance_id, timeout=args.timeout)
+        except TimeoutError as exc:
+            print(f"devhost: {exc}", file=sys.stderr)
+            return 1
+        print(json.dumps(status, indent=2, default=str))
+        return 0 if status["runtimeStatus"] == "Completed" else 1
+    finally:
+        host.stop()

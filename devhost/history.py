@@ -1,0 +1,88 @@
+"""History events and actions in the JSON shapes the azure-functions-durable executor reads and writes."""
+
+from __future__ import annotations
+
+import datetime as dt
+from enum import IntEnum
+from typing import Any
+
+__all__ = ["ActionType", "EventType", "event", "flatten_actions", "format_time", "parse_time", "utcnow"]
+
+
+class EventType(IntEnum):
+    """``HistoryEventType`` values of the Durable Task framework."""
+
+    EXECUTION_STARTED = 0
+    EXECUTION_COMPLETED = 1
+    EXECUTION_FAILED = 2
+    EXECUTION_TERMINATED = 3
+    TASK_SCHEDULED = 4
+    TASK_COMPLETED = 5
+    TASK_FAILED = 6
+    SUB_ORCHESTRATION_INSTANCE_CREATED = 7
+    SUB_ORCHESTRATION_INSTANCE_COMPLETED = 8
+    SUB_ORCHESTRATION_INSTANCE_FAILED = 9
+    TIMER_CREATED = 10
+    TIMER_FIRED = 11
+    ORCHESTRATOR_STARTED = 12
+    ORCHESTRATOR_COMPLETED = 13
+    EVENT_SENT = 14
+    EVENT_RAISED = 15
+    CONTINUE_AS_NEW = 16
+    GENERIC_EVENT = 17
+    HISTORY_STATE = 18
+    EXECUTION_SUSPENDED = 19
+    EXECUTION_RESUMED = 20
+
+
+class ActionType(IntEnum):
+    """``ActionType`` values the SDK emits in ``OrchestratorState.actions``."""
+
+    CALL_ACTIVITY = 0
+    CALL_ACTIVITY_WITH_RETRY = 1
+    CALL_SUB_ORCHESTRATOR = 2
+    CALL_SUB_ORCHESTRATOR_WITH_RETRY = 3
+    CONTINUE_AS_NEW = 4
+    CREATE_TIMER = 5
+    WAIT_FOR_EXTERNAL_EVENT = 6
+    CALL_ENTITY = 7
+    CALL_HTTP = 8
+    SIGNAL_ENTITY = 9
+    WHEN_ANY = 11
+    WHEN_ALL = 12
+
+
+def utcnow() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+def format_time(moment: dt.datetime) -> str:
+    """ISO 8601 in UTC with a ``Z`` suffix, the format the SDK writes and parses."""
+    return moment.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def parse_time(text: str) -> dt.datetime:
+    moment = dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
+    return moment if moment.tzinfo else moment.replace(tzinfo=dt.UTC)
+
+
+def event(event_type: EventType, timestamp: str, event_id: int = -1, **fields: Any) -> dict[str, Any]:
+    """One history event; fields use the framework's PascalCase names (``Name``, ``Input``, ``TaskScheduledId``…)."""
+    return {"EventType": int(event_type), "EventId": event_id, "IsPlayed": False, "Timestamp": timestamp, **fields}
+
+
+def flatten_actions(groups: list[Any]) -> list[dict[str, Any]]:
+    """Flatten the SDK's cumulative action groups, expanding WhenAll/WhenAny depth-first in list order."""
+    flat: list[dict[str, Any]] = []
+
+    def walk(action: dict[str, Any]) -> None:
+        if action.get("actionType") in (ActionType.WHEN_ALL, ActionType.WHEN_ANY):
+            for child in action.get("compoundActions") or []:
+                walk(child)
+        else:
+            flat.append(action)
+
+    for group in groups:
+        for action in group if isinstance(group, list) else [group]:
+            walk(action)
+    return flat

@@ -1,0 +1,179 @@
+"""DevHost: the app's functions, the engine, the workers and the servers, started and stopped together."""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import json
+import logging
+import socket
+import sys
+from collections.abc import Coroutine
+from pathlib import Path
+from typing import Any
+
+from aiohttp import web
+
+from devhost.durable_api import DurableApi
+from devhost.engine import Engine
+from devhost.index import AppLoadError, FunctionIndex, load_app
+from devhost.queues import QueuePoller
+from devhost.server import FunctionInvoker, build_web_app
+from devhost.store import Store
+from devhost.timers import TimerScheduler
+from devhost.workers import AsyncLoop, WorkerPool
+
+__all__ = ["DevHost", "HostOptions", "patch_timestamp_parser"]
+
+log = logging.getLogger(__name__)
+
+
+def patch_timestamp_parser() -> None:
+    """Parse history timestamps with ``datetime.fromisoformat`` instead of dateutil inside the SDK.
+
+    Replaying a history spends most of its time in ``dateutil.parser.parse``; the devhost writes ISO 8601 with a
+    ``Z`` suffix, which ``fromisoformat`` reads identically on Python 3.11+, so replays get about five times faster.
+    """
+    module = sys.modules.get("azure.durable_functions.models.history.HistoryEvent")
+    if module is None:
+        import importlib
+
+        module = importlib.import_module("azure.durable_functions.models.history.HistoryEvent")
+    import datetime as dt
+
+    module.dt_parse = dt.datetime.fromisoformat  # type: ignore[attr-defined]
+
+
+class HostOptions:
+    """How the devhost runs; every limit has a default and a CLI flag or environment variable."""
+
+    def __init__(
+        self,
+        *,
+        app_dir: str | Path = ".",
+        db: str = ".devhost/state.sqlite",
+        host: str = "127.0.0.1",
+        port: int = 7071,
+        serve_http: bool = True,
+        poll_queues: bool = True,
+        run_timers: bool = True,
+        coalesce_ms: float = 5.0,
+    ) -> None:
+        self.app_dir = Path(app_dir)
+        self.db = db
+        self.host = host
+        self.port = port
+        self.serve_http = serve_http
+        self.poll_queues = poll_queues
+        self.run_timers = run_timers
+        self.coalesce_ms = coalesce_ms
+
+
+class DevHost:
+    """Runs one app: ``start()`` then use ``base_url``; ``stop()`` when done."""
+
+    def __init__(self, options: HostOptions, index: FunctionIndex | None = None) -> None:
+        self.options = options
+        self.index = index or load_app(options.app_dir)
+        patch_timestamp_parser()
+        self.store = Store(options.db)
+        self.loop = AsyncLoop("devhost-http")
+        self.port = options.port
+        self.invoker = FunctionInvoker(self.index, lambda: self.base_url)
+        durable = self.index.durable_setting
+        self.workers = WorkerPool(
+            self.index.activities,
+            self._complete,
+            max_concurrency=int(durable("maxConcurrentActivityFunctions", 16)),
+            per_activity=(self.index.host_config.get("devhost") or {}).get("activityConcurrency"),
+        )
+        self.engine = Engine(
+            self.store,
+            self.index.orchestrators,
+            self.workers.submit,
+            coalesce_s=options.coalesce_ms / 1000.0,
+        )
+        self.queues = QueuePoller(self.index, self.run_on_loop, self.invoker.invoke)
+        self.timers = TimerScheduler(self.index, self.run_on_loop, self.invoker.invoke)
+        self._runner: web.AppRunner | None = None
+
+    @property
+    def base_url(self) -> str:
+        return f"http://{self.options.host}:{self.port}"
+
+    def _complete(self, completion: Any) -> None:
+        self.engine.complete(completion)
+
+    def run_on_loop(self, coro: Coroutine[Any, Any, Any]) -> Any:
+        """Run a coroutine on the server loop (where the app's functions and the Durable client live)."""
+        return asyncio.run_coroutine_threadsafe(coro, self.loop.loop)
+
+    def start(self) -> DevHost:
+        if self.options.serve_http:
+            self.run_on_loop(self._start_http()).result()
+        self.engine.start()
+        if self.options.poll_queues:
+            self.queues.start()
+        if self.options.run_timers:
+            self.timers.start()
+        return self
+
+    async def _start_http(self) -> None:
+        durable = DurableApi(self.engine, self.base_url)
+        app = build_web_app(self.index, self.invoker, durable)
+        self._runner = web.AppRunner(app, access_log=None)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, self.options.host, self.port, reuse_address=True)
+        try:
+            await site.start()
+        except OSError as exc:
+            await self._runner.cleanup()
+            if exc.errno == errno.EADDRINUSE:
+                raise AppLoadError(
+                    f"port {self.port} on {self.options.host} is in use: stop the other process or pass --port"
+                ) from exc
+            raise
+        if self.port == 0:
+            sock: socket.socket = site._server.sockets[0]  # type: ignore[union-attr]
+            self.port = sock.getsockname()[1]
+        durable.base_url = self.base_url
+
+    def stop(self) -> None:
+        self.timers.stop()
+        self.queues.stop()
+        self.engine.stop()
+        self.workers.shutdown()
+        if self._runner is not None:
+            self.run_on_loop(self._runner.cleanup()).result(timeout=10)
+        self.loop.stop()
+        self.store.close()
+
+    def __enter__(self) -> DevHost:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    # ---- conveniences for tests and the CLI ------------------------------------------------------------------
+    def start_new(self, name: str, input_value: Any = None, instance_id: str | None = None) -> str:
+        return self.engine.start_new(name, instance_id, None if input_value is None else json.dumps(input_value))
+
+    def status(self, instance_id: str) -> dict[str, Any] | None:
+        inst = self.store.get_instance(instance_id)
+        if inst is None:
+            return None
+        return {
+            "instanceId": inst.id,
+            "name": inst.name,
+            "runtimeStatus": inst.status,
+            "output": json.loads(inst.output) if inst.output else None,
+            "customStatus": json.loads(inst.custom_status) if inst.custom_status else None,
+        }
+
+    def wait_for(self, instance_id: str, timeout: float = 60.0) -> dict[str, Any]:
+        """Block until the instance reaches a terminal state; returns its status. Raises TimeoutError."""
+        inst = self.engine.wait_for(instance_id, timeout)
+        status = self.status(instance_id)
+        if inst is None or status is None or status["runtimeStatus"] not in ("Completed", "Failed", "Terminated"):
+            raise TimeoutError(f"instance {instance_id} did not finish within {timeout}s: {status}")
+        return status

@@ -1,0 +1,265 @@
+// Weft: Durable Functions app on Flex Consumption with keyless access to storage, Key Vault, Azure OpenAI and
+// Application Insights through one user-assigned identity. Deployed with `azd up` (see docs/operations.md).
+targetScope = 'subscription'
+
+@minLength(1)
+@maxLength(64)
+@description('azd environment name; part of every resource name and the azd-env-name tag.')
+param environmentName string
+
+@minLength(1)
+@description('Azure region for all resources (Azure OpenAI may use openAiLocation instead).')
+param location string
+
+@description('Object id of the user or pipeline principal running azd (AZURE_PRINCIPAL_ID): Key Vault Secrets Officer on the vault and, with the scheduler, DTS dashboard access. Empty to skip.')
+param principalId string = ''
+
+@description('Resource group name; empty for rg-<environmentName>.')
+param resourceGroupName string = ''
+
+@description('Region of the Azure OpenAI account; empty for location. Model and quota availability differ per region.')
+param openAiLocation string = ''
+
+@description('Deployment name the app uses for planning calls (WEFT_LLM_PLANNER_DEPLOYMENT).')
+param plannerDeploymentName string = 'planner'
+
+@description('Model behind the planner deployment.')
+param plannerModelName string = 'gpt-5-mini'
+
+@description('Version of the planner model.')
+param plannerModelVersion string = '2025-08-07'
+
+@description('Planner capacity in thousands of tokens per minute.')
+@minValue(1)
+param plannerCapacity int = 50
+
+@description('Deployment name the app uses for worker calls (WEFT_LLM_WORKER_DEPLOYMENT).')
+param workerDeploymentName string = 'worker'
+
+@description('Model behind the worker deployment.')
+param workerModelName string = 'gpt-5-nano'
+
+@description('Version of the worker model.')
+param workerModelVersion string = '2025-08-07'
+
+@description('Worker capacity in thousands of tokens per minute.')
+@minValue(1)
+param workerCapacity int = 100
+
+@description('SKU (deployment type) of both model deployments.')
+@allowed([
+  'GlobalStandard'
+  'DataZoneStandard'
+  'Standard'
+])
+param openAiDeploymentSkuName string = 'GlobalStandard'
+
+@description('Durable task hub name (TASKHUB_NAME); with the scheduler it is also the task hub resource name.')
+@minLength(3)
+@maxLength(45)
+param taskHubName string = 'weft'
+
+@description('Use the Durable Task Scheduler backend instead of Azure Storage for orchestration state.')
+param enableDurableTaskScheduler bool = false
+
+@description('Deploy an Azure Container Apps session pool and run model-written code there (WEFT_SANDBOX_BACKEND=dynamic_sessions).')
+param enableSessionPool bool = false
+
+@description('Memory per function app instance in MB.')
+@allowed([
+  512
+  2048
+  4096
+])
+param instanceMemoryMB int = 2048
+
+@description('Upper bound of function app instances.')
+@minValue(40)
+@maxValue(1000)
+param maximumInstanceCount int = 100
+
+@description('Third-party secrets as Key Vault references: app setting name -> secret name. Add the secret to the vault before the app needs it.')
+param keyVaultSecretSettings object = {}
+
+@description('Days a deleted Key Vault stays recoverable (and, with purge protection, unpurgeable).')
+@minValue(7)
+@maxValue(90)
+param keyVaultSoftDeleteRetentionInDays int = 90
+
+var abbrs = loadJsonContent('abbreviations.json')
+var resourceToken = toLower(uniqueString(subscription().id, environmentName, location))
+var tags = {
+  'azd-env-name': environmentName
+}
+var functionAppName = '${abbrs.webSitesFunctions}${resourceToken}'
+var deploymentContainerName = 'app-package-${take(functionAppName, 32)}-${take(resourceToken, 7)}'
+
+resource rg 'Microsoft.Resources/resourceGroups@2024-03-01' = {
+  name: empty(resourceGroupName) ? '${abbrs.resourcesResourceGroups}${environmentName}' : resourceGroupName
+  location: location
+  tags: tags
+}
+
+module identity 'modules/identity.bicep' = {
+  name: 'identity'
+  scope: rg
+  params: {
+    name: '${abbrs.managedIdentityUserAssignedIdentities}${resourceToken}'
+    location: location
+    tags: tags
+  }
+}
+
+module monitoring 'modules/monitoring.bicep' = {
+  name: 'monitoring'
+  scope: rg
+  params: {
+    logAnalyticsName: '${abbrs.operationalInsightsWorkspaces}${resourceToken}'
+    applicationInsightsName: '${abbrs.insightsComponents}${resourceToken}'
+    location: location
+    tags: tags
+    identityPrincipalId: identity.outputs.principalId
+  }
+}
+
+module storage 'modules/storage.bicep' = {
+  name: 'storage'
+  scope: rg
+  params: {
+    name: '${abbrs.storageStorageAccounts}${resourceToken}'
+    location: location
+    tags: tags
+    deploymentContainerName: deploymentContainerName
+    identityPrincipalId: identity.outputs.principalId
+  }
+}
+
+module keyVault 'modules/keyvault.bicep' = {
+  name: 'keyvault'
+  scope: rg
+  params: {
+    name: '${abbrs.keyVaultVaults}${resourceToken}'
+    location: location
+    tags: tags
+    identityPrincipalId: identity.outputs.principalId
+    deployerPrincipalId: principalId
+    softDeleteRetentionInDays: keyVaultSoftDeleteRetentionInDays
+  }
+}
+
+module openAi 'modules/openai.bicep' = {
+  name: 'openai'
+  scope: rg
+  params: {
+    name: '${abbrs.cognitiveServicesAccounts}${resourceToken}'
+    location: empty(openAiLocation) ? location : openAiLocation
+    tags: tags
+    identityPrincipalId: identity.outputs.principalId
+    planner: {
+      deploymentName: plannerDeploymentName
+      modelName: plannerModelName
+      modelVersion: plannerModelVersion
+      skuName: openAiDeploymentSkuName
+      capacity: plannerCapacity
+    }
+    worker: {
+      deploymentName: workerDeploymentName
+      modelName: workerModelName
+      modelVersion: workerModelVersion
+      skuName: openAiDeploymentSkuName
+      capacity: workerCapacity
+    }
+  }
+}
+
+module durableTaskScheduler 'modules/durable-task-scheduler.bicep' = if (enableDurableTaskScheduler) {
+  name: 'durable-task-scheduler'
+  scope: rg
+  params: {
+    name: '${abbrs.durableTaskSchedulers}${resourceToken}'
+    location: location
+    tags: tags
+    taskHubName: taskHubName
+    identityPrincipalId: identity.outputs.principalId
+    deployerPrincipalId: principalId
+  }
+}
+
+module sessionPool 'modules/session-pool.bicep' = if (enableSessionPool) {
+  name: 'session-pool'
+  scope: rg
+  params: {
+    name: '${abbrs.appContainerAppsSessionPools}${resourceToken}'
+    location: location
+    tags: tags
+    identityPrincipalId: identity.outputs.principalId
+  }
+}
+
+// Settings the app reads (shared/settings.py and the subsystem settings). Non-secret values only; third-party
+// secrets arrive as Key Vault references through keyVaultSecretSettings.
+var baseAppSettings = {
+  TASKHUB_NAME: taskHubName
+  AZURE_OPENAI_ENDPOINT: openAi.outputs.endpoint
+  WEFT_LLM_PLANNER_DEPLOYMENT: openAi.outputs.plannerDeploymentName
+  WEFT_LLM_WORKER_DEPLOYMENT: openAi.outputs.workerDeploymentName
+  KEY_VAULT_URL: keyVault.outputs.uri
+  WEFT_BLOB_ACCOUNT_URL: storage.outputs.blobEndpoint
+  WEFT_SANDBOX_BACKEND: enableSessionPool ? 'dynamic_sessions' : 'local'
+}
+
+var sessionPoolSettings = {
+  WEFT_SESSION_POOL_ENDPOINT: sessionPool.outputs.poolManagementEndpoint
+}
+
+// host.json keeps the Azure Storage provider; these AzureFunctionsJobHost__ overrides switch the same host.json to the
+// scheduler ("azureManaged") when it is enabled, so one code package serves both backends.
+var durableTaskSchedulerSettings = {
+  DURABLE_TASK_SCHEDULER_CONNECTION_STRING: 'Endpoint=${durableTaskScheduler.outputs.endpoint};Authentication=ManagedIdentity;ClientID=${identity.outputs.clientId}'
+  AzureFunctionsJobHost__extensions__durableTask__storageProvider__type: 'azureManaged'
+  AzureFunctionsJobHost__extensions__durableTask__storageProvider__connectionStringName: 'DURABLE_TASK_SCHEDULER_CONNECTION_STRING'
+}
+
+module functionApp 'modules/function-app.bicep' = {
+  name: 'function-app'
+  scope: rg
+  params: {
+    name: functionAppName
+    planName: '${abbrs.webServerFarms}${resourceToken}'
+    location: location
+    tags: tags
+    identityId: identity.outputs.id
+    identityClientId: identity.outputs.clientId
+    storageAccountName: storage.outputs.name
+    storageBlobEndpoint: storage.outputs.blobEndpoint
+    deploymentContainerName: storage.outputs.deploymentContainerName
+    applicationInsightsName: monitoring.outputs.applicationInsightsName
+    keyVaultName: keyVault.outputs.name
+    instanceMemoryMB: instanceMemoryMB
+    maximumInstanceCount: maximumInstanceCount
+    keyVaultSecretSettings: keyVaultSecretSettings
+    appSettings: union(baseAppSettings, enableSessionPool ? sessionPoolSettings : {}, enableDurableTaskScheduler ? durableTaskSchedulerSettings : {})
+  }
+}
+
+// Names and endpoints only: azd writes these to .azure/<env>/.env. No keys, connection strings or secrets.
+output AZURE_LOCATION string = location
+output AZURE_TENANT_ID string = tenant().tenantId
+output AZURE_RESOURCE_GROUP string = rg.name
+output AZURE_FUNCTION_APP_NAME string = functionApp.outputs.name
+output AZURE_FUNCTION_APP_URL string = 'https://${functionApp.outputs.defaultHostName}'
+output AZURE_USER_ASSIGNED_IDENTITY_NAME string = identity.outputs.name
+output AZURE_STORAGE_ACCOUNT_NAME string = storage.outputs.name
+output AZURE_STORAGE_BLOB_ENDPOINT string = storage.outputs.blobEndpoint
+output AZURE_KEY_VAULT_NAME string = keyVault.outputs.name
+output AZURE_KEY_VAULT_ENDPOINT string = keyVault.outputs.uri
+output AZURE_OPENAI_NAME string = openAi.outputs.name
+output AZURE_OPENAI_ENDPOINT string = openAi.outputs.endpoint
+output AZURE_OPENAI_PLANNER_DEPLOYMENT string = openAi.outputs.plannerDeploymentName
+output AZURE_OPENAI_WORKER_DEPLOYMENT string = openAi.outputs.workerDeploymentName
+output APPLICATIONINSIGHTS_NAME string = monitoring.outputs.applicationInsightsName
+output LOG_ANALYTICS_WORKSPACE_NAME string = monitoring.outputs.logAnalyticsName
+output TASKHUB_NAME string = taskHubName
+output DURABLE_TASK_SCHEDULER_ENDPOINT string = enableDurableTaskScheduler ? durableTaskScheduler.outputs.endpoint : ''
+output DURABLE_TASK_SCHEDULER_DASHBOARD_URL string = enableDurableTaskScheduler ? durableTaskScheduler.outputs.dashboardUrl : ''
+output AZURE_SESSION_POOL_ENDPOINT string = enableSessionPool ? sessionPool.outputs.poolManagementEndpoint : ''

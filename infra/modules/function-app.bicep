@@ -1,0 +1,215 @@
+// Flex Consumption plan + Python function app running as the user-assigned identity.
+// Host storage, deployment storage, Application Insights and Key Vault references all use that identity.
+
+@description('Name of the function app.')
+param name string
+
+@description('Name of the Flex Consumption plan.')
+param planName string
+
+@description('Azure region.')
+param location string
+
+@description('Tags applied to the plan and the app (the app adds azd-service-name).')
+param tags object
+
+@description('Resource id of the user-assigned identity.')
+param identityId string
+
+@description('Client id of the user-assigned identity.')
+param identityClientId string
+
+@description('Name of the host storage account (AzureWebJobsStorage).')
+param storageAccountName string
+
+@description('Blob endpoint of the storage account, ending in a slash.')
+param storageBlobEndpoint string
+
+@description('Blob container holding the deployment package.')
+param deploymentContainerName string
+
+@description('Name of the Application Insights component.')
+param applicationInsightsName string
+
+@description('Name of the Key Vault that third-party secret references point to.')
+param keyVaultName string
+
+@description('Application settings the app reads (non-secret values only).')
+param appSettings object
+
+@description('Third-party secrets as Key Vault references: app setting name -> secret name in the vault.')
+param keyVaultSecretSettings object = {}
+
+@description('Python version of the Flex Consumption runtime.')
+@allowed([
+  '3.11'
+  '3.12'
+])
+param pythonVersion string = '3.11'
+
+@description('Memory per instance in MB.')
+@allowed([
+  512
+  2048
+  4096
+])
+param instanceMemoryMB int = 2048
+
+@description('Upper bound of instances the app scales out to.')
+@minValue(40)
+@maxValue(1000)
+param maximumInstanceCount int = 100
+
+@description('Always-ready instances for the durable trigger group (orchestrator, activity and entity triggers). One keeps orchestrations from waiting on a cold start of the group.')
+@minValue(0)
+param durableAlwaysReadyInstances int = 1
+
+@description('Concurrent HTTP requests per instance.')
+@minValue(1)
+@maxValue(1000)
+param httpPerInstanceConcurrency int = 16
+
+resource applicationInsights 'Microsoft.Insights/components@2020-02-02' existing = {
+  name: applicationInsightsName
+}
+
+resource plan 'Microsoft.Web/serverfarms@2024-04-01' = {
+  name: planName
+  location: location
+  tags: tags
+  kind: 'functionapp'
+  // checkov:skip=CKV_AZURE_225:Zone redundancy on Flex Consumption is limited to some regions and fails the deployment elsewhere; opt in per environment where the region supports it.
+  sku: {
+    name: 'FC1'
+    tier: 'FlexConsumption'
+  }
+  properties: {
+    reserved: true
+  }
+}
+
+// Platform settings. AzureWebJobsStorage__accountName is one setting for blob, queue and table in the public cloud
+// (the templates list per-service URIs instead; those are only needed for private endpoints or sovereign clouds).
+// FUNCTIONS_WORKER_RUNTIME and FUNCTIONS_EXTENSION_VERSION must not be set on Flex Consumption: functionAppConfig
+// carries the runtime.
+var platformSettings = [
+  {
+    name: 'AzureWebJobsStorage__accountName'
+    value: storageAccountName
+  }
+  {
+    name: 'AzureWebJobsStorage__credential'
+    value: 'managedidentity'
+  }
+  {
+    name: 'AzureWebJobsStorage__clientId'
+    value: identityClientId
+  }
+  {
+    name: 'AZURE_CLIENT_ID'
+    value: identityClientId
+  }
+  {
+    name: 'APPLICATIONINSIGHTS_CONNECTION_STRING'
+    value: applicationInsights.properties.ConnectionString
+  }
+  {
+    name: 'APPLICATIONINSIGHTS_AUTHENTICATION_STRING'
+    value: 'ClientId=${identityClientId};Authorization=AAD'
+  }
+]
+
+var customSettings = [for setting in items(appSettings): {
+  name: setting.key
+  value: setting.value
+}]
+
+// Unversioned references: the platform picks up a rotated secret within 24 hours.
+var secretReferenceSettings = [for setting in items(keyVaultSecretSettings): {
+  name: setting.key
+  value: '@Microsoft.KeyVault(VaultName=${keyVaultName};SecretName=${setting.value})'
+}]
+
+resource site 'Microsoft.Web/sites@2024-04-01' = {
+  name: name
+  location: location
+  tags: union(tags, {
+    'azd-service-name': 'api'
+  })
+  kind: 'functionapp,linux'
+  identity: {
+    type: 'UserAssigned'
+    userAssignedIdentities: {
+      '${identityId}': {}
+    }
+  }
+  // checkov:skip=CKV_AZURE_222:HTTP starters must be reachable by callers; there is no VNet/private endpoint option in this deployment. Function keys guard the routes.
+  // checkov:skip=CKV_AZURE_17:Client certificates (mTLS) would break ordinary HTTP callers of the starter endpoints; they authenticate with function keys.
+  // checkov:skip=CKV_AZURE_212:Flex Consumption has no fixed worker count; instances come from scaleAndConcurrency (always-ready durable group, maximumInstanceCount).
+  // checkov:skip=CKV_AZURE_213:The app has no HTTP health route to probe and Flex Consumption scales to zero; host health shows in Application Insights.
+  properties: {
+    serverFarmId: plan.id
+    httpsOnly: true
+    keyVaultReferenceIdentity: identityId
+    functionAppConfig: {
+      deployment: {
+        storage: {
+          type: 'blobContainer'
+          value: '${storageBlobEndpoint}${deploymentContainerName}'
+          authentication: {
+            type: 'UserAssignedIdentity'
+            userAssignedIdentityResourceId: identityId
+          }
+        }
+      }
+      runtime: {
+        name: 'python'
+        version: pythonVersion
+      }
+      scaleAndConcurrency: {
+        instanceMemoryMB: instanceMemoryMB
+        maximumInstanceCount: maximumInstanceCount
+        alwaysReady: [
+          {
+            name: 'durable'
+            instanceCount: durableAlwaysReadyInstances
+          }
+        ]
+        triggers: {
+          http: {
+            perInstanceConcurrency: httpPerInstanceConcurrency
+          }
+        }
+      }
+    }
+    siteConfig: {
+      minTlsVersion: '1.2'
+      scmMinTlsVersion: '1.2'
+      ftpsState: 'Disabled'
+      http20Enabled: true
+      // Whole-collection PUT: a setting missing here is removed by the next provision.
+      appSettings: concat(platformSettings, customSettings, secretReferenceSettings)
+    }
+  }
+}
+
+// No basic (user name/password) publishing: azd deploys to the blob container with Entra ID.
+resource ftpCredentials 'Microsoft.Web/sites/basicPublishingCredentialsPolicies@2024-04-01' = {
+  parent: site
+  name: 'ftp'
+  properties: {
+    allow: false
+  }
+}
+
+resource scmCredentials 'Microsoft.Web/sites/basicPublishingCredentialsPolicies@2024-04-01' = {
+  parent: site
+  name: 'scm'
+  properties: {
+    allow: false
+  }
+}
+
+output name string = site.name
+output id string = site.id
+output defaultHostName string = site.properties.defaultHostName
