@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib
+import importlib.util
 import json
 import os
 import re
@@ -10,6 +11,7 @@ import sys
 from collections.abc import Callable, MutableMapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 __all__ = ["AppLoadError", "FunctionEntry", "FunctionIndex", "HttpRoute", "load_app", "load_settings"]
@@ -164,17 +166,47 @@ def _entry(function: Any) -> FunctionEntry:
     )
 
 
+_LOADED: dict[Path, FunctionIndex] = {}
+
+
+def _import_app_module(path: Path, module: str) -> ModuleType:
+    """Import the app's module; a second app in the same process gets a unique module name."""
+    existing = sys.modules.get(module)
+    name = module
+    if existing is not None and Path(getattr(existing, "__file__", "") or "").resolve() != path:
+        name = f"{module}_{abs(hash(str(path)))}"
+    if name in sys.modules:
+        return sys.modules[name]
+    spec = importlib.util.spec_from_file_location(name, path)
+    if spec is None or spec.loader is None:
+        raise AppLoadError(f"cannot import {path}")
+    mod = importlib.util.module_from_spec(spec)
+    sys.modules[name] = mod
+    try:
+        spec.loader.exec_module(mod)
+    except BaseException:
+        sys.modules.pop(name, None)
+        raise
+    return mod
+
+
 def load_app(app_dir: str | Path = ".", module: str = "function_app") -> FunctionIndex:
-    """Load settings, import ``module`` from ``app_dir`` and index its functions (``get_functions()`` once)."""
+    """Load settings, import ``module`` from ``app_dir`` and index its functions.
+
+    The SDK allows ``get_functions()`` once per app object, so the index is cached per app folder.
+    """
     app_dir = Path(app_dir).resolve()
-    if not (app_dir / f"{module}.py").exists():
+    if app_dir in _LOADED:
+        return _LOADED[app_dir]
+    path = app_dir / f"{module}.py"
+    if not path.exists():
         raise AppLoadError(f"no {module}.py in {app_dir}: run the devhost from the app's folder or pass --app-dir")
     load_settings(app_dir)
     index = FunctionIndex(app_dir=app_dir, host_config=_host_config(app_dir))
     if str(app_dir) not in sys.path:
         sys.path.insert(0, str(app_dir))
     try:
-        mod = importlib.import_module(module)
+        mod = _import_app_module(path, module)
     except Exception as exc:
         raise AppLoadError(f"importing {module}.py failed: {type(exc).__name__}: {exc}") from exc
     app = getattr(mod, "app", None)
@@ -202,4 +234,5 @@ def load_app(app_dir: str | Path = ".", module: str = "function_app") -> Functio
             index.activities[name] = entry
     # Literal routes win over parameterised ones, as in ASP.NET routing.
     index.routes.sort(key=lambda r: (r.template.count("{"), -len(r.template)))
+    _LOADED[app_dir] = index
     return index

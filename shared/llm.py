@@ -33,8 +33,9 @@ Errors — the mapping from SDK exceptions to :mod:`shared.errors` leaves lives 
 - connection failures, timeouts and 5xx → ``UpstreamUnavailable``; 400/422 → ``InvalidRequest``;
   401/403/404 and exhausted quota → ``NotConfigured`` (not retried);
 - a reply that cannot be used (invalid JSON, schema mismatch, unparseable tool arguments, empty, truncated) →
-  ``ModelBehaviorError`` whose message is written to be shown to the model in a repair round
-  (see the ``repair`` prompt); operators get a log line without the content.
+  :class:`UnusableReply`, a ``ModelBehaviorError`` whose message is written to be shown to the model in a repair
+  round (see the ``repair`` prompt) and which carries the call's ``usage`` so the spent tokens still count;
+  operators get a log line without the content.
 
 Nothing here logs prompts, replies, tokens or keys. No client or credential is built at import time, and this module
 does not import ``openai`` or ``azure.identity`` (the providers module does, when a model is built).
@@ -50,7 +51,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, Protocol, runtime_checkable
 
-from shared.errors import NotConfigured, UpstreamUnavailable
+from shared.errors import ModelBehaviorError, NotConfigured, UpstreamUnavailable
 from shared.settings import env_float, env_int, env_str
 
 if TYPE_CHECKING:
@@ -70,6 +71,7 @@ __all__ = [
     "Role",
     "ToolCall",
     "ToolSchema",
+    "UnusableReply",
     "Usage",
     "build_chat_model",
     "load_prompt",
@@ -93,6 +95,18 @@ LLM_NOT_CONFIGURED_MESSAGE = (
 """Body text for the 503 returned when :func:`build_chat_model` gives ``None``."""
 
 _PROVIDERS = ("azure_openai", "openai_compatible", "none")
+
+
+class UnusableReply(ModelBehaviorError):
+    """A reply that could not be used, with the tokens it cost (they count towards the run's usage).
+
+    ``message`` is addressed to the model, for a repair round (see the ``repair`` prompt).
+    """
+
+    def __init__(self, message: str, *, usage: Usage, deployment: str) -> None:
+        super().__init__(message)
+        self.usage = usage
+        self.deployment = deployment
 
 
 class ModelThrottled(UpstreamUnavailable):
@@ -299,7 +313,8 @@ class ChatModel(Protocol):
     ) -> ChatResult:
         """Send one chat completion request to the ``role``'s deployment and return the decoded reply.
 
-        Raises ``ModelBehaviorError`` (unusable reply; the message is fit for a repair round),
+        Raises ``UnusableReply`` (a ``ModelBehaviorError`` carrying the call's usage; the message is fit for a
+        repair round),
         ``ModelThrottled``/``UpstreamUnavailable`` (retryable), ``InvalidRequest`` or ``NotConfigured``.
         """
         ...
@@ -322,8 +337,8 @@ class LlmSettings:
     """Deployment (Azure) or model name (compatible servers) for the planner role (LLM_PLANNER_DEPLOYMENT)."""
     worker_deployment: str = ""
     """Deployment or model name for the worker role (LLM_WORKER_DEPLOYMENT; defaults to the planner's)."""
-    api_key: str = ""
-    """Key for an OpenAI-compatible server (LLM_API_KEY). Never logged."""
+    api_key: str = field(default="", repr=False)
+    """Key for an OpenAI-compatible server (LLM_API_KEY). Kept out of ``repr``; never logged."""
     api_key_secret_name: str = ""
     """Key Vault secret holding that key (LLM_API_KEY_SECRET_NAME); wins over LLM_API_KEY."""
     client_id: str = ""

@@ -6,10 +6,12 @@ credential and the name of the output-token cap. See :mod:`shared.llm` for why A
 
 from __future__ import annotations
 
+import email.utils
 import json
 import logging
 import math
 import re
+import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -29,6 +31,7 @@ from shared.llm import (
     Role,
     ToolCall,
     ToolSchema,
+    UnusableReply,
     Usage,
 )
 
@@ -39,8 +42,11 @@ __all__ = [
     "COGNITIVE_SERVICES_SCOPE",
     "ChatCompletionsModel",
     "azure_openai_model",
+    "azure_v1_base_url",
+    "decode_json_reply",
     "openai_compatible_model",
     "parse_completion",
+    "retry_after_seconds",
     "translate_error",
 ]
 
@@ -102,7 +108,19 @@ class ChatCompletionsModel:
                 raise
             _log.warning("llm call failed: role=%s deployment=%s error=%s", role, deployment, error.code)
             raise error from exc
-        result = parse_completion(completion, role=role, deployment=deployment, response_format=response_format)
+        try:
+            result = parse_completion(completion, role=role, deployment=deployment, response_format=response_format)
+        except ModelBehaviorError as exc:
+            usage = _usage(completion)
+            _log.warning(
+                "llm reply unusable: role=%s deployment=%s finish_reason=%s prompt_tokens=%d completion_tokens=%d",
+                role,
+                deployment,
+                completion.choices[0].finish_reason if completion.choices else None,
+                usage.prompt_tokens,
+                usage.completion_tokens,
+            )
+            raise UnusableReply(exc.message, usage=usage, deployment=deployment) from None
         _log.info(
             "llm call: role=%s deployment=%s model=%s prompt_tokens=%d completion_tokens=%d cached_tokens=%d",
             role,
@@ -119,18 +137,16 @@ class ChatCompletionsModel:
         self._client.close()
 
 
-def azure_openai_model(
-    settings: LlmSettings, credential: TokenCredential, *, http_client: httpx2.Client | None = None
-) -> ChatCompletionsModel:
+def azure_openai_model(settings: LlmSettings, credential: TokenCredential) -> ChatCompletionsModel:
     """Azure OpenAI through the v1 API with an Entra token provider (Managed Identity in Azure)."""
     from azure.identity import get_bearer_token_provider
 
     client = openai.OpenAI(
-        base_url=_azure_v1_base_url(settings.azure_openai_endpoint),
+        base_url=azure_v1_base_url(settings.azure_openai_endpoint),
         api_key=get_bearer_token_provider(credential, COGNITIVE_SERVICES_SCOPE),
         max_retries=settings.max_retries,
         timeout=httpx2.Timeout(settings.timeout_seconds, connect=_CONNECT_TIMEOUT_SECONDS),
-        http_client=http_client or _http_client(settings.max_retry_wait_seconds),
+        http_client=_http_client(settings.max_retry_wait_seconds),
     )
     return ChatCompletionsModel(
         client,
@@ -141,9 +157,7 @@ def azure_openai_model(
     )
 
 
-def openai_compatible_model(
-    settings: LlmSettings, api_key: str | Callable[[], str], *, http_client: httpx2.Client | None = None
-) -> ChatCompletionsModel:
+def openai_compatible_model(settings: LlmSettings, api_key: str | Callable[[], str]) -> ChatCompletionsModel:
     """Any OpenAI-compatible Chat Completions server at ``settings.base_url``.
 
     ``api_key`` may be a callable (e.g. a cached Key Vault lookup); the SDK calls it before every request.
@@ -154,7 +168,7 @@ def openai_compatible_model(
         api_key=api_key,
         max_retries=settings.max_retries,
         timeout=httpx2.Timeout(settings.timeout_seconds, connect=_CONNECT_TIMEOUT_SECONDS),
-        http_client=http_client or _http_client(settings.max_retry_wait_seconds),
+        http_client=_http_client(settings.max_retry_wait_seconds),
     )
     return ChatCompletionsModel(
         client,
@@ -165,7 +179,8 @@ def openai_compatible_model(
     )
 
 
-def _azure_v1_base_url(endpoint: str) -> str:
+def azure_v1_base_url(endpoint: str) -> str:
+    """The v1 API base URL for a resource endpoint; a trailing ``/``, ``/openai`` or ``/openai/v1`` is accepted."""
     root = endpoint.strip().rstrip("/")
     for suffix in ("/openai/v1", "/openai"):
         if root.endswith(suffix):
@@ -174,22 +189,35 @@ def _azure_v1_base_url(endpoint: str) -> str:
 
 
 def _http_client(max_retry_wait_seconds: float) -> httpx2.Client:
-    """The SDK's default HTTP client plus a hook that refuses in-call retries after a long ``retry-after``.
+    """The SDK's default HTTP client plus a hook that vetoes in-call retries that cannot help soon.
 
-    The SDK would otherwise sleep up to two minutes inside the activity; marking such a response
-    ``x-should-retry: false`` (a header the SDK obeys) makes the call fail at once so the orchestrator retries durably.
+    The SDK would otherwise sleep up to two minutes inside the activity on a long ``retry-after``, and retry a 429
+    that means "quota exhausted". Marking such a response ``x-should-retry: false`` (a header the SDK obeys) makes
+    the call fail at once: long throttling is then retried durably by the orchestrator, exhausted quota not at all.
     """
 
-    def defer_long_waits(response: httpx2.Response) -> None:
+    def veto_pointless_retries(response: httpx2.Response) -> None:
         wait = retry_after_seconds(response.headers)
-        if wait is not None and wait > max_retry_wait_seconds:
+        if (wait is not None and wait > max_retry_wait_seconds) or _is_quota_exhausted(response):
             response.headers["x-should-retry"] = "false"
 
-    return openai.DefaultHttpxClient(event_hooks={"response": [defer_long_waits]})
+    return openai.DefaultHttpxClient(event_hooks={"response": [veto_pointless_retries]})
+
+
+def _is_quota_exhausted(response: httpx2.Response) -> bool:
+    if response.status_code != 429:
+        return False
+    response.read()
+    try:
+        body = response.json()
+    except ValueError:
+        return False
+    error = body.get("error") if isinstance(body, dict) else None
+    return isinstance(error, dict) and error.get("code") == "insufficient_quota"
 
 
 def retry_after_seconds(headers: Mapping[str, str]) -> float | None:
-    """The server's retry hint in seconds from ``retry-after-ms`` or ``retry-after`` (delta-seconds form)."""
+    """The server's retry hint in seconds: ``retry-after-ms``, else ``retry-after`` (seconds or an HTTP date)."""
     for name, divisor in (("retry-after-ms", 1000.0), ("retry-after", 1.0)):
         raw = headers.get(name)
         if raw is None:
@@ -200,7 +228,16 @@ def retry_after_seconds(headers: Mapping[str, str]) -> float | None:
             continue
         if math.isfinite(value) and value >= 0:
             return value
-    return None
+    raw = headers.get("retry-after")
+    if raw is None:
+        return None
+    try:
+        when = email.utils.parsedate_to_datetime(raw)
+    except (TypeError, ValueError):
+        return None
+    if when.tzinfo is None:
+        return None
+    return max(0.0, when.timestamp() - time.time())
 
 
 # ------------------------------------------------------------------------------------------------- error mapping

@@ -108,7 +108,8 @@ class _Cached:
 class KeyVaultSecrets:
     """A :class:`SecretSource` over a Key Vault ``SecretClient``, caching each secret for ``ttl_seconds``.
 
-    Thread-safe; concurrent misses for a secret cause one fetch. ``clock`` is injectable for tests.
+    Thread-safe: concurrent misses for one secret cause one fetch, and a slow fetch of one secret does not hold up
+    reads of others. ``clock`` is injectable for tests.
     """
 
     def __init__(
@@ -118,11 +119,14 @@ class KeyVaultSecrets:
         self._ttl = ttl_seconds
         self._clock = clock
         self._cache: dict[str, _Cached] = {}
-        self._lock = threading.Lock()
+        self._locks: dict[str, threading.Lock] = {}
+        self._locks_guard = threading.Lock()
 
     def get(self, name: str) -> str:
         """The secret's current value, from the cache while it is fresh."""
-        with self._lock:
+        with self._locks_guard:
+            lock = self._locks.setdefault(name, threading.Lock())
+        with lock:
             cached = self._cache.get(name)
             if cached is not None and self._clock() < cached.expires_at:
                 return cached.value
@@ -132,7 +136,7 @@ class KeyVaultSecrets:
 
     def invalidate(self, name: str | None = None) -> None:
         """Forget one cached secret (or all), e.g. after the secret was rejected as stale."""
-        with self._lock:
+        with self._locks_guard:
             if name is None:
                 self._cache.clear()
             else:

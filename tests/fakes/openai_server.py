@@ -173,9 +173,7 @@ class FakeChatCompletionsServer(LoopbackServer):
             "created": 1_767_225_600,
             "model": reply.model or deployment,
             "system_fingerprint": "fp_fake",
-            "choices": [
-                {"index": 0, "message": reply.message, "finish_reason": reply.finish_reason, "logprobs": None}
-            ],
+            "choices": [{"index": 0, "message": reply.message, "finish_reason": reply.finish_reason, "logprobs": None}],
             "usage": {
                 "prompt_tokens": prompt,
                 "completion_tokens": completion,
@@ -224,7 +222,11 @@ def _request_problem(body: Any) -> str | None:
 
 
 def _response_format_problem(response_format: Any) -> str | None:
-    if not isinstance(response_format, dict) or response_format.get("type") not in {"text", "json_object", "json_schema"}:
+    if not isinstance(response_format, dict) or response_format.get("type") not in {
+        "text",
+        "json_object",
+        "json_schema",
+    }:
         return "response_format.type must be one of text, json_object, json_schema"
     if response_format["type"] != "json_schema":
         return None

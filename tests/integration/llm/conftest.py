@@ -10,6 +10,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+from azure.keyvault.secrets import SecretClient
 
 from shared.llm import LlmSettings, build_chat_model
 from shared.llm_providers import COGNITIVE_SERVICES_SCOPE, ChatCompletionsModel
@@ -127,7 +128,7 @@ def vault(identity: FakeManagedIdentityEndpoint, tls: LoopbackTls) -> Iterator[F
 
 
 @pytest.fixture
-def secret_client(vault: FakeKeyVault, tls: LoopbackTls) -> Iterator[object]:
+def secret_client(vault: FakeKeyVault, tls: LoopbackTls) -> Iterator[SecretClient]:
     """A real ``SecretClient`` for the fake vault (trusting the test CA; the challenge names vault.azure.net, not
     127.0.0.1, so resource verification is off; no SDK retries so failures surface at once)."""
     settings = SecretsSettings.from_env({"KEY_VAULT_URL": vault.vault_url, "AZURE_CLIENT_ID": CLIENT_ID})

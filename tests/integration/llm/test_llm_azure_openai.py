@@ -13,6 +13,7 @@ from shared.llm import (
     LlmSettings,
     ModelThrottled,
     ToolSchema,
+    UnusableReply,
     Usage,
     build_chat_model,
     render_prompt,
@@ -78,9 +79,7 @@ def test_roles_hit_their_own_deployments_with_the_managed_identity_token(
 
 
 def test_default_credential_uses_the_system_assigned_identity(system_identity: FakeManagedIdentityEndpoint) -> None:
-    with FakeChatCompletionsServer(
-        bearer=system_identity.token_for(COGNITIVE), deployments={"gpt-4o"}
-    ) as server:
+    with FakeChatCompletionsServer(bearer=system_identity.token_for(COGNITIVE), deployments={"gpt-4o"}) as server:
         server.script(Reply.text("hi"))
         settings = LlmSettings.from_env(
             {"AZURE_OPENAI_ENDPOINT": f"{server.endpoint}/", "LLM_PLANNER_DEPLOYMENT": "gpt-4o"}
@@ -284,6 +283,9 @@ def test_an_unusable_plan_is_a_model_behavior_error_worded_for_a_repair_round(
     with pytest.raises(ModelBehaviorError) as raised:
         azure_model.complete(ASK, response_format=PLAN_FORMAT)
 
+    assert isinstance(raised.value, UnusableReply)
+    assert raised.value.usage == Usage(prompt_tokens=11, completion_tokens=7)  # the failed call still counts
+    assert raised.value.deployment == "weft-planner"
     assert fragment in raised.value.message
     assert "`plan`" in raised.value.message
     assert not is_retryable(raised.value)
@@ -305,24 +307,26 @@ def test_an_unreachable_endpoint_is_upstream_unavailable(
 ) -> None:
     with FakeChatCompletionsServer(bearer="x", deployments={"weft-planner"}) as gone:
         dead_endpoint = gone.endpoint
-    model = build_chat_model(
-        LlmSettings.from_env(azure_env(AZURE_OPENAI_ENDPOINT=dead_endpoint, LLM_MAX_RETRIES="0"))
-    )
-    assert model is not None
+    model = build_chat_model(LlmSettings.from_env(azure_env(AZURE_OPENAI_ENDPOINT=dead_endpoint, LLM_MAX_RETRIES="0")))
+    assert isinstance(model, ChatCompletionsModel)
 
     with pytest.raises(UpstreamUnavailable, match="could not be reached") as raised:
         model.complete(ASK)
 
+    model.close()
     assert is_retryable(raised.value)
 
 
 def test_a_missing_managed_identity_is_a_configuration_error(
-    identity: FakeManagedIdentityEndpoint, azure_openai: FakeChatCompletionsServer, azure_env: Callable[..., dict[str, str]]
+    identity: FakeManagedIdentityEndpoint,
+    azure_openai: FakeChatCompletionsServer,
+    azure_env: Callable[..., dict[str, str]],
 ) -> None:
     model = build_chat_model(LlmSettings.from_env(azure_env(AZURE_CLIENT_ID="11111111-2222-3333-4444-555555555555")))
-    assert model is not None
+    assert isinstance(model, ChatCompletionsModel)
 
     with pytest.raises(NotConfigured, match="No Azure credential is available"):
         model.complete(ASK)
 
+    model.close()
     assert azure_openai.chat_requests == []

@@ -1,0 +1,1 @@
+"""Triggers and activities: a few lines each, parsing a DTO and calling one function of the core."""

@@ -1,0 +1,239 @@
+"""The engine against every Durable feature, driving the real azure-functions-durable executor."""
+
+from __future__ import annotations
+
+import json
+import time
+
+import pytest
+
+from devhost.engine import Engine, OrchestratorNotFound
+from devhost.host import DevHost
+from tests.unit.devhost.conftest import make_host
+
+
+def run(host: DevHost, name: str, value: object = None, timeout: float = 30.0) -> dict:
+    return host.wait_for(host.start_new(name, value), timeout)
+
+
+def test_sequence_with_custom_status(host: DevHost) -> None:
+    status = run(host, "sequence")
+    assert status["runtimeStatus"] == "Completed"
+    assert status["output"] == [4, 16, 9]
+    assert status["customStatus"] == {"step": 2}
+
+
+def test_fan_out_fan_in(host: DevHost) -> None:
+    status = run(host, "fan_out", {"n": 50})
+    assert status["output"] == sum(i * i for i in range(50))
+
+
+def test_async_activities_run_on_the_event_loop(host: DevHost) -> None:
+    started = time.perf_counter()
+    status = run(host, "fan_out", {"n": 10, "ms": 100, "async": True})
+    assert status["output"] == 45
+    assert time.perf_counter() - started < 0.9, "ten 100 ms async activities must overlap"
+
+
+def test_activity_failures_are_caught_by_the_orchestrator(host: DevHost) -> None:
+    status = run(host, "catch_failure")
+    assert status["runtimeStatus"] == "Completed"
+    first, second = status["output"]
+    assert first.startswith("RuntimeError: boom") and first.strip().endswith("-a attempt 1")
+    assert second.startswith("RuntimeError: boom") and second.strip().endswith("-b attempt 1")
+
+
+@pytest.mark.parametrize(
+    ("attempts", "fail_times", "plain", "expected_prefixes"),
+    [
+        pytest.param(3, [2], 0, ["-0 ok after 3"], id="succeeds-on-third-attempt"),
+        pytest.param(3, [2, 0, 1], 3, ["-0 ok after 3", "-1 ok after 1", "-2 ok after 2"], id="parallel-mix"),
+        pytest.param(4, [3, 1, 2, 0, 3], 5, ["-0 ok after 4", "-1 ok after 2", "-2 ok after 3", "-3 ok after 1",
+                                             "-4 ok after 4"], id="wide-mix-with-plain-tasks"),
+    ],
+)
+def test_call_activity_with_retry(host: DevHost, attempts: int, fail_times: list[int], plain: int,
+                                  expected_prefixes: list[str]) -> None:
+    status = run(host, "retrying", {"attempts": attempts, "fail_times": fail_times, "plain": plain})
+    assert status["runtimeStatus"] == "Completed", status
+    output = status["output"]
+    retried, squares = output[: len(fail_times)], output[len(fail_times):]
+    assert [r.split(status["instanceId"])[1] for r in retried] == expected_prefixes
+    assert squares == [i * i for i in range(plain)]
+
+
+def test_exhausted_retries_raise_in_the_orchestrator(host: DevHost) -> None:
+    status = run(host, "retrying", {"attempts": 2, "fail_times": [5]})
+    assert status["runtimeStatus"] == "Completed"
+    assert status["output"]["error"].strip().endswith("attempt 2")
+
+
+def test_retry_interval_is_honoured(host: DevHost) -> None:
+    started = time.perf_counter()
+    status = run(host, "retrying", {"attempts": 3, "fail_times": [2], "interval_ms": 200})
+    assert status["runtimeStatus"] == "Completed"
+    assert time.perf_counter() - started >= 0.4
+
+
+def test_durable_timer(host: DevHost) -> None:
+    started = time.perf_counter()
+    status = run(host, "timer_then_value", 0.3)
+    assert status["output"] == "fired"
+    assert time.perf_counter() - started >= 0.25
+
+
+def test_external_event_beats_the_timeout_timer(host: DevHost) -> None:
+    instance_id = host.start_new("approval", 30)
+    assert host.engine.wait_idle(5)
+    assert host.engine.raise_event(instance_id, "Approve", json.dumps({"by": "ann"}))
+    status = host.wait_for(instance_id, 10)
+    assert status["output"] == {"approved": {"by": "ann"}}
+
+
+def test_timeout_timer_beats_a_missing_event(host: DevHost) -> None:
+    status = run(host, "approval", 0.3)
+    assert status["output"] == {"approved": None, "timed_out": True}
+
+
+def test_events_raised_before_the_wait_are_delivered(host: DevHost) -> None:
+    instance_id = host.start_new("two_events")
+    host.engine.raise_event(instance_id, "Second", json.dumps(2))
+    host.engine.raise_event(instance_id, "First", json.dumps(1))
+    status = host.wait_for(instance_id, 10)
+    assert status["output"] == [1, 2]
+
+
+def test_sub_orchestrations_complete_and_fail(host: DevHost) -> None:
+    status = run(host, "parent")
+    assert status["output"]["child"] == [4, 16, 9]
+    assert "child failure" in status["output"]["crashed"]
+    child = host.status(f"{status['instanceId']}-child")
+    assert child is not None and child["runtimeStatus"] == "Completed"
+
+
+def test_orchestrator_exception_fails_the_instance(host: DevHost) -> None:
+    status = run(host, "crashes")
+    assert status["runtimeStatus"] == "Failed"
+    assert status["output"] == "orchestrator blew up"
+
+
+def test_continue_as_new_keeps_history_short(host: DevHost) -> None:
+    status = run(host, "counter", {"i": 0, "limit": 6})
+    assert status["output"] == {"done": 6}
+    history = [json.loads(e) for e in host.store.load_history(status["instanceId"])]
+    assert len(history) < 12
+    assert host.store.get_instance(status["instanceId"]).generation == 5
+
+
+def test_terminate(host: DevHost) -> None:
+    instance_id = host.start_new("two_events")
+    assert host.engine.terminate(instance_id, "operator said stop")
+    status = host.wait_for(instance_id, 10)
+    assert status["runtimeStatus"] == "Terminated"
+    assert status["output"] == "operator said stop"
+    assert not host.engine.raise_event(instance_id, "First", "1"), "a finished instance takes no events"
+
+
+def test_suspend_holds_events_until_resume(host: DevHost) -> None:
+    instance_id = host.start_new("two_events")
+    host.engine.wait_idle(5)
+    assert host.engine.suspend(instance_id, "hold")
+    host.engine.raise_event(instance_id, "First", "1")
+    host.engine.raise_event(instance_id, "Second", "2")
+    host.engine.wait_idle(5)
+    assert host.status(instance_id)["runtimeStatus"] == "Suspended"
+    assert host.engine.resume(instance_id, "go")
+    assert host.wait_for(instance_id, 10)["output"] == [1, 2]
+
+
+def test_nondeterminism_is_detected(host: DevHost) -> None:
+    status = run(host, "nondeterministic")
+    assert status["runtimeStatus"] == "Failed"
+    assert "Non-deterministic orchestrator detected" in status["output"]
+    assert "'square'" in status["output"] and "'sleep_ms'" in status["output"]
+
+
+def test_unsupported_actions_fail_clearly(host: DevHost) -> None:
+    status = run(host, "uses_entity")
+    assert status["runtimeStatus"] == "Failed"
+    assert "does not support durable entities" in status["output"]
+
+
+def test_unknown_orchestrator_is_refused(host: DevHost) -> None:
+    with pytest.raises(OrchestratorNotFound):
+        host.engine.start_new("no_such_orchestrator")
+
+
+def test_duplicate_live_instance_id_is_refused(host: DevHost) -> None:
+    host.start_new("two_events", instance_id="same-id")
+    with pytest.raises(FileExistsError):
+        host.start_new("two_events", instance_id="same-id")
+
+
+def test_wide_fan_out_is_replayed_a_few_times_not_once_per_completion(host: DevHost) -> None:
+    before = host.engine.episodes
+    status = run(host, "fan_out", {"n": 1000}, timeout=60)
+    assert status["output"] == sum(i * i for i in range(1000))
+    assert host.engine.episodes - before < 100
+
+
+def test_purge_removes_finished_instances(host: DevHost) -> None:
+    status = run(host, "sequence")
+    assert host.store.purge([status["instanceId"]]) == 1
+    assert host.status(status["instanceId"]) is None
+
+
+def test_work_in_flight_is_rerun_after_a_restart(tmp_path) -> None:
+    db = str(tmp_path / "state.sqlite")
+    marker = tmp_path / "done.txt"
+    first = make_host(db).start()
+    instance_id = first.start_new("slow_steps", {"n": 4, "ms": 400, "path": str(marker)})
+    time.sleep(0.1)  # the activities are running now; stop the host without letting them report
+    first.engine.stop()
+    first.workers.shutdown()
+    first.store.close()
+    second = make_host(db).start()
+    try:
+        status = second.wait_for(instance_id, 20)
+    finally:
+        second.stop()
+    assert status["runtimeStatus"] == "Completed"
+    assert status["output"] == 0 + 1 + 2 + 3
+    assert marker.read_text().count("x") == 1
+
+
+def test_engine_is_usable_without_the_host(tmp_path) -> None:
+    """The engine only needs a store, orchestrator handles and a dispatch function."""
+    from devhost.store import Store
+
+    store = Store(":memory:")
+    seen = []
+    engine = Engine(store, {"noop": lambda ctx: json.dumps({"isDone": True, "actions": [], "output": 7})},
+                    seen.append)
+    engine.start()
+    try:
+        instance_id = engine.start_new("noop")
+        inst = engine.wait_for(instance_id, 5)
+    finally:
+        engine.stop()
+    assert inst is not None and inst.status == "Completed" and json.loads(inst.output) == 7
+    assert seen == []
+
+
+@pytest.mark.parametrize("seed", range(8), ids=lambda s: f"seed-{s}")
+def test_randomised_retries_and_failures_keep_task_ids_in_step(host: DevHost, seed: int) -> None:
+    """Retries allocate hidden task ids; a random mix must still resolve every task to its own result."""
+    import random
+
+    rng = random.Random(seed)
+    attempts = rng.randint(2, 4)
+    fail_times = [rng.randint(0, attempts - 1) for _ in range(rng.randint(3, 12))]
+    plain = rng.randint(0, 10)
+    status = run(host, "retrying", {"attempts": attempts, "fail_times": fail_times, "plain": plain,
+                                    "interval_ms": rng.choice([1, 5, 20])})
+    assert status["runtimeStatus"] == "Completed", status
+    output = status["output"]
+    assert [r.split(status["instanceId"])[1] for r in output[: len(fail_times)]] == [
+        f"-{i} ok after {f + 1}" for i, f in enumerate(fail_times)
+    ]
+    assert output[len(fail_times):] == [i * i for i in range(plain)]

@@ -1,0 +1,60 @@
+"""Prompts are data files in shared/prompts, loaded by name and filled by placeholder."""
+
+from __future__ import annotations
+
+import pytest
+
+from shared.llm import load_prompt, render_prompt
+
+PLACEHOLDERS = {
+    "planner_plan": {"tools": "T", "max_steps": "8"},
+    "planner_code": {"tool_stubs": "S", "allowed_modules": "asyncio, json", "max_tool_calls": "20"},
+    "answer": {},
+    "repair": {"error": "E"},
+}
+
+
+@pytest.mark.parametrize("name", sorted(PLACEHOLDERS), ids=sorted(PLACEHOLDERS))
+def test_each_prompt_renders_with_exactly_its_placeholders(name: str) -> None:
+    rendered = render_prompt(name, **PLACEHOLDERS[name])
+
+    assert "{{" not in rendered
+    assert all(value in rendered for value in PLACEHOLDERS[name].values())
+
+
+def test_rendering_substitutes_values_verbatim_once() -> None:
+    rendered = render_prompt("repair", error="Your reply was not valid JSON {{tools}} $x")
+
+    assert "Your reply was not valid JSON {{tools}} $x" in rendered
+
+
+def test_the_plan_prompt_explains_references_between_steps() -> None:
+    text = load_prompt("planner_plan")
+
+    assert '{"$ref": "<step id>"}' in text
+    assert "depends_on" in text
+
+
+@pytest.mark.parametrize(
+    ("values", "fragment"),
+    [
+        pytest.param({"tools": "T"}, "missing ['max_steps']", id="missing"),
+        pytest.param({"tools": "T", "max_steps": "8", "tool": "x"}, "unknown ['tool']", id="unknown"),
+    ],
+)
+def test_placeholders_must_match_exactly(values: dict[str, str], fragment: str) -> None:
+    with pytest.raises(ValueError, match=fragment.replace("[", r"\[").replace("]", r"\]")):
+        render_prompt("planner_plan", **values)
+
+
+@pytest.mark.parametrize(
+    ("name", "fragment"),
+    [
+        pytest.param("../settings", "lowercase identifiers", id="path-traversal"),
+        pytest.param("Planner_Plan", "lowercase identifiers", id="uppercase"),
+        pytest.param("planner_sql", "no prompt named 'planner_sql'; available: answer, planner_code", id="unknown"),
+    ],
+)
+def test_only_prompt_files_can_be_loaded(name: str, fragment: str) -> None:
+    with pytest.raises(ValueError, match=fragment):
+        load_prompt(name)
