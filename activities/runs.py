@@ -18,7 +18,8 @@ async def start_fan_out(req: func.HttpRequest, client: df.DurableOrchestrationCl
     except ValueError:
         payload = None
     if not isinstance(payload, dict) or not isinstance(payload.get("items"), list):
-        body = {"code": "invalid_request", "message": "body must be a JSON object with a list 'items'", "field": "items"}
+        body = {"code": "invalid_request", "message": "body must be a JSON object with a list 'items'",
+                "field": "items"}
         return func.HttpResponse(json.dumps(body), status_code=400, mimetype="application/json")
     instance_id = await client.start_new("fan_out", None, payload)
     return client.create_check_status_response(req, instance_id)

@@ -14,7 +14,7 @@ from tests.support import ROOT, devhost_env
 
 
 def devhost(*args: str, input_text: str | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "devhost", *args], cwd=ROOT, env=devhost_env(),
+    return subprocess.run([sys.executable, "-m", "devhost", *args], cwd=ROOT, env=devhost_env(), check=False,
                           capture_output=True, text=True, input=input_text, timeout=120)
 
 

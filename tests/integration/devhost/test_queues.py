@@ -30,7 +30,7 @@ def queue(azurite: Azurite, name: str) -> QueueClient:
                                               message_decode_policy=TextBase64DecodePolicy())
 
 
-def wait_until(predicate, timeout: float = 30.0):  # noqa: ANN001, ANN201
+def wait_until(predicate, timeout: float = 30.0):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         value = predicate()
