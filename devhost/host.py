@@ -17,7 +17,7 @@ from aiohttp import web
 from devhost.durable_api import DurableApi
 from devhost.engine import Engine
 from devhost.index import AppLoadError, FunctionIndex, load_app
-from devhost.queues import QueuePoller
+from devhost.queues import QueueOptions, QueuePoller, send_messages
 from devhost.server import FunctionInvoker, build_web_app
 from devhost.store import Store
 from devhost.timers import TimerScheduler
@@ -79,7 +79,12 @@ class DevHost:
         self.store = Store(options.db)
         self.loop = AsyncLoop("devhost-http")
         self.port = options.port
-        self.invoker = FunctionInvoker(self.index, lambda: self.base_url)
+        encoding = QueueOptions.from_host(self.index.host_config).message_encoding
+        self.invoker = FunctionInvoker(
+            self.index,
+            lambda: self.base_url,
+            lambda conn, queue, texts: send_messages(conn, queue, texts, encoding),
+        )
         durable = self.index.durable_setting
         self.workers = WorkerPool(
             self.index.activities,

@@ -32,6 +32,8 @@ class FunctionEntry:
     fn: Callable[..., Any]
     client_params: list[str] = field(default_factory=list)
     wants_context: bool = False
+    queue_outputs: list[tuple[str, str, str]] = field(default_factory=list)
+    """``(parameter, queue name, connection setting)`` for each queue output binding."""
 
 
 @dataclass
@@ -151,7 +153,13 @@ def _entry(function: Any) -> FunctionEntry:
     trigger = function.get_trigger()
     trigger_type = trigger.get_binding_name() if trigger is not None else "none"
     fn = function.get_user_function()
-    clients = [b.name for b in function.get_bindings() if b.get_dict_repr().get("type") == "durableClient"]
+    bindings = [b.get_dict_repr() for b in function.get_bindings()]
+    clients = [b["name"] for b in bindings if b.get("type") == "durableClient"]
+    outputs = [
+        (b["name"], b["queueName"], b.get("connection") or "AzureWebJobsStorage")
+        for b in bindings
+        if b.get("type") == "queue" and str(getattr(b.get("direction"), "name", b.get("direction"))).upper() == "OUT"
+    ]
     target = getattr(fn, "client_function", fn)
     code = getattr(target, "__code__", None)
     params = code.co_varnames[: code.co_argcount + code.co_kwonlyargcount] if code is not None else ()
@@ -162,6 +170,7 @@ def _entry(function: Any) -> FunctionEntry:
         trigger_param=trigger.name if trigger is not None else "",
         fn=fn,
         client_params=clients,
+        queue_outputs=outputs,
         wants_context="context" in params and trigger is not None and trigger.name != "context",
     )
 

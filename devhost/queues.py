@@ -170,6 +170,18 @@ class QueuePoller:
         return True
 
 
+def send_messages(connection_setting: str, queue_name: str, texts: list[str], encoding: str = "base64") -> None:
+    """Queue output binding: send each text to the queue, encoded as the queue trigger expects."""
+    conn = os.environ.get(connection_setting) or os.environ.get(f"{connection_setting}__connectionString")
+    if not conn:
+        raise RuntimeError(f"queue output {queue_name!r}: app setting {connection_setting} is not set")
+    client = QueueClient.from_connection_string(conn, queue_name)
+    with contextlib.suppress(ResourceExistsError):
+        client.create_queue()
+    for text in texts:
+        client.send_message(encode_queue_body(text) if encoding == "base64" else text)
+
+
 def _azurite_up() -> bool:
     import socket
 

@@ -24,23 +24,58 @@ __all__ = ["FunctionInvoker", "build_web_app"]
 log = logging.getLogger(__name__)
 
 
+class OutBinding(func.Out):
+    """The value a function sets on an output binding (the worker's ``Out``)."""
+
+    def __init__(self) -> None:
+        self._value: Any = None
+
+    def set(self, val: Any) -> None:
+        self._value = val
+
+    def get(self) -> Any:
+        return self._value
+
+
 class FunctionInvoker:
     """Calls app functions as the Python worker does: bindings as keyword arguments, coroutines awaited."""
 
-    def __init__(self, index: FunctionIndex, base_url: Callable[[], str]) -> None:
+    def __init__(
+        self,
+        index: FunctionIndex,
+        base_url: Callable[[], str],
+        send_to_queue: Callable[[str, str, list[str]], None] | None = None,
+    ) -> None:
         self.index = index
         self._base_url = base_url
+        self._send_to_queue = send_to_queue
 
     async def invoke(self, entry: FunctionEntry, trigger_value: Any) -> Any:
         kwargs: dict[str, Any] = {entry.trigger_param: trigger_value}
         for param in entry.client_params:
             kwargs[param] = client_binding(self._base_url(), self.index.task_hub)
+        outputs = {param: OutBinding() for param, _, _ in entry.queue_outputs}
+        kwargs.update(outputs)
         if entry.wants_context:
             kwargs["context"] = InvocationContext(entry.name, str(uuid.uuid4()), str(self.index.app_dir))
         if inspect.iscoroutinefunction(entry.fn):
-            return await entry.fn(**kwargs)
-        loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(None, lambda: entry.fn(**kwargs))
+            result = await entry.fn(**kwargs)
+        else:
+            loop = asyncio.get_running_loop()
+            result = await loop.run_in_executor(None, lambda: entry.fn(**kwargs))
+        for param, queue_name, connection in entry.queue_outputs:
+            value = outputs[param].get()
+            if value is None:
+                continue
+            if self._send_to_queue is None:
+                raise RuntimeError(f"{entry.name}: queue output {queue_name!r} needs storage (AzureWebJobsStorage)")
+            messages = value if isinstance(value, list) else [value]
+            texts = [
+                m.decode() if isinstance(m, bytes) else m if isinstance(m, str) else json.dumps(m) for m in messages
+            ]
+            loop = asyncio.get_running_loop()
+            await loop.run_in_executor(None, self._send_to_queue, connection, queue_name, texts)
+        return result
 
 
 def _to_response(result: Any) -> web.Response:
@@ -129,7 +164,3 @@ def decode_queue_body(raw: str, encoding: str) -> bytes:
         return base64.b64decode(raw, validate=True)
     except ValueError as exc:
         raise ValueError("queue message is not valid base64 (host.json messageEncoding is base64)") from exc
-
-
-def json_error(status: int, message: str) -> web.Response:
-    return web.Response(status=status, text=json.dumps({"error": message}), content_type="application/json")

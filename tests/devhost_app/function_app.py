@@ -244,3 +244,10 @@ def boom(req: func.HttpRequest) -> func.HttpResponse:
 async def queue_start(msg: func.QueueMessage, client) -> None:
     payload = json.loads(msg.get_body())  # raises on a malformed message: the message is retried, then poisoned
     await client.start_new("fan_out", payload.get("id"), payload)
+
+
+@app.route(route="enqueue", methods=["POST"])
+@app.queue_output(arg_name="out", queue_name="devhost-jobs", connection="AzureWebJobsStorage")
+def enqueue(req: func.HttpRequest, out: func.Out[str]) -> func.HttpResponse:
+    out.set(req.get_body().decode())
+    return func.HttpResponse(status_code=202)

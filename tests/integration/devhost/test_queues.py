@@ -61,3 +61,15 @@ def test_malformed_message_ends_in_the_poison_queue(azurite: Azurite, queued_dev
     messages = wait_until(lambda: list(poison.peek_messages(max_messages=5)) or None)
     assert [m.content for m in messages] == ["this is not json"]
     assert "MaxDequeueCount" in queued_devhost.log()
+
+
+def test_queue_output_binding_feeds_the_queue_trigger(queued_devhost: DevhostProcess) -> None:
+    status, _, _ = http("POST", queued_devhost.base_url + "/api/enqueue", {"id": "via-output", "n": 4})
+    assert status == 202
+    url = queued_devhost.base_url + "/runtime/webhooks/durabletask/instances/via-output"
+
+    def completed() -> dict | None:
+        code, _, body = http("GET", url)
+        return body if code == 200 else None
+
+    assert wait_until(completed)["output"] == 0 + 1 + 4 + 9
