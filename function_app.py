@@ -3,11 +3,17 @@
 import azure.durable_functions as df
 import azure.functions as func
 
-from activities.items import bp as items_bp
-from activities.runs import bp as runs_bp
-from orchestrations.fan_out import bp as fan_out_bp
+from activities.catalog_api import bp as catalog_api
+from activities.runs_api import bp as runs_api
+from activities.runs_queue import bp as runs_queue
+from activities.tools import bp as tool_activities
+from orchestrations.run import bp as run_orchestrator
+from orchestrations.steps import bp as step_orchestrator
 
 app = df.DFApp(http_auth_level=func.AuthLevel.FUNCTION)
-app.register_functions(runs_bp)
-app.register_functions(items_bp)
-app.register_functions(fan_out_bp)
+app.register_functions(runs_api)
+app.register_functions(runs_queue)
+app.register_functions(catalog_api)
+app.register_functions(run_orchestrator)
+app.register_functions(step_orchestrator)
+app.register_functions(tool_activities)

@@ -1,0 +1,43 @@
+"""Tool activities: describe the tools a plan uses, and call one tool."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import azure.durable_functions as df
+
+from shared.models import Plan
+from shared.plan import resolve_refs
+from shared.runtime import get_runtime
+from shared.steps import RetryableToolError, StepCall
+
+bp = df.Blueprint()
+
+
+@bp.activity_trigger(input_name="plan")
+def prepare_plan(plan: dict[str, Any]) -> dict[str, Any]:
+    """The specs of the tools the plan names (unknown names are left out) and the fan-out width."""
+    runtime = get_runtime()
+    names = {step.tool for step in Plan.model_validate(plan).steps}
+    specs = {name: runtime.catalog.get(name).spec.model_dump(mode="json") for name in names if name in runtime.catalog}
+    return {"specs": specs, "max_fan_out": runtime.settings.max_fan_out}
+
+
+@bp.activity_trigger(input_name="request")
+async def call_tool(request: dict[str, Any]) -> dict[str, Any]:
+    """Run one tool call; raise only for retryable failures so Durable retries them."""
+    runtime = get_runtime()
+    step = StepCall.model_validate(request)
+    call = step.call
+    if step.offloaded:
+        loaded = await asyncio.gather(
+            *(asyncio.to_thread(runtime.payloads.get, ref) for ref in step.offloaded.values())
+        )
+        call = call.model_copy(update={"args": resolve_refs(call.args, dict(zip(step.offloaded, loaded, strict=True)))})
+    result = await runtime.executor.execute(call)
+    if not result.ok and result.error is not None and result.error.retryable:
+        raise RetryableToolError(result.error)
+    if result.blob_ref and isinstance(result.value, str):
+        result.value = result.value[: runtime.settings.payloads.preview_bytes]
+    return result.model_dump(mode="json")

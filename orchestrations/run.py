@@ -1,0 +1,48 @@
+"""The ``run`` orchestrator: one entry for every mode; plan mode runs a DAG of tool calls level by level."""
+
+from __future__ import annotations
+
+from collections.abc import Generator
+from typing import Any
+
+import azure.durable_functions as df
+
+from orchestrations.steps import execute_wide
+from shared.models import ErrorInfo, RunRequest, RunResult, RunStatus, ToolSpec
+from shared.plan_run import PlanRun
+
+bp = df.Blueprint()
+
+
+@bp.orchestration_trigger(context_name="context")
+def run(context: df.DurableOrchestrationContext) -> Generator[Any, Any, dict[str, Any]]:
+    """Input: a :class:`RunRequest` (validated by the trigger). Output: a :class:`RunResult`."""
+    request = RunRequest.model_validate(context.get_input())
+    if request.mode == "plan":
+        result = yield from run_plan(context, request)
+    else:
+        result = RunResult(
+            run_id=context.instance_id, mode=request.mode, status=RunStatus.FAILED,
+            errors=[ErrorInfo(code="not_configured", message=f"mode {request.mode!r} is not available", field="mode")],
+        )
+    context.set_custom_status({"stage": "done", "status": result.status.value})
+    return result.model_dump(mode="json")
+
+
+def run_plan(context: df.DurableOrchestrationContext, request: RunRequest) -> Generator[Any, Any, RunResult]:
+    started = context.current_utc_datetime
+    assert request.plan is not None
+    context.set_custom_status({"stage": "validating", "mode": "plan"})
+    prepared = yield context.call_activity("prepare_plan", request.plan.model_dump(mode="json"))
+    specs = {name: ToolSpec.model_validate(spec) for name, spec in prepared["specs"].items()}
+    progress = PlanRun(context.instance_id, request.plan, specs, request.options, started)
+    for index, level in enumerate(progress.levels):
+        calls = progress.prepare(level, context.current_utc_datetime)
+        context.set_custom_status(progress.status_payload(context.current_utc_datetime))
+        if not calls:
+            continue
+        outcomes = yield from execute_wide(
+            context, calls, int(prepared["max_fan_out"]), f"{context.instance_id}:level{index}"
+        )
+        progress.record(outcomes, context.current_utc_datetime)
+    return progress.result(context.current_utc_datetime)

@@ -1,0 +1,146 @@
+"""Payload store: results too large to travel inline through Durable history go here and are passed by reference.
+
+Azure Storage queue messages carry at most 45 KB and the Durable Task Scheduler 1 MiB, so large tool results are
+written to Blob Storage (Azurite locally) or, with no storage configured, to a local folder; the orchestrator keeps
+a small reference. References are opaque strings: ``blob:<container>/<name>`` or ``file:<name>``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+from shared.settings import env_int, env_str
+
+__all__ = ["BlobPayloadStore", "LocalPayloadStore", "PayloadSettings", "PayloadStore", "build_payload_store"]
+
+
+class PayloadStore(Protocol):
+    """Stores JSON values by content; returns references that any instance of the app can read back."""
+
+    def put(self, value: Any, *, prefix: str) -> str: ...
+
+    def get(self, ref: str) -> Any: ...
+
+
+def _encode(value: Any) -> tuple[bytes, str]:
+    data = json.dumps(value, separators=(",", ":"), ensure_ascii=False, default=str).encode()
+    return data, hashlib.sha256(data).hexdigest()
+
+
+def _safe_prefix(prefix: str) -> str:
+    return "".join(c if c.isalnum() or c in "-_" else "_" for c in prefix)[:100] or "payload"
+
+
+class LocalPayloadStore:
+    """A folder on local disk: for the devhost and single-machine runs."""
+
+    def __init__(self, root: str | Path) -> None:
+        self.root = Path(root)
+
+    def put(self, value: Any, *, prefix: str) -> str:
+        data, digest = _encode(value)
+        name = f"{_safe_prefix(prefix)}/{digest}.json"
+        path = self.root / name
+        if not path.exists():
+            path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = path.with_suffix(".tmp")
+            tmp.write_bytes(data)
+            os.replace(tmp, path)
+        return f"file:{name}"
+
+    def get(self, ref: str) -> Any:
+        if not ref.startswith("file:"):
+            raise ValueError(f"not a local payload reference: {ref!r}")
+        name = ref.removeprefix("file:")
+        path = (self.root / name).resolve()
+        if self.root.resolve() not in path.parents:
+            raise ValueError(f"payload reference escapes the store: {ref!r}")
+        return json.loads(path.read_bytes())
+
+
+class BlobPayloadStore:
+    """A Blob Storage container (``azure-storage-blob`` ``ContainerClient``), created on first use."""
+
+    def __init__(self, container: Any) -> None:
+        self.container = container
+        self._created = False
+
+    def _ensure(self) -> None:
+        if self._created:
+            return
+        from azure.core.exceptions import ResourceExistsError
+
+        with contextlib.suppress(ResourceExistsError):
+            self.container.create_container()
+        self._created = True
+
+    def put(self, value: Any, *, prefix: str) -> str:
+        from azure.core.exceptions import ResourceExistsError
+
+        self._ensure()
+        data, digest = _encode(value)
+        name = f"{_safe_prefix(prefix)}/{digest}.json"
+        with contextlib.suppress(ResourceExistsError):  # content-addressed: the same bytes are already there
+            self.container.upload_blob(name, data, overwrite=False)
+        return f"blob:{self.container.container_name}/{name}"
+
+    def get(self, ref: str) -> Any:
+        container, _, name = ref.removeprefix("blob:").partition("/")
+        if not ref.startswith("blob:") or container != self.container.container_name:
+            raise ValueError(f"not a payload reference of this store: {ref!r}")
+        return json.loads(self.container.download_blob(name).readall())
+
+
+@dataclass(frozen=True)
+class PayloadSettings:
+    """Where large payloads go and from what size."""
+
+    inline_max_bytes: int = 16 * 1024
+    """Results up to this many bytes of JSON travel inline (WEFT_PAYLOAD_INLINE_MAX_BYTES)."""
+    preview_bytes: int = 512
+    """Characters of an offloaded result kept inline as a preview (WEFT_PAYLOAD_PREVIEW_BYTES)."""
+    connection_string: str = ""
+    """Storage connection string, e.g. Azurite's (WEFT_PAYLOAD_CONNECTION_STRING)."""
+    account_url: str = ""
+    """Blob endpoint reached with the managed identity (WEFT_BLOB_ACCOUNT_URL)."""
+    container: str = "weft-payloads"
+    """Blob container name (WEFT_PAYLOAD_CONTAINER)."""
+    local_dir: str = ".weft-cache/payloads"
+    """Folder used when no storage is configured (WEFT_PAYLOAD_DIR)."""
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> PayloadSettings:
+        env = os.environ if env is None else env
+        return cls(
+            inline_max_bytes=env_int(env, "WEFT_PAYLOAD_INLINE_MAX_BYTES", cls.inline_max_bytes, minimum=256),
+            preview_bytes=env_int(env, "WEFT_PAYLOAD_PREVIEW_BYTES", cls.preview_bytes, minimum=0),
+            connection_string=env_str(env, "WEFT_PAYLOAD_CONNECTION_STRING", cls.connection_string),
+            account_url=env_str(env, "WEFT_BLOB_ACCOUNT_URL", cls.account_url),
+            container=env_str(env, "WEFT_PAYLOAD_CONTAINER", cls.container),
+            local_dir=env_str(env, "WEFT_PAYLOAD_DIR", cls.local_dir),
+        )
+
+
+def build_payload_store(settings: PayloadSettings, credential: Any = None) -> PayloadStore:
+    """Blob Storage when configured (connection string, or account URL + credential), else the local folder."""
+    if settings.connection_string:
+        from azure.storage.blob import ContainerClient
+
+        return BlobPayloadStore(
+            ContainerClient.from_connection_string(settings.connection_string, settings.container)
+        )
+    if settings.account_url:
+        from azure.identity import DefaultAzureCredential
+        from azure.storage.blob import ContainerClient
+
+        return BlobPayloadStore(
+            ContainerClient(settings.account_url, settings.container, credential=credential or DefaultAzureCredential())
+        )
+    return LocalPayloadStore(settings.local_dir)

@@ -1,0 +1,114 @@
+"""What the run triggers need from the core: admitting a request, naming its instance, and presenting a run.
+
+The HTTP and queue triggers stay a few lines each by calling these; nothing here knows about Azure Functions.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from datetime import datetime
+from typing import Any
+
+from shared.errors import InvalidRequest, NotConfigured, PlanInvalid
+from shared.models import RunRequest, parse_run_request, validate_request
+from shared.plan import check_plan
+from shared.runtime import Runtime
+
+__all__ = [
+    "RUN_ORCHESTRATOR",
+    "RUN_STATUSES",
+    "admit_run_request",
+    "durable_statuses_for",
+    "run_instance_id",
+    "run_view",
+]
+
+RUN_ORCHESTRATOR = "run"
+RUN_STATUSES = ("pending", "running", "completed", "completed_with_errors", "failed", "canceled")
+_KEY_SAFE = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+AVAILABLE_MODES = ("plan",)
+
+
+def admit_run_request(body: bytes | str | dict[str, Any], runtime: Runtime) -> RunRequest:
+    """Parse and check a run request as far as can be told before starting it; raises :class:`InvalidRequest`
+    (HTTP 400, naming the field) or :class:`NotConfigured` (HTTP 503)."""
+    if isinstance(body, bytes | str) and not body:
+        raise InvalidRequest("the body must be a JSON run request", field="body")
+    size = len(body) if isinstance(body, bytes | str) else 0
+    limit = runtime.settings.limits.max_plan_bytes + 64 * 1024
+    if size > limit:
+        raise InvalidRequest(f"the body may be at most {limit} bytes, it is {size}", field="body")
+    request = parse_run_request(body)
+    validate_request(request, runtime.settings.limits)
+    if request.mode not in AVAILABLE_MODES:
+        raise NotConfigured(f"mode {request.mode!r} is not available in this deployment", field="mode")
+    if request.plan is not None:
+        problems, _ = check_plan(request.plan, runtime.catalog)
+        if problems:
+            shown = "; ".join(f"{p.field}: {p.message}" for p in problems[:10])
+            raise PlanInvalid(shown, field=problems[0].field)
+    return request
+
+
+def run_instance_id(idempotency_key: str | None, fallback: str | None = None) -> str | None:
+    """The orchestration instance id for a request: derived from its idempotency key, so the same key always
+    names the same run; else ``fallback`` (e.g. a queue message id); else ``None`` (a fresh id)."""
+    if idempotency_key:
+        if _KEY_SAFE.match(idempotency_key):
+            return f"run-{idempotency_key}"
+        return "run-" + hashlib.sha256(idempotency_key.encode()).hexdigest()[:40]
+    return fallback
+
+
+def durable_statuses_for(status: str) -> list[str]:
+    """Durable runtime statuses that may hold runs with our ``status`` (finer filtering happens on output)."""
+    return {
+        "pending": ["Pending"],
+        "running": ["Running", "Pending", "Suspended"],
+        "completed": ["Completed"],
+        "completed_with_errors": ["Completed"],
+        "failed": ["Completed", "Failed"],
+        "canceled": ["Terminated", "Canceled"],
+    }[status]
+
+
+def run_view(
+    instance_id: str,
+    runtime_status: str | None,
+    custom_status: Any,
+    output: Any,
+    created: datetime | None,
+    updated: datetime | None,
+) -> dict[str, Any]:
+    """A run as callers see it: ``{id, status, stage, progress, result, errors, created_at, updated_at}``."""
+    view: dict[str, Any] = {
+        "id": instance_id,
+        "status": "pending",
+        "stage": None,
+        "progress": None,
+        "result": None,
+        "errors": [],
+        "created_at": created.isoformat() if created else None,
+        "updated_at": updated.isoformat() if updated else None,
+    }
+    custom = custom_status if isinstance(custom_status, dict) else {}
+    view["stage"] = custom.get("stage")
+    if "done" in custom and "total" in custom:
+        view["progress"] = {"done": custom["done"], "total": custom["total"], "failed": custom.get("failed", 0),
+                            "elapsed_ms": custom.get("elapsed_ms")}
+    if runtime_status in ("Pending", None):
+        view["status"] = "pending"
+    elif runtime_status in ("Running", "Suspended", "ContinuedAsNew"):
+        view["status"] = "running"
+    elif runtime_status == "Completed" and isinstance(output, dict):
+        view["status"] = output.get("status", "completed")
+        view["result"] = output
+        view["errors"] = output.get("errors", [])
+    elif runtime_status == "Terminated":
+        view["status"] = "canceled"
+        view["errors"] = [{"code": "canceled", "message": str(output or "canceled"), "field": None}]
+    else:
+        view["status"] = "failed"
+        view["errors"] = [{"code": "orchestration_failed", "message": str(output), "field": None}]
+    return view

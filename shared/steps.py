@@ -1,0 +1,89 @@
+"""Pure helpers shared by the run orchestrators and the ``call_tool`` activity.
+
+Durable passes only a message string when an activity raises, so a retryable tool failure travels as an exception
+whose message carries the :class:`~shared.models.ErrorInfo` JSON between markers; the orchestrator reads it back
+after the last retry. Everything here is deterministic: it runs inside orchestrators too.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from shared.models import ErrorInfo, RetryPolicy, ToolCall, ToolResult
+
+__all__ = [
+    "ERROR_END",
+    "ERROR_START",
+    "RetryableToolError",
+    "StepCall",
+    "StepOutcome",
+    "error_from_failure",
+    "offloaded",
+    "offloaded_ref",
+]
+
+ERROR_START = "<<weft-error>>"
+ERROR_END = "<</weft-error>>"
+_ERROR = re.compile(re.escape(ERROR_START) + r"(.*?)" + re.escape(ERROR_END), re.DOTALL)
+_BLOB_KEY = "$weft_payload"
+
+
+class RetryableToolError(Exception):
+    """Raised by the ``call_tool`` activity so Durable retries the call; the message carries the error JSON."""
+
+    def __init__(self, error: ErrorInfo) -> None:
+        super().__init__(f"{ERROR_START}{error.model_dump_json()}{ERROR_END} {error.message}")
+        self.error = error
+
+
+def error_from_failure(text: str) -> ErrorInfo:
+    """The :class:`ErrorInfo` inside a failed activity's message, or a generic one built from the text."""
+    match = _ERROR.search(text or "")
+    if match:
+        try:
+            return ErrorInfo.model_validate_json(match.group(1))
+        except ValueError:
+            pass
+    first_line = (text or "activity failed").strip().splitlines()[0][:2000]
+    return ErrorInfo(code="activity_failed", message=first_line, retryable=False)
+
+
+class StepCall(BaseModel):
+    """Input of the ``call_tool`` activity: the call plus what the activity must finish before running it."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    call: ToolCall
+    """The tool call; arguments resolved except references into offloaded results."""
+    offloaded: dict[str, str] = Field(default_factory=dict)
+    """Step id → payload reference, for ``$ref``s the orchestrator could not resolve (results stored in Blob)."""
+    retry: RetryPolicy = Field(default_factory=RetryPolicy)
+    """The tool's retry policy (applied by the orchestrator through Durable retries)."""
+
+
+class StepOutcome(BaseModel):
+    """What the orchestrator learned about one call: its result and how many attempts it took."""
+
+    step_id: str
+    result: ToolResult
+    attempts: int = 1
+
+
+def offloaded(ref: str) -> dict[str, str]:
+    """The placeholder an orchestrator keeps in place of a result stored outside the history."""
+    return {_BLOB_KEY: ref}
+
+
+def offloaded_ref(value: Any) -> str | None:
+    """The payload reference if ``value`` is an :func:`offloaded` placeholder."""
+    if isinstance(value, dict) and len(value) == 1 and isinstance(value.get(_BLOB_KEY), str):
+        return value[_BLOB_KEY]
+    return None
+
+
+def json_size(value: Any) -> int:
+    return len(json.dumps(value, separators=(",", ":"), ensure_ascii=False, default=str).encode())
