@@ -20,7 +20,7 @@ param resourceGroupName string = ''
 @description('Region of the Azure OpenAI account; empty for location. Model and quota availability differ per region.')
 param openAiLocation string = ''
 
-@description('Deployment name the app uses for planning calls (WEFT_LLM_PLANNER_DEPLOYMENT).')
+@description('Deployment name the app uses for planning calls (LLM_PLANNER_DEPLOYMENT).')
 param plannerDeploymentName string = 'planner'
 
 @description('Model behind the planner deployment.')
@@ -33,7 +33,7 @@ param plannerModelVersion string = '2025-08-07'
 @minValue(1)
 param plannerCapacity int = 50
 
-@description('Deployment name the app uses for worker calls (WEFT_LLM_WORKER_DEPLOYMENT).')
+@description('Deployment name the app uses for worker calls (LLM_WORKER_DEPLOYMENT).')
 param workerDeploymentName string = 'worker'
 
 @description('Model behind the worker deployment.')
@@ -74,12 +74,15 @@ param enableSessionPool bool = false
 param instanceMemoryMB int = 2048
 
 @description('Upper bound of function app instances.')
-@minValue(40)
+@minValue(1)
 @maxValue(1000)
 param maximumInstanceCount int = 100
 
 @description('Third-party secrets as Key Vault references: app setting name -> secret name. Add the secret to the vault before the app needs it.')
 param keyVaultSecretSettings object = {}
+
+@description('Extra app settings, e.g. the optional tuning knobs listed in docs/operations.md. Settings made in the portal are removed by the next provision, so keep them here. Names this template sets win; do not repeat the AzureWebJobsStorage__*, AZURE_CLIENT_ID or APPLICATIONINSIGHTS_* names.')
+param additionalAppSettings object = {}
 
 @description('Days a deleted Key Vault stays recoverable (and, with purge protection, unpurgeable).')
 @minValue(7)
@@ -93,6 +96,8 @@ var tags = {
 }
 var functionAppName = '${abbrs.webSitesFunctions}${resourceToken}'
 var deploymentContainerName = 'app-package-${take(functionAppName, 32)}-${take(resourceToken, 7)}'
+var embeddingCacheContainerName = 'embedding-cache'
+var payloadContainerName = 'weft-payloads'
 
 resource rg 'Microsoft.Resources/resourceGroups@2024-03-01' = {
   name: empty(resourceGroupName) ? '${abbrs.resourcesResourceGroups}${environmentName}' : resourceGroupName
@@ -130,6 +135,10 @@ module storage 'modules/storage.bicep' = {
     location: location
     tags: tags
     deploymentContainerName: deploymentContainerName
+    appContainerNames: [
+      embeddingCacheContainerName
+      payloadContainerName
+    ]
     identityPrincipalId: identity.outputs.principalId
   }
 }
@@ -201,10 +210,14 @@ module sessionPool 'modules/session-pool.bicep' = if (enableSessionPool) {
 var baseAppSettings = {
   TASKHUB_NAME: taskHubName
   AZURE_OPENAI_ENDPOINT: openAi.outputs.endpoint
-  WEFT_LLM_PLANNER_DEPLOYMENT: openAi.outputs.plannerDeploymentName
-  WEFT_LLM_WORKER_DEPLOYMENT: openAi.outputs.workerDeploymentName
+  LLM_PLANNER_DEPLOYMENT: openAi.outputs.plannerDeploymentName
+  LLM_WORKER_DEPLOYMENT: openAi.outputs.workerDeploymentName
   KEY_VAULT_URL: keyVault.outputs.uri
   WEFT_BLOB_ACCOUNT_URL: storage.outputs.blobEndpoint
+  WEFT_SEARCH_CACHE_CONTAINER: embeddingCacheContainerName
+  WEFT_PAYLOAD_CONTAINER: payloadContainerName
+  // The deployed package is mounted read-only; /tmp is the writable, per-instance scratch disk.
+  WEFT_STATE_DIR: '/tmp/weft'
   WEFT_SANDBOX_BACKEND: enableSessionPool ? 'dynamic_sessions' : 'local'
 }
 
@@ -238,7 +251,7 @@ module functionApp 'modules/function-app.bicep' = {
     instanceMemoryMB: instanceMemoryMB
     maximumInstanceCount: maximumInstanceCount
     keyVaultSecretSettings: keyVaultSecretSettings
-    appSettings: union(baseAppSettings, enableSessionPool ? sessionPoolSettings : {}, enableDurableTaskScheduler ? durableTaskSchedulerSettings : {})
+    appSettings: union(additionalAppSettings, baseAppSettings, enableSessionPool ? sessionPoolSettings : {}, enableDurableTaskScheduler ? durableTaskSchedulerSettings : {})
   }
 }
 

@@ -56,7 +56,7 @@ param pythonVersion string = '3.11'
 param instanceMemoryMB int = 2048
 
 @description('Upper bound of instances the app scales out to.')
-@minValue(40)
+@minValue(1)
 @maxValue(1000)
 param maximumInstanceCount int = 100
 
@@ -146,7 +146,7 @@ resource site 'Microsoft.Web/sites@2024-04-01' = {
   // checkov:skip=CKV_AZURE_222:HTTP starters must be reachable by callers; there is no VNet/private endpoint option in this deployment. Function keys guard the routes.
   // checkov:skip=CKV_AZURE_17:Client certificates (mTLS) would break ordinary HTTP callers of the starter endpoints; they authenticate with function keys.
   // checkov:skip=CKV_AZURE_212:Flex Consumption has no fixed worker count; instances come from scaleAndConcurrency (always-ready durable group, maximumInstanceCount).
-  // checkov:skip=CKV_AZURE_213:The app has no HTTP health route to probe and Flex Consumption scales to zero; host health shows in Application Insights.
+  // checkov:skip=CKV_AZURE_213:The app exposes no health route to probe (its HTTP routes need function keys) and Flex Consumption scales to zero; set siteConfig.healthCheckPath when one exists.
   properties: {
     serverFarmId: plan.id
     httpsOnly: true

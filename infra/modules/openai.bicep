@@ -53,7 +53,7 @@ resource plannerDeployment 'Microsoft.CognitiveServices/accounts/deployments@202
       name: planner.modelName
       version: planner.modelVersion
     }
-    versionUpgradeOption: 'NoAutoUpgrade'
+    versionUpgradeOption: 'OnceCurrentVersionExpired'
   }
 }
 
@@ -74,7 +74,7 @@ resource workerDeployment 'Microsoft.CognitiveServices/accounts/deployments@2024
       name: worker.modelName
       version: worker.modelVersion
     }
-    versionUpgradeOption: 'NoAutoUpgrade'
+    versionUpgradeOption: 'OnceCurrentVersionExpired'
   }
 }
 
