@@ -25,7 +25,9 @@ def run(context: df.DurableOrchestrationContext) -> Generator[Any, Any, dict[str
             run_id=context.instance_id, mode=request.mode, status=RunStatus.FAILED,
             errors=[ErrorInfo(code="not_configured", message=f"mode {request.mode!r} is not available", field="mode")],
         )
-    context.set_custom_status({"stage": "done", "status": result.status.value})
+    finished = sum(s.status in ("succeeded", "failed", "skipped") for s in result.steps)
+    context.set_custom_status({"stage": "done", "status": result.status.value, "done": finished,
+                               "total": len(result.steps), "elapsed_ms": result.elapsed_ms})
     return result.model_dump(mode="json")
 
 

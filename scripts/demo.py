@@ -1,6 +1,6 @@
-"""The main job, locally: start the devhost on the app, submit a job over HTTP, print the completed run.
+"""The main job, locally: start the devhost on the app, submit the demo plan over HTTP, print the completed run.
 
-Uses only embedded defaults: no Azure account, no LLM endpoint, state in a temporary SQLite file.
+Uses only embedded defaults: no Azure account, no LLM endpoint; state in a temporary folder.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
-DEMO_JOB = {"items": ["weft", "durable", "fan-out", 42, "tools"]}
+DEMO_PLAN = ROOT / "examples" / "demo_plan.json"
 
 
 def request(method: str, url: str, body: Any = None) -> tuple[int, Any]:
@@ -37,7 +37,7 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def wait_until_listening(port: int, proc: subprocess.Popen[bytes], timeout: float = 60.0) -> None:
+def wait_until_listening(port: int, proc: subprocess.Popen[bytes], timeout: float = 120.0) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc.poll() is not None:
@@ -49,36 +49,57 @@ def wait_until_listening(port: int, proc: subprocess.Popen[bytes], timeout: floa
     raise SystemExit("demo: the devhost did not start listening in time")
 
 
+def short(value: Any, width: int = 58) -> str:
+    text = json.dumps(value, ensure_ascii=False, default=str) if not isinstance(value, str) else value
+    text = " ".join(text.split())
+    return text if len(text) <= width else text[: width - 1] + "…"
+
+
+def print_run(view: dict[str, Any]) -> None:
+    result = view["result"] or {}
+    print(f"\nrun {view['id']}: {view['status']} in {result.get('elapsed_ms', 0):.0f} ms "
+          f"({len(result.get('steps', []))} steps)")
+    print(f"{'step':<11} {'tool':<19} {'status':<10} {'tries':>5} {'ms':>7}  result")
+    for step in result.get("steps", []):
+        shown = step["result"] if step["status"] == "succeeded" else (step.get("error") or {}).get("message")
+        print(f"{step['step_id']:<11} {step['tool']:<19} {step['status']:<10} {step['attempts']:>5} "
+              f"{step['latency_ms']:>7.1f}  {short(shown)}")
+    table = (result.get("output") or {}).get("table", {})
+    if isinstance(table, dict) and isinstance(table.get("table"), str):
+        print("\n" + table["table"])
+
+
 def main() -> int:
     port = int(os.environ.get("WEFT_DEMO_PORT") or free_port())
-    state = Path(tempfile.mkdtemp(prefix="weft-demo-")) / "state.sqlite"
-    env = dict(os.environ, PYTHONPATH=str(ROOT), AzureWebJobsStorage="")
-    log = open(state.with_suffix(".log"), "wb")  # noqa: SIM115 - lives as long as the child process
+    work = Path(tempfile.mkdtemp(prefix="weft-demo-"))
+    env = dict(os.environ, PYTHONPATH=str(ROOT), AzureWebJobsStorage="", WEFT_STATE_DIR=str(work / "state"),
+               WEFT_PAYLOAD_DIR=str(work / "payloads"))
+    log = open(work / "devhost.log", "wb")  # noqa: SIM115 - lives as long as the child process
     proc = subprocess.Popen(
-        [sys.executable, "-m", "devhost", "--db", str(state), "serve", "--port", str(port), "--no-queues"],
+        [sys.executable, "-m", "devhost", "--db", str(work / "state.sqlite"), "serve", "--port", str(port),
+         "--no-queues"],
         cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
     )
     try:
         wait_until_listening(port, proc)
         base = f"http://127.0.0.1:{port}"
-        started = time.perf_counter()
-        code, body = request("POST", f"{base}/api/jobs/fan_out", DEMO_JOB)
+        plan = json.loads(DEMO_PLAN.read_text())
+        code, body = request("POST", f"{base}/api/runs", plan)
         if code != 202:
-            print(f"demo: submitting the job failed with HTTP {code}: {body}", file=sys.stderr)
+            print(f"demo: POST /api/runs answered HTTP {code}: {body}", file=sys.stderr)
             return 1
-        status_url = body["statusQueryGetUri"]
-        print(f"submitted run {body['id']} (HTTP 202); polling {status_url.split('?')[0]}")
-        while True:
-            code, status = request("GET", status_url)
-            if status and status.get("runtimeStatus") in ("Completed", "Failed", "Terminated"):
+        print(f"POST /api/runs -> 202, run {body['id']}; polling {body['statusUrl']}")
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            code, view = request("GET", body["statusUrl"])
+            if code == 200:
                 break
             time.sleep(0.05)
-        elapsed = time.perf_counter() - started
-        print(f"run {status['instanceId']}: {status['runtimeStatus']} in {elapsed:.2f} s")
-        output = status.get("output") or {}
-        for row in output.get("results", []):
-            print(f"  {json.dumps(row['item']):<12} length={row['length']:<3} upper={row['upper']}")
-        return 0 if status["runtimeStatus"] == "Completed" else 1
+        else:
+            print("demo: the run did not finish in 120 s", file=sys.stderr)
+            return 1
+        print_run(view)
+        return 0 if view["status"] == "completed" else 1
     finally:
         proc.terminate()
         proc.wait(timeout=10)

@@ -39,7 +39,11 @@ def admit_run_request(body: bytes | str | dict[str, Any], runtime: Runtime) -> R
     limit = runtime.settings.limits.max_plan_bytes + 64 * 1024
     if size > limit:
         raise InvalidRequest(f"the body may be at most {limit} bytes, it is {size}", field="body")
-    request = parse_run_request(body)
+    try:
+        request = parse_run_request(body)
+    except InvalidRequest as exc:
+        exc.field = exc.field or "body"
+        raise
     validate_request(request, runtime.settings.limits)
     if request.mode not in AVAILABLE_MODES:
         raise NotConfigured(f"mode {request.mode!r} is not available in this deployment", field="mode")
