@@ -1,0 +1,60 @@
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.support import ROOT, Azurite, DevhostProcess, devhost_env, free_port, http
+
+
+def weft_env(azurite: Azurite | None, state: Path, **extra: str) -> dict[str, str]:
+    env = {
+        "AzureWebJobsStorage": azurite.connection_string if azurite else "",
+        "WEFT_STATE_DIR": str(state),
+        "WEFT_PAYLOAD_DIR": str(state / "payloads"),
+        "WEFT_BREAKER_FAILURE_THRESHOLD": "3",
+        "WEFT_BREAKER_COOLDOWN_S": "2",
+    }
+    if azurite is not None:
+        env["WEFT_PAYLOAD_CONNECTION_STRING"] = azurite.connection_string
+    env.update(extra)
+    return devhost_env(env)
+
+
+@pytest.fixture(scope="module")
+def weft(azurite: Azurite, tmp_path_factory: pytest.TempPathFactory) -> Iterator[DevhostProcess]:
+    """Weft's function_app.py on a devhost process, with Azurite for queues and large payloads."""
+    state = tmp_path_factory.mktemp("weft")
+    proc = DevhostProcess(ROOT, state / "devhost.sqlite", free_port(), weft_env(azurite, state)).start()
+    proc.state_dir = state  # type: ignore[attr-defined]
+    yield proc
+    proc.stop()
+
+
+def submit(host: DevhostProcess, body: dict[str, Any], headers: dict[str, str] | None = None) -> dict[str, Any]:
+    status, _, reply = http("POST", host.base_url + "/api/runs", body, headers=headers)
+    assert status in (200, 202), reply
+    return reply
+
+
+def wait_run(host: DevhostProcess, run_id: str, timeout: float = 60.0) -> dict[str, Any]:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        status, _, view = http("GET", f"{host.base_url}/api/runs/{run_id}")
+        if status == 200:
+            return view
+        assert status in (202, 404), view
+        time.sleep(0.05)
+    raise TimeoutError(f"run {run_id} did not finish in {timeout}s")
+
+
+def run_plan(host: DevhostProcess, steps: list[dict[str, Any]], **request: Any) -> dict[str, Any]:
+    reply = submit(host, {"mode": "plan", "plan": {"steps": steps}, **request})
+    return wait_run(host, reply["id"])
+
+
+def steps_by_id(view: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    return {s["step_id"]: s for s in view["result"]["steps"]}

@@ -1,0 +1,42 @@
+"""kill -9 the devhost with plan runs in flight; restart on the same state: every run completes, writes apply once."""
+
+from __future__ import annotations
+
+import time
+
+from shared.demo_tools.notes import NoteStore
+from tests.integration.runs.conftest import steps_by_id, submit, wait_run, weft_env
+from tests.support import ROOT, DevhostProcess, free_port, http
+
+RUNS = 20
+
+
+def test_plan_runs_survive_kill_9(tmp_path) -> None:
+    env = weft_env(None, tmp_path)
+    first = DevhostProcess(ROOT, tmp_path / "devhost.sqlite", free_port(), env).start()
+    ids = []
+    for i in range(RUNS):
+        steps = [
+            {"id": "wait", "tool": "slow", "args": {"delay_ms": 1500}},
+            {"id": "also", "tool": "slow", "args": {"delay_ms": 1200}},
+            {"id": "write", "tool": "note_put", "args": {"key": f"crash-{i}", "value": {"i": i}},
+             "depends_on": ["wait", "also"]},
+            {"id": "read", "tool": "note_get", "args": {"key": f"crash-{i}"}, "depends_on": ["write"]},
+        ]
+        ids.append(submit(first, {"mode": "plan", "plan": {"steps": steps}})["id"])
+    time.sleep(0.6)
+    statuses = [http("GET", f"{first.base_url}/api/runs/{i}")[2]["status"] for i in ids]
+    assert statuses.count("running") == RUNS, statuses
+    first.kill()
+
+    second = DevhostProcess(ROOT, tmp_path / "devhost.sqlite", free_port(), env).start()
+    try:
+        views = [wait_run(second, run_id, timeout=60) for run_id in ids]
+    finally:
+        second.stop()
+    assert [v["status"] for v in views] == ["completed"] * RUNS
+    notes = NoteStore(tmp_path / "notes.sqlite")
+    for i, (run_id, view) in enumerate(zip(ids, views, strict=True)):
+        assert steps_by_id(view)["read"]["result"]["value"] == {"i": i}
+        applications = notes.applications(f"{run_id}:write")
+        assert applications.applied == 1 and applications.deliveries >= 1
