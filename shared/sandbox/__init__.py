@@ -1,0 +1,30 @@
+"""Sandboxed execution of code that calls tools: AST policy, confined worker processes, durable replay.
+
+Entry points: :func:`run_code` (inline mode) and :func:`run_replay_step` (durable replay), both on the default local
+:class:`ProcessSandbox`; :class:`DynamicSessionsExecutor` runs the same steps in Azure Container Apps dynamic
+sessions behind the same :class:`CodeExecutor` seam.
+"""
+
+from __future__ import annotations
+
+from .dynamic_sessions import DynamicSessionsExecutor
+from .executor import CodeExecutor, default_executor, run_code, run_replay_step
+from .limits import Limits
+from .process import Confinement, ProcessSandbox
+from .records import CodeError, CodeResult, PendingCall, RecordedCall, ReplayStep
+
+__all__ = [
+    "CodeError",
+    "CodeExecutor",
+    "CodeResult",
+    "Confinement",
+    "DynamicSessionsExecutor",
+    "Limits",
+    "PendingCall",
+    "ProcessSandbox",
+    "RecordedCall",
+    "ReplayStep",
+    "default_executor",
+    "run_code",
+    "run_replay_step",
+]

@@ -1,0 +1,382 @@
+"""Runs one job inside a worker: compile the code, expose tool stubs, drive the virtual loop, report one outcome.
+
+Worker side, stdlib only (it also runs inside a remote code interpreter, see ``dynamic_sessions``). The job and every
+outcome are plain JSON messages (``_wire``):
+
+parent → worker  ``{"t": "job", "mode", "code", "tools", "recorded", "limits", "clock", "seed"}`` then, in inline
+                 mode, ``{"t": "result", "id", "result", "error"}`` for each tool call the worker asked for.
+worker → parent  ``{"t": "calls", "calls": [...]}`` (inline mode, when every task waits on a tool) and exactly one
+                 terminal message: ``done`` (result, stdout, error), ``pending`` (replay mode: the calls that have no
+                 recorded result yet), ``violation``, ``limit`` (kind), ``diverged`` or ``confinement`` (a required
+                 confinement layer could not be applied).
+
+Terminal outcomes end the worker on the spot (``os._exit`` after the write), so sandboxed code can neither catch nor
+delay a violation or a limit. Tool calls get ids ``c1``, ``c2``… in the order the code makes them; the virtual loop
+makes that order a pure function of the code, the recorded results and the seed.
+"""
+
+from __future__ import annotations
+
+import ast
+import difflib
+import importlib
+import inspect
+import linecache
+import os
+import sys
+import traceback
+from collections.abc import Iterable, Mapping
+from typing import Any, NoReturn
+
+from . import _wire
+from ._loop import VirtualLoop
+from ._shims import ToolError, World, static_module_values
+
+FILENAME = "<code>"
+DYNAMIC_MODULES = frozenset({"asyncio", "time", "random", "datetime"})
+_RESERVE_BYTES = 1 << 18
+
+
+class Stop(BaseException):
+    """Unwinds an embedded run after its outcome is fixed (local workers exit instead)."""
+
+
+class FdChannel:
+    """The worker's end of the parent channel: blocking frames on fd 3; ``finish`` writes and exits."""
+
+    def __init__(self, fd: int, max_frame_bytes: int) -> None:
+        self._fd = fd
+        self._max = max_frame_bytes
+
+    def send(self, message: Mapping[str, Any]) -> None:
+        _wire.write_frame(self._fd, message)
+
+    def recv(self) -> dict[str, Any]:
+        try:
+            return _wire.read_frame(self._fd, self._max)
+        except (_wire.FrameError, OSError):
+            os._exit(71)
+
+    def finish(self, message: Mapping[str, Any]) -> NoReturn:
+        try:
+            _wire.write_frame(self._fd, message)
+        finally:
+            os._exit(0)
+
+
+class EmbeddedChannel:
+    """Outcome holder for runs without a parent process (replay mode only); the first outcome wins."""
+
+    def __init__(self) -> None:
+        self.outcome: dict[str, Any] | None = None
+
+    def send(self, message: Mapping[str, Any]) -> None:
+        raise RuntimeError("inline tool calls need a parent process")
+
+    def recv(self) -> dict[str, Any]:
+        raise RuntimeError("inline tool calls need a parent process")
+
+    def finish(self, message: Mapping[str, Any]) -> NoReturn:
+        if self.outcome is None:
+            self.outcome = dict(message)
+        raise Stop
+
+
+def prepare_static_modules(policy: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
+    """Import every allowed module and pick its exported names (done once, before workers fork)."""
+    static: dict[str, dict[str, Any]] = {}
+    for name, exports in policy["modules"].items():
+        if name in DYNAMIC_MODULES:
+            importlib.import_module(name)
+            continue
+        real = importlib.import_module(name)
+        static[name] = static_module_values(real, exports)
+    return static
+
+
+class _Rewriter(ast.NodeTransformer):
+    """Route ``x.format``/``x.format_map`` through the guard and capture the final expression's value."""
+
+    def visit_Attribute(self, node: ast.Attribute) -> ast.AST:
+        self.generic_visit(node)
+        if node.attr in ("format", "format_map") and isinstance(node.ctx, ast.Load):
+            call = ast.Call(
+                func=ast.Name("__weft_attr__", ast.Load()), args=[node.value, ast.Constant(node.attr)], keywords=[]
+            )
+            return ast.copy_location(call, node)
+        return node
+
+
+def compile_code(code: str) -> Any:
+    """Parse, rewrite and compile sandboxed code (top-level ``await`` allowed)."""
+    tree = _Rewriter().visit(ast.parse(code, FILENAME, "exec"))
+    if tree.body and isinstance(tree.body[-1], ast.Expr):
+        last = tree.body[-1]
+        tree.body[-1] = ast.copy_location(
+            ast.Assign(targets=[ast.Name("__weft_last__", ast.Store())], value=last.value), last
+        )
+    ast.fix_missing_locations(tree)
+    return compile(tree, FILENAME, "exec", flags=ast.PyCF_ALLOW_TOP_LEVEL_AWAIT, dont_inherit=True)
+
+
+def _suggestion(exc: BaseException, names: Iterable[str]) -> str:
+    """Python 3.11's "Did you mean" for names and attributes (the traceback module adds it only from 3.12)."""
+    wrong = getattr(exc, "name", None)
+    if not isinstance(wrong, str) or not isinstance(exc, NameError | AttributeError):
+        return ""
+    if isinstance(exc, AttributeError):
+        try:
+            names = dir(exc.obj)
+        except Exception:  # an object from the code with a broken __dir__
+            return ""
+    candidates = [n for n in names if isinstance(n, str) and not n.startswith("__")]
+    matches = difflib.get_close_matches(wrong, candidates, n=1, cutoff=0.6)
+    return f". Did you mean: {matches[0]!r}?" if matches else ""
+
+
+def format_error(exc: BaseException, names: Iterable[str] = ()) -> dict[str, str]:
+    """The uncaught error as the LLM should see it: only frames of its own code, with source lines."""
+    summary = traceback.TracebackException.from_exception(exc, capture_locals=False)
+    lines = ["Traceback (most recent call last):\n"]
+    for frame in summary.stack:
+        if frame.filename == FILENAME:
+            lines.append(f"  line {frame.lineno}, in {frame.name}\n")
+            if frame.line:
+                lines.append(f"    {frame.line}\n")
+    only = "".join(summary.format_exception_only()).rstrip("\n")
+    try:
+        message = str(exc)
+    except Exception:  # an exception class defined by the code may have a broken __str__
+        message = f"<unprintable {type(exc).__name__}>"
+    only += _suggestion(exc, names)
+    if "coroutine" in message:
+        hint = "tool functions are async: call them as 'await tool(...)' or inside asyncio.gather(...)"
+        only = f"{only}\nHint: {hint}"
+    lines.append(only)
+    return {"type": type(exc).__name__, "message": message, "traceback": "".join(lines)}
+
+
+class Runtime:
+    """One run of sandboxed code in this process."""
+
+    def __init__(
+        self,
+        job: Mapping[str, Any],
+        *,
+        world: World,
+        channel: FdChannel | EmbeddedChannel,
+    ) -> None:
+        self._job = job
+        self._limits = job["limits"]
+        self._channel = channel
+        self._replay = job["mode"] == "replay"
+        self._recorded: dict[str, dict[str, Any]] = {r["id"]: r for r in job.get("recorded", ())}
+        self._consumed: set[str] = set()
+        self._calls = 0
+        self._unresolved: list[tuple[dict[str, Any], Any]] = []
+        self._outbox: list[dict[str, Any]] = []
+        self._waiting: dict[str, tuple[str, Any]] = {}
+        self._clock_base = float(job["clock"])
+        self.layers: list[str] = []
+        self.loop = VirtualLoop(
+            self._on_idle, max_time=float(self._limits["wall_seconds"]), on_time_exceeded=self._slept_too_long
+        )
+        self._world = world
+        world.start_run(
+            violation=self.violation, limit=self.limit, clock=self.clock, loop=self.loop,
+            stdout_limit=int(self._limits["stdout_bytes"]), seed=int(job["seed"]),
+        )
+        self._reserve: bytearray | None = None
+
+    # -- hooks -------------------------------------------------------------------------------------------------
+    def clock(self) -> float:
+        return self._clock_base + self.loop.time()
+
+    def violation(self, message: str) -> NoReturn:
+        self._channel.finish({"t": "violation", "message": message})
+
+    def limit(self, kind: str, message: str) -> NoReturn:
+        self._reserve = None
+        self._channel.finish({"t": "limit", "kind": kind, "message": message})
+
+    def _slept_too_long(self) -> NoReturn:
+        self.limit(
+            "wall", f"the code slept past the {self._limits['wall_seconds']} s wall-clock limit; sleep less"
+        )
+
+    def cpu_exhausted(self) -> NoReturn:
+        self.limit(
+            "cpu", f"the code used more than {self._limits['cpu_seconds']} s of CPU time; make it do less work"
+        )
+
+    # -- tools ---------------------------------------------------------------------------------------------------
+    def _stub(self, name: str) -> Any:
+        call = self._call_tool
+
+        async def stub(*args: Any, **kwargs: Any) -> Any:
+            return await call(name, args, kwargs)
+
+        stub.__name__ = stub.__qualname__ = name
+        stub.__doc__ = f"Call the tool {name!r}; await the result."
+        return stub
+
+    async def _call_tool(self, name: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+        try:
+            safe_args = _wire.to_json_safe(list(args), strict=True)
+            safe_kwargs = _wire.to_json_safe(dict(kwargs), strict=True)
+        except (TypeError, ValueError) as exc:
+            raise TypeError(f"{name}(): {exc}") from None
+        if _wire.json_size([safe_args, safe_kwargs]) > int(self._limits["max_tool_args_bytes"]):
+            raise ValueError(f"{name}(): the arguments are larger than {self._limits['max_tool_args_bytes']} bytes")
+        self._calls += 1  # only calls that are really made get an id, so ids stay c1, c2, … without gaps
+        maximum = int(self._limits["max_tool_calls"])
+        if self._calls > maximum:
+            self.limit("tool_calls", f"the code made more than {maximum} tool calls; make fewer, larger calls")
+        call = {"id": f"c{self._calls}", "tool": name, "args": safe_args, "kwargs": safe_kwargs}
+        future = self.loop.create_future()
+        if self._replay:
+            record = self._recorded.get(call["id"])
+            if record is not None and (record["tool"], record["args"], record["kwargs"]) != (
+                name, safe_args, safe_kwargs
+            ):
+                self._diverged(
+                    f"replay diverged at tool call {call['id']}: the record has {record['tool']}"
+                    f"(*{record['args']!r}, **{record['kwargs']!r}) but the code now calls "
+                    f"{name}(*{safe_args!r}, **{safe_kwargs!r}); code must be deterministic (no time, randomness "
+                    "or ordering that is not taken from the run)"
+                )
+            self._unresolved.append((call, future))
+        else:
+            self._outbox.append(call)
+            self._waiting[call["id"]] = (name, future)
+        return await future
+
+    @staticmethod
+    def _resolve(future: Any, tool: str, outcome: Mapping[str, Any]) -> None:
+        if future.done():
+            return
+        error = outcome.get("error")
+        if error is not None:
+            future.set_exception(ToolError(f"{tool} failed: {error}", tool))
+        else:
+            future.set_result(outcome.get("result"))
+
+    def _on_idle(self) -> bool:
+        if self._replay:
+            live = [(call, future) for call, future in self._unresolved if not future.cancelled()]
+            self._unresolved = []
+            if not live:
+                return False
+            missing = [call for call, _ in live if call["id"] not in self._recorded]
+            if missing:
+                self._channel.finish({"t": "pending", "calls": missing, "layers": self.layers})
+            for call, future in live:
+                self._consumed.add(call["id"])
+                self._resolve(future, call["tool"], self._recorded[call["id"]])
+            return True
+        if self._outbox:
+            self._channel.send({"t": "calls", "calls": self._outbox})
+            self._outbox = []
+        self._waiting = {k: v for k, v in self._waiting.items() if not v[1].cancelled()}
+        if not self._waiting:
+            return False
+        message = self._channel.recv()
+        waiting = self._waiting.pop(str(message.get("id")), None)
+        if waiting is not None:
+            self._resolve(waiting[1], waiting[0], message)
+        return True
+
+    def _diverged(self, message: str) -> NoReturn:
+        self._channel.finish({"t": "diverged", "message": message})
+
+    # -- the run -------------------------------------------------------------------------------------------------
+    def execute(self) -> NoReturn:
+        """Run the job to its one outcome (never returns: the channel finishes the run)."""
+        code = self._job["code"]
+        linecache.cache[FILENAME] = (len(code), None, code.splitlines(True), FILENAME)
+        try:
+            compiled = compile_code(code)
+        except SyntaxError as exc:
+            self._finish_error(exc)
+        except (RecursionError, MemoryError):
+            self.limit("nesting", "the code is nested too deeply to compile; flatten it")
+        namespace: dict[str, Any] = {
+            "__builtins__": self._world.builtins,
+            "__name__": "__main__",
+            "asyncio": self._world.modules.get("asyncio"),
+        }
+        namespace.update({name: self._stub(name) for name in self._job["tools"]})
+        self._reserve = bytearray(_RESERVE_BYTES)
+        try:
+            if compiled.co_flags & inspect.CO_COROUTINE:
+                self.loop.run_until_complete(eval(compiled, namespace))
+            else:
+                exec(compiled, namespace)
+        except Stop:
+            raise
+        except RecursionError:
+            self.limit(
+                "recursion",
+                f"the code recursed deeper than {self._limits['max_recursion_depth']} calls; use a loop instead",
+            )
+        except MemoryError:
+            self.limit("memory", f"the code needed more than {self._limits['memory_bytes']} bytes of memory")
+        except BaseException as exc:  # the code's own uncaught error is the outcome, reported to the LLM
+            self._finish_error(exc, [*namespace, *self._world.builtins])
+        self._finish_done(namespace)
+
+    def _finish_error(self, exc: BaseException, names: Iterable[str] = ()) -> NoReturn:
+        self._reserve = None
+        self._channel.finish(
+            {"t": "done", "result": None, "stdout": self._world.stdout.getvalue(), "error": format_error(exc, names),
+             "layers": self.layers}
+        )
+
+    def _finish_done(self, namespace: Mapping[str, Any]) -> NoReturn:
+        self._reserve = None
+        if self._replay:
+            unused = sorted(set(self._recorded) - self._consumed, key=lambda i: int(i[1:]) if i[1:].isdigit() else 0)
+            if unused:
+                self._diverged(
+                    f"replay diverged: the code finished without making the recorded tool calls {', '.join(unused)}; "
+                    "code must be deterministic"
+                )
+        value = namespace.get("__weft_last__")
+        if value is None:
+            value = namespace.get("result")
+        try:
+            result = _wire.to_json_safe(value, strict=False)
+        except (ValueError, RecursionError):
+            result = repr(value)
+        maximum = int(self._limits["max_result_bytes"])
+        if _wire.json_size(result) > maximum:
+            self.limit("result", f"the result is larger than {maximum} bytes; return a summary instead")
+        self._channel.finish(
+            {"t": "done", "result": result, "stdout": self._world.stdout.getvalue(), "error": None,
+             "layers": self.layers}
+        )
+
+    @property
+    def stdout(self) -> Any:
+        return self._world.stdout
+
+
+def run_embedded(job: Mapping[str, Any], policy: Mapping[str, Any]) -> dict[str, Any]:
+    """Run a replay-mode job in this interpreter and return its outcome (remote backends; no OS confinement here)."""
+    channel = EmbeddedChannel()
+    world = World(policy=policy, static_modules=prepare_static_modules(policy))
+    runtime = Runtime(job, world=world, channel=channel)
+    runtime.layers = ["embedded"]
+    previous_limit = sys.getrecursionlimit()
+    previous_hooks = sys.get_asyncgen_hooks()
+    sys.setrecursionlimit(int(job["limits"]["max_recursion_depth"]) + 60)
+    sys.set_asyncgen_hooks(None, None)
+    try:
+        runtime.execute()
+    except Stop:
+        pass
+    finally:
+        sys.setrecursionlimit(previous_limit)
+        sys.set_asyncgen_hooks(*previous_hooks)
+    assert channel.outcome is not None
+    return channel.outcome

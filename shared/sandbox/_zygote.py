@@ -1,0 +1,142 @@
+"""The zygote: a clean interpreter that pre-imports the allowed modules and forks one worker per run.
+
+Worker side, stdlib only. The parent starts it with ``python -I -S`` and an environment holding nothing but
+``PYTHONHASHSEED=0`` (deterministic ``set`` order for replays), ``TZ=UTC`` and ``LANG=C.UTF-8``, so its memory never
+holds the parent's secrets. It loads this package under a private name without running ``shared/__init__`` or
+``shared/sandbox/__init__`` (see :data:`BOOTSTRAP`).
+
+Control channel (``AF_UNIX``/``SOCK_SEQPACKET``, one JSON object per packet):
+
+``{"op": "spawn"}`` + one fd (``SCM_RIGHTS``)  fork a worker on that channel; reply ``{"pid"}``
+``{"op": "finish", "pid"}``                    SIGKILL its process group, reap it; reply ``{"pid", "status", "cpu"}``
+
+The zygote exits when the parent closes the channel, killing any worker still alive; workers also die with it
+(``PR_SET_PDEATHSIG``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import gc
+import importlib
+import json
+import os
+import signal
+import socket
+import sys
+import time
+from typing import Any, NoReturn
+
+from . import _wire
+from ._confine import CHANNEL_FD, Confiner
+from ._runtime import FdChannel, Runtime, prepare_static_modules
+from ._shims import World
+
+PACKAGE = "weft_sandbox_worker"
+BOOTSTRAP = (
+    "import sys, types\n"
+    f"pkg = types.ModuleType({PACKAGE!r})\n"
+    "pkg.__path__ = [sys.argv[1]]\n"
+    f"sys.modules[{PACKAGE!r}] = pkg\n"
+    f"from {PACKAGE} import _zygote\n"
+    "_zygote.main(int(sys.argv[2]), sys.argv[3])\n"
+)
+ENVIRONMENT = {"PYTHONHASHSEED": "0", "TZ": "UTC", "LANG": "C.UTF-8"}
+MAX_JOB_BYTES = 64 * 1024 * 1024
+# Imported before forking so workers never need the file system: lazily imported helpers of the allowed modules.
+PRELOAD = (
+    "_strptime", "encodings.idna", "encodings.latin_1", "encodings.ascii", "encodings.utf_16", "encodings.utf_32",
+    "encodings.cp1252", "encodings.unicode_escape", "encodings.raw_unicode_escape", "unicodedata", "traceback",
+    "linecache", "collections.abc",
+)
+
+
+class _Discard:
+    def write(self, text: str) -> int:
+        return len(text)
+
+    def flush(self) -> None:
+        """Nothing is kept."""
+
+
+def _worker(channel: int, confiner: Confiner, world: World) -> NoReturn:
+    """Body of a forked worker: confine, run the job, exit. Never returns."""
+    try:
+        zygote = os.getppid()
+        os.setsid()
+        confiner.arrange_fds(channel)
+        job = _wire.read_frame(CHANNEL_FD, MAX_JOB_BYTES)
+        limits = job["limits"]
+        runtime = Runtime(job, world=world, channel=FdChannel(CHANNEL_FD, int(limits["max_frame_bytes"])))
+        sys.stdout = runtime.stdout
+        sys.stderr = _Discard()
+        sys.setrecursionlimit(int(limits["max_recursion_depth"]) + 60)
+        runtime.layers = confiner.apply(
+            cpu_seconds=float(limits["cpu_seconds"]), memory_bytes=int(limits["memory_bytes"]), zygote_pid=zygote,
+            on_cpu_exhausted=runtime.cpu_exhausted,
+        )
+        if job.get("require_seccomp") and "seccomp" not in runtime.layers:
+            FdChannel(CHANNEL_FD, 0).finish(
+                {"t": "confinement", "message": f"seccomp could not be installed (layers: {runtime.layers})"}
+            )
+        runtime.execute()
+    except BaseException:
+        os._exit(72)
+    os._exit(0)
+
+
+def _finish(pid: int) -> dict[str, Any]:
+    for kill in (os.killpg, os.kill):
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            kill(pid, signal.SIGKILL)
+    try:
+        _, status, usage = os.wait4(pid, 0)
+    except ChildProcessError:
+        return {"pid": pid, "status": None, "cpu": 0.0}
+    return {"pid": pid, "status": status, "cpu": usage.ru_utime + usage.ru_stime}
+
+
+def main(control_fd: int, config_json: str) -> None:
+    """Serve spawn/finish requests until the parent goes away."""
+    config = json.loads(config_json)
+    policy = config["policy"]
+    control = socket.socket(fileno=control_fd)
+    world = World(policy=policy, static_modules=prepare_static_modules(policy))
+    for name in PRELOAD:
+        importlib.import_module(name)
+    time.tzset()
+    confiner = Confiner(**config["confinement"])
+    gc.collect()
+    gc.freeze()
+    children: set[int] = set()
+    control.send(json.dumps({"ready": True, "pid": os.getpid()}).encode())
+    while True:
+        try:
+            data, fds, _, _ = socket.recv_fds(control, 65536, 1)
+        except OSError:
+            break
+        if not data:
+            break
+        request = json.loads(data)
+        if request.get("op") == "spawn" and fds:
+            pid = os.fork()
+            if pid == 0:
+                control.close()
+                _worker(fds[0], confiner, world)
+            os.close(fds[0])
+            children.add(pid)
+            reply: dict[str, Any] = {"pid": pid}
+        elif request.get("op") == "finish":
+            pid = int(request["pid"])
+            children.discard(pid)
+            reply = _finish(pid)
+        else:
+            for fd in fds:
+                os.close(fd)
+            reply = {"error": f"unknown request {request.get('op')!r}"}
+        control.send(json.dumps(reply).encode())
+    for pid in children:
+        _finish(pid)
+
+
+__all__ = ["BOOTSTRAP", "ENVIRONMENT", "main"]

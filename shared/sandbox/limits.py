@@ -1,0 +1,98 @@
+"""Resource limits for one sandbox run, as one frozen object with sane defaults."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from shared.settings import env_float, env_int
+
+__all__ = ["Limits"]
+
+ENV_PREFIX = "WEFT_SANDBOX_"
+
+
+@dataclass(frozen=True)
+class Limits:
+    """Every limit a sandbox run enforces. Build from the environment with :meth:`from_env`.
+
+    Each field can be set with ``WEFT_SANDBOX_<FIELD NAME IN UPPER CASE>``, e.g. ``WEFT_SANDBOX_CPU_SECONDS=2``.
+    """
+
+    cpu_seconds: float = 5.0
+    """CPU time the code may use (the worker is stopped when it runs out)."""
+    wall_seconds: float = 30.0
+    """Wall-clock time for the whole run, including waiting for tools in inline mode; then the worker is killed.
+    The code's (virtual) sleeps count against it too."""
+    memory_bytes: int = 512 * 1024 * 1024
+    """Address-space limit of the worker process (includes the interpreter's own ~30 MB)."""
+    stdout_bytes: int = 64 * 1024
+    """Printed output the code may produce."""
+    max_tool_calls: int = 100
+    """Tool calls per run (replay: counted over the whole run, recorded calls included)."""
+    max_result_bytes: int = 256 * 1024
+    """Size of the code's result as JSON."""
+    max_code_bytes: int = 100_000
+    """Size of the code itself."""
+    max_tool_args_bytes: int = 64 * 1024
+    """Size of one tool call's arguments as JSON."""
+    max_tool_result_bytes: int = 1024 * 1024
+    """Size of one tool result as JSON (inline mode; larger results reach the code as a ToolError)."""
+    max_recursion_depth: int = 500
+    """Nested Python calls the code may make."""
+    max_rounds: int = 20
+    """Replay mode: steps (rounds of tool calls) per run; enforced by the orchestrator that drives the steps."""
+
+    def __post_init__(self) -> None:
+        for field in dataclasses.fields(self):
+            value = getattr(self, field.name)
+            if not isinstance(value, int | float) or isinstance(value, bool) or value <= 0:
+                raise ValueError(f"Limits.{field.name} must be a positive number, got {value!r}")
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str]) -> Limits:
+        """Read ``WEFT_SANDBOX_*`` settings; unset or empty ones keep their defaults."""
+        values: dict[str, Any] = {}
+        for field in dataclasses.fields(cls):
+            name = ENV_PREFIX + field.name.upper()
+            default = field.default
+            if isinstance(default, float):
+                values[field.name] = env_float(env, name, default, minimum=0.001)
+            else:
+                values[field.name] = env_int(env, name, int(default), minimum=1)  # type: ignore[arg-type]
+        return cls(**values)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON data (for activity inputs and Durable history)."""
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Limits:
+        """Inverse of :meth:`to_dict`; unknown keys are an error, missing ones keep their defaults."""
+        known = {field.name for field in dataclasses.fields(cls)}
+        unknown = set(data) - known
+        if unknown:
+            raise ValueError(f"unknown sandbox limits: {', '.join(sorted(unknown))}")
+        return cls(**dict(data))
+
+    def worker_view(self) -> dict[str, Any]:
+        """The limits the worker enforces itself, as JSON data."""
+        return {
+            "cpu_seconds": self.cpu_seconds,
+            "wall_seconds": self.wall_seconds,
+            "memory_bytes": self.memory_bytes,
+            "stdout_bytes": self.stdout_bytes,
+            "max_tool_calls": self.max_tool_calls,
+            "max_result_bytes": self.max_result_bytes,
+            "max_tool_args_bytes": self.max_tool_args_bytes,
+            "max_recursion_depth": self.max_recursion_depth,
+            "max_frame_bytes": self.max_tool_result_bytes + 4096,
+        }
+
+    def max_message_bytes(self) -> int:
+        """The largest message the parent accepts from a worker."""
+        return self.stdout_bytes + self.max_result_bytes + self.max_tool_calls * (self.max_tool_args_bytes + 256) + (
+            64 * 1024
+        )

@@ -1,0 +1,82 @@
+"""The package's public surface and its boundaries (checked on the source where that is the observable)."""
+
+from __future__ import annotations
+
+import ast
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+import shared.sandbox
+from shared.sandbox import DynamicSessionsExecutor, ProcessSandbox
+from shared.sandbox.executor import CodeExecutor
+
+ROOT = Path(__file__).resolve().parents[3]
+PACKAGE = ROOT / "shared" / "sandbox"
+WORKER_MODULES = ("_wire", "_loop", "_shims", "_runtime", "_confine", "_zygote")
+
+
+def test_all_is_exactly_the_public_api() -> None:
+    assert sorted(shared.sandbox.__all__) == [
+        "CodeError", "CodeExecutor", "CodeResult", "Confinement", "DynamicSessionsExecutor", "Limits",
+        "PendingCall", "ProcessSandbox", "RecordedCall", "ReplayStep", "default_executor", "run_code",
+        "run_replay_step",
+    ]
+    for name in shared.sandbox.__all__:
+        assert getattr(shared.sandbox, name) is not None
+
+
+def test_init_has_no_star_imports() -> None:
+    tree = ast.parse((PACKAGE / "__init__.py").read_text())
+    assert not [n for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) and any(a.name == "*" for a in n.names)]
+
+
+def _imports(path: Path) -> set[str]:
+    names: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            names.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module:
+            names.add("." * node.level + node.module)
+        elif isinstance(node, ast.ImportFrom):
+            names.update("." * node.level + alias.name for alias in node.names)
+    return names
+
+
+@pytest.mark.parametrize("path", sorted(PACKAGE.glob("*.py")), ids=lambda p: p.name)
+def test_nothing_imports_azure_functions(path: Path) -> None:
+    assert not [m for m in _imports(path) if m.startswith("azure.functions")]
+
+
+@pytest.mark.parametrize("module", WORKER_MODULES)
+def test_worker_modules_use_only_the_stdlib_and_each_other(module: str) -> None:
+    """They run inside a clean ``-I -S`` interpreter and are shipped as source to dynamic sessions."""
+    stdlib = set(sys.stdlib_module_names)
+    for name in _imports(PACKAGE / f"{module}.py"):
+        if name.startswith("."):
+            assert name[1:] in WORKER_MODULES, name
+        else:
+            assert name.split(".")[0] in stdlib, name
+
+
+@pytest.mark.parametrize("path", sorted(PACKAGE.glob("*.py")), ids=lambda p: p.name)
+def test_modules_stay_small(path: Path) -> None:
+    assert len(path.read_text().splitlines()) < 500
+
+
+def test_importing_the_package_starts_no_process() -> None:
+    script = (
+        "import os, shared.sandbox, shared.sandbox.executor as e\n"
+        "assert e._default is None\n"
+        "children = os.popen(f'ps -o pid= --ppid {os.getpid()}').read().split()\n"
+        "print(len(children))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "1"  # only the ps started by the script itself
+
+
+def test_executors_satisfy_the_seam() -> None:
+    assert isinstance(ProcessSandbox(), CodeExecutor)
+    assert isinstance(DynamicSessionsExecutor("http://127.0.0.1:9", credential=object()), CodeExecutor)  # type: ignore[arg-type]

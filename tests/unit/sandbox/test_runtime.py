@@ -1,0 +1,257 @@
+"""The worker runtime driven in-process (embedded mode, as the remote backend runs it): replay semantics.
+
+No worker process here: these tests pin down what the code sees (stubs, clock, seeded random, ToolError) and which
+calls a replay step reports, independently of the process layer.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from shared.sandbox import Limits, _runtime, policy
+
+CLOCK = 1_700_000_000.0  # 2023-11-14T22:13:20Z
+
+
+def job(code: str, recorded: list[dict[str, Any]] | None = None, *, tools: tuple[str, ...] = ("get", "put"),
+        seed: int = 7, limits: Limits | None = None) -> dict[str, Any]:
+    return {
+        "t": "job", "mode": "replay", "code": code, "tools": list(tools), "recorded": recorded or [],
+        "limits": (limits or Limits()).worker_view(), "clock": CLOCK, "seed": seed,
+    }
+
+
+def run(code: str, recorded: list[dict[str, Any]] | None = None, **kwargs: Any) -> dict[str, Any]:
+    return _runtime.run_embedded(job(code, recorded, **kwargs), policy.worker_policy())
+
+
+def answer(outcome: dict[str, Any], result: Any = None, error: str | None = None) -> list[dict[str, Any]]:
+    """Records for every pending call of ``outcome`` (result computed by ``result(call)`` when callable)."""
+    records = []
+    for call in outcome["calls"]:
+        value = result(call) if callable(result) else result
+        records.append({**call, "result": None if error else value, "error": error})
+    return records
+
+
+GATHER_TEN = """
+import asyncio
+async def main():
+    values = await asyncio.gather(*[get(i) for i in range(10)])
+    return sum(values)
+asyncio.run(main())
+"""
+
+
+def test_gather_of_ten_yields_ten_pending_calls_in_one_step() -> None:
+    outcome = run(GATHER_TEN)
+    assert outcome["t"] == "pending"
+    assert [c["id"] for c in outcome["calls"]] == [f"c{i}" for i in range(1, 11)]
+    assert [c["args"] for c in outcome["calls"]] == [[i] for i in range(10)]
+    finished = run(GATHER_TEN, answer(outcome, lambda call: call["args"][0] * 10))
+    assert (finished["t"], finished["result"], finished["error"]) == ("done", 450, None)
+
+
+SEQUENTIAL = """
+a = await get("a")
+print("got", a)
+b = await put(a, mode="x")
+[a, b]
+"""
+
+
+def test_sequential_calls_pause_one_at_a_time_and_stdout_comes_only_at_the_end() -> None:
+    first = run(SEQUENTIAL)
+    assert [(c["tool"], c["args"], c["kwargs"]) for c in first["calls"]] == [("get", ["a"], {})]
+    second = run(SEQUENTIAL, answer(first, "A"))
+    assert [(c["id"], c["tool"], c["args"], c["kwargs"]) for c in second["calls"]] == [
+        ("c2", "put", ["A"], {"mode": "x"})
+    ]
+    records = answer(first, "A") + answer(second, "B")
+    done = run(SEQUENTIAL, records)
+    assert (done["result"], done["stdout"]) == (["A", "B"], "got A\n")
+
+
+def test_replay_is_deterministic_for_the_same_inputs() -> None:
+    code = """
+import random, time, datetime
+picks = random.sample(range(100), 3)
+stamp = time.time()
+today = datetime.datetime.now().isoformat()
+await get(picks, stamp, today, sorted({"b", "a", "c"}))
+"""
+    first, second = run(code), run(code)
+    assert first == second
+    args = first["calls"][0]["args"]
+    assert args[1] == CLOCK
+    assert args[2] == "2023-11-14T22:13:20"
+    assert run(code, seed=8)["calls"][0]["args"][0] != args[0]
+
+
+def test_reseeding_without_an_argument_stays_deterministic() -> None:
+    code = (
+        "import random\nrandom.seed()\na = random.random()\nrandom.seed()\n"
+        "[a, random.random(), random.Random().random()]"
+    )
+    first = run(code)["result"]
+    assert first == run(code)["result"]
+    assert first[0] == first[1]
+
+
+def test_top_level_await_and_asyncio_run_together_get_a_clear_error() -> None:
+    code = "import asyncio\nasync def main():\n    return 1\nawait asyncio.sleep(0)\nasyncio.run(main())"
+    error = run(code)["error"]
+    assert "write 'await main()'" in error["message"]
+
+
+def test_virtual_sleep_moves_the_fixed_clock_forward() -> None:
+    code = "import asyncio, time\nstart = time.time()\nawait asyncio.sleep(20)\ntime.time() - start"
+    assert run(code)["result"] == 20
+
+
+@pytest.mark.parametrize(
+    "code",
+    [
+        pytest.param("import time\ntime.sleep(31)", id="blocking-sleep"),
+        pytest.param("import asyncio\nwhile True:\n    await asyncio.sleep(1)", id="sleep-loop"),
+    ],
+)
+def test_sleeping_past_the_wall_clock_limit_is_a_limit(code: str) -> None:
+    outcome = run(code, limits=Limits(wall_seconds=30))
+    assert (outcome["t"], outcome["kind"]) == ("limit", "wall")
+
+
+def test_a_diverging_replay_is_reported() -> None:
+    first = run(SEQUENTIAL)
+    forged = [{**answer(first, "A")[0], "args": ["something else"]}]
+    outcome = run(SEQUENTIAL, forged)
+    assert outcome["t"] == "diverged"
+    assert "replay diverged at tool call c1" in outcome["message"]
+    assert "get(*['something else']" in outcome["message"]
+
+
+def test_records_the_code_never_reaches_are_a_divergence() -> None:
+    records = [{"id": "c1", "tool": "get", "args": [1], "kwargs": {}, "result": 1, "error": None}]
+    outcome = run("1 + 1", records)
+    assert outcome["t"] == "diverged"
+    assert "without making the recorded tool calls c1" in outcome["message"]
+
+
+def test_a_recorded_failure_reaches_the_code_as_tool_error() -> None:
+    code = """
+try:
+    await get("x")
+except ToolError as exc:
+    result = f"{exc.tool}: {exc}"
+"""
+    outcome = run(code, answer(run(code), error="ToolFailed: upstream 503"))
+    assert outcome["result"] == "get: get failed: ToolFailed: upstream 503"
+
+
+def test_partially_recorded_batches_report_only_the_missing_calls() -> None:
+    first = run(GATHER_TEN)
+    records = answer(first, 1)[:4]
+    outcome = run(GATHER_TEN, records)
+    assert [c["id"] for c in outcome["calls"]] == [f"c{i}" for i in range(5, 11)]
+
+
+def test_the_tool_call_limit_counts_recorded_calls_too() -> None:
+    limits = Limits(max_tool_calls=5)
+    outcome = run(GATHER_TEN, limits=limits)
+    assert (outcome["t"], outcome["kind"]) == ("limit", "tool_calls")
+
+
+def test_a_timeout_around_a_tool_call_is_deterministic() -> None:
+    code = """
+import asyncio
+try:
+    value = await asyncio.wait_for(get(1), timeout=5)
+except TimeoutError:
+    value = "timeout"
+value
+"""
+    first = run(code)
+    assert first["t"] == "pending"
+    assert run(code, answer(first, "fast"))["result"] == "fast"
+
+
+def test_uncaught_errors_are_reported_with_only_the_codes_frames() -> None:
+    outcome = run("def f(x):\n    return 1 / x\n\nf(0)\n")
+    error = outcome["error"]
+    assert error["type"] == "ZeroDivisionError"
+    assert error["traceback"].splitlines() == [
+        "Traceback (most recent call last):",
+        "  line 4, in <module>",
+        "    f(0)",
+        "  line 2, in f",
+        "    return 1 / x",
+        "ZeroDivisionError: division by zero",
+    ]
+
+
+def test_a_misspelt_tool_gets_a_suggestion() -> None:
+    error = run("await gett(1)")["error"]
+    assert error["type"] == "NameError"
+    assert error["traceback"].endswith("NameError: name 'gett' is not defined. Did you mean: 'get'?")
+
+
+def test_a_misspelt_attribute_gets_a_suggestion() -> None:
+    error = run("import math\nmath.sqrtt(2)")["error"]
+    assert error["traceback"].endswith("Did you mean: 'sqrt'?")
+
+
+@pytest.mark.filterwarnings("ignore:coroutine 'get' was never awaited")
+def test_forgetting_await_gets_a_hint() -> None:
+    error = run("x = get(1)\nx['a']")["error"]
+    assert "Hint: tool functions are async" in error["traceback"]
+
+
+def test_a_waiting_forever_program_reports_a_deadlock() -> None:
+    error = run("import asyncio\nawait asyncio.Event().wait()")["error"]
+    assert error["type"] == "Deadlock"
+    assert error["traceback"].endswith("Deadlock: " + error["message"])
+
+
+@pytest.mark.parametrize(
+    ("code", "kind"),
+    [
+        pytest.param("g = getattr\ng(1, '__cla' + 'ss__')", "violation", id="aliased-getattr"),
+        pytest.param("f = '{0.__cl' + 'ass__}'\nf.format(1)", "violation", id="computed-format"),
+        pytest.param("str.format('{0.__class__}', 1)", "violation", id="unbound-format"),
+        pytest.param("class S(str):\n    def f(self):\n        return super().format(0)\nS('{0.__class__}').f()",
+                     "violation", id="format-through-super"),
+        pytest.param("class S(str):\n    pass\nS.format(S('{0.__class__}'), 0)", "violation",
+                     id="subclass-unbound-format"),
+        pytest.param("import string\nstring.Formatter().format('{0.__class__}', 1)", "violation", id="formatter"),
+        pytest.param("import functools, json\nfunctools.update_wrapper(len, json.dumps, assigned=('__globals__',))",
+                     "violation", id="update-wrapper"),
+        pytest.param("print('x' * 100_000)", "limit", id="stdout"),
+        pytest.param("def f():\n    return f()\nf()", "limit", id="recursion"),
+    ],
+)
+def test_run_time_guards_end_the_run(code: str, kind: str) -> None:
+    assert run(code)["t"] == kind
+
+
+def test_run_time_guards_cannot_be_caught_by_the_code() -> None:
+    code = "try:\n    getattr(1, '__cl' + 'ass__')\nexcept BaseException:\n    pass\nresult = 'escaped'"
+    outcome = run(code)
+    assert outcome["t"] == "violation"
+
+
+@pytest.mark.parametrize(
+    ("code", "expected"),
+    [
+        pytest.param("import random\nrandom._os", "AttributeError", id="random-os"),
+        pytest.param("import json\njson.decoder", "AttributeError", id="json-submodule"),
+        pytest.param("import typing\ntyping.get_type_hints", "AttributeError", id="type-hints-eval"),
+        pytest.param("import asyncio\nasyncio.create_subprocess_shell", "AttributeError", id="asyncio-subprocess"),
+        pytest.param("import asyncio\nasyncio.get_event_loop().run_in_executor(None, print)", "NotImplementedError",
+                     id="executor"),
+        pytest.param("memoryview(b'x')", "NameError", id="no-memoryview"),
+    ],
+)
+def test_modules_and_builtins_expose_only_the_policy(code: str, expected: str) -> None:
+    assert run(code)["error"]["type"] == expected
