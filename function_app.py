@@ -4,6 +4,7 @@ import azure.durable_functions as df
 import azure.functions as func
 
 from activities.catalog_api import bp as catalog_api
+from activities.code import bp as code_activities
 from activities.runs_api import bp as runs_api
 from activities.runs_queue import bp as runs_queue
 from activities.tools import bp as tool_activities
@@ -17,3 +18,4 @@ app.register_functions(catalog_api)
 app.register_functions(run_orchestrator)
 app.register_functions(step_orchestrator)
 app.register_functions(tool_activities)
+app.register_functions(code_activities)

@@ -7,6 +7,7 @@ from typing import Any
 
 import azure.durable_functions as df
 
+from orchestrations.code import run_code_mode
 from orchestrations.steps import execute_wide
 from shared.models import ErrorInfo, RunRequest, RunResult, RunStatus, ToolSpec
 from shared.plan_run import PlanRun
@@ -20,6 +21,8 @@ def run(context: df.DurableOrchestrationContext) -> Generator[Any, Any, dict[str
     request = RunRequest.model_validate(context.get_input())
     if request.mode == "plan":
         result = yield from run_plan(context, request)
+    elif request.mode == "code":
+        result = yield from run_code_mode(context, request)
     else:
         result = RunResult(
             run_id=context.instance_id, mode=request.mode, status=RunStatus.FAILED,

@@ -213,6 +213,9 @@ class RunOptions(BaseModel):
     """Most tool calls in flight at once for this run; ``None`` means a whole level at a time."""
     timeout_s: float | None = Field(None, gt=0)
     """Deadline for the whole run; ``None`` uses the orchestrator's default."""
+    code_execution: Literal["replay", "inline"] = "replay"
+    """Code mode: ``replay`` makes every tool call a durable activity (survives restarts, fans out across
+    instances); ``inline`` calls tools from inside one activity through the sandbox's pipe (faster, not durable)."""
 
 
 class RunRequest(BaseModel):

@@ -10,10 +10,12 @@ import re
 from datetime import datetime
 from typing import Any
 
+from shared.code_run import code_tools
 from shared.errors import InvalidRequest, NotConfigured, PlanInvalid
 from shared.models import RunRequest, parse_run_request, validate_request
 from shared.plan import check_plan
 from shared.runtime import Runtime
+from shared.sandbox.policy import check_code
 
 __all__ = [
     "RUN_ORCHESTRATOR",
@@ -27,7 +29,7 @@ __all__ = [
 RUN_ORCHESTRATOR = "run"
 RUN_STATUSES = ("pending", "running", "completed", "completed_with_errors", "failed", "canceled")
 _KEY_SAFE = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
-AVAILABLE_MODES = ("plan",)
+AVAILABLE_MODES = ("plan", "code")
 
 
 def admit_run_request(body: bytes | str | dict[str, Any], runtime: Runtime) -> RunRequest:
@@ -47,6 +49,12 @@ def admit_run_request(body: bytes | str | dict[str, Any], runtime: Runtime) -> R
     validate_request(request, runtime.settings.limits)
     if request.mode not in AVAILABLE_MODES:
         raise NotConfigured(f"mode {request.mode!r} is not available in this deployment", field="mode")
+    if request.code is not None:
+        code_tools(runtime.catalog, request.tools)
+        try:
+            check_code(request.code, max_code_bytes=runtime.settings.sandbox.max_code_bytes)
+        except SyntaxError as exc:
+            raise InvalidRequest(f"the code does not parse: {exc.msg} (line {exc.lineno})", field="code") from None
     if request.plan is not None:
         problems, _ = check_plan(request.plan, runtime.catalog)
         if problems:

@@ -19,6 +19,7 @@ from shared.catalog import Catalog
 from shared.demo_tools import register_demo_tools
 from shared.models import ModelLimits, ToolCall
 from shared.payloads import PayloadSettings, PayloadStore, build_payload_store
+from shared.sandbox import Limits
 from shared.settings import env_bool, env_int, env_str
 from shared.tools import ToolExecutor, ToolSettings
 
@@ -43,6 +44,7 @@ class RuntimeSettings:
     tools: ToolSettings = field(default_factory=ToolSettings)
     payloads: PayloadSettings = field(default_factory=PayloadSettings)
     limits: ModelLimits = field(default_factory=ModelLimits)
+    sandbox: Limits = field(default_factory=Limits)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> RuntimeSettings:
@@ -56,6 +58,7 @@ class RuntimeSettings:
             tools=ToolSettings.from_env(env),
             payloads=PayloadSettings.from_env(env),
             limits=ModelLimits.from_env(env),
+            sandbox=Limits.from_env(env),
         )
 
 

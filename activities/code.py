@@ -1,0 +1,35 @@
+"""Code-mode activities: describe the code's tools, run one durable replay step, or run the code inline."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import azure.durable_functions as df
+
+from shared.code_run import code_tools, run_inline, run_step
+from shared.runtime import get_runtime
+
+bp = df.Blueprint()
+
+
+@bp.activity_trigger(input_name="request")
+def prepare_code(request: dict[str, Any]) -> dict[str, Any]:
+    """Tools the code may call (python name → tool name), their specs, the sandbox limits and fan-out width."""
+    runtime = get_runtime()
+    tools = code_tools(runtime.catalog, request.get("tools"))
+    specs = {name: runtime.catalog.get(name).spec.model_dump(mode="json") for name in set(tools.values())}
+    return {"tools": tools, "specs": specs, "limits": runtime.settings.sandbox.to_dict(),
+            "max_fan_out": runtime.settings.max_fan_out}
+
+
+@bp.activity_trigger(input_name="request")
+async def run_code_step(request: dict[str, Any]) -> dict[str, Any]:
+    runtime = get_runtime()
+    return await asyncio.to_thread(run_step, request, runtime.catalog, runtime.payloads)
+
+
+@bp.activity_trigger(input_name="request")
+async def run_code_inline(request: dict[str, Any]) -> dict[str, Any]:
+    runtime = get_runtime()
+    return await run_inline(request, runtime.catalog, runtime.executor)

@@ -1,0 +1,53 @@
+"""Code mode: LLM- or caller-written Python whose every tool call is a durable activity (replay), or inline."""
+
+from __future__ import annotations
+
+from collections.abc import Generator
+from typing import Any
+
+import azure.durable_functions as df
+
+from orchestrations.steps import execute_wide
+from shared.code_run import CodeRun, seed_for
+from shared.models import ErrorInfo, RunRequest, RunResult, RunStatus, StepRecord, ToolSpec
+
+
+def run_code_mode(context: df.DurableOrchestrationContext, request: RunRequest) -> Generator[Any, Any, RunResult]:
+    """Replay loop: run the code from the start with the results so far; when it waits on new tool calls, fan them
+    out as ``call_tool`` activities, record their outcomes and run it again, until it finishes (``max_rounds``)."""
+    started = context.current_utc_datetime
+    context.set_custom_status({"stage": "preparing", "mode": "code"})
+    prepared = yield context.call_activity("prepare_code", {"tools": request.tools})
+    base = {"code": request.code, "tools": prepared["tools"], "limits": prepared["limits"], "run_id":
+            context.instance_id}
+    progress = CodeRun(context.instance_id, started)
+    if request.options.code_execution == "inline":
+        outcome = yield context.call_activity("run_code_inline", base)
+        progress.records = [StepRecord.model_validate(r) for r in outcome.get("steps", [])]
+        if outcome["status"] == "error":
+            return progress.result(None, context.current_utc_datetime, ErrorInfo.model_validate(outcome["error"]))
+        return progress.result(outcome, context.current_utc_datetime)
+    specs = {name: ToolSpec.model_validate(spec) for name, spec in prepared["specs"].items()}
+    max_rounds = int(prepared["limits"]["max_rounds"])
+    step_input = {**base, "clock_iso": started.isoformat(), "seed": seed_for(context.instance_id)}
+    for round_index in range(max_rounds + 1):
+        context.set_custom_status({"stage": "executing", "mode": "code", "round": round_index,
+                                   "done": len(progress.recorded), "total": len(progress.records)})
+        step = yield context.call_activity("run_code_step", {**step_input, "recorded": progress.recorded})
+        if step["status"] == "error":
+            return progress.result(None, context.current_utc_datetime, ErrorInfo.model_validate(step["error"]))
+        if step["status"] == "finished":
+            return progress.result(step, context.current_utc_datetime)
+        if round_index == max_rounds:
+            break
+        calls = progress.prepare(step, specs, context.current_utc_datetime)
+        if calls:
+            outcomes = yield from execute_wide(context, calls, int(prepared["max_fan_out"]),
+                                               f"{context.instance_id}:round{round_index}")
+            progress.record(outcomes, context.current_utc_datetime)
+    error = ErrorInfo(code="sandbox_limit_exceeded", field="code",
+                      message=f"the code was still waiting for tools after {max_rounds} rounds of tool calls "
+                              "(WEFT_SANDBOX_MAX_ROUNDS); batch independent calls with asyncio.gather")
+    result = progress.result(None, context.current_utc_datetime, error)
+    result.status = RunStatus.FAILED
+    return result

@@ -1,0 +1,199 @@
+"""Code mode: the core behind the ``run_code_step``/``run_code_inline`` activities and the bookkeeping of a durable
+code run (what the orchestrator records between replay steps).
+
+Tools appear in the code as async functions named after them (dots and dashes become underscores). Calls may pass
+arguments by position (in the order of the tool's parameters) or by name; they are turned into named arguments
+before they become ``call_tool`` activities, so each one is validated, retried and recorded like a plan step.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+from collections.abc import Mapping, Sequence
+from datetime import datetime
+from typing import Any
+
+from shared.catalog import Catalog, python_identifier
+from shared.errors import InvalidRequest, ToolNotFound
+from shared.models import ErrorInfo, RunResult, RunStatus, StepRecord, StepStatus, ToolCall, ToolSpec, hash_args
+from shared.payloads import PayloadStore
+from shared.sandbox import CodeResult, Limits, PendingCall, RecordedCall, ReplayStep, run_code, run_replay_step
+from shared.steps import StepCall, StepOutcome, offloaded, offloaded_ref
+from shared.tools import ToolExecutor
+
+__all__ = [
+    "CodeRun",
+    "code_tools",
+    "named_arguments",
+    "run_inline",
+    "run_step",
+    "seed_for",
+]
+
+
+def code_tools(catalog: Catalog, names: Sequence[str] | None) -> dict[str, str]:
+    """``{python name: tool name}`` for the tools the code may call (all of the catalog when ``names`` is None)."""
+    chosen = list(names) if names is not None else catalog.names()
+    mapping: dict[str, str] = {}
+    for index, name in enumerate(chosen):
+        if name not in catalog:
+            raise ToolNotFound(f"unknown tool {name!r}", field=f"tools[{index}]")
+        mapping[python_identifier(name)] = name
+    return mapping
+
+
+def named_arguments(spec: ToolSpec, call: PendingCall) -> dict[str, Any]:
+    """The call's arguments by name: positional ones take the tool's parameters in order."""
+    order = list((spec.parameters.get("properties") or {}).keys())
+    if len(call.args) > len(order):
+        raise InvalidRequest(
+            f"{spec.name}() takes at most {len(order)} positional arguments ({', '.join(order)}), "
+            f"{len(call.args)} were given", field="args")
+    named = dict(zip(order, call.args, strict=False))
+    for key, value in call.kwargs.items():
+        if key in named:
+            raise InvalidRequest(f"{spec.name}() got multiple values for argument {key!r}", field=f"args.{key}")
+        named[key] = value
+    return named
+
+
+def seed_for(run_id: str) -> int:
+    """The seed of the code's ``random``: fixed per run, so every replay sees the same numbers."""
+    return int(hashlib.sha256(run_id.encode()).hexdigest()[:8], 16)
+
+
+def _load_offloaded(recorded: Sequence[dict[str, Any]], payloads: PayloadStore) -> list[RecordedCall]:
+    calls = []
+    for item in recorded:
+        ref = offloaded_ref(item.get("result"))
+        calls.append(RecordedCall.from_dict(item if ref is None else {**item, "result": payloads.get(ref)}))
+    return calls
+
+
+def run_step(request: Mapping[str, Any], catalog: Catalog, payloads: PayloadStore) -> dict[str, Any]:
+    """One durable replay step (the ``run_code_step`` activity): finished, pending calls with named arguments,
+    or an error. Violations and limits come back as ``{"status": "error"}``: retrying cannot fix them."""
+    from shared.errors import SandboxLimitExceeded, SandboxViolation
+
+    tools: dict[str, str] = request["tools"]
+    try:
+        step = run_replay_step(
+            request["code"], sorted(tools), _load_offloaded(request["recorded"], payloads),
+            Limits.from_dict(request["limits"]), clock_iso=request["clock_iso"], seed=int(request["seed"]),
+        )
+    except (SandboxViolation, SandboxLimitExceeded) as exc:
+        return {"status": "error", "error": ErrorInfo.from_exception(exc).model_dump(mode="json")}
+    if step.done:
+        return step.to_dict()
+    calls = []
+    for pending in step.calls:
+        tool = tools[pending.tool]
+        entry: dict[str, Any] = {"pending": pending.to_dict(), "tool": tool, "args": None, "error": None}
+        try:
+            entry["args"] = named_arguments(catalog.get(tool).spec, pending)
+        except InvalidRequest as exc:
+            entry["error"] = exc.message
+        calls.append(entry)
+    return {"status": "pending", "calls": calls}
+
+
+async def run_inline(request: Mapping[str, Any], catalog: Catalog, executor: ToolExecutor) -> dict[str, Any]:
+    """The whole code run in one activity (``inline`` mode): tools are called through the executor as the code
+    makes them. Returns the :class:`CodeResult` as JSON plus each call's :class:`StepRecord`."""
+    from shared.errors import SandboxLimitExceeded, SandboxViolation
+
+    tools: dict[str, str] = request["tools"]
+    run_id = request["run_id"]
+    records: list[dict[str, Any]] = []
+
+    def make(py_name: str) -> Any:
+        tool = tools[py_name]
+
+        async def call(*args: Any, **kwargs: Any) -> Any:
+            step_id = f"c{len(records) + 1}"
+            named = named_arguments(catalog.get(tool).spec, PendingCall(step_id, py_name, list(args), kwargs))
+            result = await executor.execute(ToolCall(run_id=run_id, step_id=step_id, tool=tool, args=named))
+            record = StepRecord(step_id=step_id, tool=tool, attempts=1, latency_ms=result.latency_ms,
+                                args_hash=hash_args(named),
+                                status=StepStatus.SUCCEEDED if result.ok else StepStatus.FAILED,
+                                result=result.value if result.ok else None, error=result.error)
+            records.append(record.model_dump(mode="json"))
+            if not result.ok:
+                raise RuntimeError(result.error.message if result.error else "tool failed")
+            return result.value
+
+        return call
+
+    try:
+        outcome: CodeResult = await asyncio.to_thread(
+            run_code, request["code"], {name: make(name) for name in tools}, Limits.from_dict(request["limits"])
+        )
+    except (SandboxViolation, SandboxLimitExceeded) as exc:
+        return {"status": "error", "error": ErrorInfo.from_exception(exc).model_dump(mode="json"), "steps": records}
+    return {"status": "finished", **outcome.to_dict(), "steps": records}
+
+
+class CodeRun:
+    """Progress of a durable code run; pure, so it can live in the orchestrator."""
+
+    def __init__(self, run_id: str, started: datetime) -> None:
+        self.run_id = run_id
+        self.started = started
+        self.recorded: list[dict[str, Any]] = []
+        self.records: list[StepRecord] = []
+        self._pending: dict[str, PendingCall] = {}
+
+    def prepare(self, step: Mapping[str, Any], specs: Mapping[str, ToolSpec], now: datetime) -> list[StepCall]:
+        """Turn a pending replay step into ``call_tool`` calls; calls with unusable arguments fail at once."""
+        calls = []
+        for entry in step["calls"]:
+            pending = PendingCall.from_dict(entry["pending"])
+            record = StepRecord(step_id=pending.call_id, tool=entry["tool"], started_at=now)
+            self.records.append(record)
+            if entry["error"] is not None:
+                record.status, record.finished_at = StepStatus.FAILED, now
+                record.error = ErrorInfo(code="tool_arguments_invalid", message=entry["error"])
+                self.recorded.append(RecordedCall.failed(pending, entry["error"]).to_dict())
+                continue
+            record.status = StepStatus.RUNNING
+            record.args_hash = hash_args(entry["args"])
+            self._pending[pending.call_id] = pending
+            calls.append(StepCall(call=ToolCall(run_id=self.run_id, step_id=pending.call_id, tool=entry["tool"],
+                                                args=entry["args"]), retry=specs[entry["tool"]].retry))
+        return calls
+
+    def record(self, outcomes: list[StepOutcome], now: datetime) -> None:
+        by_id = {r.step_id: r for r in self.records}
+        for outcome in outcomes:
+            pending = self._pending.pop(outcome.step_id)
+            record = by_id[outcome.step_id]
+            result = outcome.result
+            record.attempts, record.latency_ms, record.finished_at = outcome.attempts, result.latency_ms, now
+            if result.ok:
+                record.status = StepStatus.SUCCEEDED
+                value = offloaded(result.blob_ref) if result.blob_ref else result.value
+                record.result = {"blob_ref": result.blob_ref, "preview": result.value} if result.blob_ref else value
+                self.recorded.append(RecordedCall.succeeded(pending, value).to_dict())
+            else:
+                record.status = StepStatus.FAILED
+                record.error = result.error
+                message = result.error.message if result.error else "tool failed"
+                self.recorded.append(RecordedCall.failed(pending, message).to_dict())
+
+    def result(self, step: Mapping[str, Any] | None, now: datetime, error: ErrorInfo | None = None) -> RunResult:
+        """The :class:`RunResult`: the code's value and stdout as output, its tool calls as steps."""
+        elapsed = round((now - self.started).total_seconds() * 1000.0, 3)
+        errors = [error] if error else []
+        output = None
+        if step is not None:
+            finished = ReplayStep.from_dict(step)
+            output = {"result": finished.result, "stdout": finished.stdout}
+            if finished.error is not None:
+                errors.append(ErrorInfo(code="code_error", message=f"{finished.error.type}: {finished.error.message}"
+                                        f"\n{finished.error.traceback}".strip(), field="code"))
+        status = RunStatus.FAILED if errors else (
+            RunStatus.COMPLETED_WITH_ERRORS if any(r.status == StepStatus.FAILED for r in self.records)
+            else RunStatus.COMPLETED)
+        return RunResult(run_id=self.run_id, mode="code", status=status, steps=self.records, output=output,
+                         errors=errors, elapsed_ms=elapsed)

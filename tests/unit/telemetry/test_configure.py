@@ -1,0 +1,110 @@
+"""configure_telemetry: Azure Monitor is configured only with a connection string and without the platform switch.
+
+Each case runs in a fresh interpreter, because configuring installs process-wide OpenTelemetry providers (which can
+be set once per process). The check is on what got installed — provider classes, the span exporters behind them, the
+resource, the root logger's handlers — not on a patched function. The connection string points at a closed local
+port, so nothing leaves the machine.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[3]
+CONNECTION = (
+    "InstrumentationKey=00000000-0000-0000-0000-000000000000;"
+    "IngestionEndpoint=http://127.0.0.1:9/;LiveEndpoint=http://127.0.0.1:9/"
+)
+
+PROBE = r"""
+import dataclasses, json, logging, os
+from opentelemetry import metrics, trace
+from shared.telemetry import TelemetrySettings, configure_telemetry
+
+records = []
+class Collect(logging.Handler):
+    def emit(self, record):
+        records.append(f"{record.levelname} {record.getMessage()}")
+logging.getLogger("shared.telemetry").addHandler(Collect())
+logging.getLogger("shared.telemetry").setLevel(logging.INFO)
+
+settings = TelemetrySettings.from_env()
+first = configure_telemetry(settings)
+second = configure_telemetry(settings)
+third = configure_telemetry(dataclasses.replace(settings, capture_content=True))
+
+tracer_provider, meter_provider = trace.get_tracer_provider(), metrics.get_meter_provider()
+# The SDK keeps its processors privately; reading them is the only way to see which exporter was installed.
+processors = getattr(getattr(tracer_provider, "_active_span_processor", None), "_span_processors", ())
+resource = getattr(tracer_provider, "resource", None)
+print(json.dumps({
+    "exporter": first.exporter.value,
+    "same_object": first is second is third,
+    "capture_content": third.capture_content,
+    "tracer_provider": type(tracer_provider).__name__,
+    "meter_provider": type(meter_provider).__name__,
+    "span_exporters": [type(getattr(p, "span_exporter", p)).__name__ for p in processors],
+    "service_name": resource.attributes.get("service.name") if resource is not None else None,
+    "root_handlers": [type(h).__name__ for h in logging.getLogger().handlers],
+    "logs_exporter_variable": os.environ.get("OTEL_LOGS_EXPORTER"),
+    "log": records,
+}))
+"""
+
+
+def probe(tmp_path: Path, **env: str) -> dict:
+    clean = {k: v for k, v in os.environ.items()
+             if not k.startswith(("APPLICATIONINSIGHTS_", "PYTHON_APPLICATIONINSIGHTS_", "OTEL_", "WEFT_TELEMETRY_"))}
+    clean.update({
+        "PYTHONPATH": str(ROOT),
+        "TMPDIR": str(tmp_path),  # the exporter's offline-storage folder
+        "APPLICATIONINSIGHTS_STATSBEAT_DISABLED_ALL": "true",
+        **env,
+    })
+    done = subprocess.run([sys.executable, "-c", PROBE], cwd=ROOT, env=clean, capture_output=True, text=True,
+                          timeout=120, check=False)
+    assert done.returncode == 0, done.stderr
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def test_without_a_connection_string_nothing_is_configured(tmp_path):
+    state = probe(tmp_path)
+    assert state["exporter"] == "none"
+    assert (state["tracer_provider"], state["meter_provider"]) == ("ProxyTracerProvider", "_ProxyMeterProvider")
+    assert state["span_exporters"] == []
+    assert any("APPLICATIONINSIGHTS_CONNECTION_STRING is not set" in line for line in state["log"])
+    assert state["same_object"] is True
+
+
+def test_the_platform_switch_means_weft_does_not_configure_it_again(tmp_path):
+    state = probe(tmp_path, APPLICATIONINSIGHTS_CONNECTION_STRING=CONNECTION,
+                  PYTHON_APPLICATIONINSIGHTS_ENABLE_TELEMETRY="true")
+    assert state["exporter"] == "platform"
+    assert (state["tracer_provider"], state["meter_provider"]) == ("ProxyTracerProvider", "_ProxyMeterProvider")
+    assert any("PYTHON_APPLICATIONINSIGHTS_ENABLE_TELEMETRY" in line for line in state["log"])
+
+
+def test_a_connection_string_configures_azure_monitor_once(tmp_path):
+    state = probe(tmp_path, APPLICATIONINSIGHTS_CONNECTION_STRING=CONNECTION, OTEL_SERVICE_NAME="weft-test")
+    assert state["exporter"] == "azure_monitor"
+    assert (state["tracer_provider"], state["meter_provider"]) == ("TracerProvider", "MeterProvider")
+    assert state["span_exporters"].count("AzureMonitorTraceExporter") == 1
+    assert state["service_name"] == "weft-test"
+    # Logs are not exported by the worker (the host already ships them), and the environment is left as it was.
+    assert "LoggingHandler" not in state["root_handlers"]
+    assert state["logs_exporter_variable"] is None
+    # Idempotent: later calls return the first object, and different settings are reported, not applied.
+    assert state["same_object"] is True
+    assert state["capture_content"] is False
+    assert any("already configured" in line for line in state["log"])
+
+
+def test_a_malformed_connection_string_is_logged_and_exports_nothing(tmp_path):
+    state = probe(tmp_path, APPLICATIONINSIGHTS_CONNECTION_STRING="InstrumentationKey=not-a-guid")
+    assert state["exporter"] == "none"
+    assert state["span_exporters"] == []
+    assert any(line.startswith("ERROR could not configure the Azure Monitor exporter") for line in state["log"])
