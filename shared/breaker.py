@@ -180,6 +180,7 @@ class SqliteBreakerStore:
     def __init__(self, path: str | os.PathLike[str], *, timeout_s: float = 10.0) -> None:
         self.path = Path(path)
         self._timeout_s = timeout_s
+        self._local = threading.local()
         self.path.parent.mkdir(parents=True, exist_ok=True)
         with closing(self._connect()) as conn:
             conn.execute("PRAGMA journal_mode=WAL")
@@ -193,6 +194,13 @@ class SqliteBreakerStore:
         conn.execute("PRAGMA synchronous=NORMAL")  # with WAL: consistent, no fsync per change
         return conn
 
+    def _thread_conn(self) -> sqlite3.Connection:
+        """One connection per thread, kept open: a breaker check runs on every tool call."""
+        conn = getattr(self._local, "conn", None)
+        if conn is None:
+            conn = self._local.conn = self._connect()
+        return conn
+
     @staticmethod
     def _read(conn: sqlite3.Connection, tool: str) -> BreakerRecord:
         row = conn.execute(
@@ -202,28 +210,27 @@ class SqliteBreakerStore:
 
     def get(self, tool: str) -> BreakerRecord:
         """See :meth:`BreakerStore.get`."""
-        with closing(self._connect()) as conn:
-            return self._read(conn, tool)
+        return self._read(self._thread_conn(), tool)
 
     def update(self, tool: str, change: Change) -> tuple[BreakerRecord, BreakerRecord]:
         """See :meth:`BreakerStore.update`: the read and the write share one ``BEGIN IMMEDIATE`` transaction."""
-        with closing(self._connect()) as conn:
-            conn.execute("BEGIN IMMEDIATE")
-            try:
-                old = self._read(conn, tool)
-                new = change(old)
-                if new != old:
-                    conn.execute(
-                        "INSERT INTO breaker (tool, state, failures, opened_at, trial_until) VALUES (?, ?, ?, ?, ?) "
-                        "ON CONFLICT(tool) DO UPDATE SET state = excluded.state, failures = excluded.failures, "
-                        "opened_at = excluded.opened_at, trial_until = excluded.trial_until",
-                        (tool, new.state.value, new.failures, new.opened_at, new.trial_until),
-                    )
-                conn.execute("COMMIT")
-            except BaseException:
-                conn.execute("ROLLBACK")
-                raise
-            return old, new
+        conn = self._thread_conn()
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            old = self._read(conn, tool)
+            new = change(old)
+            if new != old:
+                conn.execute(
+                    "INSERT INTO breaker (tool, state, failures, opened_at, trial_until) VALUES (?, ?, ?, ?, ?) "
+                    "ON CONFLICT(tool) DO UPDATE SET state = excluded.state, failures = excluded.failures, "
+                    "opened_at = excluded.opened_at, trial_until = excluded.trial_until",
+                    (tool, new.state.value, new.failures, new.opened_at, new.trial_until),
+                )
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        return old, new
 
 
 class BlobBreakerStore:

@@ -41,21 +41,19 @@ class PlanRun:
         self.specs = specs
         self.options = options
         self.started = started
-        problems, graph = check_plan(plan, specs)
+        problems, graph = check_plan(plan, specs, check_arguments=False)
         self.problems = [ErrorInfo(code=PlanInvalid.code, message=p.message, field=p.field) for p in problems]
         self.graph: PlanGraph | None = graph
         self.records = {step.id: StepRecord(step_id=step.id, tool=step.tool) for step in plan.steps}
         self.results: dict[str, Any] = {}
         self.failed = False
+        self.done = 0
+        self.failed_count = 0
+        """Steps that succeeded, failed or were skipped (kept as a count: replays call this every level)."""
 
     @property
     def levels(self) -> list[list[str]]:
         return self.graph.levels() if self.graph else []
-
-    @property
-    def done(self) -> int:
-        return sum(r.status in (StepStatus.SUCCEEDED, StepStatus.FAILED, StepStatus.SKIPPED)
-                   for r in self.records.values())
 
     def prepare(self, level: list[str], now: datetime) -> list[StepCall]:
         """The calls to make for ``level``; steps that cannot run are marked skipped or failed here."""
@@ -87,6 +85,7 @@ class PlanRun:
                 record.error = ErrorInfo.from_exception(exc)
                 record.finished_at = now
                 self.failed = True
+                self.done += 1
                 continue
             record.status = StepStatus.RUNNING
             record.started_at = now
@@ -106,6 +105,7 @@ class PlanRun:
             record.attempts = outcome.attempts
             record.latency_ms = result.latency_ms
             record.finished_at = now
+            self.done += 1
             if result.ok:
                 record.status = StepStatus.SUCCEEDED
                 record.result = result.value
@@ -117,6 +117,7 @@ class PlanRun:
                 record.status = StepStatus.FAILED
                 record.error = result.error
                 self.failed = True
+                self.failed_count += 1
 
     def status_payload(self, now: datetime) -> dict[str, Any]:
         """The orchestration's custom status (kept well under the 16 KB limit)."""
@@ -126,7 +127,7 @@ class PlanRun:
             "mode": "plan",
             "done": self.done,
             "total": total,
-            "failed": sum(r.status == StepStatus.FAILED for r in self.records.values()),
+            "failed": self.failed_count,
             "elapsed_ms": _ms(now - self.started),
         }
 
@@ -156,6 +157,7 @@ class PlanRun:
                          elapsed_ms=_ms(now - self.started))
 
     def _skip(self, record: StepRecord, message: str, now: datetime) -> None:
+        self.done += 1
         record.status = StepStatus.SKIPPED
         record.error = ErrorInfo(code="skipped", message=message)
         record.finished_at = now

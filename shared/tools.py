@@ -64,7 +64,7 @@ class ToolSettings:
     """Per-call timeout for tools whose spec sets none (WEFT_TOOL_TIMEOUT_S)."""
     max_result_bytes: int = 256 * 1024
     """Largest result (UTF-8 JSON bytes) returned inline; larger ones are truncated (WEFT_TOOL_MAX_RESULT_BYTES)."""
-    max_concurrency: int = 8
+    max_concurrency: int = 32
     """Concurrent calls per tool in one process, unless the spec or ``concurrency`` says otherwise
     (WEFT_TOOL_MAX_CONCURRENCY)."""
     concurrency: Mapping[str, int] = field(default_factory=dict)

@@ -118,14 +118,13 @@ def test_refs_into_offloaded_results_are_left_for_the_activity() -> None:
     ("steps", "field"),
     [
         pytest.param([{"id": "a", "tool": "nope", "args": {}}], "plan.steps[0].tool", id="unknown-tool"),
-        pytest.param([{"id": "a", "tool": "add", "args": {"a": "x", "b": 1}}], "plan.steps[0].args.a",
-                     id="bad-arg-type"),
         pytest.param([{"id": "a", "tool": "echo", "args": {}, "depends_on": ["b"]},
                       {"id": "b", "tool": "echo", "args": {}, "depends_on": ["a"]}], "plan.steps[0].depends_on[0]",
                      id="cycle"),
     ],
 )
 def test_invalid_plans_fail_the_run_with_the_field(steps: list[dict], field: str) -> None:
+    """Argument types are checked at admission and by the executor, not on every replay."""
     run = PlanRun("r6", plan(*steps), SPECS, RunOptions(), T0)
     assert run.levels == []
     result = run.result(T0)
