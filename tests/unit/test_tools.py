@@ -99,7 +99,7 @@ def test_public_api_is_declared() -> None:
 
 def test_settings_from_env() -> None:
     defaults = ToolSettings.from_env({})
-    assert (defaults.timeout_s, defaults.max_result_bytes, defaults.max_concurrency) == (30.0, 256 * 1024, 8)
+    assert (defaults.timeout_s, defaults.max_result_bytes, defaults.max_concurrency) == (30.0, 256 * 1024, 32)
     assert defaults.breaker == BreakerSettings()
     settings = ToolSettings.from_env(
         {
