@@ -60,11 +60,12 @@ class Azurite:
         )
 
     def stop(self) -> None:
-        self.process.terminate()
+        self.process.terminate()  # Azurite often ignores SIGTERM; its in-memory state needs no clean shutdown
         try:
-            self.process.wait(timeout=10)
+            self.process.wait(timeout=1)
         except subprocess.TimeoutExpired:
             self.process.kill()
+            self.process.wait(timeout=10)
 
 
 def start_azurite() -> Azurite:

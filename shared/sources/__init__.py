@@ -1,0 +1,64 @@
+"""Catalog sources beyond Python functions: OpenAPI documents and MCP servers, behind an SSRF guard and a cache.
+
+- :mod:`shared.sources.config` — the source list (``WEFT_TOOL_SOURCES``), :func:`load_sources`, :func:`register_source`.
+- :mod:`shared.sources.openapi` — OpenAPI 3 operations as tools, called over HTTP.
+- :mod:`shared.sources.mcp` — MCP server tools (stdio or streamable HTTP) through the ``mcp`` SDK.
+- :mod:`shared.sources.ssrf` — the network policy every outbound request of a source passes.
+- :mod:`shared.sources.cache` — discovered specs as JSON on disk or in Blob Storage, with a TTL.
+"""
+
+from shared.sources.cache import (
+    BlobCacheStore,
+    CachedDiscovery,
+    DiscoveredTool,
+    Discovery,
+    DiscoveryCache,
+    FileCacheStore,
+)
+from shared.sources.config import (
+    McpSourceConfig,
+    OpenApiSourceConfig,
+    SourceConfig,
+    SourceReport,
+    SourceSettings,
+    build_discovery_cache,
+    load_sources,
+    load_sources_async,
+    parse_source,
+    register_source,
+    source_id,
+)
+from shared.sources.mcp import McpClient, McpServerParams, McpSettings, McpTransport
+from shared.sources.openapi import HttpAuth, OpenApiClient, OpenApiSettings, OpenApiTransport
+from shared.sources.ssrf import DestinationNotAllowed, NetworkPolicy, SsrfGuard
+
+__all__ = [
+    "BlobCacheStore",
+    "CachedDiscovery",
+    "DestinationNotAllowed",
+    "DiscoveredTool",
+    "Discovery",
+    "DiscoveryCache",
+    "FileCacheStore",
+    "HttpAuth",
+    "McpClient",
+    "McpServerParams",
+    "McpSettings",
+    "McpSourceConfig",
+    "McpTransport",
+    "NetworkPolicy",
+    "OpenApiClient",
+    "OpenApiSettings",
+    "OpenApiSourceConfig",
+    "OpenApiTransport",
+    "SourceConfig",
+    "SourceReport",
+    "SourceSettings",
+    "SsrfGuard",
+    "build_discovery_cache",
+    "load_sources",
+    "load_sources_async",
+    "parse_source",
+    "register_source",
+    "source_id",
+]
