@@ -7,6 +7,7 @@ from activities.catalog_api import bp as catalog_api
 from activities.code import bp as code_activities
 from activities.runs_api import bp as runs_api
 from activities.runs_queue import bp as runs_queue
+from activities.task import bp as task_activities
 from activities.tools import bp as tool_activities
 from orchestrations.run import bp as run_orchestrator
 from orchestrations.steps import bp as step_orchestrator
@@ -19,3 +20,4 @@ app.register_functions(run_orchestrator)
 app.register_functions(step_orchestrator)
 app.register_functions(tool_activities)
 app.register_functions(code_activities)
+app.register_functions(task_activities)

@@ -7,7 +7,14 @@ import azure.functions as func
 
 from activities.http_json import error, error_response, json_response
 from shared.errors import WeftError
-from shared.run_api import RUN_ORCHESTRATOR, RUN_STATUSES, admit_run_request, durable_statuses_for, run_instance_id
+from shared.run_api import (
+    RUN_ORCHESTRATOR,
+    RUN_STATUSES,
+    admit_run_request,
+    durable_statuses_for,
+    parse_approval,
+    run_instance_id,
+)
 from shared.run_api import run_view as view_of
 from shared.runtime import get_runtime
 
@@ -84,3 +91,31 @@ async def cancel_run(req: func.HttpRequest, client: df.DurableOrchestrationClien
         return error(409, "run_finished", f"run {instance_id!r} has already finished", "id")
     await client.terminate(instance_id, req.params.get("reason") or "canceled by the caller")
     return json_response({"id": instance_id, "status": "canceling"}, 202)
+
+
+@bp.route(route="runs/{id}/approve", methods=["POST"])
+@bp.durable_client_input(client_name="client")
+async def approve_run(req: func.HttpRequest, client: df.DurableOrchestrationClient) -> func.HttpResponse:
+    """Body ``{"approved": true|false, "reason": "..."}``: resumes a run waiting for approval of a tool."""
+    instance_id = req.route_params["id"]
+    try:
+        decision = parse_approval(req.get_body())
+    except WeftError as exc:
+        return error_response(exc)
+    status = await client.get_status(instance_id, show_input=False)
+    if status.runtime_status is None or status.name != RUN_ORCHESTRATOR:
+        return error(404, "run_not_found", f"no run with id {instance_id!r}", "id")
+    waiting = await runs_waiting_for_approval(client, instance_id, status)
+    if waiting is None:
+        return error(409, "not_awaiting_approval", f"run {instance_id!r} is not waiting for an approval", "id")
+    await client.raise_event(waiting, "approval", decision)
+    return json_response({"id": instance_id, "approved": decision["approved"]}, 202)
+
+
+async def runs_waiting_for_approval(client: df.DurableOrchestrationClient, instance_id: str,
+                                    status: df.DurableOrchestrationStatus) -> str | None:
+    """The instance (the run itself) whose custom status says it waits for an approval, if any."""
+    custom = status.custom_status if isinstance(status.custom_status, dict) else {}
+    if status.runtime_status.value in _FINISHED or custom.get("stage") != "awaiting_approval":
+        return None
+    return instance_id

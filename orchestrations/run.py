@@ -9,7 +9,8 @@ import azure.durable_functions as df
 
 from orchestrations.code import run_code_mode
 from orchestrations.steps import execute_wide
-from shared.models import ErrorInfo, RunRequest, RunResult, RunStatus, ToolSpec
+from orchestrations.task import run_task_mode
+from shared.models import RunRequest, RunResult, ToolSpec
 from shared.plan_run import PlanRun
 
 bp = df.Blueprint()
@@ -24,10 +25,7 @@ def run(context: df.DurableOrchestrationContext) -> Generator[Any, Any, dict[str
     elif request.mode == "code":
         result = yield from run_code_mode(context, request)
     else:
-        result = RunResult(
-            run_id=context.instance_id, mode=request.mode, status=RunStatus.FAILED,
-            errors=[ErrorInfo(code="not_configured", message=f"mode {request.mode!r} is not available", field="mode")],
-        )
+        result = yield from run_task_mode(context, request)
     finished = sum(s.status in ("succeeded", "failed", "skipped") for s in result.steps)
     context.set_custom_status({"stage": "done", "status": result.status.value, "done": finished,
                                "total": len(result.steps), "elapsed_ms": result.elapsed_ms})

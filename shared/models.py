@@ -213,6 +213,8 @@ class RunOptions(BaseModel):
     """Most tool calls in flight at once for this run; ``None`` means a whole level at a time."""
     timeout_s: float | None = Field(None, gt=0)
     """Deadline for the whole run; ``None`` uses the orchestrator's default."""
+    task_style: Literal["plan", "code"] = "plan"
+    """Task mode: whether the planner writes a plan (JSON) or code (Python calling tools)."""
     code_execution: Literal["replay", "inline"] = "replay"
     """Code mode: ``replay`` makes every tool call a durable activity (survives restarts, fans out across
     instances); ``inline`` calls tools from inside one activity through the sandbox's pipe (faster, not durable)."""

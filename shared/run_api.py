@@ -12,6 +12,7 @@ from typing import Any
 
 from shared.code_run import code_tools
 from shared.errors import InvalidRequest, NotConfigured, PlanInvalid
+from shared.llm import LLM_NOT_CONFIGURED_MESSAGE
 from shared.models import RunRequest, parse_run_request, validate_request
 from shared.plan import check_plan
 from shared.runtime import Runtime
@@ -22,6 +23,7 @@ __all__ = [
     "RUN_STATUSES",
     "admit_run_request",
     "durable_statuses_for",
+    "parse_approval",
     "run_instance_id",
     "run_view",
 ]
@@ -29,7 +31,7 @@ __all__ = [
 RUN_ORCHESTRATOR = "run"
 RUN_STATUSES = ("pending", "running", "completed", "completed_with_errors", "failed", "canceled")
 _KEY_SAFE = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
-AVAILABLE_MODES = ("plan", "code")
+LLM_MODES = ("task",)
 
 
 def admit_run_request(body: bytes | str | dict[str, Any], runtime: Runtime) -> RunRequest:
@@ -47,8 +49,8 @@ def admit_run_request(body: bytes | str | dict[str, Any], runtime: Runtime) -> R
         exc.field = exc.field or "body"
         raise
     validate_request(request, runtime.settings.limits)
-    if request.mode not in AVAILABLE_MODES:
-        raise NotConfigured(f"mode {request.mode!r} is not available in this deployment", field="mode")
+    if request.mode in LLM_MODES and runtime.chat_model is None:
+        raise NotConfigured(LLM_NOT_CONFIGURED_MESSAGE, field="mode")
     if request.code is not None:
         code_tools(runtime.catalog, request.tools)
         try:
@@ -61,6 +63,29 @@ def admit_run_request(body: bytes | str | dict[str, Any], runtime: Runtime) -> R
             shown = "; ".join(f"{p.field}: {p.message}" for p in problems[:10])
             raise PlanInvalid(shown, field=problems[0].field)
     return request
+
+
+def parse_approval(body: bytes | str) -> dict[str, Any]:
+    """``{"approved": bool, "reason": str}`` from an approve request; raises :class:`InvalidRequest` naming the
+    field."""
+    import json
+
+    try:
+        data = json.loads(body or b"null")
+    except ValueError:
+        raise InvalidRequest("the body must be JSON: {\"approved\": true|false, \"reason\": \"...\"}",
+                             field="body") from None
+    if not isinstance(data, dict):
+        raise InvalidRequest("the body must be a JSON object", field="body")
+    if not isinstance(data.get("approved"), bool):
+        raise InvalidRequest("approved must be true or false", field="approved")
+    reason = data.get("reason", "")
+    if not isinstance(reason, str) or len(reason) > 2000:
+        raise InvalidRequest("reason must be a string of at most 2000 characters", field="reason")
+    unknown = sorted(set(data) - {"approved", "reason"})
+    if unknown:
+        raise InvalidRequest(f"unknown field {unknown[0]!r}", field=unknown[0])
+    return {"approved": data["approved"], "reason": reason}
 
 
 def run_instance_id(idempotency_key: str | None, fallback: str | None = None) -> str | None:

@@ -10,16 +10,20 @@ import asyncio
 import logging
 import os
 import threading
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Any
 
 from shared.breaker import CircuitBreaker, SqliteBreakerStore
 from shared.catalog import Catalog
 from shared.demo_tools import register_demo_tools
+from shared.llm import ChatModel, LlmSettings, build_chat_model
 from shared.models import ModelLimits, ToolCall
 from shared.payloads import PayloadSettings, PayloadStore, build_payload_store
+from shared.retrieval import HybridRetriever, RetrievalSettings
 from shared.sandbox import Limits
+from shared.secrets import SecretSource, SecretsSettings, build_secrets
 from shared.settings import env_bool, env_int, env_str
 from shared.tools import ToolExecutor, ToolSettings
 
@@ -45,6 +49,19 @@ class RuntimeSettings:
     payloads: PayloadSettings = field(default_factory=PayloadSettings)
     limits: ModelLimits = field(default_factory=ModelLimits)
     sandbox: Limits = field(default_factory=Limits)
+    task_tools_k: int = 8
+    """Tools the task planner is shown from tool search (WEFT_TASK_TOOLS_K)."""
+    task_max_turns: int = 4
+    """Planner turns per task run (WEFT_TASK_MAX_TURNS)."""
+    approval_timeout_s: int = 3600
+    """How long a run waits for a human to approve a tool marked ``requires_approval`` (WEFT_APPROVAL_TIMEOUT_S)."""
+    llm_retry_interval_ms: int = 2000
+    """Durable retry interval of LLM activities after throttling or an outage (WEFT_LLM_RETRY_INTERVAL_MS)."""
+    llm_retry_attempts: int = 5
+    """Attempts per LLM activity (WEFT_LLM_RETRY_ATTEMPTS)."""
+    llm: LlmSettings = field(default_factory=LlmSettings)
+    secrets: SecretsSettings = field(default_factory=SecretsSettings)
+    search: RetrievalSettings = field(default_factory=RetrievalSettings)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> RuntimeSettings:
@@ -59,6 +76,14 @@ class RuntimeSettings:
             payloads=PayloadSettings.from_env(env),
             limits=ModelLimits.from_env(env),
             sandbox=Limits.from_env(env),
+            task_tools_k=env_int(env, "WEFT_TASK_TOOLS_K", cls.task_tools_k, minimum=1),
+            task_max_turns=env_int(env, "WEFT_TASK_MAX_TURNS", cls.task_max_turns, minimum=1),
+            approval_timeout_s=env_int(env, "WEFT_APPROVAL_TIMEOUT_S", cls.approval_timeout_s, minimum=1),
+            llm_retry_interval_ms=env_int(env, "WEFT_LLM_RETRY_INTERVAL_MS", cls.llm_retry_interval_ms, minimum=1),
+            llm_retry_attempts=env_int(env, "WEFT_LLM_RETRY_ATTEMPTS", cls.llm_retry_attempts, minimum=1),
+            llm=LlmSettings.from_env(env),
+            secrets=SecretsSettings.from_env(env),
+            search=RetrievalSettings.from_env(env),
         )
 
 
@@ -76,12 +101,41 @@ class _PayloadSink:
 
 @dataclass
 class Runtime:
-    """Everything the activities and triggers need, for one worker process."""
+    """Everything the activities and triggers need, for one worker process.
+
+    The chat model, the Key Vault client and the search index are built on first use: they cost network set-up or
+    seconds of model loading that plan and code runs never need.
+    """
 
     settings: RuntimeSettings
     catalog: Catalog
     executor: ToolExecutor
     payloads: PayloadStore
+    _lazy: dict[str, Any] = field(default_factory=dict)
+    _lazy_lock: threading.RLock = field(default_factory=threading.RLock)
+
+    def _once(self, name: str, build: Callable[[], Any]) -> Any:
+        with self._lazy_lock:
+            if name not in self._lazy:
+                self._lazy[name] = build()
+            return self._lazy[name]
+
+    @property
+    def secrets(self) -> SecretSource | None:
+        """Key Vault secrets (cached), or None when ``KEY_VAULT_URL`` is not set."""
+        return self._once("secrets", lambda: build_secrets(self.settings.secrets))
+
+    @property
+    def chat_model(self) -> ChatModel | None:
+        """The configured chat model, or None (task mode then answers 503)."""
+        return self._once("chat_model", lambda: build_chat_model(self.settings.llm, self.secrets))
+
+    @property
+    def search_index(self) -> HybridRetriever:
+        """Hybrid tool search over the catalog (the embedding model loads on first use)."""
+        return self._once("search_index", lambda: HybridRetriever.from_specs(
+            [{"name": s.name, "description": s.description, "parameters": s.parameters, "tags": s.tags,
+              "source": s.source} for s in self.catalog.specs()], settings=self.settings.search))
 
 
 def build_runtime(settings: RuntimeSettings) -> Runtime:

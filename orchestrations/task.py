@@ -1,0 +1,114 @@
+"""Task mode: tool search → the planner decides → the plan or code runs as a durable sub-run → the worker answers."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Generator
+from typing import Any
+
+import azure.durable_functions as df
+
+from shared.models import ErrorInfo, RunRequest, RunResult, RunStatus, StepRecord
+from shared.task import PlannerReply, TaskState, add_usage
+
+
+def run_task_mode(context: df.DurableOrchestrationContext, request: RunRequest) -> Generator[Any, Any, RunResult]:
+    started = context.current_utc_datetime
+    context.set_custom_status({"stage": "searching_tools", "mode": "task"})
+    prepared = yield context.call_activity("prepare_task", {"task": request.task, "tools": request.tools})
+    retry = df.RetryOptions(prepared["llm_retry"]["first_interval_ms"], prepared["llm_retry"]["max_attempts"])
+    style = request.options.task_style
+    state = TaskState(tools=prepared["tools"])
+    steps: list[StepRecord] = []
+    answer: str | None = None
+    error: ErrorInfo | None = None
+    repair: dict[str, str] | None = None
+    status = RunStatus.COMPLETED
+    while answer is None and error is None:
+        if state.turns >= int(prepared["max_turns"]):
+            error = ErrorInfo(code="max_turns", message=f"no answer after {state.turns} planner turns "
+                              "(WEFT_TASK_MAX_TURNS)")
+            break
+        context.set_custom_status({"stage": "planning", "mode": "task", "turn": state.turns + 1})
+        reply = yield context.call_activity_with_retry("llm_plan", retry, {
+            "task": request.task, "style": style, "tools": state.tools, "transcript": state.transcript,
+            "repair": repair})
+        state.usage = add_usage(state.usage, reply.get("usage"))
+        if not reply["ok"]:
+            if repair is not None:
+                error = ErrorInfo(code="model_behavior_error", field="task",
+                                  message="the model's reply could not be used, even after a repair round: "
+                                  + reply["error"])
+                break
+            repair = {"raw": reply["raw"], "error": reply["error"]}
+            continue
+        repair = None
+        decision = PlannerReply.model_validate(reply["reply"])
+        state.turns += 1
+        state.transcript.append({"role": "assistant", "content": reply["raw"]})
+        if decision.action == "answer":
+            answer = decision.answer
+            break
+        if decision.action == "search_tools":
+            found = yield context.call_activity("search_tools", {"query": decision.query, "k": prepared["search_k"]})
+            added = [name for name in found if name not in state.tools]
+            state.tools.extend(added)
+            state.transcript.append({"role": "user", "content": "Tools loaded: " + (", ".join(added) or "none new")
+                                     + ". They are now listed in the tools above."})
+            continue
+        if reply.get("approval_tools"):
+            refusal = yield from await_approval(context, reply["approval_tools"], int(prepared["approval_timeout_s"]))
+            if refusal is not None:
+                error, status = refusal, RunStatus.FAILED
+                break
+        context.set_custom_status({"stage": "executing", "mode": "task", "turn": state.turns})
+        sub = RunRequest(mode=decision.action, plan=decision.plan, code=decision.code,
+                         tools=state.tools if decision.action == "code" else None, options=request.options)
+        outcome = yield context.call_sub_orchestrator("run", sub.model_dump(mode="json"),
+                                                      f"{context.instance_id}:turn{state.turns}")
+        result = RunResult.model_validate(outcome)
+        for record in result.steps:
+            steps.append(record.model_copy(update={"step_id": f"turn{state.turns}.{record.step_id}"}))
+        shown = [{"step": r.step_id, "tool": r.tool, "status": r.status.value, "result": r.result,
+                  "error": r.error.message if r.error else None} for r in result.steps]
+        if result.output is not None and decision.action == "code":
+            shown.append({"code_result": result.output})
+        shown += [{"error": e.message} for e in result.errors if e.code not in ("step_failed", "tool_failed")]
+        state.results.extend(shown)
+        state.transcript.append({"role": "results", "results": shown})
+        if decision.final or state.turns >= int(prepared["max_turns"]):
+            context.set_custom_status({"stage": "answering", "mode": "task", "turn": state.turns})
+            written = yield context.call_activity_with_retry("llm_answer", retry,
+                                                             {"task": request.task, "results": state.results})
+            state.usage = add_usage(state.usage, written.get("usage"))
+            answer = written["answer"]
+    if error is not None:
+        status = RunStatus.FAILED
+    elif any(s.status.value == "failed" for s in steps):
+        status = RunStatus.COMPLETED_WITH_ERRORS
+    elapsed = round((context.current_utc_datetime - started).total_seconds() * 1000.0, 3)
+    return RunResult(run_id=context.instance_id, mode="task", status=status, steps=steps,
+                     output={"answer": answer, "turns": state.turns, "tools": state.tools},
+                     errors=[error] if error else [], usage=state.usage, elapsed_ms=elapsed)
+
+
+def await_approval(
+    context: df.DurableOrchestrationContext, tools: list[str], timeout_s: int
+) -> Generator[Any, Any, ErrorInfo | None]:
+    """Pause until ``POST /api/runs/{id}/approve`` (the ``approval`` event) or the timeout; None when approved."""
+    deadline = context.current_utc_datetime + dt.timedelta(seconds=timeout_s)
+    context.set_custom_status({"stage": "awaiting_approval", "mode": "task", "tools": tools,
+                               "expires_at": deadline.isoformat()})
+    event = context.wait_for_external_event("approval")
+    timer = context.create_timer(deadline)
+    winner = yield context.task_any([event, timer])
+    if winner != event:
+        return ErrorInfo(code="approval_timeout", field="approval",
+                         message=f"nobody approved the use of {', '.join(tools)} within {timeout_s} s")
+    timer.cancel()
+    decision = event.result if isinstance(event.result, dict) else {}
+    if decision.get("approved") is True:
+        return None
+    reason = decision.get("reason") or "no reason given"
+    return ErrorInfo(code="approval_denied", field="approval",
+                     message=f"the use of {', '.join(tools)} was denied: {reason}")
