@@ -24,7 +24,7 @@ STOPWORDS = frozenset(
     """a an and are as at be been but by can could do does for from had has have how i if in into is it its
     me my of on or our please so that the their them then there these this those to up us was we were what
     when where which while who will with would you your want need like should must also just some any all
-    after before next finally first""".split()
+    after before next finally first""".split()  # noqa: SIM905 - a word list reads better as prose
 )
 """Words too common to say anything about which tool is meant."""
 

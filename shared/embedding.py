@@ -53,6 +53,11 @@ class Encoder(Protocol):
         """Identifies the vectors this encoder makes (model and truncation); part of every embedding-cache key."""
         ...
 
+    @property
+    def dim(self) -> int:
+        """Length of each vector."""
+        ...
+
     def encode(self, texts: Sequence[str]) -> np.ndarray:
         """Embed ``texts``; returns an array of shape ``(len(texts), dim)``."""
         ...
@@ -140,6 +145,11 @@ class MiniLmEncoder:
         return f"{DEFAULT_MODEL_ID}@{self._max_tokens}"
 
     @property
+    def dim(self) -> int:
+        """384."""
+        return _HIDDEN
+
+    @property
     def loaded(self) -> bool:
         """Whether the weights are in memory."""
         return self._weights is not None
@@ -187,8 +197,12 @@ class MiniLmEncoder:
         attention_bias = ((np.float32(1.0) - mask) * _MASKED)[:, None, None, :]
         scale = np.float32(1.0 / np.sqrt(_HEAD_DIM))
         for qkv_w, qkv_b, ao_w, ao_b, ln1_g, ln1_b, in_w, in_b, out_w, out_b, ln2_g, ln2_b in w.layers:
-            qkv = (x @ qkv_w + qkv_b).reshape(size, length, 3, _HEADS, _HEAD_DIM).transpose(2, 0, 3, 1, 4)
-            scores = (qkv[0] * scale) @ qkv[1].transpose(0, 1, 3, 2) + attention_bias
+            # Contiguous per-head operands keep the batched matmuls on BLAS (strided ones fall off it).
+            qkv = np.ascontiguousarray(
+                (x @ qkv_w + qkv_b).reshape(size, length, 3, _HEADS, _HEAD_DIM).transpose(2, 0, 3, 1, 4)
+            )
+            keys_t = np.ascontiguousarray(qkv[1].transpose(0, 1, 3, 2))
+            scores = (qkv[0] * scale) @ keys_t + attention_bias
             scores = np.exp(scores - scores.max(-1, keepdims=True))
             scores /= scores.sum(-1, keepdims=True)
             context = (scores @ qkv[2]).transpose(0, 2, 1, 3).reshape(size, length, _HIDDEN)
@@ -216,6 +230,11 @@ class SentenceTransformerEncoder:
     def cache_key(self) -> str:
         """Same key as :class:`MiniLmEncoder`: the vectors are interchangeable."""
         return f"{DEFAULT_MODEL_ID}@{self._max_tokens}"
+
+    @property
+    def dim(self) -> int:
+        """384."""
+        return _HIDDEN
 
     def warm_up(self) -> None:
         """Load the model now."""

@@ -13,6 +13,7 @@ writing the same shard twice is harmless. The ``.npy`` is written before its ``.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import io
 import json
@@ -119,10 +120,8 @@ class BlobContainerStore:
         """Delete the blob if present."""
         from azure.core.exceptions import ResourceNotFoundError
 
-        try:
+        with contextlib.suppress(ResourceNotFoundError):  # already gone is the goal state
             self._container.delete_blob(name)
-        except ResourceNotFoundError:
-            pass  # already gone: the goal state
 
 
 def _slug(text: str) -> str:

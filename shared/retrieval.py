@@ -1,0 +1,506 @@
+"""Tool search: BM25, embeddings, and their fusion behind one ``Retriever.search(query, k, filters)`` seam.
+
+Every retriever returns :class:`ToolHit` s ranked by a calibrated score in [0, 1], whatever the catalog size:
+
+* BM25: the fraction of the best score the query could reach (see :meth:`shared.bm25.Bm25Index.scores`).
+* Embeddings: cosine similarity mapped linearly from ``[cosine_floor, cosine_ceiling]`` to [0, 1]; a cosine at or
+  below the floor (what all-MiniLM-L6-v2 gives unrelated texts) is 0.
+* Hybrid: the weighted sum of the two (weights add up to 1).
+
+So ``min_score`` is a threshold with a meaning: tools unrelated to the query score 0 or close to it. The default
+weights, anchors and multi-part handling are the ones ``benchmarks/retrieval_eval.py`` chose on its dev split.
+
+Public entry point (also used by the external benchmark)::
+
+    retriever = HybridRetriever.from_specs(openai_tool_specs)
+    hits = retriever.search("book a flight, then convert the price to euros", k=5)
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Callable, Hashable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol, runtime_checkable
+
+import numpy as np
+
+from shared.bm25 import Bm25Index, tokenize
+from shared.embedding import DEFAULT_MODEL_ID, Encoder, MiniLmEncoder, shared_encoder
+from shared.embedding_cache import EmbeddingCache, LocalFolderStore, text_key
+from shared.query_clauses import split_clauses
+from shared.tool_document import ToolDocument
+
+__all__ = [
+    "Bm25Retriever",
+    "EmbeddingRetriever",
+    "HybridRetriever",
+    "RetrievalSettings",
+    "Retriever",
+    "SearchFilters",
+    "ToolDocument",
+    "ToolHit",
+]
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class ToolHit:
+    """One search result."""
+
+    name: str
+    """The tool's name."""
+    score: float
+    """Calibrated relevance in [0, 1]; unrelated tools score near 0."""
+    matched_terms: tuple[str, ...] = ()
+    """Query word stems found in the tool's name, description or parameters (from BM25)."""
+    retrievers: tuple[str, ...] = ()
+    """Which retrievers scored the tool above zero: ``"bm25"``, ``"embedding"``."""
+    clause: str | None = None
+    """For a multi-part request, the part of the query that found the tool."""
+
+
+@dataclass(frozen=True)
+class SearchFilters:
+    """Restricts a search; an empty field does not restrict."""
+
+    tags: frozenset[str] = frozenset()
+    """Keep tools that have at least one of these tags."""
+    sources: frozenset[str] = frozenset()
+    """Keep tools whose source is one of these."""
+
+    def accepts(self, doc: ToolDocument) -> bool:
+        """Whether ``doc`` passes the filters."""
+        if self.tags and not (self.tags & doc.tags):
+            return False
+        return not (self.sources and doc.source not in self.sources)
+
+
+@runtime_checkable
+class Retriever(Protocol):
+    """Finds the tools for a request."""
+
+    def search(self, query: str, k: int, filters: SearchFilters | None = None) -> list[ToolHit]:
+        """The ``k`` best tools for ``query``, best first."""
+        ...
+
+
+@dataclass(frozen=True)
+class RetrievalSettings:
+    """Tool-search settings (environment names ``WEFT_SEARCH_*``)."""
+
+    default_k: int = 10
+    """WEFT_SEARCH_K: results when the caller does not say."""
+    max_k: int = 50
+    """WEFT_SEARCH_MAX_K: the most results one search returns."""
+    min_score: float = 0.0
+    """WEFT_SEARCH_MIN_SCORE: drop hits below this calibrated score (0 keeps the k best whatever they score)."""
+    bm25_weight: float = 0.4
+    """WEFT_SEARCH_BM25_WEIGHT: BM25's share of the hybrid score (the embedding gets the rest)."""
+    cosine_floor: float = 0.15
+    """WEFT_SEARCH_COSINE_FLOOR: cosine mapped to 0 (unrelated texts sit at or below it)."""
+    cosine_ceiling: float = 0.75
+    """WEFT_SEARCH_COSINE_CEILING: cosine mapped to 1."""
+    split_clauses: bool = True
+    """WEFT_SEARCH_SPLIT_CLAUSES: search each task of a multi-part request separately."""
+    model_id: str = DEFAULT_MODEL_ID
+    """WEFT_SEARCH_MODEL_ID: the embedding model (only the packaged all-MiniLM-L6-v2 is supported)."""
+    max_tokens: int = 256
+    """WEFT_SEARCH_MAX_TOKENS: tool texts are truncated to this many tokens before embedding."""
+    cache_dir: str = ""
+    """WEFT_SEARCH_CACHE_DIR: local folder for the embedding cache ("" = memory only)."""
+    cache_container: str = ""
+    """WEFT_SEARCH_CACHE_CONTAINER: Blob container for the embedding cache (the client is built by the caller)."""
+    lru_size: int = 1024
+    """WEFT_SEARCH_LRU_SIZE: query results kept (0 disables the result cache)."""
+    lru_ttl_seconds: float = 300.0
+    """WEFT_SEARCH_LRU_TTL_SECONDS: how long a cached query result stays valid."""
+
+    @property
+    def embedding_weight(self) -> float:
+        """The embedding's share of the hybrid score."""
+        return 1.0 - self.bm25_weight
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str]) -> RetrievalSettings:
+        """Read ``WEFT_SEARCH_*`` variables; unset ones keep their defaults. Raises ``ValueError`` on bad values."""
+        from shared.settings import env_bool, env_float, env_int, env_str
+
+        settings = cls(
+            default_k=env_int(env, "WEFT_SEARCH_K", cls.default_k, minimum=1),
+            max_k=env_int(env, "WEFT_SEARCH_MAX_K", cls.max_k, minimum=1),
+            min_score=env_float(env, "WEFT_SEARCH_MIN_SCORE", cls.min_score, minimum=0.0),
+            bm25_weight=env_float(env, "WEFT_SEARCH_BM25_WEIGHT", cls.bm25_weight, minimum=0.0),
+            cosine_floor=env_float(env, "WEFT_SEARCH_COSINE_FLOOR", cls.cosine_floor),
+            cosine_ceiling=env_float(env, "WEFT_SEARCH_COSINE_CEILING", cls.cosine_ceiling),
+            split_clauses=env_bool(env, "WEFT_SEARCH_SPLIT_CLAUSES", cls.split_clauses),
+            model_id=env_str(env, "WEFT_SEARCH_MODEL_ID", cls.model_id),
+            max_tokens=env_int(env, "WEFT_SEARCH_MAX_TOKENS", cls.max_tokens, minimum=8),
+            cache_dir=env_str(env, "WEFT_SEARCH_CACHE_DIR", cls.cache_dir),
+            cache_container=env_str(env, "WEFT_SEARCH_CACHE_CONTAINER", cls.cache_container),
+            lru_size=env_int(env, "WEFT_SEARCH_LRU_SIZE", cls.lru_size, minimum=0),
+            lru_ttl_seconds=env_float(env, "WEFT_SEARCH_LRU_TTL_SECONDS", cls.lru_ttl_seconds, minimum=0.0),
+        )
+        settings.validate()
+        return settings
+
+    def validate(self) -> None:
+        """Raise ``ValueError`` if the settings contradict each other."""
+        if self.bm25_weight > 1.0:
+            raise ValueError(f"WEFT_SEARCH_BM25_WEIGHT must be within [0, 1], got {self.bm25_weight}")
+        if self.cosine_ceiling <= self.cosine_floor:
+            raise ValueError("WEFT_SEARCH_COSINE_CEILING must be above WEFT_SEARCH_COSINE_FLOOR")
+        if self.default_k > self.max_k:
+            raise ValueError(f"WEFT_SEARCH_K ({self.default_k}) exceeds WEFT_SEARCH_MAX_K ({self.max_k})")
+        if self.model_id != DEFAULT_MODEL_ID:
+            raise ValueError(f"WEFT_SEARCH_MODEL_ID: only {DEFAULT_MODEL_ID} is packaged, got {self.model_id!r}")
+
+
+def _documents(items: Iterable[Mapping[str, Any] | ToolDocument]) -> list[ToolDocument]:
+    """Documents from specs or documents; a later tool with the same name replaces an earlier one."""
+    by_name: dict[str, ToolDocument] = {}
+    for item in items:
+        doc = item if isinstance(item, ToolDocument) else ToolDocument.from_spec(item)
+        by_name[doc.name] = doc
+    return list(by_name.values())
+
+
+def _top(scores: np.ndarray, k: int, mask: np.ndarray | None, names: Sequence[str]) -> list[int]:
+    """Indices of the ``k`` best scores (ties broken by name), restricted to ``mask``."""
+    if mask is not None:
+        scores = np.where(mask, scores, -np.inf)
+    candidates = np.flatnonzero(np.isfinite(scores))
+    if candidates.size > k:
+        part = np.argpartition(-scores[candidates], k - 1)[:k]
+        threshold = scores[candidates[part]].min()
+        candidates = np.flatnonzero(scores >= threshold)  # keep every tie at the boundary
+    return sorted(candidates.tolist(), key=lambda i: (-float(scores[i]), names[i]))[:k]
+
+
+class _FilterMasks:
+    """Boolean masks over the documents for each filter seen (few distinct filters exist in practice)."""
+
+    def __init__(self, docs: Sequence[ToolDocument]) -> None:
+        self._docs = docs
+        self._masks: dict[SearchFilters, np.ndarray] = {}
+
+    def get(self, filters: SearchFilters | None) -> np.ndarray | None:
+        if filters is None or (not filters.tags and not filters.sources):
+            return None
+        mask = self._masks.get(filters)
+        if mask is None:
+            if len(self._masks) >= 64:
+                self._masks.clear()
+            mask = np.fromiter((filters.accepts(d) for d in self._docs), dtype=bool, count=len(self._docs))
+            self._masks[filters] = mask
+        return mask
+
+
+class Bm25Retriever:
+    """BM25 over tool names (split into words), descriptions, parameter names and parameter descriptions."""
+
+    name = "bm25"
+
+    def __init__(self, documents: Iterable[Mapping[str, Any] | ToolDocument]) -> None:
+        self.documents: list[ToolDocument] = _documents(documents)
+        self._names = [d.name for d in self.documents]
+        self._index = Bm25Index.build([d.terms for d in self.documents])
+        self._masks = _FilterMasks(self.documents)
+
+    def scores(self, query: str) -> np.ndarray:
+        """Calibrated BM25 score of every document (aligned with :attr:`documents`)."""
+        return self._index.scores(tokenize(query))[1]
+
+    def matched_terms(self, position: int, query: str) -> tuple[str, ...]:
+        """The query's word stems found in document ``position``."""
+        return tuple(self._index.matched_terms(position, tokenize(query)))
+
+    def search(self, query: str, k: int, filters: SearchFilters | None = None) -> list[ToolHit]:
+        """The ``k`` best tools by BM25."""
+        scores = self.scores(query)
+        return [
+            ToolHit(
+                name=self._names[i],
+                score=round(float(scores[i]), 4),
+                matched_terms=self.matched_terms(i, query),
+                retrievers=("bm25",) if scores[i] > 0 else (),
+            )
+            for i in _top(scores, k, self._masks.get(filters), self._names)
+        ]
+
+
+class EmbeddingRetriever:
+    """Cosine similarity between the query and each tool's rendered text (all-MiniLM-L6-v2).
+
+    Tool vectors come from ``cache`` when present there; only the missing ones are embedded (with
+    ``index_encoder`` if given, e.g. a multi-threaded :class:`~shared.embedding.SentenceTransformerEncoder` for a
+    large catalog, else with ``encoder``). Queries are always embedded with ``encoder``.
+    """
+
+    name = "embedding"
+
+    def __init__(
+        self,
+        documents: Iterable[Mapping[str, Any] | ToolDocument],
+        *,
+        encoder: Encoder | None = None,
+        cache: EmbeddingCache | None = None,
+        index_encoder: Encoder | None = None,
+        cosine_floor: float = RetrievalSettings.cosine_floor,
+        cosine_ceiling: float = RetrievalSettings.cosine_ceiling,
+    ) -> None:
+        self.encoder: Encoder = encoder if encoder is not None else shared_encoder()
+        self._index_encoder = index_encoder if index_encoder is not None else self.encoder
+        if cache is not None and cache.encoder_key != self.encoder.cache_key:
+            raise ValueError(f"cache is for {cache.encoder_key}, encoder makes {self.encoder.cache_key}")
+        self.cache = cache if cache is not None else EmbeddingCache(self.encoder.cache_key)
+        self._floor = np.float32(cosine_floor)
+        self._span = np.float32(cosine_ceiling - cosine_floor)
+        self.documents: list[ToolDocument] = []
+        self._names: list[str] = []
+        self._matrix = np.zeros((0, 0), dtype=np.float32)
+        self._masks = _FilterMasks(self.documents)
+        self.embedded_last = 0
+        """How many tool texts the last :meth:`set_documents` had to embed (the rest came from the cache)."""
+        self.set_documents(documents)
+
+    def set_documents(self, documents: Iterable[Mapping[str, Any] | ToolDocument]) -> None:
+        """Replace the catalog; only texts missing from the cache are embedded."""
+        docs = _documents(documents)
+        keys = [text_key(d.text) for d in docs]
+        matrix, found = self.cache.fetch(keys, self.encoder.dim)
+        missing = np.flatnonzero(~found).tolist()
+        if missing:
+            vectors = self._index_encoder.encode([docs[i].text for i in missing])
+            matrix[missing] = vectors
+            self.cache.put([keys[i] for i in missing], vectors)
+        self.embedded_last = len(missing)
+        logger.info("embedding index: %d tools, %d embedded, %d from cache", len(docs), len(missing),
+                    len(docs) - len(missing))
+        self.documents = docs
+        self._names = [d.name for d in docs]
+        self._matrix = matrix
+        self._masks = _FilterMasks(docs)
+
+    def embed_queries(self, texts: Sequence[str]) -> np.ndarray:
+        """Unit vectors for query texts."""
+        return self.encoder.encode(list(texts))
+
+    def scores_for_vectors(self, vectors: np.ndarray) -> np.ndarray:
+        """Calibrated scores, shape ``(len(vectors), len(documents))``."""
+        cosine = vectors @ self._matrix.T if self._matrix.size else np.zeros((len(vectors), 0), np.float32)
+        return np.clip((cosine - self._floor) / self._span, 0.0, 1.0)
+
+    def cosines(self, query: str) -> np.ndarray:
+        """Raw cosine similarity of the query with every document."""
+        return (self.embed_queries([query]) @ self._matrix.T)[0]
+
+    def scores(self, query: str) -> np.ndarray:
+        """Calibrated embedding score of every document (aligned with :attr:`documents`)."""
+        return self.scores_for_vectors(self.embed_queries([query]))[0]
+
+    def search(self, query: str, k: int, filters: SearchFilters | None = None) -> list[ToolHit]:
+        """The ``k`` tools most similar to ``query``."""
+        scores = self.scores(query)
+        return [
+            ToolHit(name=self._names[i], score=round(float(scores[i]), 4),
+                    retrievers=("embedding",) if scores[i] > 0 else ())
+            for i in _top(scores, k, self._masks.get(filters), self._names)
+        ]
+
+
+class _ResultCache:
+    """A thread-safe LRU of search results with a time-to-live."""
+
+    def __init__(self, size: int, ttl: float, clock: Callable[[], float]) -> None:
+        self._size, self._ttl, self._clock = size, ttl, clock
+        self._items: OrderedDict[Hashable, tuple[float, list[ToolHit]]] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, key: Hashable) -> list[ToolHit] | None:
+        with self._lock:
+            item = self._items.get(key)
+            if item is None:
+                return None
+            if self._clock() - item[0] > self._ttl:
+                del self._items[key]
+                return None
+            self._items.move_to_end(key)
+            return list(item[1])
+
+    def put(self, key: Hashable, hits: list[ToolHit]) -> None:
+        if self._size <= 0:
+            return
+        with self._lock:
+            self._items[key] = (self._clock(), list(hits))
+            self._items.move_to_end(key)
+            while len(self._items) > self._size:
+                self._items.popitem(last=False)
+
+    def clear(self) -> None:
+        with self._lock:
+            self._items.clear()
+
+
+class HybridRetriever:
+    """BM25 and embedding scores fused by a weighted sum; multi-part requests searched clause by clause.
+
+    A request with several tasks (see :func:`shared.query_clauses.split_clauses`) is scored clause by clause; the
+    ranking interleaves the clauses' own rankings (each clause's best tool, then each clause's second best, ...) so
+    that every task's tools reach the top k, and a tool's score is its best score over the clauses. The ablations
+    in ``benchmarks/retrieval_eval.py`` compare this with RRF, with scoring the whole request, and with taking the
+    maximum over clauses.
+    """
+
+    def __init__(
+        self,
+        documents: Iterable[Mapping[str, Any] | ToolDocument],
+        *,
+        settings: RetrievalSettings | None = None,
+        encoder: Encoder | None = None,
+        cache: EmbeddingCache | None = None,
+        index_encoder: Encoder | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.settings = settings or RetrievalSettings()
+        self.settings.validate()
+        encoder = encoder if encoder is not None else shared_encoder(self.settings.max_tokens)
+        if cache is None and self.settings.cache_dir:
+            cache = EmbeddingCache(encoder.cache_key, LocalFolderStore(self.settings.cache_dir))
+        docs = _documents(documents)
+        self.bm25 = Bm25Retriever(docs)
+        self.embedding = EmbeddingRetriever(
+            docs,
+            encoder=encoder,
+            cache=cache,
+            index_encoder=index_encoder,
+            cosine_floor=self.settings.cosine_floor,
+            cosine_ceiling=self.settings.cosine_ceiling,
+        )
+        self._results = _ResultCache(self.settings.lru_size, self.settings.lru_ttl_seconds, clock)
+        self._version = 0
+        self._lock = threading.Lock()
+
+    @classmethod
+    def from_specs(
+        cls,
+        specs: Iterable[Mapping[str, Any]],
+        *,
+        settings: RetrievalSettings | None = None,
+        encoder: Encoder | None = None,
+        cache: EmbeddingCache | None = None,
+    ) -> HybridRetriever:
+        """Index OpenAI-shaped tool specs (plain or ``{"type": "function", "function": {...}}``).
+
+        Optional spec keys ``tags`` (list of strings) and ``source`` (string) feed :class:`SearchFilters`.
+        """
+        return cls(list(specs), settings=settings, encoder=encoder, cache=cache)
+
+    @property
+    def documents(self) -> list[ToolDocument]:
+        """The indexed tools, in index order."""
+        return self.bm25.documents
+
+    def __len__(self) -> int:
+        return len(self.bm25.documents)
+
+    def warm_up(self) -> None:
+        """Load the embedding model (if not yet) and run one search, so the first real query is fast."""
+        encoder = self.embedding.encoder
+        if isinstance(encoder, MiniLmEncoder):
+            encoder.warm_up()
+        self._search("warm up", 1, None, 0.0)
+
+    def upsert(self, items: Iterable[Mapping[str, Any] | ToolDocument]) -> None:
+        """Add tools or replace tools of the same name; only new or changed tool texts are embedded."""
+        new = _documents(items)
+        with self._lock:
+            by_name = {d.name: d for d in self.documents}
+            by_name.update({d.name: d for d in new})
+            self._rebuild(list(by_name.values()))
+
+    def remove(self, names: Iterable[str]) -> None:
+        """Drop tools by name (unknown names are ignored)."""
+        drop = set(names)
+        with self._lock:
+            self._rebuild([d for d in self.documents if d.name not in drop])
+
+    def _rebuild(self, docs: list[ToolDocument]) -> None:
+        self.embedding.set_documents(docs)
+        self.bm25 = Bm25Retriever(docs)
+        self._version += 1
+        self._results.clear()
+
+    def search(
+        self,
+        query: str,
+        k: int | None = None,
+        filters: SearchFilters | None = None,
+        *,
+        min_score: float | None = None,
+    ) -> list[ToolHit]:
+        """The best tools for ``query``: at most ``k`` (default and cap from settings), best first.
+
+        Hits scoring below ``min_score`` (default ``settings.min_score``) are dropped.
+        """
+        k = self.settings.default_k if k is None else max(0, min(int(k), self.settings.max_k))
+        min_score = self.settings.min_score if min_score is None else min_score
+        if k == 0 or not query.strip() or not len(self):
+            return []
+        key = (query, k, filters, min_score, self._version)
+        cached = self._results.get(key)
+        if cached is not None:
+            return cached
+        hits = self._search(query, k, filters, min_score)
+        self._results.put(key, hits)
+        return hits
+
+    def _search(self, query: str, k: int, filters: SearchFilters | None, min_score: float) -> list[ToolHit]:
+        bm25, embedding = self.bm25, self.embedding
+        texts = split_clauses(query) if self.settings.split_clauses else [query]
+        texts = texts or [query]
+        w_bm25 = np.float32(self.settings.bm25_weight)
+        w_emb = np.float32(self.settings.embedding_weight)
+        emb_scores = embedding.scores_for_vectors(embedding.embed_queries(texts))
+        bm25_scores = np.stack([bm25.scores(t) for t in texts])
+        fused = w_bm25 * bm25_scores + w_emb * emb_scores
+        mask = bm25._masks.get(filters)
+        names = bm25._names
+        order = self._interleave(fused, k, mask, names)
+        best_row = fused.argmax(axis=0)
+        hits: list[ToolHit] = []
+        for i in order:
+            score = float(fused[:, i].max())
+            if score < min_score:
+                continue
+            row = int(best_row[i])
+            sources = tuple(
+                n for n, s in (("bm25", bm25_scores[row, i]), ("embedding", emb_scores[row, i])) if s > 0
+            )
+            hits.append(
+                ToolHit(
+                    name=names[i],
+                    score=round(score, 4),
+                    matched_terms=bm25.matched_terms(i, texts[row]),
+                    retrievers=sources,
+                    clause=texts[row] if len(texts) > 1 else None,
+                )
+            )
+        return hits
+
+    @staticmethod
+    def _interleave(fused: np.ndarray, k: int, mask: np.ndarray | None, names: Sequence[str]) -> list[int]:
+        """Round-robin over the clauses' own rankings: rank 1 of every clause, then rank 2 of every clause, ..."""
+        rankings = [_top(row, k, mask, names) for row in fused]
+        order: list[int] = []
+        seen: set[int] = set()
+        for rank in range(k):
+            for ranking in rankings:
+                if rank < len(ranking) and ranking[rank] not in seen:
+                    seen.add(ranking[rank])
+                    order.append(ranking[rank])
+        return order[:k]
