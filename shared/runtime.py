@@ -25,6 +25,8 @@ from shared.retrieval import HybridRetriever, RetrievalSettings
 from shared.sandbox import Limits
 from shared.secrets import SecretSource, SecretsSettings, build_secrets
 from shared.settings import env_bool, env_int, env_str
+from shared.sources.cache import DiscoveryCache
+from shared.sources.config import SourceReport, SourceSettings, build_discovery_cache, load_sources
 from shared.tools import ToolExecutor, ToolSettings
 
 __all__ = ["Runtime", "RuntimeSettings", "build_runtime", "get_runtime", "reset_runtime"]
@@ -62,6 +64,7 @@ class RuntimeSettings:
     llm: LlmSettings = field(default_factory=LlmSettings)
     secrets: SecretsSettings = field(default_factory=SecretsSettings)
     search: RetrievalSettings = field(default_factory=RetrievalSettings)
+    sources: SourceSettings = field(default_factory=SourceSettings)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> RuntimeSettings:
@@ -84,6 +87,7 @@ class RuntimeSettings:
             llm=LlmSettings.from_env(env),
             secrets=SecretsSettings.from_env(env),
             search=RetrievalSettings.from_env(env),
+            sources=SourceSettings.from_env(env),
         )
 
 
@@ -111,6 +115,8 @@ class Runtime:
     catalog: Catalog
     executor: ToolExecutor
     payloads: PayloadStore
+    source_reports: list[SourceReport] = field(default_factory=list)
+    """What loading each configured tool source (OpenAPI, MCP) gave: tool counts or errors."""
     _lazy: dict[str, Any] = field(default_factory=dict)
     _lazy_lock: threading.RLock = field(default_factory=threading.RLock)
 
@@ -131,6 +137,15 @@ class Runtime:
         return self._once("chat_model", lambda: build_chat_model(self.settings.llm, self.secrets))
 
     @property
+    def discovery_cache(self) -> DiscoveryCache:
+        return self._once("discovery_cache", lambda: build_discovery_cache(self.settings.sources))
+
+    def catalog_changed(self) -> None:
+        """Forget what was derived from the catalog (the search index is rebuilt on next use)."""
+        with self._lazy_lock:
+            self._lazy.pop("search_index", None)
+
+    @property
     def search_index(self) -> HybridRetriever:
         """Hybrid tool search over the catalog (the embedding model loads on first use)."""
         return self._once("search_index", lambda: HybridRetriever.from_specs(
@@ -147,6 +162,14 @@ def build_runtime(settings: RuntimeSettings) -> Runtime:
         register_demo_tools(catalog, notes_path=state / "notes.sqlite")
     for path in settings.catalog_files:
         catalog.load_file(path.strip())
+    reports: list[SourceReport] = []
+    if settings.sources.sources_file:
+        reports = load_sources(catalog, settings.sources, secrets=build_secrets(settings.secrets),
+                               cache=build_discovery_cache(settings.sources))
+        for report in reports:
+            if report.error:
+                log.warning("tool source %s (%s) failed: %s", report.alias or report.source_id[:12], report.type,
+                            report.error)
     breaker = CircuitBreaker(SqliteBreakerStore(state / "breakers.sqlite"), settings.tools.breaker)
     payloads = build_payload_store(settings.payloads)
     tool_settings = settings.tools
@@ -154,7 +177,7 @@ def build_runtime(settings: RuntimeSettings) -> Runtime:
         tool_settings = replace(tool_settings, max_result_bytes=settings.payloads.inline_max_bytes)
     executor = ToolExecutor(catalog, breaker, tool_settings, result_sink=_PayloadSink(payloads))
     log.info("weft runtime ready: %d tools (catalog %s)", len(catalog), catalog.version[:12])
-    return Runtime(settings=settings, catalog=catalog, executor=executor, payloads=payloads)
+    return Runtime(settings=settings, catalog=catalog, executor=executor, payloads=payloads, source_reports=reports)
 
 
 _runtime: Runtime | None = None
