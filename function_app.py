@@ -5,6 +5,7 @@ import azure.functions as func
 
 from activities.catalog_api import bp as catalog_api
 from activities.code import bp as code_activities
+from activities.ops_api import bp as ops_api
 from activities.runs_api import bp as runs_api
 from activities.runs_queue import bp as runs_queue
 from activities.task import bp as task_activities
@@ -16,6 +17,7 @@ app = df.DFApp(http_auth_level=func.AuthLevel.FUNCTION)
 app.register_functions(runs_api)
 app.register_functions(runs_queue)
 app.register_functions(catalog_api)
+app.register_functions(ops_api)
 app.register_functions(run_orchestrator)
 app.register_functions(step_orchestrator)
 app.register_functions(tool_activities)

@@ -26,10 +26,18 @@ def prepare_code(request: dict[str, Any]) -> dict[str, Any]:
 @bp.activity_trigger(input_name="request")
 async def run_code_step(request: dict[str, Any]) -> dict[str, Any]:
     runtime = get_runtime()
-    return await asyncio.to_thread(run_step, request, runtime.catalog, runtime.payloads)
+    with runtime.telemetry.sandbox_span("replay") as span:
+        step = await asyncio.to_thread(run_step, request, runtime.catalog, runtime.payloads)
+        span.set_tool_calls(len(step.get("calls") or []))
+        span.set_outcome(step["error"]["code"] if step["status"] == "error" else "ok")
+    return step
 
 
 @bp.activity_trigger(input_name="request")
 async def run_code_inline(request: dict[str, Any]) -> dict[str, Any]:
     runtime = get_runtime()
-    return await run_inline(request, runtime.catalog, runtime.executor)
+    with runtime.telemetry.sandbox_span("inline") as span:
+        outcome = await run_inline(request, runtime.catalog, runtime.executor)
+        span.set_tool_calls(len(outcome.get("steps") or []))
+        span.set_outcome(outcome["error"]["code"] if outcome["status"] == "error" else "ok")
+    return outcome

@@ -41,18 +41,34 @@ async def prepare_task(request: dict[str, Any]) -> dict[str, Any]:
 @bp.activity_trigger(input_name="request")
 async def search_tools(request: dict[str, Any]) -> list[str]:
     runtime = get_runtime()
-    return await asyncio.to_thread(find_tools, runtime.search_index, request["query"], int(request["k"]))
+    with runtime.telemetry.search_span(int(request["k"]), len(runtime.catalog)) as span:
+        found = await asyncio.to_thread(find_tools, runtime.search_index, request["query"], int(request["k"]))
+        span.set_results(len(found))
+    return found
 
 
 @bp.activity_trigger(input_name="request")
 async def llm_plan(request: dict[str, Any]) -> dict[str, Any]:
     runtime = get_runtime()
     limits = runtime.settings
-    return await asyncio.to_thread(plan_turn, request, _model(runtime), runtime.catalog, limits.limits,
-                                   limits.sandbox.max_tool_calls, limits.sandbox.max_code_bytes)
+    with runtime.telemetry.llm_call_span("planner", runtime.settings.llm.deployments()["planner"]) as span:
+        reply = await asyncio.to_thread(plan_turn, request, _model(runtime), runtime.catalog, limits.limits,
+                                        limits.sandbox.max_tool_calls, limits.sandbox.max_code_bytes)
+        _record(span, reply.get("usage"), "ok" if reply["ok"] else "model_behavior_error")
+    return reply
 
 
 @bp.activity_trigger(input_name="request")
 async def llm_answer(request: dict[str, Any]) -> dict[str, Any]:
     runtime = get_runtime()
-    return await asyncio.to_thread(write_answer, request, _model(runtime))
+    with runtime.telemetry.llm_call_span("worker", runtime.settings.llm.deployments()["worker"]) as span:
+        answer = await asyncio.to_thread(write_answer, request, _model(runtime))
+        _record(span, answer.get("usage"), "ok")
+    return answer
+
+
+def _record(span: Any, usage: dict[str, Any] | None, outcome: str) -> None:
+    usage = usage or {}
+    span.record_usage(int(usage.get("prompt_tokens", 0)), int(usage.get("completion_tokens", 0)),
+                      int(usage.get("cached_tokens", 0)))
+    span.set_outcome(outcome)

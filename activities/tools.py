@@ -35,7 +35,9 @@ async def call_tool(request: dict[str, Any]) -> dict[str, Any]:
             *(asyncio.to_thread(runtime.payloads.get, ref) for ref in step.offloaded.values())
         )
         call = call.model_copy(update={"args": resolve_refs(call.args, dict(zip(step.offloaded, loaded, strict=True)))})
-    result = await runtime.executor.execute(call)
+    with runtime.telemetry.tool_call_span(call.tool, call.run_id, call.step_id) as span:
+        result = await runtime.executor.execute(call)
+        span.set_outcome("ok" if result.ok or result.error is None else result.error.code)
     if not result.ok and result.error is not None and result.error.retryable:
         raise RetryableToolError(result.error)
     if result.blob_ref and isinstance(result.value, str):

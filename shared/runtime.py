@@ -18,15 +18,25 @@ from typing import Any
 from shared.breaker import CircuitBreaker, SqliteBreakerStore
 from shared.catalog import Catalog
 from shared.demo_tools import register_demo_tools
+from shared.health import (
+    BlobContainerCheck,
+    CatalogCheck,
+    KeyVaultCheck,
+    LlmConfigCheck,
+    LocalFolderCheck,
+    ReadinessCheck,
+    SearchIndexCheck,
+)
 from shared.llm import ChatModel, LlmSettings, build_chat_model
 from shared.models import ModelLimits, ToolCall
-from shared.payloads import PayloadSettings, PayloadStore, build_payload_store
+from shared.payloads import BlobPayloadStore, PayloadSettings, PayloadStore, build_payload_store
 from shared.retrieval import HybridRetriever, RetrievalSettings
 from shared.sandbox import Limits
-from shared.secrets import SecretSource, SecretsSettings, build_secrets
+from shared.secrets import SecretSource, SecretsSettings, build_secrets, check_unresolved_references
 from shared.settings import env_bool, env_int, env_str
 from shared.sources.cache import DiscoveryCache
 from shared.sources.config import SourceReport, SourceSettings, build_discovery_cache, load_sources
+from shared.telemetry import Telemetry, TelemetrySettings, configure_telemetry, get_telemetry
 from shared.tools import ToolExecutor, ToolSettings
 
 __all__ = ["Runtime", "RuntimeSettings", "build_runtime", "get_runtime", "reset_runtime"]
@@ -115,6 +125,8 @@ class Runtime:
     catalog: Catalog
     executor: ToolExecutor
     payloads: PayloadStore
+    telemetry: Telemetry = field(default_factory=get_telemetry)
+    """Spans and metrics (Application Insights when configured; Prometheus always)."""
     source_reports: list[SourceReport] = field(default_factory=list)
     """What loading each configured tool source (OpenAPI, MCP) gave: tool counts or errors."""
     _lazy: dict[str, Any] = field(default_factory=dict)
@@ -146,6 +158,34 @@ class Runtime:
             self._lazy.pop("search_index", None)
 
     @property
+    def search_index_loaded(self) -> bool:
+        return "search_index" in self._lazy
+
+    def warm_up_search_index(self) -> None:
+        """Build the search index on a background thread (readiness reports it loading until then)."""
+        with self._lazy_lock:
+            if self._lazy.get("_warming") or self.search_index_loaded:
+                return
+            self._lazy["_warming"] = True
+        threading.Thread(target=lambda: self.search_index, name="weft-search-warm-up", daemon=True).start()
+
+    def readiness_checks(self) -> list[ReadinessCheck]:
+        """What ``GET /api/ready`` checks: storage, Key Vault, LLM configuration, catalog, search index."""
+        storage: ReadinessCheck
+        if isinstance(self.payloads, BlobPayloadStore):
+            storage = BlobContainerCheck(self.payloads.container)
+        else:
+            storage = LocalFolderCheck(self.settings.payloads.local_dir)
+        vault = self.secrets
+        return [
+            storage,
+            KeyVaultCheck(getattr(vault, "_client", None)),
+            LlmConfigCheck(self.settings.llm),
+            CatalogCheck(lambda: len(self.catalog)),
+            SearchIndexCheck(lambda: self.search_index_loaded),
+        ]
+
+    @property
     def search_index(self) -> HybridRetriever:
         """Hybrid tool search over the catalog (the embedding model loads on first use)."""
         return self._once("search_index", lambda: HybridRetriever.from_specs(
@@ -153,8 +193,9 @@ class Runtime:
               "source": s.source} for s in self.catalog.specs()], settings=self.settings.search))
 
 
-def build_runtime(settings: RuntimeSettings) -> Runtime:
-    """Build the catalog (demo tools, catalog files), the breaker, the executor and the payload store."""
+def build_runtime(settings: RuntimeSettings, telemetry: Telemetry | None = None) -> Runtime:
+    """Build the catalog (demo tools, catalog files, tool sources), the breaker, the executor and the payload store."""
+    telemetry = telemetry or get_telemetry()
     state = Path(settings.state_dir)
     state.mkdir(parents=True, exist_ok=True)
     catalog = Catalog()
@@ -170,14 +211,16 @@ def build_runtime(settings: RuntimeSettings) -> Runtime:
             if report.error:
                 log.warning("tool source %s (%s) failed: %s", report.alias or report.source_id[:12], report.type,
                             report.error)
-    breaker = CircuitBreaker(SqliteBreakerStore(state / "breakers.sqlite"), settings.tools.breaker)
+    breaker = CircuitBreaker(SqliteBreakerStore(state / "breakers.sqlite"), settings.tools.breaker,
+                             on_transition=telemetry.breaker_transition_hook)
     payloads = build_payload_store(settings.payloads)
     tool_settings = settings.tools
     if tool_settings.max_result_bytes > settings.payloads.inline_max_bytes:
         tool_settings = replace(tool_settings, max_result_bytes=settings.payloads.inline_max_bytes)
     executor = ToolExecutor(catalog, breaker, tool_settings, result_sink=_PayloadSink(payloads))
     log.info("weft runtime ready: %d tools (catalog %s)", len(catalog), catalog.version[:12])
-    return Runtime(settings=settings, catalog=catalog, executor=executor, payloads=payloads, source_reports=reports)
+    return Runtime(settings=settings, catalog=catalog, executor=executor, payloads=payloads, telemetry=telemetry,
+                   source_reports=reports)
 
 
 _runtime: Runtime | None = None
@@ -190,7 +233,9 @@ def get_runtime() -> Runtime:
     if _runtime is None:
         with _lock:
             if _runtime is None:
-                _runtime = build_runtime(RuntimeSettings.from_env())
+                check_unresolved_references(os.environ)
+                telemetry = configure_telemetry(TelemetrySettings.from_env(os.environ))
+                _runtime = build_runtime(RuntimeSettings.from_env(), telemetry)
     return _runtime
 
 

@@ -1,0 +1,38 @@
+"""Operations endpoints: liveness, readiness (each dependency with status and latency), Prometheus metrics."""
+
+from __future__ import annotations
+
+import asyncio
+
+import azure.durable_functions as df
+import azure.functions as func
+
+from activities.http_json import json_response
+from shared.health import liveness, readiness_body, run_checks
+from shared.runtime import get_runtime
+
+bp = df.Blueprint()
+VERSION = "0.1.0"
+
+
+@bp.route(route="health", methods=["GET"], auth_level=func.AuthLevel.ANONYMOUS)
+def health(req: func.HttpRequest) -> func.HttpResponse:
+    """Cheap liveness: the worker answers; no dependency is called."""
+    return json_response(liveness(VERSION))
+
+
+@bp.route(route="ready", methods=["GET"], auth_level=func.AuthLevel.ANONYMOUS)
+async def ready(req: func.HttpRequest) -> func.HttpResponse:
+    """Readiness: 200 when every dependency answers, else 503 with each check's status, latency and detail."""
+    runtime = await asyncio.to_thread(get_runtime)
+    runtime.warm_up_search_index()
+    is_ready, results = await asyncio.to_thread(run_checks, runtime.readiness_checks(),
+                                                runtime.telemetry.settings.ready_timeout_s)
+    return json_response(readiness_body(is_ready, results), 200 if is_ready else 503)
+
+
+@bp.route(route="metrics", methods=["GET"])
+def metrics(req: func.HttpRequest) -> func.HttpResponse:
+    """Prometheus text: the figures this worker process also sends to Azure Monitor."""
+    body, content_type = get_runtime().telemetry.metrics.prometheus_text()
+    return func.HttpResponse(body, status_code=200, headers={"Content-Type": content_type})
