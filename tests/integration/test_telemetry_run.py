@@ -36,7 +36,8 @@ def _collect(env: dict[str, str], out: Any) -> None:
     host = DevHost(HostOptions(app_dir=ROOT, db=":memory:", serve_http=False, poll_queues=False, run_timers=False))
     host.start()
     try:
-        request = {"mode": "task", "task": f"Describe the word {SECRET_WORD}", "tools": ["hash_text", "text_statistics"]}
+        request = {"mode": "task", "task": f"Describe the word {SECRET_WORD}",
+                   "tools": ["hash_text", "text_statistics"]}
         status = host.wait_for(host.start_new("run", request), timeout=120)
     finally:
         host.stop()
