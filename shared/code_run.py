@@ -9,13 +9,15 @@ before they become ``call_tool`` activities, so each one is validated, retried a
 from __future__ import annotations
 
 import asyncio
+import difflib
 import hashlib
+import itertools
 from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
 from shared.catalog import Catalog, python_identifier
-from shared.errors import InvalidRequest, ToolNotFound
+from shared.errors import InvalidRequest
 from shared.models import ErrorInfo, RunResult, RunStatus, StepRecord, StepStatus, ToolCall, ToolSpec, hash_args
 from shared.payloads import PayloadStore
 from shared.sandbox import CodeResult, Limits, PendingCall, RecordedCall, ReplayStep, run_code, run_replay_step
@@ -38,7 +40,9 @@ def code_tools(catalog: Catalog, names: Sequence[str] | None) -> dict[str, str]:
     mapping: dict[str, str] = {}
     for index, name in enumerate(chosen):
         if name not in catalog:
-            raise ToolNotFound(f"unknown tool {name!r}", field=f"tools[{index}]")
+            close = difflib.get_close_matches(name, catalog.names(), n=3)
+            hint = f"; did you mean {', '.join(map(repr, close))}?" if close else ""
+            raise InvalidRequest(f"unknown tool {name!r}{hint}", field=f"tools[{index}]")
         mapping[python_identifier(name)] = name
     return mapping
 
@@ -106,12 +110,13 @@ async def run_inline(request: Mapping[str, Any], catalog: Catalog, executor: Too
     tools: dict[str, str] = request["tools"]
     run_id = request["run_id"]
     records: list[dict[str, Any]] = []
+    numbers = itertools.count(1)  # call ids in the order the code makes the calls, as in replay mode
 
     def make(py_name: str) -> Any:
         tool = tools[py_name]
 
         async def call(*args: Any, **kwargs: Any) -> Any:
-            step_id = f"c{len(records) + 1}"
+            step_id = f"c{next(numbers)}"
             named = named_arguments(catalog.get(tool).spec, PendingCall(step_id, py_name, list(args), kwargs))
             result = await executor.execute(ToolCall(run_id=run_id, step_id=step_id, tool=tool, args=named))
             record = StepRecord(step_id=step_id, tool=tool, attempts=1, latency_ms=result.latency_ms,
@@ -131,6 +136,7 @@ async def run_inline(request: Mapping[str, Any], catalog: Catalog, executor: Too
         )
     except (SandboxViolation, SandboxLimitExceeded) as exc:
         return {"status": "error", "error": ErrorInfo.from_exception(exc).model_dump(mode="json"), "steps": records}
+    records.sort(key=lambda record: int(record["step_id"][1:]))
     return {"status": "finished", **outcome.to_dict(), "steps": records}
 
 
