@@ -49,8 +49,12 @@ def run_plan(context: df.DurableOrchestrationContext, request: RunRequest) -> Ge
         context.set_custom_status(progress.status_payload(context.current_utc_datetime))
         if not calls:
             continue
-        outcomes = yield from execute_wide(
-            context, calls, int(prepared["max_fan_out"]), f"{context.instance_id}:level{index}"
-        )
-        progress.record(outcomes, context.current_utc_datetime)
+        width = request.options.max_parallel or len(calls)
+        for start in range(0, len(calls), width):  # max_parallel: at most that many calls in flight
+            progress.mark_started(calls[start : start + width], context.current_utc_datetime)
+            outcomes = yield from execute_wide(
+                context, calls[start : start + width], int(prepared["max_fan_out"]),
+                f"{context.instance_id}:level{index}:{start}",
+            )
+            progress.record(outcomes, context.current_utc_datetime)
     return progress.result(context.current_utc_datetime)

@@ -210,9 +210,11 @@ class RunOptions(BaseModel):
     fail_fast: bool = False
     """Stop scheduling new steps after the first failed step (otherwise only its dependents are skipped)."""
     max_parallel: int | None = Field(None, ge=1)
-    """Most tool calls in flight at once for this run; ``None`` means a whole level at a time."""
+    """Plan mode: most tool calls in flight at once (a level runs in batches of this size); ``None`` means a whole
+    level at a time."""
     timeout_s: float | None = Field(None, gt=0)
-    """Deadline for the whole run; ``None`` uses the orchestrator's default."""
+    """Plan mode: seconds after the start past which no further level is started (steps not yet started are
+    skipped; calls in flight finish). ``None``: no deadline."""
     task_style: Literal["plan", "code"] = "plan"
     """Task mode: whether the planner writes a plan (JSON) or code (Python calling tools)."""
     code_execution: Literal["replay", "inline"] = "replay"

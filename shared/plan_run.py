@@ -70,6 +70,11 @@ class PlanRun:
             if self.options.fail_fast and self.failed:
                 self._skip(record, "not run: an earlier step failed and the run asked to fail fast", now)
                 continue
+            if self.options.timeout_s is not None and (now - self.started).total_seconds() > self.options.timeout_s:
+                self._skip(record, f"not run: the run's deadline (options.timeout_s={self.options.timeout_s:g}) "
+                           "had passed", now)
+                self.failed = True
+                continue
             step = self.graph.steps[step_id]
             stored = {dep: ref for dep in self.graph.dependencies[step_id]
                       if (ref := offloaded_ref(self.results.get(dep))) is not None}
@@ -96,6 +101,11 @@ class PlanRun:
                 retry=self.specs[step.tool].retry,
             ))
         return calls
+
+    def mark_started(self, calls: list[StepCall], now: datetime) -> None:
+        """The calls are being scheduled now (a level may go out in batches)."""
+        for call in calls:
+            self.records[call.call.step_id].started_at = now
 
     def record(self, outcomes: list[StepOutcome], now: datetime) -> None:
         """Take the outcomes of the calls :meth:`prepare` returned."""

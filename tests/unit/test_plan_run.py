@@ -130,3 +130,12 @@ def test_invalid_plans_fail_the_run_with_the_field(steps: list[dict], field: str
     result = run.result(T0)
     assert result.status == RunStatus.FAILED
     assert result.errors[0].field == field
+
+
+def test_deadline_skips_levels_not_yet_started() -> None:
+    run = PlanRun("r7", DIAMOND, SPECS, RunOptions(timeout_s=1.0), T0)
+    run.prepare(["a"], T0)
+    run.record([ok("a", {"sum": 3})], T0 + dt.timedelta(seconds=2))
+    assert run.prepare(["b", "c"], T0 + dt.timedelta(seconds=2)) == []
+    assert "deadline" in run.records["b"].error.message
+    assert run.result(T0 + dt.timedelta(seconds=2)).status == RunStatus.COMPLETED_WITH_ERRORS

@@ -166,3 +166,14 @@ def test_tool_catalog_endpoints(weft: DevhostProcess) -> None:
     assert spec["parameters"]["required"] == ["value", "from_unit", "to_unit"]
     status, _, missing = http("GET", weft.base_url + "/api/tools/nope")
     assert status == 404 and missing["field"] == "name"
+
+
+def test_max_parallel_bounds_calls_in_flight(weft: DevhostProcess) -> None:
+    steps = [{"id": f"s{i}", "tool": "slow", "args": {"delay_ms": 200}} for i in range(6)]
+    started = time.perf_counter()
+    view = run_plan(weft, steps, options={"max_parallel": 2})
+    elapsed = time.perf_counter() - started
+    assert view["status"] == "completed"
+    assert elapsed >= 0.6, "six 200 ms calls, two at a time, take at least three rounds"
+    starts = sorted({s["started_at"] for s in view["result"]["steps"]})
+    assert len(starts) == 3
