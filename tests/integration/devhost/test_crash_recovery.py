@@ -24,7 +24,7 @@ def test_instances_survive_kill_9(tmp_path) -> None:
         ids.append(body["id"])
     time.sleep(0.5)
     running = [http("GET", f"{hook}/instances/{i}")[2]["runtimeStatus"] for i in ids]
-    assert running.count("Running") == INSTANCES, running
+    assert all(s in ("Pending", "Running") for s in running), running
     first.kill()
 
     second = DevhostProcess(TEST_APP, db, free_port(), env).start()

@@ -26,7 +26,7 @@ def test_plan_runs_survive_kill_9(tmp_path) -> None:
         ids.append(submit(first, {"mode": "plan", "plan": {"steps": steps}})["id"])
     time.sleep(0.6)
     statuses = [http("GET", f"{first.base_url}/api/runs/{i}")[2]["status"] for i in ids]
-    assert statuses.count("running") == RUNS, statuses
+    assert all(s in ("pending", "running") for s in statuses), statuses
     first.kill()
 
     second = DevhostProcess(ROOT, tmp_path / "devhost.sqlite", free_port(), env).start()
