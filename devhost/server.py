@@ -14,6 +14,7 @@ from typing import Any
 
 import azure.functions as func
 from aiohttp import web
+from azure.functions.timer import TimerRequest
 
 from devhost.durable_api import DurableApi, client_binding
 from devhost.index import FunctionEntry, FunctionIndex
@@ -107,7 +108,7 @@ def build_web_app(index: FunctionIndex, invoker: FunctionInvoker, durable: Durab
         if entry.trigger_type == "queueTrigger":
             value: Any = func.QueueMessage(id=str(uuid.uuid4()), body=(raw or "").encode())
         elif entry.trigger_type == "timerTrigger":
-            value = func.TimerRequest(past_due=False)
+            value = TimerRequest(past_due=False)
         else:
             value = raw
         await invoker.invoke(entry, value)

@@ -8,7 +8,7 @@ import threading
 from collections.abc import Callable, Coroutine
 from typing import Any
 
-import azure.functions as func
+from azure.functions.timer import TimerRequest
 from croniter import croniter
 
 from devhost.index import FunctionEntry, FunctionIndex
@@ -57,7 +57,7 @@ class TimerScheduler:
 
     def _fire(self, entry: FunctionEntry, past_due: bool) -> None:
         try:
-            self._run_on_loop(self._invoke(entry, func.TimerRequest(past_due=past_due))).result()
+            self._run_on_loop(self._invoke(entry, TimerRequest(past_due=past_due))).result()
         except Exception:
             log.exception("Executed 'Functions.%s' (Failed)", entry.name)
 

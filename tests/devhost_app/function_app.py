@@ -251,3 +251,14 @@ async def queue_start(msg: func.QueueMessage, client) -> None:
 def enqueue(req: func.HttpRequest, out: func.Out[str]) -> func.HttpResponse:
     out.set(req.get_body().decode())
     return func.HttpResponse(status_code=202)
+
+
+@app.timer_trigger(schedule="*/1 * * * * *", arg_name="timer", run_on_startup=True)
+def tick(timer: func.TimerRequest) -> None:
+    """Appends a line per tick when DEVHOST_TEST_TICK_FILE is set (the timer-trigger test)."""
+    import os
+
+    path = os.environ.get("DEVHOST_TEST_TICK_FILE")
+    if path:
+        with open(path, "a") as fh:
+            fh.write(f"{timer.past_due}\n")
