@@ -45,6 +45,6 @@ def test_admin_endpoint_invokes_non_http_functions(tmp_path) -> None:
         assert http("POST", host.base_url + "/admin/functions/tick", {})[0] == 202
         assert ticks.read_text().count("\n") >= before + 1
         assert http("POST", host.base_url + "/admin/functions/no_such_function", {})[0] == 404
-        assert http("POST", host.base_url + "/admin/functions/echo", {})[0] == 404, "HTTP functions are not admin-invoked"
+        assert http("POST", host.base_url + "/admin/functions/echo", {})[0] == 404, "not for HTTP functions"
     finally:
         host.stop()
