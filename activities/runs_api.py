@@ -105,17 +105,9 @@ async def approve_run(req: func.HttpRequest, client: df.DurableOrchestrationClie
     status = await client.get_status(instance_id, show_input=False)
     if status.runtime_status is None or status.name != RUN_ORCHESTRATOR:
         return error(404, "run_not_found", f"no run with id {instance_id!r}", "id")
-    waiting = await runs_waiting_for_approval(client, instance_id, status)
-    if waiting is None:
-        return error(409, "not_awaiting_approval", f"run {instance_id!r} is not waiting for an approval", "id")
-    await client.raise_event(waiting, "approval", decision)
-    return json_response({"id": instance_id, "approved": decision["approved"]}, 202)
-
-
-async def runs_waiting_for_approval(client: df.DurableOrchestrationClient, instance_id: str,
-                                    status: df.DurableOrchestrationStatus) -> str | None:
-    """The instance (the run itself) whose custom status says it waits for an approval, if any."""
     custom = status.custom_status if isinstance(status.custom_status, dict) else {}
     if status.runtime_status.value in _FINISHED or custom.get("stage") != "awaiting_approval":
-        return None
-    return instance_id
+        return error(409, "not_awaiting_approval", f"run {instance_id!r} is not waiting for an approval", "id")
+    await client.raise_event(instance_id, "approval", decision)
+    return json_response({"id": instance_id, "approved": decision["approved"]}, 202)
+
