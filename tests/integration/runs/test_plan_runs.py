@@ -177,3 +177,11 @@ def test_max_parallel_bounds_calls_in_flight(weft: DevhostProcess) -> None:
     assert elapsed >= 0.6, "six 200 ms calls, two at a time, take at least three rounds"
     starts = sorted({s["started_at"] for s in view["result"]["steps"]})
     assert len(starts) == 3
+
+
+def test_task_mode_without_an_llm_is_503_with_how_to_configure(weft: DevhostProcess) -> None:
+    status, _, reply = http("POST", weft.base_url + "/api/runs", {"mode": "task", "task": "what is 2+2?"})
+    assert status == 503
+    assert reply["code"] == "not_configured" and "AZURE_OPENAI_ENDPOINT" in reply["message"]
+    code = http("POST", weft.base_url + "/api/runs", {"mode": "code", "code": "result = 1"})
+    assert code[0] == 202, "plan and code modes keep working"
