@@ -6,10 +6,16 @@ Two encoders produce the same vectors (the unit tests hold them within 1e-5 of e
   ``tokenizer.json``. It loads in about 0.4 s because it never imports torch or transformers (importing
   sentence-transformers alone takes about 5 s on the 2-core build machine), which is what keeps a Functions cold
   start with a warm embedding cache under 3 s. It is the default for queries and for small catalogs.
-* :class:`SentenceTransformerEncoder` is the reference implementation through sentence-transformers and torch. It
-  is about twice as fast on large batches, so it is the faster path for embedding a big catalog once.
+* :class:`SentenceTransformerEncoder` is the reference implementation through sentence-transformers and torch. On
+  long tool texts in large batches it is several times faster than the numpy forward pass, so
+  :func:`bulk_encoder` hands it out for embedding a large catalog (hundreds of tools or more) once.
 
 Both load lazily (on first use, or on :meth:`warm_up`) and are safe to share between threads.
+
+Threads: the numpy encoder pins OpenBLAS to one thread (``blas_threads``) when it loads. On this 2-core machine,
+shared with other work, OpenBLAS's default of one thread per core made building a 32-tool index 3-20x slower
+(0.6 s pinned vs 2-12 s) and queries 2-10x slower, because its threads spin-wait for each other whenever one is
+descheduled. One thread per query is also what a Functions worker serving concurrent requests wants.
 """
 
 from __future__ import annotations
@@ -28,6 +34,7 @@ __all__ = [
     "Encoder",
     "MiniLmEncoder",
     "SentenceTransformerEncoder",
+    "bulk_encoder",
     "shared_encoder",
 ]
 
@@ -86,6 +93,16 @@ def _gelu(x: np.ndarray) -> np.ndarray:
     return np.float32(0.5) * x * (np.float32(1.0) + erf)
 
 
+def _pin_blas_threads(threads: int) -> None:
+    """Limit OpenBLAS (process-wide) to ``threads`` threads; see the module docstring for why."""
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:  # pragma: no cover - threadpoolctl comes with scikit-learn/sentence-transformers
+        logger.warning("threadpoolctl is not installed; OpenBLAS keeps its default thread count")
+        return
+    threadpool_limits(limits=threads, user_api="blas")
+
+
 class _Weights:
     """The BERT weights, re-laid out for ``x @ W`` (query, key and value fused into one matrix per layer)."""
 
@@ -128,11 +145,20 @@ class MiniLmEncoder:
     """all-MiniLM-L6-v2 in numpy: tokenise, 6 BERT layers, mean pooling, L2 normalisation.
 
     ``max_tokens`` truncates each text (the model was trained with 256). Texts are encoded in batches of similar
-    length so that padding wastes little work.
+    length so that padding wastes little work. ``blas_threads`` (default 1; ``None`` leaves it alone) is applied to
+    OpenBLAS process-wide when the model loads.
     """
 
-    def __init__(self, *, model_dir: Path | None = None, max_tokens: int = 256, batch_size: int = 32) -> None:
+    def __init__(
+        self,
+        *,
+        model_dir: Path | None = None,
+        max_tokens: int = 256,
+        batch_size: int = 32,
+        blas_threads: int | None = 1,
+    ) -> None:
         self._model_dir = model_dir
+        self._blas_threads = blas_threads
         self._max_tokens = max_tokens
         self._batch_size = batch_size
         self._lock = threading.Lock()
@@ -148,6 +174,11 @@ class MiniLmEncoder:
     def dim(self) -> int:
         """384."""
         return _HIDDEN
+
+    @property
+    def max_tokens(self) -> int:
+        """Texts are truncated to this many tokens."""
+        return self._max_tokens
 
     @property
     def loaded(self) -> bool:
@@ -168,6 +199,8 @@ class MiniLmEncoder:
                 tokenizer.no_padding()
                 tokenizer.enable_truncation(self._max_tokens)
                 self._tokenizer = tokenizer
+                if self._blas_threads is not None:
+                    _pin_blas_threads(self._blas_threads)
                 self._weights = _Weights(model_dir)
                 logger.info("loaded %s from %s", DEFAULT_MODEL_ID, model_dir)
             return self._weights, self._tokenizer
@@ -268,6 +301,7 @@ class SentenceTransformerEncoder:
 
 
 _SHARED: dict[str, MiniLmEncoder] = {}
+_BULK: dict[str, SentenceTransformerEncoder] = {}
 _SHARED_LOCK = threading.Lock()
 
 
@@ -282,3 +316,19 @@ def shared_encoder(max_tokens: int = 256) -> MiniLmEncoder:
         if key not in _SHARED:
             _SHARED[key] = MiniLmEncoder(max_tokens=max_tokens)
         return _SHARED[key]
+
+
+def bulk_encoder(max_tokens: int = 256) -> SentenceTransformerEncoder | None:
+    """The process-wide torch encoder using every core, for embedding many texts at once.
+
+    ``None`` when sentence-transformers is not installed (callers then stay on the numpy encoder).
+    """
+    import importlib.util
+
+    if importlib.util.find_spec("sentence_transformers") is None:
+        return None
+    key = str(max_tokens)
+    with _SHARED_LOCK:
+        if key not in _BULK:
+            _BULK[key] = SentenceTransformerEncoder(max_tokens=max_tokens, threads=os.cpu_count() or 1)
+        return _BULK[key]

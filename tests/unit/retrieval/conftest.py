@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from typing import Any
 
-import numpy as np
 import pytest
 
 from shared.embedding import MiniLmEncoder, shared_encoder
+
+from .fakes import CountingEncoder
 
 
 def fn(name: str, description: str, params: dict[str, str] | None = None, **extra: Any) -> dict[str, Any]:
@@ -89,26 +89,6 @@ def encoder() -> MiniLmEncoder:
     enc = shared_encoder()
     enc.warm_up()
     return enc
-
-
-class CountingEncoder:
-    """A real encoder that records every text it is asked to embed (a fake, not a mock)."""
-
-    def __init__(self, inner: MiniLmEncoder) -> None:
-        self.inner = inner
-        self.texts: list[str] = []
-
-    @property
-    def cache_key(self) -> str:
-        return self.inner.cache_key
-
-    @property
-    def dim(self) -> int:
-        return self.inner.dim
-
-    def encode(self, texts: Sequence[str]) -> np.ndarray:
-        self.texts.extend(texts)
-        return self.inner.encode(texts)
 
 
 @pytest.fixture
