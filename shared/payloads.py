@@ -18,7 +18,14 @@ from typing import Any, Protocol
 
 from shared.settings import env_int, env_str
 
-__all__ = ["BlobPayloadStore", "LocalPayloadStore", "PayloadSettings", "PayloadStore", "build_payload_store"]
+__all__ = [
+    "BlobPayloadStore",
+    "LocalPayloadStore",
+    "PayloadSettings",
+    "PayloadStore",
+    "build_payload_store",
+    "container_client",
+]
 
 
 class PayloadStore(Protocol):
@@ -128,19 +135,22 @@ class PayloadSettings:
         )
 
 
-def build_payload_store(settings: PayloadSettings, credential: Any = None) -> PayloadStore:
-    """Blob Storage when configured (connection string, or account URL + credential), else the local folder."""
+def container_client(settings: PayloadSettings, container: str, credential: Any = None) -> Any | None:
+    """A ``ContainerClient`` for ``container`` in the configured storage account (connection string, or account URL
+    with the managed identity), or None when no storage is configured."""
     if settings.connection_string:
         from azure.storage.blob import ContainerClient
 
-        return BlobPayloadStore(
-            ContainerClient.from_connection_string(settings.connection_string, settings.container)
-        )
+        return ContainerClient.from_connection_string(settings.connection_string, container)
     if settings.account_url:
         from azure.identity import DefaultAzureCredential
         from azure.storage.blob import ContainerClient
 
-        return BlobPayloadStore(
-            ContainerClient(settings.account_url, settings.container, credential=credential or DefaultAzureCredential())
-        )
-    return LocalPayloadStore(settings.local_dir)
+        return ContainerClient(settings.account_url, container, credential=credential or DefaultAzureCredential())
+    return None
+
+
+def build_payload_store(settings: PayloadSettings, credential: Any = None) -> PayloadStore:
+    """Blob Storage when configured (connection string, or account URL + credential), else the local folder."""
+    container = container_client(settings, settings.container, credential)
+    return BlobPayloadStore(container) if container is not None else LocalPayloadStore(settings.local_dir)

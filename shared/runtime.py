@@ -7,6 +7,7 @@ Nothing is built at import time; :func:`get_runtime` builds on first use and cac
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import threading
@@ -15,9 +16,13 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from azure.core.exceptions import ResourceExistsError
+
 from shared.breaker import CircuitBreaker, SqliteBreakerStore
 from shared.catalog import Catalog
 from shared.demo_tools import register_demo_tools
+from shared.embedding import shared_encoder
+from shared.embedding_cache import BlobContainerStore, EmbeddingCache
 from shared.health import (
     BlobContainerCheck,
     CatalogCheck,
@@ -29,10 +34,10 @@ from shared.health import (
 )
 from shared.llm import ChatModel, LlmSettings, build_chat_model
 from shared.models import ModelLimits, ToolCall
-from shared.payloads import BlobPayloadStore, PayloadSettings, PayloadStore, build_payload_store
+from shared.payloads import BlobPayloadStore, PayloadSettings, PayloadStore, build_payload_store, container_client
 from shared.retrieval import HybridRetriever, RetrievalSettings
 from shared.sandbox import Limits
-from shared.secrets import SecretSource, SecretsSettings, build_secrets, check_unresolved_references
+from shared.secrets import KeyVaultSecrets, SecretsSettings, build_secrets, check_unresolved_references
 from shared.settings import env_bool, env_int, env_str
 from shared.sources.cache import DiscoveryCache
 from shared.sources.config import SourceReport, SourceSettings, build_discovery_cache, load_sources
@@ -139,7 +144,7 @@ class Runtime:
             return self._lazy[name]
 
     @property
-    def secrets(self) -> SecretSource | None:
+    def secrets(self) -> KeyVaultSecrets | None:
         """Key Vault secrets (cached), or None when ``KEY_VAULT_URL`` is not set."""
         return self._once("secrets", lambda: build_secrets(self.settings.secrets))
 
@@ -179,7 +184,7 @@ class Runtime:
         vault = self.secrets
         return [
             storage,
-            KeyVaultCheck(getattr(vault, "_client", None)),
+            KeyVaultCheck(vault.client if vault is not None else None),
             LlmConfigCheck(self.settings.llm),
             CatalogCheck(lambda: len(self.catalog)),
             SearchIndexCheck(lambda: self.search_index_loaded),
@@ -187,10 +192,24 @@ class Runtime:
 
     @property
     def search_index(self) -> HybridRetriever:
-        """Hybrid tool search over the catalog (the embedding model loads on first use)."""
+        """Hybrid tool search over the catalog (the embedding model loads on first use; embeddings are cached in
+        Blob Storage when ``WEFT_SEARCH_CACHE_CONTAINER`` and storage are configured, else per
+        ``WEFT_SEARCH_CACHE_DIR``)."""
         return self._once("search_index", lambda: HybridRetriever.from_specs(
             [{"name": s.name, "description": s.description, "parameters": s.parameters, "tags": s.tags,
-              "source": s.source} for s in self.catalog.specs()], settings=self.settings.search))
+              "source": s.source} for s in self.catalog.specs()],
+            settings=self.settings.search, cache=self._blob_embedding_cache()))
+
+    def _blob_embedding_cache(self) -> EmbeddingCache | None:
+        search = self.settings.search
+        if not search.cache_container:
+            return None
+        container = container_client(self.settings.payloads, search.cache_container)
+        if container is None:
+            return None
+        with contextlib.suppress(ResourceExistsError):
+            container.create_container()
+        return EmbeddingCache(shared_encoder(search.max_tokens).cache_key, BlobContainerStore(container))
 
 
 def build_runtime(settings: RuntimeSettings, telemetry: Telemetry | None = None) -> Runtime:

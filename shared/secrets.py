@@ -122,6 +122,11 @@ class KeyVaultSecrets:
         self._locks: dict[str, threading.Lock] = {}
         self._locks_guard = threading.Lock()
 
+    @property
+    def client(self) -> Any:
+        """The underlying ``SecretClient`` (for readiness probes)."""
+        return self._client
+
     def get(self, name: str) -> str:
         """The secret's current value, from the cache while it is fresh."""
         with self._locks_guard:

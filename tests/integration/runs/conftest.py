@@ -20,6 +20,7 @@ def weft_env(azurite: Azurite | None, state: Path, **extra: str) -> dict[str, st
     }
     if azurite is not None:
         env["WEFT_PAYLOAD_CONNECTION_STRING"] = azurite.connection_string
+        env["WEFT_SEARCH_CACHE_CONTAINER"] = "embedding-cache"
     env.update(extra)
     return devhost_env(env)
 
