@@ -7,7 +7,7 @@ from typing import Any
 
 import azure.durable_functions as df
 
-from shared.code_run import code_tools, run_inline, run_step
+from shared.code_run import code_tools, run_inline, run_step, tools_needing_approval
 from shared.runtime import get_runtime
 
 bp = df.Blueprint()
@@ -20,7 +20,8 @@ def prepare_code(request: dict[str, Any]) -> dict[str, Any]:
     tools = code_tools(runtime.catalog, request.get("tools"))
     specs = {name: runtime.catalog.get(name).spec.model_dump(mode="json") for name in set(tools.values())}
     return {"tools": tools, "specs": specs, "limits": runtime.settings.sandbox.to_dict(),
-            "max_fan_out": runtime.settings.max_fan_out}
+            "max_fan_out": runtime.settings.max_fan_out, "approval_timeout_s": runtime.settings.approval_timeout_s,
+            "approval_tools": tools_needing_approval(request.get("code") or "", tools, runtime.catalog)}
 
 
 @bp.activity_trigger(input_name="request")

@@ -21,7 +21,8 @@ def prepare_plan(plan: dict[str, Any]) -> dict[str, Any]:
     runtime = get_runtime()
     names = {step.tool for step in Plan.model_validate(plan).steps}
     specs = {name: runtime.catalog.get(name).spec.model_dump(mode="json") for name in names if name in runtime.catalog}
-    return {"specs": specs, "max_fan_out": runtime.settings.max_fan_out}
+    return {"specs": specs, "max_fan_out": runtime.settings.max_fan_out,
+            "approval_timeout_s": runtime.settings.approval_timeout_s}
 
 
 @bp.activity_trigger(input_name="request")

@@ -7,6 +7,7 @@ from typing import Any
 
 import azure.durable_functions as df
 
+from orchestrations.approval import await_approval
 from orchestrations.steps import execute_wide
 from shared.code_run import CodeRun, seed_for
 from shared.models import ErrorInfo, RunRequest, RunResult, RunStatus, StepRecord, ToolSpec
@@ -17,10 +18,15 @@ def run_code_mode(context: df.DurableOrchestrationContext, request: RunRequest) 
     out as ``call_tool`` activities, record their outcomes and run it again, until it finishes (``max_rounds``)."""
     started = context.current_utc_datetime
     context.set_custom_status({"stage": "preparing", "mode": "code"})
-    prepared = yield context.call_activity("prepare_code", {"tools": request.tools})
+    prepared = yield context.call_activity("prepare_code", {"tools": request.tools, "code": request.code})
     base = {"code": request.code, "tools": prepared["tools"], "limits": prepared["limits"], "run_id":
             context.instance_id}
     progress = CodeRun(context.instance_id, started)
+    if prepared["approval_tools"] and context.parent_instance_id is None:  # a task approves its sub-runs
+        refusal = yield from await_approval(context, prepared["approval_tools"], int(prepared["approval_timeout_s"]),
+                                            "code")
+        if refusal is not None:
+            return progress.result(None, context.current_utc_datetime, refusal)
     if request.options.code_execution == "inline":
         outcome = yield context.call_activity("run_code_inline", base)
         progress.records = [StepRecord.model_validate(r) for r in outcome.get("steps", [])]

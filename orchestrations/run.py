@@ -7,6 +7,7 @@ from typing import Any
 
 import azure.durable_functions as df
 
+from orchestrations.approval import await_approval
 from orchestrations.code import run_code_mode
 from orchestrations.steps import execute_wide
 from orchestrations.task import run_task_mode
@@ -44,6 +45,12 @@ def run_plan(context: df.DurableOrchestrationContext, request: RunRequest) -> Ge
     prepared = yield context.call_activity("prepare_plan", request.plan.model_dump(mode="json"))
     specs = {name: ToolSpec.model_validate(spec) for name, spec in prepared["specs"].items()}
     progress = PlanRun(context.instance_id, request.plan, specs, request.options, started)
+    needing = sorted({step.tool for step in request.plan.steps
+                      if step.tool in specs and specs[step.tool].requires_approval})
+    if needing and progress.graph is not None and context.parent_instance_id is None:  # a task approves its sub-runs
+        refusal = yield from await_approval(context, needing, int(prepared["approval_timeout_s"]), "plan")
+        if refusal is not None:
+            return progress.refused(refusal, context.current_utc_datetime)
     for index, level in enumerate(progress.levels):
         calls = progress.prepare(level, context.current_utc_datetime)
         context.set_custom_status(progress.status_payload(context.current_utc_datetime))

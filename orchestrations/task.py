@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import datetime as dt
 from collections.abc import Generator
 from typing import Any
 
 import azure.durable_functions as df
 
+from orchestrations.approval import await_approval
 from shared.models import ErrorInfo, RunRequest, RunResult, RunStatus, StepRecord
 from shared.task import PlannerReply, TaskState, add_usage
 
@@ -90,25 +90,3 @@ def run_task_mode(context: df.DurableOrchestrationContext, request: RunRequest) 
     return RunResult(run_id=context.instance_id, mode="task", status=status, steps=steps,
                      output={"answer": answer, "turns": state.turns, "tools": state.tools},
                      errors=[error] if error else [], usage=state.usage, elapsed_ms=elapsed)
-
-
-def await_approval(
-    context: df.DurableOrchestrationContext, tools: list[str], timeout_s: int
-) -> Generator[Any, Any, ErrorInfo | None]:
-    """Pause until ``POST /api/runs/{id}/approve`` (the ``approval`` event) or the timeout; None when approved."""
-    deadline = context.current_utc_datetime + dt.timedelta(seconds=timeout_s)
-    context.set_custom_status({"stage": "awaiting_approval", "mode": "task", "tools": tools,
-                               "expires_at": deadline.isoformat()})
-    event = context.wait_for_external_event("approval")
-    timer = context.create_timer(deadline)
-    winner = yield context.task_any([event, timer])
-    if winner != event:
-        return ErrorInfo(code="approval_timeout", field="approval",
-                         message=f"nobody approved the use of {', '.join(tools)} within {timeout_s} s")
-    timer.cancel()
-    decision = event.result if isinstance(event.result, dict) else {}
-    if decision.get("approved") is True:
-        return None
-    reason = decision.get("reason") or "no reason given"
-    return ErrorInfo(code="approval_denied", field="approval",
-                     message=f"the use of {', '.join(tools)} was denied: {reason}")

@@ -8,6 +8,7 @@ before they become ``call_tool`` activities, so each one is validated, retried a
 
 from __future__ import annotations
 
+import ast
 import asyncio
 import difflib
 import hashlib
@@ -31,6 +32,7 @@ __all__ = [
     "run_inline",
     "run_step",
     "seed_for",
+    "tools_needing_approval",
 ]
 
 
@@ -45,6 +47,16 @@ def code_tools(catalog: Catalog, names: Sequence[str] | None) -> dict[str, str]:
             raise InvalidRequest(f"unknown tool {name!r}{hint}", field=f"tools[{index}]")
         mapping[python_identifier(name)] = name
     return mapping
+
+
+def tools_needing_approval(code: str, tools: Mapping[str, str], catalog: Catalog) -> list[str]:
+    """Tools marked ``requires_approval`` whose names the code mentions (``tools``: python name → tool name)."""
+    try:
+        names = {node.id for node in ast.walk(ast.parse(code)) if isinstance(node, ast.Name)}
+    except SyntaxError:
+        return []
+    return sorted(tool for py_name, tool in tools.items()
+                  if py_name in names and catalog.get(tool).spec.requires_approval)
 
 
 def named_arguments(spec: ToolSpec, call: PendingCall) -> dict[str, Any]:

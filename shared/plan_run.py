@@ -166,6 +166,13 @@ class PlanRun:
         return RunResult(run_id=self.run_id, mode=mode, status=status, steps=records, output=output, errors=errors,
                          elapsed_ms=_ms(now - self.started))
 
+    def refused(self, error: ErrorInfo, now: datetime) -> RunResult:
+        """The result of a run that never started because its approval was denied or timed out."""
+        for record in self.records.values():
+            self._skip(record, f"not run: {error.message}", now)
+        return RunResult(run_id=self.run_id, mode="plan", status=RunStatus.FAILED, steps=list(self.records.values()),
+                         errors=[error], elapsed_ms=_ms(now - self.started))
+
     def _skip(self, record: StepRecord, message: str, now: datetime) -> None:
         self.done += 1
         record.status = StepStatus.SKIPPED

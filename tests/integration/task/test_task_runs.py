@@ -165,3 +165,25 @@ def test_logs_hold_no_token_or_key(stack: TaskStack) -> None:
     assert stack.identity.identity_header not in log
     for request in stack.llm.chat_requests:
         assert json.dumps(request.json()["messages"][-1]["content"])[:60] not in log
+
+
+def test_plan_mode_asks_approval_for_tools_that_require_it(stack: TaskStack) -> None:
+    run_id = submit(stack.host, {"mode": "plan", "plan": {"steps": [
+        {"id": "mail", "tool": "send_email", "args": {"to": "a@example.com", "subject": "s"}}]}})["id"]
+    assert wait_stage(stack, run_id, "awaiting_approval")["status"] == "running"
+    assert http("POST", f"{stack.host.base_url}/api/runs/{run_id}/approve", {"approved": True})[0] == 202
+    view = wait_run(stack.host, run_id)
+    assert view["status"] == "completed"
+    assert steps_by_id(view)["mail"]["result"]["status"] == "sent"
+
+
+def test_code_mode_denied_approval_runs_nothing(stack: TaskStack) -> None:
+    code = "r = await send_email(to='a@example.com', subject='s')\nresult = r"
+    run_id = submit(stack.host, {"mode": "code", "code": code, "tools": ["send_email", "calculate"]})["id"]
+    wait_stage(stack, run_id, "awaiting_approval")
+    decision = {"approved": False, "reason": "wrong recipient"}
+    assert http("POST", f"{stack.host.base_url}/api/runs/{run_id}/approve", decision)[0] == 202
+    view = wait_run(stack.host, run_id)
+    assert view["status"] == "failed" and view["errors"][0]["code"] == "approval_denied"
+    assert "wrong recipient" in view["errors"][0]["message"]
+    assert view["result"]["steps"] == []
