@@ -146,7 +146,7 @@ resource site 'Microsoft.Web/sites@2024-04-01' = {
   // checkov:skip=CKV_AZURE_222:HTTP starters must be reachable by callers; there is no VNet/private endpoint option in this deployment. Function keys guard the routes.
   // checkov:skip=CKV_AZURE_17:Client certificates (mTLS) would break ordinary HTTP callers of the starter endpoints; they authenticate with function keys.
   // checkov:skip=CKV_AZURE_212:Flex Consumption has no fixed worker count; instances come from scaleAndConcurrency (always-ready durable group, maximumInstanceCount).
-  // checkov:skip=CKV_AZURE_213:The app exposes no health route to probe (its HTTP routes need function keys) and Flex Consumption scales to zero; set siteConfig.healthCheckPath when one exists.
+  // checkov:skip=CKV_AZURE_213:Flex Consumption does not support the platform health check (healthCheckPath); liveness and readiness are served at /api/health and /api/ready for external probes.
   properties: {
     serverFarmId: plan.id
     httpsOnly: true
