@@ -48,6 +48,7 @@ class Azurite:
     queue_port: int
     table_port: int
     process: subprocess.Popen[bytes]
+    workdir: str = ""
 
     @property
     def connection_string(self) -> str:
@@ -66,6 +67,8 @@ class Azurite:
         except subprocess.TimeoutExpired:
             self.process.kill()
             self.process.wait(timeout=10)
+        if self.workdir:
+            shutil.rmtree(self.workdir, ignore_errors=True)
 
 
 def start_azurite() -> Azurite:
@@ -86,7 +89,7 @@ def start_azurite() -> Azurite:
     )
     for port in ports:
         wait_port(port, 30, proc)
-    return Azurite(*ports, process=proc)
+    return Azurite(*ports, process=proc, workdir=workdir)
 
 
 @dataclass
@@ -123,6 +126,8 @@ class DevhostProcess:
         if self.process is not None and self.process.poll() is None:
             self.process.kill()
             self.process.wait(timeout=10)
+        if self.workdir:
+            shutil.rmtree(self.workdir, ignore_errors=True)
 
     def stop(self) -> None:
         if self.process is not None and self.process.poll() is None:
