@@ -103,9 +103,13 @@ class ToolDocument:
             lines.append(f"Parameters: {rendered}")
         return "\n".join(lines)
 
-    @cached_property
+    @property
     def terms(self) -> tuple[tuple[str, float], ...]:
-        """Weighted BM25 terms: name, description, parameter names and parameter descriptions."""
+        """Weighted BM25 terms: name, description, parameter names and parameter descriptions.
+
+        Computed on each access, not kept: the index needs them once per build, and keeping them would cost about
+        3 KB per tool (300 MB for 100k tools).
+        """
         weighted: list[tuple[str, float]] = [(t, NAME_WEIGHT) for t in tokenize(self.name)]
         weighted += [(t, 1.0) for t in tokenize(self.description)]
         for name, text in self.parameters:
