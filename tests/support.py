@@ -126,8 +126,6 @@ class DevhostProcess:
         if self.process is not None and self.process.poll() is None:
             self.process.kill()
             self.process.wait(timeout=10)
-        if self.workdir:
-            shutil.rmtree(self.workdir, ignore_errors=True)
 
     def stop(self) -> None:
         if self.process is not None and self.process.poll() is None:
