@@ -42,7 +42,6 @@ class HttpRoute:
     template: str
     methods: set[str] | None
     pattern: re.Pattern[str]
-    converters: dict[str, Callable[[str], Any]]
 
 
 @dataclass
@@ -114,20 +113,20 @@ def _host_config(app_dir: Path) -> dict[str, Any]:
 
 
 _SEGMENT = re.compile(r"\{(\*?)([A-Za-z_][A-Za-z0-9_]*)(?::([a-z]+))?(\??)\}")
-_CONVERTERS: dict[str, tuple[str, Callable[[str], Any]]] = {
-    "int": (r"-?\d+", int),
-    "long": (r"-?\d+", int),
-    "float": (r"-?\d+(?:\.\d+)?", float),
-    "double": (r"-?\d+(?:\.\d+)?", float),
-    "bool": (r"(?i:true|false)", lambda s: s.lower() == "true"),
-    "alpha": (r"[A-Za-z]+", str),
-    "guid": (r"[0-9a-fA-F]{8}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{12}", str),
+# Route constraints only restrict matching: the host passes route parameters to the function as strings.
+_CONSTRAINTS: dict[str, str] = {
+    "int": r"-?\d+",
+    "long": r"-?\d+",
+    "float": r"-?\d+(?:\.\d+)?",
+    "double": r"-?\d+(?:\.\d+)?",
+    "bool": r"(?i:true|false)",
+    "alpha": r"[A-Za-z]+",
+    "guid": r"[0-9a-fA-F]{8}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{12}",
 }
 
 
-def compile_route(template: str) -> tuple[re.Pattern[str], dict[str, Callable[[str], Any]]]:
+def compile_route(template: str) -> re.Pattern[str]:
     """ASP.NET-style route template → regex: ``{id}``, ``{id:int}``, ``{id?}``, ``{*rest}``."""
-    converters: dict[str, Callable[[str], Any]] = {}
     parts = [p for p in template.strip("/").split("/") if p]
     regex = ""
     for part in parts:
@@ -141,12 +140,11 @@ def compile_route(template: str) -> tuple[re.Pattern[str], dict[str, Callable[[s
         if catch_all:
             regex += f"(?:/(?P<{name}>.*))?"
             continue
-        body, convert = _CONVERTERS.get(constraint or "", (r"[^/]+", str))
-        if constraint and constraint not in _CONVERTERS:
+        if constraint and constraint not in _CONSTRAINTS:
             raise AppLoadError(f"route {template!r}: unknown constraint {constraint!r}")
-        converters[name] = convert
+        body = _CONSTRAINTS.get(constraint or "", r"[^/]+")
         regex += f"(?:/(?P<{name}>{body}))?" if optional else f"/(?P<{name}>{body})"
-    return re.compile("^" + regex + "/?$"), converters
+    return re.compile("^" + regex + "/?$")
 
 
 def _entry(function: Any) -> FunctionEntry:
@@ -228,9 +226,9 @@ def load_app(app_dir: str | Path = ".", module: str = "function_app") -> Functio
         if kind == "httpTrigger":
             trig = entry.trigger
             template = trig.route if trig.route is not None else entry.name
-            pattern, converters = compile_route(template)
+            pattern = compile_route(template)
             methods = {str(getattr(m, "value", m)).upper() for m in trig.methods} if trig.methods else None
-            index.routes.append(HttpRoute(entry, template, methods, pattern, converters))
+            index.routes.append(HttpRoute(entry, template, methods, pattern))
         elif kind == "queueTrigger":
             index.queues.append(entry)
         elif kind == "timerTrigger":
