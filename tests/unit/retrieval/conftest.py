@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from shared.embedding import MiniLmEncoder, shared_encoder
+from shared.embedding import PackagedMiniLm, shared_encoder
 
 from .fakes import CountingEncoder
 
@@ -84,15 +84,15 @@ CATALOG: list[dict[str, Any]] = [
 
 
 @pytest.fixture(scope="session")
-def encoder() -> MiniLmEncoder:
-    """The process-wide numpy encoder, loaded once for the session."""
+def encoder() -> PackagedMiniLm:
+    """The process-wide query encoder (ONNX Runtime), loaded once for the session."""
     enc = shared_encoder()
     enc.warm_up()
     return enc
 
 
 @pytest.fixture
-def counting(encoder: MiniLmEncoder) -> CountingEncoder:
+def counting(encoder: PackagedMiniLm) -> CountingEncoder:
     return CountingEncoder(encoder)
 
 
@@ -103,7 +103,7 @@ def catalog() -> list[dict[str, Any]]:
 
 
 @pytest.fixture(scope="session")
-def retriever(encoder: MiniLmEncoder, catalog: list[dict[str, Any]]):
+def retriever(encoder: PackagedMiniLm, catalog: list[dict[str, Any]]):
     """A hybrid retriever over :func:`catalog` with default settings (read-only use)."""
     from shared.retrieval import HybridRetriever
 

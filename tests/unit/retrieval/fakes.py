@@ -6,13 +6,13 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from shared.embedding import MiniLmEncoder
+from shared.embedding import Encoder
 
 
 class CountingEncoder:
     """A real encoder that records every text it is asked to embed (a fake, not a mock)."""
 
-    def __init__(self, inner: MiniLmEncoder) -> None:
+    def __init__(self, inner: Encoder) -> None:
         self.inner = inner
         self.texts: list[str] = []
 

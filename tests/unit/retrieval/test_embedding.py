@@ -1,11 +1,20 @@
-"""The numpy all-MiniLM-L6-v2 encoder: unit vectors, batching that does not change results, reference parity."""
+"""The all-MiniLM-L6-v2 encoders: unit vectors, batching that does not change results, parity between them."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from shared.embedding import DEFAULT_MODEL_ID, Encoder, MiniLmEncoder, SentenceTransformerEncoder, shared_encoder
+from shared.embedding import (
+    DEFAULT_MODEL_ID,
+    Encoder,
+    MiniLmEncoder,
+    PackagedMiniLm,
+    SentenceTransformerEncoder,
+    bulk_encoder,
+    shared_encoder,
+)
+from shared.embedding_onnx import OnnxMiniLmEncoder, onnx_runtime_available
 
 TEXTS = [
     "book a flight from Paris to London",
@@ -13,57 +22,98 @@ TEXTS = [
     "get weather: Current weather conditions for a city. Parameters: city (City name)",
     "x",
 ]
+LONG = "word " * 400
 
 
-def test_vectors_are_unit_length_float32(encoder: MiniLmEncoder) -> None:
-    vectors = encoder.encode(TEXTS)
+@pytest.fixture(scope="module")
+def numpy_encoder() -> MiniLmEncoder:
+    enc = MiniLmEncoder()
+    enc.warm_up()
+    return enc
+
+
+@pytest.fixture(scope="module")
+def onnx_encoder() -> OnnxMiniLmEncoder:
+    enc = OnnxMiniLmEncoder()
+    enc.warm_up()
+    return enc
+
+
+@pytest.fixture(params=["onnx", "numpy"])
+def packaged(request: pytest.FixtureRequest) -> PackagedMiniLm:
+    return request.getfixturevalue(f"{request.param}_encoder")
+
+
+def test_vectors_are_unit_length_float32(packaged: PackagedMiniLm) -> None:
+    vectors = packaged.encode(TEXTS)
     assert vectors.shape == (len(TEXTS), 384) and vectors.dtype == np.float32
     np.testing.assert_allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-5)
 
 
-def test_batching_and_padding_do_not_change_a_vector(encoder: MiniLmEncoder) -> None:
-    together = encoder.encode(TEXTS)
-    alone = np.stack([encoder.encode([t])[0] for t in TEXTS])
+def test_batching_and_padding_do_not_change_a_vector(packaged: PackagedMiniLm) -> None:
+    together = packaged.encode(TEXTS)
+    alone = np.stack([packaged.encode([t])[0] for t in TEXTS])
     np.testing.assert_allclose(together, alone, atol=1e-5)
 
 
-def test_similar_texts_are_closer_than_unrelated_ones(encoder: MiniLmEncoder) -> None:
-    a, b, c = encoder.encode(["send an email to my boss", "email a message to a colleague", "triangle area"])
+def test_similar_texts_are_closer_than_unrelated_ones(packaged: PackagedMiniLm) -> None:
+    a, b, c = packaged.encode(["send an email to my boss", "email a message to a colleague", "triangle area"])
     assert a @ b > 0.5 > a @ c
 
 
-def test_empty_input_gives_an_empty_matrix(encoder: MiniLmEncoder) -> None:
-    assert encoder.encode([]).shape == (0, 384)
+def test_empty_input_gives_an_empty_matrix(packaged: PackagedMiniLm) -> None:
+    assert packaged.encode([]).shape == (0, 384)
 
 
-def test_long_text_is_truncated_not_rejected(encoder: MiniLmEncoder) -> None:
-    vector = encoder.encode(["word " * 2000])
+def test_long_text_is_truncated_not_rejected(packaged: PackagedMiniLm) -> None:
+    vector = packaged.encode([LONG])
     assert vector.shape == (1, 384) and np.isfinite(vector).all()
+
+
+def test_onnx_and_numpy_forward_passes_agree(onnx_encoder: OnnxMiniLmEncoder, numpy_encoder: MiniLmEncoder) -> None:
+    texts = [*TEXTS, LONG, "Résumé: naïve café ☕ — 東京"]
+    np.testing.assert_allclose(onnx_encoder.encode(texts), numpy_encoder.encode(texts), atol=1e-5)
 
 
 def test_cache_key_names_model_and_truncation() -> None:
     assert MiniLmEncoder(max_tokens=128).cache_key == f"{DEFAULT_MODEL_ID}@128"
-    assert MiniLmEncoder().cache_key == SentenceTransformerEncoder().cache_key
+    assert OnnxMiniLmEncoder(max_tokens=128).cache_key == f"{DEFAULT_MODEL_ID}@128"
+    assert MiniLmEncoder().cache_key == SentenceTransformerEncoder().cache_key == OnnxMiniLmEncoder().cache_key
 
 
-def test_loads_lazily_and_on_warm_up() -> None:
-    enc = MiniLmEncoder()
+@pytest.mark.parametrize("implementation", [OnnxMiniLmEncoder, MiniLmEncoder], ids=["onnx", "numpy"])
+def test_loads_lazily_and_on_warm_up(implementation: type[PackagedMiniLm]) -> None:
+    enc = implementation()
     assert not enc.loaded
     enc.warm_up()
     assert enc.loaded
 
 
-def test_shared_encoder_is_one_per_truncation() -> None:
+def test_shared_encoder_is_one_per_truncation_on_onnx_runtime() -> None:
+    assert onnx_runtime_available()
     assert shared_encoder() is shared_encoder()
     assert shared_encoder(128) is not shared_encoder()
+    assert isinstance(shared_encoder(), OnnxMiniLmEncoder) and shared_encoder().threads == 1
 
 
-@pytest.mark.parametrize("implementation", [MiniLmEncoder, SentenceTransformerEncoder], ids=["numpy", "torch"])
-def test_both_encoders_satisfy_the_protocol(implementation: type) -> None:
+def test_bulk_encoder_uses_every_core() -> None:
+    bulk = bulk_encoder()
+    assert isinstance(bulk, OnnxMiniLmEncoder) and bulk.threads >= 1 and bulk is bulk_encoder()
+
+
+@pytest.mark.parametrize(
+    "implementation", [OnnxMiniLmEncoder, MiniLmEncoder, SentenceTransformerEncoder], ids=["onnx", "numpy", "torch"]
+)
+def test_every_encoder_satisfies_the_protocol(implementation: type) -> None:
     assert isinstance(implementation(), Encoder)
 
 
 @pytest.mark.slow
-def test_numpy_forward_matches_sentence_transformers(encoder: MiniLmEncoder) -> None:
-    reference = SentenceTransformerEncoder(threads=2).encode([*TEXTS, "word " * 400])
-    np.testing.assert_allclose(encoder.encode([*TEXTS, "word " * 400]), reference, atol=1e-5)
+def test_packaged_forward_passes_match_sentence_transformers(packaged: PackagedMiniLm) -> None:
+    reference = SentenceTransformerEncoder(threads=2).encode([*TEXTS, LONG])
+    np.testing.assert_allclose(packaged.encode([*TEXTS, LONG]), reference, atol=1e-5)
+
+
+def test_multi_threaded_session_gives_the_same_vectors(onnx_encoder: OnnxMiniLmEncoder) -> None:
+    two = OnnxMiniLmEncoder(threads=2)
+    np.testing.assert_allclose(two.encode([*TEXTS, LONG]), onnx_encoder.encode([*TEXTS, LONG]), atol=1e-5)
