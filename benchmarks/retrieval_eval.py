@@ -110,13 +110,12 @@ class ScoreArrays:
         self.texts: list[list[str]] = []
         self.bm25: list[np.ndarray] = []
         self.cosine: list[np.ndarray] = []
-        matrix = retriever.embedding._matrix
         for q in queries:
             clauses = split_clauses(q["query"])
             texts = [q["query"], *clauses] if len(clauses) > 1 else [q["query"]]
             self.texts.append(texts)
             self.bm25.append(np.stack([retriever.bm25.scores(t) for t in texts]))
-            self.cosine.append(retriever.embedding.embed_queries(texts) @ matrix.T)
+            self.cosine.append(retriever.embedding.cosines_for_vectors(retriever.embedding.embed_queries(texts)))
 
 
 def rank_variant(arrays: ScoreArrays, i: int, w: float, floor: float, ceiling: float, mode: str) -> list[str]:

@@ -3,11 +3,11 @@
 For each size, in fresh processes (so imports, model load and page cache are part of what is measured):
 
 * ``cold``: empty embedding cache; build the HybridRetriever (every tool embedded; catalogs of 256+ tools go through
-  the multi-threaded torch bulk encoder, the faster path) and store the embeddings in a local cache folder.
+  the bulk encoder, ONNX Runtime on every core) and store the embeddings in a local cache folder.
 * ``warm`` (repeated ``--repeats`` times, medians printed): process spawn (clock read by the parent just before it
   starts the child) -> interpreter start -> imports -> build from the warm cache -> first search result; then
   query latency over single-task and multi-part requests with the result LRU off, so every query pays for its
-  embedding (one BLAS thread) and scoring; then the process RSS (current and peak).
+  embedding (ONNX Runtime, one thread) and scoring; then the process RSS (current and peak).
 
     .venv/bin/python benchmarks/retrieval_speed.py                      # 1k, 10k, 100k (100k cold: ~15-30 min)
     .venv/bin/python benchmarks/retrieval_speed.py --sizes 1000 10000   # quicker

