@@ -1,7 +1,8 @@
 """Catalog sources beyond Python functions: OpenAPI documents and MCP servers, behind an SSRF guard and a cache.
 
 - :mod:`shared.sources.config` — the source list (``WEFT_TOOL_SOURCES``), :func:`load_sources`, :func:`register_source`.
-- :mod:`shared.sources.openapi` — OpenAPI 3 operations as tools, called over HTTP.
+- :mod:`shared.sources.openapi` — OpenAPI 3 documents, each operation made into a tool.
+- :mod:`shared.sources.openapi_transport` — OpenAPI operations called over HTTP, and document fetches.
 - :mod:`shared.sources.mcp` — MCP server tools (stdio or streamable HTTP) through the ``mcp`` SDK.
 - :mod:`shared.sources.ssrf` — the network policy every outbound request of a source passes.
 - :mod:`shared.sources.cache` — discovered specs as JSON on disk or in Blob Storage, with a TTL.
@@ -29,7 +30,7 @@ from shared.sources.config import (
     source_id,
 )
 from shared.sources.mcp import McpClient, McpServerParams, McpSettings, McpTransport
-from shared.sources.openapi import HttpAuth, OpenApiClient, OpenApiSettings, OpenApiTransport
+from shared.sources.openapi_transport import HttpAuth, OpenApiClient, OpenApiSettings, OpenApiTransport
 from shared.sources.ssrf import DestinationNotAllowed, NetworkPolicy, SsrfGuard
 
 __all__ = [

@@ -38,14 +38,8 @@ from shared.secrets import SecretSource
 from shared.settings import env_float, env_str
 from shared.sources.cache import DiscoveredTool, DiscoveryCache, FileCacheStore, Origin
 from shared.sources.mcp import McpClient, McpServerParams, McpSettings, McpTransport, mcp_tools
-from shared.sources.openapi import (
-    HttpAuth,
-    OpenApiClient,
-    OpenApiSettings,
-    OpenApiTransport,
-    load_document,
-    openapi_tools,
-)
+from shared.sources.openapi import load_document, openapi_tools
+from shared.sources.openapi_transport import HttpAuth, OpenApiClient, OpenApiSettings, OpenApiTransport
 from shared.sources.ssrf import NetworkPolicy, SsrfGuard
 
 __all__ = [

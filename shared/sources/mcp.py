@@ -48,7 +48,8 @@ from shared.models import ToolSpec
 from shared.secrets import SecretSource
 from shared.settings import env_bool, env_float
 from shared.sources.cache import DiscoveredTool
-from shared.sources.openapi import HttpAuth, safe_tool_name
+from shared.sources.openapi import safe_tool_name
+from shared.sources.openapi_transport import HttpAuth
 from shared.sources.ssrf import GuardedTransport, SsrfGuard
 
 __all__ = [

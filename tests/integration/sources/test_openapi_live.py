@@ -14,7 +14,7 @@ import yaml
 from shared.catalog import Catalog
 from shared.models import ToolCall, ToolResult
 from shared.sources import SourceSettings, load_sources
-from shared.sources.openapi import OpenApiSettings
+from shared.sources.openapi_transport import OpenApiSettings
 from shared.sources.ssrf import NetworkPolicy
 from shared.tools import ToolExecutor
 from tests.fakes.openapi_server import BEARER_TOKEN, PetsApi, pets_document

@@ -25,7 +25,7 @@ from shared.sources.config import (
     source_id,
 )
 from shared.sources.mcp import McpSettings
-from shared.sources.openapi import OpenApiSettings
+from shared.sources.openapi_transport import OpenApiSettings
 from shared.sources.ssrf import NetworkPolicy
 from tests.fakes.openapi_server import pets_document
 

@@ -12,7 +12,8 @@ import pytest
 from shared.catalog import Catalog, Tool
 from shared.errors import InvalidRequest, NotConfigured, ToolArgumentsInvalid, UpstreamUnavailable, is_retryable
 from shared.models import ToolCall
-from shared.sources.openapi import HttpAuth, OpenApiClient, OpenApiSettings, OpenApiTransport, openapi_tools
+from shared.sources.openapi import openapi_tools
+from shared.sources.openapi_transport import HttpAuth, OpenApiClient, OpenApiSettings, OpenApiTransport
 from shared.sources.ssrf import NetworkPolicy, SsrfGuard
 from shared.tools import ToolExecutor
 from tests.fakes.openapi_server import pets_document

@@ -28,9 +28,9 @@ EXPORTS = {
         "BlobCacheStore", "CacheStore", "CachedDiscovery", "DiscoveredTool", "Discovery", "DiscoveryCache",
         "FileCacheStore", "Origin",
     },
-    "shared.sources.openapi": {
-        "HttpAuth", "OpenApiClient", "OpenApiSettings", "OpenApiTransport", "load_document", "openapi_tools",
-        "parse_document", "safe_tool_name", "tool_name",
+    "shared.sources.openapi": {"load_document", "openapi_tools", "parse_document", "safe_tool_name", "tool_name"},
+    "shared.sources.openapi_transport": {
+        "HttpAuth", "OpenApiClient", "OpenApiSettings", "OpenApiTransport", "fetch_document",
     },
     "shared.sources.mcp": {
         "IDEMPOTENCY_META_KEY", "McpClient", "McpServerParams", "McpSettings", "McpTransport", "mcp_tools",
