@@ -1,7 +1,9 @@
 """A tool as tool search sees it: name, description, parameters, tags and source, and the texts derived from them.
 
 Built from OpenAI-shaped specs (``{"name", "description", "parameters"}`` or the
-``{"type": "function", "function": {...}}`` wrapper); ``tags`` and ``source`` are optional extra keys.
+``{"type": "function", "function": {...}}`` wrapper); ``tags`` and ``source`` are optional extra keys. The
+parameters may also come as Anthropic's ``input_schema`` or MCP's ``inputSchema``, and as a list of
+``{"name", "description"}`` objects instead of a JSON schema.
 """
 
 from __future__ import annotations
@@ -33,7 +35,12 @@ def humanize_identifier(name: str) -> str:
 
 
 def _parameters_of(schema: Any) -> tuple[tuple[str, str], ...]:
-    """``(name, text)`` for each property of a JSON schema, one level of nested objects flattened as ``a.b``."""
+    """``(name, text)`` for each property of a JSON schema, one level of nested objects flattened as ``a.b``.
+
+    A list of ``{"name": ..., "description": ...}`` objects is read as a flat list of parameters.
+    """
+    if isinstance(schema, list):
+        schema = {"properties": {str(p["name"]): p for p in schema if isinstance(p, Mapping) and p.get("name")}}
     if not isinstance(schema, Mapping):
         return ()
     found: list[tuple[str, str]] = []
@@ -86,7 +93,9 @@ class ToolDocument:
         return cls(
             name=name.strip(),
             description=str(body.get("description") or ""),
-            parameters=_parameters_of(body.get("parameters") or body.get("input_schema")),
+            parameters=_parameters_of(
+                body.get("parameters") or body.get("input_schema") or body.get("inputSchema")
+            ),
             tags=frozenset(str(t) for t in tags),
             source=str(source),
         )

@@ -54,9 +54,16 @@ def test_minimal_spec_and_string_tag() -> None:
     assert (doc.description, doc.parameters, doc.tags, doc.source) == ("", (), frozenset({"net"}), "")
 
 
-def test_anthropic_input_schema_is_read_as_parameters() -> None:
-    doc = ToolDocument.from_spec({"name": "x", "input_schema": {"properties": {"query": {"description": "q"}}}})
+@pytest.mark.parametrize("key", ["input_schema", "inputSchema"], ids=["anthropic", "mcp"])
+def test_input_schema_is_read_as_parameters(key: str) -> None:
+    doc = ToolDocument.from_spec({"name": "x", key: {"properties": {"query": {"description": "q"}}}})
     assert doc.parameters == (("query", "q"),)
+
+
+def test_parameters_as_a_list_of_named_objects() -> None:
+    doc = ToolDocument.from_spec({"name": "x", "parameters": [
+        {"name": "city", "type": "string", "description": "City name"}, {"name": "days"}, {"type": "int"}, "junk"]})
+    assert doc.parameters == (("city", "City name"), ("days", ""))
 
 
 def test_rendered_text_has_words_of_the_name_and_the_parameters() -> None:
