@@ -12,7 +12,7 @@ from activities.http_json import error, error_response, json_response
 from shared.errors import WeftError
 from shared.runtime import get_runtime, reset_runtime
 from shared.search_api import parse_search_request, search_tools
-from shared.sources.config import register_source
+from shared.sources.loader import register_source
 
 bp = df.Blueprint()
 

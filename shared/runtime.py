@@ -40,7 +40,8 @@ from shared.sandbox import Limits
 from shared.secrets import KeyVaultSecrets, SecretsSettings, build_secrets, check_unresolved_references
 from shared.settings import env_bool, env_int, env_str
 from shared.sources.cache import DiscoveryCache
-from shared.sources.config import SourceReport, SourceSettings, build_discovery_cache, load_sources
+from shared.sources.config import SourceSettings
+from shared.sources.loader import SourceReport, build_discovery_cache, load_sources
 from shared.telemetry import Telemetry, TelemetrySettings, configure_telemetry, get_telemetry
 from shared.tools import ToolExecutor, ToolSettings
 

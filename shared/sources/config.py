@@ -1,4 +1,4 @@
-"""Catalog sources: the configured OpenAPI documents and MCP servers, discovered (through the cache) into the catalog.
+"""Source configuration: the settings of catalog sources and the entries of the source list.
 
 The source list is a JSON or YAML file named by ``WEFT_TOOL_SOURCES`` (``{"sources": [...]}`` or a bare list)::
 
@@ -9,62 +9,43 @@ The source list is a JSON or YAML file named by ``WEFT_TOOL_SOURCES`` (``{"sourc
       - {type: mcp, transport: stdio, command: python, args: [-m, notes_server], alias: notes}
       - {type: mcp, transport: http, url: https://mcp.example.com/mcp, auth: {secret: mcp-token}}
 
-Relative ``path`` and ``cwd`` values are relative to the file. :func:`load_sources` (start-up) discovers every source
-concurrently and reports each; a broken source is reported and skipped, never fatal for the others.
-:func:`register_source` (the "register a source" endpoint) adds one source and raises on failure; since a stdio
-command runs code and a path reads local files, those are refused there unless ``allow_local``.
+Relative ``path`` and ``cwd`` values are relative to the file. Each entry is validated by :func:`parse_source` into a
+:data:`SourceConfig`; :mod:`shared.sources.loader` discovers the sources and adds their tools to the catalog.
 """
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import json
-import logging
 import os
-import threading
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Annotated, Any, Literal, TypeVar
+from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, RootModel, model_validator
 
-from shared.catalog import Catalog, Tool
-from shared.errors import InvalidRequest, NotConfigured
+from shared.errors import NotConfigured
 from shared.models import canonical_json, parse_model
-from shared.secrets import SecretSource
 from shared.settings import env_float, env_str
-from shared.sources.cache import DiscoveredTool, DiscoveryCache, FileCacheStore, Origin
-from shared.sources.mcp import McpClient, McpServerParams, McpSettings, McpTransport, mcp_tools
-from shared.sources.openapi import load_document, openapi_tools
-from shared.sources.openapi_transport import HttpAuth, OpenApiClient, OpenApiSettings, OpenApiTransport
-from shared.sources.ssrf import NetworkPolicy, SsrfGuard
+from shared.sources.mcp import McpServerParams, McpSettings
+from shared.sources.openapi_transport import HttpAuth, OpenApiSettings
+from shared.sources.ssrf import NetworkPolicy
 
 __all__ = [
     "AuthConfig",
     "McpSourceConfig",
     "OpenApiSourceConfig",
     "SourceConfig",
-    "SourceReport",
     "SourceSettings",
-    "bind_tools",
-    "build_discovery_cache",
-    "discover_source",
-    "load_sources",
-    "load_sources_async",
     "parse_source",
     "read_sources_file",
-    "register_source",
     "source_id",
 ]
 
-log = logging.getLogger(__name__)
-
 ALIAS_PATTERN = r"^[A-Za-z_][A-Za-z0-9_-]{0,31}$"
 """Aliases prefix tool names (``alias.tool``), so they have no dots of their own."""
-_T = TypeVar("_T")
 
 
 # ------------------------------------------------------------------------------------------------------ settings
@@ -102,14 +83,6 @@ class SourceSettings:
             openapi=OpenApiSettings.from_env(env),
             mcp=McpSettings.from_env(env),
         )
-
-
-def build_discovery_cache(settings: SourceSettings, *, container: Any = None) -> DiscoveryCache:
-    """The discovery cache: in Blob Storage when a ``ContainerClient`` is given, else in the local folder."""
-    from shared.sources.cache import BlobCacheStore
-
-    store = BlobCacheStore(container) if container is not None else FileCacheStore(settings.discovery_cache_dir)
-    return DiscoveryCache(store, ttl_s=settings.discovery_ttl_s)
 
 
 # ------------------------------------------------------------------------------------------------------- configs
@@ -254,250 +227,3 @@ def read_sources_file(path: str | Path) -> list[Any]:
     if not isinstance(data, list):
         raise NotConfigured(f"{path}: expected a list of sources or {{sources: [...]}}", field="WEFT_TOOL_SOURCES")
     return data
-
-
-# ------------------------------------------------------------------------------------------------------ reports
-
-
-class SourceReport(BaseModel):
-    """What loading one source did."""
-
-    source_id: str
-    """sha256 of the source's configuration (empty when the entry itself is invalid)."""
-    type: str
-    """``openapi`` or ``mcp`` (or what the entry said, when invalid)."""
-    alias: str | None = None
-    """The source's alias."""
-    location: str = ""
-    """Document URL or path, MCP URL or command name."""
-    tool_count: int = 0
-    """Tools added to the catalog."""
-    tools: list[str] = Field(default_factory=list)
-    """Their names."""
-    origin: Origin | None = None
-    """``fresh`` (just discovered), ``cache`` (fresh cache entry) or ``stale`` (cached; discovery failed)."""
-    version: str | None = None
-    """Content hash of the discovered specs."""
-    error: str | None = None
-    """Why the source was not loaded, or why a stale discovery was used."""
-
-
-# ------------------------------------------------------------------------------------------------- discovery
-
-
-async def discover_source(
-    config: SourceConfig, settings: SourceSettings, *, secrets: SecretSource | None, guard: SsrfGuard | None = None
-) -> list[DiscoveredTool]:
-    """Ask the source what it offers now (no cache)."""
-    guard = guard or SsrfGuard(settings.network)
-    if isinstance(config, OpenApiSourceConfig):
-        document = await load_document(config.location(), guard=guard, settings=settings.openapi)
-        excluded = frozenset({config.auth.header.lower()}) if config.auth else frozenset()
-        return openapi_tools(
-            document, alias=config.alias, document_url=config.url, exclude_headers=excluded,
-            timeout_s=config.timeout_s, max_ref_depth=settings.openapi.max_ref_depth,
-        )
-    client = McpClient(config.server_params(), guard=guard, secrets=secrets, settings=settings.mcp)
-    return mcp_tools(await client.list_tools(), alias=config.alias, timeout_s=config.timeout_s)
-
-
-def bind_tools(
-    config: SourceConfig,
-    discovered: Sequence[DiscoveredTool],
-    settings: SourceSettings,
-    *,
-    secrets: SecretSource | None,
-    guard: SsrfGuard | None = None,
-) -> list[Tool]:
-    """Catalog tools for discovered specs, with transports sharing one client for the source."""
-    guard = guard or SsrfGuard(settings.network)
-    if isinstance(config, OpenApiSourceConfig):
-        client = OpenApiClient(
-            guard=guard, settings=settings.openapi, auth=config.auth.http_auth() if config.auth else None,
-            secrets=secrets, base_url=config.base_url,
-        )
-        return [Tool(item.spec, OpenApiTransport(client, item.binding)) for item in discovered]
-    mcp = McpClient(config.server_params(), guard=guard, secrets=secrets, settings=settings.mcp)
-    return [
-        Tool(item.spec, McpTransport(mcp, str(item.binding["tool"]), retry_safe=item.spec.idempotent))
-        for item in discovered
-    ]
-
-
-async def _discover(
-    config: SourceConfig,
-    settings: SourceSettings,
-    *,
-    secrets: SecretSource | None,
-    cache: DiscoveryCache | None,
-    guard: SsrfGuard,
-    refresh: bool = False,
-) -> tuple[list[DiscoveredTool], Origin, str, str | None]:
-    """``(tools, origin, version, stale reason)`` for one source, through the cache when there is one."""
-    sid = source_id(config)
-
-    async def discover() -> list[DiscoveredTool]:
-        return await asyncio.wait_for(
-            discover_source(config, settings, secrets=secrets, guard=guard), settings.discovery_timeout_s
-        )
-
-    if cache is None:
-        from shared.sources.cache import discovery_version
-
-        tools = await discover()
-        return tools, "fresh", discovery_version(tools), None
-    found = await cache.get_or_discover(sid, discover, refresh=refresh)
-    return list(found.discovery.tools), found.origin, found.discovery.version, found.error
-
-
-def _report(config: SourceConfig, **fields: Any) -> SourceReport:
-    return SourceReport(
-        source_id=source_id(config), type=config.type, alias=config.alias, location=config.location(), **fields
-    )
-
-
-def _error_text(exc: BaseException) -> str:
-    if isinstance(exc, TimeoutError):
-        return "discovery timed out"
-    return getattr(exc, "message", None) or str(exc) or type(exc).__name__
-
-
-async def load_sources_async(
-    catalog: Catalog,
-    settings: SourceSettings,
-    *,
-    secrets: SecretSource | None = None,
-    cache: DiscoveryCache | None = None,
-) -> list[SourceReport]:
-    """Discover every source of ``settings.sources_file`` concurrently and add their tools to ``catalog``, in file
-    order. Each source gets a report; a broken source (bad entry, discovery failure, name clash) is skipped. An
-    unreadable sources file is a start-up error (:class:`NotConfigured`)."""
-    if not settings.sources_file:
-        return []
-    path = Path(settings.sources_file)
-    entries = await asyncio.to_thread(read_sources_file, path)
-    guard = SsrfGuard(settings.network)
-    configs: list[SourceConfig | SourceReport] = []
-    for index, entry in enumerate(entries):
-        try:
-            configs.append(parse_source(entry, field=f"sources[{index}]", base_dir=path.parent))
-        except InvalidRequest as exc:
-            kind = str(entry.get("type", "?")) if isinstance(entry, Mapping) else "?"
-            configs.append(SourceReport(source_id="", type=kind, error=exc.message))
-
-    async def one(config: SourceConfig) -> tuple[list[DiscoveredTool], Origin, str, str | None] | BaseException:
-        try:
-            return await _discover(config, settings, secrets=secrets, cache=cache, guard=guard)
-        except asyncio.CancelledError:
-            raise
-        except Exception as exc:
-            return exc
-
-    pending = [one(c) for c in configs if not isinstance(c, SourceReport)]
-    results = iter(await asyncio.gather(*pending))
-    reports: list[SourceReport] = []
-    for config in configs:
-        if isinstance(config, SourceReport):
-            reports.append(config)
-            continue
-        outcome = next(results)
-        if isinstance(outcome, BaseException):
-            reports.append(_report(config, error=_error_text(outcome)))
-            continue
-        reports.append(_add(catalog, config, outcome, settings, secrets=secrets, guard=guard, replace=False))
-    for report in reports:
-        if report.error and not report.tool_count:
-            log.warning("tool source %s (%s) not loaded: %s", report.location or "?", report.type, report.error)
-        else:
-            log.info("tool source %s (%s): %d tools (%s)", report.location, report.type, report.tool_count,
-                     report.origin)
-    return reports
-
-
-def _add(
-    catalog: Catalog,
-    config: SourceConfig,
-    outcome: tuple[list[DiscoveredTool], Origin, str, str | None],
-    settings: SourceSettings,
-    *,
-    secrets: SecretSource | None,
-    guard: SsrfGuard,
-    replace: bool,
-) -> SourceReport:
-    discovered, origin, version, stale_reason = outcome
-    tools = bind_tools(config, discovered, settings, secrets=secrets, guard=guard)
-    try:
-        catalog.add_all(tools, replace=replace)
-    except ValueError as exc:
-        return _report(config, origin=origin, version=version, error=f"{exc}; give the source an alias")
-    names = [tool.name for tool in tools]
-    return _report(config, tool_count=len(names), tools=names, origin=origin, version=version, error=stale_reason)
-
-
-def load_sources(
-    catalog: Catalog,
-    settings: SourceSettings,
-    *,
-    secrets: SecretSource | None = None,
-    cache: DiscoveryCache | None = None,
-) -> list[SourceReport]:
-    """:func:`load_sources_async` for synchronous callers (the composition root); safe to call from a thread that
-    runs an event loop (the work then runs on a helper thread)."""
-    return _run(lambda: load_sources_async(catalog, settings, secrets=secrets, cache=cache))
-
-
-async def register_source(
-    catalog: Catalog,
-    source_config: Any,
-    settings: SourceSettings,
-    *,
-    secrets: SecretSource | None = None,
-    cache: DiscoveryCache | None = None,
-    replace: bool = False,
-    allow_local: bool = False,
-    refresh: bool = True,
-) -> SourceReport:
-    """Validate, discover (``refresh`` skips a fresh cache entry) and add one source; raises on any failure.
-
-    ``source_config`` is a dict (an endpoint's JSON body) or a parsed config. Without ``allow_local``, stdio MCP
-    sources (they run a command) and OpenAPI ``path`` sources (they read a local file) are refused.
-    """
-    config = source_config if isinstance(source_config, BaseModel) else parse_source(source_config)
-    if not allow_local:
-        if isinstance(config, McpSourceConfig) and config.transport == "stdio":
-            raise InvalidRequest("stdio MCP sources run a command; configure them in WEFT_TOOL_SOURCES", field="source")
-        if isinstance(config, OpenApiSourceConfig) and config.path:
-            raise InvalidRequest("OpenAPI sources read from a path are only allowed in WEFT_TOOL_SOURCES; give a url",
-                                 field="source.path")
-    guard = SsrfGuard(settings.network)
-    outcome = await _discover(config, settings, secrets=secrets, cache=cache, guard=guard, refresh=refresh)
-    report = _add(catalog, config, outcome, settings, secrets=secrets, guard=guard, replace=replace)
-    if not report.tool_count and report.error:
-        raise InvalidRequest(report.error, field="source")
-    return report
-
-
-def _run(factory: Callable[[], Awaitable[_T]]) -> _T:
-    """Run a coroutine to completion from synchronous code, also when this thread already runs an event loop."""
-    try:
-        asyncio.get_running_loop()
-    except RuntimeError:
-        return asyncio.run(_awaited(factory))
-    box: dict[str, Any] = {}
-
-    def work() -> None:
-        try:
-            box["value"] = asyncio.run(_awaited(factory))
-        except BaseException as exc:
-            box["error"] = exc
-
-    thread = threading.Thread(target=work, name="weft-load-sources")
-    thread.start()
-    thread.join()
-    if "error" in box:
-        raise box["error"]
-    return box["value"]
-
-
-async def _awaited(factory: Callable[[], Awaitable[_T]]) -> _T:
-    return await factory()

@@ -1,9 +1,15 @@
-"""Fakes shared by the source unit tests: an in-memory secret source and a table-driven DNS resolver."""
+"""Fakes shared by the source unit tests: an in-memory secret source, a table-driven DNS resolver and a writer of
+sources files."""
 
 from __future__ import annotations
 
+import json
 import socket
 from collections.abc import Awaitable, Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+import yaml
 
 from shared.errors import NotConfigured
 
@@ -34,3 +40,11 @@ def table_resolver(table: Mapping[str, list[str]]) -> Callable[[str, int], Await
 
     resolve.lookups = lookups  # type: ignore[attr-defined]
     return resolve
+
+
+def write_sources(folder: Path, entries: list[Any], name: str = "sources.yaml") -> Path:
+    """Write ``{"sources": entries}`` to ``folder / name``: JSON if ``name`` ends in .json, else YAML."""
+    path = folder / name
+    data = {"sources": entries}
+    path.write_text(json.dumps(data) if name.endswith(".json") else yaml.safe_dump(data))
+    return path

@@ -37,9 +37,12 @@ EXPORTS = {
         "result_value", "translate_error",
     },
     "shared.sources.config": {
-        "AuthConfig", "McpSourceConfig", "OpenApiSourceConfig", "SourceConfig", "SourceReport", "SourceSettings",
-        "bind_tools", "build_discovery_cache", "discover_source", "load_sources", "load_sources_async",
-        "parse_source", "read_sources_file", "register_source", "source_id",
+        "AuthConfig", "McpSourceConfig", "OpenApiSourceConfig", "SourceConfig", "SourceSettings", "parse_source",
+        "read_sources_file", "source_id",
+    },
+    "shared.sources.loader": {
+        "SourceReport", "bind_tools", "build_discovery_cache", "discover_source", "load_sources",
+        "load_sources_async", "register_source",
     },
 }
 
