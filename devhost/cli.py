@@ -16,6 +16,9 @@ from devhost.index import AppLoadError
 
 __all__ = ["main"]
 
+QUIET_LOGGERS = ("azure.core.pipeline.policies.http_logging_policy", "httpx", "httpx2", "httpcore", "httpcore2")
+"""Kept at WARNING: they log each request (full URL with its query string, headers) at INFO or DEBUG."""
+
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m devhost", description=__doc__)
@@ -50,7 +53,8 @@ def _read_input(path: str | None) -> object:
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    logging.getLogger("azure.core.pipeline.policies.http_logging_policy").setLevel(logging.WARNING)
+    for name in QUIET_LOGGERS:
+        logging.getLogger(name).setLevel(logging.WARNING)
     try:
         if args.command == "serve":
             return _serve(args)

@@ -16,6 +16,11 @@ the same :class:`Telemetry`). What it does depends on :attr:`TelemetrySettings.e
 
 A failure to configure the exporter (a malformed connection string) is logged and leaves the process on ``none``:
 losing telemetry must not stop the app.
+
+Whatever the exporter, the first call also lowers the HTTP client loggers (httpx, httpx2, httpcore) to WARNING:
+httpx logs every request's full URL at INFO, and query strings can carry tool arguments or secrets. host.json cannot
+do this: the Python worker relays every record under its function's ``Function.<name>.User`` category, not under
+the logger's name. A level someone set on those loggers before (to debug a client) is left alone.
 """
 
 from __future__ import annotations
@@ -38,6 +43,10 @@ __all__ = ["configure_telemetry", "exporter_credential", "get_telemetry"]
 _log = logging.getLogger(__name__)
 
 _LOGS_EXPORTER_VARIABLE = "OTEL_LOGS_EXPORTER"
+
+_HTTP_CLIENT_LOGGERS = ("httpx", "httpx2", "httpcore", "httpcore2")
+"""HTTP client loggers kept at WARNING: httpx/httpx2 log each request line (the full URL) at INFO, httpcore/httpcore2
+each connection and header event at DEBUG."""
 
 _lock = threading.Lock()
 _configured: Telemetry | None = None
@@ -89,6 +98,13 @@ def _configure_azure_monitor(settings: TelemetrySettings) -> None:
         configure_azure_monitor(**options)
 
 
+def _quiet_http_client_loggers() -> None:
+    for name in _HTTP_CLIENT_LOGGERS:
+        client_logger = logging.getLogger(name)
+        if client_logger.level == logging.NOTSET:
+            client_logger.setLevel(logging.WARNING)
+
+
 def configure_telemetry(settings: TelemetrySettings) -> Telemetry:
     """Set up this process's telemetry once and return it; later calls return the same object.
 
@@ -100,6 +116,7 @@ def configure_telemetry(settings: TelemetrySettings) -> Telemetry:
             if settings != _configured.settings:
                 _log.warning("telemetry is already configured; different settings in a later call are ignored")
             return _configured
+        _quiet_http_client_loggers()
         exporter = settings.exporter
         if exporter is Exporter.PLATFORM:
             _log.info(

@@ -68,6 +68,17 @@ def test_openapi_operation_called_through_a_run(sourced: tuple[DevhostProcess, P
     assert created and created[-1].headers.get("idempotency-key") == f"{view['id']}:new"
 
 
+def test_http_request_lines_stay_out_of_the_devhost_log(sourced: tuple[DevhostProcess, PetsApi]) -> None:
+    host, pets = sourced
+    canary = "query-canary-52b1"
+    view = run_plan(host, [{"id": "list", "tool": "pets.listPets", "args": {"tag": [canary]}}])
+    assert view["status"] == "completed", view["errors"]
+    assert any(r.query.get("tag") == canary for r in pets.requests), "the request carried it in its query string"
+    log = host.log()
+    assert "weft runtime ready" in log, "the devhost logs at INFO"
+    assert canary not in log and f"{pets.url}/api/pets" not in log
+
+
 @pytest.mark.parametrize(("body", "field"), [
     pytest.param({"query": ""}, "query", id="empty-query"),
     pytest.param({"query": "add", "k": 0}, "k", id="k-too-small"),

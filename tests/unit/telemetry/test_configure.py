@@ -31,6 +31,7 @@ class Collect(logging.Handler):
         records.append(f"{record.levelname} {record.getMessage()}")
 logging.getLogger("shared.telemetry").addHandler(Collect())
 logging.getLogger("shared.telemetry").setLevel(logging.INFO)
+logging.getLogger("httpcore").setLevel(logging.DEBUG)  # someone debugging the client: left as it is
 
 settings = TelemetrySettings.from_env()
 first = configure_telemetry(settings)
@@ -52,6 +53,8 @@ print(json.dumps({
     "root_handlers": [type(h).__name__ for h in logging.getLogger().handlers],
     "logs_exporter_variable": os.environ.get("OTEL_LOGS_EXPORTER"),
     "log": records,
+    "http_levels": {name: logging.getLevelName(logging.getLogger(name).level)
+                    for name in ("httpx", "httpx2", "httpcore", "httpcore2")},
 }))
 """
 
@@ -78,6 +81,13 @@ def test_without_a_connection_string_nothing_is_configured(tmp_path):
     assert state["span_exporters"] == []
     assert any("APPLICATIONINSIGHTS_CONNECTION_STRING is not set" in line for line in state["log"])
     assert state["same_object"] is True
+
+
+def test_http_client_loggers_are_lowered_unless_set(tmp_path):
+    # httpx logs every request's full URL at INFO; a level set before configuring is someone's choice.
+    state = probe(tmp_path)
+    assert state["http_levels"] == {"httpx": "WARNING", "httpx2": "WARNING", "httpcore": "DEBUG",
+                                    "httpcore2": "WARNING"}
 
 
 def test_the_platform_switch_means_weft_does_not_configure_it_again(tmp_path):
