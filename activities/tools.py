@@ -7,10 +7,11 @@ from typing import Any
 
 import azure.durable_functions as df
 
+from shared.errors import CircuitOpen
 from shared.models import Plan
 from shared.plan import resolve_refs
 from shared.runtime import get_runtime
-from shared.steps import RetryableToolError, StepCall
+from shared.steps import CircuitWait, RetryableToolError, StepCall
 
 bp = df.Blueprint()
 
@@ -27,7 +28,8 @@ def prepare_plan(plan: dict[str, Any]) -> dict[str, Any]:
 
 @bp.activity_trigger(input_name="request")
 async def call_tool(request: dict[str, Any]) -> dict[str, Any]:
-    """Run one tool call; raise only for retryable failures so Durable retries them."""
+    """Run one tool call; raise only for retryable failures so Durable retries them. A call rejected by the tool's
+    open circuit returns a :class:`CircuitWait`: the orchestrator waits out the cool-down, not Durable's interval."""
     runtime = get_runtime()
     step = StepCall.model_validate(request)
     call = step.call
@@ -40,6 +42,9 @@ async def call_tool(request: dict[str, Any]) -> dict[str, Any]:
         result = await runtime.executor.execute(call)
         span.set_outcome("ok" if result.ok or result.error is None else result.error.code)
     if not result.ok and result.error is not None and result.error.retryable:
+        if result.error.code == CircuitOpen.code:
+            wait = await asyncio.to_thread(runtime.executor.retry_after, call.tool)
+            return CircuitWait(circuit_open=result.error, retry_after_s=wait).model_dump(mode="json")
         raise RetryableToolError(result.error)
     if result.blob_ref and isinstance(result.value, str):
         result.value = result.value[: runtime.settings.payloads.preview_bytes]

@@ -1,18 +1,54 @@
-"""Executing a batch of tool calls as Durable activities: retries, fan-out width, failures kept per call."""
+"""Executing a batch of tool calls as Durable activities: retries, circuit waits, fan-out width, per-call failures."""
 
 from __future__ import annotations
 
-import contextlib
 from collections.abc import Generator
+from datetime import timedelta
 from typing import Any
 
 import azure.durable_functions as df
-from azure.durable_functions.models.Task import TaskState
+from azure.durable_functions.models.Task import TaskBase, TaskState
 
 from shared.models import ToolResult
-from shared.steps import StepCall, StepOutcome, error_from_failure
+from shared.steps import CircuitWait, StepCall, StepOutcome, error_from_failure
 
 bp = df.Blueprint()
+
+
+class _Slot:
+    """One call in flight: its current task (an activity with retries, or a timer while its circuit cools down) and
+    the attempts spent before that task."""
+
+    def __init__(self, context: df.DurableOrchestrationContext, call: StepCall) -> None:
+        self.call = call
+        self.spent = 0
+        self.waiting = False
+        self.outcome: StepOutcome | None = None
+        self.task: TaskBase = self._attempt(context)
+
+    def _attempt(self, context: df.DurableOrchestrationContext) -> TaskBase:
+        retry = df.RetryOptions(self.call.retry.first_interval_ms, self.call.retry.max_attempts - self.spent)
+        return context.call_activity_with_retry("call_tool", retry, self.call.model_dump(mode="json"))
+
+    def advance(self, context: df.DurableOrchestrationContext) -> None:
+        """The current task finished: settle the outcome, or start the next wait or attempt."""
+        if self.waiting:  # the cool-down is over: try again with the attempts left
+            self.waiting = False
+            self.task = self._attempt(context)
+            return
+        self.spent += int(getattr(self.task, "num_attempts", 1))
+        if self.task.state != TaskState.SUCCEEDED:
+            result = ToolResult(ok=False, error=error_from_failure(str(self.task.result)))
+        elif (wait := CircuitWait.from_output(self.task.result)) is None:
+            result = ToolResult.model_validate(self.task.result)
+        elif self.spent >= self.call.retry.max_attempts:
+            result = ToolResult(ok=False, error=wait.circuit_open)
+        else:
+            delay = max(wait.retry_after_s, self.call.retry.first_interval_ms / 1000.0)
+            self.waiting = True
+            self.task = context.create_timer(context.current_utc_datetime + timedelta(seconds=delay))
+            return
+        self.outcome = StepOutcome(step_id=self.call.call.step_id, result=result, attempts=self.spent)
 
 
 def execute_calls(
@@ -20,32 +56,21 @@ def execute_calls(
 ) -> Generator[Any, Any, list[StepOutcome]]:
     """Run ``calls`` in parallel as ``call_tool`` activities with each tool's retry policy.
 
-    ``task_all`` stops at the first failure, so the remaining tasks are awaited again until every call has an
-    outcome: one failed call never hides the others' results.
+    A call rejected by its tool's open circuit (a :class:`CircuitWait`) waits on a durable timer for the rest of the
+    breaker's cool-down (at least the policy's first interval) and is tried again; the rejected attempts count
+    against ``retry.max_attempts`` like failed ones. Every call is awaited until it has an outcome: one failed call
+    never hides the others' results.
     """
-    tasks = [
-        context.call_activity_with_retry(
-            "call_tool",
-            df.RetryOptions(call.retry.first_interval_ms, call.retry.max_attempts),
-            call.model_dump(mode="json"),
-        )
-        for call in calls
-    ]
+    slots = [_Slot(context, call) for call in calls]
     while True:
-        pending = [task for task in tasks if task.state == TaskState.RUNNING]
+        for slot in slots:
+            if slot.outcome is None and slot.task.state != TaskState.RUNNING:
+                slot.advance(context)
+        pending = [slot.task for slot in slots if slot.outcome is None]
         if not pending:
             break
-        with contextlib.suppress(Exception):  # each task's failure is read below
-            yield context.task_all(pending)
-    outcomes = []
-    for call, task in zip(calls, tasks, strict=True):
-        attempts = int(getattr(task, "num_attempts", 1))
-        if task.state == TaskState.SUCCEEDED:
-            result = ToolResult.model_validate(task.result)
-        else:
-            result = ToolResult(ok=False, error=error_from_failure(str(task.result)))
-        outcomes.append(StepOutcome(step_id=call.call.step_id, result=result, attempts=attempts))
-    return outcomes
+        yield context.task_any(pending)
+    return [slot.outcome for slot in slots if slot.outcome is not None]
 
 
 def execute_wide(

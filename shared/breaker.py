@@ -354,20 +354,36 @@ class CircuitBreaker:
         """Raise :class:`CircuitOpen` (retryable) unless :meth:`allow`."""
         if self.allow(tool):
             return
-        try:
-            record = self.store.get(tool)
-        except Exception:
-            logger.warning("circuit breaker store failed for tool %s", tool, exc_info=True)
-            record = BreakerRecord(BreakerState.OPEN, opened_at=self._clock())
-        now = self._clock()
-        if record.state is BreakerState.HALF_OPEN:
-            wait, why = record.trial_until - now, "a trial call is checking whether it has recovered"
-        else:
-            wait, why = record.opened_at + self.settings.cooldown_s - now, "it is cooling down"
+        record = self._read_or_open(tool)
+        why = ("a trial call is checking whether it has recovered" if record.state is BreakerState.HALF_OPEN
+               else "it is cooling down")
         raise CircuitOpen(
             f"tool {tool!r} is temporarily disabled after {record.failures} consecutive failures ({why}); "
-            f"try again in {max(0.0, wait):.0f} s"
+            f"try again in {self._wait(record):.0f} s"
         )
+
+    def retry_after(self, tool: str) -> float:
+        """Seconds until a call to ``tool`` is worth trying again: 0 while the circuit is closed or a trial is due;
+        the rest of the cool-down while open; while half-open, the rest of the trial's lease, at most one cool-down
+        (a trial that succeeds closes the circuit well before its lease ends)."""
+        return self._wait(self._read_or_open(tool))
+
+    def _read_or_open(self, tool: str) -> BreakerRecord:
+        try:
+            return self.store.get(tool)
+        except Exception:
+            logger.warning("circuit breaker store failed for tool %s", tool, exc_info=True)
+            return BreakerRecord(BreakerState.OPEN, opened_at=self._clock())
+
+    def _wait(self, record: BreakerRecord) -> float:
+        now = self._clock()
+        if record.state is BreakerState.HALF_OPEN:
+            wait = min(record.trial_until - now, self.settings.cooldown_s)
+        elif record.state is BreakerState.OPEN:
+            wait = record.opened_at + self.settings.cooldown_s - now
+        else:
+            wait = 0.0
+        return max(0.0, wait)
 
     def record_success(self, tool: str) -> Transition | None:
         """A call succeeded: reset the failure count; a half-open circuit closes."""

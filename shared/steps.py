@@ -2,7 +2,10 @@
 
 Durable passes only a message string when an activity raises, so a retryable tool failure travels as an exception
 whose message carries the :class:`~shared.models.ErrorInfo` JSON between markers; the orchestrator reads it back
-after the last retry. Everything here is deterministic: it runs inside orchestrators too.
+after the last retry. A call rejected by an open circuit is the exception: Durable's retry intervals (500 ms
+doubling) would spend every attempt within the breaker's cool-down, so ``call_tool`` returns a :class:`CircuitWait`
+instead and the orchestrator waits for the circuit on a durable timer. Everything here is deterministic: it runs
+inside orchestrators too.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ from shared.models import ErrorInfo, RetryPolicy, ToolCall, ToolResult
 __all__ = [
     "ERROR_END",
     "ERROR_START",
+    "CircuitWait",
     "RetryableToolError",
     "StepCall",
     "StepOutcome",
@@ -63,6 +67,25 @@ class StepCall(BaseModel):
     """Step id → payload reference, for ``$ref``s the orchestrator could not resolve (results stored in Blob)."""
     retry: RetryPolicy = Field(default_factory=RetryPolicy)
     """The tool's retry policy (applied by the orchestrator through Durable retries)."""
+
+
+class CircuitWait(BaseModel):
+    """What ``call_tool`` returns instead of a result when the tool's circuit is open: the tool was not called, and
+    another attempt is worth making after ``retry_after_s``."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    circuit_open: ErrorInfo
+    """The ``circuit_open`` error, reported as the step's error if no attempt is left."""
+    retry_after_s: float = Field(ge=0)
+    """Seconds until the breaker lets a call through (the rest of its cool-down)."""
+
+    @classmethod
+    def from_output(cls, output: Any) -> CircuitWait | None:
+        """The wait, if ``output`` (a ``call_tool`` result) is one; None for a :class:`~shared.models.ToolResult`."""
+        if isinstance(output, dict) and "circuit_open" in output:
+            return cls.model_validate(output)
+        return None
 
 
 class StepOutcome(BaseModel):

@@ -190,6 +190,11 @@ class ToolExecutor:
             limiters = [limiter for (name, _), limiter in self._limiters.items() if name == tool]
         return sum(lim.active for lim in limiters), sum(lim.waiting for lim in limiters)
 
+    def retry_after(self, tool: str) -> float:
+        """Seconds until ``tool``'s circuit lets a call through (:meth:`CircuitBreaker.retry_after`); 0 without a
+        breaker. Blocking: it reads the breaker's store."""
+        return self.breaker.retry_after(tool) if self.breaker is not None else 0.0
+
     def execute_sync(self, call: ToolCall) -> ToolResult:
         """:meth:`execute` for synchronous callers (not from inside a running event loop)."""
         try:

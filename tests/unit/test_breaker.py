@@ -122,6 +122,28 @@ def test_full_cycle_open_reject_half_open_close(breaker: CircuitBreaker, clock: 
     assert transitions == [("t", CLOSED, OPEN), ("t", OPEN, HALF_OPEN), ("t", HALF_OPEN, CLOSED)]
 
 
+def test_retry_after_is_the_rest_of_the_cooldown(breaker: CircuitBreaker, clock: Clock) -> None:
+    assert breaker.retry_after("t") == 0.0  # closed
+    open_circuit(breaker)
+    assert breaker.retry_after("t") == pytest.approx(30.0)
+    clock.advance(12.5)
+    assert breaker.retry_after("t") == pytest.approx(17.5)
+    clock.advance(17.5)
+    assert breaker.retry_after("t") == 0.0  # the trial is due
+    assert breaker.allow("t")
+    clock.advance(4)
+    assert breaker.retry_after("t") == pytest.approx(6.0)  # the rest of the trial's lease
+
+
+def test_retry_after_waits_at_most_one_cooldown_for_a_trial(store: BreakerStore, clock: Clock) -> None:
+    breaker = CircuitBreaker(store, BreakerSettings(failure_threshold=1, cooldown_s=2.0, trial_lease_s=60.0),
+                             clock=clock)
+    breaker.record_failure("t")
+    clock.advance(2)
+    assert breaker.allow("t")  # a trial with a 60 s lease
+    assert breaker.retry_after("t") == pytest.approx(2.0)
+
+
 def test_success_resets_the_consecutive_count(breaker: CircuitBreaker) -> None:
     breaker.record_failure("t")
     breaker.record_failure("t")

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import json
 import time
+from datetime import datetime
 
 import pytest
 
-from shared.breaker import BreakerState, SqliteBreakerStore
+from shared.breaker import BreakerRecord, BreakerState, SqliteBreakerStore
 from tests.integration.runs.conftest import run_plan, steps_by_id, submit, wait_run
 from tests.support import ROOT, DevhostProcess, http
 
@@ -61,18 +62,39 @@ def test_retryable_failure_uses_every_attempt_then_fails(weft: DevhostProcess) -
     assert view["status"] == "failed"
 
 
-def test_circuit_breaker_opens_and_later_closes(weft: DevhostProcess) -> None:
-    breakers = SqliteBreakerStore(weft.state_dir / "breakers.sqlite")
-    opened = run_plan(weft, [{"id": "a", "tool": "flaky", "args": {"fail_first": 5, "key": "trip"}}])
-    assert steps_by_id(opened)["a"]["status"] == "failed"
-    assert breakers.get("flaky").state == BreakerState.OPEN
-    rejected = run_plan(weft, [{"id": "b", "tool": "flaky", "args": {"key": "while-open"}}])
-    step = steps_by_id(rejected)["b"]
-    assert step["status"] == "failed" and step["error"]["code"] == "circuit_open"
-    time.sleep(2.1)  # the breaker's cool-down (WEFT_BREAKER_COOLDOWN_S=2): a real wait, not synchronisation
-    closed = run_plan(weft, [{"id": "c", "tool": "flaky", "args": {"failure_rate": 0, "key": "after-cooldown"}}])
-    assert steps_by_id(closed)["c"]["status"] == "succeeded"
-    assert breakers.get("flaky").state == BreakerState.CLOSED
+COOLDOWN_S = 2.0
+"""WEFT_BREAKER_COOLDOWN_S of the runs' devhost (tests/integration/runs/conftest.py)."""
+
+
+def trip_the_flaky_circuit(weft: DevhostProcess, key: str) -> BreakerRecord:
+    """Three failed attempts of one step (WEFT_BREAKER_FAILURE_THRESHOLD=3) open ``flaky``'s circuit."""
+    opened = run_plan(weft, [{"id": "trip", "tool": "flaky", "args": {"fail_first": 5, "key": key}}])
+    assert steps_by_id(opened)["trip"]["status"] == "failed"
+    record = SqliteBreakerStore(weft.state_dir / "breakers.sqlite").get("flaky")
+    assert record.state == BreakerState.OPEN
+    return record
+
+
+def test_a_step_that_meets_an_open_circuit_waits_for_it_and_succeeds(weft: DevhostProcess) -> None:
+    opened = trip_the_flaky_circuit(weft, "trip-then-wait")
+    # Durable's own retries (0.5 s, then 1 s) would spend all three attempts inside the 2 s cool-down.
+    view = run_plan(weft, [{"id": "b", "tool": "flaky", "args": {"failure_rate": 0, "key": "while-open"}}])
+    step = steps_by_id(view)["b"]
+    assert view["status"] == "completed", view["errors"]
+    assert step["status"] == "succeeded" and step["attempts"] == 2, "rejected once, then the trial call"
+    finished = datetime.fromisoformat(step["finished_at"].replace("Z", "+00:00")).timestamp()
+    assert finished >= opened.opened_at + COOLDOWN_S - 0.01, "it waited on a durable timer for the cool-down"
+    assert SqliteBreakerStore(weft.state_dir / "breakers.sqlite").get("flaky").state == BreakerState.CLOSED
+
+
+def test_waiting_for_a_circuit_is_bounded_by_the_steps_attempts(weft: DevhostProcess) -> None:
+    trip_the_flaky_circuit(weft, "trip-then-give-up")
+    # Attempt 1 meets the open circuit; after the cool-down attempt 2 is the trial, fails and reopens it; attempt 3,
+    # Durable's retry 0.5 s later, meets it open again and is the last of the tool's three.
+    view = run_plan(weft, [{"id": "c", "tool": "flaky", "args": {"fail_first": 5, "key": "still-broken"}}])
+    step = steps_by_id(view)["c"]
+    assert step["status"] == "failed" and step["attempts"] == 3
+    assert step["error"]["code"] == "circuit_open" and step["error"]["retryable"] is True
 
 
 def test_idempotency_key_returns_the_same_run(weft: DevhostProcess) -> None:
