@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from functools import cached_property
+from functools import cached_property, lru_cache
 from typing import Any
 
 from shared.bm25 import tokenize
@@ -29,9 +29,16 @@ _MAX_ENUM_VALUES = 12
 _IDENTIFIER_BREAKS = re.compile(r"[_.\-/:]+|(?<=[a-z0-9])(?=[A-Z])|(?<=[A-Z])(?=[A-Z][a-z])")
 
 
+@lru_cache(maxsize=1 << 16)
 def humanize_identifier(name: str) -> str:
     """``getWeatherForecast`` / ``get_weather.forecast`` -> ``get weather forecast``."""
     return " ".join(part.lower() for part in _IDENTIFIER_BREAKS.split(name) if part)
+
+
+@lru_cache(maxsize=1 << 16)
+def _parameter_tokens(text: str) -> tuple[str, ...]:
+    """Tokens of a parameter name or description (cached: catalogs repeat them across thousands of tools)."""
+    return tuple(tokenize(text))
 
 
 def _parameters_of(schema: Any) -> tuple[tuple[str, str], ...]:
@@ -122,6 +129,6 @@ class ToolDocument:
         weighted: list[tuple[str, float]] = [(t, NAME_WEIGHT) for t in tokenize(self.name)]
         weighted += [(t, 1.0) for t in tokenize(self.description)]
         for name, text in self.parameters:
-            weighted += [(t, PARAMETER_NAME_WEIGHT) for t in tokenize(name)]
-            weighted += [(t, PARAMETER_TEXT_WEIGHT) for t in tokenize(text)]
+            weighted += [(t, PARAMETER_NAME_WEIGHT) for t in _parameter_tokens(name)]
+            weighted += [(t, PARAMETER_TEXT_WEIGHT) for t in _parameter_tokens(text)]
         return tuple(weighted)
