@@ -53,6 +53,7 @@ _HIDDEN = 384
 _HEAD_DIM = _HIDDEN // _HEADS
 _LN_EPS = np.float32(1e-12)
 _MASKED = np.float32(-1e9)
+_TOKENIZE_CHUNK = 4096
 
 
 @runtime_checkable
@@ -221,22 +222,26 @@ class PackagedMiniLm:
         """Embed ``texts`` into an ``(n, 384)`` float32 array of unit vectors."""
         layers, tokenizer = self._load()
         out = np.zeros((len(texts), _HIDDEN), dtype=np.float32)
-        if not texts:
-            return out
-        ids = [e.ids for e in tokenizer.encode_batch(list(texts))]
-        order = sorted(range(len(ids)), key=lambda i: len(ids[i]))
-        for start in range(0, len(order), self._batch_size):
-            batch = order[start : start + self._batch_size]
-            size, length = len(batch), max(len(ids[i]) for i in batch)
-            token_ids = np.zeros((size, length), dtype=np.int64)
-            mask = np.zeros((size, length), dtype=np.float32)
-            for row, i in enumerate(batch):
-                token_ids[row, : len(ids[i])] = ids[i]
-                mask[row, : len(ids[i])] = 1.0
-            hidden = self._hidden_states(layers, token_ids, mask)
-            pooled = (hidden * mask[..., None]).sum(1) / mask.sum(1, keepdims=True)
-            out[batch] = pooled / np.linalg.norm(pooled, axis=-1, keepdims=True)
+        # Tokenised a chunk at a time: token-id lists of 100k tool texts would take several hundred MB at once.
+        for first in range(0, len(texts), _TOKENIZE_CHUNK):
+            chunk = list(texts[first : first + _TOKENIZE_CHUNK])
+            ids = [e.ids for e in tokenizer.encode_batch(chunk)]
+            order = sorted(range(len(ids)), key=lambda i: len(ids[i]))
+            for start in range(0, len(order), self._batch_size):
+                batch = order[start : start + self._batch_size]
+                out[[first + i for i in batch]] = self._encode_batch(layers, [ids[i] for i in batch])
         return out
+
+    def _encode_batch(self, layers: Any, batch: list[list[int]]) -> np.ndarray:
+        size, length = len(batch), max(len(ids) for ids in batch)
+        token_ids = np.zeros((size, length), dtype=np.int64)
+        mask = np.zeros((size, length), dtype=np.float32)
+        for row, ids in enumerate(batch):
+            token_ids[row, : len(ids)] = ids
+            mask[row, : len(ids)] = 1.0
+        hidden = self._hidden_states(layers, token_ids, mask)
+        pooled = (hidden * mask[..., None]).sum(1) / mask.sum(1, keepdims=True)
+        return pooled / np.linalg.norm(pooled, axis=-1, keepdims=True)
 
 
 class MiniLmEncoder(PackagedMiniLm):

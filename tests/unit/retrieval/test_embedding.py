@@ -117,3 +117,12 @@ def test_packaged_forward_passes_match_sentence_transformers(packaged: PackagedM
 def test_multi_threaded_session_gives_the_same_vectors(onnx_encoder: OnnxMiniLmEncoder) -> None:
     two = OnnxMiniLmEncoder(threads=2)
     np.testing.assert_allclose(two.encode([*TEXTS, LONG]), onnx_encoder.encode([*TEXTS, LONG]), atol=1e-5)
+
+
+def test_tokenising_in_chunks_does_not_change_vectors(
+    onnx_encoder: OnnxMiniLmEncoder, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    texts = [*TEXTS, LONG, "send an email", "y"]
+    whole = onnx_encoder.encode(texts)
+    monkeypatch.setattr("shared.embedding._TOKENIZE_CHUNK", 3)
+    np.testing.assert_allclose(onnx_encoder.encode(texts), whole, atol=1e-5)
