@@ -97,7 +97,7 @@ class RetrievalSettings:
 
     default_k: int = 10
     """WEFT_SEARCH_K: results when the caller does not say."""
-    max_k: int = 50
+    max_k: int = 100
     """WEFT_SEARCH_MAX_K: the most results one search returns."""
     min_score: float = 0.0
     """WEFT_SEARCH_MIN_SCORE: drop hits below this calibrated score. 0 keeps the k best whatever they score; 0.25

@@ -300,7 +300,7 @@ def test_settings_from_env(env: dict[str, str], field: str, value: object) -> No
 
 @pytest.mark.parametrize(
     "env",
-    [{"WEFT_SEARCH_K": "ten"}, {"WEFT_SEARCH_BM25_WEIGHT": "1.5"}, {"WEFT_SEARCH_K": "60"},
+    [{"WEFT_SEARCH_K": "ten"}, {"WEFT_SEARCH_BM25_WEIGHT": "1.5"}, {"WEFT_SEARCH_K": "120"},
      {"WEFT_SEARCH_COSINE_FLOOR": "0.8"}, {"WEFT_SEARCH_MODEL_ID": "bert-large"}, {"WEFT_SEARCH_MIN_SCORE": "-1"}],
     ids=["not-int", "weight-above-one", "k-above-max", "floor-above-ceiling", "unknown-model", "negative"],
 )
