@@ -7,6 +7,7 @@ import json
 import logging
 import multiprocessing
 import os
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -47,6 +48,18 @@ def _collect(env: dict[str, str], out: Any) -> None:
     out.put(json.dumps({"status": status, "spans": spans}, default=str))
 
 
+def _in_fresh_process(target: Callable[[dict[str, str], Any], None], env: dict[str, str]) -> dict[str, Any]:
+    """Run ``target(env, queue)`` in a spawned process (fresh logging and telemetry state); return what it sent."""
+    context = multiprocessing.get_context("spawn")
+    queue: Any = context.Queue()
+    proc = context.Process(target=target, args=(env, queue))
+    proc.start()
+    try:
+        return json.loads(queue.get(timeout=180))
+    finally:
+        proc.join(timeout=30)
+
+
 def test_task_run_spans(tmp_path) -> None:
     llm = FakeChatCompletionsServer(bearer="key-for-tests", deployments=["p", "w"], path_prefix="/v1")
     llm.start()
@@ -55,13 +68,9 @@ def test_task_run_spans(tmp_path) -> None:
     env = {"LLM_PROVIDER": "openai_compatible", "LLM_BASE_URL": llm.base_url, "LLM_API_KEY": "key-for-tests",
            "LLM_PLANNER_DEPLOYMENT": "p", "LLM_WORKER_DEPLOYMENT": "w", "WEFT_STATE_DIR": str(tmp_path),
            "WEFT_PAYLOAD_DIR": str(tmp_path / "payloads"), "AzureWebJobsStorage": ""}
-    queue: Any = multiprocessing.get_context("spawn").Queue()
-    proc = multiprocessing.get_context("spawn").Process(target=_collect, args=(env, queue))
-    proc.start()
     try:
-        data = json.loads(queue.get(timeout=180))
+        data = _in_fresh_process(_collect, env)
     finally:
-        proc.join(timeout=30)
         llm.stop()
     assert data["status"]["runtimeStatus"] == "Completed"
     assert data["status"]["output"]["status"] == "completed"
@@ -135,13 +144,9 @@ def test_http_client_loggers_do_not_log_request_urls(tmp_path) -> None:
            "WEFT_PAYLOAD_DIR": str(tmp_path / "payloads"), "AzureWebJobsStorage": "",
            "WEFT_TOOL_SOURCES": str(tmp_path / "sources.json"), "WEFT_ALLOW_PRIVATE_NETWORK": "true",
            "WEFT_DISCOVERY_CACHE_DIR": str(tmp_path / "discovery")}
-    queue: Any = multiprocessing.get_context("spawn").Queue()
-    proc = multiprocessing.get_context("spawn").Process(target=_run_logged, args=(env, queue))
-    proc.start()
     try:
-        data = json.loads(queue.get(timeout=180))
+        data = _in_fresh_process(_run_logged, env)
     finally:
-        proc.join(timeout=30)
         llm.stop()
         pets.stop()
     assert data["status"]["output"]["status"] == "completed", data["status"]["output"]
