@@ -36,7 +36,7 @@ from shared.llm import ChatModel, LlmSettings, build_chat_model
 from shared.models import ModelLimits, ToolCall
 from shared.payloads import BlobPayloadStore, PayloadSettings, PayloadStore, build_payload_store, container_client
 from shared.retrieval import HybridRetriever, RetrievalSettings
-from shared.sandbox import Limits
+from shared.sandbox import Capacity, Limits
 from shared.secrets import KeyVaultSecrets, SecretsSettings, build_secrets, check_unresolved_references
 from shared.settings import env_bool, env_int, env_str
 from shared.sources.cache import DiscoveryCache
@@ -67,6 +67,7 @@ class RuntimeSettings:
     payloads: PayloadSettings = field(default_factory=PayloadSettings)
     limits: ModelLimits = field(default_factory=ModelLimits)
     sandbox: Limits = field(default_factory=Limits)
+    sandbox_capacity: Capacity = field(default_factory=Capacity)
     task_tools_k: int = 8
     """Tools the task planner is shown from tool search (WEFT_TASK_TOOLS_K)."""
     task_max_turns: int = 4
@@ -95,6 +96,7 @@ class RuntimeSettings:
             payloads=PayloadSettings.from_env(env),
             limits=ModelLimits.from_env(env),
             sandbox=Limits.from_env(env),
+            sandbox_capacity=Capacity.from_env(env),
             task_tools_k=env_int(env, "WEFT_TASK_TOOLS_K", cls.task_tools_k, minimum=1),
             task_max_turns=env_int(env, "WEFT_TASK_MAX_TURNS", cls.task_max_turns, minimum=1),
             approval_timeout_s=env_int(env, "WEFT_APPROVAL_TIMEOUT_S", cls.approval_timeout_s, minimum=1),

@@ -9,11 +9,12 @@ from __future__ import annotations
 
 from .dynamic_sessions import DynamicSessionsExecutor
 from .executor import CodeExecutor, default_executor, run_code, run_replay_step
-from .limits import Limits
+from .limits import Capacity, Limits
 from .process import Confinement, ProcessSandbox
 from .records import CodeError, CodeResult, PendingCall, RecordedCall, ReplayStep
 
 __all__ = [
+    "Capacity",
     "CodeError",
     "CodeExecutor",
     "CodeResult",

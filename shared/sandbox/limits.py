@@ -9,9 +9,13 @@ from typing import Any
 
 from shared.settings import env_float, env_int
 
-__all__ = ["Limits"]
+__all__ = ["Capacity", "Limits"]
 
 ENV_PREFIX = "WEFT_SANDBOX_"
+MAX_CONCURRENT_RUNS = "WEFT_SANDBOX_MAX_CONCURRENT_RUNS"
+QUEUE_WAIT_SECONDS = "WEFT_SANDBOX_QUEUE_WAIT_SECONDS"
+RETRY_INTERVAL_MS = "WEFT_SANDBOX_RETRY_INTERVAL_MS"
+RETRY_ATTEMPTS = "WEFT_SANDBOX_RETRY_ATTEMPTS"
 
 
 @dataclass(frozen=True)
@@ -96,3 +100,51 @@ class Limits:
         return self.stdout_bytes + self.max_result_bytes + self.max_tool_calls * (self.max_tool_args_bytes + 256) + (
             64 * 1024
         )
+
+
+@dataclass(frozen=True)
+class Capacity:
+    """How many local sandbox runs one process holds at once, and what becomes of the others.
+
+    Per process, not per run: every worker may take up to ``Limits.memory_bytes``, so ``max_concurrent_runs`` of
+    them must fit the instance's memory next to the host and the Python worker (docs/operations.md, "host.json on
+    Flex Consumption"). A run beyond the cap waits for a slot, first come first served, for at most
+    ``queue_wait_seconds``; then it fails with the retryable ``SandboxBusy`` and the orchestrator tries the activity
+    again ``retry_attempts`` times in all, ``retry_interval_ms`` apart. Build from the environment with
+    :meth:`from_env`.
+    """
+
+    max_concurrent_runs: int = 3
+    """Local sandbox runs (live worker processes) at once per process (WEFT_SANDBOX_MAX_CONCURRENT_RUNS)."""
+    queue_wait_seconds: float = 30.0
+    """How long a run beyond the cap waits for a slot before it fails with ``SandboxBusy``
+    (WEFT_SANDBOX_QUEUE_WAIT_SECONDS)."""
+    retry_interval_ms: int = 5000
+    """Durable retry interval of the code-mode activities after a retryable sandbox failure
+    (WEFT_SANDBOX_RETRY_INTERVAL_MS)."""
+    retry_attempts: int = 5
+    """Attempts per code-mode activity, the first included (WEFT_SANDBOX_RETRY_ATTEMPTS)."""
+
+    def __post_init__(self) -> None:
+        settings = {
+            "max_concurrent_runs": MAX_CONCURRENT_RUNS, "queue_wait_seconds": QUEUE_WAIT_SECONDS,
+            "retry_interval_ms": RETRY_INTERVAL_MS, "retry_attempts": RETRY_ATTEMPTS,
+        }
+        for name, setting in settings.items():
+            value = getattr(self, name)
+            if not isinstance(value, int | float) or isinstance(value, bool) or value <= 0:
+                raise ValueError(f"{setting} (Capacity.{name}) must be a positive number, got {value!r}")
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str]) -> Capacity:
+        """Read the four settings; unset or empty ones keep their defaults, zero or negative ones are an error."""
+        return cls(
+            max_concurrent_runs=env_int(env, MAX_CONCURRENT_RUNS, cls.max_concurrent_runs, minimum=1),
+            queue_wait_seconds=env_float(env, QUEUE_WAIT_SECONDS, cls.queue_wait_seconds, minimum=0.001),
+            retry_interval_ms=env_int(env, RETRY_INTERVAL_MS, cls.retry_interval_ms, minimum=1),
+            retry_attempts=env_int(env, RETRY_ATTEMPTS, cls.retry_attempts, minimum=1),
+        )
+
+    def retry_policy(self) -> dict[str, int]:
+        """The Durable retry of code-mode activities as JSON data (``first_interval_ms``, ``max_attempts``)."""
+        return {"first_interval_ms": self.retry_interval_ms, "max_attempts": self.retry_attempts}
