@@ -12,6 +12,7 @@
     ├── SandboxLimitExceeded      code hit a resource limit (never retried)
     ├── ModelBehaviorError        the LLM returned something unusable
     ├── UpstreamUnavailable       a dependency is down, throttling or timing out (retried)
+    │   └── SandboxBusy           every local sandbox slot stayed taken for the queue wait (retried)
     └── NotConfigured             a feature needs configuration that is missing (HTTP 503)
 """
 
@@ -23,6 +24,7 @@ __all__ = [
     "ModelBehaviorError",
     "NotConfigured",
     "PlanInvalid",
+    "SandboxBusy",
     "SandboxLimitExceeded",
     "SandboxViolation",
     "ToolArgumentsInvalid",
@@ -110,6 +112,12 @@ class UpstreamUnavailable(WeftError):
     code = "upstream_unavailable"
     http_status = 503
     retryable = True
+
+
+class SandboxBusy(UpstreamUnavailable):
+    """The process already runs as many local sandbox workers as it may; nothing of this run has started."""
+
+    code = "sandbox_busy"
 
 
 class NotConfigured(WeftError):

@@ -7,11 +7,12 @@ dynamic sessions) implement it. The default executor is created on first use, ne
 
 from __future__ import annotations
 
+import os
 import threading
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Protocol, runtime_checkable
 
-from .limits import Limits
+from .limits import Capacity, Limits
 from .process import ProcessSandbox
 from .records import CodeResult, RecordedCall, ReplayStep
 
@@ -49,11 +50,14 @@ _default_lock = threading.Lock()
 
 
 def default_executor() -> ProcessSandbox:
-    """The process-wide local sandbox used by :func:`run_code` and :func:`run_replay_step` (created on first use)."""
+    """The process-wide local sandbox used by :func:`run_code` and :func:`run_replay_step` (created on first use).
+
+    Its :class:`Capacity` (the cap on concurrent runs in this process) is read from the environment once, then.
+    """
     global _default
     with _default_lock:
         if _default is None:
-            _default = ProcessSandbox()
+            _default = ProcessSandbox(capacity=Capacity.from_env(os.environ))
         return _default
 
 

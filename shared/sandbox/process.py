@@ -18,6 +18,10 @@ What is guaranteed (Linux; each layer is reported by :meth:`ProcessSandbox.isola
   ``nobody`` (so ``RLIMIT_NPROC`` applies and file permissions govern path operations) in an empty network namespace.
 * **Bounded resources.** CPU time (``ITIMER_PROF``, backstopped by ``RLIMIT_CPU``), address space (``RLIMIT_AS``),
   wall-clock time (the parent kills the process group), printed output, result size, tool calls, argument sizes.
+* **Bounded worker count.** At most ``Capacity.max_concurrent_runs`` workers of one sandbox are alive at once, so
+  that many times ``Limits.memory_bytes`` bounds their memory; a run beyond the cap waits for a slot (from any thread
+  or event loop, first come first served) for ``Capacity.queue_wait_seconds``, then raises ``SandboxBusy`` before
+  anything of it has started. A slot is held from before the worker is forked until after it is reaped.
 
 What is not guaranteed: without seccomp (not x86_64, or a container that forbids it), path operations that need no
 file descriptor (``unlink``, ``rename``, ``mkdir``, ``chmod``) run with the worker's own permissions, which are the
@@ -50,11 +54,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from shared.errors import NotConfigured, UpstreamUnavailable
+from shared.errors import NotConfigured, SandboxBusy, UpstreamUnavailable
 
 from . import _wire, _zygote, policy
 from ._host import call_tool, check_code, check_tool_names, parse_clock, run_sync, to_code_result, to_replay_step
-from .limits import Limits
+from ._slots import RunSlots
+from .limits import MAX_CONCURRENT_RUNS, QUEUE_WAIT_SECONDS, Capacity, Limits
 from .records import CodeResult, PendingCall, RecordedCall, ReplayStep
 
 __all__ = ["Confinement", "ProcessSandbox", "ZygoteFailed"]
@@ -271,18 +276,22 @@ class _Session:
 class ProcessSandbox:
     """The default :class:`~shared.sandbox.executor.CodeExecutor`: local worker processes (see the module docstring).
 
-    Thread-safe; start-up (the zygote, ~100 ms) happens on first use, not at construction. ``check_policy=False``
-    skips the AST policy and exists only so tests can prove the process isolation on its own.
+    Thread-safe; start-up (the zygote, ~100 ms) happens on first use, not at construction. ``capacity`` caps the
+    runs (live workers) at once, for every thread and event loop using this sandbox. ``check_policy=False`` skips the
+    AST policy and exists only so tests can prove the process isolation on its own.
     """
 
     def __init__(
         self,
         *,
         confinement: Confinement | None = None,
+        capacity: Capacity | None = None,
         check_policy: bool = True,
         python: str | None = None,
     ) -> None:
         self._confinement = confinement or Confinement()
+        self.capacity = capacity or Capacity()
+        self._slots = RunSlots(self.capacity.max_concurrent_runs)
         self._check_policy = check_policy
         self._python = python or sys.executable
         self._zygote: _Zygote | None = None
@@ -334,6 +343,16 @@ class ProcessSandbox:
         return ("process", *outcome.get("layers", ()))
 
     @property
+    def runs_active(self) -> int:
+        """Runs holding a slot now (each has, or is about to have or has just reaped, one worker)."""
+        return self._slots.in_use
+
+    @property
+    def runs_waiting(self) -> int:
+        """Runs waiting for a slot now."""
+        return self._slots.waiting
+
+    @property
     def zygote_pid(self) -> int:
         """Process id of the zygote (starting it if needed); its children are the live workers."""
         return self._ensure_zygote().pid
@@ -341,16 +360,33 @@ class ProcessSandbox:
     # -- internals -------------------------------------------------------------------------------------------------
     async def _execute(self, job: dict[str, Any], limits: Limits, tools: dict[str, Callable[..., Any]] | None
                        ) -> tuple[_Session, dict[str, Any]]:
-        """One session; if the zygote fails before the worker started, retry once on a new zygote."""
-        for attempt in (1, 2):
-            session = _Session(self._ensure_zygote(), job, limits, tools)
-            try:
-                return session, await session.run()
-            except ZygoteFailed:
-                if session.started or attempt == 2:
-                    raise UpstreamUnavailable("the local sandbox is unavailable (its zygote failed)") from None
-                logger.warning("sandbox zygote failed before a run started; retrying on a new one")
-        raise AssertionError("unreachable")
+        """One session in a run slot; if the zygote fails before the worker started, retry once on a new zygote."""
+        await self._take_slot()
+        try:
+            for attempt in (1, 2):
+                session = _Session(self._ensure_zygote(), job, limits, tools)
+                try:
+                    return session, await session.run()
+                except ZygoteFailed:
+                    if session.started or attempt == 2:
+                        raise UpstreamUnavailable("the local sandbox is unavailable (its zygote failed)") from None
+                    logger.warning("sandbox zygote failed before a run started; retrying on a new one")
+            raise AssertionError("unreachable")
+        finally:
+            self._slots.release()
+
+    async def _take_slot(self) -> None:
+        wait = self.capacity.queue_wait_seconds
+        try:
+            await self._slots.acquire(wait)
+        except TimeoutError:
+            logger.warning("sandbox busy: no run slot came free in %s s (%s runs at once, %s waiting)",
+                           wait, self._slots.limit, self._slots.waiting)
+            raise SandboxBusy(
+                f"the local sandbox is busy: {self._slots.limit} runs at once ({MAX_CONCURRENT_RUNS}) were running "
+                f"and no slot came free within {wait:g} s ({QUEUE_WAIT_SECONDS}); nothing of this run started, so it "
+                "can be tried again later"
+            ) from None
 
     def _ensure_zygote(self) -> _Zygote:
         with self._lock:
