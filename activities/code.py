@@ -15,12 +15,14 @@ bp = df.Blueprint()
 
 @bp.activity_trigger(input_name="request")
 def prepare_code(request: dict[str, Any]) -> dict[str, Any]:
-    """Tools the code may call (python name → tool name), their specs, the sandbox limits and fan-out width."""
+    """Tools the code may call (python name → tool name), their specs, the sandbox limits, fan-out width and the
+    retry policy of the code activities."""
     runtime = get_runtime()
     tools = code_tools(runtime.catalog, request.get("tools"))
     specs = {name: runtime.catalog.get(name).spec.model_dump(mode="json") for name in set(tools.values())}
     return {"tools": tools, "specs": specs, "limits": runtime.settings.sandbox.to_dict(),
             "max_fan_out": runtime.settings.max_fan_out, "approval_timeout_s": runtime.settings.approval_timeout_s,
+            "sandbox_retry": runtime.settings.sandbox_capacity.retry_policy(),
             "approval_tools": tools_needing_approval(request.get("code") or "", tools, runtime.catalog)}
 
 

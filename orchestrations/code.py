@@ -11,24 +11,34 @@ from orchestrations.approval import await_approval
 from orchestrations.steps import execute_wide
 from shared.code_run import CodeRun, seed_for
 from shared.models import ErrorInfo, RunRequest, RunResult, RunStatus, StepRecord, ToolSpec
+from shared.sandbox import Capacity
+from shared.steps import error_from_failure
 
 
 def run_code_mode(context: df.DurableOrchestrationContext, request: RunRequest) -> Generator[Any, Any, RunResult]:
     """Replay loop: run the code from the start with the results so far; when it waits on new tool calls, fan them
-    out as ``call_tool`` activities, record their outcomes and run it again, until it finishes (``max_rounds``)."""
+    out as ``call_tool`` activities, record their outcomes and run it again, until it finishes (``max_rounds``).
+
+    The code activities are retried with the sandbox retry policy (a busy sandbox, a failed zygote); when the last
+    attempt fails too, the run ends ``failed`` with that error instead of failing the orchestration."""
     started = context.current_utc_datetime
     context.set_custom_status({"stage": "preparing", "mode": "code"})
     prepared = yield context.call_activity("prepare_code", {"tools": request.tools, "code": request.code})
     base = {"code": request.code, "tools": prepared["tools"], "limits": prepared["limits"], "run_id":
             context.instance_id}
     progress = CodeRun(context.instance_id, started)
+    policy = prepared.get("sandbox_retry") or Capacity().retry_policy()  # histories from before the setting
+    retry = df.RetryOptions(int(policy["first_interval_ms"]), int(policy["max_attempts"]))
     if prepared["approval_tools"] and context.parent_instance_id is None:  # a task approves its sub-runs
         refusal = yield from await_approval(context, prepared["approval_tools"], int(prepared["approval_timeout_s"]),
                                             "code")
         if refusal is not None:
             return progress.result(None, context.current_utc_datetime, refusal)
     if request.options.code_execution == "inline":
-        outcome = yield context.call_activity("run_code_inline", base)
+        try:
+            outcome = yield context.call_activity_with_retry("run_code_inline", retry, base)
+        except Exception as exc:  # every attempt failed (Durable hands over only the message)
+            return progress.result(None, context.current_utc_datetime, error_from_failure(str(exc)))
         progress.records = [StepRecord.model_validate(r) for r in outcome.get("steps", [])]
         if outcome["status"] == "error":
             return progress.result(None, context.current_utc_datetime, ErrorInfo.model_validate(outcome["error"]))
@@ -39,7 +49,11 @@ def run_code_mode(context: df.DurableOrchestrationContext, request: RunRequest) 
     for round_index in range(max_rounds + 1):
         context.set_custom_status({"stage": "executing", "mode": "code", "round": round_index,
                                    "done": len(progress.recorded), "total": len(progress.records)})
-        step = yield context.call_activity("run_code_step", {**step_input, "recorded": progress.recorded})
+        try:
+            step = yield context.call_activity_with_retry("run_code_step", retry,
+                                                          {**step_input, "recorded": progress.recorded})
+        except Exception as exc:  # every attempt failed (Durable hands over only the message)
+            return progress.result(None, context.current_utc_datetime, error_from_failure(str(exc)))
         if step["status"] == "error":
             return progress.result(None, context.current_utc_datetime, ErrorInfo.model_validate(step["error"]))
         if step["status"] == "finished":

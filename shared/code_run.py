@@ -18,11 +18,11 @@ from datetime import datetime
 from typing import Any
 
 from shared.catalog import Catalog, python_identifier
-from shared.errors import InvalidRequest
+from shared.errors import InvalidRequest, SandboxBusy, WeftError, is_retryable
 from shared.models import ErrorInfo, RunResult, RunStatus, StepRecord, StepStatus, ToolCall, ToolSpec, hash_args
 from shared.payloads import PayloadStore
 from shared.sandbox import CodeResult, Limits, PendingCall, RecordedCall, ReplayStep, run_code, run_replay_step
-from shared.steps import StepCall, StepOutcome, offloaded, offloaded_ref
+from shared.steps import RetryableActivityError, StepCall, StepOutcome, offloaded, offloaded_ref
 from shared.tools import ToolExecutor
 
 __all__ = [
@@ -89,16 +89,18 @@ def _load_offloaded(recorded: Sequence[dict[str, Any]], payloads: PayloadStore) 
 
 def run_step(request: Mapping[str, Any], catalog: Catalog, payloads: PayloadStore) -> dict[str, Any]:
     """One durable replay step (the ``run_code_step`` activity): finished, pending calls with named arguments,
-    or an error. Violations and limits come back as ``{"status": "error"}``: retrying cannot fix them."""
-    from shared.errors import SandboxLimitExceeded, SandboxViolation
-
+    or an error. Errors retrying cannot fix (violations, limits) come back as ``{"status": "error"}``; retryable
+    ones (``SandboxBusy``, a failed zygote) raise :class:`RetryableActivityError` so Durable runs the step again:
+    a replay step calls no tool itself, so repeating it repeats nothing."""
     tools: dict[str, str] = request["tools"]
     try:
         step = run_replay_step(
             request["code"], sorted(tools), _load_offloaded(request["recorded"], payloads),
             Limits.from_dict(request["limits"]), clock_iso=request["clock_iso"], seed=int(request["seed"]),
         )
-    except (SandboxViolation, SandboxLimitExceeded) as exc:
+    except WeftError as exc:
+        if is_retryable(exc):
+            raise RetryableActivityError(ErrorInfo.from_exception(exc)) from exc
         return {"status": "error", "error": ErrorInfo.from_exception(exc).model_dump(mode="json")}
     if step.done:
         return step.to_dict()
@@ -116,9 +118,11 @@ def run_step(request: Mapping[str, Any], catalog: Catalog, payloads: PayloadStor
 
 async def run_inline(request: Mapping[str, Any], catalog: Catalog, executor: ToolExecutor) -> dict[str, Any]:
     """The whole code run in one activity (``inline`` mode): tools are called through the executor as the code
-    makes them. Returns the :class:`CodeResult` as JSON plus each call's :class:`StepRecord`."""
-    from shared.errors import SandboxLimitExceeded, SandboxViolation
+    makes them. Returns the :class:`CodeResult` as JSON plus each call's :class:`StepRecord`.
 
+    Only ``SandboxBusy`` (no slot came free, so nothing ran) raises :class:`RetryableActivityError` for Durable to
+    run the activity again; every other error comes back as ``{"status": "error"}``, because repeating a run that
+    started would call its tools again."""
     tools: dict[str, str] = request["tools"]
     run_id = request["run_id"]
     records: list[dict[str, Any]] = []
@@ -146,7 +150,9 @@ async def run_inline(request: Mapping[str, Any], catalog: Catalog, executor: Too
         outcome: CodeResult = await asyncio.to_thread(
             run_code, request["code"], {name: make(name) for name in tools}, Limits.from_dict(request["limits"])
         )
-    except (SandboxViolation, SandboxLimitExceeded) as exc:
+    except SandboxBusy as exc:
+        raise RetryableActivityError(ErrorInfo.from_exception(exc)) from exc
+    except WeftError as exc:
         return {"status": "error", "error": ErrorInfo.from_exception(exc).model_dump(mode="json"), "steps": records}
     records.sort(key=lambda record: int(record["step_id"][1:]))
     return {"status": "finished", **outcome.to_dict(), "steps": records}

@@ -22,6 +22,7 @@ __all__ = [
     "ERROR_END",
     "ERROR_START",
     "CircuitWait",
+    "RetryableActivityError",
     "RetryableToolError",
     "StepCall",
     "StepOutcome",
@@ -36,12 +37,17 @@ _ERROR = re.compile(re.escape(ERROR_START) + r"(.*?)" + re.escape(ERROR_END), re
 _BLOB_KEY = "$weft_payload"
 
 
-class RetryableToolError(Exception):
-    """Raised by the ``call_tool`` activity so Durable retries the call; the message carries the error JSON."""
+class RetryableActivityError(Exception):
+    """Raised by an activity so Durable retries it; the message carries the error JSON (:func:`error_from_failure`
+    reads it back after the last attempt)."""
 
     def __init__(self, error: ErrorInfo) -> None:
         super().__init__(f"{ERROR_START}{error.model_dump_json()}{ERROR_END} {error.message}")
         self.error = error
+
+
+class RetryableToolError(RetryableActivityError):
+    """Raised by the ``call_tool`` activity so Durable retries the call."""
 
 
 def error_from_failure(text: str) -> ErrorInfo:

@@ -99,3 +99,52 @@ def test_kill_9_mid_run_loses_no_finished_tool_call(tmp_path) -> None:
     for call in range(7, 10):
         assert notes.applications(f"{run_id}:c{call}").applied == 1
     assert json.dumps(view["result"]["steps"]).count('"succeeded"') == 9
+
+
+HOLD = "await note_put(key=KEY, value=1)\nawait slow(delay_ms=DELAY)\nresult = 'held'"
+
+
+def _inline(host: DevhostProcess, code: str, tools: list[str]) -> str:
+    return submit(host, {"mode": "code", "code": code, "tools": tools, "options": {"code_execution": "inline"}})["id"]
+
+
+def _attempts(host: DevhostProcess, run_id: str, activity: str) -> int:
+    history = http("GET", f"{host.base_url}/runtime/webhooks/durabletask/instances/{run_id}?showHistory=true")[2]
+    return sum(e["EventType"] == 4 and e["Name"] == activity for e in history["historyEvents"])
+
+
+def test_a_busy_sandbox_is_retried_and_a_run_that_never_gets_a_slot_fails_as_sandbox_busy(tmp_path) -> None:
+    # One sandbox run at once; a run waits 0.5 s for the slot, 6 attempts 100 ms apart (about 3.5 s in all).
+    env = weft_env(None, tmp_path, WEFT_SANDBOX_MAX_CONCURRENT_RUNS="1", WEFT_SANDBOX_QUEUE_WAIT_SECONDS="0.5",
+                   WEFT_SANDBOX_RETRY_INTERVAL_MS="100", WEFT_SANDBOX_RETRY_ATTEMPTS="6")
+    host = DevhostProcess(ROOT, tmp_path / "d.sqlite", free_port(), env).start()
+    notes = NoteStore(tmp_path / "notes.sqlite")
+
+    def hold(key: str, delay_ms: int) -> str:
+        run_id = _inline(host, HOLD.replace("KEY", repr(key)).replace("DELAY", str(delay_ms)), ["note_put", "slow"])
+        deadline = time.monotonic() + 30
+        while not notes.get(key)["found"]:  # its worker is alive and holds the only slot
+            assert time.monotonic() < deadline, "the holding run never started"
+            time.sleep(0.05)
+        return run_id
+
+    try:
+        # held longer than every attempt of the second run together: it fails, clearly and retryably
+        holder = hold("long", 10_000)
+        starved = wait_run(host, _inline(host, "result = 1", []))
+        assert starved["status"] == "failed"
+        error = starved["errors"][0]
+        assert (error["code"], error["retryable"]) == ("sandbox_busy", True), error
+        assert "WEFT_SANDBOX_MAX_CONCURRENT_RUNS" in error["message"]
+        assert _attempts(host, starved["id"], "run_code_inline") == 6
+        assert wait_run(host, holder)["result"]["output"]["result"] == "held", "the holding run lost nothing"
+
+        # held for less than that: the waiting run gets the slot on a later attempt and completes
+        holder = hold("short", 1500)
+        waited = wait_run(host, _inline(host, "result = 2", []))
+        assert waited["status"] == "completed", waited["errors"]
+        assert waited["result"]["output"]["result"] == 2
+        assert _attempts(host, waited["id"], "run_code_inline") >= 2, "it found the sandbox busy first"
+        assert wait_run(host, holder)["status"] == "completed"
+    finally:
+        host.stop()
