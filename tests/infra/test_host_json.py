@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from devhost.index import FunctionIndex
-from shared.sandbox import Limits
+from shared.sandbox import Capacity, Limits
 
 ROOT = Path(__file__).resolve().parents[2]
 HOST = json.loads((ROOT / "host.json").read_text())
@@ -44,10 +44,21 @@ def test_operations_doc_states_the_memory_arithmetic_of_the_current_defaults() -
     section = doc.split("### host.json on Flex Consumption", 1)[1].split("\n## ", 1)[0].replace("\n  ", " ")
     activities = DURABLE["maxConcurrentActivityFunctions"]
     sandbox = Limits().memory_bytes
+    capacity = Capacity()
+    cap = capacity.max_concurrent_runs
     bicep = (ROOT / "infra" / "main.bicep").read_text()
     instance_mb = int(re.search(r"param instanceMemoryMB int = (\d+)", bicep)[1])
     assert f"`maxConcurrentActivityFunctions` ({activities})" in section
     assert f"`WEFT_SANDBOX_MEMORY_BYTES` ({sandbox // 2**20} MiB)" in section
-    assert f"need {activities * sandbox / 2**30:g} GiB" in section
+    assert f"would need {activities * sandbox / 2**30:g} GiB" in section
     assert f"`instanceMemoryMB`: {instance_mb:,} by default" in section
-    assert activities * sandbox > instance_mb * 2**20, "the defaults fit now: the warning can go"
+    assert activities * sandbox > instance_mb * 2**20, "16 uncapped runs fit now: the cap's explanation can go"
+    assert f"`WEFT_SANDBOX_MAX_CONCURRENT_RUNS` ({cap})" in section
+    assert f"{cap} \N{MULTIPLICATION SIGN} {sandbox // 2**20} MiB = {cap * sandbox / 2**30:g} GiB" in section
+    headroom = instance_mb * 2**20 - cap * sandbox
+    assert f"leaves {headroom // 2**20} MiB of the default instance" in section
+    assert headroom >= 512 * 2**20, "the cap leaves the host, the Python worker and the search model too little"
+    assert cap < activities, "a cap at or above maxConcurrentActivityFunctions caps nothing"
+    assert f"`WEFT_SANDBOX_QUEUE_WAIT_SECONDS` ({capacity.queue_wait_seconds:g} s" in section
+    assert f"`WEFT_SANDBOX_RETRY_ATTEMPTS` ({capacity.retry_attempts})" in section
+    assert f"`WEFT_SANDBOX_RETRY_INTERVAL_MS` ({capacity.retry_interval_ms:,} ms)" in section
