@@ -1,4 +1,4 @@
-"""HTTP API for the tool catalog: list, get, search, reload, register a source."""
+"""HTTP API for the tool catalog: list, get, search, reload, register a source (for every instance)."""
 
 from __future__ import annotations
 
@@ -12,7 +12,6 @@ from activities.http_json import error, error_response, json_response
 from shared.errors import WeftError
 from shared.runtime import get_runtime, reset_runtime
 from shared.search_api import parse_search_request, search_tools
-from shared.sources.loader import register_source
 
 bp = df.Blueprint()
 
@@ -48,26 +47,26 @@ async def reload_catalog(req: func.HttpRequest) -> func.HttpResponse:
 
 @bp.route(route="tools/sources", methods=["POST"])
 async def add_source(req: func.HttpRequest) -> func.HttpResponse:
-    """Register an OpenAPI (by URL) or streamable-HTTP MCP source; its tools join the catalog of this instance."""
+    """Register an OpenAPI (by URL) or streamable-HTTP MCP source in the shared source registry; its tools join the
+    catalog of every instance. 201 when registered, 200 when it was registered already (idempotent)."""
     runtime = get_runtime()
     try:
         body = json.loads(req.get_body() or b"null")
     except ValueError:
         return error(400, "invalid_request", "the body must be a JSON source configuration", "body")
     try:
-        report = await register_source(runtime.catalog, body, runtime.settings.sources, secrets=runtime.secrets,
-                                       cache=runtime.discovery_cache)
+        registration = await runtime.source_sync.register(body)
     except WeftError as exc:
         return error_response(exc)
-    runtime.catalog_changed()
-    runtime.source_reports.append(report)
-    return json_response(report.model_dump(mode="json"), 201)
+    return json_response(registration.report.model_dump(mode="json"), 201 if registration.created else 200)
 
 
 @bp.route(route="tools/{name}", methods=["GET"])
 def get_tool(req: func.HttpRequest) -> func.HttpResponse:
-    catalog = get_runtime().catalog
+    runtime = get_runtime()
     name = req.route_params["name"]
+    runtime.source_sync.ensure([name])
+    catalog = runtime.catalog
     if name not in catalog:
         return error(404, "tool_not_found", f"no tool named {name!r}", "name")
     return json_response(catalog.get(name).spec.model_dump(mode="json"))

@@ -18,6 +18,7 @@ def prepare_code(request: dict[str, Any]) -> dict[str, Any]:
     """Tools the code may call (python name → tool name), their specs, the sandbox limits, fan-out width and the
     retry policy of the code activities."""
     runtime = get_runtime()
+    runtime.source_sync.ensure(request.get("tools") or ())
     tools = code_tools(runtime.catalog, request.get("tools"))
     specs = {name: runtime.catalog.get(name).spec.model_dump(mode="json") for name in set(tools.values())}
     return {"tools": tools, "specs": specs, "limits": runtime.settings.sandbox.to_dict(),
@@ -29,6 +30,7 @@ def prepare_code(request: dict[str, Any]) -> dict[str, Any]:
 @bp.activity_trigger(input_name="request")
 async def run_code_step(request: dict[str, Any]) -> dict[str, Any]:
     runtime = get_runtime()
+    await runtime.source_sync.ensure_async(request["tools"].values())
     with runtime.telemetry.sandbox_span("replay") as span:
         step = await asyncio.to_thread(run_step, request, runtime.catalog, runtime.payloads)
         span.set_tool_calls(len(step.get("calls") or []))
@@ -39,6 +41,7 @@ async def run_code_step(request: dict[str, Any]) -> dict[str, Any]:
 @bp.activity_trigger(input_name="request")
 async def run_code_inline(request: dict[str, Any]) -> dict[str, Any]:
     runtime = get_runtime()
+    await runtime.source_sync.ensure_async(request["tools"].values())
     with runtime.telemetry.sandbox_span("inline") as span:
         outcome = await run_inline(request, runtime.catalog, runtime.executor)
         span.set_tool_calls(len(outcome.get("steps") or []))

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import azure.durable_functions as df
 import azure.functions as func
 
@@ -33,7 +35,7 @@ def _links(req: func.HttpRequest, client: df.DurableOrchestrationClient, instanc
 @bp.durable_client_input(client_name="client")
 async def start_run(req: func.HttpRequest, client: df.DurableOrchestrationClient) -> func.HttpResponse:
     try:
-        request = admit_run_request(req.get_body(), get_runtime())
+        request = await asyncio.to_thread(admit_run_request, req.get_body(), get_runtime())
     except WeftError as exc:
         return error_response(exc)
     instance_id = run_instance_id(req.headers.get("Idempotency-Key") or request.idempotency_key)

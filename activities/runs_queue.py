@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 
 import azure.durable_functions as df
@@ -22,7 +23,7 @@ async def run_from_queue(msg: func.QueueMessage, poison: func.Out[str], client: 
     """Instance id = the message's idempotency key, else its message id: a redelivered message never starts a
     second run. A malformed message goes straight to ``runs-poison`` (no retry loop) with the reason logged."""
     try:
-        request = admit_run_request(msg.get_body(), get_runtime())
+        request = await asyncio.to_thread(admit_run_request, msg.get_body(), get_runtime())
     except WeftError as exc:
         log.error("runs message %s rejected (%s, field %s): %s", msg.id, exc.code, exc.field, exc.message)
         poison.set(msg.get_body().decode("utf-8", errors="replace"))

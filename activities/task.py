@@ -29,6 +29,7 @@ async def prepare_task(request: dict[str, Any]) -> dict[str, Any]:
     runtime = get_runtime()
     settings = runtime.settings
     if request.get("tools"):
+        await runtime.source_sync.ensure_async(request["tools"])
         tools = [name for name in request["tools"] if name in runtime.catalog]
     else:
         tools = await asyncio.to_thread(find_tools, runtime.search_index, request["task"], settings.task_tools_k)
@@ -50,6 +51,7 @@ async def search_tools(request: dict[str, Any]) -> list[str]:
 @bp.activity_trigger(input_name="request")
 async def llm_plan(request: dict[str, Any]) -> dict[str, Any]:
     runtime = get_runtime()
+    await runtime.source_sync.ensure_async(request.get("tools") or ())
     limits = runtime.settings
     with runtime.telemetry.llm_call_span("planner", runtime.settings.llm.deployments()["planner"]) as span:
         reply = await asyncio.to_thread(plan_turn, request, _model(runtime), runtime.catalog, limits.limits,

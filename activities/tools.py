@@ -21,6 +21,7 @@ def prepare_plan(plan: dict[str, Any]) -> dict[str, Any]:
     """The specs of the tools the plan names (unknown names are left out) and the fan-out width."""
     runtime = get_runtime()
     names = {step.tool for step in Plan.model_validate(plan).steps}
+    runtime.source_sync.ensure(names)
     specs = {name: runtime.catalog.get(name).spec.model_dump(mode="json") for name in names if name in runtime.catalog}
     return {"specs": specs, "max_fan_out": runtime.settings.max_fan_out,
             "approval_timeout_s": runtime.settings.approval_timeout_s}
@@ -33,6 +34,7 @@ async def call_tool(request: dict[str, Any]) -> dict[str, Any]:
     runtime = get_runtime()
     step = StepCall.model_validate(request)
     call = step.call
+    await runtime.source_sync.ensure_async([call.tool])
     if step.offloaded:
         loaded = await asyncio.gather(
             *(asyncio.to_thread(runtime.payloads.get, ref) for ref in step.offloaded.values())

@@ -98,6 +98,7 @@ var functionAppName = '${abbrs.webSitesFunctions}${resourceToken}'
 var deploymentContainerName = 'app-package-${take(functionAppName, 32)}-${take(resourceToken, 7)}'
 var embeddingCacheContainerName = 'embedding-cache'
 var payloadContainerName = 'weft-payloads'
+var sourceRegistryContainerName = 'weft-sources'
 
 resource rg 'Microsoft.Resources/resourceGroups@2024-03-01' = {
   name: empty(resourceGroupName) ? '${abbrs.resourcesResourceGroups}${environmentName}' : resourceGroupName
@@ -138,6 +139,7 @@ module storage 'modules/storage.bicep' = {
     appContainerNames: [
       embeddingCacheContainerName
       payloadContainerName
+      sourceRegistryContainerName
     ]
     identityPrincipalId: identity.outputs.principalId
   }
@@ -216,6 +218,7 @@ var baseAppSettings = {
   WEFT_BLOB_ACCOUNT_URL: storage.outputs.blobEndpoint
   WEFT_SEARCH_CACHE_CONTAINER: embeddingCacheContainerName
   WEFT_PAYLOAD_CONTAINER: payloadContainerName
+  WEFT_SOURCE_REGISTRY_CONTAINER: sourceRegistryContainerName
   // The deployed package is mounted read-only; /tmp is the writable, per-instance scratch disk.
   WEFT_STATE_DIR: '/tmp/weft'
   WEFT_SANDBOX_BACKEND: enableSessionPool ? 'dynamic_sessions' : 'local'

@@ -36,7 +36,8 @@ LLM_MODES = ("task",)
 
 def admit_run_request(body: bytes | str | dict[str, Any], runtime: Runtime) -> RunRequest:
     """Parse and check a run request as far as can be told before starting it; raises :class:`InvalidRequest`
-    (HTTP 400, naming the field) or :class:`NotConfigured` (HTTP 503)."""
+    (HTTP 400, naming the field) or :class:`NotConfigured` (HTTP 503). Blocking: a tool the catalog lacks makes it
+    look in the source registry first."""
     if isinstance(body, bytes | str) and not body:
         raise InvalidRequest("the body must be a JSON run request", field="body")
     size = len(body) if isinstance(body, bytes | str) else 0
@@ -51,6 +52,8 @@ def admit_run_request(body: bytes | str | dict[str, Any], runtime: Runtime) -> R
     validate_request(request, runtime.settings.limits)
     if request.mode in LLM_MODES and runtime.chat_model is None:
         raise NotConfigured(LLM_NOT_CONFIGURED_MESSAGE, field="mode")
+    named = list(request.tools or ()) + ([step.tool for step in request.plan.steps] if request.plan else [])
+    runtime.source_sync.ensure(named)  # a source registered on another instance a moment ago
     if request.code is not None:
         code_tools(runtime.catalog, request.tools)
         try:

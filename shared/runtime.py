@@ -42,6 +42,8 @@ from shared.settings import env_bool, env_int, env_str
 from shared.sources.cache import DiscoveryCache
 from shared.sources.config import SourceSettings
 from shared.sources.loader import SourceReport, build_discovery_cache, load_sources
+from shared.sources.registry import BlobRegistryStore, FileRegistryStore, RegistryStore, SourceRegistry
+from shared.sources.registry_sync import RegistrySync
 from shared.telemetry import Telemetry, TelemetrySettings, configure_telemetry, get_telemetry
 from shared.tools import ToolExecutor, ToolSettings
 
@@ -160,6 +162,41 @@ class Runtime:
     def discovery_cache(self) -> DiscoveryCache:
         return self._once("discovery_cache", lambda: build_discovery_cache(self.settings.sources))
 
+    @property
+    def source_sync(self) -> RegistrySync:
+        """Sources registered through the API, shared by every instance: the registry is a blob in
+        ``WEFT_SOURCE_REGISTRY_CONTAINER`` when Blob Storage is configured, else
+        ``<WEFT_STATE_DIR>/source-registry.json``."""
+        return self._once("source_sync", self._build_source_sync)
+
+    def _build_source_sync(self) -> RegistrySync:
+        sync = RegistrySync(self.catalog, SourceRegistry(self._registry_store()), self.settings.sources,
+                            secrets=self.secrets, cache=self.discovery_cache, on_change=self._sources_loaded)
+        sync.note_loaded(self.source_reports)
+        return sync
+
+    def _registry_store(self) -> RegistryStore:
+        container = container_client(self.settings.payloads, self.settings.sources.registry_container)
+        if container is not None:
+            return BlobRegistryStore(container)
+        return FileRegistryStore(Path(self.settings.state_dir) / "source-registry.json")
+
+    def _sources_loaded(self, reports: list[SourceReport]) -> None:
+        """A registry check or a registration loaded sources: keep one report per source, rebuild search later."""
+        with self._lazy_lock:
+            fresh = {report.source_id: report for report in reports}
+            kept = [fresh.pop(r.source_id) if r.source_id in fresh else r for r in self.source_reports]
+            self.source_reports[:] = kept + list(fresh.values())
+        if any(report.tool_count for report in reports):
+            self.catalog_changed()
+
+    def refresh_sources_if_due(self) -> None:
+        """Look for sources registered on other instances when the refresh interval has passed (in the background;
+        costs a clock read otherwise)."""
+        sync = self._lazy.get("source_sync")
+        if sync is not None:
+            sync.refresh_if_due()
+
     def catalog_changed(self) -> None:
         """Forget what was derived from the catalog (the search index is rebuilt on next use)."""
         with self._lazy_lock:
@@ -216,7 +253,8 @@ class Runtime:
 
 
 def build_runtime(settings: RuntimeSettings, telemetry: Telemetry | None = None) -> Runtime:
-    """Build the catalog (demo tools, catalog files, tool sources), the breaker, the executor and the payload store."""
+    """Build the catalog (demo tools, catalog files, tool sources, sources registered through the API), the breaker,
+    the executor and the payload store."""
     telemetry = telemetry or get_telemetry()
     state = Path(settings.state_dir)
     state.mkdir(parents=True, exist_ok=True)
@@ -240,9 +278,11 @@ def build_runtime(settings: RuntimeSettings, telemetry: Telemetry | None = None)
     if tool_settings.max_result_bytes > settings.payloads.inline_max_bytes:
         tool_settings = replace(tool_settings, max_result_bytes=settings.payloads.inline_max_bytes)
     executor = ToolExecutor(catalog, breaker, tool_settings, result_sink=_PayloadSink(payloads))
+    runtime = Runtime(settings=settings, catalog=catalog, executor=executor, payloads=payloads, telemetry=telemetry,
+                      source_reports=reports)
+    runtime.source_sync.refresh()
     log.info("weft runtime ready: %d tools (catalog %s)", len(catalog), catalog.version[:12])
-    return Runtime(settings=settings, catalog=catalog, executor=executor, payloads=payloads, telemetry=telemetry,
-                   source_reports=reports)
+    return runtime
 
 
 _runtime: Runtime | None = None
@@ -252,13 +292,16 @@ _lock = threading.Lock()
 def get_runtime() -> Runtime:
     """The process-wide runtime, built from the environment on first use."""
     global _runtime
-    if _runtime is None:
+    runtime = _runtime
+    if runtime is None:
         with _lock:
             if _runtime is None:
                 check_unresolved_references(os.environ)
                 telemetry = configure_telemetry(TelemetrySettings.from_env(os.environ))
                 _runtime = build_runtime(RuntimeSettings.from_env(), telemetry)
-    return _runtime
+            runtime = _runtime
+    runtime.refresh_sources_if_due()
+    return runtime
 
 
 def reset_runtime(runtime: Runtime | None = None) -> None:

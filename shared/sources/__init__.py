@@ -7,6 +7,9 @@
 - :mod:`shared.sources.mcp` — MCP server tools (stdio or streamable HTTP) through the ``mcp`` SDK.
 - :mod:`shared.sources.ssrf` — the network policy every outbound request of a source passes.
 - :mod:`shared.sources.cache` — discovered specs as JSON on disk or in Blob Storage, with a TTL.
+- :mod:`shared.sources.registry` — sources registered through the API, as one JSON document in Blob Storage or a
+  local file, written with ETag concurrency.
+- :mod:`shared.sources.registry_sync` — each instance's catalog kept in step with that registry.
 """
 
 from shared.sources.cache import (
@@ -34,16 +37,20 @@ from shared.sources.loader import (
 )
 from shared.sources.mcp import McpClient, McpServerParams, McpSettings, McpTransport
 from shared.sources.openapi_transport import HttpAuth, OpenApiClient, OpenApiSettings, OpenApiTransport
+from shared.sources.registry import BlobRegistryStore, FileRegistryStore, SourceRegistry
+from shared.sources.registry_sync import Registration, RegistrySync
 from shared.sources.ssrf import DestinationNotAllowed, NetworkPolicy, SsrfGuard
 
 __all__ = [
     "BlobCacheStore",
+    "BlobRegistryStore",
     "CachedDiscovery",
     "DestinationNotAllowed",
     "DiscoveredTool",
     "Discovery",
     "DiscoveryCache",
     "FileCacheStore",
+    "FileRegistryStore",
     "HttpAuth",
     "McpClient",
     "McpServerParams",
@@ -55,7 +62,10 @@ __all__ = [
     "OpenApiSettings",
     "OpenApiSourceConfig",
     "OpenApiTransport",
+    "Registration",
+    "RegistrySync",
     "SourceConfig",
+    "SourceRegistry",
     "SourceReport",
     "SourceSettings",
     "SsrfGuard",

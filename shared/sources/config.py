@@ -69,6 +69,11 @@ class SourceSettings:
     """OpenAPI limits (WEFT_OPENAPI_*)."""
     mcp: McpSettings = field(default_factory=McpSettings)
     """MCP client settings (WEFT_MCP_*)."""
+    registry_container: str = "weft-sources"
+    """Blob container of the source registry, when Blob Storage is configured (WEFT_SOURCE_REGISTRY_CONTAINER)."""
+    registry_refresh_s: float = 30.0
+    """How often an instance checks the source registry for sources registered elsewhere
+    (WEFT_SOURCE_REGISTRY_REFRESH_S); a tool missing from the catalog triggers a check at once."""
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> SourceSettings:
@@ -82,6 +87,8 @@ class SourceSettings:
             network=NetworkPolicy.from_env(env),
             openapi=OpenApiSettings.from_env(env),
             mcp=McpSettings.from_env(env),
+            registry_container=env_str(env, "WEFT_SOURCE_REGISTRY_CONTAINER", cls.registry_container),
+            registry_refresh_s=env_float(env, "WEFT_SOURCE_REGISTRY_REFRESH_S", cls.registry_refresh_s, minimum=0),
         )
 
 

@@ -4,6 +4,9 @@
 a broken source is reported and skipped, never fatal for the others. :func:`register_source` (the "register a source"
 endpoint) adds one source and raises on failure; since a stdio command runs code and a path reads local files, those
 are refused there unless ``allow_local``. The file and its entries are described in :mod:`shared.sources.config`.
+Sources registered through the API are kept in the shared source registry (:mod:`shared.sources.registry`) and loaded
+on every instance by :mod:`shared.sources.registry_sync`, which uses :func:`discover_tools` and
+:func:`check_registrable` from here.
 """
 
 from __future__ import annotations
@@ -39,7 +42,10 @@ __all__ = [
     "SourceReport",
     "bind_tools",
     "build_discovery_cache",
+    "check_registrable",
     "discover_source",
+    "discover_tools",
+    "failure_report",
     "load_sources",
     "load_sources_async",
     "register_source",
@@ -150,6 +156,32 @@ async def _discover(
         return tools, "fresh", discovery_version(tools), None
     found = await cache.get_or_discover(sid, discover, refresh=refresh)
     return list(found.discovery.tools), found.origin, found.discovery.version, found.error
+
+
+async def discover_tools(
+    config: SourceConfig,
+    settings: SourceSettings,
+    *,
+    secrets: SecretSource | None,
+    cache: DiscoveryCache | None = None,
+    guard: SsrfGuard | None = None,
+    refresh: bool = False,
+) -> tuple[list[Tool], SourceReport]:
+    """One source's catalog tools (discovered through the cache, not yet added to any catalog) and its report, whose
+    ``error`` says why a stale discovery was used. Raises when the source cannot be discovered."""
+    guard = guard or SsrfGuard(settings.network)
+    discovered, origin, version, stale_reason = await _discover(
+        config, settings, secrets=secrets, cache=cache, guard=guard, refresh=refresh
+    )
+    tools = bind_tools(config, discovered, settings, secrets=secrets, guard=guard)
+    names = [tool.name for tool in tools]
+    return tools, _report(config, tool_count=len(names), tools=names, origin=origin, version=version,
+                          error=stale_reason)
+
+
+def failure_report(config: SourceConfig, exc: BaseException | str) -> SourceReport:
+    """The report of a source that was not loaded: ``exc`` (or the text) becomes its error."""
+    return _report(config, error=exc if isinstance(exc, str) else _error_text(exc))
 
 
 def _report(config: SourceConfig, **fields: Any) -> SourceReport:
@@ -266,17 +298,23 @@ async def register_source(
     """
     config = source_config if isinstance(source_config, BaseModel) else parse_source(source_config)
     if not allow_local:
-        if isinstance(config, McpSourceConfig) and config.transport == "stdio":
-            raise InvalidRequest("stdio MCP sources run a command; configure them in WEFT_TOOL_SOURCES", field="source")
-        if isinstance(config, OpenApiSourceConfig) and config.path:
-            raise InvalidRequest("OpenAPI sources read from a path are only allowed in WEFT_TOOL_SOURCES; give a url",
-                                 field="source.path")
+        check_registrable(config)
     guard = SsrfGuard(settings.network)
     outcome = await _discover(config, settings, secrets=secrets, cache=cache, guard=guard, refresh=refresh)
     report = _add(catalog, config, outcome, settings, secrets=secrets, guard=guard, replace=replace)
     if not report.tool_count and report.error:
         raise InvalidRequest(report.error, field="source")
     return report
+
+
+def check_registrable(config: SourceConfig) -> None:
+    """Refuse (:class:`InvalidRequest`) sources the API may not register: stdio MCP sources run a command and OpenAPI
+    ``path`` sources read a local file, so those belong in ``WEFT_TOOL_SOURCES``."""
+    if isinstance(config, McpSourceConfig) and config.transport == "stdio":
+        raise InvalidRequest("stdio MCP sources run a command; configure them in WEFT_TOOL_SOURCES", field="source")
+    if isinstance(config, OpenApiSourceConfig) and config.path:
+        raise InvalidRequest("OpenAPI sources read from a path are only allowed in WEFT_TOOL_SOURCES; give a url",
+                             field="source.path")
 
 
 def _run(factory: Callable[[], Awaitable[_T]]) -> _T:

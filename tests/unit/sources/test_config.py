@@ -109,13 +109,14 @@ def test_settings_from_env() -> None:
     env = {
         "WEFT_TOOL_SOURCES": " /etc/weft/sources.yaml ", "WEFT_DISCOVERY_TTL_S": "60", "WEFT_DISCOVERY_CACHE_DIR": "/c",
         "WEFT_DISCOVERY_TIMEOUT_S": "5", "WEFT_ALLOW_PRIVATE_NETWORK": "1", "WEFT_OPENAPI_MAX_RESPONSE_BYTES": "10",
-        "WEFT_MCP_POOL": "no",
+        "WEFT_MCP_POOL": "no", "WEFT_SOURCE_REGISTRY_CONTAINER": "sources", "WEFT_SOURCE_REGISTRY_REFRESH_S": "5",
     }
     assert SourceSettings.from_env(env) == SourceSettings(
         sources_file="/etc/weft/sources.yaml", discovery_ttl_s=60.0, discovery_cache_dir="/c", discovery_timeout_s=5.0,
         network=NetworkPolicy(allow_private_network=True), openapi=OpenApiSettings(max_response_bytes=10),
-        mcp=McpSettings(pool=False),
+        mcp=McpSettings(pool=False), registry_container="sources", registry_refresh_s=5.0,
     )
+    assert (SourceSettings().registry_container, SourceSettings().registry_refresh_s) == ("weft-sources", 30.0)
     assert SourceSettings.from_env({}) == SourceSettings()
     with pytest.raises(ValueError, match="WEFT_DISCOVERY_TTL_S"):
         SourceSettings.from_env({"WEFT_DISCOVERY_TTL_S": "soon"})

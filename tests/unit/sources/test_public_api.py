@@ -14,10 +14,11 @@ PACKAGE = Path(shared.sources.__file__).parent
 
 EXPORTS = {
     "shared.sources": {
-        "BlobCacheStore", "CachedDiscovery", "DestinationNotAllowed", "DiscoveredTool", "Discovery", "DiscoveryCache",
-        "FileCacheStore", "HttpAuth", "McpClient", "McpServerParams", "McpSettings", "McpSourceConfig", "McpTransport",
-        "NetworkPolicy", "OpenApiClient", "OpenApiSettings", "OpenApiSourceConfig", "OpenApiTransport",
-        "SourceConfig", "SourceReport", "SourceSettings", "SsrfGuard", "build_discovery_cache", "load_sources",
+        "BlobCacheStore", "BlobRegistryStore", "CachedDiscovery", "DestinationNotAllowed", "DiscoveredTool",
+        "Discovery", "DiscoveryCache", "FileCacheStore", "FileRegistryStore", "HttpAuth", "McpClient",
+        "McpServerParams", "McpSettings", "McpSourceConfig", "McpTransport", "NetworkPolicy", "OpenApiClient",
+        "OpenApiSettings", "OpenApiSourceConfig", "OpenApiTransport", "Registration", "RegistrySync", "SourceConfig",
+        "SourceRegistry", "SourceReport", "SourceSettings", "SsrfGuard", "build_discovery_cache", "load_sources",
         "load_sources_async", "parse_source", "register_source", "source_id",
     },
     "shared.sources.ssrf": {
@@ -41,9 +42,14 @@ EXPORTS = {
         "read_sources_file", "source_id",
     },
     "shared.sources.loader": {
-        "SourceReport", "bind_tools", "build_discovery_cache", "discover_source", "load_sources",
-        "load_sources_async", "register_source",
+        "SourceReport", "bind_tools", "build_discovery_cache", "check_registrable", "discover_source",
+        "discover_tools", "failure_report", "load_sources", "load_sources_async", "register_source",
     },
+    "shared.sources.registry": {
+        "BlobRegistryStore", "FileRegistryStore", "RegisteredSource", "RegistryConflict", "RegistrySnapshot",
+        "RegistryStore", "SourceRegistry",
+    },
+    "shared.sources.registry_sync": {"Registration", "RegistrySync"},
 }
 
 
