@@ -32,7 +32,7 @@ async def run_code_step(request: dict[str, Any]) -> dict[str, Any]:
     runtime = get_runtime()
     await runtime.source_sync.ensure_async(request["tools"].values())
     with runtime.telemetry.sandbox_span("replay") as span:
-        step = await asyncio.to_thread(run_step, request, runtime.catalog, runtime.payloads)
+        step = await asyncio.to_thread(run_step, request, runtime.catalog, runtime.payloads, runtime.code_executor)
         span.set_tool_calls(len(step.get("calls") or []))
         span.set_outcome(step["error"]["code"] if step["status"] == "error" else "ok")
     return step
@@ -43,7 +43,7 @@ async def run_code_inline(request: dict[str, Any]) -> dict[str, Any]:
     runtime = get_runtime()
     await runtime.source_sync.ensure_async(request["tools"].values())
     with runtime.telemetry.sandbox_span("inline") as span:
-        outcome = await run_inline(request, runtime.catalog, runtime.executor)
+        outcome = await run_inline(request, runtime.catalog, runtime.executor, runtime.code_executor)
         span.set_tool_calls(len(outcome.get("steps") or []))
         span.set_outcome(outcome["error"]["code"] if outcome["status"] == "error" else "ok")
     return outcome

@@ -21,7 +21,7 @@ from shared.catalog import Catalog, python_identifier
 from shared.errors import InvalidRequest, SandboxBusy, WeftError, is_retryable
 from shared.models import ErrorInfo, RunResult, RunStatus, StepRecord, StepStatus, ToolCall, ToolSpec, hash_args
 from shared.payloads import PayloadStore
-from shared.sandbox import CodeResult, Limits, PendingCall, RecordedCall, ReplayStep, run_code, run_replay_step
+from shared.sandbox import CodeExecutor, CodeResult, Limits, PendingCall, RecordedCall, ReplayStep
 from shared.steps import RetryableActivityError, StepCall, StepOutcome, offloaded, offloaded_ref
 from shared.tools import ToolExecutor
 
@@ -87,14 +87,16 @@ def _load_offloaded(recorded: Sequence[dict[str, Any]], payloads: PayloadStore) 
     return calls
 
 
-def run_step(request: Mapping[str, Any], catalog: Catalog, payloads: PayloadStore) -> dict[str, Any]:
+def run_step(
+    request: Mapping[str, Any], catalog: Catalog, payloads: PayloadStore, sandbox: CodeExecutor
+) -> dict[str, Any]:
     """One durable replay step (the ``run_code_step`` activity): finished, pending calls with named arguments,
     or an error. Errors retrying cannot fix (violations, limits) come back as ``{"status": "error"}``; retryable
     ones (``SandboxBusy``, a failed zygote) raise :class:`RetryableActivityError` so Durable runs the step again:
     a replay step calls no tool itself, so repeating it repeats nothing."""
     tools: dict[str, str] = request["tools"]
     try:
-        step = run_replay_step(
+        step = sandbox.step(
             request["code"], sorted(tools), _load_offloaded(request["recorded"], payloads),
             Limits.from_dict(request["limits"]), clock_iso=request["clock_iso"], seed=int(request["seed"]),
         )
@@ -116,7 +118,9 @@ def run_step(request: Mapping[str, Any], catalog: Catalog, payloads: PayloadStor
     return {"status": "pending", "calls": calls}
 
 
-async def run_inline(request: Mapping[str, Any], catalog: Catalog, executor: ToolExecutor) -> dict[str, Any]:
+async def run_inline(
+    request: Mapping[str, Any], catalog: Catalog, executor: ToolExecutor, sandbox: CodeExecutor
+) -> dict[str, Any]:
     """The whole code run in one activity (``inline`` mode): tools are called through the executor as the code
     makes them. Returns the :class:`CodeResult` as JSON plus each call's :class:`StepRecord`.
 
@@ -148,7 +152,7 @@ async def run_inline(request: Mapping[str, Any], catalog: Catalog, executor: Too
 
     try:
         outcome: CodeResult = await asyncio.to_thread(
-            run_code, request["code"], {name: make(name) for name in tools}, Limits.from_dict(request["limits"])
+            sandbox.run, request["code"], {name: make(name) for name in tools}, Limits.from_dict(request["limits"])
         )
     except SandboxBusy as exc:
         raise RetryableActivityError(ErrorInfo.from_exception(exc)) from exc

@@ -36,8 +36,14 @@ from shared.llm import ChatModel, LlmSettings, build_chat_model
 from shared.models import ModelLimits, ToolCall
 from shared.payloads import BlobPayloadStore, PayloadSettings, PayloadStore, build_payload_store, container_client
 from shared.retrieval import HybridRetriever, RetrievalSettings
-from shared.sandbox import Capacity, Limits
-from shared.secrets import KeyVaultSecrets, SecretsSettings, build_secrets, check_unresolved_references
+from shared.sandbox import Capacity, CodeExecutor, Limits, SandboxBackend, build_code_executor
+from shared.secrets import (
+    KeyVaultSecrets,
+    SecretsSettings,
+    build_credential,
+    build_secrets,
+    check_unresolved_references,
+)
 from shared.settings import env_bool, env_int, env_str
 from shared.sources.cache import DiscoveryCache
 from shared.sources.config import SourceSettings
@@ -70,6 +76,7 @@ class RuntimeSettings:
     limits: ModelLimits = field(default_factory=ModelLimits)
     sandbox: Limits = field(default_factory=Limits)
     sandbox_capacity: Capacity = field(default_factory=Capacity)
+    sandbox_backend: SandboxBackend = field(default_factory=SandboxBackend)
     task_tools_k: int = 8
     """Tools the task planner is shown from tool search (WEFT_TASK_TOOLS_K)."""
     task_max_turns: int = 4
@@ -99,6 +106,7 @@ class RuntimeSettings:
             limits=ModelLimits.from_env(env),
             sandbox=Limits.from_env(env),
             sandbox_capacity=Capacity.from_env(env),
+            sandbox_backend=SandboxBackend.from_env(env),
             task_tools_k=env_int(env, "WEFT_TASK_TOOLS_K", cls.task_tools_k, minimum=1),
             task_max_turns=env_int(env, "WEFT_TASK_MAX_TURNS", cls.task_max_turns, minimum=1),
             approval_timeout_s=env_int(env, "WEFT_APPROVAL_TIMEOUT_S", cls.approval_timeout_s, minimum=1),
@@ -157,6 +165,13 @@ class Runtime:
     def chat_model(self) -> ChatModel | None:
         """The configured chat model, or None (task mode then answers 503)."""
         return self._once("chat_model", lambda: build_chat_model(self.settings.llm, self.secrets))
+
+    @property
+    def code_executor(self) -> CodeExecutor:
+        """Where code-mode runs execute (WEFT_SANDBOX_BACKEND): the process-wide local sandbox, or the Azure
+        Container Apps session pool with a token from the app's identity."""
+        return self._once("code_executor", lambda: build_code_executor(
+            self.settings.sandbox_backend, lambda: build_credential(self.settings.secrets.client_id)))
 
     @property
     def discovery_cache(self) -> DiscoveryCache:

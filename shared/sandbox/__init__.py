@@ -2,11 +2,13 @@
 
 Entry points: :func:`run_code` (inline mode) and :func:`run_replay_step` (durable replay), both on the default local
 :class:`ProcessSandbox`; :class:`DynamicSessionsExecutor` runs the same steps in Azure Container Apps dynamic
-sessions behind the same :class:`CodeExecutor` seam.
+sessions behind the same :class:`CodeExecutor` seam; :func:`build_code_executor` picks one from
+:class:`SandboxBackend` (WEFT_SANDBOX_BACKEND).
 """
 
 from __future__ import annotations
 
+from .backend import SandboxBackend, build_code_executor
 from .dynamic_sessions import DynamicSessionsExecutor
 from .executor import CodeExecutor, default_executor, run_code, run_replay_step
 from .limits import Capacity, Limits
@@ -25,6 +27,8 @@ __all__ = [
     "ProcessSandbox",
     "RecordedCall",
     "ReplayStep",
+    "SandboxBackend",
+    "build_code_executor",
     "default_executor",
     "run_code",
     "run_replay_step",

@@ -21,7 +21,8 @@ WORKER_MODULES = ("_wire", "_loop", "_shims", "_runtime", "_confine", "_zygote")
 def test_all_is_exactly_the_public_api() -> None:
     assert sorted(shared.sandbox.__all__) == [
         "Capacity", "CodeError", "CodeExecutor", "CodeResult", "Confinement", "DynamicSessionsExecutor", "Limits",
-        "PendingCall", "ProcessSandbox", "RecordedCall", "ReplayStep", "default_executor", "run_code",
+        "PendingCall", "ProcessSandbox", "RecordedCall", "ReplayStep", "SandboxBackend", "build_code_executor",
+        "default_executor", "run_code",
         "run_replay_step",
     ]
     for name in shared.sandbox.__all__:
