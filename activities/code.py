@@ -43,7 +43,8 @@ async def run_code_inline(request: dict[str, Any]) -> dict[str, Any]:
     runtime = get_runtime()
     await runtime.source_sync.ensure_async(request["tools"].values())
     with runtime.telemetry.sandbox_span("inline") as span:
-        outcome = await run_inline(request, runtime.catalog, runtime.executor, runtime.code_executor)
+        outcome = await run_inline(request, runtime.catalog, runtime.executor, runtime.code_executor,
+                                   runtime.payloads, preview_bytes=runtime.settings.payloads.preview_bytes)
         span.set_tool_calls(len(outcome.get("steps") or []))
         span.set_outcome(outcome["error"]["code"] if outcome["status"] == "error" else "ok")
     return outcome

@@ -119,10 +119,21 @@ def run_step(
 
 
 async def run_inline(
-    request: Mapping[str, Any], catalog: Catalog, executor: ToolExecutor, sandbox: CodeExecutor
+    request: Mapping[str, Any],
+    catalog: Catalog,
+    executor: ToolExecutor,
+    sandbox: CodeExecutor,
+    payloads: PayloadStore,
+    *,
+    preview_bytes: int = 512,
 ) -> dict[str, Any]:
     """The whole code run in one activity (``inline`` mode): tools are called through the executor as the code
     makes them. Returns the :class:`CodeResult` as JSON plus each call's :class:`StepRecord`.
+
+    A result too large to travel inline was stored in ``payloads`` by the executor: the code gets the whole value
+    back from there (the sandbox's own ``max_tool_result_bytes`` still applies) and the step records its reference
+    and a ``preview_bytes`` preview, as plan mode does. Without a stored copy the call fails rather than hand the
+    code a truncated value.
 
     Only ``SandboxBusy`` (no slot came free, so nothing ran) raises :class:`RetryableActivityError` for Durable to
     run the activity again; every other error comes back as ``{"status": "error"}``, because repeating a run that
@@ -139,14 +150,24 @@ async def run_inline(
             step_id = f"c{next(numbers)}"
             named = named_arguments(catalog.get(tool).spec, PendingCall(step_id, py_name, list(args), kwargs))
             result = await executor.execute(ToolCall(run_id=run_id, step_id=step_id, tool=tool, args=named))
+            if result.ok and result.truncated and not result.blob_ref:
+                result = result.model_copy(update={"ok": False, "value": None, "error": ErrorInfo(
+                    code="result_too_large", retryable=False,
+                    message=f"{tool} returned {result.size_bytes} bytes, more than can be passed inline, and the "
+                            "result could not be stored; configure payload storage or ask the tool for less")})
             record = StepRecord(step_id=step_id, tool=tool, attempts=1, latency_ms=result.latency_ms,
                                 args_hash=hash_args(named),
                                 status=StepStatus.SUCCEEDED if result.ok else StepStatus.FAILED,
                                 result=result.value if result.ok else None, error=result.error)
+            value = result.value
+            if result.ok and result.blob_ref:
+                preview = result.value[:preview_bytes] if isinstance(result.value, str) else result.value
+                record.result = {"blob_ref": result.blob_ref, "size_bytes": result.size_bytes, "preview": preview}
+                value = await asyncio.to_thread(payloads.get, result.blob_ref)
             records.append(record.model_dump(mode="json"))
             if not result.ok:
                 raise RuntimeError(result.error.message if result.error else "tool failed")
-            return result.value
+            return value
 
         return call
 
@@ -201,7 +222,8 @@ class CodeRun:
             if result.ok:
                 record.status = StepStatus.SUCCEEDED
                 value = offloaded(result.blob_ref) if result.blob_ref else result.value
-                record.result = {"blob_ref": result.blob_ref, "preview": result.value} if result.blob_ref else value
+                record.result = value if not result.blob_ref else {
+                    "blob_ref": result.blob_ref, "size_bytes": result.size_bytes, "preview": result.value}
                 self.recorded.append(RecordedCall.succeeded(pending, value).to_dict())
             else:
                 record.status = StepStatus.FAILED

@@ -148,3 +148,21 @@ def test_a_busy_sandbox_is_retried_and_a_run_that_never_gets_a_slot_fails_as_san
         assert wait_run(host, holder)["status"] == "completed"
     finally:
         host.stop()
+
+
+@pytest.mark.parametrize("execution", ["replay", "inline"])
+def test_large_tool_results_reach_the_code_whole(weft: DevhostProcess, execution: str) -> None:
+    code = """
+items = [f"item-{i:05d}-" + "x" * 40 for i in range(1000)]
+ordered = await sort_list(items=items, descending=True)
+result = {"count": len(ordered["items"]), "first": ordered["items"][0], "last": ordered["items"][-1]}
+"""
+    run_id = submit(weft, {"mode": "code", "code": code, "tools": ["sort_list"],
+                           "options": {"code_execution": execution}})["id"]
+    view = wait_run(weft, run_id)
+    assert view["status"] == "completed", view["errors"]
+    assert view["result"]["output"]["result"] == {"count": 1000, "first": "item-00999-" + "x" * 40,
+                                                  "last": "item-00000-" + "x" * 40}
+    (step,) = view["result"]["steps"]
+    assert step["result"]["blob_ref"].startswith("blob:weft-payloads/") and step["result"]["size_bytes"] > 40_000
+    assert len(json.dumps(step["result"])) < 2_000
