@@ -1,6 +1,7 @@
 """Weft's built-in demo toolset: real, offline tools for demos, tests and benchmarks.
 
-``register_demo_tools(catalog, notes_path=...)`` adds them all (``source="demo"``). The descriptions and parameter
+``register_demo_tools(catalog, notes_path=...)`` adds them all (``source="demo"``); the app keeps the notes in
+``<WEFT_STATE_DIR>/notes.sqlite``. The descriptions and parameter
 docs are what tool search and LLMs see, so they say what each tool does, its units and its limits.
 
 - numbers: ``calculate``, ``summary_statistics``
@@ -15,10 +16,7 @@ docs are what tool search and LLMs see, so they say what each tool does, its uni
 from __future__ import annotations
 
 import os
-import tempfile
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass
-from pathlib import Path
+from collections.abc import Callable
 from typing import Any
 
 from shared.catalog import Catalog, Tool, python_tool
@@ -29,27 +27,11 @@ from shared.demo_tools.dates import add_duration, convert_timezone, date_differe
 from shared.demo_tools.faults import FaultTools, fail_always, slow
 from shared.demo_tools.notes import NoteStore, NoteTools
 from shared.demo_tools.text import decode_text, encode_text, hash_text, regex_extract, text_statistics, word_frequency
-from shared.settings import env_str
 
-__all__ = ["DEMO_TAG", "DemoSettings", "register_demo_tools"]
+__all__ = ["DEMO_TAG", "register_demo_tools"]
 
 DEMO_TAG = "demo"
 """Every demo tool carries this tag."""
-
-
-@dataclass(frozen=True)
-class DemoSettings:
-    """Where the demo tools keep state. Build with :meth:`from_env`."""
-
-    notes_path: Path
-    """SQLite file for notes and flaky counters, shared by processes (WEFT_DEMO_NOTES_PATH; default in the temp dir)."""
-
-    @classmethod
-    def from_env(cls, env: Mapping[str, str] | None = None) -> DemoSettings:
-        """Read ``WEFT_DEMO_NOTES_PATH`` from ``env`` (default ``os.environ``)."""
-        env = os.environ if env is None else env
-        default = os.path.join(tempfile.gettempdir(), "weft-demo-notes.sqlite")
-        return cls(notes_path=Path(env_str(env, "WEFT_DEMO_NOTES_PATH", default)))
 
 
 def register_demo_tools(

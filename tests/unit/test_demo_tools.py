@@ -13,7 +13,7 @@ from jsonschema import Draft202012Validator
 
 import shared.demo_tools as demo_module
 from shared.catalog import Catalog
-from shared.demo_tools import DEMO_TAG, DemoSettings, register_demo_tools
+from shared.demo_tools import DEMO_TAG, register_demo_tools
 from shared.demo_tools import text as text_module
 from shared.demo_tools.calc import calculate, percentile, summary_statistics
 from shared.demo_tools.convert import convert_units, currency_convert
@@ -88,12 +88,7 @@ EXAMPLES: dict[str, tuple[dict[str, Any], Any]] = {
 
 
 def test_public_api_is_declared() -> None:
-    assert set(demo_module.__all__) == {"DEMO_TAG", "DemoSettings", "register_demo_tools"}
-
-
-def test_settings_from_env(tmp_path: Path) -> None:
-    assert DemoSettings.from_env({"WEFT_DEMO_NOTES_PATH": str(tmp_path / "n.db")}).notes_path == tmp_path / "n.db"
-    assert DemoSettings.from_env({}).notes_path.name == "weft-demo-notes.sqlite"
+    assert set(demo_module.__all__) == {"DEMO_TAG", "register_demo_tools"}
 
 
 def test_registration(catalog: Catalog, notes_path: Path) -> None:
