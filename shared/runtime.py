@@ -175,7 +175,9 @@ class Runtime:
 
     @property
     def discovery_cache(self) -> DiscoveryCache:
-        return self._once("discovery_cache", lambda: build_discovery_cache(self.settings.sources))
+        """What each tool source offered last time (reused for WEFT_DISCOVERY_TTL_S, and when rediscovery fails):
+        see :func:`_discovery_cache`."""
+        return self._once("discovery_cache", lambda: _discovery_cache(self.settings))
 
     @property
     def source_sync(self) -> RegistrySync:
@@ -267,6 +269,14 @@ class Runtime:
         return EmbeddingCache(shared_encoder(search.max_tokens).cache_key, BlobContainerStore(container))
 
 
+def _discovery_cache(settings: RuntimeSettings) -> DiscoveryCache:
+    """The discovery cache of tool sources: blobs ``discovery/<source id>.json`` in the source registry's container
+    (WEFT_SOURCE_REGISTRY_CONTAINER) when Blob Storage is configured, so every instance and every cold start shares
+    it; else files in WEFT_DISCOVERY_CACHE_DIR (default ``<WEFT_STATE_DIR>/discovery``)."""
+    container = container_client(settings.payloads, settings.sources.registry_container)
+    return build_discovery_cache(settings.sources, container=container, state_dir=settings.state_dir)
+
+
 def build_runtime(settings: RuntimeSettings, telemetry: Telemetry | None = None) -> Runtime:
     """Build the catalog (demo tools, catalog files, tool sources, sources registered through the API), the breaker,
     the executor and the payload store."""
@@ -281,7 +291,7 @@ def build_runtime(settings: RuntimeSettings, telemetry: Telemetry | None = None)
     reports: list[SourceReport] = []
     if settings.sources.sources_file:
         reports = load_sources(catalog, settings.sources, secrets=build_secrets(settings.secrets),
-                               cache=build_discovery_cache(settings.sources))
+                               cache=_discovery_cache(settings))
         for report in reports:
             if report.error:
                 log.warning("tool source %s (%s) failed: %s", report.alias or report.source_id[:12], report.type,

@@ -59,8 +59,9 @@ class SourceSettings:
     """JSON/YAML file listing the sources; empty means none (WEFT_TOOL_SOURCES)."""
     discovery_ttl_s: float = 3600.0
     """How long a discovery is reused before the source is asked again (WEFT_DISCOVERY_TTL_S)."""
-    discovery_cache_dir: str = ".weft-cache/discovery"
-    """Folder of the local discovery cache (WEFT_DISCOVERY_CACHE_DIR)."""
+    discovery_cache_dir: str = ""
+    """Folder of the local discovery cache, used when Blob Storage is not configured (WEFT_DISCOVERY_CACHE_DIR);
+    empty means ``<WEFT_STATE_DIR>/discovery`` (see :meth:`discovery_folder`)."""
     discovery_timeout_s: float = 60.0
     """Longest one source's discovery may take at start-up (WEFT_DISCOVERY_TIMEOUT_S)."""
     network: NetworkPolicy = field(default_factory=NetworkPolicy)
@@ -74,6 +75,10 @@ class SourceSettings:
     registry_refresh_s: float = 30.0
     """How often an instance checks the source registry for sources registered elsewhere
     (WEFT_SOURCE_REGISTRY_REFRESH_S); a tool missing from the catalog triggers a check at once."""
+
+    def discovery_folder(self, state_dir: str | Path) -> Path:
+        """The local discovery cache folder: ``discovery_cache_dir``, else ``<state_dir>/discovery``."""
+        return Path(self.discovery_cache_dir) if self.discovery_cache_dir else Path(state_dir) / "discovery"
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> SourceSettings:

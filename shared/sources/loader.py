@@ -56,11 +56,17 @@ log = logging.getLogger(__name__)
 _T = TypeVar("_T")
 
 
-def build_discovery_cache(settings: SourceSettings, *, container: Any = None) -> DiscoveryCache:
-    """The discovery cache: in Blob Storage when a ``ContainerClient`` is given, else in the local folder."""
+def build_discovery_cache(
+    settings: SourceSettings, *, container: Any = None, state_dir: str | Path = ".weft-cache"
+) -> DiscoveryCache:
+    """The discovery cache: blobs ``discovery/<source id>.json`` in ``container`` (a ``ContainerClient``) when one is
+    given, else files in ``settings.discovery_cache_dir`` or, when that is empty, in ``<state_dir>/discovery``."""
     from shared.sources.cache import BlobCacheStore
 
-    store = BlobCacheStore(container) if container is not None else FileCacheStore(settings.discovery_cache_dir)
+    if container is not None:
+        store: BlobCacheStore | FileCacheStore = BlobCacheStore(container)
+    else:
+        store = FileCacheStore(settings.discovery_folder(state_dir))
     return DiscoveryCache(store, ttl_s=settings.discovery_ttl_s)
 
 

@@ -1,0 +1,82 @@
+"""With Blob Storage configured (Azurite), instances share what the composition root keeps: the discovery cache of
+tool sources outlives an instance."""
+
+from __future__ import annotations
+
+import contextlib
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from azure.core.exceptions import ResourceNotFoundError
+
+from shared.runtime import Runtime, RuntimeSettings, build_runtime
+from shared.sources.cache import BlobCacheStore
+from shared.sources.config import parse_source, source_id
+from tests.fakes.openapi_server import pets_document
+from tests.support import Azurite
+
+pytestmark = pytest.mark.azurite
+
+
+@pytest.fixture
+def containers(azurite: Azurite) -> Iterator[dict[str, str]]:
+    """Fresh container names for the source registry (and discovery cache); deleted afterwards."""
+    from azure.storage.blob import BlobServiceClient
+
+    names = {"WEFT_SOURCE_REGISTRY_CONTAINER": f"sources-{uuid.uuid4().hex[:12]}"}
+    yield names
+    service = BlobServiceClient.from_connection_string(azurite.connection_string)
+    for name in names.values():
+        with contextlib.suppress(ResourceNotFoundError):
+            service.delete_container(name)
+
+
+def instance(state: Path, azurite: Azurite, containers: dict[str, str], **extra: str) -> Runtime:
+    """One app instance: its own (empty) state folder, the shared storage account."""
+    env = {"WEFT_STATE_DIR": str(state), "WEFT_PAYLOAD_CONNECTION_STRING": azurite.connection_string, **containers,
+           **extra}
+    return build_runtime(RuntimeSettings.from_env(env))
+
+
+def container(azurite: Azurite, name: str) -> Any:
+    from azure.storage.blob import ContainerClient
+
+    return ContainerClient.from_connection_string(azurite.connection_string, name)
+
+
+# ------------------------------------------------------------------------------------------------ discovery cache
+
+
+def pets_sources(folder: Path) -> tuple[Path, str]:
+    """A WEFT_TOOL_SOURCES file with one OpenAPI document read from disk, and that source's id."""
+    document = folder / "pets.yaml"
+    document.write_text(yaml.safe_dump(pets_document("https://pets.example")))
+    entry = {"type": "openapi", "path": str(document), "alias": "pets"}
+    path = folder / "sources.yaml"
+    path.write_text(yaml.safe_dump({"sources": [entry]}))
+    return path, source_id(parse_source(entry))
+
+
+def test_the_discovery_cache_outlives_the_instance(tmp_path: Path, azurite: Azurite,
+                                                   containers: dict[str, str]) -> None:
+    path, sid = pets_sources(tmp_path)
+    sources = {"WEFT_TOOL_SOURCES": str(path), "WEFT_DEMO_TOOLS": "false"}
+    first = instance(tmp_path / "a", azurite, containers, **sources)
+    assert [(r.tool_count, r.origin) for r in first.source_reports] == [(12, "fresh")]
+    assert isinstance(first.discovery_cache.store, BlobCacheStore)
+    stored = [b.name for b in container(azurite, containers["WEFT_SOURCE_REGISTRY_CONTAINER"]).list_blobs()]
+    assert f"discovery/{sid}.json" in stored
+    assert not (tmp_path / "a" / "discovery").exists()
+
+    (tmp_path / "pets.yaml").unlink()  # the source is down from now on
+    cold = instance(tmp_path / "b", azurite, containers, **sources)  # a new instance: nothing on its disk
+    assert [(r.tool_count, r.origin) for r in cold.source_reports] == [(12, "cache")]
+    assert "pets.getPet" in cold.catalog
+
+    expired = instance(tmp_path / "c", azurite, containers, WEFT_DISCOVERY_TTL_S="0", **sources)
+    report = expired.source_reports[0]
+    assert (report.tool_count, report.origin) == (12, "stale") and report.error

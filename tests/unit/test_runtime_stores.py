@@ -1,0 +1,61 @@
+"""Where the composition root keeps shared state when no Blob Storage is configured: everything under
+WEFT_STATE_DIR (the discovery cache, the breaker file), so a read-only working directory never matters."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import yaml
+
+from shared.breaker import SqliteBreakerStore
+from shared.runtime import RuntimeSettings, build_runtime
+from shared.sources.cache import FileCacheStore
+from shared.sources.config import SourceSettings, parse_source, source_id
+from tests.fakes.openapi_server import pets_document
+
+
+def sources_file(folder: Path) -> tuple[Path, str]:
+    """A WEFT_TOOL_SOURCES file with one OpenAPI document read from disk, and that source's id."""
+    document = folder / "pets.yaml"
+    document.write_text(yaml.safe_dump(pets_document("https://pets.example")))
+    entry = {"type": "openapi", "path": str(document), "alias": "pets"}
+    path = folder / "sources.yaml"
+    path.write_text(yaml.safe_dump({"sources": [entry]}))
+    return path, source_id(parse_source(entry))
+
+
+def test_the_discovery_cache_defaults_to_the_state_dir(tmp_path: Path) -> None:
+    path, sid = sources_file(tmp_path)
+    state = tmp_path / "state"
+    runtime = build_runtime(RuntimeSettings(demo_tools=False, state_dir=str(state),
+                                            sources=SourceSettings(sources_file=str(path))))
+    assert [(r.alias, r.tool_count, r.origin) for r in runtime.source_reports] == [("pets", 12, "fresh")]
+    assert (state / "discovery" / f"{sid}.json").is_file()
+    store = runtime.discovery_cache.store
+    assert isinstance(store, FileCacheStore) and store.folder == state / "discovery"
+
+
+def test_weft_discovery_cache_dir_wins_over_the_state_dir(tmp_path: Path) -> None:
+    path, sid = sources_file(tmp_path)
+    settings = RuntimeSettings.from_env({"WEFT_STATE_DIR": str(tmp_path / "state"), "WEFT_DEMO_TOOLS": "false",
+                                         "WEFT_TOOL_SOURCES": str(path),
+                                         "WEFT_DISCOVERY_CACHE_DIR": str(tmp_path / "elsewhere")})
+    build_runtime(settings)
+    assert (tmp_path / "elsewhere" / f"{sid}.json").is_file()
+    assert not (tmp_path / "state" / "discovery").exists()
+
+
+def test_a_restarted_instance_reuses_the_discovery(tmp_path: Path) -> None:
+    path, _ = sources_file(tmp_path)
+    settings = RuntimeSettings(demo_tools=False, state_dir=str(tmp_path / "state"),
+                               sources=SourceSettings(sources_file=str(path)))
+    build_runtime(settings)
+    (tmp_path / "pets.yaml").unlink()  # the source is gone: only the cache can answer
+    again = build_runtime(settings)
+    assert [(r.tool_count, r.origin) for r in again.source_reports] == [(12, "cache")]
+
+
+def test_without_blob_storage_the_breaker_is_a_file_in_the_state_dir(tmp_path: Path) -> None:
+    runtime = build_runtime(RuntimeSettings(state_dir=str(tmp_path / "state")))
+    store = runtime.executor.breaker.store if runtime.executor.breaker else None
+    assert isinstance(store, SqliteBreakerStore) and Path(store.path) == tmp_path / "state" / "breakers.sqlite"
