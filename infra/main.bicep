@@ -99,6 +99,7 @@ var deploymentContainerName = 'app-package-${take(functionAppName, 32)}-${take(r
 var embeddingCacheContainerName = 'embedding-cache'
 var payloadContainerName = 'weft-payloads'
 var sourceRegistryContainerName = 'weft-sources'
+var breakerContainerName = 'weft-breakers'
 
 resource rg 'Microsoft.Resources/resourceGroups@2024-03-01' = {
   name: empty(resourceGroupName) ? '${abbrs.resourcesResourceGroups}${environmentName}' : resourceGroupName
@@ -140,6 +141,7 @@ module storage 'modules/storage.bicep' = {
       embeddingCacheContainerName
       payloadContainerName
       sourceRegistryContainerName
+      breakerContainerName
     ]
     identityPrincipalId: identity.outputs.principalId
   }
@@ -219,6 +221,7 @@ var baseAppSettings = {
   WEFT_SEARCH_CACHE_CONTAINER: embeddingCacheContainerName
   WEFT_PAYLOAD_CONTAINER: payloadContainerName
   WEFT_SOURCE_REGISTRY_CONTAINER: sourceRegistryContainerName
+  WEFT_BREAKER_CONTAINER: breakerContainerName
   // The deployed package is mounted read-only; /tmp is the writable, per-instance scratch disk.
   WEFT_STATE_DIR: '/tmp/weft'
   WEFT_SANDBOX_BACKEND: enableSessionPool ? 'dynamic_sessions' : 'local'

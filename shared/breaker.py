@@ -13,10 +13,11 @@ Why a storage row and not a Durable entity: the breaker is consulted inside the 
 not add orchestrator replays or entity round trips to every tool call, and the devhost does not emulate entities.
 State is therefore a small record per tool behind :class:`BreakerStore`:
 
-- :class:`SqliteBreakerStore` — one file shared by all processes on one machine (devhost, tests); each change is a
-  read-modify-write inside ``BEGIN IMMEDIATE``.
 - :class:`BlobBreakerStore` — one JSON blob per tool, updated with ETag optimistic concurrency (``if_match``) and
-  retried on conflict; for Azure, where instances are separate machines.
+  retried on conflict; for Azure, where instances are separate machines. The app uses it whenever Blob Storage is
+  configured (container ``WEFT_BREAKER_CONTAINER``, see :mod:`shared.runtime`).
+- :class:`SqliteBreakerStore` — one file shared by all processes on one machine (``<WEFT_STATE_DIR>/breakers.sqlite``:
+  devhost, tests, local runs without storage); each change is a read-modify-write inside ``BEGIN IMMEDIATE``.
 - :class:`MemoryBreakerStore` — one process, for unit tests.
 
 A closed circuit costs one read per call and nothing on success (unchanged records are not written). If the store
@@ -43,7 +44,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from shared.errors import CircuitOpen, UpstreamUnavailable
-from shared.settings import env_float, env_int
+from shared.settings import env_float, env_int, env_str
 
 __all__ = [
     "BlobBreakerStore",
@@ -104,7 +105,7 @@ class BreakerRecord:
 
 @dataclass(frozen=True)
 class BreakerSettings:
-    """Breaker thresholds. Build with :meth:`from_env`."""
+    """Breaker thresholds, and where the state lives in Blob Storage. Build with :meth:`from_env`."""
 
     failure_threshold: int = 5
     """Consecutive failures that open the circuit (WEFT_BREAKER_FAILURE_THRESHOLD)."""
@@ -112,6 +113,8 @@ class BreakerSettings:
     """How long the circuit stays open before a trial call (WEFT_BREAKER_COOLDOWN_S)."""
     trial_lease_s: float = 60.0
     """How long a half-open trial may take before another caller may try (WEFT_BREAKER_TRIAL_LEASE_S)."""
+    container: str = "weft-breakers"
+    """Blob container of the breaker state when Blob Storage is configured (WEFT_BREAKER_CONTAINER)."""
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> BreakerSettings:
@@ -121,6 +124,7 @@ class BreakerSettings:
             failure_threshold=env_int(env, "WEFT_BREAKER_FAILURE_THRESHOLD", cls.failure_threshold, minimum=1),
             cooldown_s=env_float(env, "WEFT_BREAKER_COOLDOWN_S", cls.cooldown_s, minimum=0.0),
             trial_lease_s=env_float(env, "WEFT_BREAKER_TRIAL_LEASE_S", cls.trial_lease_s, minimum=0.0),
+            container=env_str(env, "WEFT_BREAKER_CONTAINER", cls.container),
         )
 
 

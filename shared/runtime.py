@@ -18,7 +18,7 @@ from typing import Any
 
 from azure.core.exceptions import ResourceExistsError
 
-from shared.breaker import CircuitBreaker, SqliteBreakerStore
+from shared.breaker import BlobBreakerStore, BreakerStore, CircuitBreaker, SqliteBreakerStore
 from shared.catalog import Catalog
 from shared.demo_tools import register_demo_tools
 from shared.embedding import shared_encoder
@@ -67,7 +67,8 @@ class RuntimeSettings:
     catalog_files: tuple[str, ...] = ()
     """JSON/YAML catalog files to load, separated by ``;`` (WEFT_CATALOG_FILES)."""
     state_dir: str = ".weft-cache"
-    """Folder for local state: breaker and note store SQLite files (WEFT_STATE_DIR)."""
+    """Folder for local state (WEFT_STATE_DIR): the demo tools' notes, and the breaker state, discovery cache and
+    source registry when Blob Storage is not configured."""
     max_fan_out: int = 200
     """Most tool calls one orchestration fans out at once; wider levels are split into sub-orchestrations
     (WEFT_MAX_FAN_OUT)."""
@@ -277,6 +278,15 @@ def _discovery_cache(settings: RuntimeSettings) -> DiscoveryCache:
     return build_discovery_cache(settings.sources, container=container, state_dir=settings.state_dir)
 
 
+def _breaker_store(settings: RuntimeSettings) -> BreakerStore:
+    """Where circuit breakers keep their state: one blob per tool in WEFT_BREAKER_CONTAINER when Blob Storage is
+    configured, so every instance sees the same circuit; else ``<WEFT_STATE_DIR>/breakers.sqlite`` (one machine)."""
+    container = container_client(settings.payloads, settings.tools.breaker.container)
+    if container is not None:
+        return BlobBreakerStore(container)
+    return SqliteBreakerStore(Path(settings.state_dir) / "breakers.sqlite")
+
+
 def build_runtime(settings: RuntimeSettings, telemetry: Telemetry | None = None) -> Runtime:
     """Build the catalog (demo tools, catalog files, tool sources, sources registered through the API), the breaker,
     the executor and the payload store."""
@@ -296,7 +306,7 @@ def build_runtime(settings: RuntimeSettings, telemetry: Telemetry | None = None)
             if report.error:
                 log.warning("tool source %s (%s) failed: %s", report.alias or report.source_id[:12], report.type,
                             report.error)
-    breaker = CircuitBreaker(SqliteBreakerStore(state / "breakers.sqlite"), settings.tools.breaker,
+    breaker = CircuitBreaker(_breaker_store(settings), settings.tools.breaker,
                              on_transition=telemetry.breaker_transition_hook)
     payloads = build_payload_store(settings.payloads)
     tool_settings = settings.tools

@@ -1,8 +1,9 @@
 """With Blob Storage configured (Azurite), instances share what the composition root keeps: the discovery cache of
-tool sources outlives an instance."""
+tool sources outlives an instance, and every instance sees the same circuit of a tool."""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import uuid
 from collections.abc import Iterator
@@ -13,6 +14,8 @@ import pytest
 import yaml
 from azure.core.exceptions import ResourceNotFoundError
 
+from shared.breaker import BlobBreakerStore, BreakerState
+from shared.models import ToolCall
 from shared.runtime import Runtime, RuntimeSettings, build_runtime
 from shared.sources.cache import BlobCacheStore
 from shared.sources.config import parse_source, source_id
@@ -24,10 +27,11 @@ pytestmark = pytest.mark.azurite
 
 @pytest.fixture
 def containers(azurite: Azurite) -> Iterator[dict[str, str]]:
-    """Fresh container names for the source registry (and discovery cache); deleted afterwards."""
+    """Fresh container names for the source registry (and discovery cache) and the breaker; deleted afterwards."""
     from azure.storage.blob import BlobServiceClient
 
-    names = {"WEFT_SOURCE_REGISTRY_CONTAINER": f"sources-{uuid.uuid4().hex[:12]}"}
+    names = {"WEFT_SOURCE_REGISTRY_CONTAINER": f"sources-{uuid.uuid4().hex[:12]}",
+             "WEFT_BREAKER_CONTAINER": f"breakers-{uuid.uuid4().hex[:12]}"}
     yield names
     service = BlobServiceClient.from_connection_string(azurite.connection_string)
     for name in names.values():
@@ -80,3 +84,25 @@ def test_the_discovery_cache_outlives_the_instance(tmp_path: Path, azurite: Azur
     expired = instance(tmp_path / "c", azurite, containers, WEFT_DISCOVERY_TTL_S="0", **sources)
     report = expired.source_reports[0]
     assert (report.tool_count, report.origin) == (12, "stale") and report.error
+
+
+# ------------------------------------------------------------------------------------------------ circuit breaker
+
+
+def call(runtime: Runtime, step: str) -> tuple[bool, str | None]:
+    result = asyncio.run(runtime.executor.execute(
+        ToolCall(run_id="run-breaker", step_id=step, tool="fail_always", args={"retryable": True})))
+    return result.ok, result.error.code if result.error else None
+
+
+def test_instances_share_the_circuit(tmp_path: Path, azurite: Azurite, containers: dict[str, str]) -> None:
+    thresholds = {"WEFT_BREAKER_FAILURE_THRESHOLD": "2", "WEFT_BREAKER_COOLDOWN_S": "600"}
+    a = instance(tmp_path / "a", azurite, containers, **thresholds)
+    b = instance(tmp_path / "b", azurite, containers, **thresholds)
+    assert a.executor.breaker is not None and isinstance(a.executor.breaker.store, BlobBreakerStore)
+    assert [call(a, f"s{i}") for i in range(2)] == [(False, "tool_failed")] * 2  # the second failure opens it
+    assert call(b, "elsewhere") == (False, "circuit_open"), "instance B never called the tool, yet meets the circuit"
+    assert b.executor.breaker is not None and b.executor.breaker.state("fail_always").state == BreakerState.OPEN
+    blobs = [blob.name for blob in container(azurite, containers["WEFT_BREAKER_CONTAINER"]).list_blobs()]
+    assert blobs == ["breaker/fail_always.json"]
+    assert not (tmp_path / "a" / "breakers.sqlite").exists() and not (tmp_path / "b" / "breakers.sqlite").exists()

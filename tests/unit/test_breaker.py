@@ -81,6 +81,8 @@ def test_settings_from_env() -> None:
         {"WEFT_BREAKER_FAILURE_THRESHOLD": "2", "WEFT_BREAKER_COOLDOWN_S": "1.5", "WEFT_BREAKER_TRIAL_LEASE_S": "4"}
     )
     assert settings == BreakerSettings(2, 1.5, 4.0)
+    assert BreakerSettings().container == "weft-breakers"
+    assert BreakerSettings.from_env({"WEFT_BREAKER_CONTAINER": "breakers"}).container == "breakers"
     with pytest.raises(ValueError, match="WEFT_BREAKER_FAILURE_THRESHOLD"):
         BreakerSettings.from_env({"WEFT_BREAKER_FAILURE_THRESHOLD": "0"})
 

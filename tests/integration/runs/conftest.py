@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import hashlib
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -7,6 +8,7 @@ from typing import Any
 
 import pytest
 
+from shared.breaker import BlobBreakerStore, BreakerStore, SqliteBreakerStore
 from tests.support import ROOT, Azurite, DevhostProcess, devhost_env, free_port, http
 
 
@@ -21,6 +23,8 @@ def weft_env(azurite: Azurite | None, state: Path, **extra: str) -> dict[str, st
     if azurite is not None:
         env["WEFT_PAYLOAD_CONNECTION_STRING"] = azurite.connection_string
         env["WEFT_SEARCH_CACHE_CONTAINER"] = "embedding-cache"
+        # Circuits are shared through Blob Storage: one container per state folder keeps test modules apart.
+        env["WEFT_BREAKER_CONTAINER"] = "breakers-" + hashlib.sha256(str(state).encode()).hexdigest()[:16]
     env.update(extra)
     return devhost_env(env)
 
@@ -33,6 +37,16 @@ def weft(azurite: Azurite, tmp_path_factory: pytest.TempPathFactory) -> Iterator
     proc.state_dir = state  # type: ignore[attr-defined]
     yield proc
     proc.stop()
+
+
+def breaker_store(host: DevhostProcess) -> BreakerStore:
+    """Where the host keeps its circuits: the blob container with Azurite, else the state folder's SQLite file."""
+    if host.env.get("WEFT_PAYLOAD_CONNECTION_STRING"):
+        from azure.storage.blob import ContainerClient
+
+        return BlobBreakerStore(ContainerClient.from_connection_string(
+            host.env["WEFT_PAYLOAD_CONNECTION_STRING"], host.env["WEFT_BREAKER_CONTAINER"]))
+    return SqliteBreakerStore(Path(host.env["WEFT_STATE_DIR"]) / "breakers.sqlite")
 
 
 def submit(host: DevhostProcess, body: dict[str, Any], headers: dict[str, str] | None = None) -> dict[str, Any]:

@@ -8,8 +8,8 @@ from datetime import datetime
 
 import pytest
 
-from shared.breaker import BreakerRecord, BreakerState, SqliteBreakerStore
-from tests.integration.runs.conftest import run_plan, steps_by_id, submit, wait_run
+from shared.breaker import BreakerRecord, BreakerState
+from tests.integration.runs.conftest import breaker_store, run_plan, steps_by_id, submit, wait_run
 from tests.support import ROOT, DevhostProcess, http
 
 
@@ -70,7 +70,7 @@ def trip_the_flaky_circuit(weft: DevhostProcess, key: str) -> BreakerRecord:
     """Three failed attempts of one step (WEFT_BREAKER_FAILURE_THRESHOLD=3) open ``flaky``'s circuit."""
     opened = run_plan(weft, [{"id": "trip", "tool": "flaky", "args": {"fail_first": 5, "key": key}}])
     assert steps_by_id(opened)["trip"]["status"] == "failed"
-    record = SqliteBreakerStore(weft.state_dir / "breakers.sqlite").get("flaky")
+    record = breaker_store(weft).get("flaky")
     assert record.state == BreakerState.OPEN
     return record
 
@@ -84,7 +84,7 @@ def test_a_step_that_meets_an_open_circuit_waits_for_it_and_succeeds(weft: Devho
     assert step["status"] == "succeeded" and step["attempts"] == 2, "rejected once, then the trial call"
     finished = datetime.fromisoformat(step["finished_at"].replace("Z", "+00:00")).timestamp()
     assert finished >= opened.opened_at + COOLDOWN_S - 0.01, "it waited on a durable timer for the cool-down"
-    assert SqliteBreakerStore(weft.state_dir / "breakers.sqlite").get("flaky").state == BreakerState.CLOSED
+    assert breaker_store(weft).get("flaky").state == BreakerState.CLOSED
 
 
 def test_waiting_for_a_circuit_is_bounded_by_the_steps_attempts(weft: DevhostProcess) -> None:
