@@ -93,6 +93,13 @@ class RuntimeSettings:
     search: RetrievalSettings = field(default_factory=RetrievalSettings)
     sources: SourceSettings = field(default_factory=SourceSettings)
 
+    @property
+    def inline_result_bytes(self) -> int:
+        """The largest tool result (UTF-8 JSON bytes) a step keeps inline, in Durable history: the smaller of
+        WEFT_TOOL_MAX_RESULT_BYTES and WEFT_PAYLOAD_INLINE_MAX_BYTES. A larger result is stored whole in the payload
+        store and the step keeps its reference and a WEFT_PAYLOAD_PREVIEW_BYTES preview."""
+        return min(self.tools.max_result_bytes, self.payloads.inline_max_bytes)
+
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> RuntimeSettings:
         env = os.environ if env is None else env
@@ -309,9 +316,7 @@ def build_runtime(settings: RuntimeSettings, telemetry: Telemetry | None = None)
     breaker = CircuitBreaker(_breaker_store(settings), settings.tools.breaker,
                              on_transition=telemetry.breaker_transition_hook)
     payloads = build_payload_store(settings.payloads)
-    tool_settings = settings.tools
-    if tool_settings.max_result_bytes > settings.payloads.inline_max_bytes:
-        tool_settings = replace(tool_settings, max_result_bytes=settings.payloads.inline_max_bytes)
+    tool_settings = replace(settings.tools, max_result_bytes=settings.inline_result_bytes)
     executor = ToolExecutor(catalog, breaker, tool_settings, result_sink=_PayloadSink(payloads))
     runtime = Runtime(settings=settings, catalog=catalog, executor=executor, payloads=payloads, telemetry=telemetry,
                       source_reports=reports)

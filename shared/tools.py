@@ -63,7 +63,9 @@ class ToolSettings:
     timeout_s: float = 30.0
     """Per-call timeout for tools whose spec sets none (WEFT_TOOL_TIMEOUT_S)."""
     max_result_bytes: int = 256 * 1024
-    """Largest result (UTF-8 JSON bytes) returned inline; larger ones are truncated (WEFT_TOOL_MAX_RESULT_BYTES)."""
+    """Largest result (UTF-8 JSON bytes) returned inline (WEFT_TOOL_MAX_RESULT_BYTES); a larger one goes to the
+    ``result_sink`` and comes back as its reference with a preview, or truncated when there is no sink or it fails.
+    The app lowers it to WEFT_PAYLOAD_INLINE_MAX_BYTES (``RuntimeSettings.inline_result_bytes``)."""
     max_concurrency: int = 32
     """Concurrent calls per tool in one process, unless the spec or ``concurrency`` says otherwise
     (WEFT_TOOL_MAX_CONCURRENCY)."""

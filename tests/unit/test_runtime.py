@@ -1,10 +1,11 @@
-"""Where the composition root keeps shared state when no Blob Storage is configured: everything under
-WEFT_STATE_DIR (the discovery cache, the breaker file), so a read-only working directory never matters."""
+"""The composition root: where it keeps shared state when no Blob Storage is configured (everything under
+WEFT_STATE_DIR, so a read-only working directory never matters) and how settings that bound one another combine."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 import yaml
 
 from shared.breaker import SqliteBreakerStore
@@ -59,3 +60,19 @@ def test_without_blob_storage_the_breaker_is_a_file_in_the_state_dir(tmp_path: P
     runtime = build_runtime(RuntimeSettings(state_dir=str(tmp_path / "state")))
     store = runtime.executor.breaker.store if runtime.executor.breaker else None
     assert isinstance(store, SqliteBreakerStore) and Path(store.path) == tmp_path / "state" / "breakers.sqlite"
+
+
+@pytest.mark.parametrize(
+    ("env", "inline"),
+    [
+        pytest.param({}, 16384, id="defaults"),
+        pytest.param({"WEFT_TOOL_MAX_RESULT_BYTES": "1000"}, 1000, id="tool-limit-lowers-it"),
+        pytest.param({"WEFT_TOOL_MAX_RESULT_BYTES": "1000000"}, 16384, id="tool-limit-cannot-raise-it"),
+        pytest.param({"WEFT_PAYLOAD_INLINE_MAX_BYTES": "1000000"}, 262144, id="payload-threshold-cannot-either"),
+    ],
+)
+def test_the_inline_result_limit_is_the_smaller_of_two_settings(tmp_path: Path, env: dict[str, str],
+                                                                inline: int) -> None:
+    settings = RuntimeSettings.from_env({"WEFT_STATE_DIR": str(tmp_path), "WEFT_DEMO_TOOLS": "false", **env})
+    assert settings.inline_result_bytes == inline
+    assert build_runtime(settings).executor.settings.max_result_bytes == inline
