@@ -67,6 +67,8 @@ NAME_PATTERN = r"^[A-Za-z_][A-Za-z0-9_.-]{0,63}$"
 """Tool names: an identifier-like word of at most 64 characters; dots and dashes allowed (``weather.get``)."""
 STEP_ID_PATTERN = r"^[A-Za-z_][A-Za-z0-9_-]{0,63}$"
 """Step ids: like tool names but without dots, so ``{"$ref": "fetch.items.0"}`` splits unambiguously."""
+_STEP_ID_MAX = 64
+"""The longest step id ``STEP_ID_PATTERN`` allows."""
 IDEMPOTENCY_KEY_PATTERN = r"^[A-Za-z0-9_.:@-]{1,100}$"
 """Idempotency keys become Durable instance ids, which must not contain ``/ \\ # ?`` and stay short."""
 
@@ -305,7 +307,7 @@ class ModelLimits:
     max_plan_bytes: int = 4 * 1024 * 1024
     """UTF-8 bytes of the whole plan's canonical JSON (WEFT_MAX_PLAN_BYTES)."""
     max_id_length: int = 64
-    """Characters in a step id (WEFT_MAX_ID_LENGTH); the pattern caps it at 64 anyway."""
+    """Characters in a step id (WEFT_MAX_ID_LENGTH); it can only lower the 64 of ``STEP_ID_PATTERN``."""
     max_depends_on: int = 256
     """Entries in one step's ``depends_on`` (WEFT_MAX_DEPENDS_ON)."""
     max_code_bytes: int = 64 * 1024
@@ -336,6 +338,11 @@ class ModelLimits:
             "max_metadata_chars": "WEFT_MAX_METADATA_CHARS",
         }
         return cls(**{attr: env_int(env, name, getattr(cls, attr), minimum=1) for attr, name in names.items()})
+
+    def __post_init__(self) -> None:
+        if self.max_id_length > _STEP_ID_MAX:
+            raise ValueError(f"setting WEFT_MAX_ID_LENGTH must be <= {_STEP_ID_MAX} (step ids match "
+                             f"{STEP_ID_PATTERN}), got {self.max_id_length}")
 
 
 def _json_bytes(value: Any) -> int:

@@ -195,6 +195,9 @@ def test_limits_from_env_defaults_and_overrides() -> None:
     assert (defaults.max_steps, defaults.max_args_bytes, defaults.max_code_bytes) == (5000, 65536, 65536)
     with pytest.raises(ValueError, match="WEFT_MAX_STEPS"):
         ModelLimits.from_env({"WEFT_MAX_STEPS": "0"})
+    assert ModelLimits.from_env({"WEFT_MAX_ID_LENGTH": "64"}).max_id_length == 64
+    with pytest.raises(ValueError, match="WEFT_MAX_ID_LENGTH must be <= 64"):
+        ModelLimits.from_env({"WEFT_MAX_ID_LENGTH": "65"})  # the step id pattern would still stop at 64
     with pytest.raises(dataclasses.FrozenInstanceError):
         limits.max_steps = 3  # type: ignore[misc]
 
