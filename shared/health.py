@@ -11,7 +11,8 @@ The app is ready when no check failed; ``skipped`` (something optional not confi
 Vault) does not make it unready. A check that raises fails with the exception's type and message as its detail.
 
 Concrete checks: :class:`BlobContainerCheck` / :class:`LocalFolderCheck` (storage), :class:`KeyVaultCheck`,
-:class:`LlmConfigCheck`, :class:`CatalogCheck`, :class:`SearchIndexCheck`. Clients are passed in, never built here.
+:class:`LlmConfigCheck`, :class:`CatalogCheck`, :class:`SearchIndexCheck`, :class:`SessionPoolCheck` (only with the
+session-pool sandbox backend). Clients are passed in, never built here.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from dataclasses import dataclass, replace
 from enum import StrEnum
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
+from urllib.parse import urlsplit
 
 from shared.llm import LLM_NOT_CONFIGURED_MESSAGE
 
@@ -41,6 +43,7 @@ __all__ = [
     "LocalFolderCheck",
     "ReadinessCheck",
     "SearchIndexCheck",
+    "SessionPoolCheck",
     "liveness",
     "readiness_body",
     "run_checks",
@@ -351,3 +354,30 @@ class SearchIndexCheck:
         if self._loaded():
             return CheckResult.ok("search index loaded")
         return CheckResult.fail("the tool search index is not loaded")
+
+
+class SessionPoolCheck:
+    """Session pool usable: the app's identity gets a token for it (``token_lifetime()``, the seconds the cached or
+    new token stays valid; no session is started, so nothing is billed). Fails when no token can be had: code-mode
+    runs would all fail with ``upstream_unavailable``."""
+
+    def __init__(self, endpoint: str, token_lifetime: Callable[[], float], *, name: str = "session_pool") -> None:
+        self._endpoint = endpoint
+        self._token_lifetime = token_lifetime
+        self._name = name
+
+    @property
+    def name(self) -> str:
+        """See :class:`ReadinessCheck`."""
+        return self._name
+
+    def check(self) -> CheckResult:
+        """See :class:`ReadinessCheck`."""
+        host = urlsplit(self._endpoint).hostname or "?"
+        try:
+            lifetime = self._token_lifetime()
+        except Exception as exc:
+            return CheckResult.fail(f"no token for the session pool at {host}: {_describe(exc)}")
+        if lifetime <= 0:
+            return CheckResult.fail(f"the token for the session pool at {host} has expired")
+        return CheckResult.ok(f"token for the session pool at {host} (valid {lifetime:.0f} s)")

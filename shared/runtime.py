@@ -31,12 +31,13 @@ from shared.health import (
     LocalFolderCheck,
     ReadinessCheck,
     SearchIndexCheck,
+    SessionPoolCheck,
 )
 from shared.llm import ChatModel, LlmSettings, build_chat_model
 from shared.models import ModelLimits, ToolCall
 from shared.payloads import BlobPayloadStore, PayloadSettings, PayloadStore, build_payload_store, container_client
 from shared.retrieval import HybridRetriever, RetrievalSettings
-from shared.sandbox import Capacity, CodeExecutor, Limits, SandboxBackend, build_code_executor
+from shared.sandbox import Capacity, CodeExecutor, DynamicSessionsExecutor, Limits, SandboxBackend, build_code_executor
 from shared.secrets import (
     KeyVaultSecrets,
     SecretsSettings,
@@ -240,20 +241,31 @@ class Runtime:
         threading.Thread(target=lambda: self.search_index, name="weft-search-warm-up", daemon=True).start()
 
     def readiness_checks(self) -> list[ReadinessCheck]:
-        """What ``GET /api/ready`` checks: storage, Key Vault, LLM configuration, catalog, search index."""
+        """What ``GET /api/ready`` checks: storage, Key Vault, LLM configuration, catalog, search index, and with
+        ``WEFT_SANDBOX_BACKEND=dynamic_sessions`` a token for the session pool."""
         storage: ReadinessCheck
         if isinstance(self.payloads, BlobPayloadStore):
             storage = BlobContainerCheck(self.payloads.container)
         else:
             storage = LocalFolderCheck(self.settings.payloads.local_dir)
         vault = self.secrets
-        return [
+        checks: list[ReadinessCheck] = [
             storage,
             KeyVaultCheck(vault.client if vault is not None else None),
             LlmConfigCheck(self.settings.llm),
             CatalogCheck(lambda: len(self.catalog)),
             SearchIndexCheck(lambda: self.search_index_loaded),
         ]
+        backend = self.settings.sandbox_backend
+        if backend.kind == "dynamic_sessions":
+            checks.append(SessionPoolCheck(backend.session_pool_endpoint, self._session_token_lifetime))
+        return checks
+
+    def _session_token_lifetime(self) -> float:
+        executor = self.code_executor
+        if not isinstance(executor, DynamicSessionsExecutor):
+            raise TypeError(f"the code executor is {type(executor).__name__}, not the session pool's")
+        return executor.token_lifetime()
 
     @property
     def search_index(self) -> HybridRetriever:

@@ -32,7 +32,8 @@ class SandboxBackend:
     session_pool_endpoint: str = ""
     """Pool management endpoint of the session pool (WEFT_SESSION_POOL_ENDPOINT); required for dynamic_sessions."""
     session_timeout_s: float = 120.0
-    """HTTP timeout of one code execution in the pool (WEFT_SESSION_TIMEOUT_S)."""
+    """The longest one code execution in the pool may take (WEFT_SESSION_TIMEOUT_S); the run's wall-clock limit plus
+    a margin lowers it (see :mod:`shared.sandbox.dynamic_sessions`)."""
 
     def __post_init__(self) -> None:
         if self.kind not in BACKENDS:

@@ -10,6 +10,11 @@ plus the policy layers; the session identifier is scoped to one run, so runs nev
 
 Inline mode (:meth:`DynamicSessionsExecutor.run`) is a loop of replay steps with the tools executed here between
 steps: a remote interpreter cannot call back into this process.
+
+Limits: the session has no CPU-time or address-space confinement (``Limits.cpu_seconds`` and ``memory_bytes`` do
+not apply; the pool's own session limits do). The wall-clock limit bounds each request instead: it is given up after
+``Limits.wall_seconds`` plus :data:`WALL_MARGIN_S` (session allocation and transfer), and never later than the
+executor's ``timeout_seconds`` (WEFT_SESSION_TIMEOUT_S); an inline run's steps and tool calls share one such budget.
 """
 
 from __future__ import annotations
@@ -40,6 +45,9 @@ SCOPE = "https://dynamicsessions.io/.default"
 API_VERSION = "2024-02-02-preview"
 MARKER = "WEFT-OUTCOME:"
 RUNTIME_MODULES = ("_wire", "_loop", "_shims", "_runtime")
+WALL_MARGIN_S = 10.0
+"""Seconds a session request may take beyond the run's wall-clock limit: allocating the session, sending the
+program and the outcome."""
 _PACKAGE = "weft_sandbox_worker"
 _HERE = Path(__file__).resolve().parent
 
@@ -85,6 +93,8 @@ class DynamicSessionsExecutor:
 
     ``credential`` is anything with azure-identity's ``get_token(scope)``; tokens are cached until five minutes
     before they expire. Pass ``http_client`` to share a connection pool (it is then not closed by :meth:`close`).
+    ``timeout_seconds`` is the longest one request may take; the run's wall-clock limit plus ``wall_margin_seconds``
+    lowers it.
     """
 
     def __init__(
@@ -94,6 +104,7 @@ class DynamicSessionsExecutor:
         *,
         http_client: httpx.Client | None = None,
         timeout_seconds: float = 120.0,
+        wall_margin_seconds: float = WALL_MARGIN_S,
         session_prefix: str = "weft",
     ) -> None:
         self._endpoint = pool_management_endpoint.rstrip("/")
@@ -101,6 +112,7 @@ class DynamicSessionsExecutor:
         self._client = http_client
         self._owns_client = http_client is None
         self._timeout = timeout_seconds
+        self._wall_margin = wall_margin_seconds
         self._prefix = session_prefix
         self._token: tuple[str, float] | None = None
         self._lock = threading.Lock()
@@ -109,16 +121,18 @@ class DynamicSessionsExecutor:
              *, clock_iso: str, seed: int) -> ReplayStep:
         """One replay step in a session identified by the run (same code, tools, clock and seed → same session)."""
         digest = hashlib.sha256(json.dumps([code, list(tool_names), clock_iso, seed]).encode()).hexdigest()[:32]
-        return self._step(code, tool_names, recorded, limits or Limits(), parse_clock(clock_iso), seed,
-                          f"{self._prefix}-{digest}")
+        limits = limits or Limits()
+        return self._step(code, tool_names, recorded, limits, parse_clock(clock_iso), seed,
+                          f"{self._prefix}-{digest}", self._deadline(limits))
 
     def run(self, code: str, tools: Mapping[str, Callable[..., Any]], limits: Limits | None = None) -> CodeResult:
         """Inline mode as a loop of replay steps, executing the tools here between steps."""
         limits = limits or Limits()
         clock, seed, identifier = time.time(), 0, f"{self._prefix}-{uuid.uuid4().hex}"
+        deadline = self._deadline(limits)  # one wall-clock budget for every step and tool call of the run
         records: list[RecordedCall] = []
         for _ in range(limits.max_rounds):
-            step = self._step(code, list(tools), records, limits, clock, seed, identifier)
+            step = self._step(code, list(tools), records, limits, clock, seed, identifier, deadline)
             if step.done:
                 return CodeResult(result=step.result, stdout=step.stdout, tool_calls=tuple(records), error=step.error)
             records.extend(run_sync(_execute_calls(tools, step.calls, limits)))
@@ -127,6 +141,13 @@ class DynamicSessionsExecutor:
             field="rounds",
         )
 
+    def token_lifetime(self) -> float:
+        """Seconds the bearer token for the pool (cached, else fetched now) stays valid: a readiness probe that
+        starts no session. Raises what the credential raises when the identity gets no token."""
+        self._bearer()
+        with self._lock:
+            return (self._token[1] if self._token else 0.0) - time.time()
+
     def close(self) -> None:
         """Close the HTTP client if this executor created it."""
         if self._client is not None and self._owns_client:
@@ -134,8 +155,16 @@ class DynamicSessionsExecutor:
             self._client = None
 
     # -- internals -------------------------------------------------------------------------------------------------
+    def _budget(self, limits: Limits) -> float:
+        """Seconds a run may take in the pool: its wall-clock limit plus the margin, at most the request timeout."""
+        return min(self._timeout, limits.wall_seconds + self._wall_margin)
+
+    def _deadline(self, limits: Limits) -> float:
+        """When (monotonic) a run started now must have its answer."""
+        return time.monotonic() + self._budget(limits)
+
     def _step(self, code: str, tool_names: Sequence[str], recorded: Sequence[RecordedCall], limits: Limits,
-              clock: float, seed: int, identifier: str) -> ReplayStep:
+              clock: float, seed: int, identifier: str, deadline: float) -> ReplayStep:
         check_tool_names(tool_names)
         syntax = check_code(code, limits)
         if syntax is not None:
@@ -144,7 +173,7 @@ class DynamicSessionsExecutor:
             "t": "job", "mode": "replay", "code": code, "tools": list(tool_names),
             "recorded": [r.wire() for r in recorded], "limits": limits.worker_view(), "clock": clock, "seed": seed,
         }
-        return to_replay_step(self._execute(build_program(job), identifier, limits))
+        return to_replay_step(self._execute(build_program(job), identifier, limits, deadline))
 
     def _bearer(self) -> str:
         with self._lock:
@@ -159,20 +188,26 @@ class DynamicSessionsExecutor:
                 self._client = httpx.Client(timeout=self._timeout)
             return self._client
 
-    def _execute(self, program: str, identifier: str, limits: Limits) -> dict[str, Any]:
+    def _execute(self, program: str, identifier: str, limits: Limits, deadline: float) -> dict[str, Any]:
         body = {"properties": {"codeInputType": "inline", "executionType": "synchronous", "code": program}}
+        too_slow = SandboxLimitExceeded(
+            f"the code did not finish within {self._budget(limits):g} s in the dynamic session (wall-clock limit "
+            f"{limits.wall_seconds:g} s); make it do less work",
+            field="wall",
+        )
+        timeout = deadline - time.monotonic()
+        if timeout <= 0:
+            raise too_slow
         try:
             response = self._http().post(
                 f"{self._endpoint}/code/execute",
                 params={"api-version": API_VERSION, "identifier": identifier},
                 headers={"Authorization": f"Bearer {self._bearer()}"},
                 json=body,
-                timeout=self._timeout,
+                timeout=timeout,
             )
         except httpx.TimeoutException:
-            raise SandboxLimitExceeded(
-                f"the code did not finish within {self._timeout} s in the dynamic session", field="wall"
-            ) from None
+            raise too_slow from None
         except httpx.HTTPError as exc:
             raise UpstreamUnavailable(f"dynamic sessions request failed: {type(exc).__name__}") from exc
         if response.status_code in (408, 429) or response.status_code >= 500:

@@ -12,7 +12,7 @@ import pytest
 from tests.fakes.dynamic_sessions_server import FakeDynamicSessionsPool
 from tests.fakes.identity_server import FakeManagedIdentityEndpoint
 from tests.integration.runs.conftest import submit, wait_run, weft_env
-from tests.support import ROOT, DevhostProcess, free_port
+from tests.support import ROOT, DevhostProcess, free_port, http
 
 CLIENT_ID = "5e551015-0000-4000-8000-00000000a11c"
 CODE = """
@@ -67,3 +67,10 @@ def test_code_without_tool_calls_is_one_execution(stack: PoolStack) -> None:
     view = wait_run(stack.host, run_id)
     assert view["status"] == "completed" and view["result"]["output"]["result"] == 45
     assert len(stack.pool.identifiers) == before + 1
+
+
+def test_readiness_checks_the_session_pool_token(stack: PoolStack) -> None:
+    status, _, body = http("GET", stack.host.base_url + "/api/ready", timeout=60)
+    assert status in (200, 503), body  # 503 only while the search index loads
+    pool = {c["name"]: c for c in body["checks"]}["session_pool"]
+    assert pool["status"] == "ok" and "127.0.0.1" in pool["detail"], pool

@@ -133,3 +133,50 @@ def test_an_injected_http_client_is_used_and_left_open(pool: FakeDynamicSessions
         assert backend.step("6 * 7", [], [], clock_iso=CLOCK, seed=0).result == 42
         backend.close()
         assert not client.is_closed
+
+
+@pytest.mark.parametrize(
+    ("timeout_seconds", "wall_seconds", "budget"),
+    [
+        pytest.param(60.0, 0.5, 1.0, id="wall-limit-plus-margin"),
+        pytest.param(1.0, 30.0, 1.0, id="session-timeout"),
+    ],
+)
+def test_a_request_is_given_up_at_the_wall_limit_or_the_session_timeout(
+    timeout_seconds: float, wall_seconds: float, budget: float
+) -> None:
+    with FakeDynamicSessionsPool(token=TOKEN, timeout_seconds=4) as slow:  # the pool itself would wait 4 s
+        backend = DynamicSessionsExecutor(slow.endpoint, FakeCredential(), timeout_seconds=timeout_seconds,
+                                          wall_margin_seconds=0.5)
+        started = time.monotonic()
+        try:
+            with pytest.raises(SandboxLimitExceeded, match=f"did not finish within {budget:g} s") as caught:
+                backend.step("while True:\n    pass", [], [], Limits(wall_seconds=wall_seconds, cpu_seconds=60),
+                             clock_iso=CLOCK, seed=0)
+        finally:
+            backend.close()
+        assert caught.value.field == "wall" and time.monotonic() - started < 3
+
+
+def test_inline_steps_share_one_wall_clock_budget(pool: FakeDynamicSessionsPool) -> None:
+    backend = DynamicSessionsExecutor(pool.endpoint, FakeCredential(), wall_margin_seconds=1.0)
+
+    def get_weather(city: str) -> int:
+        time.sleep(1.5)  # a slow tool, run here between the session's steps: it uses up the run's 1.5 s
+        return len(city)
+
+    before = len(pool.requests)
+    try:
+        with pytest.raises(SandboxLimitExceeded, match=r"within 1\.5 s .*wall-clock limit 0\.5 s"):
+            backend.run(PROGRAM, {"get_weather": get_weather}, Limits(wall_seconds=0.5))
+    finally:
+        backend.close()
+    assert len(pool.requests) - before == 1, "the second step was never sent: the budget was spent"
+
+
+def test_the_token_lifetime_uses_the_cached_token(executor: DynamicSessionsExecutor,
+                                                  credential: FakeCredential) -> None:
+    assert 3590 < executor.token_lifetime() <= 3600
+    executor.step("1", [], [], clock_iso=CLOCK, seed=0)
+    assert 3590 < executor.token_lifetime() <= 3600
+    assert len(credential.scopes) == 1, "the readiness probe and the executions share one token"

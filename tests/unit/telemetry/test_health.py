@@ -23,6 +23,7 @@ from shared.health import (
     LlmConfigCheck,
     LocalFolderCheck,
     SearchIndexCheck,
+    SessionPoolCheck,
     liveness,
     readiness_body,
     run_checks,
@@ -284,6 +285,26 @@ def test_llm_configuration(env, status, detail):
 )
 def test_catalog_and_search_index(check, status):
     assert check.check().status is status
+
+
+def _no_token() -> float:
+    raise ClientAuthenticationError("ManagedIdentityCredential authentication unavailable")
+
+
+@pytest.mark.parametrize(
+    ("lifetime", "status", "detail"),
+    [
+        (lambda: 3599.6, CheckStatus.OK, "token for the session pool at pool.example (valid 3600 s)"),
+        (lambda: -5.0, CheckStatus.FAIL, "the token for the session pool at pool.example has expired"),
+        (_no_token, CheckStatus.FAIL, "no token for the session pool at pool.example: ClientAuthenticationError"),
+    ],
+    ids=["token", "expired", "no-identity"],
+)
+def test_session_pool(lifetime, status, detail):
+    check = SessionPoolCheck("https://pool.example/subscriptions/x/sessionPools/p", lifetime)
+    result = check.check()
+    assert check.name == "session_pool"
+    assert result.status is status and result.detail.startswith(detail)
 
 
 # ---------------------------------------------------------------------------------------------- the bodies

@@ -50,6 +50,7 @@ def test_health_public_names():
         "LocalFolderCheck",
         "ReadinessCheck",
         "SearchIndexCheck",
+        "SessionPoolCheck",
         "liveness",
         "readiness_body",
         "run_checks",
