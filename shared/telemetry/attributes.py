@@ -20,8 +20,6 @@ __all__ = [
     "ACTIVITY_NAME",
     "BREAKER_FROM",
     "BREAKER_TO",
-    "CACHE_HIT",
-    "CACHE_NAME",
     "CONTENT_ATTRIBUTES",
     "ERROR_TYPE",
     "GEN_AI_INPUT_MESSAGES",
@@ -67,7 +65,6 @@ __all__ = [
     "SERVER_ADDRESS",
     "STEP_ID",
     "TOOL_ARGUMENTS",
-    "TOOL_ATTEMPT",
     "TOOL_DURATION_MS",
     "TOOL_NAME",
     "TOOL_OUTCOME",
@@ -88,7 +85,6 @@ OUTCOME: Final = "weft.outcome"
 TOOL_NAME: Final = "weft.tool.name"
 TOOL_OUTCOME: Final = "weft.tool.outcome"
 TOOL_DURATION_MS: Final = "weft.tool.duration_ms"
-TOOL_ATTEMPT: Final = "weft.tool.attempt"
 TOOL_ARGUMENTS: Final = "weft.tool.arguments"
 TOOL_RESULT: Final = "weft.tool.result"
 SANDBOX_MODE: Final = "weft.sandbox.mode"
@@ -107,8 +103,6 @@ LLM_DEPLOYMENT: Final = "weft.llm.deployment"
 LLM_OUTCOME: Final = "weft.llm.outcome"
 LLM_DURATION_MS: Final = "weft.llm.duration_ms"
 LLM_TOKEN_KIND: Final = "weft.llm.token_kind"
-CACHE_NAME: Final = "weft.cache.name"
-CACHE_HIT: Final = "weft.cache.hit"
 BREAKER_FROM: Final = "weft.breaker.from"
 BREAKER_TO: Final = "weft.breaker.to"
 

@@ -1,7 +1,9 @@
 """Process-wide set-up: export to Azure Monitor once, and only when Weft is the one that should.
 
 :func:`configure_telemetry` is called from every worker entry point (the first call does the work; later ones return
-the same :class:`Telemetry`). What it does depends on :attr:`TelemetrySettings.exporter`:
+the same :class:`Telemetry`): activities and HTTP triggers through ``get_runtime()``, orchestrators through
+:func:`telemetry_from_env`, so an instance whose first invocation is an orchestrator episode exports its run spans too.
+What it does depends on :attr:`TelemetrySettings.exporter`:
 
 - ``platform`` — ``PYTHON_APPLICATIONINSIGHTS_ENABLE_TELEMETRY=true``: the Functions worker already configured Azure
   Monitor. Configuring it again would export every item twice, so Weft only logs that and uses the worker's global
@@ -38,7 +40,7 @@ from shared.telemetry.settings import Exporter, TelemetrySettings
 if TYPE_CHECKING:
     from azure.core.credentials import TokenCredential
 
-__all__ = ["configure_telemetry", "exporter_credential", "get_telemetry"]
+__all__ = ["configure_telemetry", "exporter_credential", "get_telemetry", "telemetry_from_env"]
 
 _log = logging.getLogger(__name__)
 
@@ -155,3 +157,21 @@ def get_telemetry() -> Telemetry:
         if _fallback is None:
             _fallback = Telemetry()
         return _fallback
+
+
+def telemetry_from_env() -> Telemetry:
+    """The configured :class:`Telemetry`, configuring it from ``os.environ`` on the first call.
+
+    For entry points that do not build the runtime (orchestrators): configuring is process set-up, done once and
+    guarded by :func:`configure_telemetry`'s lock; later calls only return the object. Malformed telemetry settings
+    are logged and give :func:`get_telemetry`'s fallback, so an orchestrator never fails because of telemetry.
+    """
+    configured = _configured
+    if configured is not None:
+        return configured
+    try:
+        settings = TelemetrySettings.from_env(os.environ)
+    except ValueError:
+        _log.warning("telemetry settings are malformed; telemetry is not configured here", exc_info=True)
+        return get_telemetry()
+    return configure_telemetry(settings)

@@ -31,7 +31,8 @@ AZURE_OPENAI_PROVIDER = "azure.ai.openai"
 
 
 class Telemetry:
-    """Weft's tracer and :class:`Metrics`, with one helper per kind of operation.
+    """Weft's tracer and :class:`Metrics`, with one helper per kind of operation (activity, tool call, LLM call,
+    sandbox run, tool search); orchestrators emit through :meth:`orchestration`.
 
     Build it with :func:`~shared.telemetry.configure_telemetry` in the app (global providers, exporter chosen from
     the settings), or directly in tests with isolated providers::
@@ -78,45 +79,38 @@ class Telemetry:
     def _handle(self, span: trace.Span) -> SpanHandle:
         return SpanHandle(span, capture_content=self.capture_content)
 
-    def run_stage_span(self, run_id: str, stage: str, mode: str) -> AbstractContextManager[SpanHandle]:
-        """A stage of a run inside one process (``search``, ``plan``, ``execute``, ``answer``, ``code``...).
-
-        Span ``weft.stage <stage>`` with ``weft.run.id``, ``weft.run.stage``, ``weft.run.mode``. For stages that
-        span several orchestrator episodes use :meth:`OrchestrationTelemetry.stage_finished`.
-        """
-        return open_span(
-            self.tracer, f"weft.stage {stage}", self._handle, clock=self._clock,
-            attributes={attr.RUN_ID: run_id, attr.RUN_STAGE: stage, attr.RUN_MODE: mode},
-        )
-
     def activity_span(
         self, name: str, run_id: str | None, *, traceparent: str | None = None, tracestate: str | None = None
     ) -> AbstractContextManager[SpanHandle]:
-        """The body of a Durable activity (span ``weft.activity <name>``).
+        """The body of a Durable activity (span ``weft.activity <name>``, with ``weft.activity.name`` and
+        ``weft.run.id``); the tool, LLM, sandbox and search spans of the activity are its children.
 
-        Pass the invocation's ``context.trace_context.trace_parent`` / ``trace_state`` so the span joins the host's
-        trace (the same ``operation_Id``) when Weft, not the worker, configured the exporter.
+        Pass the invocation's ``context.trace_context.trace_parent`` / ``trace_state``: the span then joins the trace
+        the host started for the invocation (its ``operation_Id``), whoever configured the exporter. Without them
+        (or with a malformed one) the span continues the current context.
         """
         parent = None
         if traceparent:
             carrier = {"traceparent": traceparent, **({"tracestate": tracestate} if tracestate else {})}
-            parent = TraceContextTextMapPropagator().extract(carrier)
+            extracted = TraceContextTextMapPropagator().extract(carrier)
+            if trace.get_current_span(extracted).get_span_context().is_valid:
+                parent = extracted
         return open_span(
             self.tracer, f"weft.activity {name}", self._handle, clock=self._clock, context=parent,
             attributes={attr.ACTIVITY_NAME: name, attr.RUN_ID: run_id},
         )
 
     def tool_call_span(
-        self, tool: str, run_id: str | None, step_id: str | None, *, attempt: int = 1
+        self, tool: str, run_id: str | None, step_id: str | None
     ) -> AbstractContextManager[ToolCallSpan]:
         """One tool call (span ``execute_tool <tool>``), counted in ``weft.tool.calls``/``weft.tool.duration``.
 
-        Records ``weft.tool.name``, ``weft.run.id``, ``weft.step.id``, ``weft.tool.attempt`` and, when the block
-        ends, ``weft.tool.outcome`` and ``weft.tool.duration_ms``. ``attempt`` > 1 also counts a retry
-        (``weft.tool.retries``). Set the outcome from the result: ``span.set_outcome(result.error.code)``.
+        Records ``weft.tool.name``, ``weft.run.id``, ``weft.step.id`` and, when the block ends,
+        ``weft.tool.outcome`` and ``weft.tool.duration_ms``. Set the outcome from the result:
+        ``span.set_outcome(result.error.code)``; record :meth:`ToolCallSpan.record_arguments` (their SHA-256 unless
+        content capture is on) and :meth:`ToolCallSpan.record_result`. Retries are counted by the orchestrator
+        (:meth:`OrchestrationTelemetry.tool_retried`): an activity does not know its Durable attempt.
         """
-        if attempt > 1:
-            self.metrics.tool_retry(tool)
 
         def make(span: trace.Span) -> ToolCallSpan:
             return ToolCallSpan(span, capture_content=self.capture_content, metrics=self.metrics, tool=tool)
@@ -124,7 +118,7 @@ class Telemetry:
         return open_span(
             self.tracer, f"execute_tool {tool}", make, clock=self._clock,
             attributes={
-                attr.TOOL_NAME: tool, attr.RUN_ID: run_id, attr.STEP_ID: step_id, attr.TOOL_ATTEMPT: attempt,
+                attr.TOOL_NAME: tool, attr.RUN_ID: run_id, attr.STEP_ID: step_id,
                 attr.GEN_AI_OPERATION_NAME: "execute_tool", attr.GEN_AI_TOOL_NAME: tool,
             },
         )
@@ -135,6 +129,7 @@ class Telemetry:
         deployment: str,
         model: str | None = None,
         *,
+        run_id: str | None = None,
         provider: str = AZURE_OPENAI_PROVIDER,
         server_address: str | None = None,
     ) -> AbstractContextManager[LlmCallSpan]:
@@ -142,8 +137,9 @@ class Telemetry:
 
         ``gen_ai.operation.name=chat``, ``gen_ai.provider.name`` and ``gen_ai.system`` = ``provider``,
         ``gen_ai.request.model`` = ``model`` or, when unknown, the deployment (Azure OpenAI takes the deployment
-        name as the model), plus ``weft.llm.role``/``weft.llm.deployment``. Record usage with
-        :meth:`LlmCallSpan.record_usage`; prompts and completions only land with content capture on.
+        name as the model), ``server.address`` (the endpoint's host), plus ``weft.llm.role``/``weft.llm.deployment``
+        and ``weft.run.id``. Record usage with :meth:`LlmCallSpan.record_usage` and the reply with
+        :meth:`LlmCallSpan.set_response`; prompts and completions only land with content capture on.
         """
         requested = model or deployment
 
@@ -156,15 +152,18 @@ class Telemetry:
             attributes={
                 attr.GEN_AI_OPERATION_NAME: "chat", attr.GEN_AI_PROVIDER_NAME: provider, attr.GEN_AI_SYSTEM: provider,
                 attr.GEN_AI_REQUEST_MODEL: requested, attr.SERVER_ADDRESS: server_address,
-                attr.LLM_ROLE: role, attr.LLM_DEPLOYMENT: deployment,
+                attr.LLM_ROLE: role, attr.LLM_DEPLOYMENT: deployment, attr.RUN_ID: run_id,
             },
         )
 
-    def sandbox_span(self, mode: str, *, backend: str | None = None) -> AbstractContextManager[SandboxSpan]:
+    def sandbox_span(
+        self, mode: str, *, backend: str | None = None, run_id: str | None = None
+    ) -> AbstractContextManager[SandboxSpan]:
         """One sandbox run (span ``weft.sandbox <mode>``, ``mode`` = ``inline`` or ``replay``).
 
-        Records ``weft.sandbox.mode``/``backend`` and, when the block ends, ``weft.sandbox.outcome`` and
-        ``weft.sandbox.duration_ms``; counts ``weft.sandbox.runs``. Use :meth:`SandboxSpan.set_tool_calls`.
+        Records ``weft.sandbox.mode``, ``weft.sandbox.backend`` (``local`` or ``dynamic_sessions``), ``weft.run.id``
+        and, when the block ends, ``weft.sandbox.outcome`` and ``weft.sandbox.duration_ms``; counts
+        ``weft.sandbox.runs``. Use :meth:`SandboxSpan.set_tool_calls` and :meth:`SandboxSpan.record_code`.
         """
 
         def make(span: trace.Span) -> SandboxSpan:
@@ -172,18 +171,21 @@ class Telemetry:
 
         return open_span(
             self.tracer, f"weft.sandbox {mode}", make, clock=self._clock,
-            attributes={attr.SANDBOX_MODE: mode, attr.SANDBOX_BACKEND: backend},
+            attributes={attr.SANDBOX_MODE: mode, attr.SANDBOX_BACKEND: backend, attr.RUN_ID: run_id},
         )
 
-    def search_span(self, k: int, catalog_size: int) -> AbstractContextManager[SearchSpan]:
-        """One tool search (span ``weft.search``) with ``weft.search.k`` and ``weft.search.catalog_size``."""
+    def search_span(
+        self, k: int, catalog_size: int, *, run_id: str | None = None
+    ) -> AbstractContextManager[SearchSpan]:
+        """One tool search (span ``weft.search``) with ``weft.search.k``, ``weft.search.catalog_size`` and, for a
+        run's search, ``weft.run.id``. Use :meth:`SearchSpan.set_results` and :meth:`SearchSpan.record_query`."""
 
         def make(span: trace.Span) -> SearchSpan:
             return SearchSpan(span, capture_content=self.capture_content)
 
         return open_span(
             self.tracer, "weft.search", make, clock=self._clock,
-            attributes={attr.SEARCH_K: k, attr.SEARCH_CATALOG_SIZE: catalog_size},
+            attributes={attr.SEARCH_K: k, attr.SEARCH_CATALOG_SIZE: catalog_size, attr.RUN_ID: run_id},
         )
 
     # ------------------------------------------------------------------------------------------------ adapters

@@ -20,13 +20,14 @@ OpenTelemetry instrument        attributes                                  Prom
                                 weft.llm.token_kind (input|output|cached)   (role, deployment, kind)
 ``weft.llm.duration`` (ms)      weft.llm.role, weft.llm.deployment,         ``weft_llm_duration_milliseconds``
                                 weft.llm.outcome                            (role, deployment, outcome)
-``weft.cache.requests``         weft.cache.name, weft.cache.hit             ``weft_cache_requests_total`` (cache, hit)
 ``weft.breaker.transitions``    weft.tool.name, weft.breaker.from, .to      ``weft_breaker_transitions_total``
                                                                             (tool, from, to)
 ``weft.sandbox.runs``           weft.sandbox.mode, weft.sandbox.outcome     ``weft_sandbox_runs_total`` (mode, outcome)
 ``weft.sandbox.duration`` (ms)  weft.sandbox.mode, weft.sandbox.outcome     ``weft_sandbox_duration_milliseconds``
 =============================  ==========================================  =======================================
 
+``weft.tool.retries`` is counted by the orchestrator when a call settles after more than one attempt (an activity
+does not know which attempt it is); ``weft.runs`` too comes from the orchestrator, the others from activities.
 ``cached`` tokens are the part of the input tokens served from the prompt cache (they are counted in ``input`` too).
 Label values are bounded: tool names come from the catalog, outcomes are ``ok`` or an ``ErrorInfo.code``.
 """
@@ -90,9 +91,6 @@ class Metrics:
             "weft.llm.duration", unit="ms", description="LLM call latency",
             explicit_bucket_boundaries_advisory=LLM_DURATION_BUCKETS_MS,
         )
-        self._cache_requests = meter.create_counter(
-            "weft.cache.requests", unit="{request}", description="Cache lookups by cache and hit"
-        )
         self._breaker_transitions = meter.create_counter(
             "weft.breaker.transitions", unit="{transition}", description="Circuit-breaker state changes"
         )
@@ -122,9 +120,6 @@ class Metrics:
             "weft_llm_duration_milliseconds", "LLM call latency (ms)", ["role", "deployment", "outcome"],
             buckets=LLM_DURATION_BUCKETS_MS, registry=reg,
         )
-        self._p_cache_requests = Counter(
-            "weft_cache_requests", "Cache lookups by cache and hit", ["cache", "hit"], registry=reg
-        )
         self._p_breaker_transitions = Counter(
             "weft_breaker_transitions", "Circuit-breaker state changes", ["tool", "from", "to"], registry=reg
         )
@@ -146,10 +141,12 @@ class Metrics:
         self._p_tool_calls.labels(tool, outcome).inc()
         self._p_tool_duration.labels(tool, outcome).observe(duration_ms)
 
-    def tool_retry(self, tool: str) -> None:
-        """A tool call is being retried (an attempt after the first)."""
-        self._tool_retries.add(1, {attr.TOOL_NAME: tool})
-        self._p_tool_retries.labels(tool).inc()
+    def tool_retry(self, tool: str, count: int = 1) -> None:
+        """``count`` attempts of a tool call after its first (Durable retries and circuit-open rejections)."""
+        if count <= 0:
+            return
+        self._tool_retries.add(count, {attr.TOOL_NAME: tool})
+        self._p_tool_retries.labels(tool).inc(count)
 
     def run_finished(self, mode: str, status: str, duration_ms: float) -> None:
         """A run ended with ``status`` (a ``RunStatus`` value) after ``duration_ms``."""
@@ -174,11 +171,6 @@ class Metrics:
             duration_ms, {attr.LLM_ROLE: role, attr.LLM_DEPLOYMENT: deployment, attr.LLM_OUTCOME: outcome}
         )
         self._p_llm_duration.labels(role, deployment, outcome).observe(duration_ms)
-
-    def cache_request(self, cache: str, *, hit: bool) -> None:
-        """One lookup in the cache named ``cache`` (e.g. ``search``, ``embedding``, ``secrets``)."""
-        self._cache_requests.add(1, {attr.CACHE_NAME: cache, attr.CACHE_HIT: hit})
-        self._p_cache_requests.labels(cache, "true" if hit else "false").inc()
 
     def breaker_transition(self, tool: str, old: str, new: str) -> None:
         """A tool's circuit changed state (``closed``, ``open``, ``half_open``)."""

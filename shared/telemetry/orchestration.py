@@ -8,11 +8,17 @@ reads a clock, or raises: a telemetry failure is logged and swallowed, so the or
 A span cannot stay open across an orchestrator's ``yield`` (the function returns at each one), so stages and runs
 are emitted when they finish, with their start and end taken from ``context.current_utc_datetime``::
 
-    otel = get_telemetry().orchestration(context)
+    otel = telemetry_from_env().orchestration(context)   # configures the process's telemetry on first use
     started = context.current_utc_datetime
     ...
-    otel.stage_finished("execute", request.mode, started_at=started, finished_at=context.current_utc_datetime)
+    otel.stage_finished("plan", request.mode, started_at=started, finished_at=context.current_utc_datetime)
     otel.run_finished(request.mode, result.status, started_at=started, finished_at=context.current_utc_datetime)
+    otel.tool_retried(call.tool, outcome.attempts)
+
+Every span carries ``weft.run.id`` (the orchestration instance id). The orchestrator function is not given its
+invocation's trace context, so these spans start in whatever context is current: a trace of their own unless the
+Functions worker made the invocation's context current (when it exports:
+``PYTHON_APPLICATIONINSIGHTS_ENABLE_TELEMETRY``).
 """
 
 from __future__ import annotations
@@ -133,6 +139,15 @@ class OrchestrationTelemetry:
             self._telemetry.metrics.run_finished(mode, status, duration_ms)
 
         self.emit(emit)
+
+    def tool_retried(self, tool: str, attempts: int) -> None:
+        """A tool call settled after ``attempts`` attempts: count the ``attempts - 1`` retries in ``weft.tool.retries``.
+
+        Call once per call, when its outcome is known (an activity cannot count them: it does not know its Durable
+        attempt). Circuit-open rejections count, as they count against the call's ``max_attempts``.
+        """
+        if attempts > 1:
+            self.emit(lambda: self._telemetry.metrics.tool_retry(tool, attempts - 1))
 
     def _span(
         self,

@@ -59,7 +59,7 @@ print(json.dumps({
 """
 
 
-def probe(tmp_path: Path, **env: str) -> dict:
+def probe(tmp_path: Path, script: str = PROBE, **env: str) -> dict:
     clean = {k: v for k, v in os.environ.items()
              if not k.startswith(("APPLICATIONINSIGHTS_", "PYTHON_APPLICATIONINSIGHTS_", "OTEL_", "WEFT_TELEMETRY_"))}
     clean.update({
@@ -68,7 +68,7 @@ def probe(tmp_path: Path, **env: str) -> dict:
         "APPLICATIONINSIGHTS_STATSBEAT_DISABLED_ALL": "true",
         **env,
     })
-    done = subprocess.run([sys.executable, "-c", PROBE], cwd=ROOT, env=clean, capture_output=True, text=True,
+    done = subprocess.run([sys.executable, "-c", script], cwd=ROOT, env=clean, capture_output=True, text=True,
                           timeout=120, check=False)
     assert done.returncode == 0, done.stderr
     return json.loads(done.stdout.strip().splitlines()[-1])
@@ -118,3 +118,48 @@ def test_a_malformed_connection_string_is_logged_and_exports_nothing(tmp_path):
     assert state["exporter"] == "none"
     assert state["span_exporters"] == []
     assert any(line.startswith("ERROR could not configure the Azure Monitor exporter") for line in state["log"])
+
+
+FROM_ENV_PROBE = r"""
+import json, logging
+from opentelemetry import trace
+from shared.telemetry import TelemetrySettings, configure_telemetry, get_telemetry, telemetry_from_env
+
+records = []
+class Collect(logging.Handler):
+    def emit(self, record):
+        records.append(f"{record.levelname} {record.getMessage()}")
+logging.getLogger("shared.telemetry").addHandler(Collect())
+
+first = telemetry_from_env()   # what an orchestrator calls before anything else ran in the process
+again = telemetry_from_env()
+try:
+    later = configure_telemetry(TelemetrySettings.from_env())  # get_runtime() in an activity, later
+except ValueError:
+    later = None
+processors = getattr(getattr(trace.get_tracer_provider(), "_active_span_processor", None), "_span_processors", ())
+print(json.dumps({
+    "exporter": first.exporter.value,
+    "same_object": first is again is later,
+    "is_fallback": first is get_telemetry() and later is None,
+    "capture_content": first.capture_content,
+    "span_exporters": [type(getattr(p, "span_exporter", p)).__name__ for p in processors],
+    "log": records,
+}))
+"""
+
+
+def test_an_orchestrator_first_in_its_process_configures_the_exporter(tmp_path):
+    state = probe(tmp_path, FROM_ENV_PROBE, APPLICATIONINSIGHTS_CONNECTION_STRING=CONNECTION,
+                  WEFT_TELEMETRY_CAPTURE_CONTENT="true")
+    assert state["exporter"] == "azure_monitor"
+    assert state["span_exporters"].count("AzureMonitorTraceExporter") == 1
+    assert state["capture_content"] is True
+    assert state["same_object"] is True, "the runtime's configure_telemetry later gets the same object"
+
+
+def test_malformed_settings_leave_an_orchestrator_on_the_fallback(tmp_path):
+    state = probe(tmp_path, FROM_ENV_PROBE, WEFT_TELEMETRY_CAPTURE_CONTENT="maybe")
+    assert state["is_fallback"] is True
+    assert state["span_exporters"] == []
+    assert any(line.startswith("WARNING telemetry settings are malformed") for line in state["log"])

@@ -19,16 +19,16 @@ MARKERS = ("alice", "launch code", "diagnosis", "medical")
 
 
 def emit_everything(telemetry, clock):
-    with telemetry.run_stage_span("run-1", "answer", "task"):
+    with telemetry.activity_span("llm_answer", "run-1"):
         with telemetry.tool_call_span("send_mail", "run-1", "s1") as call:
             call.record_arguments(SECRET_ARGS)
             call.record_result({"sent_to": "alice@example.com"})
-        with telemetry.llm_call_span("worker", "worker") as llm:
+        with telemetry.llm_call_span("worker", "worker", run_id="run-1") as llm:
             llm.record_input_messages(PROMPT)
             llm.record_output_messages(COMPLETION)
-        with telemetry.sandbox_span("inline") as run:
+        with telemetry.sandbox_span("inline", backend="local", run_id="run-1") as run:
             run.record_code(CODE)
-        with telemetry.search_span(5, 10) as search:
+        with telemetry.search_span(5, 10, run_id="run-1") as search:
             search.record_query(QUERY)
         with telemetry.tool_call_span("leaky", "run-1", "s2"):
             raise_and_swallow()

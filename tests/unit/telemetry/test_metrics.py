@@ -52,18 +52,18 @@ def test_the_prometheus_text_carries_the_tool_call_counter_with_labels(telemetry
     assert families == {
         "weft_tool_calls": "counter", "weft_tool_duration_milliseconds": "histogram", "weft_tool_retries": "counter",
         "weft_runs": "counter", "weft_run_duration_milliseconds": "histogram", "weft_llm_tokens": "counter",
-        "weft_llm_duration_milliseconds": "histogram", "weft_cache_requests": "counter",
+        "weft_llm_duration_milliseconds": "histogram",
         "weft_breaker_transitions": "counter", "weft_sandbox_runs": "counter",
         "weft_sandbox_duration_milliseconds": "histogram",
     }
 
 
-def test_a_retry_attempt_counts_a_retry(pipeline, telemetry):
-    for attempt in (1, 2, 3):
-        with telemetry.tool_call_span("flaky", "run-1", "s1", attempt=attempt):
-            pass
-    assert {k: p.value for k, p in pipeline.points("weft.tool.retries").items()} == {key(weft__tool__name="flaky"): 2}
-    assert pipeline.prometheus("weft_tool_retries_total") == {key(tool="flaky"): 2.0}
+def test_retries_are_counted_per_tool(pipeline, telemetry):
+    telemetry.metrics.tool_retry("flaky")
+    telemetry.metrics.tool_retry("flaky", 2)
+    telemetry.metrics.tool_retry("steady", 0)  # settled at the first attempt: nothing to count
+    assert {k: p.value for k, p in pipeline.points("weft.tool.retries").items()} == {key(weft__tool__name="flaky"): 3}
+    assert pipeline.prometheus("weft_tool_retries_total") == {key(tool="flaky"): 3.0}
 
 
 def test_tokens_are_counted_by_role_deployment_and_kind(pipeline, telemetry):
@@ -89,19 +89,6 @@ def test_tokens_are_counted_by_role_deployment_and_kind(pipeline, telemetry):
     }
     durations = pipeline.points("weft.llm.duration")
     assert key(weft__llm__role="worker", weft__llm__deployment="worker-deploy", weft__llm__outcome="ok") in durations
-
-
-def test_cache_requests_are_counted_with_hit(pipeline, telemetry):
-    for hit in (True, True, False):
-        telemetry.metrics.cache_request("search", hit=hit)
-    assert {k: p.value for k, p in pipeline.points("weft.cache.requests").items()} == {
-        key(weft__cache__name="search", weft__cache__hit=True): 2,
-        key(weft__cache__name="search", weft__cache__hit=False): 1,
-    }
-    assert pipeline.prometheus("weft_cache_requests_total") == {
-        key(cache="search", hit="true"): 2.0,
-        key(cache="search", hit="false"): 1.0,
-    }
 
 
 def test_sandbox_runs_are_counted_by_mode_and_outcome(pipeline, telemetry):

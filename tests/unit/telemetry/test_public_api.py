@@ -36,6 +36,7 @@ def test_telemetry_public_names():
         "exporter_credential",
         "get_telemetry",
         "safe_attributes",
+        "telemetry_from_env",
     ]
 
 

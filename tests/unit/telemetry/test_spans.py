@@ -10,20 +10,20 @@ from opentelemetry.trace import SpanKind, StatusCode
 from shared.errors import CircuitOpen, ToolTimeout
 
 
-def test_a_run_stage_contains_tool_calls_and_an_llm_call(pipeline, telemetry):
+def test_an_activity_contains_tool_calls_and_an_llm_call(pipeline, telemetry):
     clock = pipeline.clock
-    with telemetry.run_stage_span("run-1", "execute", "task") as stage:
+    with telemetry.activity_span("execute", "run-1") as stage:
         with telemetry.tool_call_span("get_weather", "run-1", "s1") as call:
             clock.advance(0.125)
-        with telemetry.tool_call_span("send_mail", "run-1", "s2", attempt=2) as failed:
+        with telemetry.tool_call_span("send_mail", "run-1", "s2") as failed:
             clock.advance(0.5)
             failed.set_outcome("tool_timeout")
-        with telemetry.llm_call_span("worker", "worker-deploy", "gpt-4o-mini") as llm:
+        with telemetry.llm_call_span("worker", "worker-deploy", "gpt-4o-mini", run_id="run-1") as llm:
             clock.advance(1.5)
             llm.record_usage(1200, 80, cached_tokens=1024)
             llm.set_response(model="gpt-4o-mini-2024-07-18", response_id="chatcmpl-1", finish_reasons=["stop"])
 
-    stage_span = pipeline.span("weft.stage execute")
+    stage_span = pipeline.span("weft.activity execute")
     tool_span = pipeline.span("execute_tool get_weather")
     failed_span = pipeline.span("execute_tool send_mail")
     llm_span = pipeline.span("chat gpt-4o-mini")
@@ -34,17 +34,16 @@ def test_a_run_stage_contains_tool_calls_and_an_llm_call(pipeline, telemetry):
     assert stage_span.parent is None
 
     assert dict(stage_span.attributes) == {
-        "weft.run.id": "run-1", "weft.run.stage": "execute", "weft.run.mode": "task", "weft.outcome": "ok",
+        "weft.activity.name": "execute", "weft.run.id": "run-1", "weft.outcome": "ok",
     }
     assert dict(tool_span.attributes) == {
-        "weft.tool.name": "get_weather", "weft.run.id": "run-1", "weft.step.id": "s1", "weft.tool.attempt": 1,
+        "weft.tool.name": "get_weather", "weft.run.id": "run-1", "weft.step.id": "s1",
         "gen_ai.operation.name": "execute_tool", "gen_ai.tool.name": "get_weather",
         "weft.tool.outcome": "ok", "weft.tool.duration_ms": 125.0,
     }
     assert tool_span.status.status_code is StatusCode.UNSET
     assert failed_span.attributes["weft.tool.outcome"] == "tool_timeout"
     assert failed_span.attributes["weft.tool.duration_ms"] == 500.0
-    assert failed_span.attributes["weft.tool.attempt"] == 2
     assert failed_span.attributes["error.type"] == "tool_timeout"
     assert failed_span.status.status_code is StatusCode.ERROR
 
@@ -62,6 +61,7 @@ def test_a_run_stage_contains_tool_calls_and_an_llm_call(pipeline, telemetry):
         "gen_ai.usage.cache_read.input_tokens": 1024,
         "weft.llm.role": "worker",
         "weft.llm.deployment": "worker-deploy",
+        "weft.run.id": "run-1",
         "weft.llm.outcome": "ok",
         "weft.llm.duration_ms": 1500.0,
     }
@@ -109,23 +109,25 @@ def test_an_explicit_failure_outcome_survives_the_exception_that_follows(pipelin
 
 
 def test_a_sandbox_run_records_mode_outcome_duration_and_tool_calls(pipeline, telemetry):
-    with telemetry.sandbox_span("replay", backend="local") as run:
+    with telemetry.sandbox_span("replay", backend="dynamic_sessions", run_id="run-1") as run:
         pipeline.clock.advance(0.25)
         run.set_tool_calls(3)
         run.set_outcome("pending", error=False)
     span = pipeline.span("weft.sandbox replay")
     assert dict(span.attributes) == {
-        "weft.sandbox.mode": "replay", "weft.sandbox.backend": "local", "weft.sandbox.tool_calls": 3,
+        "weft.sandbox.mode": "replay", "weft.sandbox.backend": "dynamic_sessions", "weft.run.id": "run-1",
+        "weft.sandbox.tool_calls": 3,
         "weft.sandbox.outcome": "pending", "weft.sandbox.duration_ms": 250.0,
     }
     assert span.status.status_code is StatusCode.UNSET
 
 
 def test_a_search_records_k_catalog_size_results_and_duration(pipeline, telemetry):
-    with telemetry.search_span(10, 512) as search:
+    with telemetry.search_span(10, 512, run_id="run-1") as search:
         pipeline.clock.advance(0.004)
         search.set_results(7)
     span = pipeline.span("weft.search")
+    assert span.attributes["weft.run.id"] == "run-1"
     assert span.attributes["weft.search.k"] == 10
     assert span.attributes["weft.search.catalog_size"] == 512
     assert span.attributes["weft.search.results"] == 7
@@ -156,10 +158,10 @@ def test_an_activity_span_without_a_traceparent_is_a_root_or_child_of_the_curren
 
 
 def test_set_attribute_goes_through_the_content_policy(pipeline, telemetry):
-    with telemetry.run_stage_span("run-1", "plan", "task") as stage:
+    with telemetry.activity_span("llm_plan", "run-1") as stage:
         stage.set_attribute("weft.plan.steps", 4)
         stage.set_attribute("weft.tool.arguments", {"to": "a@example.com"})
-    span = pipeline.span("weft.stage plan")
+    span = pipeline.span("weft.activity llm_plan")
     assert span.attributes["weft.plan.steps"] == 4
     assert "weft.tool.arguments" not in span.attributes
     assert "weft.tool.arguments_sha256" in span.attributes
