@@ -169,3 +169,12 @@ def test_replaying_is_read_at_each_call(pipeline, telemetry):
     otel.stage_finished("execute", "task", started_at=T0, finished_at=T0)
     assert [span.name for span in pipeline.spans()] == ["weft.stage execute"]
     assert otel.replaying is False
+
+
+def test_tool_retries_are_counted_when_a_call_settles_not_on_replay(pipeline, telemetry):
+    telemetry.orchestration(FakeContext(is_replaying=True)).tool_retried("flaky", 3)  # counted in its first episode
+    live = telemetry.orchestration(FakeContext())
+    live.tool_retried("flaky", 3)
+    live.tool_retried("steady", 1)  # settled at its first attempt
+    assert {k: p.value for k, p in pipeline.points("weft.tool.retries").items()} == {key(weft__tool__name="flaky"): 2}
+    assert pipeline.prometheus("weft_tool_retries_total") == {key(tool="flaky"): 2.0}

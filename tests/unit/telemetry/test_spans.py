@@ -157,6 +157,13 @@ def test_an_activity_span_without_a_traceparent_is_a_root_or_child_of_the_curren
     assert "weft.run.id" not in span.attributes
 
 
+def test_a_malformed_traceparent_continues_the_current_context(pipeline, telemetry):
+    with telemetry.activity_span("outer", "run-1"), telemetry.activity_span("call_tool", "run-1", traceparent="00-zz"):
+        pass
+    outer, inner = pipeline.span("weft.activity outer"), pipeline.span("weft.activity call_tool")
+    assert inner.parent is not None and inner.parent.span_id == outer.context.span_id
+
+
 def test_set_attribute_goes_through_the_content_policy(pipeline, telemetry):
     with telemetry.activity_span("llm_plan", "run-1") as stage:
         stage.set_attribute("weft.plan.steps", 4)
