@@ -18,7 +18,7 @@ from azure.functions.timer import TimerRequest
 
 from devhost.durable_api import DurableApi, client_binding
 from devhost.index import FunctionEntry, FunctionIndex
-from devhost.workers import InvocationContext
+from devhost.workers import InvocationContext, TraceContext
 
 __all__ = ["FunctionInvoker", "build_web_app"]
 
@@ -58,7 +58,9 @@ class FunctionInvoker:
         outputs = {param: OutBinding() for param, _, _ in entry.queue_outputs}
         kwargs.update(outputs)
         if entry.wants_context:
-            kwargs["context"] = InvocationContext(entry.name, str(uuid.uuid4()), str(self.index.app_dir))
+            headers = trigger_value.headers if isinstance(trigger_value, func.HttpRequest) else {}
+            trace = TraceContext.for_invocation(headers.get("traceparent"), headers.get("tracestate") or "")
+            kwargs["context"] = InvocationContext(entry.name, str(uuid.uuid4()), str(self.index.app_dir), trace)
         if inspect.iscoroutinefunction(entry.fn):
             result = await entry.fn(**kwargs)
         else:

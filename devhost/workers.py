@@ -2,7 +2,9 @@
 
 Activities are called the way the Python worker calls them: the input is decoded with ``df_loads`` and passed as the
 keyword named by the trigger; the return value is encoded with ``df_dumps``. Concurrency is bounded globally
-(``maxConcurrentActivityFunctions`` in host.json) and, optionally, per activity.
+(``maxConcurrentActivityFunctions`` in host.json) and, optionally, per activity. A function that declares a
+``context`` parameter gets an :class:`InvocationContext` whose ``trace_context`` starts a new trace per invocation, as
+the host does for an activity invocation without Durable distributed tracing.
 """
 
 from __future__ import annotations
@@ -12,6 +14,8 @@ import collections
 import inspect
 import json
 import logging
+import re
+import secrets
 import threading
 import traceback
 from collections.abc import Callable, Mapping
@@ -24,19 +28,44 @@ from devhost.engine import Completion
 from devhost.index import FunctionEntry
 from devhost.store import WorkItem
 
-__all__ = ["AsyncLoop", "InvocationContext", "WorkerPool", "decode_activity_input"]
+__all__ = ["AsyncLoop", "InvocationContext", "TraceContext", "WorkerPool", "decode_activity_input"]
 
 log = logging.getLogger(__name__)
 
 
-class InvocationContext:
-    """The subset of ``azure.functions.Context`` a function body usually reads."""
+_TRACEPARENT = re.compile(r"00-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})")
 
-    def __init__(self, function_name: str, invocation_id: str, function_directory: str = "") -> None:
+
+class TraceContext:
+    """The invocation's W3C trace context, as the worker's ``azure.functions.TraceContext`` gives it."""
+
+    def __init__(self, trace_parent: str, trace_state: str = "", attributes: dict[str, str] | None = None) -> None:
+        self.trace_parent = trace_parent
+        self.trace_state = trace_state
+        self.attributes = dict(attributes or {})
+
+    @classmethod
+    def for_invocation(cls, parent: str | None = None, state: str = "") -> TraceContext:
+        """A new span id for the invocation, in ``parent``'s trace when that is a valid ``traceparent`` (an HTTP
+        request's header), else in a new trace, as the host starts one per queue or activity invocation."""
+        match = _TRACEPARENT.fullmatch((parent or "").strip().lower())
+        if match is None or set(match[1]) == {"0"} or set(match[2]) == {"0"}:
+            return cls(f"00-{secrets.token_hex(16)}-{secrets.token_hex(8)}-01")
+        return cls(f"00-{match[1]}-{secrets.token_hex(8)}-{match[3]}", state)
+
+
+class InvocationContext:
+    """The subset of ``azure.functions.Context`` a function body usually reads; ``trace_context`` is a new span of
+    the invocation (see :meth:`TraceContext.for_invocation`)."""
+
+    def __init__(
+        self, function_name: str, invocation_id: str, function_directory: str = "",
+        trace_context: TraceContext | None = None,
+    ) -> None:
         self.function_name = function_name
         self.invocation_id = invocation_id
         self.function_directory = function_directory
-        self.trace_context = None
+        self.trace_context = trace_context or TraceContext.for_invocation()
         self.retry_context = None
 
 

@@ -51,6 +51,19 @@ def append_line(path: str) -> int:
     return 1
 
 
+@app.activity_trigger(input_name="x")
+def trace_parent(x: int, context: func.Context) -> str:
+    """The traceparent the host gave this invocation."""
+    return context.trace_context.trace_parent
+
+
+@app.orchestration_trigger(context_name="context")
+def traced(context: df.DurableOrchestrationContext):
+    first = yield context.call_activity("trace_parent", 1)
+    second = yield context.call_activity("trace_parent", 2)
+    return [first, second]
+
+
 @app.orchestration_trigger(context_name="context")
 def sequence(context: df.DurableOrchestrationContext):
     a = yield context.call_activity("square", 2)
@@ -227,6 +240,12 @@ def echo(req: func.HttpRequest) -> func.HttpResponse:
         mimetype="application/json",
         headers={"x-echo": "yes"},
     )
+
+
+@app.route(route="trace", methods=["GET"])
+def trace(req: func.HttpRequest, context: func.Context) -> func.HttpResponse:
+    return func.HttpResponse(json.dumps({"traceparent": context.trace_context.trace_parent,
+                                         "tracestate": context.trace_context.trace_state}), mimetype="application/json")
 
 
 @app.route(route="teapot", methods=["GET"], auth_level=func.AuthLevel.ANONYMOUS)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import time
 
 import pytest
@@ -102,3 +103,24 @@ def test_unknown_orchestrator_is_a_400(devhost: DevhostProcess) -> None:
     status, _, body = http("POST", devhost.base_url + "/runtime/webhooks/durabletask/orchestrators/nope")
     assert status == 400
     assert "doesn't exist" in body["ExceptionMessage"]
+
+
+TRACEPARENT = re.compile(r"00-([0-9a-f]{32})-([0-9a-f]{16})-01")
+
+
+def test_an_http_function_with_a_context_continues_the_callers_trace(devhost: DevhostProcess) -> None:
+    caller = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
+    _, _, body = http("GET", devhost.base_url + "/api/trace", headers={"traceparent": caller, "tracestate": "k=v"})
+    match = TRACEPARENT.fullmatch(body["traceparent"])
+    assert match is not None and match[1] == "0af7651916cd43dd8448eb211c80319c"
+    assert match[2] != "b7ad6b7169203331", "a span of its own in the caller's trace"
+    assert body["tracestate"] == "k=v"
+    _, _, fresh = http("GET", devhost.base_url + "/api/trace", headers={"traceparent": "not-a-traceparent"})
+    assert TRACEPARENT.fullmatch(fresh["traceparent"]) and fresh["tracestate"] == ""
+
+
+def test_each_activity_invocation_gets_a_trace_of_its_own(devhost: DevhostProcess) -> None:
+    status, _, parents = http("POST", devhost.base_url + "/api/startwait/traced")
+    assert status == 200
+    matches = [TRACEPARENT.fullmatch(parent) for parent in parents]
+    assert all(matches) and matches[0][1] != matches[1][1]
