@@ -209,7 +209,7 @@ module sessionPool 'modules/session-pool.bicep' = if (enableSessionPool) {
   }
 }
 
-// Settings the app reads (shared/settings.py and the subsystem settings). Non-secret values only; third-party
+// Settings the app reads (the subsystems' settings objects, composed in shared/runtime.py). Non-secret values only; third-party
 // secrets arrive as Key Vault references through keyVaultSecretSettings.
 var baseAppSettings = {
   TASKHUB_NAME: taskHubName

@@ -1,16 +1,15 @@
-"""Settings: read from the environment once into frozen objects and passed down.
+"""Settings helpers: read one setting from an environment mapping, with a default and a clear error.
 
-Every limit Weft enforces is a named setting here (or in a subsystem's settings object composed here) with a sane
-default. No module calls ``os.getenv`` at a call site.
+Settings are read from the environment once into frozen objects and passed down: each subsystem has its own
+settings dataclass with a ``from_env`` classmethod built on these helpers, and :class:`shared.runtime.RuntimeSettings`
+composes them. No module calls ``os.getenv`` at a call site.
 """
 
 from __future__ import annotations
 
-import os
 from collections.abc import Mapping
-from dataclasses import dataclass
 
-__all__ = ["Settings", "env_bool", "env_float", "env_int", "env_str"]
+__all__ = ["env_bool", "env_float", "env_int", "env_str"]
 
 
 def env_str(env: Mapping[str, str], name: str, default: str) -> str:
@@ -54,16 +53,3 @@ def env_bool(env: Mapping[str, str], name: str, default: bool) -> bool:
     if lowered in {"0", "false", "no", "off"}:
         return False
     raise ValueError(f"setting {name} must be true or false, got {raw!r}")
-
-
-@dataclass(frozen=True)
-class Settings:
-    """Weft's settings. Build with :meth:`from_env`; pass the object down, never read the environment again."""
-
-    task_hub_name: str = "weft"
-    """Durable task hub name (TASKHUB_NAME)."""
-
-    @classmethod
-    def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
-        env = os.environ if env is None else env
-        return cls(task_hub_name=env_str(env, "TASKHUB_NAME", cls.task_hub_name))

@@ -50,8 +50,8 @@ def optional_settings(operations_doc, doc_tables) -> dict[str, str]:
 
 
 def test_scanner_finds_the_base_setting(shared_env_reads):
-    # Guards the scan itself: shared/settings.py reads TASKHUB_NAME through env_str.
-    assert "TASKHUB_NAME" in {read.name for read in shared_env_reads}
+    # Guards the scan itself: shared/runtime.py reads WEFT_STATE_DIR through env_str.
+    assert "WEFT_STATE_DIR" in {read.name for read in shared_env_reads}
 
 
 def test_every_setting_read_is_deployed_or_documented(shared_env_reads, bicep_settings, optional_settings):
