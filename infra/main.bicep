@@ -209,8 +209,8 @@ module sessionPool 'modules/session-pool.bicep' = if (enableSessionPool) {
   }
 }
 
-// Settings the app reads (the subsystems' settings objects, composed in shared/runtime.py). Non-secret values only; third-party
-// secrets arrive as Key Vault references through keyVaultSecretSettings.
+// Settings the app reads (the subsystems' settings objects, composed in shared/runtime.py). Non-secret values only;
+// third-party secrets arrive as Key Vault references through keyVaultSecretSettings.
 var baseAppSettings = {
   TASKHUB_NAME: taskHubName
   AZURE_OPENAI_ENDPOINT: openAi.outputs.endpoint
