@@ -3,12 +3,17 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import azure.durable_functions as df
+import azure.functions as func
 
+from activities.tracing import activity_span
 from shared.code_run import code_tools, run_inline, run_step, tools_needing_approval
-from shared.runtime import get_runtime
+from shared.runtime import Runtime, get_runtime
+from shared.telemetry import SandboxSpan
 
 bp = df.Blueprint()
 
@@ -28,23 +33,35 @@ def prepare_code(request: dict[str, Any]) -> dict[str, Any]:
 
 
 @bp.activity_trigger(input_name="request")
-async def run_code_step(request: dict[str, Any]) -> dict[str, Any]:
+async def run_code_step(request: dict[str, Any], context: func.Context) -> dict[str, Any]:
     runtime = get_runtime()
-    await runtime.source_sync.ensure_async(request["tools"].values())
-    with runtime.telemetry.sandbox_span("replay") as span:
-        step = await asyncio.to_thread(run_step, request, runtime.catalog, runtime.payloads, runtime.code_executor)
-        span.set_tool_calls(len(step.get("calls") or []))
-        span.set_outcome(step["error"]["code"] if step["status"] == "error" else "ok")
+    with activity_span(runtime.telemetry, context, "run_code_step", request["run_id"]):
+        await runtime.source_sync.ensure_async(request["tools"].values())
+        with _sandbox_span(runtime, "replay", request) as span:
+            step = await asyncio.to_thread(run_step, request, runtime.catalog, runtime.payloads, runtime.code_executor)
+            span.set_tool_calls(len(step.get("calls") or []))
+            span.set_outcome(step["error"]["code"] if step["status"] == "error" else "ok")
     return step
 
 
 @bp.activity_trigger(input_name="request")
-async def run_code_inline(request: dict[str, Any]) -> dict[str, Any]:
+async def run_code_inline(request: dict[str, Any], context: func.Context) -> dict[str, Any]:
     runtime = get_runtime()
-    await runtime.source_sync.ensure_async(request["tools"].values())
-    with runtime.telemetry.sandbox_span("inline") as span:
-        outcome = await run_inline(request, runtime.catalog, runtime.executor, runtime.code_executor,
-                                   runtime.payloads, preview_bytes=runtime.settings.payloads.preview_bytes)
-        span.set_tool_calls(len(outcome.get("steps") or []))
-        span.set_outcome(outcome["error"]["code"] if outcome["status"] == "error" else "ok")
+    with activity_span(runtime.telemetry, context, "run_code_inline", request["run_id"]):
+        await runtime.source_sync.ensure_async(request["tools"].values())
+        with _sandbox_span(runtime, "inline", request) as span:
+            outcome = await run_inline(request, runtime.catalog, runtime.executor, runtime.code_executor,
+                                       runtime.payloads, preview_bytes=runtime.settings.payloads.preview_bytes,
+                                       telemetry=runtime.telemetry)
+            span.set_tool_calls(len(outcome.get("steps") or []))
+            span.set_outcome(outcome["error"]["code"] if outcome["status"] == "error" else "ok")
     return outcome
+
+
+@contextmanager
+def _sandbox_span(runtime: Runtime, mode: str, request: dict[str, Any]) -> Iterator[SandboxSpan]:
+    """The sandbox run's span, with the backend it runs on and the code (its SHA-256 unless content capture is on)."""
+    backend = runtime.settings.sandbox_backend.kind
+    with runtime.telemetry.sandbox_span(mode, backend=backend, run_id=request["run_id"]) as span:
+        span.record_code(request["code"])
+        yield span

@@ -6,11 +6,13 @@ import asyncio
 from typing import Any
 
 import azure.durable_functions as df
+import azure.functions as func
 
+from activities.tracing import activity_span
 from shared.errors import CircuitOpen
 from shared.models import Plan
 from shared.plan import resolve_refs
-from shared.runtime import get_runtime
+from shared.runtime import Runtime, get_runtime
 from shared.steps import CircuitWait, RetryableToolError, StepCall
 
 bp = df.Blueprint()
@@ -28,11 +30,16 @@ def prepare_plan(plan: dict[str, Any]) -> dict[str, Any]:
 
 
 @bp.activity_trigger(input_name="request")
-async def call_tool(request: dict[str, Any]) -> dict[str, Any]:
+async def call_tool(request: dict[str, Any], context: func.Context) -> dict[str, Any]:
     """Run one tool call; raise only for retryable failures so Durable retries them. A call rejected by the tool's
     open circuit returns a :class:`CircuitWait`: the orchestrator waits out the cool-down, not Durable's interval."""
     runtime = get_runtime()
     step = StepCall.model_validate(request)
+    with activity_span(runtime.telemetry, context, "call_tool", step.call.run_id):
+        return await _call_tool(runtime, step)
+
+
+async def _call_tool(runtime: Runtime, step: StepCall) -> dict[str, Any]:
     call = step.call
     await runtime.source_sync.ensure_async([call.tool])
     if step.offloaded:
@@ -41,8 +48,11 @@ async def call_tool(request: dict[str, Any]) -> dict[str, Any]:
         )
         call = call.model_copy(update={"args": resolve_refs(call.args, dict(zip(step.offloaded, loaded, strict=True)))})
     with runtime.telemetry.tool_call_span(call.tool, call.run_id, call.step_id) as span:
+        span.record_arguments(step.call.args)  # as hashed in StepRecord.args_hash (offloaded values by reference)
         result = await runtime.executor.execute(call)
         span.set_outcome("ok" if result.ok or result.error is None else result.error.code)
+        if result.ok:
+            span.record_result(result.value)
     if not result.ok and result.error is not None and result.error.retryable:
         if result.error.code == CircuitOpen.code:
             wait = await asyncio.to_thread(runtime.executor.retry_after, call.tool)

@@ -13,7 +13,7 @@ from orchestrations.steps import execute_wide
 from orchestrations.task import run_task_mode
 from shared.models import RunRequest, RunResult, ToolSpec
 from shared.plan_run import PlanRun
-from shared.telemetry import get_telemetry
+from shared.telemetry import telemetry_from_env
 
 bp = df.Blueprint()
 
@@ -21,6 +21,7 @@ bp = df.Blueprint()
 @bp.orchestration_trigger(context_name="context")
 def run(context: df.DurableOrchestrationContext) -> Generator[Any, Any, dict[str, Any]]:
     """Input: a :class:`RunRequest` (validated by the trigger). Output: a :class:`RunResult`."""
+    otel = telemetry_from_env().orchestration(context)  # configures this process's telemetry on first use
     request = RunRequest.model_validate(context.get_input())
     started = context.current_utc_datetime
     if request.mode == "plan":
@@ -30,7 +31,7 @@ def run(context: df.DurableOrchestrationContext) -> Generator[Any, Any, dict[str
     else:
         result = yield from run_task_mode(context, request)
     if context.parent_instance_id is None:  # sub-runs of a task are counted in their task's run
-        get_telemetry().orchestration(context).run_finished(
+        otel.run_finished(
             request.mode, result.status.value, started_at=started, finished_at=context.current_utc_datetime)
     finished = sum(s.status in ("succeeded", "failed", "skipped") for s in result.steps)
     context.set_custom_status({"stage": "done", "status": result.status.value, "done": finished,

@@ -11,6 +11,7 @@ from azure.durable_functions.models.Task import TaskBase, TaskState
 
 from shared.models import ToolResult
 from shared.steps import CircuitWait, StepCall, StepOutcome, error_from_failure
+from shared.telemetry import telemetry_from_env
 
 bp = df.Blueprint()
 
@@ -49,6 +50,7 @@ class _Slot:
             self.task = context.create_timer(context.current_utc_datetime + timedelta(seconds=delay))
             return
         self.outcome = StepOutcome(step_id=self.call.call.step_id, result=result, attempts=self.spent)
+        telemetry_from_env().orchestration(context).tool_retried(self.call.call.tool, self.spent)
 
 
 def execute_calls(
@@ -59,7 +61,8 @@ def execute_calls(
     A call rejected by its tool's open circuit (a :class:`CircuitWait`) waits on a durable timer for the rest of the
     breaker's cool-down (at least the policy's first interval) and is tried again; the rejected attempts count
     against ``retry.max_attempts`` like failed ones. Every call is awaited until it has an outcome: one failed call
-    never hides the others' results.
+    never hides the others' results. A call settled after more than one attempt counts its retries in
+    ``weft.tool.retries`` (once, not on replay).
     """
     slots = [_Slot(context, call) for call in calls]
     while True:

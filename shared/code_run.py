@@ -19,10 +19,21 @@ from typing import Any
 
 from shared.catalog import Catalog, python_identifier
 from shared.errors import InvalidRequest, SandboxBusy, WeftError, is_retryable
-from shared.models import ErrorInfo, RunResult, RunStatus, StepRecord, StepStatus, ToolCall, ToolSpec, hash_args
+from shared.models import (
+    ErrorInfo,
+    RunResult,
+    RunStatus,
+    StepRecord,
+    StepStatus,
+    ToolCall,
+    ToolResult,
+    ToolSpec,
+    hash_args,
+)
 from shared.payloads import PayloadStore
 from shared.sandbox import CodeExecutor, CodeResult, Limits, PendingCall, RecordedCall, ReplayStep
 from shared.steps import RetryableActivityError, StepCall, StepOutcome, offloaded, offloaded_ref
+from shared.telemetry import Telemetry
 from shared.tools import ToolExecutor
 
 __all__ = [
@@ -126,6 +137,7 @@ async def run_inline(
     payloads: PayloadStore,
     *,
     preview_bytes: int = 512,
+    telemetry: Telemetry | None = None,
 ) -> dict[str, Any]:
     """The whole code run in one activity (``inline`` mode): tools are called through the executor as the code
     makes them. Returns the :class:`CodeResult` as JSON plus each call's :class:`StepRecord`.
@@ -134,6 +146,9 @@ async def run_inline(
     back from there (the sandbox's own ``max_tool_result_bytes`` still applies) and the step records its reference
     and a ``preview_bytes`` preview, as plan mode does. Without a stored copy the call fails rather than hand the
     code a truncated value.
+
+    With ``telemetry`` each call is a tool-call span (``execute_tool <tool>``, a child of the sandbox span) counted
+    in ``weft.tool.calls``/``weft.tool.duration``, as ``call_tool`` activities are.
 
     Only ``SandboxBusy`` (no slot came free, so nothing ran) raises :class:`RetryableActivityError` for Durable to
     run the activity again; every other error comes back as ``{"status": "error"}``, because repeating a run that
@@ -149,12 +164,8 @@ async def run_inline(
         async def call(*args: Any, **kwargs: Any) -> Any:
             step_id = f"c{next(numbers)}"
             named = named_arguments(catalog.get(tool).spec, PendingCall(step_id, py_name, list(args), kwargs))
-            result = await executor.execute(ToolCall(run_id=run_id, step_id=step_id, tool=tool, args=named))
-            if result.ok and result.truncated and not result.blob_ref:
-                result = result.model_copy(update={"ok": False, "value": None, "error": ErrorInfo(
-                    code="result_too_large", retryable=False,
-                    message=f"{tool} returned {result.size_bytes} bytes, more than can be passed inline, and the "
-                            "result could not be stored; configure payload storage or ask the tool for less")})
+            result = await _execute(executor, ToolCall(run_id=run_id, step_id=step_id, tool=tool, args=named),
+                                    telemetry)
             record = StepRecord(step_id=step_id, tool=tool, attempts=1, latency_ms=result.latency_ms,
                                 args_hash=hash_args(named),
                                 status=StepStatus.SUCCEEDED if result.ok else StepStatus.FAILED,
@@ -181,6 +192,29 @@ async def run_inline(
         return {"status": "error", "error": ErrorInfo.from_exception(exc).model_dump(mode="json"), "steps": records}
     records.sort(key=lambda record: int(record["step_id"][1:]))
     return {"status": "finished", **outcome.to_dict(), "steps": records}
+
+
+async def _execute(executor: ToolExecutor, call: ToolCall, telemetry: Telemetry | None) -> ToolResult:
+    """One inline call through the executor, in a tool-call span when there is ``telemetry``. A result too large to
+    travel inline that was not stored fails as ``result_too_large``."""
+    if telemetry is None:
+        return _inline_result(await executor.execute(call), call.tool)
+    with telemetry.tool_call_span(call.tool, call.run_id, call.step_id) as span:
+        span.record_arguments(call.args)
+        result = _inline_result(await executor.execute(call), call.tool)
+        span.set_outcome("ok" if result.ok or result.error is None else result.error.code)
+        if result.ok:
+            span.record_result(result.value)
+    return result
+
+
+def _inline_result(result: ToolResult, tool: str) -> ToolResult:
+    if result.ok and result.truncated and not result.blob_ref:
+        return result.model_copy(update={"ok": False, "value": None, "error": ErrorInfo(
+            code="result_too_large", retryable=False,
+            message=f"{tool} returned {result.size_bytes} bytes, more than can be passed inline, and the result "
+                    "could not be stored; configure payload storage or ask the tool for less")})
+    return result
 
 
 class CodeRun:

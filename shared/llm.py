@@ -50,6 +50,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, Protocol, runtime_checkable
+from urllib.parse import urlsplit
 
 from shared.errors import ModelBehaviorError, NotConfigured, UpstreamUnavailable
 from shared.settings import env_float, env_int, env_str
@@ -293,6 +294,8 @@ class ChatResult:
     parsed: Any = None
     """The decoded and schema-checked JSON value when a ``response_format`` was requested, else None."""
     tool_calls: tuple[ToolCall, ...] = field(default=())
+    response_id: str | None = None
+    """The service's id of the completion (``chatcmpl-...``), for telemetry."""
 
     def to_message(self) -> ChatMessage:
         """This reply as an assistant message, to continue the conversation (e.g. after tool results)."""
@@ -383,6 +386,12 @@ class LlmSettings:
     def configured(self) -> bool:
         """Whether any provider is selected."""
         return self.provider != "none"
+
+    @property
+    def server_address(self) -> str | None:
+        """The host name of the endpoint the model is called at (``server.address`` on LLM spans), if any."""
+        url = self.azure_openai_endpoint if self.provider == "azure_openai" else self.base_url
+        return urlsplit(url).hostname if url else None
 
     def deployments(self) -> dict[Role, str]:
         """Deployment (or model name) per role."""

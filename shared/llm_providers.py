@@ -339,6 +339,7 @@ def parse_completion(
         finish_reason=finish_reason,
         parsed=parsed,
         tool_calls=tool_calls,
+        response_id=completion.id or None,
     )
 
 
