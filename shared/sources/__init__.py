@@ -1,7 +1,7 @@
 """Catalog sources beyond Python functions: OpenAPI documents and MCP servers, behind an SSRF guard and a cache.
 
 - :mod:`shared.sources.config` — the source settings and the entries of the source list (``WEFT_TOOL_SOURCES``).
-- :mod:`shared.sources.loader` — sources discovered into the catalog: :func:`load_sources`, :func:`register_source`.
+- :mod:`shared.sources.loader` — sources discovered into the catalog: :func:`load_sources`, :func:`discover_tools`.
 - :mod:`shared.sources.openapi` — OpenAPI 3 documents, each operation made into a tool.
 - :mod:`shared.sources.openapi_transport` — OpenAPI operations called over HTTP, and document fetches.
 - :mod:`shared.sources.mcp` — MCP server tools (stdio or streamable HTTP) through the ``mcp`` SDK.
@@ -33,7 +33,6 @@ from shared.sources.loader import (
     build_discovery_cache,
     load_sources,
     load_sources_async,
-    register_source,
 )
 from shared.sources.mcp import McpClient, McpServerParams, McpSettings, McpTransport
 from shared.sources.openapi_transport import HttpAuth, OpenApiClient, OpenApiSettings, OpenApiTransport
@@ -73,6 +72,5 @@ __all__ = [
     "load_sources",
     "load_sources_async",
     "parse_source",
-    "register_source",
     "source_id",
 ]

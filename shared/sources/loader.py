@@ -1,12 +1,13 @@
 """Source loading: discover the configured sources (through the cache) and add their tools to the catalog.
 
 :func:`load_sources` (start-up) discovers every source of the ``WEFT_TOOL_SOURCES`` file concurrently and reports each;
-a broken source is reported and skipped, never fatal for the others. :func:`register_source` (the "register a source"
-endpoint) adds one source and raises on failure; since a stdio command runs code and a path reads local files, those
-are refused there unless ``allow_local``. The file and its entries are described in :mod:`shared.sources.config`.
-Sources registered through the API are kept in the shared source registry (:mod:`shared.sources.registry`) and loaded
-on every instance by :mod:`shared.sources.registry_sync`, which uses :func:`discover_tools` and
-:func:`check_registrable` from here.
+a broken source is reported and skipped, never fatal for the others. The file and its entries are described in
+:mod:`shared.sources.config`.
+
+Sources registered through the API (``POST /api/tools/sources``) do not come through here as a whole:
+:meth:`shared.sources.registry_sync.RegistrySync.register` validates one with :func:`check_registrable` (a stdio
+command runs code and a path reads local files, so those are refused), discovers it with :func:`discover_tools`, adds
+it to the shared source registry (:mod:`shared.sources.registry`), and every instance loads it from there.
 """
 
 from __future__ import annotations
@@ -48,7 +49,6 @@ __all__ = [
     "failure_report",
     "load_sources",
     "load_sources_async",
-    "register_source",
 ]
 
 log = logging.getLogger(__name__)
@@ -244,7 +244,7 @@ async def load_sources_async(
         if isinstance(outcome, BaseException):
             reports.append(_report(config, error=_error_text(outcome)))
             continue
-        reports.append(_add(catalog, config, outcome, settings, secrets=secrets, guard=guard, replace=False))
+        reports.append(_add(catalog, config, outcome, settings, secrets=secrets, guard=guard))
     for report in reports:
         if report.error and not report.tool_count:
             log.warning("tool source %s (%s) not loaded: %s", report.location or "?", report.type, report.error)
@@ -262,12 +262,11 @@ def _add(
     *,
     secrets: SecretSource | None,
     guard: SsrfGuard,
-    replace: bool,
 ) -> SourceReport:
     discovered, origin, version, stale_reason = outcome
     tools = bind_tools(config, discovered, settings, secrets=secrets, guard=guard)
     try:
-        catalog.add_all(tools, replace=replace)
+        catalog.add_all(tools)
     except ValueError as exc:
         return _report(config, origin=origin, version=version, error=f"{exc}; give the source an alias")
     names = [tool.name for tool in tools]
@@ -284,33 +283,6 @@ def load_sources(
     """:func:`load_sources_async` for synchronous callers (the composition root); safe to call from a thread that
     runs an event loop (the work then runs on a helper thread)."""
     return _run(lambda: load_sources_async(catalog, settings, secrets=secrets, cache=cache))
-
-
-async def register_source(
-    catalog: Catalog,
-    source_config: Any,
-    settings: SourceSettings,
-    *,
-    secrets: SecretSource | None = None,
-    cache: DiscoveryCache | None = None,
-    replace: bool = False,
-    allow_local: bool = False,
-    refresh: bool = True,
-) -> SourceReport:
-    """Validate, discover (``refresh`` skips a fresh cache entry) and add one source; raises on any failure.
-
-    ``source_config`` is a dict (an endpoint's JSON body) or a parsed config. Without ``allow_local``, stdio MCP
-    sources (they run a command) and OpenAPI ``path`` sources (they read a local file) are refused.
-    """
-    config = source_config if isinstance(source_config, BaseModel) else parse_source(source_config)
-    if not allow_local:
-        check_registrable(config)
-    guard = SsrfGuard(settings.network)
-    outcome = await _discover(config, settings, secrets=secrets, cache=cache, guard=guard, refresh=refresh)
-    report = _add(catalog, config, outcome, settings, secrets=secrets, guard=guard, replace=replace)
-    if not report.tool_count and report.error:
-        raise InvalidRequest(report.error, field="source")
-    return report
 
 
 def check_registrable(config: SourceConfig) -> None:

@@ -49,7 +49,7 @@ class Registration:
     """What registering a source did."""
 
     report: SourceReport
-    """The source's tools here (as :func:`~shared.sources.loader.register_source` reports them)."""
+    """The source's tools here (as :func:`~shared.sources.loader.discover_tools` reports them)."""
     created: bool
     """Whether the registry gained the source (``False``: it was registered already)."""
 

@@ -10,7 +10,7 @@ import yaml
 
 from shared.catalog import Catalog
 from shared.models import ToolCall
-from shared.sources import SourceSettings, build_discovery_cache, load_sources, register_source
+from shared.sources import SourceSettings, build_discovery_cache, load_sources
 from shared.sources.ssrf import NetworkPolicy
 from shared.tools import ToolExecutor
 from tests.fakes.mcp_server import McpHttpServer, stdio_source_config
@@ -56,13 +56,3 @@ def test_mixed_sources_load_together_and_a_broken_one_is_only_reported(
 
     again = load_sources(Catalog(), settings, secrets=secrets, cache=build_discovery_cache(settings))
     assert [r.origin for r in again] == ["cache", "cache", "cache", None]
-
-
-def test_register_source_adds_a_remote_document(tmp_path: Path, pets_api: PetsApi) -> None:
-    catalog = Catalog()
-    settings = SourceSettings(network=NetworkPolicy(allow_private_network=True))
-    report = asyncio.run(register_source(catalog, pets_api.source_config(alias="reg"), settings))
-    assert (report.tool_count, report.origin) == (12, "fresh")
-    result = asyncio.run(ToolExecutor(catalog).execute(ToolCall(run_id="r", step_id="s", tool="reg.getPet",
-                                                                args={"petId": 1})))
-    assert result.value["name"] == "Rex"

@@ -7,14 +7,12 @@ import asyncio
 from pathlib import Path
 from typing import Any
 
-import pytest
 import yaml
 
 from shared.catalog import Catalog
-from shared.errors import InvalidRequest
 from shared.sources.cache import DiscoveryCache, FileCacheStore
 from shared.sources.config import SourceSettings
-from shared.sources.loader import load_sources, load_sources_async, register_source
+from shared.sources.loader import load_sources, load_sources_async
 from tests.fakes.openapi_server import pets_document
 from tests.unit.sources.conftest import write_sources
 
@@ -98,32 +96,3 @@ def test_load_sources_works_from_inside_a_running_event_loop(tmp_path: Path) -> 
 
     assert asyncio.run(from_async_code()) == 12
     assert asyncio.run(load_sources_async(Catalog(), settings_for(path)))[0].tool_count == 12
-
-
-@pytest.mark.parametrize(
-    "entry",
-    [
-        pytest.param({"type": "mcp", "transport": "stdio", "command": "rm", "args": ["-rf", "/"]}, id="stdio-command"),
-        pytest.param({"type": "openapi", "path": "/etc/passwd"}, id="local-path"),
-    ],
-)
-def test_register_source_refuses_local_sources_unless_allowed(entry: dict[str, Any]) -> None:
-    with pytest.raises(InvalidRequest, match="WEFT_TOOL_SOURCES"):
-        asyncio.run(register_source(Catalog(), entry, SourceSettings()))
-
-
-def test_register_source_adds_tools_and_raises_on_failure(tmp_path: Path) -> None:
-    pets = write_pets(tmp_path)
-    catalog = Catalog()
-    entry = {"type": "openapi", "path": str(pets), "alias": "pets"}
-    report = asyncio.run(register_source(catalog, entry, SourceSettings(), allow_local=True))
-    assert report.tool_count == 12 and report.origin == "fresh" and len(catalog) == 12
-    with pytest.raises(InvalidRequest, match="already registered"):
-        asyncio.run(register_source(catalog, entry, SourceSettings(), allow_local=True))
-    replaced = asyncio.run(register_source(catalog, entry, SourceSettings(), allow_local=True, replace=True))
-    assert replaced.tool_count == 12 and len(catalog) == 12
-    with pytest.raises(InvalidRequest, match="cannot read"):
-        asyncio.run(register_source(catalog, {**entry, "path": str(tmp_path / "nope.yaml")}, SourceSettings(),
-                                    allow_local=True))
-    with pytest.raises(InvalidRequest, match="url or path"):
-        asyncio.run(register_source(catalog, {"type": "openapi"}, SourceSettings()))

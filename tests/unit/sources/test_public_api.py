@@ -19,7 +19,7 @@ EXPORTS = {
         "McpServerParams", "McpSettings", "McpSourceConfig", "McpTransport", "NetworkPolicy", "OpenApiClient",
         "OpenApiSettings", "OpenApiSourceConfig", "OpenApiTransport", "Registration", "RegistrySync", "SourceConfig",
         "SourceRegistry", "SourceReport", "SourceSettings", "SsrfGuard", "build_discovery_cache", "load_sources",
-        "load_sources_async", "parse_source", "register_source", "source_id",
+        "load_sources_async", "parse_source", "source_id",
     },
     "shared.sources.ssrf": {
         "PLATFORM_ENDPOINTS", "DestinationNotAllowed", "GuardedTransport", "IPAddress", "NetworkPolicy", "Resolver",
@@ -43,7 +43,7 @@ EXPORTS = {
     },
     "shared.sources.loader": {
         "SourceReport", "bind_tools", "build_discovery_cache", "check_registrable", "discover_source",
-        "discover_tools", "failure_report", "load_sources", "load_sources_async", "register_source",
+        "discover_tools", "failure_report", "load_sources", "load_sources_async",
     },
     "shared.sources.registry": {
         "BlobRegistryStore", "FileRegistryStore", "RegisteredSource", "RegistryConflict", "RegistrySnapshot",
