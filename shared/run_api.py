@@ -11,10 +11,10 @@ from datetime import datetime
 from typing import Any
 
 from shared.code_run import code_tools
-from shared.errors import InvalidRequest, NotConfigured, PlanInvalid
+from shared.errors import InvalidRequest, NotConfigured
 from shared.llm import LLM_NOT_CONFIGURED_MESSAGE
 from shared.models import RunRequest, parse_run_request, validate_request
-from shared.plan import check_plan
+from shared.plan import validate_plan
 from shared.runtime import Runtime
 from shared.sandbox.policy import check_code
 
@@ -61,10 +61,7 @@ def admit_run_request(body: bytes | str | dict[str, Any], runtime: Runtime) -> R
         except SyntaxError as exc:
             raise InvalidRequest(f"the code does not parse: {exc.msg} (line {exc.lineno})", field="code") from None
     if request.plan is not None:
-        problems, _ = check_plan(request.plan, runtime.catalog)
-        if problems:
-            shown = "; ".join(f"{p.field}: {p.message}" for p in problems[:10])
-            raise PlanInvalid(shown, field=problems[0].field)
+        validate_plan(request.plan, runtime.catalog)
     return request
 
 
