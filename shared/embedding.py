@@ -363,7 +363,7 @@ def bulk_encoder(max_tokens: int = 256) -> Encoder | None:
         if key not in _BULK:
             cores = os.cpu_count() or 1
             if onnx_runtime_available():
-                _BULK[key] = OnnxMiniLmEncoder(max_tokens=max_tokens, threads=cores, batch_size=64)
+                _BULK[key] = OnnxMiniLmEncoder(max_tokens=max_tokens, threads=cores, memory_arena=False)
             elif importlib.util.find_spec("sentence_transformers") is not None:
                 _BULK[key] = SentenceTransformerEncoder(max_tokens=max_tokens, threads=cores)
             else:

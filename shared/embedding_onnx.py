@@ -135,7 +135,10 @@ class OnnxMiniLmEncoder(PackagedMiniLm):
     """The BERT layers on ONNX Runtime's CPU provider.
 
     ``threads`` is the session's intra-op thread count: 1 for queries served next to other work (the default), every
-    core for a one-off bulk embedding of a large catalog. Sessions are thread-safe; concurrent queries share one.
+    core for a one-off bulk embedding of a large catalog. ``memory_arena`` keeps ONNX Runtime's allocations for
+    reuse: right for the small tensors of queries; off for bulk embedding, where the arena would keep the largest
+    batch's activations (hundreds of MB) for the life of the process. Sessions are thread-safe; concurrent queries
+    share one.
     """
 
     def __init__(
@@ -145,10 +148,12 @@ class OnnxMiniLmEncoder(PackagedMiniLm):
         max_tokens: int = 256,
         batch_size: int = 32,
         threads: int = 1,
+        memory_arena: bool = True,
         blas_threads: int | None = 1,
     ) -> None:
         super().__init__(model_dir=model_dir, max_tokens=max_tokens, batch_size=batch_size, blas_threads=blas_threads)
         self._threads = threads
+        self._memory_arena = memory_arena
 
     @property
     def threads(self) -> int:
@@ -164,6 +169,7 @@ class OnnxMiniLmEncoder(PackagedMiniLm):
         options.inter_op_num_threads = 1
         options.execution_mode = onnxruntime.ExecutionMode.ORT_SEQUENTIAL
         options.log_severity_level = 3
+        options.enable_cpu_mem_arena = self._memory_arena
         # Idle pool threads sleep instead of spinning: the machine is shared with the Functions host and activities.
         options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         names = list(external)
