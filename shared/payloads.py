@@ -135,18 +135,20 @@ class PayloadSettings:
         )
 
 
-def container_client(settings: PayloadSettings, container: str, credential: Any = None) -> Any | None:
+def container_client(settings: PayloadSettings, container: str, credential: Any = None, **options: Any) -> Any | None:
     """A ``ContainerClient`` for ``container`` in the configured storage account (connection string, or account URL
-    with the managed identity), or None when no storage is configured."""
+    with the managed identity), or None when no storage is configured. ``options`` go to the client (e.g.
+    ``retry_total``, ``connection_timeout``)."""
     if settings.connection_string:
         from azure.storage.blob import ContainerClient
 
-        return ContainerClient.from_connection_string(settings.connection_string, container)
+        return ContainerClient.from_connection_string(settings.connection_string, container, **options)
     if settings.account_url:
         from azure.identity import DefaultAzureCredential
         from azure.storage.blob import ContainerClient
 
-        return ContainerClient(settings.account_url, container, credential=credential or DefaultAzureCredential())
+        return ContainerClient(settings.account_url, container, credential=credential or DefaultAzureCredential(),
+                               **options)
     return None
 
 

@@ -297,10 +297,17 @@ def _discovery_cache(settings: RuntimeSettings) -> DiscoveryCache:
     return build_discovery_cache(settings.sources, container=container, state_dir=settings.state_dir)
 
 
+_BREAKER_CLIENT_OPTIONS: dict[str, Any] = {
+    "retry_total": 1, "initial_backoff": 0.5, "increment_base": 2, "connection_timeout": 5, "read_timeout": 10,
+}
+"""The breaker is read on every tool call and fails open: an unreachable store costs a call about a second, not the
+storage SDK's default minute of retries."""
+
+
 def _breaker_store(settings: RuntimeSettings) -> BreakerStore:
     """Where circuit breakers keep their state: one blob per tool in WEFT_BREAKER_CONTAINER when Blob Storage is
     configured, so every instance sees the same circuit; else ``<WEFT_STATE_DIR>/breakers.sqlite`` (one machine)."""
-    container = container_client(settings.payloads, settings.tools.breaker.container)
+    container = container_client(settings.payloads, settings.tools.breaker.container, **_BREAKER_CLIENT_OPTIONS)
     if container is not None:
         return BlobBreakerStore(container)
     return SqliteBreakerStore(Path(settings.state_dir) / "breakers.sqlite")

@@ -3,13 +3,14 @@ WEFT_STATE_DIR, so a read-only working directory never matters) and how settings
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import pytest
 import yaml
 
-from shared.breaker import SqliteBreakerStore
-from shared.runtime import RuntimeSettings, build_runtime
+from shared.breaker import BlobBreakerStore, CircuitBreaker, SqliteBreakerStore
+from shared.runtime import RuntimeSettings, _breaker_store, build_runtime
 from shared.sources.cache import FileCacheStore
 from shared.sources.config import SourceSettings, parse_source, source_id
 from tests.fakes.openapi_server import pets_document
@@ -54,6 +55,16 @@ def test_a_restarted_instance_reuses_the_discovery(tmp_path: Path) -> None:
     (tmp_path / "pets.yaml").unlink()  # the source is gone: only the cache can answer
     again = build_runtime(settings)
     assert [(r.tool_count, r.origin) for r in again.source_reports] == [(12, "cache")]
+
+
+def test_an_unreachable_breaker_store_lets_calls_through_quickly(tmp_path: Path) -> None:
+    dead = ("DefaultEndpointsProtocol=http;AccountName=devstoreaccount1;AccountKey=a2V5;"
+            "BlobEndpoint=http://127.0.0.1:9/devstoreaccount1;")  # nothing listens on the discard port
+    store = _breaker_store(RuntimeSettings.from_env({"WEFT_PAYLOAD_CONNECTION_STRING": dead}))
+    assert isinstance(store, BlobBreakerStore)
+    started = time.monotonic()
+    assert CircuitBreaker(store).allow("calculate"), "the breaker fails open"
+    assert time.monotonic() - started < 10, "bounded retries, not the storage SDK's minute"
 
 
 def test_without_blob_storage_the_breaker_is_a_file_in_the_state_dir(tmp_path: Path) -> None:
