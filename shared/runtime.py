@@ -202,7 +202,8 @@ class Runtime:
         return sync
 
     def _registry_store(self) -> RegistryStore:
-        container = container_client(self.settings.payloads, self.settings.sources.registry_container)
+        container = container_client(self.settings.payloads, self.settings.sources.registry_container,
+                                     **_FAIL_FAST_CLIENT_OPTIONS)
         if container is not None:
             return BlobRegistryStore(container)
         return FileRegistryStore(Path(self.settings.state_dir) / "source-registry.json")
@@ -293,21 +294,23 @@ def _discovery_cache(settings: RuntimeSettings) -> DiscoveryCache:
     """The discovery cache of tool sources: blobs ``discovery/<source id>.json`` in the source registry's container
     (WEFT_SOURCE_REGISTRY_CONTAINER) when Blob Storage is configured, so every instance and every cold start shares
     it; else files in WEFT_DISCOVERY_CACHE_DIR (default ``<WEFT_STATE_DIR>/discovery``)."""
-    container = container_client(settings.payloads, settings.sources.registry_container)
+    container = container_client(settings.payloads, settings.sources.registry_container, **_FAIL_FAST_CLIENT_OPTIONS)
     return build_discovery_cache(settings.sources, container=container, state_dir=settings.state_dir)
 
 
-_BREAKER_CLIENT_OPTIONS: dict[str, Any] = {
+_FAIL_FAST_CLIENT_OPTIONS: dict[str, Any] = {
     "retry_total": 1, "initial_backoff": 0.5, "increment_base": 2, "connection_timeout": 5, "read_timeout": 10,
 }
-"""The breaker is read on every tool call and fails open: an unreachable store costs a call about a second, not the
-storage SDK's default minute of retries."""
+"""Client options for stores on the hot or start-up path: the breaker (read on every tool call, fails open), the
+source registry and the discovery cache (read while the runtime is built and on refresh). An unreachable store then
+costs about a second, not the storage SDK's default minute of retries that would hold a worker's first request (and
+``/api/ready``) hostage; a registration that meets it fails with 503 and can be sent again."""
 
 
 def _breaker_store(settings: RuntimeSettings) -> BreakerStore:
     """Where circuit breakers keep their state: one blob per tool in WEFT_BREAKER_CONTAINER when Blob Storage is
     configured, so every instance sees the same circuit; else ``<WEFT_STATE_DIR>/breakers.sqlite`` (one machine)."""
-    container = container_client(settings.payloads, settings.tools.breaker.container, **_BREAKER_CLIENT_OPTIONS)
+    container = container_client(settings.payloads, settings.tools.breaker.container, **_FAIL_FAST_CLIENT_OPTIONS)
     if container is not None:
         return BlobBreakerStore(container)
     return SqliteBreakerStore(Path(settings.state_dir) / "breakers.sqlite")
