@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Generator
 from datetime import timedelta
 from typing import Any
@@ -63,6 +64,11 @@ def execute_calls(
     against ``retry.max_attempts`` like failed ones. Every call is awaited until it has an outcome: one failed call
     never hides the others' results. A call settled after more than one attempt counts its retries in
     ``weft.tool.retries`` (once, not on replay).
+
+    The pending calls are awaited together (``task_all``), so a call that meets an open circuit starts its wait
+    once the others have settled or one has failed: the wait is a lower bound, so a late start only delays that
+    call, while awaiting each completion on its own (``task_any``) costs the orchestrator one more pass over every
+    slot per completion, quadratic in the width of a level.
     """
     slots = [_Slot(context, call) for call in calls]
     while True:
@@ -72,7 +78,8 @@ def execute_calls(
         pending = [slot.task for slot in slots if slot.outcome is None]
         if not pending:
             break
-        yield context.task_any(pending)
+        with contextlib.suppress(Exception):  # task_all stops at the first failure; each task is read next pass
+            yield context.task_all(pending)
     return [slot.outcome for slot in slots if slot.outcome is not None]
 
 
