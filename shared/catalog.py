@@ -23,6 +23,7 @@ import json
 import threading
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
@@ -201,17 +202,22 @@ def _import_impl(ref: str) -> Callable[..., Any]:
 # ------------------------------------------------------------------------------------------------ catalog
 
 
-@dataclass(frozen=True)
 class _Snapshot:
-    tools: Mapping[str, Tool]
-    version: str
+    """The tools at one moment, never changed once built. Name order and the version are computed on first read, so
+    adding tools one at a time costs a dict copy each, not a sort and a hash of every spec (quadratic in the
+    catalog's size when tens of thousands are registered one by one)."""
 
+    def __init__(self, tools: dict[str, Tool]) -> None:
+        self.tools = tools
 
-def _snapshot(tools: Mapping[str, Tool]) -> _Snapshot:
-    ordered = {name: tools[name] for name in sorted(tools)}
-    dumps = [entry.spec.model_dump(mode="json") for entry in ordered.values()]
-    version = hashlib.sha256(canonical_json(dumps).encode("utf-8")).hexdigest()
-    return _Snapshot(ordered, version)
+    @cached_property
+    def ordered(self) -> list[Tool]:
+        return [self.tools[name] for name in sorted(self.tools)]
+
+    @cached_property
+    def version(self) -> str:
+        dumps = [entry.spec.model_dump(mode="json") for entry in self.ordered]
+        return hashlib.sha256(canonical_json(dumps).encode("utf-8")).hexdigest()
 
 
 class Catalog:
@@ -219,7 +225,7 @@ class Catalog:
 
     def __init__(self, tools: Iterable[Tool] = ()) -> None:
         self._lock = threading.Lock()
-        self._snap = _snapshot({})
+        self._snap = _Snapshot({})
         self.add_all(list(tools))
 
     # ---- writing
@@ -238,7 +244,7 @@ class Catalog:
                     raise ValueError(f"tool {entry.name!r} is already registered")
                 seen.add(entry.name)
                 tools[entry.name] = entry
-            self._snap = _snapshot(tools)
+            self._snap = _Snapshot(tools)
         return list(entries)
 
     def remove(self, name: str) -> None:
@@ -246,7 +252,7 @@ class Catalog:
         with self._lock:
             if name not in self._snap.tools:
                 raise self._not_found(name)
-            self._snap = _snapshot({key: value for key, value in self._snap.tools.items() if key != name})
+            self._snap = _Snapshot({key: value for key, value in self._snap.tools.items() if key != name})
 
     def register(
         self,
@@ -339,11 +345,11 @@ class Catalog:
 
     def names(self) -> list[str]:
         """Every tool name, sorted."""
-        return list(self._snap.tools)
+        return [entry.name for entry in self._snap.ordered]
 
     def specs(self) -> list[ToolSpec]:
         """Every spec, sorted by name."""
-        return [entry.spec for entry in self._snap.tools.values()]
+        return [entry.spec for entry in self._snap.ordered]
 
     @property
     def version(self) -> str:
@@ -352,7 +358,7 @@ class Catalog:
 
     def to_openai_tools(self, names: Iterable[str] | None = None) -> list[dict[str, Any]]:
         """OpenAI function-tool dicts (``{"type": "function", "function": {...}}``) for ``names`` (default: all)."""
-        chosen = [self.get(name) for name in names] if names is not None else list(self._snap.tools.values())
+        chosen = [self.get(name) for name in names] if names is not None else list(self._snap.ordered)
         return [
             {
                 "type": "function",
