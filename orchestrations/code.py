@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Generator
+from datetime import timedelta
 from typing import Any
 
 import azure.durable_functions as df
@@ -10,17 +11,37 @@ import azure.durable_functions as df
 from orchestrations.approval import await_approval
 from orchestrations.steps import execute_wide
 from shared.code_run import CodeRun, seed_for
+from shared.errors import SandboxBusy
 from shared.models import ErrorInfo, RunRequest, RunResult, RunStatus, StepRecord, ToolSpec
 from shared.sandbox import Capacity
 from shared.steps import error_from_failure
+
+
+def _run_inline(
+    context: df.DurableOrchestrationContext, request: dict[str, Any], policy: dict[str, Any]
+) -> Generator[Any, Any, dict[str, Any]]:
+    """``run_code_inline``, tried again (after the policy's interval, on a durable timer) only when it failed with
+    ``sandbox_busy``: then nothing ran. Any other failure may come after the code called tools, and running the
+    code again would call them again, so it is final (Durable's own retry would retry every failure)."""
+    attempts = int(policy["max_attempts"])
+    for attempt in range(1, attempts + 1):
+        try:
+            return (yield context.call_activity("run_code_inline", request))
+        except Exception as exc:
+            if attempt == attempts or error_from_failure(str(exc)).code != SandboxBusy.code:
+                raise
+        interval = timedelta(milliseconds=int(policy["first_interval_ms"]))
+        yield context.create_timer(context.current_utc_datetime + interval)
+    raise AssertionError("unreachable")
 
 
 def run_code_mode(context: df.DurableOrchestrationContext, request: RunRequest) -> Generator[Any, Any, RunResult]:
     """Replay loop: run the code from the start with the results so far; when it waits on new tool calls, fan them
     out as ``call_tool`` activities, record their outcomes and run it again, until it finishes (``max_rounds``).
 
-    The code activities are retried with the sandbox retry policy (a busy sandbox, a failed zygote); when the last
-    attempt fails too, the run ends ``failed`` with that error instead of failing the orchestration."""
+    Replay steps are retried with the sandbox retry policy (a busy sandbox, a failed zygote: a replay step calls no
+    tool itself); an inline run only when the sandbox was busy (see :func:`_run_inline`). When the last attempt
+    fails too, the run ends ``failed`` with that error instead of failing the orchestration."""
     started = context.current_utc_datetime
     context.set_custom_status({"stage": "preparing", "mode": "code"})
     prepared = yield context.call_activity("prepare_code", {"tools": request.tools, "code": request.code})
@@ -36,8 +57,8 @@ def run_code_mode(context: df.DurableOrchestrationContext, request: RunRequest) 
             return progress.result(None, context.current_utc_datetime, refusal)
     if request.options.code_execution == "inline":
         try:
-            outcome = yield context.call_activity_with_retry("run_code_inline", retry, base)
-        except Exception as exc:  # every attempt failed (Durable hands over only the message)
+            outcome = yield from _run_inline(context, base, policy)
+        except Exception as exc:  # Durable hands over only the message
             return progress.result(None, context.current_utc_datetime, error_from_failure(str(exc)))
         progress.records = [StepRecord.model_validate(r) for r in outcome.get("steps", [])]
         if outcome["status"] == "error":
