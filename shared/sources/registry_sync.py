@@ -73,8 +73,13 @@ class RegistrySync:
         on_change: Callable[[list[SourceReport]], None] | None = None,
         interval_s: float | None = None,
         clock: Callable[[], float] = time.monotonic,
+        allow_local: bool = False,
     ) -> None:
         self.catalog = catalog
+        self.allow_local = allow_local
+        """Load stdio MCP and OpenAPI ``path`` entries found in the registry (tests on one machine only): by default
+        they are refused like at registration, so write access to the registry's storage cannot run commands or
+        read files on the app's instances."""
         self.registry = registry
         self.settings = settings
         self.secrets = secrets
@@ -138,7 +143,9 @@ class RegistrySync:
         checks_before = self._checks
         with self._check_lock:
             if self._checks == checks_before and any(name not in self.catalog for name in wanted):
-                self._check(self.clock())
+                # Sources that failed to load are retried by the periodic refresh only: a stream of unknown tool
+                # names (typos, bad plans) must not each wait for a dead source's discovery timeout.
+                self._check(self.clock(), retry_failed=False)
         return [name for name in wanted if name not in self.catalog]
 
     async def ensure_async(self, names: Iterable[str]) -> list[str]:
@@ -148,11 +155,11 @@ class RegistrySync:
             return []
         return await asyncio.to_thread(self.ensure, wanted)
 
-    def _check(self, started: float) -> list[SourceReport]:
+    def _check(self, started: float, *, retry_failed: bool = True) -> list[SourceReport]:
         self._checks += 1  # under the check lock: a check counted after a caller looked started after it asked
         try:
             version = self.registry.version()
-            if version == self._version and not self._pending:
+            if version == self._version and not (self._pending and retry_failed):
                 return []
             snapshot = self.registry.read()
         except Exception:
@@ -166,9 +173,11 @@ class RegistrySync:
                 log.warning("source registry entry skipped: %s", problem)
         owned = self.loaded()
         todo = list({entry.id: entry for entry in snapshot.sources if entry.id not in owned}.values())
+        skipped = set() if retry_failed else {entry.id for entry in todo if entry.id in self._pending}
+        todo = [entry for entry in todo if entry.id not in skipped]
         outcomes = _run(lambda: self._load(todo)) if todo else []
         self._version = snapshot.version
-        self._pending = {report.source_id for report, retry in outcomes if retry}
+        self._pending = {report.source_id for report, retry in outcomes if retry} | skipped
         reports = [report for report, _ in outcomes]
         for report in reports:
             if report.error and not report.tool_count:
@@ -185,6 +194,11 @@ class RegistrySync:
         guard = SsrfGuard(self.settings.network)
 
         async def one(entry: RegisteredSource) -> tuple[SourceReport, bool]:
+            try:
+                if not self.allow_local:
+                    check_registrable(entry.config)
+            except InvalidRequest as exc:
+                return failure_report(entry.config, exc.message), False
             try:
                 tools, report = await discover_tools(entry.config, self.settings, secrets=self.secrets,
                                                      cache=self.cache, guard=guard)

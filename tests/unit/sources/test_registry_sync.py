@@ -46,7 +46,7 @@ class Instance:
         self.catalog = Catalog()
         self.changes: list[list[SourceReport]] = []
         self.sync = RegistrySync(self.catalog, SourceRegistry(self.store), SourceSettings(), interval_s=interval_s,
-                                 on_change=self.changes.append, clock=lambda: self.now)
+                                 on_change=self.changes.append, clock=lambda: self.now, allow_local=True)
 
 
 def write_pets(folder: Path, name: str = "pets.yaml") -> Path:
@@ -189,6 +189,21 @@ def test_a_source_that_fails_to_load_is_tried_again_at_the_next_check(tmp_path: 
     assert b.sync.refresh() == [] and b.store.reads == 1, "nothing pending any more"
 
 
+def test_unknown_tool_names_do_not_retry_a_failing_source(tmp_path: Path, registry_path: Path) -> None:
+    """Only the periodic refresh retries a source that failed to load: a typo in a tool name costs a version check,
+    not a new discovery (which could wait out a dead source's timeout)."""
+    pets = write_pets(tmp_path)
+    asyncio.run(Instance(registry_path).sync.register(pets_entry(pets), allow_local=True))
+    pets.rename(tmp_path / "away.yaml")
+    b = Instance(registry_path)
+    assert b.sync.refresh()[0].tool_count == 0
+    (tmp_path / "away.yaml").rename(pets)  # back up: a discovery now would succeed
+    b.store.reads = b.store.versions = 0
+    assert b.sync.ensure(["pets.getPett"]) == ["pets.getPett"]
+    assert (b.store.versions, b.store.reads, len(b.catalog)) == (1, 0, 0)
+    assert [r.tool_count for r in b.sync.refresh()] == [12], "the refresh still retries it"
+
+
 def test_a_registered_source_clashing_with_this_catalog_is_reported_and_skipped(
     tmp_path: Path, registry_path: Path
 ) -> None:
@@ -212,15 +227,15 @@ def test_sources_loaded_from_the_sources_file_are_not_loaded_twice(tmp_path: Pat
     assert b.sync.refresh() == [] and b.store.reads == 1 and len(b.catalog) == 0
 
 
-def test_the_runtime_loads_registered_sources_at_start_up(tmp_path: Path) -> None:
+def test_the_runtime_refuses_registry_entries_the_api_would_refuse(tmp_path: Path) -> None:
+    """A path source written straight into the registry (by whoever can write its storage) is not loaded: reading
+    local files, like running a stdio command, is for WEFT_TOOL_SOURCES only."""
     pets = write_pets(tmp_path)
     state = tmp_path / "state"
     asyncio.run(Instance(state / "source-registry.json").sync.register(pets_entry(pets), allow_local=True))
     settings = RuntimeSettings(demo_tools=False, state_dir=str(state),
                                sources=SourceSettings(discovery_cache_dir=str(tmp_path / "discovery")))
     runtime = build_runtime(settings)
-    assert "pets.getPet" in runtime.catalog and len(runtime.catalog) == 12
-    assert [(r.alias, r.tool_count) for r in runtime.source_reports] == [("pets", 12)]
-    registration = asyncio.run(runtime.source_sync.register(pets_entry(pets), allow_local=True))
-    assert not registration.created
-    assert [(r.alias, r.tool_count) for r in runtime.source_reports] == [("pets", 12)], "one report per source"
+    assert "pets.getPet" not in runtime.catalog and len(runtime.catalog) == 0
+    (report,) = runtime.source_reports
+    assert report.alias == "pets" and report.tool_count == 0 and "WEFT_TOOL_SOURCES" in (report.error or "")
