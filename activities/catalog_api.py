@@ -10,7 +10,7 @@ import azure.functions as func
 
 from activities.http_json import error, error_response, json_response
 from shared.errors import WeftError
-from shared.runtime import get_runtime, reset_runtime
+from shared.runtime import get_runtime, get_runtime_async, reset_runtime
 from shared.search_api import parse_search_request, search_tools
 
 bp = df.Blueprint()
@@ -28,7 +28,7 @@ def list_tools(req: func.HttpRequest) -> func.HttpResponse:
 
 @bp.route(route="tools/search", methods=["POST"])
 async def search(req: func.HttpRequest) -> func.HttpResponse:
-    runtime = get_runtime()
+    runtime = await get_runtime_async()
     try:
         request = parse_search_request(req.get_body(), runtime.settings.search)
     except WeftError as exc:
@@ -49,7 +49,7 @@ async def reload_catalog(req: func.HttpRequest) -> func.HttpResponse:
 async def add_source(req: func.HttpRequest) -> func.HttpResponse:
     """Register an OpenAPI (by URL) or streamable-HTTP MCP source in the shared source registry; its tools join the
     catalog of every instance. 201 when registered, 200 when it was registered already (idempotent)."""
-    runtime = get_runtime()
+    runtime = await get_runtime_async()
     try:
         body = json.loads(req.get_body() or b"null")
     except ValueError:

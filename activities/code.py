@@ -12,7 +12,7 @@ import azure.functions as func
 
 from activities.tracing import activity_span
 from shared.code_run import code_tools, run_inline, run_step, tools_needing_approval
-from shared.runtime import Runtime, get_runtime
+from shared.runtime import Runtime, get_runtime, get_runtime_async
 from shared.telemetry import SandboxSpan
 
 bp = df.Blueprint()
@@ -34,7 +34,7 @@ def prepare_code(request: dict[str, Any]) -> dict[str, Any]:
 
 @bp.activity_trigger(input_name="request")
 async def run_code_step(request: dict[str, Any], context: func.Context) -> dict[str, Any]:
-    runtime = get_runtime()
+    runtime = await get_runtime_async()
     with activity_span(runtime.telemetry, context, "run_code_step", request["run_id"]):
         await runtime.source_sync.ensure_async(request["tools"].values())
         with _sandbox_span(runtime, "replay", request) as span:
@@ -46,7 +46,7 @@ async def run_code_step(request: dict[str, Any], context: func.Context) -> dict[
 
 @bp.activity_trigger(input_name="request")
 async def run_code_inline(request: dict[str, Any], context: func.Context) -> dict[str, Any]:
-    runtime = get_runtime()
+    runtime = await get_runtime_async()
     with activity_span(runtime.telemetry, context, "run_code_inline", request["run_id"]):
         await runtime.source_sync.ensure_async(request["tools"].values())
         with _sandbox_span(runtime, "inline", request) as span:

@@ -18,7 +18,7 @@ from shared.run_api import (
     run_instance_id,
 )
 from shared.run_api import run_view as view_of
-from shared.runtime import get_runtime
+from shared.runtime import get_runtime_async
 
 bp = df.Blueprint()
 _FINISHED = ("Completed", "Failed", "Terminated", "Canceled")
@@ -35,7 +35,8 @@ def _links(req: func.HttpRequest, client: df.DurableOrchestrationClient, instanc
 @bp.durable_client_input(client_name="client")
 async def start_run(req: func.HttpRequest, client: df.DurableOrchestrationClient) -> func.HttpResponse:
     try:
-        request = await asyncio.to_thread(admit_run_request, req.get_body(), get_runtime())
+        runtime = await get_runtime_async()
+        request = await asyncio.to_thread(admit_run_request, req.get_body(), runtime)
     except WeftError as exc:
         return error_response(exc)
     instance_id = run_instance_id(req.headers.get("Idempotency-Key") or request.idempotency_key)

@@ -10,7 +10,7 @@ import azure.functions as func
 
 from shared.errors import WeftError
 from shared.run_api import RUN_ORCHESTRATOR, admit_run_request, run_instance_id
-from shared.runtime import get_runtime
+from shared.runtime import get_runtime_async
 
 bp = df.Blueprint()
 log = logging.getLogger(__name__)
@@ -23,7 +23,8 @@ async def run_from_queue(msg: func.QueueMessage, poison: func.Out[str], client: 
     """Instance id = the message's idempotency key, else its message id: a redelivered message never starts a
     second run. A malformed message goes straight to ``runs-poison`` (no retry loop) with the reason logged."""
     try:
-        request = await asyncio.to_thread(admit_run_request, msg.get_body(), get_runtime())
+        runtime = await get_runtime_async()
+        request = await asyncio.to_thread(admit_run_request, msg.get_body(), runtime)
     except WeftError as exc:
         log.error("runs message %s rejected (%s, field %s): %s", msg.id, exc.code, exc.field, exc.message)
         poison.set(msg.get_body().decode("utf-8", errors="replace"))

@@ -22,7 +22,7 @@ from shared.llm import (
     Role,
     ToolSchema,
 )
-from shared.runtime import Runtime, get_runtime
+from shared.runtime import Runtime, get_runtime_async
 from shared.task import find_tools, plan_turn, write_answer
 from shared.telemetry import AZURE_OPENAI_PROVIDER, LlmCallSpan
 
@@ -39,7 +39,7 @@ def _model(runtime: Runtime) -> ChatModel:
 @bp.activity_trigger(input_name="request")
 async def prepare_task(request: dict[str, Any], context: func.Context) -> dict[str, Any]:
     """The tools the planner starts with (tool search over the catalog, or the caller's list) and the settings."""
-    runtime = get_runtime()
+    runtime = await get_runtime_async()
     settings = runtime.settings
     with activity_span(runtime.telemetry, context, "prepare_task", request.get("run_id")):
         if request.get("tools"):
@@ -55,14 +55,14 @@ async def prepare_task(request: dict[str, Any], context: func.Context) -> dict[s
 
 @bp.activity_trigger(input_name="request")
 async def search_tools(request: dict[str, Any], context: func.Context) -> list[str]:
-    runtime = get_runtime()
+    runtime = await get_runtime_async()
     with activity_span(runtime.telemetry, context, "search_tools", request.get("run_id")):
         return await _search(runtime, request["query"], int(request["k"]), request.get("run_id"))
 
 
 @bp.activity_trigger(input_name="request")
 async def llm_plan(request: dict[str, Any], context: func.Context) -> dict[str, Any]:
-    runtime = get_runtime()
+    runtime = await get_runtime_async()
     limits = runtime.settings
     with activity_span(runtime.telemetry, context, "llm_plan", request.get("run_id")):
         await runtime.source_sync.ensure_async(request.get("tools") or ())
@@ -75,7 +75,7 @@ async def llm_plan(request: dict[str, Any], context: func.Context) -> dict[str, 
 
 @bp.activity_trigger(input_name="request")
 async def llm_answer(request: dict[str, Any], context: func.Context) -> dict[str, Any]:
-    runtime = get_runtime()
+    runtime = await get_runtime_async()
     with (activity_span(runtime.telemetry, context, "llm_answer", request.get("run_id")),
           _llm_span(runtime, "worker", request.get("run_id")) as span):
         answer = await asyncio.to_thread(write_answer, request, _Recorded(_model(runtime), span))

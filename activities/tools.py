@@ -12,7 +12,7 @@ from activities.tracing import activity_span
 from shared.errors import CircuitOpen
 from shared.models import Plan
 from shared.plan import resolve_refs
-from shared.runtime import Runtime, get_runtime
+from shared.runtime import Runtime, get_runtime, get_runtime_async
 from shared.steps import CircuitWait, RetryableToolError, StepCall
 
 bp = df.Blueprint()
@@ -33,7 +33,7 @@ def prepare_plan(plan: dict[str, Any]) -> dict[str, Any]:
 async def call_tool(request: dict[str, Any], context: func.Context) -> dict[str, Any]:
     """Run one tool call; raise only for retryable failures so Durable retries them. A call rejected by the tool's
     open circuit returns a :class:`CircuitWait`: the orchestrator waits out the cool-down, not Durable's interval."""
-    runtime = get_runtime()
+    runtime = await get_runtime_async()
     step = StepCall.model_validate(request)
     with activity_span(runtime.telemetry, context, "call_tool", step.call.run_id):
         return await _call_tool(runtime, step)

@@ -366,6 +366,14 @@ def get_runtime() -> Runtime:
     return runtime
 
 
+async def get_runtime_async() -> Runtime:
+    """:func:`get_runtime` for async functions: the first call builds the runtime (catalog files, tool sources, the
+    source registry: network and seconds) on a worker thread instead of blocking the event loop."""
+    if _runtime is not None:
+        return get_runtime()
+    return await asyncio.to_thread(get_runtime)
+
+
 def reset_runtime(runtime: Runtime | None = None) -> None:
     """Replace (or drop) the process-wide runtime: for tests."""
     global _runtime

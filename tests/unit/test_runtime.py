@@ -87,3 +87,34 @@ def test_the_inline_result_limit_is_the_smaller_of_two_settings(tmp_path: Path, 
     settings = RuntimeSettings.from_env({"WEFT_STATE_DIR": str(tmp_path), "WEFT_DEMO_TOOLS": "false", **env})
     assert settings.inline_result_bytes == inline
     assert build_runtime(settings).executor.settings.max_result_bytes == inline
+
+
+def test_async_callers_build_the_runtime_off_the_event_loop(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import asyncio
+    import threading
+
+    from shared import runtime as runtime_module
+
+    monkeypatch.setenv("WEFT_STATE_DIR", str(tmp_path))
+    monkeypatch.setenv("WEFT_DEMO_TOOLS", "false")
+    monkeypatch.setenv("AzureWebJobsStorage", "")
+    runtime_module.reset_runtime(None)
+    built_on: list[str] = []
+    real_build = runtime_module.build_runtime
+
+    def recording_build(*args: object, **kwargs: object) -> runtime_module.Runtime:
+        built_on.append(threading.current_thread().name)
+        return real_build(*args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(runtime_module, "build_runtime", recording_build)
+
+    async def main() -> tuple[runtime_module.Runtime, runtime_module.Runtime, str]:
+        first = await runtime_module.get_runtime_async()
+        return first, await runtime_module.get_runtime_async(), threading.current_thread().name
+
+    try:
+        first, second, loop_thread = asyncio.run(main())
+        assert first is second is runtime_module.get_runtime()
+        assert len(built_on) == 1 and built_on[0] != loop_thread
+    finally:
+        runtime_module.reset_runtime(None)
