@@ -23,7 +23,6 @@ import json
 import threading
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from functools import cached_property
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
@@ -205,19 +204,26 @@ def _import_impl(ref: str) -> Callable[..., Any]:
 class _Snapshot:
     """The tools at one moment, never changed once built. Name order and the version are computed on first read, so
     adding tools one at a time costs a dict copy each, not a sort and a hash of every spec (quadratic in the
-    catalog's size when tens of thousands are registered one by one)."""
+    catalog's size when tens of thousands are registered one by one). Two threads may both compute them once; the
+    results are equal (``functools.cached_property`` would instead hold a lock shared by every snapshot)."""
 
     def __init__(self, tools: dict[str, Tool]) -> None:
         self.tools = tools
+        self._ordered: list[Tool] | None = None
+        self._version: str | None = None
 
-    @cached_property
+    @property
     def ordered(self) -> list[Tool]:
-        return [self.tools[name] for name in sorted(self.tools)]
+        if self._ordered is None:
+            self._ordered = [self.tools[name] for name in sorted(self.tools)]
+        return self._ordered
 
-    @cached_property
+    @property
     def version(self) -> str:
-        dumps = [entry.spec.model_dump(mode="json") for entry in self.ordered]
-        return hashlib.sha256(canonical_json(dumps).encode("utf-8")).hexdigest()
+        if self._version is None:
+            dumps = [entry.spec.model_dump(mode="json") for entry in self.ordered]
+            self._version = hashlib.sha256(canonical_json(dumps).encode("utf-8")).hexdigest()
+        return self._version
 
 
 class Catalog:

@@ -159,6 +159,9 @@ def get_telemetry() -> Telemetry:
         return _fallback
 
 
+_settings_refused = False
+
+
 def telemetry_from_env() -> Telemetry:
     """The configured :class:`Telemetry`, configuring it from ``os.environ`` on the first call.
 
@@ -166,12 +169,16 @@ def telemetry_from_env() -> Telemetry:
     guarded by :func:`configure_telemetry`'s lock; later calls only return the object. Malformed telemetry settings
     are logged and give :func:`get_telemetry`'s fallback, so an orchestrator never fails because of telemetry.
     """
+    global _settings_refused
     configured = _configured
     if configured is not None:
         return configured
+    if _settings_refused:
+        return get_telemetry()
     try:
         settings = TelemetrySettings.from_env(os.environ)
     except ValueError:
+        _settings_refused = True  # said once: this runs on every replay and every settled tool call
         _log.warning("telemetry settings are malformed; telemetry is not configured here", exc_info=True)
         return get_telemetry()
     return configure_telemetry(settings)

@@ -162,4 +162,5 @@ def test_malformed_settings_leave_an_orchestrator_on_the_fallback(tmp_path):
     state = probe(tmp_path, FROM_ENV_PROBE, WEFT_TELEMETRY_CAPTURE_CONTENT="maybe")
     assert state["is_fallback"] is True
     assert state["span_exporters"] == []
-    assert any(line.startswith("WARNING telemetry settings are malformed") for line in state["log"])
+    warnings = [line for line in state["log"] if line.startswith("WARNING telemetry settings are malformed")]
+    assert len(warnings) == 1, "said once, not on every call"
