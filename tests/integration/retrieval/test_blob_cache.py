@@ -6,7 +6,7 @@ import contextlib
 import io
 import json
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
@@ -16,6 +16,7 @@ from azure.core.exceptions import ResourceNotFoundError
 from shared.embedding import shared_encoder
 from shared.embedding_cache import BlobContainerStore, EmbeddingCache
 from shared.retrieval import HybridRetriever
+from tests.unit.retrieval.fakes import CountingEncoder
 
 pytestmark = pytest.mark.azurite
 
@@ -39,22 +40,9 @@ def container(azurite: Any) -> Iterator[Any]:
         client.delete_container()
 
 
-class CountingEncoder:
-    def __init__(self) -> None:
-        self.inner = shared_encoder()
-        self.texts: list[str] = []
-
-    @property
-    def cache_key(self) -> str:
-        return self.inner.cache_key
-
-    @property
-    def dim(self) -> int:
-        return self.inner.dim
-
-    def encode(self, texts: Sequence[str]) -> np.ndarray:
-        self.texts.extend(texts)
-        return self.inner.encode(texts)
+def counting_encoder() -> CountingEncoder:
+    """The process-wide query encoder, recording every text it embeds."""
+    return CountingEncoder(shared_encoder())
 
 
 def test_store_round_trip_and_missing_blob(container: Any) -> None:
@@ -72,7 +60,7 @@ def test_store_round_trip_and_missing_blob(container: Any) -> None:
 
 
 def test_second_instance_embeds_nothing_and_ranks_the_same(container: Any) -> None:
-    first_encoder, second_encoder = CountingEncoder(), CountingEncoder()
+    first_encoder, second_encoder = counting_encoder(), counting_encoder()
     first = HybridRetriever.from_specs(
         TOOLS, encoder=first_encoder, cache=EmbeddingCache(first_encoder.cache_key, BlobContainerStore(container))
     )
@@ -87,13 +75,13 @@ def test_second_instance_embeds_nothing_and_ranks_the_same(container: Any) -> No
 
 
 def test_changing_one_tool_embeds_only_that_tool(container: Any) -> None:
-    encoder = CountingEncoder()
+    encoder = counting_encoder()
     cache = EmbeddingCache(encoder.cache_key, BlobContainerStore(container))
     retriever = HybridRetriever.from_specs(TOOLS, encoder=encoder, cache=cache)
     encoder.texts.clear()
     retriever.upsert([{"name": "send_email", "description": "Send an email with attachments to a recipient."}])
     assert [t.split(":")[0] for t in encoder.texts] == ["send email"]
-    later = CountingEncoder()
+    later = counting_encoder()
     HybridRetriever.from_specs(
         [*TOOLS[:1], {"name": "send_email", "description": "Send an email with attachments to a recipient."},
          TOOLS[2]],
@@ -103,7 +91,7 @@ def test_changing_one_tool_embeds_only_that_tool(container: Any) -> None:
 
 
 def test_blobs_are_npy_and_json_and_load_without_pickle(container: Any) -> None:
-    encoder = CountingEncoder()
+    encoder = counting_encoder()
     HybridRetriever.from_specs(TOOLS, encoder=encoder,
                                cache=EmbeddingCache(encoder.cache_key, BlobContainerStore(container)))
     names = sorted(container.list_blob_names())
