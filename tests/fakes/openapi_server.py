@@ -20,13 +20,14 @@ from __future__ import annotations
 import json
 import re
 import threading
+from pathlib import Path
 from typing import Any
 
 import yaml
 
 from tests.fakes import LoopbackServer, RecordedRequest, Response
 
-__all__ = ["BEARER_TOKEN", "PetsApi", "pets_document", "start_openapi_server"]
+__all__ = ["BEARER_TOKEN", "PetsApi", "pets_document", "pets_sources_file", "start_openapi_server"]
 
 BEARER_TOKEN = "s3cret-token"
 """The token ``whoami`` accepts."""
@@ -185,3 +186,15 @@ def start_openapi_server() -> PetsApi:
     server = PetsApi()
     server.start()
     return server
+
+
+def pets_sources_file(folder: Path) -> tuple[Path, str]:
+    """A WEFT_TOOL_SOURCES file with one OpenAPI source (the pets document, read from disk), and that source's id."""
+    from shared.sources.config import parse_source, source_id
+
+    document = folder / "pets.yaml"
+    document.write_text(yaml.safe_dump(pets_document("https://pets.example")))
+    entry = {"type": "openapi", "path": str(document), "alias": "pets"}
+    path = folder / "sources.yaml"
+    path.write_text(yaml.safe_dump({"sources": [entry]}))
+    return path, source_id(parse_source(entry))

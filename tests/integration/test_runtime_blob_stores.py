@@ -11,15 +11,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 from azure.core.exceptions import ResourceNotFoundError
 
 from shared.breaker import BlobBreakerStore, BreakerState
 from shared.models import ToolCall
 from shared.runtime import Runtime, RuntimeSettings, build_runtime
 from shared.sources.cache import BlobCacheStore
-from shared.sources.config import parse_source, source_id
-from tests.fakes.openapi_server import pets_document
+from tests.fakes.openapi_server import pets_sources_file
 from tests.support import Azurite
 
 pytestmark = pytest.mark.azurite
@@ -55,19 +53,9 @@ def container(azurite: Azurite, name: str) -> Any:
 # ------------------------------------------------------------------------------------------------ discovery cache
 
 
-def pets_sources(folder: Path) -> tuple[Path, str]:
-    """A WEFT_TOOL_SOURCES file with one OpenAPI document read from disk, and that source's id."""
-    document = folder / "pets.yaml"
-    document.write_text(yaml.safe_dump(pets_document("https://pets.example")))
-    entry = {"type": "openapi", "path": str(document), "alias": "pets"}
-    path = folder / "sources.yaml"
-    path.write_text(yaml.safe_dump({"sources": [entry]}))
-    return path, source_id(parse_source(entry))
-
-
 def test_the_discovery_cache_outlives_the_instance(tmp_path: Path, azurite: Azurite,
                                                    containers: dict[str, str]) -> None:
-    path, sid = pets_sources(tmp_path)
+    path, sid = pets_sources_file(tmp_path)
     sources = {"WEFT_TOOL_SOURCES": str(path), "WEFT_DEMO_TOOLS": "false"}
     first = instance(tmp_path / "a", azurite, containers, **sources)
     assert [(r.tool_count, r.origin) for r in first.source_reports] == [(12, "fresh")]

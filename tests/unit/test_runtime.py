@@ -7,27 +7,16 @@ import time
 from pathlib import Path
 
 import pytest
-import yaml
 
 from shared.breaker import BlobBreakerStore, CircuitBreaker, SqliteBreakerStore
 from shared.runtime import RuntimeSettings, _breaker_store, build_runtime
 from shared.sources.cache import FileCacheStore
-from shared.sources.config import SourceSettings, parse_source, source_id
-from tests.fakes.openapi_server import pets_document
-
-
-def sources_file(folder: Path) -> tuple[Path, str]:
-    """A WEFT_TOOL_SOURCES file with one OpenAPI document read from disk, and that source's id."""
-    document = folder / "pets.yaml"
-    document.write_text(yaml.safe_dump(pets_document("https://pets.example")))
-    entry = {"type": "openapi", "path": str(document), "alias": "pets"}
-    path = folder / "sources.yaml"
-    path.write_text(yaml.safe_dump({"sources": [entry]}))
-    return path, source_id(parse_source(entry))
+from shared.sources.config import SourceSettings
+from tests.fakes.openapi_server import pets_sources_file
 
 
 def test_the_discovery_cache_defaults_to_the_state_dir(tmp_path: Path) -> None:
-    path, sid = sources_file(tmp_path)
+    path, sid = pets_sources_file(tmp_path)
     state = tmp_path / "state"
     runtime = build_runtime(RuntimeSettings(demo_tools=False, state_dir=str(state),
                                             sources=SourceSettings(sources_file=str(path))))
@@ -38,7 +27,7 @@ def test_the_discovery_cache_defaults_to_the_state_dir(tmp_path: Path) -> None:
 
 
 def test_weft_discovery_cache_dir_wins_over_the_state_dir(tmp_path: Path) -> None:
-    path, sid = sources_file(tmp_path)
+    path, sid = pets_sources_file(tmp_path)
     settings = RuntimeSettings.from_env({"WEFT_STATE_DIR": str(tmp_path / "state"), "WEFT_DEMO_TOOLS": "false",
                                          "WEFT_TOOL_SOURCES": str(path),
                                          "WEFT_DISCOVERY_CACHE_DIR": str(tmp_path / "elsewhere")})
@@ -48,7 +37,7 @@ def test_weft_discovery_cache_dir_wins_over_the_state_dir(tmp_path: Path) -> Non
 
 
 def test_a_restarted_instance_reuses_the_discovery(tmp_path: Path) -> None:
-    path, _ = sources_file(tmp_path)
+    path, _ = pets_sources_file(tmp_path)
     settings = RuntimeSettings(demo_tools=False, state_dir=str(tmp_path / "state"),
                                sources=SourceSettings(sources_file=str(path)))
     build_runtime(settings)
