@@ -169,11 +169,9 @@ async def run_inline(
             record = StepRecord(step_id=step_id, tool=tool, attempts=1, latency_ms=result.latency_ms,
                                 args_hash=hash_args(named),
                                 status=StepStatus.SUCCEEDED if result.ok else StepStatus.FAILED,
-                                result=result.value if result.ok else None, error=result.error)
+                                result=result.recorded_value(preview_bytes) if result.ok else None, error=result.error)
             value = result.value
-            if result.ok and result.blob_ref:
-                preview = result.value[:preview_bytes] if isinstance(result.value, str) else result.value
-                record.result = {"blob_ref": result.blob_ref, "size_bytes": result.size_bytes, "preview": preview}
+            if result.ok and result.blob_ref:  # the code gets the whole value; the record keeps the reference
                 value = await asyncio.to_thread(payloads.get, result.blob_ref)
             records.append(record.model_dump(mode="json"))
             if not result.ok:
@@ -256,8 +254,7 @@ class CodeRun:
             if result.ok:
                 record.status = StepStatus.SUCCEEDED
                 value = offloaded(result.blob_ref) if result.blob_ref else result.value
-                record.result = value if not result.blob_ref else {
-                    "blob_ref": result.blob_ref, "size_bytes": result.size_bytes, "preview": result.value}
+                record.result = result.recorded_value()
                 self.recorded.append(RecordedCall.succeeded(pending, value).to_dict())
             else:
                 record.status = StepStatus.FAILED

@@ -118,11 +118,8 @@ class PlanRun:
             self.done += 1
             if result.ok:
                 record.status = StepStatus.SUCCEEDED
-                record.result = result.value
+                record.result = result.recorded_value()
                 self.results[outcome.step_id] = offloaded(result.blob_ref) if result.blob_ref else result.value
-                if result.blob_ref:
-                    record.result = {"blob_ref": result.blob_ref, "size_bytes": result.size_bytes,
-                                     "preview": result.value}
             else:
                 record.status = StepStatus.FAILED
                 record.error = result.error

@@ -74,6 +74,16 @@ class ToolResult(BaseModel):
     blob_ref: str | None = None
     """Where the full result was stored when it was too large to travel inline."""
 
+    def recorded_value(self, preview_bytes: int | None = None) -> Any:
+        """What a step record shows of this result: the value or, for a result stored in payload storage, its
+        reference, full size and a preview (the first ``preview_bytes`` of it, when given)."""
+        if not self.blob_ref:
+            return self.value
+        preview = self.value
+        if preview_bytes is not None and isinstance(preview, str):
+            preview = preview[:preview_bytes]
+        return {"blob_ref": self.blob_ref, "size_bytes": self.size_bytes, "preview": preview}
+
 
 class StepStatus(StrEnum):
     """Lifecycle of one step."""
