@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import pytest
 
@@ -99,6 +101,7 @@ def test_shared_encoder_is_one_per_truncation_on_onnx_runtime() -> None:
 def test_bulk_encoder_uses_every_core() -> None:
     bulk = bulk_encoder()
     assert isinstance(bulk, OnnxMiniLmEncoder) and bulk.threads >= 1 and bulk is bulk_encoder()
+    assert bulk.threads == (os.cpu_count() or 1) and bulk is not shared_encoder()
 
 
 @pytest.mark.parametrize(
