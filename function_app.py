@@ -4,14 +4,14 @@ import azure.durable_functions as df
 import azure.functions as func
 
 from activities.catalog_api import bp as catalog_api
-from activities.code import bp as code_activities
+from activities.code_steps import bp as code_activities
 from activities.ops_api import bp as ops_api
 from activities.runs_api import bp as runs_api
 from activities.runs_queue import bp as runs_queue
-from activities.task import bp as task_activities
-from activities.tools import bp as tool_activities
+from activities.task_steps import bp as task_activities
+from activities.tool_calls import bp as tool_activities
+from orchestrations.fan_out import bp as step_orchestrator
 from orchestrations.run import bp as run_orchestrator
-from orchestrations.steps import bp as step_orchestrator
 
 app = df.DFApp(http_auth_level=func.AuthLevel.FUNCTION)
 app.register_functions(runs_api)

@@ -11,7 +11,7 @@ import azure.functions as func
 from activities.http_json import error, error_response, json_response
 from shared.errors import WeftError
 from shared.runtime import get_runtime, get_runtime_async, reset_runtime
-from shared.search_api import parse_search_request, search_tools
+from shared.search.api import parse_search_request, search_tools
 
 bp = df.Blueprint()
 

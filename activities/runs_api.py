@@ -9,7 +9,7 @@ import azure.functions as func
 
 from activities.http_json import error, error_response, json_response
 from shared.errors import WeftError
-from shared.run_api import (
+from shared.runs.admission import (
     RUN_ORCHESTRATOR,
     RUN_STATUSES,
     admit_run_request,
@@ -17,7 +17,7 @@ from shared.run_api import (
     parse_approval,
     run_instance_id,
 )
-from shared.run_api import run_view as view_of
+from shared.runs.admission import run_view as view_of
 from shared.runtime import get_runtime_async
 
 bp = df.Blueprint()

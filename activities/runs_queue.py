@@ -9,7 +9,7 @@ import azure.durable_functions as df
 import azure.functions as func
 
 from shared.errors import WeftError
-from shared.run_api import RUN_ORCHESTRATOR, admit_run_request, run_instance_id
+from shared.runs.admission import RUN_ORCHESTRATOR, admit_run_request, run_instance_id
 from shared.runtime import get_runtime_async
 
 bp = df.Blueprint()

@@ -29,9 +29,9 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from shared.embedding_cache import EmbeddingCache, LocalFolderStore
-from shared.query_clauses import split_clauses
-from shared.retrieval import HybridRetriever, RetrievalSettings, ToolHit
+from shared.search.clauses import split_clauses
+from shared.search.embedding.cache import EmbeddingCache, LocalFolderStore
+from shared.search.retrieval import HybridRetriever, RetrievalSettings, ToolHit
 
 DATA = Path(__file__).resolve().parent / "data" / "retrieval"
 KS = (1, 5, 10)
@@ -220,7 +220,7 @@ def main() -> None:
     tools, queries = load("aws_tools.jsonl"), load("aws_queries.jsonl")
     settings = RetrievalSettings()
     start = time.perf_counter()
-    from shared.embedding import shared_encoder
+    from shared.search.embedding import shared_encoder
 
     encoder = shared_encoder(settings.max_tokens)
     cache = EmbeddingCache(encoder.cache_key, LocalFolderStore(args.cache_dir))

@@ -106,9 +106,9 @@ def worker(phase: str, size: int, n_queries: int, spawned_at: float) -> None:
 
     t_import = time.perf_counter()
     sys.path.insert(0, str(ROOT))
-    from shared.embedding import shared_encoder
-    from shared.embedding_cache import EmbeddingCache, LocalFolderStore
-    from shared.retrieval import HybridRetriever, RetrievalSettings
+    from shared.search.embedding import shared_encoder
+    from shared.search.embedding.cache import EmbeddingCache, LocalFolderStore
+    from shared.search.retrieval import HybridRetriever, RetrievalSettings
 
     imported = time.perf_counter() - t_import
     with (WORK / f"tools-{size}.jsonl").open() as f:

@@ -16,11 +16,11 @@ from pathlib import Path
 
 import tiktoken
 
-from shared.catalog import Catalog, Tool
+from shared.catalog.catalog import Catalog, Tool
 from shared.demo_tools import register_demo_tools
 from shared.models import ModelLimits, ToolSpec
-from shared.retrieval import HybridRetriever, RetrievalSettings
-from shared.task import _system_prompt, find_tools
+from shared.runs.task_planner import _system_prompt, find_tools
+from shared.search.retrieval import HybridRetriever, RetrievalSettings
 
 DOMAINS = ["crm", "billing", "weather", "calendar", "email", "storage", "maps", "finance", "hr", "inventory",
            "shipping", "analytics", "support", "devops", "security", "travel", "music", "health", "legal", "school"]

@@ -8,11 +8,11 @@ from typing import Any
 import azure.durable_functions as df
 
 from orchestrations.approval import await_approval
-from orchestrations.code import run_code_mode
-from orchestrations.steps import execute_wide
-from orchestrations.task import run_task_mode
+from orchestrations.code_mode import run_code_mode
+from orchestrations.fan_out import execute_wide
+from orchestrations.task_mode import run_task_mode
 from shared.models import RunRequest, RunResult, ToolSpec
-from shared.plan_run import PlanRun
+from shared.runs.plan_run import PlanRun
 from shared.telemetry import telemetry_from_env
 
 bp = df.Blueprint()

@@ -28,10 +28,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 from urllib.parse import urlsplit
 
-from shared.llm import LLM_NOT_CONFIGURED_MESSAGE
+from shared.llm.chat import LLM_NOT_CONFIGURED_MESSAGE
 
 if TYPE_CHECKING:
-    from shared.llm import LlmSettings
+    from shared.llm.chat import LlmSettings
 
 __all__ = [
     "BlobContainerCheck",

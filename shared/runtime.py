@@ -18,11 +18,10 @@ from typing import Any
 
 from azure.core.exceptions import ResourceExistsError
 
-from shared.breaker import BlobBreakerStore, BreakerStore, CircuitBreaker, SqliteBreakerStore
-from shared.catalog import Catalog
+from shared.catalog.breaker import BlobBreakerStore, BreakerStore, CircuitBreaker, SqliteBreakerStore
+from shared.catalog.catalog import Catalog
+from shared.catalog.executor import ToolExecutor, ToolSettings
 from shared.demo_tools import register_demo_tools
-from shared.embedding import shared_encoder
-from shared.embedding_cache import BlobContainerStore, EmbeddingCache
 from shared.health import (
     BlobContainerCheck,
     CatalogCheck,
@@ -33,11 +32,13 @@ from shared.health import (
     SearchIndexCheck,
     SessionPoolCheck,
 )
-from shared.llm import ChatModel, LlmSettings, build_chat_model
+from shared.llm.chat import ChatModel, LlmSettings, build_chat_model
 from shared.models import ModelLimits, ToolCall
 from shared.payloads import BlobPayloadStore, PayloadSettings, PayloadStore, build_payload_store, container_client
-from shared.retrieval import HybridRetriever, RetrievalSettings
 from shared.sandbox import Capacity, CodeExecutor, DynamicSessionsExecutor, Limits, SandboxBackend, build_code_executor
+from shared.search.embedding import shared_encoder
+from shared.search.embedding.cache import BlobContainerStore, EmbeddingCache
+from shared.search.retrieval import HybridRetriever, RetrievalSettings
 from shared.secrets import (
     KeyVaultSecrets,
     SecretsSettings,
@@ -52,7 +53,6 @@ from shared.sources.loader import SourceReport, build_discovery_cache, load_sour
 from shared.sources.registry import BlobRegistryStore, FileRegistryStore, RegistryStore, SourceRegistry
 from shared.sources.registry_sync import RegistrySync
 from shared.telemetry import Telemetry, TelemetrySettings, configure_telemetry, get_telemetry
-from shared.tools import ToolExecutor, ToolSettings
 
 __all__ = ["Runtime", "RuntimeSettings", "build_runtime", "get_runtime", "reset_runtime"]
 

@@ -19,7 +19,7 @@ import os
 from collections.abc import Callable
 from typing import Any
 
-from shared.catalog import Catalog, Tool, python_tool
+from shared.catalog.catalog import Catalog, Tool, python_tool
 from shared.demo_tools.calc import calculate, summary_statistics
 from shared.demo_tools.convert import convert_units, currency_convert
 from shared.demo_tools.data import csv_aggregate, format_table, json_query, random_sample, sort_list

@@ -3,9 +3,9 @@
 How ``flaky`` stays deterministic across retries and processes: Durable retries resend the same input, so the
 attempt number cannot come from the arguments. Instead each call increments a counter in the shared SQLite file
 (:meth:`NoteStore.next_count`) named by the call's idempotency key (``run_id:step_id``, from
-:data:`shared.tools.current_call`), ``key`` and ``seed``; that count is the attempt number. Whether attempt *n*
-fails is a pure function of ``(seed, key, n)`` (:func:`flaky_fails`), so the first attempt can fail in one process
-and the retry succeed in another, and a rerun of the same run with the same key sees the same sequence.
+:data:`shared.catalog.executor.current_call`), ``key`` and ``seed``; that count is the attempt number. Whether
+attempt *n* fails is a pure function of ``(seed, key, n)`` (:func:`flaky_fails`), so the first attempt can fail in
+one process and the retry succeed in another, and a rerun of the same run with the same key sees the same sequence.
 """
 
 from __future__ import annotations
@@ -16,9 +16,9 @@ from typing import Annotated, Any
 
 from pydantic import Field
 
+from shared.catalog.executor import current_call
 from shared.demo_tools.notes import NoteStore
 from shared.errors import ToolFailed
-from shared.tools import current_call
 
 __all__ = ["FaultTools", "fail_always", "flaky_fails", "slow"]
 

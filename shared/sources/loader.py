@@ -21,7 +21,7 @@ from typing import Any, TypeVar
 
 from pydantic import BaseModel, Field
 
-from shared.catalog import Catalog, Tool
+from shared.catalog.catalog import Catalog, Tool
 from shared.errors import InvalidRequest
 from shared.secrets import SecretSource
 from shared.sources.cache import DiscoveredTool, DiscoveryCache, FileCacheStore, Origin

@@ -427,7 +427,7 @@ def _content_value(block: Any) -> Any:
 
 
 class McpTransport:
-    """Calls one tool of an MCP server (a :class:`~shared.catalog.ToolTransport`)."""
+    """Calls one tool of an MCP server (a :class:`~shared.catalog.catalog.ToolTransport`)."""
 
     def __init__(self, client: McpClient, tool: str, *, retry_safe: bool = False) -> None:
         self.client = client

@@ -162,7 +162,7 @@ class OpenApiClient:
 
 
 class OpenApiTransport:
-    """Calls one OpenAPI operation (a :class:`~shared.catalog.ToolTransport`)."""
+    """Calls one OpenAPI operation (a :class:`~shared.catalog.catalog.ToolTransport`)."""
 
     def __init__(self, client: OpenApiClient, binding: Mapping[str, Any]) -> None:
         self.client = client

@@ -30,7 +30,7 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from shared.catalog import Catalog, Tool
+from shared.catalog.catalog import Catalog, Tool
 from shared.errors import InvalidRequest, ToolNotFound
 from shared.secrets import SecretSource
 from shared.sources.cache import DiscoveryCache

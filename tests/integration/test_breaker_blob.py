@@ -10,7 +10,14 @@ from typing import Any
 import pytest
 from azure.core.exceptions import ResourceNotFoundError
 
-from shared.breaker import BlobBreakerStore, BreakerRecord, BreakerSettings, BreakerState, CircuitBreaker, Transition
+from shared.catalog.breaker import (
+    BlobBreakerStore,
+    BreakerRecord,
+    BreakerSettings,
+    BreakerState,
+    CircuitBreaker,
+    Transition,
+)
 
 pytestmark = pytest.mark.azurite
 

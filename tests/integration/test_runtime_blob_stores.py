@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 from azure.core.exceptions import ResourceNotFoundError
 
-from shared.breaker import BlobBreakerStore, BreakerState
+from shared.catalog.breaker import BlobBreakerStore, BreakerState
 from shared.models import ToolCall
 from shared.runtime import Runtime, RuntimeSettings, build_runtime
 from shared.sources.cache import BlobCacheStore

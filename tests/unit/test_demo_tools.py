@@ -12,7 +12,8 @@ import pytest
 from jsonschema import Draft202012Validator
 
 import shared.demo_tools as demo_module
-from shared.catalog import Catalog
+from shared.catalog.catalog import Catalog
+from shared.catalog.executor import ToolExecutor
 from shared.demo_tools import DEMO_TAG, register_demo_tools
 from shared.demo_tools import text as text_module
 from shared.demo_tools.calc import calculate, percentile, summary_statistics
@@ -24,7 +25,6 @@ from shared.demo_tools.notes import Applications, NoteStore
 from shared.demo_tools.text import decode_text, encode_text, hash_text, regex_extract, text_statistics, word_frequency
 from shared.errors import ToolArgumentsInvalid
 from shared.models import ToolCall, ToolResult
-from shared.tools import ToolExecutor
 
 SPAWN = multiprocessing.get_context("spawn")
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from shared.breaker import BlobBreakerStore, CircuitBreaker, SqliteBreakerStore
+from shared.catalog.breaker import BlobBreakerStore, CircuitBreaker, SqliteBreakerStore
 from shared.runtime import RuntimeSettings, _breaker_store, build_runtime
 from shared.sources.cache import FileCacheStore
 from shared.sources.config import SourceSettings

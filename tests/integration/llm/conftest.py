@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 from azure.keyvault.secrets import SecretClient
 
-from shared.llm import LlmSettings, build_chat_model
-from shared.llm_providers import COGNITIVE_SERVICES_SCOPE, ChatCompletionsModel
+from shared.llm.chat import LlmSettings, build_chat_model
+from shared.llm.providers import COGNITIVE_SERVICES_SCOPE, ChatCompletionsModel
 from shared.secrets import SecretsSettings, build_secret_client
 from tests.fakes.identity_server import FakeManagedIdentityEndpoint
 from tests.fakes.keyvault_server import KEY_VAULT_RESOURCE, FakeKeyVault, LoopbackTls, make_loopback_tls

@@ -7,7 +7,7 @@ from collections.abc import Callable
 import pytest
 
 from shared.errors import InvalidRequest, ModelBehaviorError, NotConfigured, UpstreamUnavailable, is_retryable
-from shared.llm import (
+from shared.llm.chat import (
     ChatMessage,
     JsonSchemaFormat,
     LlmSettings,
@@ -18,7 +18,7 @@ from shared.llm import (
     build_chat_model,
     render_prompt,
 )
-from shared.llm_providers import ChatCompletionsModel
+from shared.llm.providers import ChatCompletionsModel
 from tests.fakes.identity_server import FakeManagedIdentityEndpoint
 from tests.fakes.openai_server import FakeChatCompletionsServer, Reply
 

@@ -8,8 +8,8 @@ from collections.abc import Callable
 import pytest
 from azure.keyvault.secrets import SecretClient
 
-from shared.llm import ChatMessage, LlmSettings, build_chat_model
-from shared.llm_providers import ChatCompletionsModel
+from shared.llm.chat import ChatMessage, LlmSettings, build_chat_model
+from shared.llm.providers import ChatCompletionsModel
 from shared.secrets import KeyVaultSecrets
 from tests.fakes.identity_server import FakeManagedIdentityEndpoint
 from tests.fakes.keyvault_server import KEY_VAULT_RESOURCE, FakeKeyVault
@@ -53,5 +53,5 @@ def test_no_token_key_secret_or_prompt_is_logged_at_debug(
     leaks = [label for label, value in never_logged.items() if value in logged]
     assert leaks == []
     # Our own line for the call carries the usage, not the content.
-    ours = [r.getMessage() for r in caplog.records if r.name == "shared.llm_providers"]
+    ours = [r.getMessage() for r in caplog.records if r.name == "shared.llm.providers"]
     assert any("role=worker deployment=weft-worker" in line and "prompt_tokens=11" in line for line in ours)

@@ -8,8 +8,8 @@ import pytest
 from azure.keyvault.secrets import SecretClient
 
 from shared.errors import NotConfigured
-from shared.llm import ChatMessage, LlmSettings, build_chat_model
-from shared.llm_providers import ChatCompletionsModel
+from shared.llm.chat import ChatMessage, LlmSettings, build_chat_model
+from shared.llm.providers import ChatCompletionsModel
 from shared.secrets import KeyVaultSecrets
 from tests.fakes.keyvault_server import FakeKeyVault
 from tests.fakes.openai_server import FakeChatCompletionsServer, Reply

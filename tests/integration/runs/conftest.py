@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from shared.breaker import BlobBreakerStore, BreakerStore, SqliteBreakerStore
+from shared.catalog.breaker import BlobBreakerStore, BreakerStore, SqliteBreakerStore
 from tests.support import ROOT, Azurite, DevhostProcess, devhost_env, free_port, http
 
 

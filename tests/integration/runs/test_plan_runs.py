@@ -8,7 +8,7 @@ from datetime import datetime
 
 import pytest
 
-from shared.breaker import BreakerRecord, BreakerState
+from shared.catalog.breaker import BreakerRecord, BreakerState
 from tests.integration.runs.conftest import breaker_store, run_plan, steps_by_id, submit, wait_run
 from tests.support import ROOT, DevhostProcess, http
 

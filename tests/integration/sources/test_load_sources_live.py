@@ -8,11 +8,11 @@ from pathlib import Path
 
 import yaml
 
-from shared.catalog import Catalog
+from shared.catalog.catalog import Catalog
+from shared.catalog.executor import ToolExecutor
 from shared.models import ToolCall
 from shared.sources import SourceSettings, build_discovery_cache, load_sources
 from shared.sources.ssrf import NetworkPolicy
-from shared.tools import ToolExecutor
 from tests.fakes.mcp_server import McpHttpServer, stdio_source_config
 from tests.fakes.openapi_server import BEARER_TOKEN, PetsApi
 from tests.integration.sources.conftest import MemorySecrets

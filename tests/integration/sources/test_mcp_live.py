@@ -14,13 +14,13 @@ import psutil
 import pytest
 import yaml
 
-from shared.catalog import Catalog
+from shared.catalog.catalog import Catalog
+from shared.catalog.executor import ToolExecutor, ToolSettings
 from shared.models import ToolCall, ToolResult
 from shared.sources import SourceSettings, load_sources
 from shared.sources.cache import DiscoveryCache, FileCacheStore
 from shared.sources.mcp import McpClient, McpServerParams, McpSettings
 from shared.sources.ssrf import DestinationNotAllowed, NetworkPolicy, SsrfGuard
-from shared.tools import ToolExecutor, ToolSettings
 from tests.fakes.mcp_server import SCRIPT, McpHttpServer, start_http_server, stdio_source_config
 from tests.fakes.openapi_server import PetsApi
 from tests.integration.sources.conftest import MemorySecrets

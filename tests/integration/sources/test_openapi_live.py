@@ -11,12 +11,12 @@ from typing import Any
 import pytest
 import yaml
 
-from shared.catalog import Catalog
+from shared.catalog.catalog import Catalog
+from shared.catalog.executor import ToolExecutor
 from shared.models import ToolCall, ToolResult
 from shared.sources import SourceSettings, load_sources
 from shared.sources.openapi_transport import OpenApiSettings
 from shared.sources.ssrf import NetworkPolicy
-from shared.tools import ToolExecutor
 from tests.fakes.openapi_server import BEARER_TOKEN, PetsApi, pets_document
 from tests.integration.sources.conftest import MemorySecrets
 

@@ -15,7 +15,8 @@ import pytest
 from azure.core.exceptions import ResourceNotFoundError
 from azure.storage.blob import ContainerClient
 
-from shared.catalog import Catalog
+from shared.catalog.catalog import Catalog
+from shared.catalog.executor import ToolExecutor
 from shared.models import ToolCall
 from shared.payloads import PayloadSettings, container_client
 from shared.sources import SourceSettings
@@ -23,7 +24,6 @@ from shared.sources.config import parse_source
 from shared.sources.registry import BlobRegistryStore, RegistryConflict, SourceRegistry
 from shared.sources.registry_sync import RegistrySync
 from shared.sources.ssrf import NetworkPolicy
-from shared.tools import ToolExecutor
 from tests.fakes.openapi_server import PetsApi
 from tests.support import Azurite
 

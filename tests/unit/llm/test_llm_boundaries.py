@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-import shared.llm
-import shared.llm_providers
+import shared.llm.chat
+import shared.llm.providers
 import shared.secrets
 
 ROOT = Path(__file__).resolve().parents[3]
@@ -19,7 +19,7 @@ ROOT = Path(__file__).resolve().parents[3]
     ("module", "names"),
     [
         pytest.param(
-            shared.llm,
+            shared.llm.chat,
             {
                 "LLM_NOT_CONFIGURED_MESSAGE",
                 "ROLES",
@@ -41,7 +41,7 @@ ROOT = Path(__file__).resolve().parents[3]
             id="llm",
         ),
         pytest.param(
-            shared.llm_providers,
+            shared.llm.providers,
             {
                 "COGNITIVE_SERVICES_SCOPE",
                 "ChatCompletionsModel",
@@ -79,12 +79,12 @@ def test_public_names(module: object, names: set[str]) -> None:
 
 
 def test_importing_builds_nothing_and_stays_off_azure_functions() -> None:
-    """Import the modules in a clean interpreter: no azure.functions, and shared.llm alone loads no SDK client."""
+    """Import the modules in a clean interpreter: no azure.functions, and shared.llm.chat alone loads no SDK client."""
     probe = (
         "import sys\n"
-        "import shared.llm\n"
+        "import shared.llm.chat\n"
         "light = not any(m in sys.modules for m in ('openai', 'azure.identity'))\n"
-        "import shared.llm_providers, shared.secrets\n"
+        "import shared.llm.providers, shared.secrets\n"
         "print(light, 'azure.functions' in sys.modules)\n"
     )
     result = subprocess.run(

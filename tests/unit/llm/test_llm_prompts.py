@@ -1,10 +1,10 @@
-"""Prompts are data files in shared/prompts, loaded by name and filled by placeholder."""
+"""Prompts are data files in shared/llm/prompts, loaded by name and filled by placeholder."""
 
 from __future__ import annotations
 
 import pytest
 
-from shared.llm import load_prompt, render_prompt
+from shared.llm.chat import load_prompt, render_prompt
 
 PLACEHOLDERS = {
     "planner_plan": {"tools": "T", "max_steps": "8"},

@@ -12,8 +12,8 @@ from azure.identity import CredentialUnavailableError
 from openai.types.chat import ChatCompletion
 
 from shared.errors import InvalidRequest, ModelBehaviorError, NotConfigured, UpstreamUnavailable, WeftError
-from shared.llm import JsonSchemaFormat, ModelThrottled, ToolCall, Usage
-from shared.llm_providers import (
+from shared.llm.chat import JsonSchemaFormat, ModelThrottled, ToolCall, Usage
+from shared.llm.providers import (
     azure_v1_base_url,
     parse_completion,
     retry_after_seconds,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from shared.errors import NotConfigured
-from shared.llm import (
+from shared.llm.chat import (
     LLM_NOT_CONFIGURED_MESSAGE,
     ChatMessage,
     ChatModel,
@@ -18,7 +18,7 @@ from shared.llm import (
     Usage,
     build_chat_model,
 )
-from shared.llm_providers import ChatCompletionsModel
+from shared.llm.providers import ChatCompletionsModel
 
 
 class DictSecrets:

@@ -9,7 +9,7 @@ from typing import Any
 
 import yaml
 
-from shared.catalog import Catalog
+from shared.catalog.catalog import Catalog
 from shared.sources.cache import DiscoveryCache, FileCacheStore
 from shared.sources.config import SourceSettings
 from shared.sources.loader import load_sources, load_sources_async

@@ -9,13 +9,13 @@ from typing import Any
 import httpx
 import pytest
 
-from shared.catalog import Catalog, Tool
+from shared.catalog.catalog import Catalog, Tool
+from shared.catalog.executor import ToolExecutor
 from shared.errors import InvalidRequest, NotConfigured, ToolArgumentsInvalid, UpstreamUnavailable, is_retryable
 from shared.models import ToolCall
 from shared.sources.openapi import openapi_tools
 from shared.sources.openapi_transport import HttpAuth, OpenApiClient, OpenApiSettings, OpenApiTransport
 from shared.sources.ssrf import NetworkPolicy, SsrfGuard
-from shared.tools import ToolExecutor
 from tests.fakes.openapi_server import pets_document
 from tests.unit.sources.conftest import MemorySecrets, table_resolver
 

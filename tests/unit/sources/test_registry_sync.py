@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 import yaml
 
-from shared.catalog import Catalog
+from shared.catalog.catalog import Catalog
 from shared.errors import InvalidRequest
 from shared.runtime import RuntimeSettings, build_runtime
 from shared.sources.config import SourceSettings

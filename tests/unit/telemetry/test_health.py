@@ -28,7 +28,7 @@ from shared.health import (
     readiness_body,
     run_checks,
 )
-from shared.llm import LLM_NOT_CONFIGURED_MESSAGE, LlmSettings
+from shared.llm.chat import LLM_NOT_CONFIGURED_MESSAGE, LlmSettings
 
 # ------------------------------------------------------------------------------------------------------ fakes
 

@@ -6,7 +6,7 @@ import prometheus_client
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from shared.breaker import BreakerSettings, BreakerState, CircuitBreaker, MemoryBreakerStore
+from shared.catalog.breaker import BreakerSettings, BreakerState, CircuitBreaker, MemoryBreakerStore
 from shared.telemetry import Metrics
 from tests.unit.telemetry.support import FakeClock, key
 

@@ -1,0 +1,63 @@
+"""Tool activities: describe the tools a plan uses, and call one tool."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import azure.durable_functions as df
+import azure.functions as func
+
+from activities.tracing import activity_span
+from shared.errors import CircuitOpen
+from shared.models import Plan
+from shared.runs.plan import resolve_refs
+from shared.runs.step_calls import CircuitWait, RetryableToolError, StepCall
+from shared.runtime import Runtime, get_runtime, get_runtime_async
+
+bp = df.Blueprint()
+
+
+@bp.activity_trigger(input_name="plan")
+def prepare_plan(plan: dict[str, Any]) -> dict[str, Any]:
+    """The specs of the tools the plan names (unknown names are left out) and the fan-out width."""
+    runtime = get_runtime()
+    names = {step.tool for step in Plan.model_validate(plan).steps}
+    runtime.source_sync.ensure(names)
+    specs = {name: runtime.catalog.get(name).spec.model_dump(mode="json") for name in names if name in runtime.catalog}
+    return {"specs": specs, "max_fan_out": runtime.settings.max_fan_out,
+            "approval_timeout_s": runtime.settings.approval_timeout_s}
+
+
+@bp.activity_trigger(input_name="request")
+async def call_tool(request: dict[str, Any], context: func.Context) -> dict[str, Any]:
+    """Run one tool call; raise only for retryable failures so Durable retries them. A call rejected by the tool's
+    open circuit returns a :class:`CircuitWait`: the orchestrator waits out the cool-down, not Durable's interval."""
+    runtime = await get_runtime_async()
+    step = StepCall.model_validate(request)
+    with activity_span(runtime.telemetry, context, "call_tool", step.call.run_id):
+        return await _call_tool(runtime, step)
+
+
+async def _call_tool(runtime: Runtime, step: StepCall) -> dict[str, Any]:
+    call = step.call
+    await runtime.source_sync.ensure_async([call.tool])
+    if step.offloaded:
+        loaded = await asyncio.gather(
+            *(asyncio.to_thread(runtime.payloads.get, ref) for ref in step.offloaded.values())
+        )
+        call = call.model_copy(update={"args": resolve_refs(call.args, dict(zip(step.offloaded, loaded, strict=True)))})
+    with runtime.telemetry.tool_call_span(call.tool, call.run_id, call.step_id) as span:
+        span.record_arguments(step.call.args)  # as hashed in StepRecord.args_hash (offloaded values by reference)
+        result = await runtime.executor.execute(call)
+        span.set_outcome("ok" if result.ok or result.error is None else result.error.code)
+        if result.ok:
+            span.record_result(result.value)
+    if not result.ok and result.error is not None and result.error.retryable:
+        if result.error.code == CircuitOpen.code:
+            wait = await asyncio.to_thread(runtime.executor.retry_after, call.tool)
+            return CircuitWait(circuit_open=result.error, retry_after_s=wait).model_dump(mode="json")
+        raise RetryableToolError(result.error)
+    if result.blob_ref and isinstance(result.value, str):
+        result.value = result.value[: runtime.settings.payloads.preview_bytes]
+    return result.model_dump(mode="json")

@@ -1,0 +1,18 @@
+"""The tool catalog: specs, schemas and transports. The executor and circuit breaker (I/O) live beside it in
+:mod:`shared.catalog.executor` and :mod:`shared.catalog.breaker`, imported by their own paths."""
+
+from shared.catalog.catalog import Catalog, PythonTransport, Tool, ToolTransport, python_tool, tool
+from shared.catalog.schema import argument_problems, function_schema, python_identifier, render_stub
+
+__all__ = [
+    "Catalog",
+    "PythonTransport",
+    "Tool",
+    "ToolTransport",
+    "argument_problems",
+    "function_schema",
+    "python_identifier",
+    "python_tool",
+    "render_stub",
+    "tool",
+]

@@ -1,0 +1,356 @@
+"""Plan mode: validate a plan against the catalog, order its steps in levels, resolve ``$ref`` arguments.
+
+Everything here is pure and deterministic (no I/O, clock or randomness), because it runs inside the Durable
+orchestrator: the same plan and results give the same graph, levels, errors and arguments on every replay.
+
+References: any value inside a step's ``args`` may be ``{"$ref": "stepId.path.to.value"}`` (exactly that one key).
+``"s1"`` is the whole result of step ``s1``; ``.key`` looks up a dict key, ``.0`` or ``[0]`` a list index. A
+reference implies a dependency on its step, so listing it in ``depends_on`` as well is allowed but not needed. A
+reference's value is unknown until its step has run, so schema checks skip it; they still catch missing, unexpected
+and mistyped arguments around it.
+"""
+
+from __future__ import annotations
+
+import copy
+import difflib
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from shared.catalog.catalog import argument_problems
+from shared.errors import InvalidRequest, PlanInvalid
+from shared.models import ModelLimits, Plan, Step, ToolSpec, check_plan_limits, format_field
+
+if TYPE_CHECKING:
+    from shared.catalog.catalog import Catalog
+
+__all__ = [
+    "REF_KEY",
+    "PlanGraph",
+    "PlanProblem",
+    "Ref",
+    "check_plan",
+    "is_ref",
+    "parse_ref",
+    "resolve_refs",
+    "validate_plan",
+]
+
+REF_KEY = "$ref"
+_REF = re.compile(r"^(?P<step>[A-Za-z_][A-Za-z0-9_-]{0,63})(?P<path>(?:\.[^.\[\]]+|\[\d+\])*)$")
+_SEGMENT = re.compile(r"\.([^.\[\]]+)|\[(\d+)\]")
+_MAX_REPORTED = 10
+_MAX_LISTED_KEYS = 20
+
+Path = tuple[str | int, ...]
+
+
+# --------------------------------------------------------------------------------------------------- references
+
+
+@dataclass(frozen=True)
+class Ref:
+    """A parsed ``$ref``: the step whose result it reads and the path inside that result."""
+
+    step: str
+    """Id of the step whose result is read."""
+    path: Path
+    """Keys (``str``; digit strings also index lists) and list indexes (``int``, from ``[n]``)."""
+    text: str
+    """The reference as written."""
+
+
+def is_ref(value: Any) -> bool:
+    """Whether ``value`` is a reference placeholder: a dict whose only key is ``$ref``."""
+    return isinstance(value, Mapping) and len(value) == 1 and REF_KEY in value
+
+
+def parse_ref(text: Any) -> Ref:
+    """Parse ``"s1.items[0].name"``; :class:`ValueError` with an explanation if malformed."""
+    if not isinstance(text, str):
+        raise ValueError(f"$ref must be a string like 'step_id.path.to.value', got {type(text).__name__}")
+    match = _REF.match(text)
+    if not match:
+        raise ValueError(
+            f"$ref {text!r} is malformed: write 'step_id' for the whole result or 'step_id.key.0.key' / "
+            "'step_id.key[0]' for a part of it"
+        )
+    path = tuple(int(index) if index else key for key, index in _SEGMENT.findall(match.group("path")))
+    return Ref(match.group("step"), path, text)
+
+
+def _collect_refs(value: Any, path: Path, out: list[tuple[Path, Any]]) -> None:
+    if is_ref(value):
+        out.append((path, value[REF_KEY]))
+    elif isinstance(value, Mapping):
+        for key, item in value.items():
+            _collect_refs(item, (*path, key), out)
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            _collect_refs(item, (*path, index), out)
+
+
+# --------------------------------------------------------------------------------------------------- the graph
+
+
+@dataclass(frozen=True)
+class PlanProblem:
+    """One reason a plan cannot run."""
+
+    field: str
+    """Where, e.g. ``plan.steps[2].tool``."""
+    message: str
+    """What is wrong and, where possible, how to fix it."""
+
+
+@dataclass(frozen=True)
+class PlanGraph:
+    """A validated plan: its steps, effective dependencies (``depends_on`` plus references) and levels."""
+
+    steps: Mapping[str, Step]
+    """Steps by id, in plan order."""
+    dependencies: Mapping[str, tuple[str, ...]]
+    """For each step, the steps it waits for, in plan order."""
+    dependents: Mapping[str, tuple[str, ...]]
+    """For each step, the steps that wait for it, in plan order."""
+    index: Mapping[str, int]
+    """Position of each step in the plan (for ``plan.steps[i]`` field names)."""
+    _levels: tuple[tuple[str, ...], ...]
+
+    def levels(self) -> list[list[str]]:
+        """Topological levels: every step's dependencies are in earlier levels; plan order within a level."""
+        return [list(level) for level in self._levels]
+
+    def order(self) -> list[str]:
+        """All step ids, level by level."""
+        return [step_id for level in self._levels for step_id in level]
+
+    def downstream(self, step_id: str) -> list[str]:
+        """Every step that depends on ``step_id`` directly or transitively, in plan order (what to skip on failure)."""
+        seen: set[str] = set()
+        stack = [step_id]
+        while stack:
+            for child in self.dependents[stack.pop()]:
+                if child not in seen:
+                    seen.add(child)
+                    stack.append(child)
+        return sorted(seen, key=self.index.__getitem__)
+
+    def resolve_args(self, step_id: str, results: Mapping[str, Any]) -> dict[str, Any]:
+        """``step_id``'s arguments with references replaced from ``results`` (see :func:`resolve_refs`)."""
+        return resolve_refs(self.steps[step_id].args, results, field=f"plan.steps[{self.index[step_id]}].args")
+
+
+def _specs_of(catalog: Catalog | Mapping[str, ToolSpec]) -> Mapping[str, ToolSpec]:
+    if isinstance(catalog, Mapping):
+        return catalog
+    return {spec.name: spec for spec in catalog.specs()}
+
+
+def check_plan(
+    plan: Plan,
+    catalog: Catalog | Mapping[str, ToolSpec],
+    limits: ModelLimits | None = None,
+    *,
+    check_arguments: bool = True,
+) -> tuple[list[PlanProblem], PlanGraph | None]:
+    """Every problem with ``plan`` (empty when it can run) and, when there are none, its graph.
+
+    ``catalog`` is a :class:`~shared.catalog.catalog.Catalog` or a mapping of tool name to spec (e.g. specs an activity
+    returned to the orchestrator). ``check_arguments=False`` skips the JSON-schema checks of the arguments (the
+    orchestrator's replays: the plan was checked when it was admitted, and every call is checked again).
+    """
+    if limits is not None:
+        try:
+            check_plan_limits(plan, limits)
+        except InvalidRequest as exc:
+            return [PlanProblem(exc.field or "plan", exc.message)], None
+    specs = _specs_of(catalog)
+    problems: list[PlanProblem] = []
+    index: dict[str, int] = {}
+    for i, step in enumerate(plan.steps):
+        index.setdefault(step.id, i)
+    ids = list(index)
+    deps: dict[str, dict[str, str]] = {step_id: {} for step_id in ids}  # step -> {dependency: field that adds it}
+    for i, step in enumerate(plan.steps):
+        where = f"plan.steps[{i}]"
+        mine = deps[step.id]
+        if index[step.id] != i:
+            first = f"plan.steps[{index[step.id]}]"
+            problems.append(PlanProblem(f"{where}.id", f"duplicate step id {step.id!r} (also {first})"))
+            mine = {}
+        for k, dep in enumerate(step.depends_on):
+            if dep in index:
+                mine.setdefault(dep, f"{where}.depends_on[{k}]")
+            else:
+                problems.append(PlanProblem(f"{where}.depends_on[{k}]", _unknown("step", dep, ids)))
+        found: list[tuple[Path, Any]] = []
+        _collect_refs(step.args, (), found)
+        holes: list[Path] = []
+        for path, raw in found:
+            field = format_field([f"{where}.args", *path])
+            holes.append(path)
+            try:
+                ref = parse_ref(raw)
+            except ValueError as exc:
+                problems.append(PlanProblem(field, str(exc)))
+                continue
+            if ref.step == step.id:
+                problems.append(PlanProblem(field, f"$ref {ref.text!r} refers to this step's own result"))
+            elif ref.step not in index:
+                problems.append(PlanProblem(field, f"$ref {ref.text!r}: {_unknown('step', ref.step, ids)}"))
+            else:
+                mine.setdefault(ref.step, field)
+        spec = specs.get(step.tool)
+        if spec is None:
+            problems.append(PlanProblem(f"{where}.tool", _unknown("tool", step.tool, sorted(specs))))
+            continue
+        if not check_arguments:
+            continue
+        for problem in argument_problems(spec.parameters, step.args, opaque=holes):
+            problems.append(PlanProblem(problem.field(f"{where}.args"), f"{step.tool}: {problem.message}"))
+    cycle = _find_cycle(ids, deps)
+    if cycle:
+        text = " -> ".join(cycle)
+        problems.append(PlanProblem(deps[cycle[0]][cycle[1]], f"dependency cycle: {text} (each waits for the next)"))
+    if problems:
+        return problems, None
+    return [], _build_graph(plan, index, deps)
+
+
+def validate_plan(
+    plan: Plan, catalog: Catalog | Mapping[str, ToolSpec], limits: ModelLimits | None = None
+) -> PlanGraph:
+    """Check ``plan`` and return its :class:`PlanGraph`; raise :class:`PlanInvalid` naming the first problem.
+
+    The error's ``field`` is the first problem's; its message lists up to ten problems, each with its field.
+    """
+    problems, graph = check_plan(plan, catalog, limits)
+    if graph is None:
+        shown = problems[:_MAX_REPORTED]
+        more = f" (and {len(problems) - len(shown)} more)" if len(problems) > len(shown) else ""
+        message = "; ".join(f"{problem.field}: {problem.message}" for problem in shown) + more
+        raise PlanInvalid(message, field=problems[0].field)
+    return graph
+
+
+def _unknown(kind: str, name: str, known: Sequence[str]) -> str:
+    close = difflib.get_close_matches(name, known, n=3)
+    hint = f"; did you mean {', '.join(repr(match) for match in close)}?" if close else ""
+    return f"unknown {kind} {name!r}{hint}"
+
+
+def _find_cycle(ids: list[str], deps: Mapping[str, Mapping[str, str]]) -> list[str] | None:
+    """The first cycle met by a depth-first walk in plan order, as ``[a, b, ..., a]`` (a waits for b ...)."""
+    order = {step_id: i for i, step_id in enumerate(ids)}
+    state: dict[str, int] = {}  # 1: on the current path, 2: finished
+    for root in ids:
+        if root in state:
+            continue
+        path = [root]
+        state[root] = 1
+        iters = [iter(sorted(deps[root], key=order.__getitem__))]
+        while iters:
+            nxt = next(iters[-1], None)
+            if nxt is None:
+                state[path.pop()] = 2
+                iters.pop()
+            elif state.get(nxt) == 1:
+                return [*path[path.index(nxt) :], nxt]
+            elif nxt not in state:
+                state[nxt] = 1
+                path.append(nxt)
+                iters.append(iter(sorted(deps[nxt], key=order.__getitem__)))
+    return None
+
+
+def _build_graph(plan: Plan, index: Mapping[str, int], deps: Mapping[str, Mapping[str, str]]) -> PlanGraph:
+    by_plan = index.__getitem__
+    dependencies = {step_id: tuple(sorted(deps[step_id], key=by_plan)) for step_id in index}
+    children: dict[str, list[str]] = {step_id: [] for step_id in index}
+    for step_id, parents in dependencies.items():
+        for parent in parents:
+            children[parent].append(step_id)
+    dependents = {step_id: tuple(sorted(kids, key=by_plan)) for step_id, kids in children.items()}
+    level: dict[str, int] = {}
+    remaining = {step_id: len(parents) for step_id, parents in dependencies.items()}
+    ready = [step_id for step_id in index if remaining[step_id] == 0]
+    while ready:
+        step_id = ready.pop()
+        level[step_id] = max((level[parent] + 1 for parent in dependencies[step_id]), default=0)
+        for child in dependents[step_id]:
+            remaining[child] -= 1
+            if remaining[child] == 0:
+                ready.append(child)
+    levels: list[list[str]] = [[] for _ in range(max(level.values(), default=-1) + 1)]
+    for step_id in sorted(level, key=by_plan):
+        levels[level[step_id]].append(step_id)
+    return PlanGraph(
+        steps={step.id: step for step in plan.steps},
+        dependencies=dependencies,
+        dependents=dependents,
+        index=dict(index),
+        _levels=tuple(tuple(ids) for ids in levels),
+    )
+
+
+# --------------------------------------------------------------------------------------------------- resolution
+
+
+def resolve_refs(args: Mapping[str, Any], results: Mapping[str, Any], *, field: str = "args") -> dict[str, Any]:
+    """A copy of ``args`` with every ``{"$ref": ...}`` replaced by a (copied) part of ``results[step]``.
+
+    Raises :class:`PlanInvalid` naming the argument (``field`` is its prefix) and the reference when the step has
+    no result or the path is not in it.
+    """
+
+    def visit(value: Any, path: Path) -> Any:
+        if is_ref(value):
+            return copy.deepcopy(_lookup(value[REF_KEY], results, format_field([field, *path])))
+        if isinstance(value, Mapping):
+            return {key: visit(item, (*path, key)) for key, item in value.items()}
+        if isinstance(value, list):
+            return [visit(item, (*path, i)) for i, item in enumerate(value)]
+        return value
+
+    return {key: visit(value, (key,)) for key, value in args.items()}
+
+
+def _lookup(raw: Any, results: Mapping[str, Any], field: str) -> Any:
+    try:
+        ref = parse_ref(raw)
+    except ValueError as exc:
+        raise PlanInvalid(str(exc), field=field) from None
+    if ref.step not in results:
+        raise PlanInvalid(f"$ref {ref.text!r}: step {ref.step!r} has no result (it did not run or failed)", field=field)
+    current = results[ref.step]
+    walked = ref.step
+    for segment in ref.path:
+        if isinstance(current, list) and (isinstance(segment, int) or segment.isdigit()):
+            position = int(segment)
+            if position >= len(current):
+                raise PlanInvalid(
+                    f"$ref {ref.text!r}: {walked} has {len(current)} items, so index {position} does not exist",
+                    field=field,
+                )
+            current = current[position]
+        elif isinstance(current, Mapping) and str(segment) in current:
+            current = current[str(segment)]
+        elif isinstance(current, Mapping):
+            keys = sorted(map(str, current))
+            close = difflib.get_close_matches(str(segment), keys, n=1)
+            hint = f"; did you mean {close[0]!r}?" if close else ""
+            listed = ", ".join(keys[:_MAX_LISTED_KEYS]) + (", ..." if len(keys) > _MAX_LISTED_KEYS else "")
+            raise PlanInvalid(
+                f"$ref {ref.text!r}: {walked} has no key {str(segment)!r}{hint} (keys: {listed or 'none'})",
+                field=field,
+            )
+        else:
+            kind = {list: "list", type(None): "null"}.get(type(current), type(current).__name__)
+            raise PlanInvalid(
+                f"$ref {ref.text!r}: {walked} is a {kind}, so {segment!r} cannot be looked up in it", field=field
+            )
+        walked += f"[{segment}]" if isinstance(segment, int) else f".{segment}"
+    return current

@@ -1,0 +1,119 @@
+"""Splitting a request that names several tasks into one clause per task.
+
+"book a flight to Rome, then convert the price to euros and email it to me" becomes
+``["book a flight to Rome", "convert the price to euros", "email it to me"]``. Each clause is searched on its own
+so that the tools for every part reach the top k, not only those for the part with the most words.
+
+The split is lexical and conservative, tuned on the dev split of ``benchmarks/data/retrieval``:
+
+* sentence punctuation, commas, semicolons and sequencing words ("then", "after that", "finally", "also") split;
+* a bare "and" splits only when both sides look like tasks (the left has at least two content words and the right
+  starts with a content word), so "search and replace text" stays whole;
+* a fragment that only sets context ("using Amazon S3, ...", "in the EU region, ...") is joined to the next one;
+* a fragment that continues the previous one is joined to it: one that opens with a subordinating or referring
+  word ("given a project id", "which ...", "The table has ...", "If ..."), and one of at most two words after a
+  comma (list items such as "instance type, subnet").
+"""
+
+from __future__ import annotations
+
+import re
+
+from shared.search.bm25 import STOPWORDS
+
+__all__ = ["split_clauses"]
+
+_HARD = re.compile(
+    r"\s*(?:[;!?]+|\.(?=\s|$)|,|\b(?:and\s+then|then|after\s+that|afterwards|and\s+finally|finally|and\s+also|"
+    r"also|as\s+well\s+as|plus|followed\s+by|once\s+done|once\s+that\s+is\s+done)\b)\s*",
+    re.IGNORECASE,
+)
+_AND = re.compile(r"\s+and\s+", re.IGNORECASE)
+_WORD = re.compile(r"[A-Za-z0-9]+")
+_MAX_CLAUSES = 6
+_FILLERS = frozenset(("please", "first", "now", "next", "also", "and", "then", "kindly"))
+_CONTEXT_OPENERS = frozenset(
+    ["using", "with", "in", "on", "for", "via", "from", "through", "within", "inside", "under"]
+)
+_CONTINUATION_OPENERS = frozenset(
+    """given where which that whose so but if unless otherwise because when while including except the this these
+    those it its they there such each as no only or nor not whether""".split()  # noqa: SIM905 - a word list
+)
+
+
+def _content_words(text: str) -> list[str]:
+    return [w for w in _WORD.findall(text.lower()) if w not in STOPWORDS]
+
+
+def _split_and(clause: str) -> list[str]:
+    parts = _AND.split(clause)
+    if len(parts) == 1:
+        return [clause]
+    out = [parts[0]]
+    for part in parts[1:]:
+        words = _WORD.findall(part.lower())
+        left = out[-1]
+        task_like = len(_content_words(left)) >= 2 and len(words) >= 2 and words[0] not in STOPWORDS
+        if task_like and left.count("(") <= left.count(")"):
+            out.append(part)
+        else:
+            out[-1] = f"{left} and {part}"
+    return out
+
+
+def _opener(words: list[str]) -> str:
+    """The first word that is not a politeness or sequencing filler ("please", "first", "now")."""
+    return next((w for w in words if w not in _FILLERS), "")
+
+
+def _joined(pieces: list[tuple[str, str]]) -> list[str]:
+    """Join context-only fragments to the next one and continuations to the previous one."""
+    clauses: list[str] = []
+    context = ""
+    for piece, separator in pieces:
+        words = _WORD.findall(piece.lower())
+        if not words:
+            continue
+        opener = _opener(words)
+        if not _content_words(piece) or (
+            clauses and (opener in _CONTINUATION_OPENERS or (separator == "," and len(words) <= 2))
+        ):
+            if clauses:
+                clauses[-1] = f"{clauses[-1]}{separator} {piece}"
+            else:
+                context = f"{context} {piece}".strip()
+            continue
+        if opener in _CONTEXT_OPENERS and len(words) <= 6:
+            context = f"{context} {piece}".strip()
+            continue
+        clauses.append(f"{context} {piece}".strip() if context else piece)
+        context = ""
+    if context:
+        if clauses:
+            clauses[-1] = f"{clauses[-1]} {context}"
+        else:
+            clauses.append(context)
+    return clauses
+
+
+def split_clauses(query: str) -> list[str]:
+    """The task clauses of ``query`` (at most six); a single-task query comes back as ``[query]``."""
+    pieces: list[tuple[str, str]] = []
+    position = 0
+    separator = ""
+    for match in _HARD.finditer(query):
+        fragment = query[position : match.start()].strip()
+        if fragment:
+            pieces.extend((part, separator if i == 0 else " and") for i, part in enumerate(_split_and(fragment)))
+        separator = match.group().strip() or ","
+        separator = "," if separator == "," else ";"
+        position = match.end()
+    fragment = query[position:].strip()
+    if fragment:
+        pieces.extend((part, separator if i == 0 else " and") for i, part in enumerate(_split_and(fragment)))
+    clauses = _joined(pieces)
+    if len(clauses) <= 1:
+        return [query.strip()] if query.strip() else []
+    if len(clauses) > _MAX_CLAUSES:
+        clauses = [*clauses[: _MAX_CLAUSES - 1], " ".join(clauses[_MAX_CLAUSES - 1 :])]
+    return clauses

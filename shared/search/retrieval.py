@@ -1,0 +1,441 @@
+"""Tool search: BM25, embeddings, and their fusion behind one ``Retriever.search(query, k, filters)`` seam.
+
+Every retriever returns :class:`ToolHit` s ranked by a calibrated score in [0, 1], whatever the catalog size:
+
+* BM25: the fraction of the best score the query could reach (see :meth:`shared.search.bm25.Bm25Index.scores`).
+* Embeddings: cosine similarity mapped linearly from ``[cosine_floor, cosine_ceiling]`` to [0, 1]; a cosine at or
+  below the floor (what all-MiniLM-L6-v2 gives unrelated texts) is 0.
+* Hybrid: the weighted sum of the two (weights add up to 1).
+
+So ``min_score`` is a threshold with a meaning: tools unrelated to the query score 0 or close to it. On the labelled
+AWS set (``benchmarks/retrieval_eval.py``), 99.0% of gold tools score >= 0.25 against 4.3% of random other tools
+(median 0.77 vs 0.015). The default weights, anchors and multi-part handling are the ones that evaluation chose on
+its dev split.
+
+Public entry point (also used by the external benchmark)::
+
+    retriever = HybridRetriever.from_specs(openai_tool_specs)
+    hits = retriever.search("book a flight, then convert the price to euros", k=5)
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol, runtime_checkable
+
+import numpy as np
+
+from shared.search.bm25 import Bm25Index, tokenize
+from shared.search.clauses import split_clauses
+from shared.search.document import ToolDocument
+from shared.search.embedding import Encoder, PackagedMiniLm, bulk_encoder, shared_encoder
+from shared.search.embedding.cache import EmbeddingCache, LocalFolderStore, text_key
+from shared.search.settings import RetrievalSettings
+from shared.search.ttl_cache import TtlLruCache
+
+__all__ = [
+    "Bm25Retriever",
+    "EmbeddingRetriever",
+    "HybridRetriever",
+    "RetrievalSettings",
+    "Retriever",
+    "SearchFilters",
+    "ToolDocument",
+    "ToolHit",
+]
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class ToolHit:
+    """One search result."""
+
+    name: str
+    """The tool's name."""
+    score: float
+    """Calibrated relevance in [0, 1]; unrelated tools score near 0."""
+    matched_terms: tuple[str, ...] = ()
+    """Query word stems found in the tool's name, description or parameters (from BM25)."""
+    retrievers: tuple[str, ...] = ()
+    """Which retrievers scored the tool above zero: ``"bm25"``, ``"embedding"``."""
+    clause: str | None = None
+    """For a multi-part request, the part of the query that found the tool."""
+
+
+@dataclass(frozen=True)
+class SearchFilters:
+    """Restricts a search; an empty field does not restrict."""
+
+    tags: frozenset[str] = frozenset()
+    """Keep tools that have at least one of these tags."""
+    sources: frozenset[str] = frozenset()
+    """Keep tools whose source is one of these."""
+
+    def accepts(self, doc: ToolDocument) -> bool:
+        """Whether ``doc`` passes the filters."""
+        if self.tags and not (self.tags & doc.tags):
+            return False
+        return not (self.sources and doc.source not in self.sources)
+
+
+@runtime_checkable
+class Retriever(Protocol):
+    """Finds the tools for a request."""
+
+    def search(self, query: str, k: int, filters: SearchFilters | None = None) -> list[ToolHit]:
+        """The ``k`` best tools for ``query``, best first."""
+        ...
+
+
+def _documents(items: Iterable[Mapping[str, Any] | ToolDocument]) -> list[ToolDocument]:
+    """Documents from specs or documents; a later tool with the same name replaces an earlier one."""
+    by_name: dict[str, ToolDocument] = {}
+    for item in items:
+        doc = item if isinstance(item, ToolDocument) else ToolDocument.from_spec(item)
+        by_name[doc.name] = doc
+    return list(by_name.values())
+
+
+def _top(scores: np.ndarray, k: int, mask: np.ndarray | None, names: Sequence[str]) -> list[int]:
+    """Indices of the ``k`` best scores (ties broken by name), restricted to ``mask``."""
+    if mask is not None:
+        scores = np.where(mask, scores, -np.inf)
+    candidates = np.flatnonzero(np.isfinite(scores))
+    if candidates.size > k:
+        part = np.argpartition(-scores[candidates], k - 1)[:k]
+        threshold = scores[candidates[part]].min()
+        candidates = np.flatnonzero(scores >= threshold)  # keep every tie at the boundary
+    return sorted(candidates.tolist(), key=lambda i: (-float(scores[i]), names[i]))[:k]
+
+
+class _FilterMasks:
+    """Boolean masks over the documents for each filter seen (few distinct filters exist in practice)."""
+
+    def __init__(self, docs: Sequence[ToolDocument]) -> None:
+        self._docs = docs
+        self._masks: dict[SearchFilters, np.ndarray] = {}
+
+    def get(self, filters: SearchFilters | None) -> np.ndarray | None:
+        if filters is None or (not filters.tags and not filters.sources):
+            return None
+        mask = self._masks.get(filters)
+        if mask is None:
+            if len(self._masks) >= 64:
+                self._masks.clear()
+            mask = np.fromiter((filters.accepts(d) for d in self._docs), dtype=bool, count=len(self._docs))
+            self._masks[filters] = mask
+        return mask
+
+
+class Bm25Retriever:
+    """BM25 over tool names (split into words), descriptions, parameter names and parameter descriptions."""
+
+    name = "bm25"
+
+    def __init__(self, documents: Iterable[Mapping[str, Any] | ToolDocument]) -> None:
+        self.documents: list[ToolDocument] = _documents(documents)
+        self._names = [d.name for d in self.documents]
+        self._index = Bm25Index.build([d.terms for d in self.documents])
+        self._masks = _FilterMasks(self.documents)
+
+    def scores(self, query: str) -> np.ndarray:
+        """Calibrated BM25 score of every document (aligned with :attr:`documents`)."""
+        return self._index.scores(tokenize(query))[1]
+
+    def matched_terms(self, position: int, query: str) -> tuple[str, ...]:
+        """The query's word stems found in document ``position``."""
+        return tuple(self._index.matched_terms(position, tokenize(query)))
+
+    def search(self, query: str, k: int, filters: SearchFilters | None = None) -> list[ToolHit]:
+        """The ``k`` best tools by BM25."""
+        scores = self.scores(query)
+        return [
+            ToolHit(
+                name=self._names[i],
+                score=round(float(scores[i]), 4),
+                matched_terms=self.matched_terms(i, query),
+                retrievers=("bm25",) if scores[i] > 0 else (),
+            )
+            for i in _top(scores, k, self._masks.get(filters), self._names)
+        ]
+
+
+class EmbeddingRetriever:
+    """Cosine similarity between the query and each tool's rendered text (all-MiniLM-L6-v2).
+
+    Tool vectors come from ``cache`` when present there; only the missing ones are embedded: with
+    ``index_encoder`` if given; else, when at least ``bulk_threshold`` texts are missing and ``encoder`` is a
+    packaged :class:`~shared.search.embedding.PackagedMiniLm`, with the multi-threaded
+    :func:`~shared.search.embedding.bulk_encoder`
+    (same vectors, faster on large batches); else with ``encoder``. Queries always use ``encoder``.
+    """
+
+    name = "embedding"
+
+    def __init__(
+        self,
+        documents: Iterable[Mapping[str, Any] | ToolDocument],
+        *,
+        encoder: Encoder | None = None,
+        cache: EmbeddingCache | None = None,
+        index_encoder: Encoder | None = None,
+        cosine_floor: float = RetrievalSettings.cosine_floor,
+        cosine_ceiling: float = RetrievalSettings.cosine_ceiling,
+        bulk_threshold: int = 256,
+    ) -> None:
+        self._bulk_threshold = bulk_threshold
+        self.encoder: Encoder = encoder if encoder is not None else shared_encoder()
+        self._index_encoder = index_encoder
+        if cache is not None and cache.encoder_key != self.encoder.cache_key:
+            raise ValueError(f"cache is for {cache.encoder_key}, encoder makes {self.encoder.cache_key}")
+        self.cache = cache if cache is not None else EmbeddingCache(self.encoder.cache_key)
+        self._calibration = (cosine_floor, cosine_ceiling)
+        self._floor = np.float32(cosine_floor)
+        self._span = np.float32(cosine_ceiling - cosine_floor)
+        self.documents: list[ToolDocument] = _documents(documents)
+        self._names = [d.name for d in self.documents]
+        self._masks = _FilterMasks(self.documents)
+        keys = [text_key(d.text) for d in self.documents]
+        matrix, found = self.cache.fetch(keys, self.encoder.dim)
+        missing = np.flatnonzero(~found).tolist()
+        if missing:
+            vectors = self._encoder_for(len(missing)).encode([self.documents[i].text for i in missing])
+            matrix[missing] = vectors
+            self.cache.put([keys[i] for i in missing], vectors)
+        # Stored transposed: a (queries x 384) @ (384 x tools) product over C-ordered rows runs at memory speed on
+        # one BLAS thread, about 0.5 ms faster per query at 10k tools than against the (tools x 384) matrix.
+        self._matrix_t = np.ascontiguousarray(matrix.T)
+        self.embedded = len(missing)
+        """How many tool texts construction had to embed (the rest came from the cache)."""
+        logger.info("embedding index: %d tools, %d embedded, %d from cache", len(keys), len(missing),
+                    len(keys) - len(missing))
+
+    def with_documents(self, documents: Iterable[Mapping[str, Any] | ToolDocument]) -> EmbeddingRetriever:
+        """A new retriever over ``documents`` sharing this one's encoders, cache and calibration.
+
+        Only texts missing from the cache are embedded, so changing one tool embeds one text.
+        """
+        return EmbeddingRetriever(
+            documents,
+            encoder=self.encoder,
+            cache=self.cache,
+            index_encoder=self._index_encoder,
+            cosine_floor=self._calibration[0],
+            cosine_ceiling=self._calibration[1],
+            bulk_threshold=self._bulk_threshold,
+        )
+
+    def _encoder_for(self, count: int) -> Encoder:
+        if self._index_encoder is not None:
+            return self._index_encoder
+        if count >= self._bulk_threshold and isinstance(self.encoder, PackagedMiniLm):
+            bulk = bulk_encoder(self.encoder.max_tokens)
+            if bulk is not None:
+                logger.info("embedding %d tool texts with the multi-threaded %s", count, type(bulk).__name__)
+                return bulk
+        return self.encoder
+
+    def embed_queries(self, texts: Sequence[str]) -> np.ndarray:
+        """Unit vectors for query texts."""
+        return self.encoder.encode(list(texts))
+
+    def scores_for_vectors(self, vectors: np.ndarray) -> np.ndarray:
+        """Calibrated scores, shape ``(len(vectors), len(documents))``."""
+        return np.clip((self.cosines_for_vectors(vectors) - self._floor) / self._span, 0.0, 1.0)
+
+    def cosines_for_vectors(self, vectors: np.ndarray) -> np.ndarray:
+        """Raw cosine similarities, shape ``(len(vectors), len(documents))``."""
+        return vectors @ self._matrix_t
+
+    def cosines(self, query: str) -> np.ndarray:
+        """Raw cosine similarity of the query with every document."""
+        return self.cosines_for_vectors(self.embed_queries([query]))[0]
+
+    def scores(self, query: str) -> np.ndarray:
+        """Calibrated embedding score of every document (aligned with :attr:`documents`)."""
+        return self.scores_for_vectors(self.embed_queries([query]))[0]
+
+    def search(self, query: str, k: int, filters: SearchFilters | None = None) -> list[ToolHit]:
+        """The ``k`` tools most similar to ``query``."""
+        scores = self.scores(query)
+        return [
+            ToolHit(name=self._names[i], score=round(float(scores[i]), 4),
+                    retrievers=("embedding",) if scores[i] > 0 else ())
+            for i in _top(scores, k, self._masks.get(filters), self._names)
+        ]
+
+
+class HybridRetriever:
+    """BM25 and embedding scores fused by a weighted sum; multi-part requests searched clause by clause.
+
+    A request with several tasks (see :func:`shared.search.clauses.split_clauses`) is scored clause by clause; the
+    ranking interleaves the clauses' own rankings (each clause's best tool, then each clause's second best, ...) so
+    that every task's tools reach the top k, and a tool's score is its best score over the clauses. The ablations
+    in ``benchmarks/retrieval_eval.py`` compare this with RRF, with scoring the whole request, and with taking the
+    maximum over clauses.
+    """
+
+    def __init__(
+        self,
+        documents: Iterable[Mapping[str, Any] | ToolDocument],
+        *,
+        settings: RetrievalSettings | None = None,
+        encoder: Encoder | None = None,
+        cache: EmbeddingCache | None = None,
+        index_encoder: Encoder | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.settings = settings or RetrievalSettings()
+        self.settings.validate()
+        encoder = encoder if encoder is not None else shared_encoder(self.settings.max_tokens)
+        if cache is None and self.settings.cache_dir:
+            cache = EmbeddingCache(encoder.cache_key, LocalFolderStore(self.settings.cache_dir))
+        docs = _documents(documents)
+        self._pair = Bm25Retriever(docs), EmbeddingRetriever(
+            docs,
+            encoder=encoder,
+            cache=cache,
+            index_encoder=index_encoder,
+            cosine_floor=self.settings.cosine_floor,
+            cosine_ceiling=self.settings.cosine_ceiling,
+        )
+        self._results: TtlLruCache[list[ToolHit]] = TtlLruCache(
+            self.settings.lru_size, self.settings.lru_ttl_seconds, clock
+        )
+        self._version = 0
+        self._lock = threading.Lock()
+
+    @classmethod
+    def from_specs(
+        cls,
+        specs: Iterable[Mapping[str, Any]],
+        *,
+        settings: RetrievalSettings | None = None,
+        encoder: Encoder | None = None,
+        cache: EmbeddingCache | None = None,
+    ) -> HybridRetriever:
+        """Index OpenAI-shaped tool specs (plain or ``{"type": "function", "function": {...}}``).
+
+        Optional spec keys ``tags`` (list of strings) and ``source`` (string) feed :class:`SearchFilters`.
+        """
+        return cls(list(specs), settings=settings, encoder=encoder, cache=cache)
+
+    @property
+    def bm25(self) -> Bm25Retriever:
+        """The BM25 half (replaced, never mutated, when the catalog changes)."""
+        return self._pair[0]
+
+    @property
+    def embedding(self) -> EmbeddingRetriever:
+        """The embedding half (replaced, never mutated, when the catalog changes)."""
+        return self._pair[1]
+
+    @property
+    def documents(self) -> list[ToolDocument]:
+        """The indexed tools, in index order."""
+        return self._pair[0].documents
+
+    def __len__(self) -> int:
+        return len(self.bm25.documents)
+
+    def warm_up(self) -> None:
+        """Load the embedding model (if not yet) and run one search, so the first real query is fast."""
+        encoder = self.embedding.encoder
+        if isinstance(encoder, PackagedMiniLm):
+            encoder.warm_up()
+        self._search("warm up", 1, None, 0.0)
+
+    def upsert(self, items: Iterable[Mapping[str, Any] | ToolDocument]) -> None:
+        """Add tools or replace tools of the same name; only new or changed tool texts are embedded."""
+        new = _documents(items)
+        with self._lock:
+            by_name = {d.name: d for d in self.documents}
+            by_name.update({d.name: d for d in new})
+            self._rebuild(list(by_name.values()))
+
+    def remove(self, names: Iterable[str]) -> None:
+        """Drop tools by name (unknown names are ignored)."""
+        drop = set(names)
+        with self._lock:
+            self._rebuild([d for d in self.documents if d.name not in drop])
+
+    def _rebuild(self, docs: list[ToolDocument]) -> None:
+        # Build both halves first, then swap them in one assignment: a concurrent search sees old or new, not both.
+        self._pair = Bm25Retriever(docs), self.embedding.with_documents(docs)
+        self._version += 1
+        self._results.clear()
+
+    def search(
+        self,
+        query: str,
+        k: int | None = None,
+        filters: SearchFilters | None = None,
+        *,
+        min_score: float | None = None,
+    ) -> list[ToolHit]:
+        """The best tools for ``query``: at most ``k`` (default and cap from settings), best first.
+
+        Hits scoring below ``min_score`` (default ``settings.min_score``) are dropped.
+        """
+        k = self.settings.default_k if k is None else max(0, min(int(k), self.settings.max_k))
+        min_score = self.settings.min_score if min_score is None else min_score
+        if k == 0 or not query.strip() or not len(self):
+            return []
+        key = (query, k, filters, min_score, self._version)
+        cached = self._results.get(key)
+        if cached is not None:
+            return list(cached)
+        hits = self._search(query, k, filters, min_score)
+        self._results.put(key, list(hits))
+        return hits
+
+    def _search(self, query: str, k: int, filters: SearchFilters | None, min_score: float) -> list[ToolHit]:
+        bm25, embedding = self._pair
+        texts = split_clauses(query) if self.settings.split_clauses else [query]
+        texts = texts or [query]
+        w_bm25 = np.float32(self.settings.bm25_weight)
+        w_emb = np.float32(self.settings.embedding_weight)
+        emb_scores = embedding.scores_for_vectors(embedding.embed_queries(texts))
+        bm25_scores = np.stack([bm25.scores(t) for t in texts])
+        fused = w_bm25 * bm25_scores + w_emb * emb_scores
+        mask = bm25._masks.get(filters)
+        names = bm25._names
+        order = self._interleave(fused, k, mask, names)
+        best_row = fused.argmax(axis=0)
+        hits: list[ToolHit] = []
+        for i in order:
+            score = float(fused[:, i].max())
+            if score < min_score:
+                continue
+            row = int(best_row[i])
+            sources = tuple(
+                n for n, s in (("bm25", bm25_scores[row, i]), ("embedding", emb_scores[row, i])) if s > 0
+            )
+            hits.append(
+                ToolHit(
+                    name=names[i],
+                    score=round(score, 4),
+                    matched_terms=bm25.matched_terms(i, texts[row]),
+                    retrievers=sources,
+                    clause=texts[row] if len(texts) > 1 else None,
+                )
+            )
+        return hits
+
+    @staticmethod
+    def _interleave(fused: np.ndarray, k: int, mask: np.ndarray | None, names: Sequence[str]) -> list[int]:
+        """Round-robin over the clauses' own rankings: rank 1 of every clause, then rank 2 of every clause, ..."""
+        rankings = [_top(row, k, mask, names) for row in fused]
+        order: list[int] = []
+        seen: set[int] = set()
+        for rank in range(k):
+            for ranking in rankings:
+                if rank < len(ranking) and ranking[rank] not in seen:
+                    seen.add(ranking[rank])
+                    order.append(ranking[rank])
+        return order[:k]

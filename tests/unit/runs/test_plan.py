@@ -1,0 +1,333 @@
+"""Plan validation, levels and $ref resolution: every error names its field; everything is deterministic."""
+
+from __future__ import annotations
+
+import ast
+import random
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from shared.errors import PlanInvalid
+from shared.models import ModelLimits, Plan, ToolSpec
+from shared.runs import plan as plan_module
+from shared.runs.plan import Ref, check_plan, is_ref, parse_ref, resolve_refs, validate_plan
+
+NUMBER_ARGS = {
+    "type": "object",
+    "properties": {"a": {"type": "number"}, "b": {"type": "number"}},
+    "required": ["a", "b"],
+    "additionalProperties": False,
+}
+SPECS = {
+    "add": ToolSpec(name="add", parameters=NUMBER_ARGS),
+    "total": ToolSpec(
+        name="total",
+        parameters={
+            "type": "object",
+            "properties": {"values": {"type": "array", "items": {"type": "number"}, "minItems": 1}},
+            "required": ["values"],
+        },
+    ),
+    "echo": ToolSpec(name="echo", parameters={"type": "object", "properties": {"value": {}}}),
+    "get_weather": ToolSpec(
+        name="get_weather", parameters={"type": "object", "properties": {"city": {"type": "string"}}}
+    ),
+}
+
+
+def make_plan(*steps: dict[str, Any]) -> Plan:
+    return Plan.model_validate({"steps": list(steps)})
+
+
+def add(step_id: str, a: Any = 1, b: Any = 2, **extra: Any) -> dict[str, Any]:
+    return {"id": step_id, "tool": "add", "args": {"a": a, "b": b}, **extra}
+
+
+def ref(text: str) -> dict[str, str]:
+    return {"$ref": text}
+
+
+def test_public_api_is_declared() -> None:
+    assert set(plan_module.__all__) == {
+        "REF_KEY", "PlanGraph", "PlanProblem", "Ref", "check_plan", "is_ref", "parse_ref", "resolve_refs",
+        "validate_plan",
+    }
+
+
+def test_module_is_pure() -> None:
+    """The plan module runs inside orchestrators: no clock, randomness, environment or I/O modules."""
+    tree = ast.parse(Path(plan_module.__file__).read_text())
+    imported = {alias.name.split(".")[0] for node in ast.walk(tree) if isinstance(node, ast.Import)
+                for alias in node.names}
+    imported |= {node.module.split(".")[0] for node in ast.walk(tree)
+                 if isinstance(node, ast.ImportFrom) and node.module}
+    assert not imported & {"time", "datetime", "random", "os", "uuid", "socket", "asyncio", "threading"}
+
+
+# ----------------------------------------------------------------------------------------------- graphs
+
+
+DIAMOND = make_plan(
+    add("a"),
+    add("b", a=ref("a")),
+    {"id": "c", "tool": "echo", "args": {"value": ref("a")}},
+    {"id": "d", "tool": "total", "args": {"values": [ref("b"), ref("c.value")]}},
+    add("e"),
+)
+
+
+def test_levels_of_a_diamond_keep_plan_order_within_a_level() -> None:
+    graph = validate_plan(DIAMOND, SPECS)
+    assert graph.levels() == [["a", "e"], ["b", "c"], ["d"]]
+    assert graph.order() == ["a", "e", "b", "c", "d"]
+    assert graph.dependencies == {"a": (), "b": ("a",), "c": ("a",), "d": ("b", "c"), "e": ()}
+    assert graph.dependents["a"] == ("b", "c")
+    assert graph.downstream("a") == ["b", "c", "d"]
+    assert graph.downstream("d") == []
+    assert graph.index["d"] == 3
+
+
+def test_depends_on_and_refs_merge_and_dedupe() -> None:
+    graph = validate_plan(
+        make_plan(add("x"), add("y"), add("z", a=ref("x"), depends_on=["y", "x", "y"])), SPECS
+    )
+    assert graph.dependencies["z"] == ("x", "y")
+    assert graph.levels() == [["x", "y"], ["z"]]
+
+
+def test_steps_may_be_listed_before_their_dependencies() -> None:
+    graph = validate_plan(make_plan(add("late", a=ref("early")), add("early")), SPECS)
+    assert graph.levels() == [["early"], ["late"]]
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3, 4, 5])
+def test_levels_of_random_dags(seed: int) -> None:
+    rng = random.Random(seed)
+    count = 60
+    steps = []
+    for i in range(count):
+        parents = rng.sample(range(i), k=min(i, rng.randint(0, 3)))
+        values: list[Any] = [ref(f"s{p}") for p in parents[:1]] + [1]
+        steps.append({"id": f"s{i}", "tool": "total", "args": {"values": values},
+                      "depends_on": [f"s{p}" for p in parents[1:]]})
+    rng.shuffle(steps)
+    plan = Plan.model_validate({"steps": steps})
+    graph = validate_plan(plan, SPECS)
+    level_of = {step_id: n for n, level in enumerate(graph.levels()) for step_id in level}
+    assert len(level_of) == count
+    for step_id, deps in graph.dependencies.items():
+        expected = max((level_of[d] + 1 for d in deps), default=0)
+        assert level_of[step_id] == expected
+    for level in graph.levels():
+        assert level == sorted(level, key=graph.index.__getitem__)
+    assert validate_plan(plan, SPECS).levels() == graph.levels()  # deterministic
+
+
+def test_check_plan_accepts_a_catalog() -> None:
+    from shared.catalog.catalog import Catalog, Tool
+
+    catalog = Catalog([Tool(spec) for spec in SPECS.values()])
+    problems, graph = check_plan(DIAMOND, catalog)
+    assert problems == [] and graph is not None
+
+
+# ----------------------------------------------------------------------------------------------- problems
+
+
+@pytest.mark.parametrize(
+    ("steps", "field", "fragment"),
+    [
+        pytest.param([add("a"), add("b"), add("a")], "plan.steps[2].id", "duplicate step id 'a' (also plan.steps[0])",
+                     id="duplicate-id"),
+        pytest.param([add("a"), add("b"), {"id": "c", "tool": "get_wether"}], "plan.steps[2].tool",
+                     "unknown tool 'get_wether'; did you mean 'get_weather'?", id="unknown-tool"),
+        pytest.param([add("a", b="2")], "plan.steps[0].args.b", "add: '2' is not of type 'number'", id="arg-type"),
+        pytest.param([{"id": "a", "tool": "add", "args": {"a": 1}}], "plan.steps[0].args.b",
+                     "missing required argument 'b'", id="missing-arg"),
+        pytest.param([add("a", c=1)], "plan.steps[0]", None, id="extra-step-key-is-a-model-error"),
+        pytest.param([{"id": "a", "tool": "add", "args": {"a": 1, "b": 2, "bb": 3}}], "plan.steps[0].args.bb",
+                     "unexpected argument 'bb'; did you mean 'b'?", id="unexpected-arg"),
+        pytest.param([{"id": "t", "tool": "total", "args": {"values": [1, "x"]}}], "plan.steps[0].args.values[1]",
+                     "'x' is not of type 'number'", id="nested-arg-path"),
+        pytest.param([add("first"), add("b", depends_on=["frist"])], "plan.steps[1].depends_on[0]",
+                     "unknown step 'frist'; did you mean 'first'?", id="unknown-dependency"),
+        pytest.param([add("a"), add("b", a=ref("zz.value"))], "plan.steps[1].args.a",
+                     "$ref 'zz.value': unknown step 'zz'", id="ref-unknown-step"),
+        pytest.param([add("a"), add("b", a=ref("a..x"))], "plan.steps[1].args.a", "is malformed", id="ref-malformed"),
+        pytest.param([add("a"), add("b", a={"$ref": 3})], "plan.steps[1].args.a", "must be a string",
+                     id="ref-not-string"),
+        pytest.param([add("a", a=ref("a"))], "plan.steps[0].args.a", "refers to this step's own result",
+                     id="ref-self"),
+        pytest.param([add("a", depends_on=["a"])], "plan.steps[0].depends_on[0]", "dependency cycle: a -> a",
+                     id="self-dependency"),
+        pytest.param([add("a", depends_on=["c"]), add("b", depends_on=["a"]), add("c", depends_on=["b"])],
+                     "plan.steps[0].depends_on[0]", "dependency cycle: a -> c -> b -> a", id="cycle"),
+        pytest.param([add("x"), add("a", b=ref("b.n")), add("b", a=ref("a"))], "plan.steps[1].args.b",
+                     "dependency cycle: a -> b -> a", id="cycle-through-refs"),
+    ],
+)
+def test_problems_name_the_field(steps: list[dict[str, Any]], field: str, fragment: str | None) -> None:
+    if fragment is None:  # rejected by the model before plan validation
+        with pytest.raises(ValueError, match="Extra inputs"):
+            Plan.model_validate({"steps": steps})
+        return
+    plan = Plan.model_validate({"steps": steps})
+    with pytest.raises(PlanInvalid) as caught:
+        validate_plan(plan, SPECS)
+    assert caught.value.field == field
+    assert fragment in caught.value.message
+    assert caught.value.code == "plan_invalid"
+
+
+def test_all_problems_are_reported_in_step_order() -> None:
+    plan = make_plan(add("a", b="x"), {"id": "b", "tool": "nope"}, add("a"), add("c", depends_on=["q"]))
+    problems, graph = check_plan(plan, SPECS)
+    assert graph is None
+    assert [p.field for p in problems] == [
+        "plan.steps[0].args.b",
+        "plan.steps[1].tool",
+        "plan.steps[2].id",
+        "plan.steps[3].depends_on[0]",
+    ]
+    with pytest.raises(PlanInvalid) as caught:
+        validate_plan(plan, SPECS)
+    assert caught.value.message.count("; plan.steps[") == 3
+
+
+def test_long_problem_lists_are_capped() -> None:
+    plan = make_plan(*({"id": f"s{i}", "tool": "missing"} for i in range(15)))
+    with pytest.raises(PlanInvalid) as caught:
+        validate_plan(plan, SPECS)
+    assert caught.value.message.endswith("(and 5 more)")
+
+
+@pytest.mark.parametrize(
+    ("args", "valid"),
+    [
+        pytest.param({"a": ref("s0"), "b": 2}, True, id="ref-for-a-number"),
+        pytest.param({"a": ref("s0.x.y[3]"), "b": ref("s0")}, True, id="two-refs"),
+        pytest.param({"a": ref("s0")}, False, id="ref-does-not-hide-missing-argument"),
+        pytest.param({"a": ref("s0"), "b": 2, "c": ref("s0")}, False, id="ref-in-unexpected-argument"),
+    ],
+)
+def test_refs_skip_value_checks_only(args: dict[str, Any], valid: bool) -> None:
+    plan = make_plan(add("s0"), {"id": "s1", "tool": "add", "args": args})
+    problems, _ = check_plan(plan, SPECS)
+    assert (problems == []) is valid, problems
+
+
+def test_refs_inside_arrays_keep_array_checks() -> None:
+    ok = make_plan(add("s0"), {"id": "t", "tool": "total", "args": {"values": [ref("s0"), 2]}})
+    assert check_plan(ok, SPECS)[0] == []
+    wrong_type = make_plan(add("s0"), {"id": "t", "tool": "total", "args": {"values": {"x": ref("s0")}}})
+    problems, _ = check_plan(wrong_type, SPECS)
+    assert [p.field for p in problems] == ["plan.steps[1].args.values"]
+
+
+def test_limits_are_checked_first() -> None:
+    plan = make_plan(add("a"), add("b"), add("c"))
+    problems, graph = check_plan(plan, SPECS, ModelLimits(max_steps=2))
+    assert graph is None
+    assert [p.field for p in problems] == ["plan.steps"]
+    with pytest.raises(PlanInvalid) as caught:
+        validate_plan(plan, SPECS, ModelLimits(max_args_bytes=5))
+    assert caught.value.field == "plan.steps[0].args"
+
+
+# ----------------------------------------------------------------------------------------------- references
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        pytest.param("s1", Ref("s1", (), "s1"), id="whole"),
+        pytest.param("s1.a.b", Ref("s1", ("a", "b"), "s1.a.b"), id="keys"),
+        pytest.param("s1.items[0].name", Ref("s1", ("items", 0, "name"), "s1.items[0].name"), id="bracket-index"),
+        pytest.param("fetch-2.0", Ref("fetch-2", ("0",), "fetch-2.0"), id="dot-index"),
+        pytest.param("s.key with spaces", Ref("s", ("key with spaces",), "s.key with spaces"), id="spaces"),
+    ],
+)
+def test_parse_ref(text: str, expected: Ref) -> None:
+    assert parse_ref(text) == expected
+
+
+@pytest.mark.parametrize("text", ["", ".x", "s1.", "s1..x", "s1[x]", "s1[-1]", "1s", "s1[0"])
+def test_parse_ref_rejects(text: str) -> None:
+    with pytest.raises(ValueError, match="malformed"):
+        parse_ref(text)
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        pytest.param({"$ref": "s1"}, True, id="ref"),
+        pytest.param({"$ref": "s1", "note": 1}, False, id="extra-key-is-literal"),
+        pytest.param({"ref": "s1"}, False, id="other-key"),
+        pytest.param("$ref", False, id="string"),
+    ],
+)
+def test_is_ref(value: Any, expected: bool) -> None:
+    assert is_ref(value) is expected
+
+
+RESULTS = {
+    "s1": {"items": [{"name": "a", "tags": ["x", "y"]}, {"name": "b"}], "count": 2, "0": "zero-key", "none": None},
+    "s2": [10, 20, 30],
+    "s3": 7,
+}
+
+
+@pytest.mark.parametrize(
+    ("args", "expected"),
+    [
+        pytest.param({"x": ref("s3")}, {"x": 7}, id="whole-scalar"),
+        pytest.param({"x": ref("s1.count")}, {"x": 2}, id="key"),
+        pytest.param({"x": ref("s1.items[1].name")}, {"x": "b"}, id="bracket-index"),
+        pytest.param({"x": ref("s1.items.0.tags.1")}, {"x": "y"}, id="dot-index"),
+        pytest.param({"x": ref("s1.0")}, {"x": "zero-key"}, id="digit-key-on-dict"),
+        pytest.param({"x": ref("s1.none")}, {"x": None}, id="null-value"),
+        pytest.param({"x": [ref("s2.2"), {"deep": ref("s2")}], "y": "plain"},
+                     {"x": [30, {"deep": [10, 20, 30]}], "y": "plain"}, id="nested"),
+        pytest.param({"x": {"$ref": "s1", "keep": True}}, {"x": {"$ref": "s1", "keep": True}}, id="literal-dict"),
+    ],
+)
+def test_resolve_refs(args: dict[str, Any], expected: dict[str, Any]) -> None:
+    assert resolve_refs(args, RESULTS) == expected
+
+
+def test_resolved_values_are_copies() -> None:
+    resolved = resolve_refs({"x": ref("s1.items")}, RESULTS)
+    resolved["x"][0]["name"] = "changed"
+    assert RESULTS["s1"]["items"][0]["name"] == "a"
+
+
+@pytest.mark.parametrize(
+    ("args", "field", "fragment"),
+    [
+        pytest.param({"x": ref("s9")}, "plan.steps[4].args.x", "step 's9' has no result", id="no-result"),
+        pytest.param({"x": ref("s1.itms")}, "plan.steps[4].args.x",
+                     "s1 has no key 'itms'; did you mean 'items'? (keys: 0, count, items, none)", id="missing-key"),
+        pytest.param({"x": [1, ref("s1.items[5]")]}, "plan.steps[4].args.x[1]",
+                     "s1.items has 2 items, so index 5 does not exist", id="index-out-of-range"),
+        pytest.param({"x": ref("s3.value")}, "plan.steps[4].args.x", "s3 is a int, so 'value' cannot be looked up",
+                     id="into-scalar"),
+        pytest.param({"x": ref("s1.none.deeper")}, "plan.steps[4].args.x", "s1.none is a null", id="into-null"),
+        pytest.param({"x": ref("s2.first")}, "plan.steps[4].args.x", "s2 is a list, so 'first'", id="key-on-list"),
+        pytest.param({"x": {"$ref": "bad..ref"}}, "plan.steps[4].args.x", "malformed", id="malformed"),
+    ],
+)
+def test_resolve_refs_errors_name_the_argument_and_path(args: dict[str, Any], field: str, fragment: str) -> None:
+    with pytest.raises(PlanInvalid) as caught:
+        resolve_refs(args, RESULTS, field="plan.steps[4].args")
+    assert caught.value.field == field
+    assert fragment in caught.value.message
+
+
+def test_graph_resolve_args_uses_the_step_index_as_field() -> None:
+    graph = validate_plan(DIAMOND, SPECS)
+    assert graph.resolve_args("d", {"b": 5, "c": {"value": 6}}) == {"values": [5, 6]}
+    with pytest.raises(PlanInvalid) as caught:
+        graph.resolve_args("d", {"b": 5, "c": {}})
+    assert caught.value.field == "plan.steps[3].args.values[1]"

@@ -1,0 +1,131 @@
+"""The all-MiniLM-L6-v2 encoders: unit vectors, batching that does not change results, parity between them."""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import pytest
+
+from shared.search.embedding import (
+    DEFAULT_MODEL_ID,
+    Encoder,
+    MiniLmEncoder,
+    PackagedMiniLm,
+    SentenceTransformerEncoder,
+    bulk_encoder,
+    shared_encoder,
+)
+from shared.search.embedding.onnx_encoder import OnnxMiniLmEncoder, onnx_runtime_available
+
+TEXTS = [
+    "book a flight from Paris to London",
+    "convert the price to euros",
+    "get weather: Current weather conditions for a city. Parameters: city (City name)",
+    "x",
+]
+LONG = "word " * 400
+
+
+@pytest.fixture(scope="module")
+def numpy_encoder() -> MiniLmEncoder:
+    enc = MiniLmEncoder()
+    enc.warm_up()
+    return enc
+
+
+@pytest.fixture(scope="module")
+def onnx_encoder() -> OnnxMiniLmEncoder:
+    enc = OnnxMiniLmEncoder()
+    enc.warm_up()
+    return enc
+
+
+@pytest.fixture(params=["onnx", "numpy"])
+def packaged(request: pytest.FixtureRequest) -> PackagedMiniLm:
+    return request.getfixturevalue(f"{request.param}_encoder")
+
+
+def test_vectors_are_unit_length_float32(packaged: PackagedMiniLm) -> None:
+    vectors = packaged.encode(TEXTS)
+    assert vectors.shape == (len(TEXTS), 384) and vectors.dtype == np.float32
+    np.testing.assert_allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-5)
+
+
+def test_batching_and_padding_do_not_change_a_vector(packaged: PackagedMiniLm) -> None:
+    together = packaged.encode(TEXTS)
+    alone = np.stack([packaged.encode([t])[0] for t in TEXTS])
+    np.testing.assert_allclose(together, alone, atol=1e-5)
+
+
+def test_similar_texts_are_closer_than_unrelated_ones(packaged: PackagedMiniLm) -> None:
+    a, b, c = packaged.encode(["send an email to my boss", "email a message to a colleague", "triangle area"])
+    assert a @ b > 0.5 > a @ c
+
+
+def test_empty_input_gives_an_empty_matrix(packaged: PackagedMiniLm) -> None:
+    assert packaged.encode([]).shape == (0, 384)
+
+
+def test_long_text_is_truncated_not_rejected(packaged: PackagedMiniLm) -> None:
+    vector = packaged.encode([LONG])
+    assert vector.shape == (1, 384) and np.isfinite(vector).all()
+
+
+def test_onnx_and_numpy_forward_passes_agree(onnx_encoder: OnnxMiniLmEncoder, numpy_encoder: MiniLmEncoder) -> None:
+    texts = [*TEXTS, LONG, "Résumé: naïve café ☕ — 東京"]
+    np.testing.assert_allclose(onnx_encoder.encode(texts), numpy_encoder.encode(texts), atol=1e-5)
+
+
+def test_cache_key_names_model_and_truncation() -> None:
+    assert MiniLmEncoder(max_tokens=128).cache_key == f"{DEFAULT_MODEL_ID}@128"
+    assert OnnxMiniLmEncoder(max_tokens=128).cache_key == f"{DEFAULT_MODEL_ID}@128"
+    assert MiniLmEncoder().cache_key == SentenceTransformerEncoder().cache_key == OnnxMiniLmEncoder().cache_key
+
+
+@pytest.mark.parametrize("implementation", [OnnxMiniLmEncoder, MiniLmEncoder], ids=["onnx", "numpy"])
+def test_loads_lazily_and_on_warm_up(implementation: type[PackagedMiniLm]) -> None:
+    enc = implementation()
+    assert not enc.loaded
+    enc.warm_up()
+    assert enc.loaded
+
+
+def test_shared_encoder_is_one_per_truncation_on_onnx_runtime() -> None:
+    assert onnx_runtime_available()
+    assert shared_encoder() is shared_encoder()
+    assert shared_encoder(128) is not shared_encoder()
+    assert isinstance(shared_encoder(), OnnxMiniLmEncoder) and shared_encoder().threads == 1
+
+
+def test_bulk_encoder_uses_every_core() -> None:
+    bulk = bulk_encoder()
+    assert isinstance(bulk, OnnxMiniLmEncoder) and bulk.threads >= 1 and bulk is bulk_encoder()
+    assert bulk.threads == (os.cpu_count() or 1) and bulk is not shared_encoder()
+
+
+@pytest.mark.parametrize(
+    "implementation", [OnnxMiniLmEncoder, MiniLmEncoder, SentenceTransformerEncoder], ids=["onnx", "numpy", "torch"]
+)
+def test_every_encoder_satisfies_the_protocol(implementation: type) -> None:
+    assert isinstance(implementation(), Encoder)
+
+
+@pytest.mark.slow
+def test_packaged_forward_passes_match_sentence_transformers(packaged: PackagedMiniLm) -> None:
+    reference = SentenceTransformerEncoder(threads=2).encode([*TEXTS, LONG])
+    np.testing.assert_allclose(packaged.encode([*TEXTS, LONG]), reference, atol=1e-5)
+
+
+def test_multi_threaded_session_gives_the_same_vectors(onnx_encoder: OnnxMiniLmEncoder) -> None:
+    two = OnnxMiniLmEncoder(threads=2)
+    np.testing.assert_allclose(two.encode([*TEXTS, LONG]), onnx_encoder.encode([*TEXTS, LONG]), atol=1e-5)
+
+
+def test_tokenising_in_chunks_does_not_change_vectors(
+    onnx_encoder: OnnxMiniLmEncoder, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    texts = [*TEXTS, LONG, "send an email", "y"]
+    whole = onnx_encoder.encode(texts)
+    monkeypatch.setattr("shared.search.embedding.minilm._TOKENIZE_CHUNK", 3)
+    np.testing.assert_allclose(onnx_encoder.encode(texts), whole, atol=1e-5)

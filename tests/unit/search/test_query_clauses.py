@@ -1,0 +1,53 @@
+"""Splitting multi-task requests into clauses, and leaving single tasks whole."""
+
+from __future__ import annotations
+
+import pytest
+
+from shared.search.clauses import split_clauses
+
+
+@pytest.mark.parametrize(
+    ("query", "expected"),
+    [
+        ("book a flight to Rome, then convert the price to euros and email it to me",
+         ["book a flight to Rome", "convert the price to euros", "email it to me"]),
+        ("First create a bucket; after that, upload the report", ["First create a bucket", "upload the report"]),
+        ("Delete the old volume. Then create a snapshot of the new one",
+         ["Delete the old volume", "create a snapshot of the new one"]),
+        ("get the stock price of MSFT, summarize the news and finally send an SMS to Bob",
+         ["get the stock price of MSFT", "summarize the news", "send an SMS to Bob"]),
+    ],
+    ids=["comma-then-and", "first-after-that", "sentences", "finally"],
+)
+def test_multi_task_requests_split_per_task(query: str, expected: list[str]) -> None:
+    assert split_clauses(query) == expected
+
+
+@pytest.mark.parametrize(
+    "query",
+    [
+        "what's the weather in Paris and London",
+        "search and replace text in a file",
+        "Using Amazon S3, create a bucket in a specific region",
+        "Return information about tests, given a specific Device Farm project",
+        "Launch an instance with an AMI, instance type, subnet, and tags",
+        "Retrieve an item from the Music table. The table has a partition key",
+        "convert 10 km to miles",
+    ],
+    ids=["and-between-nouns", "verb-and-verb", "context-prefix", "subordinate", "list", "elaboration", "short"],
+)
+def test_single_task_requests_stay_whole(query: str) -> None:
+    assert split_clauses(query) == [query]
+
+
+@pytest.mark.parametrize("query", ["", "   "], ids=["empty", "blank"])
+def test_empty_query_has_no_clauses(query: str) -> None:
+    assert split_clauses(query) == []
+
+
+def test_at_most_six_clauses() -> None:
+    query = ", then ".join(f"create resource number {i}" for i in range(9))
+    clauses = split_clauses(query)
+    assert len(clauses) == 6
+    assert "number 8" in clauses[-1]
