@@ -4,6 +4,11 @@
     ├── InvalidRequest            the caller sent something wrong (HTTP 400; ``field`` names it)
     │   ├── PlanInvalid           a plan that cannot run (unknown tool, cycle, dangling $ref)
     │   └── ToolArgumentsInvalid  arguments that do not match a tool's schema
+    ├── Unauthenticated           no caller could be established: missing, malformed or invalid credentials (HTTP 401)
+    ├── Forbidden                 the caller lacks the role the action needs (HTTP 403; the message names the role)
+    ├── NotFound                  no such resource for this caller (HTTP 404; another caller's run is not found either)
+    ├── Conflict                  the request contradicts stored state, e.g. an idempotency key bound to another body
+    ├── RateLimited               the caller's request rate or concurrent-run quota is spent (HTTP 429, Retry-After)
     ├── ToolNotFound              a name that is not in the catalog (HTTP 404 on lookups)
     ├── ToolFailed                the tool itself raised or returned an error
     ├── ToolTimeout               the tool did not answer within its timeout
@@ -20,10 +25,14 @@ from __future__ import annotations
 
 __all__ = [
     "CircuitOpen",
+    "Conflict",
+    "Forbidden",
     "InvalidRequest",
     "ModelBehaviorError",
     "NotConfigured",
+    "NotFound",
     "PlanInvalid",
+    "RateLimited",
     "SandboxBusy",
     "SandboxLimitExceeded",
     "SandboxViolation",
@@ -31,6 +40,7 @@ __all__ = [
     "ToolFailed",
     "ToolNotFound",
     "ToolTimeout",
+    "Unauthenticated",
     "UpstreamUnavailable",
     "WeftError",
     "is_retryable",
@@ -68,6 +78,43 @@ class PlanInvalid(InvalidRequest):
 
 class ToolArgumentsInvalid(InvalidRequest):
     code = "tool_arguments_invalid"
+
+
+class Unauthenticated(WeftError):
+    """No caller: the credentials are missing, malformed, expired or not trusted (the message says which)."""
+
+    code = "unauthenticated"
+    http_status = 401
+
+
+class Forbidden(WeftError):
+    """A known caller without the role (or the relationship to the resource) that the action needs."""
+
+    code = "forbidden"
+    http_status = 403
+
+
+class NotFound(WeftError):
+    """No such resource for this caller; used alike for missing resources and other callers' ones."""
+
+    code = "not_found"
+    http_status = 404
+
+
+class Conflict(WeftError):
+    code = "conflict"
+    http_status = 409
+
+
+class RateLimited(WeftError):
+    """A per-caller quota is spent; ``retry_after_s`` becomes the ``Retry-After`` header."""
+
+    code = "rate_limited"
+    http_status = 429
+
+    def __init__(self, message: str, *, retry_after_s: float, field: str | None = None) -> None:
+        super().__init__(message, field=field)
+        self.retry_after_s = retry_after_s
 
 
 class ToolNotFound(WeftError):
