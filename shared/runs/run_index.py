@@ -1,0 +1,238 @@
+"""Who owns each run, and the list of runs per caller: the index every instance reads before touching a run.
+
+A run belongs to the caller who started it. The orchestration's own store cannot answer "this caller's runs, newest
+first, one page" without reading every instance, so each admitted run gets an :class:`RunEntry` here first:
+
+- :meth:`RunIndex.claim` inserts the entry only if no entry has that run id yet, atomically, and otherwise returns
+  the entry that is there. This is what makes an idempotency key safe under concurrency: of twenty identical
+  submissions exactly one claims the run and starts it; the others find its entry and answer with the same run.
+- :meth:`RunIndex.get` answers who owns a run (read, cancel, approve are refused with 404 for anyone else).
+- :meth:`RunIndex.page` lists one caller's runs (or everyone's, for ``Runs.ReadAll``) newest first, one page at a
+  time with an opaque continuation token: the cost of a page does not grow with the number of runs stored.
+
+Stores: Azure Table Storage when storage is configured (:class:`TableRunIndex`: the entry in partition ``run``,
+keyed by run id, and a listing entry per owner and one for everyone, keyed by inverted time), else SQLite under
+``WEFT_STATE_DIR`` (:class:`SqliteRunIndex`: several local processes share it).
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import hashlib
+import json
+import sqlite3
+import threading
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any, Protocol
+
+from shared.errors import InvalidRequest
+
+__all__ = ["RunEntry", "RunIndex", "SqliteRunIndex", "TableRunIndex", "owner_tag"]
+
+_MAX_TICKS = 10**19  # inverted microsecond timestamps sort newest first as fixed-width strings
+
+
+@dataclass(frozen=True)
+class RunEntry:
+    """One admitted run: its id, its owner, and what identifies the request that started it."""
+
+    run_id: str
+    owner: str
+    """The owning caller's key (``<tenant>/<object id>``)."""
+    owner_name: str
+    mode: str
+    created_at: datetime
+    request_sha256: str
+    """SHA-256 of the canonical request: the same idempotency key with another body is a conflict."""
+    via: str = "http"
+    """How the run came in: ``http``, ``queue`` or ``mcp``."""
+
+    def to_json(self) -> dict[str, Any]:
+        return {**asdict(self), "created_at": self.created_at.isoformat()}
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> RunEntry:
+        return cls(**{**data, "created_at": datetime.fromisoformat(data["created_at"])})
+
+
+class RunIndex(Protocol):
+    def claim(self, entry: RunEntry) -> RunEntry | None:
+        """Insert ``entry`` unless its run id has one already; None when inserted, else the entry that is there."""
+        ...
+
+    def get(self, run_id: str) -> RunEntry | None: ...
+
+    def page(self, owner: str | None, limit: int, continuation: str | None = None
+             ) -> tuple[list[RunEntry], str | None]:
+        """Newest first: ``owner``'s runs (everyone's when None), at most ``limit``, and the token of the next page."""
+        ...
+
+    def remove(self, run_id: str) -> None:
+        """Forget a run (retention purge); idempotent."""
+        ...
+
+
+def owner_tag(owner: str) -> str:
+    """A short, storage-key-safe name for an owner (partition keys allow no ``/``)."""
+    return hashlib.sha256(owner.encode()).hexdigest()[:32]
+
+
+def _inverted(moment: datetime) -> str:
+    ticks = int(moment.timestamp() * 1_000_000)
+    return f"{_MAX_TICKS - ticks:020d}"
+
+
+def _encode_token(position: dict[str, str]) -> str:
+    return base64.urlsafe_b64encode(json.dumps(position, separators=(",", ":")).encode()).decode().rstrip("=")
+
+
+def _decode_token(token: str, keys: tuple[str, ...]) -> dict[str, str]:
+    try:
+        raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4))
+        position = json.loads(raw)
+    except ValueError:
+        position = None
+    if not isinstance(position, dict) or set(position) != set(keys) or not all(
+            isinstance(v, str) and len(v) <= 512 for v in position.values()):
+        raise InvalidRequest("continuation is not a token this API returned", field="continuation")
+    return position
+
+
+class SqliteRunIndex:
+    """The index in one SQLite file: several processes on one machine share it (WAL, busy timeout)."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._local = threading.local()
+        with self._connection() as db:
+            db.execute("PRAGMA journal_mode=WAL")
+            db.execute(
+                "CREATE TABLE IF NOT EXISTS runs (run_id TEXT PRIMARY KEY, owner TEXT NOT NULL, sort_key TEXT NOT NULL,"
+                " entry TEXT NOT NULL)")
+            db.execute("CREATE INDEX IF NOT EXISTS runs_by_owner ON runs (owner, sort_key)")
+            db.execute("CREATE INDEX IF NOT EXISTS runs_by_time ON runs (sort_key)")
+
+    @contextlib.contextmanager
+    def _connection(self) -> Iterator[sqlite3.Connection]:
+        db: sqlite3.Connection | None = getattr(self._local, "db", None)
+        if db is None:
+            db = sqlite3.connect(self.path, timeout=30, isolation_level=None)
+            self._local.db = db
+        yield db
+
+    def claim(self, entry: RunEntry) -> RunEntry | None:
+        with self._connection() as db:
+            inserted = db.execute(
+                "INSERT OR IGNORE INTO runs (run_id, owner, sort_key, entry) VALUES (?, ?, ?, ?)",
+                (entry.run_id, entry.owner, _inverted(entry.created_at) + entry.run_id, json.dumps(entry.to_json())),
+            ).rowcount
+        return None if inserted else self.get(entry.run_id)
+
+    def get(self, run_id: str) -> RunEntry | None:
+        with self._connection() as db:
+            row = db.execute("SELECT entry FROM runs WHERE run_id = ?", (run_id,)).fetchone()
+        return RunEntry.from_json(json.loads(row[0])) if row else None
+
+    def page(self, owner: str | None, limit: int, continuation: str | None = None
+             ) -> tuple[list[RunEntry], str | None]:
+        after = _decode_token(continuation, ("after",))["after"] if continuation else ""
+        where, args = "sort_key > ?", [after]
+        if owner is not None:
+            where, args = where + " AND owner = ?", [*args, owner]
+        with self._connection() as db:
+            rows = db.execute(f"SELECT sort_key, entry FROM runs WHERE {where} ORDER BY sort_key LIMIT ?",
+                              (*args, limit + 1)).fetchall()
+        entries = [RunEntry.from_json(json.loads(row[1])) for row in rows[:limit]]
+        token = _encode_token({"after": rows[limit - 1][0]}) if len(rows) > limit else None
+        return entries, token
+
+    def remove(self, run_id: str) -> None:
+        with self._connection() as db:
+            db.execute("DELETE FROM runs WHERE run_id = ?", (run_id,))
+
+
+class TableRunIndex:
+    """The index in Azure Table Storage, shared by every instance.
+
+    Partition ``run`` holds one entity per run (row key = run id), created with ``create_entity`` so that exactly
+    one claim of a run id wins. Listing entities (row key = inverted creation time + run id) live in the owner's
+    partition ``o-<owner tag>`` and in partition ``all``; they are written after the claim and written again by any
+    later claim of the same run, so a crash between the two writes heals on the next submission of that key.
+    """
+
+    _RUN_PARTITION = "run"
+    _ALL_PARTITION = "all"
+
+    def __init__(self, table: Any) -> None:
+        self.table = table
+        self._created = False
+
+    def _ensure(self) -> None:
+        if not self._created:
+            from azure.core.exceptions import ResourceExistsError
+
+            with contextlib.suppress(ResourceExistsError):
+                self.table.create_table()
+            self._created = True
+
+    def _listing(self, entry: RunEntry) -> None:
+        sort_key = _inverted(entry.created_at) + entry.run_id
+        body = {"entry": json.dumps(entry.to_json())}
+        for partition in (f"o-{owner_tag(entry.owner)}", self._ALL_PARTITION):
+            self.table.upsert_entity({"PartitionKey": partition, "RowKey": sort_key, **body})
+
+    def claim(self, entry: RunEntry) -> RunEntry | None:
+        from azure.core.exceptions import ResourceExistsError
+
+        self._ensure()
+        try:
+            self.table.create_entity({"PartitionKey": self._RUN_PARTITION, "RowKey": entry.run_id,
+                                      "entry": json.dumps(entry.to_json())})
+        except ResourceExistsError:
+            existing = self.get(entry.run_id)
+            if existing is not None and existing.owner == entry.owner:
+                self._listing(existing)
+            return existing
+        self._listing(entry)
+        return None
+
+    def get(self, run_id: str) -> RunEntry | None:
+        from azure.core.exceptions import ResourceNotFoundError
+
+        self._ensure()
+        try:
+            entity = self.table.get_entity(self._RUN_PARTITION, run_id)
+        except ResourceNotFoundError:
+            return None
+        return RunEntry.from_json(json.loads(entity["entry"]))
+
+    def page(self, owner: str | None, limit: int, continuation: str | None = None
+             ) -> tuple[list[RunEntry], str | None]:
+        self._ensure()
+        partition = self._ALL_PARTITION if owner is None else f"o-{owner_tag(owner)}"
+        after = _decode_token(continuation, ("after",))["after"] if continuation else ""
+        query = "PartitionKey eq @pk and RowKey gt @after"
+        entities = self.table.query_entities(query, parameters={"pk": partition, "after": after},
+                                             results_per_page=limit + 1, select=["RowKey", "entry"])
+        rows: list[tuple[str, str]] = []
+        for entity in entities:
+            rows.append((entity["RowKey"], entity["entry"]))
+            if len(rows) > limit:
+                break
+        entries = [RunEntry.from_json(json.loads(raw)) for _, raw in rows[:limit]]
+        token = _encode_token({"after": rows[limit - 1][0]}) if len(rows) > limit else None
+        return entries, token
+
+    def remove(self, run_id: str) -> None:
+        entry = self.get(run_id)
+        if entry is None:
+            return
+        sort_key = _inverted(entry.created_at) + entry.run_id
+        for partition, row in ((f"o-{owner_tag(entry.owner)}", sort_key), (self._ALL_PARTITION, sort_key),
+                               (self._RUN_PARTITION, run_id)):
+            self.table.delete_entity(partition, row)

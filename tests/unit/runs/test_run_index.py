@@ -1,0 +1,77 @@
+"""The run index on SQLite: atomic claims, owners, pages newest first with continuation tokens."""
+
+from __future__ import annotations
+
+import threading
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from shared.errors import InvalidRequest
+from shared.runs.run_index import RunEntry, SqliteRunIndex
+
+T0 = datetime(2026, 12, 7, 12, 0, tzinfo=UTC)
+
+
+def entry(run_id: str, owner: str = "t/a", minutes: int = 0, body: str = "b1") -> RunEntry:
+    return RunEntry(run_id=run_id, owner=owner, owner_name=owner, mode="plan",
+                    created_at=T0 + timedelta(minutes=minutes), request_sha256=body)
+
+
+def test_a_claim_inserts_once_and_then_returns_the_entry_there(tmp_path: Path) -> None:
+    index = SqliteRunIndex(tmp_path / "runs.sqlite")
+    assert index.claim(entry("run-1")) is None
+    again = index.claim(entry("run-1", owner="t/b", body="b2"))
+    assert again is not None and again.owner == "t/a" and again.request_sha256 == "b1"
+    assert index.get("run-1") == entry("run-1")
+    assert index.get("run-2") is None
+
+
+def test_concurrent_claims_of_one_run_id_have_exactly_one_winner(tmp_path: Path) -> None:
+    path = tmp_path / "runs.sqlite"
+    SqliteRunIndex(path)
+    winners: list[bool] = []
+    lock = threading.Lock()
+
+    def submit(i: int) -> None:
+        won = SqliteRunIndex(path).claim(entry("run-x", body=f"b{i}")) is None  # one index per "process"
+        with lock:
+            winners.append(won)
+
+    threads = [threading.Thread(target=submit, args=(i,)) for i in range(20)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert winners.count(True) == 1 and len(winners) == 20
+
+
+def test_pages_are_newest_first_per_owner_and_the_token_continues(tmp_path: Path) -> None:
+    index = SqliteRunIndex(tmp_path / "runs.sqlite")
+    for minute in range(7):
+        index.claim(entry(f"a{minute}", owner="t/a", minutes=minute))
+        index.claim(entry(f"b{minute}", owner="t/b", minutes=minute))
+    first, token = index.page("t/a", 3)
+    assert [e.run_id for e in first] == ["a6", "a5", "a4"] and token
+    second, token = index.page("t/a", 3, token)
+    third, last = index.page("t/a", 3, token)
+    assert [e.run_id for e in second + third] == ["a3", "a2", "a1", "a0"] and last is None
+    everyone, _ = index.page(None, 4)
+    assert [e.run_id for e in everyone] == ["a6", "b6", "a5", "b5"]  # same minute: by run id
+
+
+@pytest.mark.parametrize("token", ["x", "not-base64!", "eyJ4IjoxfQ", "e30"], ids=["short", "junk", "wrong-key", "empty"])
+def test_a_forged_continuation_token_is_a_400(tmp_path: Path, token: str) -> None:
+    index = SqliteRunIndex(tmp_path / "runs.sqlite")
+    with pytest.raises(InvalidRequest) as caught:
+        index.page("t/a", 3, token)
+    assert caught.value.field == "continuation"
+
+
+def test_remove_forgets_the_run_and_is_idempotent(tmp_path: Path) -> None:
+    index = SqliteRunIndex(tmp_path / "runs.sqlite")
+    index.claim(entry("run-1"))
+    index.remove("run-1")
+    index.remove("run-1")
+    assert index.get("run-1") is None and index.page("t/a", 5) == ([], None)
