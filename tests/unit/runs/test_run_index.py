@@ -61,7 +61,8 @@ def test_pages_are_newest_first_per_owner_and_the_token_continues(tmp_path: Path
     assert [e.run_id for e in everyone] == ["a6", "b6", "a5", "b5"]  # same minute: by run id
 
 
-@pytest.mark.parametrize("token", ["x", "not-base64!", "eyJ4IjoxfQ", "e30"], ids=["short", "junk", "wrong-key", "empty"])
+@pytest.mark.parametrize("token", ["x", "not-base64!", "eyJ4IjoxfQ", "e30"],
+                         ids=["short", "junk", "wrong-key", "empty"])
 def test_a_forged_continuation_token_is_a_400(tmp_path: Path, token: str) -> None:
     index = SqliteRunIndex(tmp_path / "runs.sqlite")
     with pytest.raises(InvalidRequest) as caught:
