@@ -179,7 +179,7 @@ def _attribute_value(value: object) -> AttributeValue | None:
     if isinstance(value, Sequence) and value and not isinstance(value, bytes | bytearray):
         kinds = {type(item) for item in value}
         if len(kinds) == 1 and kinds <= {bool, int, float, str}:
-            return tuple(_truncate(item) if isinstance(item, str) else item for item in value)  # type: ignore[misc]
+            return tuple(_truncate(item) if isinstance(item, str) else item for item in value)
     return _truncate(_canonical(value))
 
 
