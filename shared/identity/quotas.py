@@ -34,7 +34,7 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from shared.errors import RateLimited, UpstreamUnavailable
 from shared.identity.quota_store import (
@@ -58,6 +58,9 @@ __all__ = [
     "TableQuotaStore",
     "build_quotas",
 ]
+
+if TYPE_CHECKING:
+    from shared.payloads import PayloadSettings
 
 logger = logging.getLogger(__name__)
 
@@ -294,20 +297,22 @@ def table_endpoint(settings: QuotaSettings, blob_account_url: str) -> str:
                      f"{blob_account_url!r}")
 
 
-def build_quotas(settings: QuotaSettings, *, table_client: Any = None, connection_string: str = "",
-                 blob_account_url: str = "", credential: Any = None, state_dir: str | os.PathLike[str] = ".weft-cache",
+def build_quotas(settings: QuotaSettings, *, table_client: Any = None, storage: PayloadSettings | None = None,
+                 credential: Any = None, state_dir: str | os.PathLike[str] = ".weft-cache",
                  client_options: Mapping[str, Any] | None = None,
                  clock: Callable[[], float] = time.time) -> Quotas:
     """Quotas on the store the configuration calls for.
 
-    ``table_client`` when given; else Table Storage through ``connection_string`` (the payload store's, e.g.
-    Azurite's) or through the managed identity at :func:`table_endpoint`; else ``<state_dir>/quotas.sqlite``.
-    ``client_options`` go to the table client (e.g. the runtime's fail-fast retry options: a quota is charged on
-    every request).
+    ``table_client`` when given; else Table Storage in the configured storage account (``storage``: the payload
+    store's settings) — through its connection string (Azurite's locally), or through the managed identity at
+    :func:`table_endpoint`; else ``<state_dir>/quotas.sqlite``. ``client_options`` go to the table client (e.g. the
+    runtime's fail-fast retry options: a quota is charged on every request).
     """
     store: QuotaStore
     options = dict(client_options or {})
     retries = settings.max_conflict_retries
+    connection_string = storage.connection_string if storage is not None else ""
+    blob_account_url = storage.account_url if storage is not None else ""
     if table_client is not None:
         store = TableQuotaStore(table_client, max_attempts=retries)
     elif connection_string:
