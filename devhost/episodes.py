@@ -76,6 +76,7 @@ class EpisodeRunner:
     store: Store
     orchestrators: dict[str, Callable[[str], str]]
     lease_s: float
+    episodes: int
     _history: dict[str, list[str]]
     _wake: threading.Event
     _clock: Callable[[], float]
@@ -168,16 +169,17 @@ class EpisodeRunner:
 
     def _split_allocating(self, rows: list[InboxRow], retries: dict[int, RetryRow]) -> list[dict[str, Any]]:
         """Events that make the SDK allocate sequence numbers (retry bookkeeping) go first, in arrival order."""
-        first, rest = [], []
+        first: list[dict[str, Any]] = []
+        rest: list[dict[str, Any]] = []
         for row in rows:
             ev = row.event
             kind = ev["EventType"]
             retry = None
             if kind in (EventType.TASK_FAILED, EventType.SUB_ORCHESTRATION_INSTANCE_FAILED):
-                retry = retries.get(ev.get("TaskScheduledId"))
+                retry = retries.get(ev.get("TaskScheduledId", -1))
                 allocating = retry is not None and retry.phase == "task"
             elif kind == EventType.TIMER_FIRED:
-                retry = retries.get(ev.get("TimerId"))
+                retry = retries.get(ev.get("TimerId", -1))
                 allocating = retry is not None and retry.phase == "timer" and retry.attempt < retry.max_attempts
             else:
                 allocating = False
@@ -194,7 +196,7 @@ class EpisodeRunner:
                 ep.retries_deleted.append(ev["TaskScheduledId"])
             return
         if kind in (EventType.TASK_FAILED, EventType.SUB_ORCHESTRATION_INSTANCE_FAILED):
-            retry = retries.get(ev.get("TaskScheduledId"))
+            retry = retries.get(ev.get("TaskScheduledId", -1))
             if retry is None or retry.phase != "task":
                 return
             timer_id = inst.next_seq
@@ -222,7 +224,7 @@ class EpisodeRunner:
             retries[timer_id] = moved
             return
         if kind == EventType.TIMER_FIRED:
-            retry = retries.get(ev.get("TimerId"))
+            retry = retries.get(ev.get("TimerId", -1))
             if retry is None or retry.phase != "timer":
                 return
             ep.retries_deleted.append(retry.waiting_on)
@@ -302,28 +304,29 @@ class EpisodeRunner:
             kind = action.get("actionType")
             if kind in _UNSUPPORTED:
                 return f"The devhost does not support {_UNSUPPORTED[kind]}.", continue_as_new
+            seq = inst.next_seq  # the sequence number this action takes (waits for external events take none)
             task_id: int | None = None
             if kind != ActionType.WAIT_FOR_EXTERNAL_EVENT:
-                task_id = inst.next_seq
+                task_id = seq
                 inst.next_seq += 1
             name = _action_name(action)
             if kind in (ActionType.CALL_ACTIVITY, ActionType.CALL_ACTIVITY_WITH_RETRY):
-                self._schedule_call(inst, "activity", task_id, name, action.get("input"), None, ep, stamp)
+                self._schedule_call(inst, "activity", seq, name, action.get("input"), None, ep, stamp)
             elif kind in (ActionType.CALL_SUB_ORCHESTRATOR, ActionType.CALL_SUB_ORCHESTRATOR_WITH_RETRY):
                 if name not in self.orchestrators:
                     return f"Sub-orchestrator {name!r} is not defined by the app.", continue_as_new
                 self._schedule_call(
-                    inst, "suborch", task_id, name, action.get("input"), action.get("instanceId"), ep, stamp
+                    inst, "suborch", seq, name, action.get("input"), action.get("instanceId"), ep, stamp
                 )
             elif kind == ActionType.CREATE_TIMER:
                 fire_at = parse_time(action["fireAt"])
-                ep.new_events.append(event(EventType.TIMER_CREATED, stamp, task_id, FireAt=action["fireAt"]))
+                ep.new_events.append(event(EventType.TIMER_CREATED, stamp, seq, FireAt=action["fireAt"]))
                 if not action.get("isCanceled"):
                     ep.timers.append(
                         (
-                            task_id,
+                            seq,
                             fire_at.timestamp(),
-                            event(EventType.TIMER_FIRED, stamp, TimerId=task_id, FireAt=action["fireAt"]),
+                            event(EventType.TIMER_FIRED, stamp, TimerId=seq, FireAt=action["fireAt"]),
                         )
                     )
             elif kind == ActionType.CONTINUE_AS_NEW:
@@ -332,7 +335,7 @@ class EpisodeRunner:
                 options = action.get("retryOptions") or {}
                 ep.retries_put.append(
                     RetryRow(
-                        task_id,
+                        seq,
                         "task",
                         "activity" if kind == ActionType.CALL_ACTIVITY_WITH_RETRY else "suborch",
                         name,

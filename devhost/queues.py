@@ -132,7 +132,7 @@ class QueuePoller:
             ok = future.result()
             if ok:
                 main.delete_message(message)
-            elif message.dequeue_count >= self.options.max_dequeue_count:
+            elif (message.dequeue_count or 0) >= self.options.max_dequeue_count:
                 log.error(
                     "Message %s has reached MaxDequeueCount of %d; moving it to queue '%s'",
                     message.id,

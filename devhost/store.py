@@ -218,7 +218,8 @@ class Store:
         prefix: str | None = None,
         limit: int | None = None,
     ) -> list[InstanceRow]:
-        clauses, args = [], []
+        clauses: list[str] = []
+        args: list[str | float | int] = []
         if statuses:
             clauses.append(f"status IN ({','.join('?' * len(statuses))})")
             args.extend(statuses)

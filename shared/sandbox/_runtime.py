@@ -178,7 +178,9 @@ class Runtime:
         self._waiting: dict[str, tuple[str, Any]] = {}
         self._clock_base = float(job["clock"])
         self.layers: list[str] = []
-        self.loop = VirtualLoop(
+        # typeshed marks AbstractEventLoop's I/O methods abstract; at run time it is no ABC and they raise
+        # NotImplementedError, which is what the sandbox wants (it has no I/O).
+        self.loop = VirtualLoop(  # type: ignore[abstract]
             self._on_idle, max_time=float(self._limits["wall_seconds"]), on_time_exceeded=self._slept_too_long
         )
         self._world = world

@@ -53,8 +53,12 @@ _HERE = Path(__file__).resolve().parent
 
 
 class _AccessToken(Protocol):
-    token: str
-    expires_on: int
+    # Read-only members, so azure-core's ``AccessToken`` (a NamedTuple) matches.
+    @property
+    def token(self) -> str: ...
+
+    @property
+    def expires_on(self) -> int: ...
 
 
 class TokenCredential(Protocol):

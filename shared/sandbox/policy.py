@@ -224,7 +224,7 @@ class _Checker:
                 self.name(node, node.name, store=True)
         elif isinstance(node, ast.ClassDef):
             self.name(node, node.name, store=True)
-        elif isinstance(node, ast.arg) or (isinstance(node, ast.keyword) and node.arg is not None):
+        elif isinstance(node, ast.arg | ast.keyword) and node.arg is not None:
             self.name(node, node.arg, store=True)
         elif isinstance(node, ast.ExceptHandler) and node.name:
             self.name(node, node.name, store=True)
