@@ -15,6 +15,7 @@ from urllib.parse import quote
 from aiohttp import web
 
 from devhost.engine import TERMINAL, Engine, InstanceStatus, OrchestratorNotFound
+from devhost.http_errors import error_body, error_response
 from devhost.store import InstanceRow
 
 __all__ = ["RPC_PREFIX", "WEBHOOK_PREFIX", "DurableApi", "client_binding"]
@@ -23,19 +24,23 @@ RPC_PREFIX = "/durabletask"
 WEBHOOK_PREFIX = "/runtime/webhooks/durabletask"
 
 
-def client_binding(base_url: str, task_hub: str, connection: str = "Storage") -> str:
-    """The JSON the host passes to a ``durable_client_input`` parameter."""
+def client_binding(base_url: str, task_hub: str, connection: str = "Storage", code: str = "devhost") -> str:
+    """The JSON the host passes to a ``durable_client_input`` parameter.
+
+    ``code`` is the ``durabletask_extension`` system key when the devhost enforces keys, as in the host's URLs.
+    """
     hook = f"{base_url}{WEBHOOK_PREFIX}"
-    query = f"taskHub={quote(task_hub)}&connection={connection}&code=devhost"
+    code = quote(code, safe="")
+    query = f"taskHub={quote(task_hub)}&connection={connection}&code={code}"
     instance = f"{hook}/instances/INSTANCEID"
     return json.dumps(
         {
             "taskHubName": task_hub,
             "creationUrls": {
-                "createNewInstancePostUri": f"{hook}/orchestrators/{{functionName}}[/{{instanceId}}]?code=devhost",
+                "createNewInstancePostUri": f"{hook}/orchestrators/{{functionName}}[/{{instanceId}}]?code={code}",
                 "createAndWaitOnNewInstancePostUri": (
                     f"{hook}/orchestrators/{{functionName}}[/{{instanceId}}]?timeout={{timeoutInSeconds}}"
-                    f"&pollingInterval={{intervalInSeconds}}&code=devhost"
+                    f"&pollingInterval={{intervalInSeconds}}&code={code}"
                 ),
             },
             "managementUrls": {
@@ -66,8 +71,22 @@ def _epoch(text: str | None) -> float | None:
     try:
         moment = dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
     except ValueError as exc:
-        raise web.HTTPBadRequest(text=json.dumps({"Message": f"bad timestamp {text!r}"})) from exc
+        raise _bad_request("a timestamp filter is not ISO 8601", "createdTimeFrom") from exc
     return (moment if moment.tzinfo else moment.replace(tzinfo=dt.UTC)).timestamp()
+
+
+def _bad_request(message: str, field: str) -> web.HTTPBadRequest:
+    body = error_body(400, message, field) | {"Message": message}
+    return web.HTTPBadRequest(text=json.dumps(body), content_type="application/json")
+
+
+def _missing(instance_id: str) -> web.Response:
+    del instance_id  # never echoed: ids are caller input
+    return error_response(404, "no instance with this id", field="instance_id")
+
+
+def _gone() -> web.Response:
+    return error_response(410, "the instance has already finished", field="instance_id", code="gone")
 
 
 def _value(text: str | None) -> Any:
@@ -82,9 +101,10 @@ def _value(text: str | None) -> Any:
 class DurableApi:
     """aiohttp handlers for the Durable HTTP API; ``engine`` does the work."""
 
-    def __init__(self, engine: Engine, base_url: str) -> None:
+    def __init__(self, engine: Engine, base_url: str, code: str = "devhost") -> None:
         self.engine = engine
         self.base_url = base_url
+        self.code = code
 
     def routes(self) -> list[web.RouteDef]:
         defs: list[web.RouteDef] = []
@@ -115,16 +135,16 @@ class DurableApi:
             try:
                 decoded = json.loads(body)
             except json.JSONDecodeError as exc:
-                raise web.HTTPBadRequest(text=json.dumps({"Message": "body is not JSON"})) from exc
+                raise _bad_request("the body is not JSON", "body") from exc
             return decoded if isinstance(decoded, str) else body
         try:
             json.loads(body)
         except json.JSONDecodeError as exc:
-            raise web.HTTPBadRequest(text=json.dumps({"Message": "body is not JSON"})) from exc
+            raise _bad_request("the body is not JSON", "body") from exc
         return body
 
     def _links(self, instance_id: str) -> dict[str, str]:
-        binding = json.loads(client_binding(self.base_url, "devhost"))["managementUrls"]
+        binding = json.loads(client_binding(self.base_url, "devhost", code=self.code))["managementUrls"]
         return {k: v.replace("INSTANCEID", instance_id) for k, v in binding.items()}
 
     async def start(self, request: web.Request) -> web.Response:
@@ -134,7 +154,8 @@ class DurableApi:
             instance_id = self.engine.start_new(name, request.match_info.get("instance_id"), payload)
         except OrchestratorNotFound:
             return web.json_response(
-                {
+                error_body(400, "no orchestrator function has this name", "name")
+                | {
                     "Message": "One or more of the arguments submitted is incorrect",
                     "ExceptionMessage": f"The function '{name}' doesn't exist, is disabled, or is not an orchestrator "
                     "function.",
@@ -142,8 +163,11 @@ class DurableApi:
                 },
                 status=400,
             )
-        except FileExistsError as exc:
-            return web.json_response({"Message": str(exc), "ExceptionMessage": str(exc)}, status=409)
+        except FileExistsError:
+            message = "an instance with this id is already running"
+            return web.json_response(
+                error_body(409, message, "instance_id") | {"Message": message, "ExceptionMessage": message}, status=409
+            )
         body = self._links(instance_id)
         return web.json_response(body, status=202, headers={"Location": body["statusQueryGetUri"]})
 
@@ -172,7 +196,7 @@ class DurableApi:
     async def status(self, request: web.Request) -> web.Response:
         inst = self.engine.store.get_instance(request.match_info["instance_id"])
         if inst is None:
-            return web.json_response(None, status=404)
+            return _missing(request.match_info.get("instance_id", ""))
         code = {
             InstanceStatus.COMPLETED: 200,
             InstanceStatus.FAILED: 400 if request.query.get("returnInternalServerErrorOnFailure") != "true" else 500,
@@ -188,7 +212,7 @@ class DurableApi:
             created_from=_epoch(request.query.get("createdTimeFrom")),
             created_to=_epoch(request.query.get("createdTimeTo")),
             prefix=request.query.get("instanceIdPrefix") or None,
-            limit=int(top) if top and top.isdigit() else None,
+            limit=int(top) if top and len(top) <= 9 and top.isascii() and top.isdigit() else None,
         )
 
     async def list(self, request: web.Request) -> web.Response:
@@ -197,19 +221,19 @@ class DurableApi:
     async def purge(self, request: web.Request) -> web.Response:
         deleted = self.engine.store.purge([request.match_info["instance_id"]])
         if not deleted:
-            return web.json_response(None, status=404)
+            return _missing(request.match_info.get("instance_id", ""))
         return web.json_response({"instancesDeleted": deleted})
 
     async def purge_by(self, request: web.Request) -> web.Response:
         rows = [i for i in self._filtered(request) if InstanceStatus(i.status) in TERMINAL]
         deleted = self.engine.store.purge([i.id for i in rows])
         if not deleted:
-            return web.json_response(None, status=404)
+            return _missing(request.match_info.get("instance_id", ""))
         return web.json_response({"instancesDeleted": deleted})
 
     def _gone_or_missing(self, instance_id: str) -> web.Response:
         inst = self.engine.store.get_instance(instance_id)
-        return web.json_response(None, status=404 if inst is None else 410)
+        return _missing(instance_id) if inst is None else _gone()
 
     async def raise_event(self, request: web.Request) -> web.Response:
         instance_id = request.match_info["instance_id"]
@@ -239,14 +263,13 @@ class DurableApi:
     async def restart(self, request: web.Request) -> web.Response:
         inst = self.engine.store.get_instance(request.match_info["instance_id"])
         if inst is None:
-            return web.json_response(None, status=404)
+            return _missing(request.match_info.get("instance_id", ""))
         if InstanceStatus(inst.status) not in TERMINAL:
-            return web.json_response(None, status=410)
+            return _gone()
         new_id = None if request.query.get("restartWithNewInstanceId", "true").lower() == "true" else inst.id
         instance_id = self.engine.start_new(inst.name, new_id, inst.input)
         return web.json_response(instance_id, status=202)
 
     async def rewind(self, request: web.Request) -> web.Response:
-        return web.json_response(
-            {"Message": "rewind is deprecated in Durable Functions and not supported by the devhost"}, status=501
-        )
+        message = "rewind is deprecated in Durable Functions and not supported by the devhost"
+        return web.json_response(error_body(501, message) | {"Message": message}, status=501)

@@ -144,7 +144,7 @@ def compile_route(template: str) -> re.Pattern[str]:
             raise AppLoadError(f"route {template!r}: unknown constraint {constraint!r}")
         body = _CONSTRAINTS.get(constraint or "", r"[^/]+")
         regex += f"(?:/(?P<{name}>{body}))?" if optional else f"/(?P<{name}>{body})"
-    return re.compile("^" + regex + "/?$")
+    return re.compile("^" + regex + "/?$", re.DOTALL)
 
 
 def _entry(function: Any) -> FunctionEntry:
