@@ -33,6 +33,21 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--port", type=int, default=int(os.environ.get("DEVHOST_PORT", "7071")))
     serve.add_argument("--no-queues", action="store_true", help="do not poll queue triggers")
     serve.add_argument("--no-timers", action="store_true", help="do not fire timer triggers")
+    serve.add_argument(
+        "--keys",
+        action="store_true",
+        default=os.environ.get("DEVHOST_KEYS", "").lower() in ("1", "true", "yes"),
+        help="require function keys like the host (x-functions-key or ?code=); off by default, as with Core Tools",
+    )
+    serve.add_argument(
+        "--keys-file",
+        default=os.environ.get("DEVHOST_KEYS_FILE"),
+        help="JSON file of the keys (default: keys.json beside the state file; created with random keys)",
+    )
+    serve.add_argument(
+        "--max-body-bytes", type=int, default=int(os.environ.get("DEVHOST_MAX_BODY_BYTES", str(100 * 1024 * 1024)))
+    )
+    serve.add_argument("--max-url-bytes", type=int, default=int(os.environ.get("DEVHOST_MAX_URL_BYTES", "4096")))
     run = sub.add_parser("run", help="run one orchestration headless and print its status and output")
     run.add_argument("orchestrator")
     run.add_argument("--input", help="JSON file with the orchestration input ('-' for stdin)")
@@ -72,9 +87,17 @@ def _serve(args: argparse.Namespace) -> int:
         port=args.port,
         poll_queues=not args.no_queues,
         run_timers=not args.no_timers,
+        keys=args.keys,
+        keys_file=args.keys_file,
+        max_body_bytes=args.max_body_bytes,
+        max_url_bytes=args.max_url_bytes,
     )
     host = DevHost(options).start()
     print(f"devhost: serving {options.app_dir.resolve()} at {host.base_url} (state: {args.db})", flush=True)
+    if host.keys is not None:
+        print(f"devhost: function keys required; the keys are in {options.keys_file.resolve()}", flush=True)
+    if host.mcp is not None and host.mcp.enabled:
+        print(f"devhost: MCP server endpoint: {host.base_url}/runtime/webhooks/mcp", flush=True)
     for route in host.index.routes:
         methods = ",".join(sorted(route.methods)) if route.methods else "ANY"
         print(

@@ -16,9 +16,12 @@ from aiohttp import web
 
 from devhost.durable_api import DurableApi
 from devhost.engine import Engine
+from devhost.http_errors import JsonErrorRunner
 from devhost.index import AppLoadError, FunctionIndex, load_app
+from devhost.keys import FunctionKeys, load_or_create_keys
+from devhost.mcp import McpEndpoint
 from devhost.queues import QueueOptions, QueuePoller, send_messages
-from devhost.server import FunctionInvoker, build_web_app
+from devhost.server import FunctionInvoker, HttpLimits, build_web_app
 from devhost.store import Store
 from devhost.timers import TimerScheduler
 from devhost.workers import AsyncLoop, WorkerPool
@@ -58,8 +61,20 @@ class HostOptions:
         poll_queues: bool = True,
         run_timers: bool = True,
         coalesce_ms: float = 5.0,
+        keys: bool = False,
+        keys_file: str | Path | None = None,
+        max_body_bytes: int = 100 * 1024 * 1024,
+        max_url_bytes: int = 4096,
+        mcp: bool = True,
     ) -> None:
         self.app_dir = Path(app_dir)
+        self.keys = keys
+        """Enforce function keys like the host (off by default, as with Core Tools)."""
+        state_dir = Path(db).parent if db != ":memory:" else Path(".devhost")
+        self.keys_file = Path(keys_file) if keys_file else state_dir / "keys.json"
+        self.max_body_bytes = max_body_bytes
+        self.max_url_bytes = max_url_bytes
+        self.mcp = mcp
         self.db = db
         self.host = host
         self.port = port
@@ -79,12 +94,20 @@ class DevHost:
         self.store = Store(options.db)
         self.loop = AsyncLoop("devhost-http")
         self.port = options.port
+        self.keys: FunctionKeys | None = None
+        if options.keys:
+            try:
+                self.keys = load_or_create_keys(options.keys_file)
+            except (OSError, ValueError) as exc:
+                raise AppLoadError(f"function keys: {exc}") from exc
         encoding = QueueOptions.from_host(self.index.host_config).message_encoding
         self.invoker = FunctionInvoker(
             self.index,
             lambda: self.base_url,
             lambda conn, queue, texts: send_messages(conn, queue, texts, encoding),
+            durable_code=self.keys.system_key("durabletask_extension") if self.keys else "devhost",
         )
+        self.mcp = McpEndpoint(self.index, self.invoker, self.keys) if options.mcp else None
         durable = self.index.durable_setting
         self.workers = WorkerPool(
             self.index.activities,
@@ -124,9 +147,27 @@ class DevHost:
         return self
 
     async def _start_http(self) -> None:
-        durable = DurableApi(self.engine, self.base_url)
-        app = build_web_app(self.index, self.invoker, durable)
-        self._runner = web.AppRunner(app, access_log=None)
+        if self.keys is None and self.options.host not in ("127.0.0.1", "localhost", "::1"):
+            log.warning(
+                "devhost: serving on %s WITHOUT function keys: anyone who can reach this address can call every "
+                "function, the Durable API and /admin. Pass --keys (or DEVHOST_KEYS=1) to require keys.",
+                self.options.host,
+            )
+        durable = DurableApi(self.engine, self.base_url, self.invoker.durable_code)
+        limits = HttpLimits(self.options.max_body_bytes, self.options.max_url_bytes)
+        app = build_web_app(
+            self.index,
+            self.invoker,
+            durable,
+            keys=self.keys,
+            limits=limits,
+            extra_routes=self.mcp.routes() if self.mcp else None,
+        )
+        if self.mcp is not None:
+            app.cleanup_ctx.append(self.mcp.lifespan)
+        # The parser's own line limit sits above the URL limit so that an over-long URL gets the middleware's 414.
+        line_limit = max(8190, self.options.max_url_bytes + 1024)
+        self._runner = JsonErrorRunner(app, access_log=None, max_line_size=line_limit, max_field_size=line_limit)
         await self._runner.setup()
         site = web.TCPSite(self._runner, self.options.host, self.port, reuse_address=True)
         try:

@@ -281,3 +281,57 @@ def tick(timer: func.TimerRequest) -> None:
     if path:
         with open(path, "a") as fh:
             fh.write(f"{timer.past_due}\n")
+
+
+# ---- MCP triggers: served by the devhost at /runtime/webhooks/mcp like the MCP extension ----------------------------
+@app.mcp_tool()
+@app.mcp_tool_property(arg_name="text", description="The text to send back.")
+def echo_text(text: str) -> str:
+    """Returns the text it was given."""
+    return text
+
+
+@app.mcp_tool()
+def add(a: int, b: int) -> str:
+    """Adds two integers."""
+    return str(a + b)
+
+
+@app.mcp_tool()
+async def slow(ms: int) -> str:
+    """Sleeps for ms milliseconds, then answers."""
+    await asyncio.sleep(ms / 1000.0)
+    return f"slept {ms}"
+
+
+@app.mcp_tool()
+def fails(reason: str) -> str:
+    """Always raises."""
+    raise RuntimeError(f"tool failure: {reason}")
+
+
+@app.mcp_tool_trigger(
+    arg_name="context",
+    tool_name="whoami",
+    description="The trigger payload the host sent: the bearer token, the session id and the arguments.",
+    tool_properties=json.dumps([{"propertyName": "note", "propertyType": "string", "description": "anything",
+                                 "isRequired": False, "isArray": False}]),
+)
+def whoami(context: str) -> str:
+    payload = json.loads(context)
+    headers = {k.lower(): v for k, v in payload["transport"]["properties"]["headers"].items()}
+    return json.dumps({"authorization": headers.get("authorization"), "sessionid": payload.get("sessionid"),
+                       "arguments": payload["arguments"], "name": payload["name"],
+                       "transport": payload["transport"]["name"], "has_key_header": "x-functions-key" in headers})
+
+
+@app.mcp_resource_trigger(arg_name="context", uri="devhost://readme", resource_name="readme",
+                          description="A fixed text resource.", mime_type="text/plain")
+def readme(context: str) -> str:
+    return "devhost test app: " + json.loads(context)["uri"]
+
+
+@app.mcp_prompt_trigger(arg_name="context", prompt_name="greet", description="Greets someone.",
+                        prompt_arguments=[func.PromptArgument("name", "Who to greet.", required=True)])
+def greet(context) -> str:
+    return f"Say hello to {context.arguments.get('name', 'nobody')}."
