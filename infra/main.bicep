@@ -89,6 +89,53 @@ param additionalAppSettings object = {}
 @maxValue(90)
 param keyVaultSoftDeleteRetentionInDays int = 90
 
+@description('Client id of the Entra ID app registration that callers get tokens for (docs/operations.md, "Callers and roles"). Empty: App Service Authentication stays off, WEFT_AUTH_MODE is none and function keys alone guard the API.')
+param authClientId string = ''
+
+@description('Tenant of the app registration; empty for the deployment\'s tenant.')
+param authTenantId string = ''
+
+@description('Requests per minute one caller may make (WEFT_QUOTA_REQUESTS_PER_MINUTE), counted in the quotas table every instance shares.')
+@minValue(1)
+param quotaRequestsPerMinute int = 60
+
+@description('Runs one caller may have running at once (WEFT_QUOTA_MAX_CONCURRENT_RUNS).')
+@minValue(1)
+param quotaMaxConcurrentRuns int = 10
+
+@description('Days every audit record stays immutable (the audit container\'s time-based retention) and is kept (WEFT_AUDIT_RETENTION_DAYS).')
+@minValue(1)
+@maxValue(146000)
+param auditRetentionDays int = 365
+
+@description('Address that gets alert and budget e-mails; empty for none. With no address and no webhook there is no action group: the alerts still fire in the portal.')
+param alertEmail string = ''
+
+@description('HTTPS endpoint that gets alerts (common alert schema); empty for none.')
+@secure()
+param alertWebhookUrl string = ''
+
+@description('Tokens (input + output) in 24 hours above which the token-spend alert fires.')
+@minValue(1)
+param alertDailyTokenLimit int = 5000000
+
+@description('Minutes a run may wait for an approval before the approval alert fires.')
+@minValue(5)
+@maxValue(1440)
+param alertApprovalWaitMinutes int = 30
+
+@description('Deploy the availability test that calls GET /api/ready from three regions every 15 minutes (billed per run).')
+param enableReadinessTest bool = true
+
+@description('Monthly cost budget of the resource group, in the billing currency; 0 for no budget.')
+@minValue(0)
+param budgetAmount int = 200
+
+@description('Percent of budgetAmount actually spent that sends the first budget notification (the second is at 100, the forecast one at 100).')
+@minValue(1)
+@maxValue(1000)
+param budgetWarningPercent int = 80
+
 var abbrs = loadJsonContent('abbreviations.json')
 var resourceToken = toLower(uniqueString(subscription().id, environmentName, location))
 var tags = {
@@ -100,6 +147,10 @@ var embeddingCacheContainerName = 'embedding-cache'
 var payloadContainerName = 'weft-payloads'
 var sourceRegistryContainerName = 'weft-sources'
 var breakerContainerName = 'weft-breakers'
+var auditContainerName = 'weft-audit'
+var quotaTableName = 'weftquotas'
+var runsQueueName = 'runs'
+var effectiveAuthTenantId = empty(authTenantId) ? tenant().tenantId : authTenantId
 
 resource rg 'Microsoft.Resources/resourceGroups@2024-03-01' = {
   name: empty(resourceGroupName) ? '${abbrs.resourcesResourceGroups}${environmentName}' : resourceGroupName
@@ -142,6 +193,15 @@ module storage 'modules/storage.bicep' = {
       payloadContainerName
       sourceRegistryContainerName
       breakerContainerName
+    ]
+    auditContainerName: auditContainerName
+    auditRetentionDays: auditRetentionDays
+    tableNames: [
+      quotaTableName
+    ]
+    queueNames: [
+      runsQueueName
+      '${runsQueueName}-poison'
     ]
     identityPrincipalId: identity.outputs.principalId
   }
@@ -225,6 +285,24 @@ var baseAppSettings = {
   // The deployed package is mounted read-only; /tmp is the writable, per-instance scratch disk.
   WEFT_STATE_DIR: '/tmp/weft'
   WEFT_SANDBOX_BACKEND: enableSessionPool ? 'dynamic_sessions' : 'local'
+  WEFT_TABLE_ACCOUNT_URL: storage.outputs.tableEndpoint
+  WEFT_QUOTA_TABLE: quotaTableName
+  WEFT_QUOTA_REQUESTS_PER_MINUTE: string(quotaRequestsPerMinute)
+  WEFT_QUOTA_MAX_CONCURRENT_RUNS: string(quotaMaxConcurrentRuns)
+  WEFT_AUDIT_CONTAINER: auditContainerName
+  WEFT_AUDIT_RETENTION_DAYS: string(auditRetentionDays)
+}
+
+// Caller identity. With an app registration, App Service Authentication validates every token in front of the app
+// and the app trusts the principal headers it passes (easy_auth); the tenant, audience and issuer are the same ones
+// the platform checks, for the app's own checks and for direct bearer validation when the mode names it.
+var authSettings = empty(authClientId) ? {
+  WEFT_AUTH_MODE: 'none'
+} : {
+  WEFT_AUTH_MODE: 'easy_auth'
+  WEFT_AUTH_TENANT_ID: effectiveAuthTenantId
+  WEFT_AUTH_AUDIENCE: '${authClientId},api://${authClientId}'
+  WEFT_AUTH_ISSUER: '${environment().authentication.loginEndpoint}${effectiveAuthTenantId}/v2.0'
 }
 
 var sessionPoolSettings = {
@@ -257,7 +335,51 @@ module functionApp 'modules/function-app.bicep' = {
     instanceMemoryMB: instanceMemoryMB
     maximumInstanceCount: maximumInstanceCount
     keyVaultSecretSettings: keyVaultSecretSettings
-    appSettings: union(additionalAppSettings, baseAppSettings, enableSessionPool ? sessionPoolSettings : {}, enableDurableTaskScheduler ? durableTaskSchedulerSettings : {})
+    authClientId: authClientId
+    authTenantId: effectiveAuthTenantId
+    appSettings: union(additionalAppSettings, baseAppSettings, authSettings, enableSessionPool ? sessionPoolSettings : {}, enableDurableTaskScheduler ? durableTaskSchedulerSettings : {})
+  }
+}
+
+module alerts 'modules/alerts.bicep' = {
+  name: 'alerts'
+  scope: rg
+  params: {
+    namePrefix: '${abbrs.insightsScheduledQueryRules}${resourceToken}'
+    actionGroupName: '${abbrs.insightsActionGroups}${resourceToken}'
+    location: location
+    tags: tags
+    applicationInsightsName: monitoring.outputs.applicationInsightsName
+    alertEmail: alertEmail
+    alertWebhookUrl: alertWebhookUrl
+    dailyTokenLimit: alertDailyTokenLimit
+    approvalWaitMinutes: alertApprovalWaitMinutes
+    enableReadinessTest: enableReadinessTest
+    readinessUrl: 'https://${functionApp.outputs.defaultHostName}/api/ready'
+  }
+}
+
+module workbook 'modules/workbook.bicep' = {
+  name: 'workbook'
+  scope: rg
+  params: {
+    location: location
+    tags: tags
+    applicationInsightsName: monitoring.outputs.applicationInsightsName
+  }
+}
+
+module budget 'modules/budget.bicep' = if (budgetAmount > 0) {
+  name: 'budget'
+  scope: rg
+  params: {
+    name: '${abbrs.consumptionBudgets}${environmentName}'
+    amount: budgetAmount
+    actualWarningPercent: budgetWarningPercent
+    contactEmails: empty(alertEmail) ? [] : [
+      alertEmail
+    ]
+    actionGroupId: alerts.outputs.actionGroupId
   }
 }
 
@@ -270,6 +392,8 @@ output AZURE_FUNCTION_APP_URL string = 'https://${functionApp.outputs.defaultHos
 output AZURE_USER_ASSIGNED_IDENTITY_NAME string = identity.outputs.name
 output AZURE_STORAGE_ACCOUNT_NAME string = storage.outputs.name
 output AZURE_STORAGE_BLOB_ENDPOINT string = storage.outputs.blobEndpoint
+output AZURE_STORAGE_TABLE_ENDPOINT string = storage.outputs.tableEndpoint
+output AZURE_AUTH_CLIENT_ID string = authClientId
 output AZURE_KEY_VAULT_NAME string = keyVault.outputs.name
 output AZURE_KEY_VAULT_ENDPOINT string = keyVault.outputs.uri
 output AZURE_OPENAI_NAME string = openAi.outputs.name

@@ -69,6 +69,18 @@ param durableAlwaysReadyInstances int = 1
 @maxValue(1000)
 param httpPerInstanceConcurrency int = 16
 
+@description('Client id of the Entra ID app registration callers get tokens for (docs/operations.md, "Callers and roles"). Empty: App Service Authentication stays off and function keys alone guard the routes.')
+param authClientId string = ''
+
+@description('Tenant of that app registration.')
+param authTenantId string = tenant().tenantId
+
+@description('Paths App Service Authentication lets through without a token: liveness for the platform and readiness for the availability test. Both answer without touching a caller\'s data.')
+param authExcludedPaths array = [
+  '/api/health'
+  '/api/ready'
+]
+
 resource applicationInsights 'Microsoft.Insights/components@2020-02-02' existing = {
   name: applicationInsightsName
 }
@@ -143,8 +155,8 @@ resource site 'Microsoft.Web/sites@2024-04-01' = {
       '${identityId}': {}
     }
   }
-  // checkov:skip=CKV_AZURE_222:HTTP starters must be reachable by callers; there is no VNet/private endpoint option in this deployment. Function keys guard the routes.
-  // checkov:skip=CKV_AZURE_17:Client certificates (mTLS) would break ordinary HTTP callers of the starter endpoints; they authenticate with function keys.
+  // checkov:skip=CKV_AZURE_222:HTTP starters must be reachable by callers; there is no VNet/private endpoint option in this deployment. Function keys, and with authClientId Entra ID tokens (authsettingsV2 below), guard the routes.
+  // checkov:skip=CKV_AZURE_17:Client certificates (mTLS) would break ordinary HTTP callers of the starter endpoints; they authenticate with function keys and Entra ID tokens.
   // checkov:skip=CKV_AZURE_212:Flex Consumption has no fixed worker count; instances come from scaleAndConcurrency (always-ready durable group, maximumInstanceCount).
   // checkov:skip=CKV_AZURE_213:Flex Consumption does not support the platform health check (healthCheckPath); liveness and readiness are served at /api/health and /api/ready for external probes.
   properties: {
@@ -207,6 +219,48 @@ resource scmCredentials 'Microsoft.Web/sites/basicPublishingCredentialsPolicies@
   name: 'scm'
   properties: {
     allow: false
+  }
+}
+
+// App Service Authentication ("Easy Auth") with the Entra ID provider: the platform validates the bearer token
+// (issuer, audience, signature, lifetime) before a request reaches the worker, answers 401 without one, and passes
+// the validated principal in X-MS-CLIENT-PRINCIPAL*. The app trusts those headers only because WEFT_AUTH_MODE says
+// easy_auth (set in main.bicep from the same client id). API only: no login redirect, no token store, no secret.
+resource authSettings 'Microsoft.Web/sites/config@2024-04-01' = if (!empty(authClientId)) {
+  parent: site
+  name: 'authsettingsV2'
+  properties: {
+    platform: {
+      enabled: true
+    }
+    globalValidation: {
+      requireAuthentication: true
+      unauthenticatedClientAction: 'Return401'
+      excludedPaths: authExcludedPaths
+    }
+    httpSettings: {
+      requireHttps: true
+    }
+    identityProviders: {
+      azureActiveDirectory: {
+        enabled: true
+        registration: {
+          clientId: authClientId
+          openIdIssuer: '${environment().authentication.loginEndpoint}${authTenantId}/v2.0'
+        }
+        validation: {
+          allowedAudiences: [
+            authClientId
+            'api://${authClientId}'
+          ]
+        }
+      }
+    }
+    login: {
+      tokenStore: {
+        enabled: false
+      }
+    }
   }
 }
 

@@ -22,6 +22,20 @@ param appContainerNames array = []
 @description('Principal id of the app identity.')
 param identityPrincipalId string
 
+@description('Append-only audit container (WEFT_AUDIT_CONTAINER) under a time-based immutability policy.')
+param auditContainerName string
+
+@description('Days every audit blob stays immutable after it is created (WEFT_AUDIT_RETENTION_DAYS); appends stay allowed.')
+@minValue(1)
+@maxValue(146000)
+param auditRetentionDays int
+
+@description('Tables the app itself uses (quotas shared by every instance: WEFT_QUOTA_TABLE).')
+param tableNames array = []
+
+@description('Queues the app reads: runs are enqueued on the first; the host moves messages it cannot process to <queue>-poison.')
+param queueNames array = []
+
 @description('Days deleted blobs and containers stay recoverable.')
 @minValue(1)
 @maxValue(365)
@@ -92,6 +106,48 @@ resource appContainers 'Microsoft.Storage/storageAccounts/blobServices/container
   }
 }]
 
+// The audit trail: append blobs that nobody (the app identity included) can change or delete for
+// auditRetentionDays after they were written. The policy is created unlocked: locking it is an operator's one-way
+// decision (docs/operations.md, "Audit trail"), since a locked policy also blocks deleting the account.
+resource auditContainer 'Microsoft.Storage/storageAccounts/blobServices/containers@2023-05-01' = {
+  parent: blobService
+  name: auditContainerName
+  properties: {
+    publicAccess: 'None'
+  }
+}
+
+resource auditImmutability 'Microsoft.Storage/storageAccounts/blobServices/containers/immutabilityPolicies@2023-05-01' = {
+  parent: auditContainer
+  name: 'default'
+  properties: {
+    immutabilityPeriodSinceCreationInDays: auditRetentionDays
+    allowProtectedAppendWrites: true
+  }
+}
+
+resource tableService 'Microsoft.Storage/storageAccounts/tableServices@2023-05-01' = {
+  parent: storage
+  name: 'default'
+}
+
+resource appTables 'Microsoft.Storage/storageAccounts/tableServices/tables@2023-05-01' = [for tableName in tableNames: {
+  parent: tableService
+  name: tableName
+}]
+
+// With shared keys (and so SAS) disabled, only an Entra identity holding a queue data role on the account or the
+// queue can put a message here: the app identity, and producers an operator grants (docs/operations.md).
+resource queueService 'Microsoft.Storage/storageAccounts/queueServices@2023-05-01' = {
+  parent: storage
+  name: 'default'
+}
+
+resource appQueues 'Microsoft.Storage/storageAccounts/queueServices/queues@2023-05-01' = [for queueName in queueNames: {
+  parent: queueService
+  name: queueName
+}]
+
 resource blobDataOwner 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
   name: guid(storage.id, identityPrincipalId, storageBlobDataOwnerRoleId)
   scope: storage
@@ -125,4 +181,6 @@ resource tableDataContributor 'Microsoft.Authorization/roleAssignments@2022-04-0
 output name string = storage.name
 output id string = storage.id
 output blobEndpoint string = storage.properties.primaryEndpoints.blob
+output tableEndpoint string = storage.properties.primaryEndpoints.table
 output deploymentContainerName string = deploymentContainer.name
+output auditContainerName string = auditContainer.name
