@@ -11,7 +11,11 @@ import azure.durable_functions as df
 import azure.functions as func
 
 from activities.tracing import activity_span
-from shared.runs.code_run import code_tools, run_inline, run_step, tools_needing_approval
+from shared.runs.approval import tools_needing_approval
+from shared.runs.code_run import code_tools
+from shared.runs.code_sandbox import run_inline, run_step
+from shared.runs.contracts import CodeOutcome, CodeRunRequest, CodeStepRequest, PrepareCodeRequest, PreparedCode
+from shared.runs.names import Activity
 from shared.runtime import Runtime, get_runtime, get_runtime_async
 from shared.telemetry import SandboxSpan
 
@@ -23,45 +27,57 @@ def prepare_code(request: dict[str, Any]) -> dict[str, Any]:
     """Tools the code may call (python name → tool name), their specs, the sandbox limits, fan-out width and the
     retry policy of the code activities."""
     runtime = get_runtime()
-    runtime.source_sync.ensure(request.get("tools") or ())
-    tools = code_tools(runtime.catalog, request.get("tools"))
-    specs = {name: runtime.catalog.get(name).spec.model_dump(mode="json") for name in set(tools.values())}
-    return {"tools": tools, "specs": specs, "limits": runtime.settings.sandbox.to_dict(),
-            "max_fan_out": runtime.settings.max_fan_out, "approval_timeout_s": runtime.settings.approval_timeout_s,
-            "sandbox_retry": runtime.settings.sandbox_capacity.retry_policy(),
-            "approval_tools": tools_needing_approval(request.get("code") or "", tools, runtime.catalog)}
+    asked = PrepareCodeRequest.model_validate(request)
+    runtime.source_sync.ensure(asked.tools or ())
+    tools = code_tools(runtime.catalog, asked.tools)
+    specs = {name: runtime.catalog.get(name).spec for name in set(tools.values())}
+    return PreparedCode(
+        tools=tools, specs=specs, limits=runtime.settings.sandbox.to_dict(), max_fan_out=runtime.settings.max_fan_out,
+        approval_timeout_s=runtime.settings.approval_timeout_s,
+        sandbox_retry=runtime.settings.sandbox_capacity.retry_policy(),
+        approval_tools=tools_needing_approval(specs, code=asked.code or ""),
+    ).dump()
 
 
 @bp.activity_trigger(input_name="request")
 async def run_code_step(request: dict[str, Any], context: func.Context) -> dict[str, Any]:
+    """One replay step of the code (:func:`shared.runs.code_sandbox.run_step`)."""
     runtime = await get_runtime_async()
-    with activity_span(runtime.telemetry, context, "run_code_step", request["run_id"]):
-        await runtime.source_sync.ensure_async(request["tools"].values())
-        with _sandbox_span(runtime, "replay", request) as span:
-            step = await asyncio.to_thread(run_step, request, runtime.catalog, runtime.payloads, runtime.code_executor)
-            span.set_tool_calls(len(step.get("calls") or []))
-            span.set_outcome(step["error"]["code"] if step["status"] == "error" else "ok")
-    return step
+    step_request = CodeStepRequest.model_validate(request)
+    with activity_span(runtime.telemetry, context, Activity.RUN_CODE_STEP, step_request.run_id):
+        await runtime.source_sync.ensure_async(step_request.tools.values())
+        with _sandbox_span(runtime, "replay", step_request) as span:
+            step = await asyncio.to_thread(run_step, step_request, runtime.catalog, runtime.payloads,
+                                           runtime.code_executor)
+            span.set_tool_calls(len(step.calls))
+            _set_outcome(span, step)
+    return step.dump()
 
 
 @bp.activity_trigger(input_name="request")
 async def run_code_inline(request: dict[str, Any], context: func.Context) -> dict[str, Any]:
+    """The whole code run in this activity (:func:`shared.runs.code_sandbox.run_inline`)."""
     runtime = await get_runtime_async()
-    with activity_span(runtime.telemetry, context, "run_code_inline", request["run_id"]):
-        await runtime.source_sync.ensure_async(request["tools"].values())
-        with _sandbox_span(runtime, "inline", request) as span:
-            outcome = await run_inline(request, runtime.catalog, runtime.executor, runtime.code_executor,
+    run_request = CodeRunRequest.model_validate(request)
+    with activity_span(runtime.telemetry, context, Activity.RUN_CODE_INLINE, run_request.run_id):
+        await runtime.source_sync.ensure_async(run_request.tools.values())
+        with _sandbox_span(runtime, "inline", run_request) as span:
+            outcome = await run_inline(run_request, runtime.catalog, runtime.executor, runtime.code_executor,
                                        runtime.payloads, preview_bytes=runtime.settings.payloads.preview_bytes,
                                        telemetry=runtime.telemetry)
-            span.set_tool_calls(len(outcome.get("steps") or []))
-            span.set_outcome(outcome["error"]["code"] if outcome["status"] == "error" else "ok")
-    return outcome
+            span.set_tool_calls(len(outcome.steps))
+            _set_outcome(span, outcome)
+    return outcome.dump()
+
+
+def _set_outcome(span: SandboxSpan, outcome: CodeOutcome) -> None:
+    span.set_outcome(outcome.failure.code if outcome.failure is not None else "ok")
 
 
 @contextmanager
-def _sandbox_span(runtime: Runtime, mode: str, request: dict[str, Any]) -> Iterator[SandboxSpan]:
+def _sandbox_span(runtime: Runtime, mode: str, request: CodeRunRequest) -> Iterator[SandboxSpan]:
     """The sandbox run's span, with the backend it runs on and the code (its SHA-256 unless content capture is on)."""
     backend = runtime.settings.sandbox_backend.kind
-    with runtime.telemetry.sandbox_span(mode, backend=backend, run_id=request["run_id"]) as span:
-        span.record_code(request["code"])
+    with runtime.telemetry.sandbox_span(mode, backend=backend, run_id=request.run_id) as span:
+        span.record_code(request.code)
         yield span

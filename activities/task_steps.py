@@ -12,7 +12,7 @@ import azure.durable_functions as df
 import azure.functions as func
 
 from activities.tracing import activity_span
-from shared.errors import NotConfigured
+from shared.errors import ModelBehaviorError, NotConfigured
 from shared.llm.chat import (
     LLM_NOT_CONFIGURED_MESSAGE,
     ChatMessage,
@@ -22,6 +22,15 @@ from shared.llm.chat import (
     Role,
     ToolSchema,
 )
+from shared.models import RetryPolicy, TokenUsage
+from shared.runs.contracts import (
+    LlmAnswerRequest,
+    LlmPlanRequest,
+    PreparedTask,
+    PrepareTaskRequest,
+    SearchToolsRequest,
+)
+from shared.runs.names import Activity
 from shared.runs.task_planner import find_tools, plan_turn, write_answer
 from shared.runtime import Runtime, get_runtime_async
 from shared.telemetry import AZURE_OPENAI_PROVIDER, LlmCallSpan
@@ -41,46 +50,55 @@ async def prepare_task(request: dict[str, Any], context: func.Context) -> dict[s
     """The tools the planner starts with (tool search over the catalog, or the caller's list) and the settings."""
     runtime = await get_runtime_async()
     settings = runtime.settings
-    with activity_span(runtime.telemetry, context, "prepare_task", request.get("run_id")):
-        if request.get("tools"):
-            await runtime.source_sync.ensure_async(request["tools"])
-            tools = [name for name in request["tools"] if name in runtime.catalog]
+    asked = PrepareTaskRequest.model_validate(request)
+    with activity_span(runtime.telemetry, context, Activity.PREPARE_TASK, asked.run_id):
+        if asked.tools:
+            await runtime.source_sync.ensure_async(asked.tools)
+            tools = [name for name in asked.tools if name in runtime.catalog]
         else:
-            tools = await _search(runtime, request["task"], settings.task_tools_k, request.get("run_id"))
-    return {"tools": tools, "max_turns": settings.task_max_turns, "search_k": settings.task_tools_k,
-            "approval_timeout_s": settings.approval_timeout_s,
-            "llm_retry": {"first_interval_ms": settings.llm_retry_interval_ms,
-                          "max_attempts": settings.llm_retry_attempts}}
+            tools = await _search(runtime, asked.task, settings.task_tools_k, asked.run_id)
+    return PreparedTask(
+        tools=tools, max_turns=settings.task_max_turns, search_k=settings.task_tools_k,
+        approval_timeout_s=settings.approval_timeout_s, llm_retry=RetryPolicy(
+            first_interval_ms=settings.llm_retry_interval_ms, max_attempts=settings.llm_retry_attempts),
+    ).dump()
 
 
 @bp.activity_trigger(input_name="request")
 async def search_tools(request: dict[str, Any], context: func.Context) -> list[str]:
+    """The names of the tools best matching the planner's query."""
     runtime = await get_runtime_async()
-    with activity_span(runtime.telemetry, context, "search_tools", request.get("run_id")):
-        return await _search(runtime, request["query"], int(request["k"]), request.get("run_id"))
+    asked = SearchToolsRequest.model_validate(request)
+    with activity_span(runtime.telemetry, context, Activity.SEARCH_TOOLS, asked.run_id):
+        return await _search(runtime, asked.query, asked.k, asked.run_id)
 
 
 @bp.activity_trigger(input_name="request")
 async def llm_plan(request: dict[str, Any], context: func.Context) -> dict[str, Any]:
+    """One planner turn (:func:`shared.runs.task_planner.plan_turn`)."""
     runtime = await get_runtime_async()
-    limits = runtime.settings
-    with activity_span(runtime.telemetry, context, "llm_plan", request.get("run_id")):
-        await runtime.source_sync.ensure_async(request.get("tools") or ())
-        with _llm_span(runtime, "planner", request.get("run_id")) as span:
-            reply = await asyncio.to_thread(plan_turn, request, _Recorded(_model(runtime), span), runtime.catalog,
-                                            limits.limits, limits.sandbox.max_tool_calls, limits.sandbox.max_code_bytes)
-            _record(span, reply.get("usage"), "ok" if reply["ok"] else "model_behavior_error")
-    return reply
+    settings = runtime.settings
+    asked = LlmPlanRequest.model_validate(request)
+    with activity_span(runtime.telemetry, context, Activity.LLM_PLAN, asked.run_id):
+        await runtime.source_sync.ensure_async(asked.tools)
+        with _llm_span(runtime, "planner", asked.run_id) as span:
+            reply = await asyncio.to_thread(plan_turn, asked, _Recorded(_model(runtime), span), runtime.catalog,
+                                            settings.limits, settings.sandbox.max_tool_calls,
+                                            settings.sandbox.max_code_bytes)
+            _record(span, reply.usage, "ok" if reply.ok else ModelBehaviorError.code)
+    return reply.dump()
 
 
 @bp.activity_trigger(input_name="request")
 async def llm_answer(request: dict[str, Any], context: func.Context) -> dict[str, Any]:
+    """The worker model's answer (:func:`shared.runs.task_planner.write_answer`)."""
     runtime = await get_runtime_async()
-    with (activity_span(runtime.telemetry, context, "llm_answer", request.get("run_id")),
-          _llm_span(runtime, "worker", request.get("run_id")) as span):
-        answer = await asyncio.to_thread(write_answer, request, _Recorded(_model(runtime), span))
-        _record(span, answer.get("usage"), "ok")
-    return answer
+    asked = LlmAnswerRequest.model_validate(request)
+    with (activity_span(runtime.telemetry, context, Activity.LLM_ANSWER, asked.run_id),
+          _llm_span(runtime, "worker", asked.run_id) as span):
+        answer = await asyncio.to_thread(write_answer, asked, _Recorded(_model(runtime), span))
+        _record(span, answer.usage, "ok")
+    return answer.dump()
 
 
 async def _search(runtime: Runtime, query: str, k: int, run_id: str | None) -> list[str]:
@@ -124,8 +142,6 @@ class _Recorded:
         return result
 
 
-def _record(span: LlmCallSpan, usage: dict[str, Any] | None, outcome: str) -> None:
-    usage = usage or {}
-    span.record_usage(int(usage.get("prompt_tokens", 0)), int(usage.get("completion_tokens", 0)),
-                      int(usage.get("cached_tokens", 0)))
+def _record(span: LlmCallSpan, usage: TokenUsage, outcome: str) -> None:
+    span.record_usage(usage.prompt_tokens, usage.completion_tokens, usage.cached_tokens)
     span.set_outcome(outcome)

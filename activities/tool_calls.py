@@ -11,6 +11,8 @@ import azure.functions as func
 from activities.tracing import activity_span
 from shared.errors import CircuitOpen
 from shared.models import Plan
+from shared.runs.contracts import PreparedPlan
+from shared.runs.names import Activity
 from shared.runs.plan import resolve_refs
 from shared.runs.step_calls import CircuitWait, RetryableToolError, StepCall
 from shared.runtime import Runtime, get_runtime, get_runtime_async
@@ -24,9 +26,9 @@ def prepare_plan(plan: dict[str, Any]) -> dict[str, Any]:
     runtime = get_runtime()
     names = {step.tool for step in Plan.model_validate(plan).steps}
     runtime.source_sync.ensure(names)
-    specs = {name: runtime.catalog.get(name).spec.model_dump(mode="json") for name in names if name in runtime.catalog}
-    return {"specs": specs, "max_fan_out": runtime.settings.max_fan_out,
-            "approval_timeout_s": runtime.settings.approval_timeout_s}
+    specs = {name: runtime.catalog.get(name).spec for name in names if name in runtime.catalog}
+    return PreparedPlan(specs=specs, max_fan_out=runtime.settings.max_fan_out,
+                        approval_timeout_s=runtime.settings.approval_timeout_s).dump()
 
 
 @bp.activity_trigger(input_name="request")
@@ -35,7 +37,7 @@ async def call_tool(request: dict[str, Any], context: func.Context) -> dict[str,
     open circuit returns a :class:`CircuitWait`: the orchestrator waits out the cool-down, not Durable's interval."""
     runtime = await get_runtime_async()
     step = StepCall.model_validate(request)
-    with activity_span(runtime.telemetry, context, "call_tool", step.call.run_id):
+    with activity_span(runtime.telemetry, context, Activity.CALL_TOOL, step.call.run_id):
         return await _call_tool(runtime, step)
 
 

@@ -9,26 +9,28 @@ from typing import Any
 
 import azure.durable_functions as df
 
-from shared.models import ErrorInfo
+from shared.errors import ApprovalDenied, ApprovalTimeout
+from shared.models import ErrorInfo, RunMode
+from shared.runs.contracts import ApprovalDecision, CustomStatus
+from shared.runs.names import APPROVAL_EVENT, Stage
 
 
 def await_approval(
-    context: df.DurableOrchestrationContext, tools: list[str], timeout_s: int, mode: str = "task"
+    context: df.DurableOrchestrationContext, tools: list[str], timeout_s: int, mode: RunMode = "task"
 ) -> Generator[Any, Any, ErrorInfo | None]:
     """Pause until ``POST /api/runs/{id}/approve`` (the ``approval`` event) or the timeout; None when approved."""
     deadline = context.current_utc_datetime + dt.timedelta(seconds=timeout_s)
-    context.set_custom_status({"stage": "awaiting_approval", "mode": mode, "tools": tools,
-                               "expires_at": deadline.isoformat()})
-    event = context.wait_for_external_event("approval")
+    context.set_custom_status(CustomStatus(stage=Stage.AWAITING_APPROVAL, mode=mode, tools=tools,
+                                           expires_at=deadline.isoformat()).dump())
+    event = context.wait_for_external_event(APPROVAL_EVENT)
     timer = context.create_timer(deadline)
     winner = yield context.task_any([event, timer])
     if winner != event:
-        return ErrorInfo(code="approval_timeout", field="approval",
-                         message=f"nobody approved the use of {', '.join(tools)} within {timeout_s} s")
+        return ErrorInfo.of(ApprovalTimeout, f"nobody approved the use of {', '.join(tools)} within {timeout_s} s",
+                            field="approval")
     timer.cancel()
-    decision = event.result if isinstance(event.result, dict) else {}
-    if decision.get("approved") is True:
+    decision = ApprovalDecision.model_validate(event.result) if isinstance(event.result, dict) else ApprovalDecision()
+    if decision.approved is True:
         return None
-    reason = decision.get("reason") or "no reason given"
-    return ErrorInfo(code="approval_denied", field="approval",
-                     message=f"the use of {', '.join(tools)} was denied: {reason}")
+    reason = decision.reason or "no reason given"
+    return ErrorInfo.of(ApprovalDenied, f"the use of {', '.join(tools)} was denied: {reason}", field="approval")

@@ -10,7 +10,9 @@ from typing import Any
 import azure.durable_functions as df
 from azure.durable_functions.models.Task import TaskBase, TaskState
 
+from orchestrations.durable import retry_options
 from shared.models import ToolResult
+from shared.runs.names import Activity, Orchestrator
 from shared.runs.step_calls import CircuitWait, StepCall, StepOutcome, error_from_failure
 from shared.telemetry import telemetry_from_env
 
@@ -29,8 +31,8 @@ class _Slot:
         self.task: TaskBase = self._attempt(context)
 
     def _attempt(self, context: df.DurableOrchestrationContext) -> TaskBase:
-        retry = df.RetryOptions(self.call.retry.first_interval_ms, self.call.retry.max_attempts - self.spent)
-        return context.call_activity_with_retry("call_tool", retry, self.call.model_dump(mode="json"))
+        return context.call_activity_with_retry(Activity.CALL_TOOL, retry_options(self.call.retry, self.spent),
+                                                self.call.model_dump(mode="json"))
 
     def advance(self, context: df.DurableOrchestrationContext) -> None:
         """The current task finished: settle the outcome, or start the next wait or attempt."""
@@ -92,7 +94,7 @@ def execute_wide(
     chunks = [calls[i : i + max_fan_out] for i in range(0, len(calls), max_fan_out)]
     children = [
         context.call_sub_orchestrator(
-            "run_steps", [call.model_dump(mode="json") for call in chunk], f"{chunk_prefix}:{index}"
+            Orchestrator.RUN_STEPS, [call.model_dump(mode="json") for call in chunk], f"{chunk_prefix}:{index}"
         )
         for index, chunk in enumerate(chunks)
     ]

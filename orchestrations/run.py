@@ -11,7 +11,10 @@ from orchestrations.approval import await_approval
 from orchestrations.code_mode import run_code_mode
 from orchestrations.fan_out import execute_wide
 from orchestrations.task_mode import run_task_mode
-from shared.models import RunRequest, RunResult, ToolSpec
+from shared.models import RunRequest, RunResult, StepStatus
+from shared.runs.approval import tools_needing_approval
+from shared.runs.contracts import CustomStatus, PreparedPlan
+from shared.runs.names import Activity, Stage
 from shared.runs.plan_run import PlanRun
 from shared.telemetry import telemetry_from_env
 
@@ -33,35 +36,34 @@ def run(context: df.DurableOrchestrationContext) -> Generator[Any, Any, dict[str
     if context.parent_instance_id is None:  # sub-runs of a task are counted in their task's run
         otel.run_finished(
             request.mode, result.status.value, started_at=started, finished_at=context.current_utc_datetime)
-    finished = sum(s.status in ("succeeded", "failed", "skipped") for s in result.steps)
-    context.set_custom_status({"stage": "done", "status": result.status.value, "done": finished,
-                               "total": len(result.steps), "elapsed_ms": result.elapsed_ms})
+    finished = sum(s.status in (StepStatus.SUCCEEDED, StepStatus.FAILED, StepStatus.SKIPPED) for s in result.steps)
+    context.set_custom_status(CustomStatus(stage=Stage.DONE, status=result.status.value, done=finished,
+                                           total=len(result.steps), elapsed_ms=result.elapsed_ms).dump())
     return result.model_dump(mode="json")
 
 
 def run_plan(context: df.DurableOrchestrationContext, request: RunRequest) -> Generator[Any, Any, RunResult]:
     started = context.current_utc_datetime
     assert request.plan is not None
-    context.set_custom_status({"stage": "validating", "mode": "plan"})
-    prepared = yield context.call_activity("prepare_plan", request.plan.model_dump(mode="json"))
-    specs = {name: ToolSpec.model_validate(spec) for name, spec in prepared["specs"].items()}
-    progress = PlanRun(context.instance_id, request.plan, specs, request.options, started)
-    needing = sorted({step.tool for step in request.plan.steps
-                      if step.tool in specs and specs[step.tool].requires_approval})
+    context.set_custom_status(CustomStatus(stage=Stage.VALIDATING, mode="plan").dump())
+    prepared = PreparedPlan.model_validate((yield context.call_activity(
+        Activity.PREPARE_PLAN, request.plan.model_dump(mode="json"))))
+    progress = PlanRun(context.instance_id, request.plan, prepared.specs, request.options, started)
+    needing = tools_needing_approval(prepared.specs, plan=request.plan)
     if needing and progress.graph is not None and context.parent_instance_id is None:  # a task approves its sub-runs
-        refusal = yield from await_approval(context, needing, int(prepared["approval_timeout_s"]), "plan")
+        refusal = yield from await_approval(context, needing, prepared.approval_timeout_s, "plan")
         if refusal is not None:
             return progress.refused(refusal, context.current_utc_datetime)
     for index, level in enumerate(progress.levels):
         calls = progress.prepare(level, context.current_utc_datetime)
-        context.set_custom_status(progress.status_payload(context.current_utc_datetime))
+        context.set_custom_status(progress.status(context.current_utc_datetime).dump())
         if not calls:
             continue
         width = request.options.max_parallel or len(calls)
         for start in range(0, len(calls), width):  # max_parallel: at most that many calls in flight
             progress.mark_started(calls[start : start + width], context.current_utc_datetime)
             outcomes = yield from execute_wide(
-                context, calls[start : start + width], int(prepared["max_fan_out"]),
+                context, calls[start : start + width], prepared.max_fan_out,
                 f"{context.instance_id}:level{index}:{start}",
             )
             progress.record(outcomes, context.current_utc_datetime)

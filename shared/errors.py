@@ -7,10 +7,12 @@
     ├── Unauthenticated           no caller could be established: missing, malformed or invalid credentials (HTTP 401)
     ├── Forbidden                 the caller lacks the role the action needs (HTTP 403; the message names the role)
     ├── NotFound                  no such resource for this caller (HTTP 404; another caller's run is not found either)
+    │   └── RunNotFound           no run with that id (for this caller)
     ├── Conflict                  the request contradicts stored state, e.g. an idempotency key bound to another body
     ├── RateLimited               the caller's request rate or concurrent-run quota is spent (HTTP 429, Retry-After)
     ├── ToolNotFound              a name that is not in the catalog (HTTP 404 on lookups)
     ├── ToolFailed                the tool itself raised or returned an error
+    │   └── ResultTooLarge        the result could not travel inline and could not be stored
     ├── ToolTimeout               the tool did not answer within its timeout
     ├── CircuitOpen               the tool's circuit breaker is open
     ├── SandboxViolation          code broke the sandbox policy (never retried)
@@ -18,28 +20,49 @@
     ├── ModelBehaviorError        the LLM returned something unusable
     ├── UpstreamUnavailable       a dependency is down, throttling or timing out (retried)
     │   └── SandboxBusy           every local sandbox slot stayed taken for the queue wait (retried)
-    └── NotConfigured             a feature needs configuration that is missing (HTTP 503)
+    ├── NotConfigured             a feature needs configuration that is missing (HTTP 503)
+    ├── ApprovalDenied            a human refused the tools a run needs
+    ├── ApprovalTimeout           nobody decided on the approval in time
+    ├── CodeFailed                the code raised (its error and traceback are in the message)
+    ├── TurnLimitExceeded         a task had no answer after its planner turns
+    ├── StepFailed / StepSkipped  a plan step failed, or was not run because of another step
+    ├── ActivityFailed            a Durable activity failed without a Weft error in its message
+    └── RunCanceled, OrchestrationFailed   how a run that did not end on its own is reported
+
+The codes of the last group are reported inside run results (``ErrorInfo.code``) rather than raised; they are
+classes so every code is written once, as ``<Class>.code``.
 """
 
 from __future__ import annotations
 
 __all__ = [
+    "ActivityFailed",
+    "ApprovalDenied",
+    "ApprovalTimeout",
     "CircuitOpen",
+    "CodeFailed",
     "Conflict",
     "Forbidden",
     "InvalidRequest",
     "ModelBehaviorError",
     "NotConfigured",
     "NotFound",
+    "OrchestrationFailed",
     "PlanInvalid",
     "RateLimited",
+    "ResultTooLarge",
+    "RunCanceled",
+    "RunNotFound",
     "SandboxBusy",
     "SandboxLimitExceeded",
     "SandboxViolation",
+    "StepFailed",
+    "StepSkipped",
     "ToolArgumentsInvalid",
     "ToolFailed",
     "ToolNotFound",
     "ToolTimeout",
+    "TurnLimitExceeded",
     "Unauthenticated",
     "UpstreamUnavailable",
     "WeftError",
@@ -170,6 +193,54 @@ class SandboxBusy(UpstreamUnavailable):
 class NotConfigured(WeftError):
     code = "not_configured"
     http_status = 503
+
+
+class RunNotFound(NotFound):
+    code = "run_not_found"
+
+
+class ResultTooLarge(ToolFailed):
+    """An inline result too large to pass on that payload storage did not keep; repeating the call cannot help."""
+
+    code = "result_too_large"
+    retryable = False
+
+
+class ApprovalDenied(WeftError):
+    code = "approval_denied"
+    http_status = 403
+
+
+class ApprovalTimeout(WeftError):
+    code = "approval_timeout"
+
+
+class CodeFailed(WeftError):
+    code = "code_error"
+
+
+class TurnLimitExceeded(WeftError):
+    code = "max_turns"
+
+
+class StepFailed(WeftError):
+    code = "step_failed"
+
+
+class StepSkipped(WeftError):
+    code = "skipped"
+
+
+class ActivityFailed(WeftError):
+    code = "activity_failed"
+
+
+class RunCanceled(WeftError):
+    code = "canceled"
+
+
+class OrchestrationFailed(WeftError):
+    code = "orchestration_failed"
 
 
 def is_retryable(exc: BaseException) -> bool:

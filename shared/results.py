@@ -11,9 +11,9 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any, Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
-from shared.errors import WeftError
+from shared.errors import ToolFailed, WeftError
 
 __all__ = [
     "ErrorInfo",
@@ -53,7 +53,12 @@ class ErrorInfo(BaseModel):
                 retryable=exc.retryable if retryable is None else retryable,
             )
         message = str(exc) or type(exc).__name__
-        return cls(code="tool_failed", message=f"{type(exc).__name__}: {message}", retryable=bool(retryable))
+        return cls(code=ToolFailed.code, message=f"{type(exc).__name__}: {message}", retryable=bool(retryable))
+
+    @classmethod
+    def of(cls, kind: type[WeftError], message: str, *, field: str | None = None) -> ErrorInfo:
+        """An error of ``kind`` (its code and retryability) without raising it."""
+        return cls(code=kind.code, message=message, field=field, retryable=kind.retryable)
 
 
 class ToolResult(BaseModel):
@@ -132,7 +137,9 @@ class RunStatus(StrEnum):
 
 
 class TokenUsage(BaseModel):
-    """LLM tokens spent by a run."""
+    """LLM tokens spent by one model call, or summed over a run (``a + b``, ``sum(usages)``)."""
+
+    model_config = ConfigDict(frozen=True)
 
     prompt_tokens: int = 0
     """Input tokens, including cached ones."""
@@ -145,6 +152,18 @@ class TokenUsage(BaseModel):
     def total_tokens(self) -> int:
         """Prompt plus completion tokens."""
         return self.prompt_tokens + self.completion_tokens
+
+    def __add__(self, other: TokenUsage) -> TokenUsage:
+        if not isinstance(other, TokenUsage):
+            return NotImplemented
+        return TokenUsage(prompt_tokens=self.prompt_tokens + other.prompt_tokens,
+                          completion_tokens=self.completion_tokens + other.completion_tokens,
+                          cached_tokens=self.cached_tokens + other.cached_tokens)
+
+    def __radd__(self, other: object) -> TokenUsage:
+        if other == 0:  # ``sum()`` starts from the int 0
+            return self
+        return NotImplemented
 
 
 class RunResult(BaseModel):

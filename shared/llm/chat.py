@@ -53,6 +53,7 @@ from typing import TYPE_CHECKING, Any, Literal, Protocol, runtime_checkable
 from urllib.parse import urlsplit
 
 from shared.errors import ModelBehaviorError, NotConfigured, UpstreamUnavailable
+from shared.results import TokenUsage
 from shared.settings import env_float, env_int, env_str
 
 if TYPE_CHECKING:
@@ -66,14 +67,13 @@ __all__ = [
     "ChatMessage",
     "ChatModel",
     "ChatResult",
+    "ChatToolCall",
     "JsonSchemaFormat",
     "LlmSettings",
     "ModelThrottled",
     "Role",
-    "ToolCall",
     "ToolSchema",
     "UnusableReply",
-    "Usage",
     "build_chat_model",
     "load_prompt",
     "render_prompt",
@@ -104,7 +104,7 @@ class UnusableReply(ModelBehaviorError):
     ``message`` is addressed to the model, for a repair round (see the ``repair`` prompt).
     """
 
-    def __init__(self, message: str, *, usage: Usage, deployment: str) -> None:
+    def __init__(self, message: str, *, usage: TokenUsage, deployment: str) -> None:
         super().__init__(message)
         self.usage = usage
         self.deployment = deployment
@@ -127,54 +127,7 @@ class ModelThrottled(UpstreamUnavailable):
 
 
 @dataclass(frozen=True)
-class Usage:
-    """Tokens spent by one call, or summed over a run (``a + b``, ``sum(usages, Usage())`` or ``sum(usages)``)."""
-
-    prompt_tokens: int = 0
-    """Input tokens, including cached ones."""
-    completion_tokens: int = 0
-    """Output tokens (including reasoning tokens on reasoning models)."""
-    cached_tokens: int = 0
-    """Input tokens served from the prompt cache (``prompt_tokens_details.cached_tokens``); part of prompt_tokens."""
-
-    @property
-    def total_tokens(self) -> int:
-        """Prompt plus completion tokens."""
-        return self.prompt_tokens + self.completion_tokens
-
-    def __add__(self, other: Usage) -> Usage:
-        if not isinstance(other, Usage):
-            return NotImplemented
-        return Usage(
-            self.prompt_tokens + other.prompt_tokens,
-            self.completion_tokens + other.completion_tokens,
-            self.cached_tokens + other.cached_tokens,
-        )
-
-    def __radd__(self, other: object) -> Usage:
-        # ``sum()`` starts from the int 0.
-        if other == 0:
-            return self
-        return NotImplemented
-
-    def to_dict(self) -> dict[str, int]:
-        """JSON-ready form for activity outputs and custom status."""
-        return {
-            "prompt_tokens": self.prompt_tokens,
-            "completion_tokens": self.completion_tokens,
-            "cached_tokens": self.cached_tokens,
-        }
-
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> Usage:
-        """Inverse of :meth:`to_dict`; missing counts are zero."""
-        return cls(
-            int(data.get("prompt_tokens", 0)), int(data.get("completion_tokens", 0)), int(data.get("cached_tokens", 0))
-        )
-
-
-@dataclass(frozen=True)
-class ToolCall:
+class ChatToolCall:
     """A function call the model asked for."""
 
     id: str
@@ -193,7 +146,7 @@ class ChatMessage:
     content: str | None
     tool_call_id: str | None = None
     """For ``tool`` messages: the id of the call this result answers."""
-    tool_calls: tuple[ToolCall, ...] = ()
+    tool_calls: tuple[ChatToolCall, ...] = ()
     """For ``assistant`` messages: calls the model made."""
 
     @classmethod
@@ -207,7 +160,7 @@ class ChatMessage:
         return cls("user", content)
 
     @classmethod
-    def assistant(cls, content: str | None, tool_calls: Sequence[ToolCall] = ()) -> ChatMessage:
+    def assistant(cls, content: str | None, tool_calls: Sequence[ChatToolCall] = ()) -> ChatMessage:
         """An earlier model reply, replayed into the conversation."""
         return cls("assistant", content, tool_calls=tuple(tool_calls))
 
@@ -284,7 +237,7 @@ class ChatResult:
 
     content: str | None
     """The reply text (for structured output: the raw JSON text)."""
-    usage: Usage
+    usage: TokenUsage
     deployment: str
     """The deployment (or model name) the request was sent to."""
     model: str
@@ -293,7 +246,7 @@ class ChatResult:
     finish_reason: str = "stop"
     parsed: Any = None
     """The decoded and schema-checked JSON value when a ``response_format`` was requested, else None."""
-    tool_calls: tuple[ToolCall, ...] = field(default=())
+    tool_calls: tuple[ChatToolCall, ...] = field(default=())
     response_id: str | None = None
     """The service's id of the completion (``chatcmpl-...``), for telemetry."""
 

@@ -25,15 +25,15 @@ from shared.llm.chat import (
     ROLES,
     ChatMessage,
     ChatResult,
+    ChatToolCall,
     JsonSchemaFormat,
     LlmSettings,
     ModelThrottled,
     Role,
-    ToolCall,
     ToolSchema,
     UnusableReply,
-    Usage,
 )
+from shared.results import TokenUsage
 
 if TYPE_CHECKING:
     from azure.core.credentials import TokenCredential
@@ -379,7 +379,7 @@ def _json_path(parts: Sequence[str | int]) -> str:
     return f"`{path}`"
 
 
-def _decode_tool_call(call: Any) -> ToolCall:
+def _decode_tool_call(call: Any) -> ChatToolCall:
     function = getattr(call, "function", None)
     if function is None:
         raise ModelBehaviorError("You made a tool call of a kind that is not supported; call a function tool.")
@@ -394,13 +394,14 @@ def _decode_tool_call(call: Any) -> ToolCall:
         raise ModelBehaviorError(
             f"The arguments of your call to `{function.name}` must be a JSON object, not {type(arguments).__name__}."
         )
-    return ToolCall(id=call.id, name=function.name, arguments=arguments)
+    return ChatToolCall(id=call.id, name=function.name, arguments=arguments)
 
 
-def _usage(completion: ChatCompletion) -> Usage:
+def _usage(completion: ChatCompletion) -> TokenUsage:
     usage = completion.usage
     if usage is None:
-        return Usage()
+        return TokenUsage()
     details = usage.prompt_tokens_details
     cached = details.cached_tokens if details is not None and details.cached_tokens else 0
-    return Usage(usage.prompt_tokens or 0, usage.completion_tokens or 0, cached)
+    return TokenUsage(prompt_tokens=usage.prompt_tokens or 0, completion_tokens=usage.completion_tokens or 0,
+                      cached_tokens=cached)

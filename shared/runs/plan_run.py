@@ -10,7 +10,7 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
-from shared.errors import PlanInvalid
+from shared.errors import PlanInvalid, StepFailed, StepSkipped
 from shared.models import (
     ErrorInfo,
     Plan,
@@ -24,6 +24,8 @@ from shared.models import (
     ToolSpec,
     hash_args,
 )
+from shared.runs.contracts import CustomStatus
+from shared.runs.names import Stage
 from shared.runs.plan import PlanGraph, check_plan, is_ref, parse_ref, resolve_refs
 from shared.runs.step_calls import StepCall, StepOutcome, offloaded, offloaded_ref
 
@@ -126,17 +128,10 @@ class PlanRun:
                 self.failed = True
                 self.failed_count += 1
 
-    def status_payload(self, now: datetime) -> dict[str, Any]:
-        """The orchestration's custom status (kept well under the 16 KB limit)."""
-        total = len(self.records)
-        return {
-            "stage": "executing",
-            "mode": "plan",
-            "done": self.done,
-            "total": total,
-            "failed": self.failed_count,
-            "elapsed_ms": _ms(now - self.started),
-        }
+    def status(self, now: datetime) -> CustomStatus:
+        """The orchestration's custom status while the plan executes."""
+        return CustomStatus(stage=Stage.EXECUTING, mode="plan", done=self.done, total=len(self.records),
+                            failed=self.failed_count, elapsed_ms=_ms(now - self.started))
 
     def result(self, now: datetime, mode: RunMode = "plan") -> RunResult:
         """The final :class:`RunResult`: leaf steps' results as output; failed/skipped steps as errors."""
@@ -147,7 +142,7 @@ class PlanRun:
         assert self.graph is not None
         records = [self.records[s.id] for s in self.plan.steps]
         errors = [
-            ErrorInfo(code=r.error.code if r.error else "step_failed",
+            ErrorInfo(code=r.error.code if r.error else StepFailed.code,
                       message=f"step {r.step_id!r} ({r.tool}): {r.error.message if r.error else r.status.value}",
                       field=f"plan.steps[{self.graph.index[r.step_id]}]", retryable=False)
             for r in records if r.status == StepStatus.FAILED
@@ -173,7 +168,7 @@ class PlanRun:
     def _skip(self, record: StepRecord, message: str, now: datetime) -> None:
         self.done += 1
         record.status = StepStatus.SKIPPED
-        record.error = ErrorInfo(code="skipped", message=message)
+        record.error = ErrorInfo.of(StepSkipped, message)
         record.finished_at = now
 
 

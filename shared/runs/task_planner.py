@@ -2,41 +2,37 @@
 writes the answer.
 
 The activities call :func:`plan_turn` (one planner call plus validation), :func:`write_answer` and
-:func:`find_tools`; the orchestrator keeps the turn state in :class:`TaskState`, which is plain JSON data. A reply
-that cannot be used comes back as ``ok: false`` with the exact problem, so the orchestrator can give the model one
+:func:`find_tools`; the orchestrator keeps the turn state in :class:`~shared.runs.task_run.TaskRun`. A reply that
+cannot be used comes back as ``ok: false`` with the exact problem, so the orchestrator can give the model one
 repair round; throttling raises :class:`~shared.errors.UpstreamUnavailable` so Durable retries back off without
 holding a worker.
 """
 
 from __future__ import annotations
 
-import ast
 import json
 from collections.abc import Mapping, Sequence
-from typing import Any, Literal
+from typing import Any
 
-from pydantic import BaseModel, Field
-
-from shared.catalog.catalog import Catalog, python_identifier
+from shared.catalog.catalog import Catalog
 from shared.errors import InvalidRequest, ModelBehaviorError, SandboxViolation
-from shared.llm.chat import ChatMessage, ChatModel, JsonSchemaFormat, Usage, load_prompt, render_prompt
-from shared.models import ModelLimits, Plan, TokenUsage, parse_model
+from shared.llm.chat import ChatMessage, ChatModel, JsonSchemaFormat, load_prompt, render_prompt
+from shared.models import ModelLimits, TokenUsage, parse_model
+from shared.runs.approval import tools_needing_approval
+from shared.runs.contracts import (
+    LlmAnswerReply,
+    LlmAnswerRequest,
+    LlmPlanReply,
+    LlmPlanRequest,
+    PlannerReply,
+    TaskStyle,
+)
 from shared.runs.plan import check_plan
 from shared.sandbox.policy import ALLOWED_MODULES, check_code
 
-__all__ = [
-    "PLANNER_SCHEMA",
-    "PlannerReply",
-    "TaskState",
-    "add_usage",
-    "find_tools",
-    "plan_turn",
-    "render_tools",
-    "tools_needing_approval",
-    "write_answer",
-]
+__all__ = ["PLANNER_SCHEMA", "find_tools", "plan_turn", "render_tools", "results_text", "write_answer"]
 
-Style = Literal["plan", "code"]
+Style = TaskStyle
 _MAX_RESULT_CHARS = 24_000
 
 PLANNER_SCHEMA: dict[str, Any] = {
@@ -52,41 +48,6 @@ PLANNER_SCHEMA: dict[str, Any] = {
     "required": ["action"],
     "additionalProperties": False,
 }
-
-
-class PlannerReply(BaseModel):
-    """What the planner decided, after validation."""
-
-    action: Literal["plan", "code", "answer", "search_tools"]
-    plan: Plan | None = None
-    code: str | None = None
-    answer: str | None = None
-    query: str | None = None
-    final: bool = True
-
-
-class TaskState(BaseModel):
-    """The orchestrator's view of a task run between turns (JSON data, replay-safe)."""
-
-    tools: list[str] = Field(default_factory=list)
-    """Tools the planner may use (search results, plus tools loaded on demand)."""
-    transcript: list[dict[str, Any]] = Field(default_factory=list)
-    """The conversation with the planner so far: its replies and the results shown to it."""
-    results: list[dict[str, Any]] = Field(default_factory=list)
-    """Outcomes of every tool call made so far, as shown to the models."""
-    usage: TokenUsage = Field(default_factory=TokenUsage)
-    turns: int = 0
-
-
-def add_usage(total: TokenUsage, usage: Mapping[str, Any] | None) -> TokenUsage:
-    """``total`` plus one call's usage (``Usage.to_dict`` shape)."""
-    if not usage:
-        return total
-    return TokenUsage(
-        prompt_tokens=total.prompt_tokens + int(usage.get("prompt_tokens", 0)),
-        completion_tokens=total.completion_tokens + int(usage.get("completion_tokens", 0)),
-        cached_tokens=total.cached_tokens + int(usage.get("cached_tokens", 0)),
-    )
 
 
 def render_tools(catalog: Catalog, names: Sequence[str], style: Style) -> str:
@@ -137,24 +98,23 @@ def _validate(reply: PlannerReply, style: Style, catalog: Catalog, tools: Sequen
         raise InvalidRequest("a search_tools action needs a query", field="query")
 
 
-def plan_turn(request: Mapping[str, Any], model: ChatModel, catalog: Catalog, limits: ModelLimits,
-              max_tool_calls: int, max_code_bytes: int) -> dict[str, Any]:
-    """One planner call: ``{"ok", "reply"|"error", "raw", "usage"}``. Throttling and outages raise (retryable)."""
-    style: Style = request["style"]
-    tools: list[str] = request["tools"]
+def plan_turn(request: LlmPlanRequest, model: ChatModel, catalog: Catalog, limits: ModelLimits,
+              max_tool_calls: int, max_code_bytes: int) -> LlmPlanReply:
+    """One planner call, checked: the decision, or what is wrong with it. Throttling and outages raise (retryable)."""
+    style, tools = request.style, request.tools
     messages = [ChatMessage.system(_system_prompt(catalog, tools, style, limits, max_tool_calls)),
-                ChatMessage.user(request["task"])]
-    for turn in request.get("transcript", []):
-        if turn["role"] == "assistant":
-            messages.append(ChatMessage.assistant(turn["content"]))
-        elif turn["role"] == "results":
-            messages.append(ChatMessage.user(render_prompt("task_results", results=results_text(turn["results"]))))
+                ChatMessage.user(request.task)]
+    for turn in request.transcript:
+        if turn.role == "assistant":
+            messages.append(ChatMessage.assistant(turn.content or ""))
+        elif turn.role == "results":
+            messages.append(ChatMessage.user(render_prompt("task_results", results=results_text(turn.results or []))))
         else:
-            messages.append(ChatMessage.user(turn["content"]))
-    if request.get("repair"):
-        messages.append(ChatMessage.assistant(request["repair"]["raw"]))
-        messages.append(ChatMessage.user(render_prompt("repair", error=request["repair"]["error"])))
-    usage = Usage()
+            messages.append(ChatMessage.user(turn.content or ""))
+    if request.repair is not None:
+        messages.append(ChatMessage.assistant(request.repair.raw))
+        messages.append(ChatMessage.user(render_prompt("repair", error=request.repair.error)))
+    usage = TokenUsage()
     raw = ""
     try:
         result = model.complete(messages, response_format=JsonSchemaFormat("planner_reply", PLANNER_SCHEMA,
@@ -165,24 +125,13 @@ def plan_turn(request: Mapping[str, Any], model: ChatModel, catalog: Catalog, li
         _validate(reply, style, catalog, tools, max_code_bytes)
     except ModelBehaviorError as exc:
         usage = getattr(exc, "usage", usage)
-        return {"ok": False, "error": exc.message, "raw": raw, "usage": usage.to_dict()}
+        return LlmPlanReply(ok=False, error=exc.message, raw=raw, usage=usage)
     except (InvalidRequest, SandboxViolation) as exc:
         where = f" (at {exc.field})" if exc.field else ""
-        return {"ok": False, "error": f"{exc.message}{where}", "raw": raw, "usage": usage.to_dict()}
-    return {"ok": True, "reply": reply.model_dump(mode="json"), "raw": raw, "usage": usage.to_dict(),
-            "approval_tools": tools_needing_approval(reply, catalog, tools)}
-
-
-def tools_needing_approval(reply: PlannerReply, catalog: Catalog, tools: Sequence[str]) -> list[str]:
-    """Tools marked ``requires_approval`` that the plan calls, or that the code mentions by name."""
-    if reply.plan is not None:
-        used = {step.tool for step in reply.plan.steps}
-    elif reply.code:
-        names = {node.id for node in ast.walk(ast.parse(reply.code)) if isinstance(node, ast.Name)}
-        used = {tool for tool in tools if python_identifier(tool) in names}
-    else:
-        return []
-    return sorted(tool for tool in used if tool in catalog and catalog.get(tool).spec.requires_approval)
+        return LlmPlanReply(ok=False, error=f"{exc.message}{where}", raw=raw, usage=usage)
+    allowed = {name: catalog.get(name).spec for name in tools if name in catalog}
+    return LlmPlanReply(ok=True, reply=reply, raw=raw, usage=usage,
+                        approval_tools=tools_needing_approval(allowed, plan=reply.plan, code=reply.code))
 
 
 def results_text(results: Sequence[Mapping[str, Any]]) -> str:
@@ -191,13 +140,13 @@ def results_text(results: Sequence[Mapping[str, Any]]) -> str:
     return text if len(text) <= _MAX_RESULT_CHARS else text[:_MAX_RESULT_CHARS] + " …(cut)"
 
 
-def write_answer(request: Mapping[str, Any], model: ChatModel) -> dict[str, Any]:
-    """The worker model's answer from the task and the tool results: ``{"answer", "usage"}``."""
-    results = results_text(request["results"])
+def write_answer(request: LlmAnswerRequest, model: ChatModel) -> LlmAnswerReply:
+    """The worker model's answer from the task and the tool results."""
+    results = results_text(request.results)
     messages = [ChatMessage.system(load_prompt("answer")),
-                ChatMessage.user(f"Task:\n{request['task']}\n\nTool results (JSON):\n{results}")]
+                ChatMessage.user(f"Task:\n{request.task}\n\nTool results (JSON):\n{results}")]
     result = model.complete(messages, role="worker")
-    return {"answer": (result.content or "").strip(), "usage": result.usage.to_dict()}
+    return LlmAnswerReply(answer=(result.content or "").strip(), usage=result.usage)
 
 
 def find_tools(retrieve: Any, query: str, k: int) -> list[str]:

@@ -7,6 +7,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from shared.models import RetryPolicy
 from shared.settings import env_float, env_int
 
 __all__ = ["Capacity", "Limits"]
@@ -134,6 +135,10 @@ class Capacity:
             value = getattr(self, name)
             if not isinstance(value, int | float) or isinstance(value, bool) or value <= 0:
                 raise ValueError(f"{setting} (Capacity.{name}) must be a positive number, got {value!r}")
+        try:
+            self.retry_policy()
+        except ValueError as exc:  # pydantic's ValidationError is a ValueError
+            raise ValueError(f"{RETRY_INTERVAL_MS}/{RETRY_ATTEMPTS} do not make a retry policy: {exc}") from None
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> Capacity:
@@ -145,6 +150,6 @@ class Capacity:
             retry_attempts=env_int(env, RETRY_ATTEMPTS, cls.retry_attempts, minimum=1),
         )
 
-    def retry_policy(self) -> dict[str, int]:
-        """The Durable retry of code-mode activities as JSON data (``first_interval_ms``, ``max_attempts``)."""
-        return {"first_interval_ms": self.retry_interval_ms, "max_attempts": self.retry_attempts}
+    def retry_policy(self) -> RetryPolicy:
+        """The Durable retry of code-mode activities."""
+        return RetryPolicy(first_interval_ms=self.retry_interval_ms, max_attempts=self.retry_attempts)

@@ -14,11 +14,11 @@ from shared.llm.chat import (
     ModelThrottled,
     ToolSchema,
     UnusableReply,
-    Usage,
     build_chat_model,
     render_prompt,
 )
 from shared.llm.providers import ChatCompletionsModel
+from shared.results import TokenUsage
 from tests.fakes.identity_server import FakeManagedIdentityEndpoint
 from tests.fakes.openai_server import FakeChatCompletionsServer, Reply
 
@@ -74,8 +74,8 @@ def test_roles_hit_their_own_deployments_with_the_managed_identity_token(
     assert identity.requests[0].query["client_id"] == identity.client_id
     assert (planned.deployment, planned.model, planned.role) == ("weft-planner", "gpt-4.1-2025-04-14", "planner")
     assert (answered.deployment, answered.model, answered.content) == ("weft-worker", "gpt-4.1-mini", "answer")
-    assert planned.usage == Usage(prompt_tokens=120, completion_tokens=30, cached_tokens=64)
-    assert sum([planned.usage, answered.usage]) == Usage(200, 50, 64)
+    assert planned.usage == TokenUsage(prompt_tokens=120, completion_tokens=30, cached_tokens=64)
+    assert sum([planned.usage, answered.usage]) == TokenUsage(prompt_tokens=200, completion_tokens=50, cached_tokens=64)
 
 
 def test_default_credential_uses_the_system_assigned_identity(system_identity: FakeManagedIdentityEndpoint) -> None:
@@ -284,7 +284,7 @@ def test_an_unusable_plan_is_a_model_behavior_error_worded_for_a_repair_round(
         azure_model.complete(ASK, response_format=PLAN_FORMAT)
 
     assert isinstance(raised.value, UnusableReply)
-    assert raised.value.usage == Usage(prompt_tokens=11, completion_tokens=7)  # the failed call still counts
+    assert raised.value.usage == TokenUsage(prompt_tokens=11, completion_tokens=7)  # the failed call still counts
     assert raised.value.deployment == "weft-planner"
     assert fragment in raised.value.message
     assert "`plan`" in raised.value.message

@@ -12,13 +12,14 @@ from azure.identity import CredentialUnavailableError
 from openai.types.chat import ChatCompletion
 
 from shared.errors import InvalidRequest, ModelBehaviorError, NotConfigured, UpstreamUnavailable, WeftError
-from shared.llm.chat import JsonSchemaFormat, ModelThrottled, ToolCall, Usage
+from shared.llm.chat import ChatToolCall, JsonSchemaFormat, ModelThrottled
 from shared.llm.providers import (
     azure_v1_base_url,
     parse_completion,
     retry_after_seconds,
     translate_error,
 )
+from shared.results import TokenUsage
 
 ANSWER_FORMAT = JsonSchemaFormat(
     "answer",
@@ -73,11 +74,11 @@ def test_text_reply_with_usage() -> None:
 
     assert (result.content, result.parsed, result.role, result.deployment) == ("hello", None, "worker", "weft-worker")
     assert result.model == "gpt-4.1-2025-04-14"
-    assert result.usage == Usage(100, 10, 64)
+    assert result.usage == TokenUsage(prompt_tokens=100, completion_tokens=10, cached_tokens=64)
 
 
 def test_missing_usage_counts_as_zero() -> None:
-    assert parse_completion(completion("x"), role="planner", deployment="d").usage == Usage()
+    assert parse_completion(completion("x"), role="planner", deployment="d").usage == TokenUsage()
 
 
 @pytest.mark.parametrize(
@@ -121,7 +122,7 @@ def test_tool_calls_are_decoded_and_skip_structured_parsing() -> None:
 
     result = parse_completion(reply, role="planner", deployment="d", response_format=ANSWER_FORMAT)
 
-    assert result.tool_calls == (ToolCall("call_1", "get_weather", {"city": "Paris"}),)
+    assert result.tool_calls == (ChatToolCall("call_1", "get_weather", {"city": "Paris"}),)
     assert result.parsed is None
 
 

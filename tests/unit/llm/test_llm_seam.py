@@ -10,15 +10,15 @@ from shared.llm.chat import (
     ChatMessage,
     ChatModel,
     ChatResult,
+    ChatToolCall,
     JsonSchemaFormat,
     LlmSettings,
     ModelThrottled,
-    ToolCall,
     ToolSchema,
-    Usage,
     build_chat_model,
 )
 from shared.llm.providers import ChatCompletionsModel
+from shared.results import TokenUsage
 
 
 class DictSecrets:
@@ -37,28 +37,31 @@ class DictSecrets:
 
 
 def test_usage_adds_field_by_field() -> None:
-    assert Usage(100, 20, 64) + Usage(50, 5, 0) == Usage(150, 25, 64)
+    assert TokenUsage(prompt_tokens=100, completion_tokens=20, cached_tokens=64) + TokenUsage(
+        prompt_tokens=50, completion_tokens=5) == TokenUsage(prompt_tokens=150, completion_tokens=25, cached_tokens=64)
 
 
 def test_usage_sums_over_a_run_with_or_without_a_start_value() -> None:
-    calls = [Usage(10, 1, 0), Usage(20, 2, 8), Usage(30, 3, 16)]
+    calls = [TokenUsage(prompt_tokens=10, completion_tokens=1),
+             TokenUsage(prompt_tokens=20, completion_tokens=2, cached_tokens=8),
+             TokenUsage(prompt_tokens=30, completion_tokens=3, cached_tokens=16)]
 
-    assert sum(calls) == Usage(60, 6, 24)
-    assert sum(calls, Usage()) == Usage(60, 6, 24)
-    assert sum([], Usage()) == Usage()
+    assert sum(calls) == TokenUsage(prompt_tokens=60, completion_tokens=6, cached_tokens=24)
+    assert sum(calls, TokenUsage()) == TokenUsage(prompt_tokens=60, completion_tokens=6, cached_tokens=24)
+    assert sum([], TokenUsage()) == TokenUsage()
 
 
 def test_usage_total_and_round_trip() -> None:
-    usage = Usage(prompt_tokens=120, completion_tokens=30, cached_tokens=64)
+    usage = TokenUsage(prompt_tokens=120, completion_tokens=30, cached_tokens=64)
 
     assert usage.total_tokens == 150
-    assert Usage.from_dict(usage.to_dict()) == usage
-    assert Usage.from_dict({}) == Usage()
+    assert TokenUsage.model_validate(usage.model_dump()) == usage
+    assert TokenUsage.model_validate({}) == TokenUsage()
 
 
 def test_usage_does_not_add_other_types() -> None:
     with pytest.raises(TypeError):
-        _ = Usage(1, 1, 0) + 3
+        _ = TokenUsage(prompt_tokens=1, completion_tokens=1, cached_tokens=0) + 3
 
 
 # --------------------------------------------------------------------------------------------------------- messages
@@ -75,7 +78,7 @@ def test_usage_does_not_add_other_types() -> None:
             id="tool-result",
         ),
         pytest.param(
-            ChatMessage.assistant(None, [ToolCall("call_1", "get_weather", {"city": "Paris"})]),
+            ChatMessage.assistant(None, [ChatToolCall("call_1", "get_weather", {"city": "Paris"})]),
             {
                 "role": "assistant",
                 "content": None,
@@ -96,8 +99,8 @@ def test_messages_render_to_the_chat_completions_shape(message: ChatMessage, wir
 
 
 def test_a_result_continues_the_conversation_as_an_assistant_message() -> None:
-    call = ToolCall("call_9", "lookup", {"q": "x"})
-    result = ChatResult(content=None, usage=Usage(), deployment="d", model="m", role="worker", tool_calls=(call,))
+    call = ChatToolCall("call_9", "lookup", {"q": "x"})
+    result = ChatResult(content=None, usage=TokenUsage(), deployment="d", model="m", role="worker", tool_calls=(call,))
 
     assert result.to_message() == ChatMessage("assistant", None, tool_calls=(call,))
 

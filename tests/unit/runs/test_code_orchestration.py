@@ -10,11 +10,12 @@ import pytest
 
 from orchestrations.code_mode import _run_inline
 from shared.errors import SandboxBusy, ToolFailed
-from shared.models import ErrorInfo
+from shared.models import ErrorInfo, RetryPolicy
+from shared.runs.contracts import CodeOutcome, CodeRunRequest
 from shared.runs.step_calls import RetryableActivityError
 
-POLICY = {"first_interval_ms": 250, "max_attempts": 3}
-REQUEST = {"code": "result = 1", "tools": {}, "limits": {}, "run_id": "r1"}
+POLICY = RetryPolicy(first_interval_ms=250, max_attempts=3)
+REQUEST = CodeRunRequest(code="result = 1", tools={}, limits={}, run_id="r1")
 
 
 class _Context:
@@ -45,7 +46,7 @@ def test_a_busy_sandbox_is_tried_again_after_the_interval() -> None:
     assert next(run) == ("activity", "run_code_inline")
     with pytest.raises(StopIteration) as done:
         run.send({"status": "finished", "result": 1})
-    assert done.value.value == {"status": "finished", "result": 1}
+    assert done.value.value == CodeOutcome(status="finished", result=1)
     assert [kind for kind, _ in context.scheduled] == ["activity", "timer", "activity"]
 
 

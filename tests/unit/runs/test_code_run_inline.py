@@ -11,9 +11,11 @@ import pytest
 
 from shared.catalog.catalog import Catalog
 from shared.catalog.executor import ToolExecutor, ToolSettings
+from shared.errors import ResultTooLarge
 from shared.models import ToolCall
 from shared.payloads import LocalPayloadStore
-from shared.runs.code_run import run_inline
+from shared.runs.code_sandbox import run_inline
+from shared.runs.contracts import CodeRunRequest
 from shared.sandbox import Limits, ProcessSandbox
 
 CODE = """
@@ -50,8 +52,8 @@ def sandbox() -> Iterator[ProcessSandbox]:
     executor.close()
 
 
-def _request() -> dict:
-    return {"run_id": "r1", "code": CODE, "tools": {"numbers": "numbers"}, "limits": Limits().to_dict()}
+def _request() -> CodeRunRequest:
+    return CodeRunRequest(run_id="r1", code=CODE, tools={"numbers": "numbers"}, limits=Limits().to_dict())
 
 
 def test_a_stored_large_result_reaches_the_code_whole(tmp_path: Path, sandbox: ProcessSandbox) -> None:
@@ -59,12 +61,12 @@ def test_a_stored_large_result_reaches_the_code_whole(tmp_path: Path, sandbox: P
     catalog = _catalog()
     executor = ToolExecutor(catalog, settings=ToolSettings(max_result_bytes=1024), result_sink=_StoreSink(store))
     outcome = asyncio.run(run_inline(_request(), catalog, executor, sandbox, store, preview_bytes=64))
-    assert outcome["status"] == "finished", outcome
-    assert outcome["result"] == {"count": 2000, "last": 1999}
-    (step,) = outcome["steps"]
-    assert step["result"]["blob_ref"].startswith("file:r1/") and step["result"]["size_bytes"] > 8000
-    assert len(step["result"]["preview"]) == 64
-    assert store.get(step["result"]["blob_ref"]) == list(range(2000))
+    assert outcome.status == "finished", outcome
+    assert outcome.result == {"count": 2000, "last": 1999}
+    (step,) = outcome.steps
+    assert step.result["blob_ref"].startswith("file:r1/") and step.result["size_bytes"] > 8000
+    assert len(step.result["preview"]) == 64
+    assert store.get(step.result["blob_ref"]) == list(range(2000))
 
 
 def test_an_unstored_large_result_fails_the_call_instead_of_truncating(tmp_path: Path,
@@ -72,7 +74,7 @@ def test_an_unstored_large_result_fails_the_call_instead_of_truncating(tmp_path:
     catalog = _catalog()
     executor = ToolExecutor(catalog, settings=ToolSettings(max_result_bytes=1024))  # nowhere to store it
     outcome = asyncio.run(run_inline(_request(), catalog, executor, sandbox, LocalPayloadStore(tmp_path)))
-    assert outcome["status"] == "finished" and outcome["result"] is None
-    assert "more than can be passed inline" in outcome["error"]["message"]
-    (step,) = outcome["steps"]
-    assert step["status"] == "failed" and step["error"]["code"] == "result_too_large"
+    assert outcome.status == "finished" and outcome.result is None
+    assert outcome.code_error is not None and "more than can be passed inline" in outcome.code_error.message
+    (step,) = outcome.steps
+    assert step.status == "failed" and step.error is not None and step.error.code == ResultTooLarge.code

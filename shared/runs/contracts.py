@@ -1,0 +1,353 @@
+"""What the orchestrators and their activities pass each other, as typed models.
+
+Each activity's input and output, the ``CustomStatus`` the orchestrators set and the approval decision. The field
+names are the keys the same data had as plain dicts, so inputs and outputs recorded in Durable histories before these
+models existed still validate (models that travel *into* history ignore unknown keys for the same reason). Plan mode's
+``call_tool`` contract is :class:`~shared.runs.step_calls.StepCall` / :class:`~shared.models.ToolResult` /
+:class:`~shared.runs.step_calls.CircuitWait`; sub-runs take a :class:`~shared.models.RunRequest` and answer a
+:class:`~shared.models.RunResult`.
+
+Pure: pydantic and the models only, so the orchestrators can import it.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from shared.models import ErrorInfo, Plan, RetryPolicy, RunMode, StepRecord, TokenUsage, ToolSpec
+from shared.runs.names import Stage
+
+__all__ = [
+    "SANDBOX_RETRY_BEFORE_SETTING",
+    "ApprovalDecision",
+    "CodeErrorData",
+    "CodeOutcome",
+    "CodeRunRequest",
+    "CodeStepRequest",
+    "CustomStatus",
+    "LlmAnswerReply",
+    "LlmAnswerRequest",
+    "LlmPlanReply",
+    "LlmPlanRequest",
+    "PendingCallData",
+    "PendingEntry",
+    "PlannerReply",
+    "PrepareCodeRequest",
+    "PrepareTaskRequest",
+    "PreparedCode",
+    "PreparedPlan",
+    "PreparedTask",
+    "RecordedCallData",
+    "Repair",
+    "SearchToolsRequest",
+    "TaskStyle",
+    "TranscriptTurn",
+]
+
+TaskStyle = Literal["plan", "code"]
+
+
+class _Contract(BaseModel):
+    """Ignores keys it does not know: a history written by a newer or older version still validates."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    def dump(self) -> dict[str, Any]:
+        """JSON data for an activity input or output."""
+        return self.model_dump(mode="json")
+
+
+# ----------------------------------------------------------------------------------------------------------- plan
+
+
+class PreparedPlan(_Contract):
+    """Output of ``prepare_plan`` (input: the :class:`~shared.models.Plan`)."""
+
+    specs: dict[str, ToolSpec]
+    """The specs of the tools the plan names that the catalog has (unknown names are left out)."""
+    max_fan_out: int
+    """Calls per ``run_steps`` sub-orchestration (WEFT_MAX_FAN_OUT)."""
+    approval_timeout_s: int
+    """How long a run waits for approval (WEFT_APPROVAL_TIMEOUT_S)."""
+
+
+# ----------------------------------------------------------------------------------------------------------- code
+
+SANDBOX_RETRY_BEFORE_SETTING = RetryPolicy(first_interval_ms=5000, max_attempts=5)
+"""The retry of code activities in histories recorded before ``prepare_code`` returned one (the defaults of
+WEFT_SANDBOX_RETRY_INTERVAL_MS and WEFT_SANDBOX_RETRY_ATTEMPTS)."""
+
+
+class PrepareCodeRequest(_Contract):
+    """Input of ``prepare_code``."""
+
+    tools: list[str] | None = None
+    """The tools the code may call; None: the whole catalog."""
+    code: str | None = None
+    """The code (to find the tools it needs approved)."""
+
+
+class PreparedCode(_Contract):
+    """Output of ``prepare_code``."""
+
+    tools: dict[str, str]
+    """Python name → tool name of the tools the code may call."""
+    specs: dict[str, ToolSpec]
+    """Their specs, by tool name."""
+    limits: dict[str, Any]
+    """The sandbox limits (``shared.sandbox.Limits.to_dict``)."""
+    max_fan_out: int
+    approval_timeout_s: int
+    sandbox_retry: RetryPolicy = SANDBOX_RETRY_BEFORE_SETTING
+    """How ``run_code_step`` is retried, and ``run_code_inline`` when the sandbox was busy."""
+    approval_tools: list[str] = Field(default_factory=list)
+    """Tools the code names that need a human's approval."""
+
+    @property
+    def max_rounds(self) -> int:
+        """Replay steps that may wait on tools (WEFT_SANDBOX_MAX_ROUNDS)."""
+        return int(self.limits["max_rounds"])
+
+
+class PendingCallData(_Contract):
+    """A tool call the code waits for (the JSON form of ``shared.sandbox.PendingCall``)."""
+
+    call_id: str
+    tool: str
+    """The tool's Python name in the code."""
+    args: list[Any] = Field(default_factory=list)
+    kwargs: dict[str, Any] = Field(default_factory=dict)
+
+
+class RecordedCallData(PendingCallData):
+    """A tool call with its outcome, as the orchestrator records it for the next replay step (the JSON form of
+    ``shared.sandbox.RecordedCall``: ``RecordedCall.from_dict`` reads it)."""
+
+    result: Any = None
+    error: str | None = None
+
+    @classmethod
+    def succeeded(cls, call: PendingCallData, result: Any) -> RecordedCallData:
+        return cls(**call.model_dump(), result=result)
+
+    @classmethod
+    def failed(cls, call: PendingCallData, error: str) -> RecordedCallData:
+        return cls(**call.model_dump(), error=error)
+
+
+class CodeRunRequest(_Contract):
+    """Input of ``run_code_inline`` (and the common part of ``run_code_step``'s)."""
+
+    code: str
+    tools: dict[str, str]
+    """Python name → tool name."""
+    limits: dict[str, Any]
+    run_id: str
+
+
+class CodeStepRequest(CodeRunRequest):
+    """Input of ``run_code_step``: one replay step with the outcomes recorded so far."""
+
+    clock_iso: str
+    """The run's start, the code's fixed clock."""
+    seed: int
+    """The seed of the code's ``random`` (:func:`~shared.runs.code_run.seed_for`)."""
+    recorded: list[RecordedCallData] = Field(default_factory=list)
+
+
+class PendingEntry(_Contract):
+    """A pending call of a replay step, with its arguments by name (or why they could not be named)."""
+
+    pending: PendingCallData
+    tool: str
+    """The tool's catalog name."""
+    args: dict[str, Any] | None = None
+    error: str | None = None
+
+
+class CodeErrorData(_Contract):
+    """An uncaught error in the code (``shared.sandbox.CodeError``)."""
+
+    type: str
+    message: str
+    traceback: str = ""
+
+
+class CodeOutcome(_Contract):
+    """Output of ``run_code_step`` and ``run_code_inline``.
+
+    ``finished``: the code's ``result``, ``stdout`` and, when it raised, ``code_error``. ``pending`` (replay only):
+    the ``calls`` it waits on. ``error``: ``failure`` says why it could not run (a violation, a limit).
+    """
+
+    status: Literal["finished", "pending", "error"]
+    result: Any = None
+    stdout: str = ""
+    error: ErrorInfo | CodeErrorData | None = None
+    """An :class:`ErrorInfo` when ``status`` is ``error``; the code's own error when it finished raising."""
+    calls: list[PendingEntry] = Field(default_factory=list)
+    tool_calls: list[RecordedCallData] = Field(default_factory=list)
+    """Inline runs: every call the code made, with its outcome."""
+    steps: list[StepRecord] = Field(default_factory=list)
+    """Inline runs: each call's step record."""
+
+    @property
+    def failure(self) -> ErrorInfo | None:
+        """Why the code could not run (``status == "error"``)."""
+        return self.error if isinstance(self.error, ErrorInfo) else None
+
+    @property
+    def code_error(self) -> CodeErrorData | None:
+        """The error the code raised, when it finished by raising."""
+        return self.error if isinstance(self.error, CodeErrorData) else None
+
+
+# ----------------------------------------------------------------------------------------------------------- task
+
+
+class PrepareTaskRequest(_Contract):
+    """Input of ``prepare_task``."""
+
+    task: str
+    tools: list[str] | None = None
+    """The caller's tools; None: tool search picks them."""
+    run_id: str | None = None
+
+
+class PreparedTask(_Contract):
+    """Output of ``prepare_task``."""
+
+    tools: list[str]
+    """The tools the planner starts with."""
+    max_turns: int
+    """Planner turns per task (WEFT_TASK_MAX_TURNS)."""
+    search_k: int
+    """Tools per search (WEFT_TASK_TOOLS_K)."""
+    approval_timeout_s: int
+    llm_retry: RetryPolicy
+    """How the LLM activities are retried (WEFT_LLM_RETRY_INTERVAL_MS, WEFT_LLM_RETRY_ATTEMPTS)."""
+
+
+class SearchToolsRequest(_Contract):
+    """Input of ``search_tools`` (output: the tool names found, best first)."""
+
+    query: str
+    k: int
+    run_id: str | None = None
+
+
+class PlannerReply(BaseModel):
+    """What the planner decided, after validation."""
+
+    action: Literal["plan", "code", "answer", "search_tools"]
+    plan: Plan | None = None
+    code: str | None = None
+    answer: str | None = None
+    query: str | None = None
+    final: bool = True
+
+
+class Repair(_Contract):
+    """The planner's unusable reply and what was wrong with it, for one repair round."""
+
+    raw: str
+    error: str
+
+
+class TranscriptTurn(_Contract):
+    """One entry of the planner conversation after the task: its reply (``assistant``), a note (``user``) or the
+    results of a sub-run (``results``)."""
+
+    role: Literal["assistant", "user", "results"]
+    content: str | None = None
+    results: list[dict[str, Any]] | None = None
+
+    def dump(self) -> dict[str, Any]:
+        return self.model_dump(mode="json", exclude_none=True)
+
+
+class LlmPlanRequest(_Contract):
+    """Input of ``llm_plan``."""
+
+    task: str
+    style: TaskStyle
+    tools: list[str]
+    transcript: list[TranscriptTurn] = Field(default_factory=list)
+    repair: Repair | None = None
+    run_id: str | None = None
+
+    def dump(self) -> dict[str, Any]:
+        data = self.model_dump(mode="json", exclude={"transcript"})
+        return {**data, "transcript": [turn.dump() for turn in self.transcript]}
+
+
+class LlmPlanReply(_Contract):
+    """Output of ``llm_plan``: the checked decision, or (``ok`` false) what was wrong with the reply."""
+
+    ok: bool
+    reply: PlannerReply | None = None
+    error: str | None = None
+    raw: str = ""
+    """The model's reply text (repeated to it in a repair round)."""
+    usage: TokenUsage = Field(default_factory=TokenUsage)
+    approval_tools: list[str] = Field(default_factory=list)
+    """Tools the plan or code uses that need a human's approval."""
+
+
+class LlmAnswerRequest(_Contract):
+    """Input of ``llm_answer``."""
+
+    task: str
+    results: list[dict[str, Any]]
+    run_id: str | None = None
+
+
+class LlmAnswerReply(_Contract):
+    """Output of ``llm_answer``."""
+
+    answer: str
+    usage: TokenUsage = Field(default_factory=TokenUsage)
+
+
+# ------------------------------------------------------------------------------------------------- status, approval
+
+
+class CustomStatus(_Contract):
+    """What an orchestrator shows while it runs (Durable's custom status), read back by ``GET /api/runs/{id}``.
+
+    Each stage sets the fields it knows; the rest are left out of the JSON (kept well under Durable's 16 KB).
+    """
+
+    stage: Stage | str | None = None
+    mode: RunMode | None = None
+    status: str | None = None
+    """The run's status (``done`` stage)."""
+    tools: list[str] | None = None
+    """Tools awaiting approval."""
+    expires_at: str | None = None
+    """When the approval times out (ISO 8601)."""
+    turn: int | None = None
+    round: int | None = None
+    done: int | None = None
+    total: int | None = None
+    failed: int | None = None
+    elapsed_ms: float | None = None
+
+    def dump(self) -> dict[str, Any]:
+        return self.model_dump(mode="json", exclude_none=True)
+
+    @property
+    def progress(self) -> dict[str, Any] | None:
+        """``{done, total, failed, elapsed_ms}`` when the status counts steps."""
+        if self.done is None or self.total is None:
+            return None
+        return {"done": self.done, "total": self.total, "failed": self.failed or 0, "elapsed_ms": self.elapsed_ms}
+
+
+class ApprovalDecision(_Contract):
+    """The ``approval`` event's data (``POST /api/runs/{id}/approve``)."""
+
+    approved: bool = False
+    reason: str = ""

@@ -1,0 +1,51 @@
+"""Names shared by the orchestrators, the activities and the run API, written once.
+
+The Durable function names are the Python names of the decorated functions (``activities/*.py``,
+``orchestrations/*.py``); recorded histories refer to them, so they never change. These enums spell them for the
+callers (``context.call_activity(Activity.PREPARE_PLAN, ...)``), and a unit test checks each one names a function.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+__all__ = ["APPROVAL_EVENT", "Activity", "Orchestrator", "Stage"]
+
+APPROVAL_EVENT = "approval"
+"""The external event ``POST /api/runs/{id}/approve`` raises on a run waiting for approval."""
+
+
+class Orchestrator(StrEnum):
+    """Durable orchestrator functions."""
+
+    RUN = "run"
+    """Every run, whatever its mode (also each sub-run of a task)."""
+    RUN_STEPS = "run_steps"
+    """A slice of a wide fan-out of tool calls."""
+
+
+class Activity(StrEnum):
+    """Durable activity functions."""
+
+    PREPARE_PLAN = "prepare_plan"
+    CALL_TOOL = "call_tool"
+    PREPARE_CODE = "prepare_code"
+    RUN_CODE_STEP = "run_code_step"
+    RUN_CODE_INLINE = "run_code_inline"
+    PREPARE_TASK = "prepare_task"
+    SEARCH_TOOLS = "search_tools"
+    LLM_PLAN = "llm_plan"
+    LLM_ANSWER = "llm_answer"
+
+
+class Stage(StrEnum):
+    """Where a run is (``CustomStatus.stage``, shown as ``stage`` by ``GET /api/runs/{id}``)."""
+
+    VALIDATING = "validating"
+    PREPARING = "preparing"
+    SEARCHING_TOOLS = "searching_tools"
+    PLANNING = "planning"
+    AWAITING_APPROVAL = "awaiting_approval"
+    EXECUTING = "executing"
+    ANSWERING = "answering"
+    DONE = "done"
