@@ -22,7 +22,7 @@ from typing import Any
 import httpx
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from jwt import PyJWK
-from jwt.exceptions import PyJWKError
+from jwt.exceptions import PyJWTError
 
 from shared.errors import Unauthenticated, UpstreamUnavailable
 from shared.identity.settings import IdentitySettings
@@ -52,7 +52,7 @@ def _parse_keys(document: Any) -> dict[str, PublicKey]:
             continue
         try:
             key = PyJWK(jwk, algorithm=_KEY_TYPES[jwk["kty"]]).key
-        except (PyJWKError, ValueError, TypeError) as exc:
+        except (PyJWTError, ValueError, TypeError) as exc:
             logger.warning("skipping an unusable signing key %s: %s", jwk["kid"][:64], type(exc).__name__)
             continue
         if isinstance(key, rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey):
@@ -77,6 +77,8 @@ class JwksCache:
         self._fetched_at = 0.0
         self._attempts = 0
         self._last_attempt: float | None = None
+        """When the last fetch (successful or not) ended; rate limits count from there."""
+        self._in_flight = False
         self._jwks_uri: str | None = None
 
     @property
@@ -92,7 +94,7 @@ class JwksCache:
             found = self._lookup(kid)
             if found is not None:
                 return found
-            if not self._may_fetch():
+            if not self._in_flight and not self._may_fetch():
                 return self._without_fetch(kid)
             if not fetch:
                 raise FetchNeeded
@@ -101,7 +103,14 @@ class JwksCache:
             with self._state_lock:
                 if self._last_attempt != seen:  # another thread fetched while this one waited: use its result
                     return self._lookup(kid) or self._without_fetch(kid)
-            self._refresh()
+                self._in_flight = True
+                self._attempts += 1
+            try:
+                self._refresh()
+            finally:
+                with self._state_lock:
+                    self._in_flight = False
+                    self._last_attempt = self._clock()
         with self._state_lock:
             return self._lookup(kid) or self._without_fetch(kid)
 
@@ -127,9 +136,6 @@ class JwksCache:
         raise Unauthenticated("unknown signing key")
 
     def _refresh(self) -> None:
-        with self._state_lock:
-            self._attempts += 1
-            self._last_attempt = self._clock()
         try:
             if self._jwks_uri is None:
                 self._jwks_uri = self._discover()
