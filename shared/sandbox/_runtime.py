@@ -170,7 +170,7 @@ class Runtime:
         self._limits = job["limits"]
         self._channel = channel
         self._replay = job["mode"] == "replay"
-        self._recorded: dict[str, dict[str, Any]] = {r["id"]: r for r in job.get("recorded", ())}
+        self._recorded: dict[str, dict[str, Any]] = {r["call_id"]: r for r in job.get("recorded", ())}
         self._consumed: set[str] = set()
         self._calls = 0
         self._unresolved: list[tuple[dict[str, Any], Any]] = []

@@ -175,7 +175,7 @@ class DynamicSessionsExecutor:
             return ReplayStep.finished(None, "", syntax)
         job = {
             "t": "job", "mode": "replay", "code": code, "tools": list(tool_names),
-            "recorded": [r.wire() for r in recorded], "limits": limits.worker_view(), "clock": clock, "seed": seed,
+            "recorded": [r.to_dict() for r in recorded], "limits": limits.worker_view(), "clock": clock, "seed": seed,
         }
         return to_replay_step(self._execute(build_program(job), identifier, limits, deadline))
 

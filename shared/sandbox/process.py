@@ -399,7 +399,7 @@ class ProcessSandbox:
     def _job(self, code: str, mode: str, tools: list[str], recorded: Sequence[RecordedCall], limits: Limits,
              clock_iso: str | None, seed: int) -> dict[str, Any]:
         return {
-            "t": "job", "mode": mode, "code": code, "tools": tools, "recorded": [r.wire() for r in recorded],
+            "t": "job", "mode": mode, "code": code, "tools": tools, "recorded": [r.to_dict() for r in recorded],
             "limits": limits.worker_view(), "clock": parse_clock(clock_iso), "seed": int(seed),
             "require_seccomp": self._confinement.require_seccomp,
         }

@@ -1,7 +1,9 @@
 """What a sandbox run returns: results, tool-call records and replay steps, all JSON-serialisable.
 
 These are the contract with the orchestrator, which keeps :class:`RecordedCall` and :class:`ReplayStep` in Durable
-history, so every type round-trips through ``to_dict``/``from_dict`` (plain JSON data) unchanged.
+history, so every type round-trips through ``to_dict``/``from_dict`` (plain JSON data) unchanged. A recorded call has
+that one JSON form everywhere: in history, in the job sent to a worker, and as
+``shared.runs.contracts.RecordedCallData``.
 """
 
 from __future__ import annotations
@@ -95,13 +97,6 @@ class RecordedCall:
             kwargs=dict(data.get("kwargs") or {}), result=data.get("result"),
             error=None if error is None else str(error),
         )
-
-    def wire(self) -> dict[str, Any]:
-        """The form the worker reads."""
-        return {
-            "id": self.call_id, "tool": self.tool, "args": list(self.args), "kwargs": dict(self.kwargs),
-            "result": self.result, "error": self.error,
-        }
 
 
 @dataclass(frozen=True)

@@ -32,7 +32,8 @@ def answer(outcome: dict[str, Any], result: Any = None, error: str | None = None
     records = []
     for call in outcome["calls"]:
         value = result(call) if callable(result) else result
-        records.append({**call, "result": None if error else value, "error": error})
+        records.append({"call_id": call["id"], "tool": call["tool"], "args": call["args"], "kwargs": call["kwargs"],
+                        "result": None if error else value, "error": error})
     return records
 
 
@@ -133,7 +134,7 @@ def test_a_diverging_replay_is_reported() -> None:
 
 
 def test_records_the_code_never_reaches_are_a_divergence() -> None:
-    records = [{"id": "c1", "tool": "get", "args": [1], "kwargs": {}, "result": 1, "error": None}]
+    records = [{"call_id": "c1", "tool": "get", "args": [1], "kwargs": {}, "result": 1, "error": None}]
     outcome = run("1 + 1", records)
     assert outcome["t"] == "diverged"
     assert "without making the recorded tool calls c1" in outcome["message"]
