@@ -104,7 +104,7 @@ resource actionGroup 'Microsoft.Insights/actionGroups@2023-01-01' = if (hasActio
 
 // name: suffix of the rule; severity 0 (critical) .. 4 (verbose); window and frequency as ISO 8601 durations;
 // measure: the query's column compared with threshold (GreaterThan), after aggregation over the window's rows;
-// split: the column that makes one alert per value (tool, mode, deployment), '' for none.
+// dimension: the column that makes one alert per value (tool, mode, deployment), '' for none.
 var alerts = [
   {
     name: 'failed-run-rate'
@@ -116,7 +116,7 @@ var alerts = [
     measure: 'failed_pct'
     aggregation: 'Maximum'
     threshold: failedRunPercent
-    split: 'mode'
+    dimension: 'mode'
   }
   {
     name: 'tool-failure-rate'
@@ -128,7 +128,7 @@ var alerts = [
     measure: 'failure_pct'
     aggregation: 'Maximum'
     threshold: toolFailurePercent
-    split: 'tool'
+    dimension: 'tool'
   }
   {
     name: 'open-circuits'
@@ -140,7 +140,7 @@ var alerts = [
     measure: 'opened'
     aggregation: 'Total'
     threshold: 0
-    split: 'tool'
+    dimension: 'tool'
   }
   {
     name: 'run-latency-p95'
@@ -152,7 +152,7 @@ var alerts = [
     measure: 'p95_s'
     aggregation: 'Maximum'
     threshold: runP95Seconds
-    split: 'mode'
+    dimension: 'mode'
   }
   {
     name: 'approval-waiting'
@@ -164,7 +164,7 @@ var alerts = [
     measure: 'waiting'
     aggregation: 'Maximum'
     threshold: 0
-    split: ''
+    dimension: ''
   }
   {
     name: 'sandbox-capacity'
@@ -176,7 +176,7 @@ var alerts = [
     measure: 'rate_pct'
     aggregation: 'Maximum'
     threshold: sandboxPercent
-    split: 'kind'
+    dimension: 'kind'
   }
   {
     name: 'llm-throttling'
@@ -188,7 +188,7 @@ var alerts = [
     measure: 'throttled_pct'
     aggregation: 'Maximum'
     threshold: throttledPercent
-    split: 'deployment'
+    dimension: 'deployment'
   }
   {
     name: 'token-spend-daily'
@@ -200,7 +200,7 @@ var alerts = [
     measure: 'tokens'
     aggregation: 'Total'
     threshold: dailyTokenLimit
-    split: ''
+    dimension: ''
   }
   {
     name: 'poison-queue'
@@ -212,7 +212,7 @@ var alerts = [
     measure: 'poisoned'
     aggregation: 'Total'
     threshold: 0
-    split: ''
+    dimension: ''
   }
   {
     name: 'readiness-failures'
@@ -224,7 +224,7 @@ var alerts = [
     measure: 'failures'
     aggregation: 'Total'
     threshold: 0
-    split: ''
+    dimension: ''
   }
 ]
 
@@ -252,9 +252,9 @@ resource rules 'Microsoft.Insights/scheduledQueryRules@2023-12-01' = [for alert 
           metricMeasureColumn: alert.measure
           operator: 'GreaterThan'
           threshold: alert.threshold
-          dimensions: empty(alert.split) ? [] : [
+          dimensions: empty(alert.dimension) ? [] : [
             {
-              name: alert.split
+              name: alert.dimension
               operator: 'Include'
               values: [
                 '*'
