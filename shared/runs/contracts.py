@@ -130,11 +130,16 @@ class RecordedCallData(PendingCallData):
 
     @classmethod
     def succeeded(cls, call: PendingCallData, result: Any) -> RecordedCallData:
-        return cls(**call.model_dump(), result=result)
+        """``call`` returned ``result`` (JSON data)."""
+        return cls(**call.model_dump(include=_CALL_FIELDS), result=result)
 
     @classmethod
     def failed(cls, call: PendingCallData, error: str) -> RecordedCallData:
-        return cls(**call.model_dump(), error=error)
+        """``call`` failed with ``error`` (the code sees it as ``ToolError``)."""
+        return cls(**call.model_dump(include=_CALL_FIELDS), error=error)
+
+
+_CALL_FIELDS = {"call_id", "tool", "args", "kwargs"}
 
 
 class CodeRunRequest(_Contract):
