@@ -127,7 +127,9 @@ def json_errors_middleware(max_url_bytes: int, max_body_bytes: int) -> Any:
             return error_response(414, f"the URL is longer than {max_url_bytes} bytes", field="url")
         length = request.content_length
         if length is not None and length > max_body_bytes:
-            return error_response(413, f"the request body is larger than {max_body_bytes} bytes", field="body")
+            too_large = error_response(413, f"the request body is larger than {max_body_bytes} bytes", field="body")
+            too_large.force_close()  # the body is never read: the connection cannot carry another request
+            return too_large
         try:
             return await handler(request)
         except web.HTTPException as exc:
