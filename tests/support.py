@@ -12,9 +12,12 @@ import tempfile
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
+
+T = TypeVar("T")
 
 ROOT = Path(__file__).resolve().parent.parent
 AZURITE_BIN = ROOT / ".tools" / "azurite" / "node_modules" / ".bin" / "azurite"
@@ -166,6 +169,30 @@ def http(method: str, url: str, body: Any = None, headers: dict[str, str] | None
     except json.JSONDecodeError:
         parsed = text
     return status, rh, parsed
+
+
+def wait_until(probe: Callable[[], T], timeout: float = 30.0, what: str = "the expected state",
+               interval: float = 0.05) -> T:
+    """Poll ``probe`` until it returns something truthy (returned), for at most ``timeout`` seconds: tests wait for
+    the state they claim, never for a fixed time."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = probe()
+        if value:
+            return value
+        if time.monotonic() >= deadline:
+            raise TimeoutError(f"no {what} after {timeout}s (last probe: {value!r})")
+        time.sleep(interval)
+
+
+TASK_SCHEDULED = 4
+"""``EventType`` of a TaskScheduled history event (an activity handed to a worker)."""
+
+
+def history(base_url: str, instance_id: str) -> list[dict[str, Any]]:
+    """An orchestration instance's history events, from the Durable HTTP API (``showHistory=true``)."""
+    status, _, body = http("GET", f"{base_url}/runtime/webhooks/durabletask/instances/{instance_id}?showHistory=true")
+    return (body.get("historyEvents") or []) if status in (200, 202) and isinstance(body, dict) else []
 
 
 def copy_app(src: Path, dst: Path) -> Path:

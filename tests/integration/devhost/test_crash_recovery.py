@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 
 from tests.integration.devhost.conftest import TEST_APP
-from tests.support import DevhostProcess, devhost_env, free_port, http
+from tests.support import TASK_SCHEDULED, DevhostProcess, devhost_env, free_port, history, http, wait_until
 
 INSTANCES = 24
 
@@ -22,9 +22,11 @@ def test_instances_survive_kill_9(tmp_path) -> None:
                                {"n": 3, "ms": 1500, "path": str(marker)})
         assert status == 202
         ids.append(body["id"])
-    time.sleep(0.5)
+    # every instance has handed out its activities (each takes 1.5 s), none has finished
+    wait_until(lambda: all(sum(e["EventType"] == TASK_SCHEDULED for e in history(first.base_url, i)) == 3
+                           for i in ids), 30, "three activities scheduled by every instance")
     running = [http("GET", f"{hook}/instances/{i}")[2]["runtimeStatus"] for i in ids]
-    assert all(s in ("Pending", "Running") for s in running), running
+    assert all(s == "Running" for s in running), running
     first.kill()
 
     second = DevhostProcess(TEST_APP, db, free_port(), env).start()

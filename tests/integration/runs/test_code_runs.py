@@ -10,7 +10,7 @@ import pytest
 
 from shared.demo_tools.notes import NoteStore
 from tests.integration.runs.conftest import submit, wait_run, weft_env
-from tests.support import ROOT, DevhostProcess, free_port, http
+from tests.support import ROOT, TASK_SCHEDULED, DevhostProcess, free_port, history, http, wait_until
 
 TWENTY_CALLS = """
 import asyncio
@@ -81,10 +81,9 @@ def test_kill_9_mid_run_loses_no_finished_tool_call(tmp_path) -> None:
     first = DevhostProcess(ROOT, tmp_path / "d.sqlite", free_port(), env).start()
     run_id = submit(first, {"mode": "code", "code": KILLABLE, "tools": ["note_put", "slow"]})["id"]
     notes = NoteStore(tmp_path / "notes.sqlite")
-    deadline = time.monotonic() + 30
-    while notes.applications(f"{run_id}:c5").applied == 0 and time.monotonic() < deadline:
-        time.sleep(0.05)
-    time.sleep(0.5)  # the slow call (c6) is now running
+    # c1..c5 have finished and the slow call (c6, 2.5 s) is handed out: the sixth tool-call activity
+    wait_until(lambda: sum(e["EventType"] == TASK_SCHEDULED and e["Name"] == "call_tool"
+                           for e in history(first.base_url, run_id)) == 6, 30, "the slow call (c6) in flight")
     first.kill()
     second = DevhostProcess(ROOT, tmp_path / "d.sqlite", free_port(), env).start()
     try:

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
-import time
-
 from shared.demo_tools.notes import NoteStore
 from tests.integration.runs.conftest import steps_by_id, submit, wait_run, weft_env
-from tests.support import ROOT, DevhostProcess, free_port, http
+from tests.support import ROOT, TASK_SCHEDULED, DevhostProcess, free_port, history, http, wait_until
 
 RUNS = 20
+
+
+def _tool_calls_scheduled(host: DevhostProcess, run_id: str) -> int:
+    return sum(e["EventType"] == TASK_SCHEDULED and e["Name"] == "call_tool" for e in history(host.base_url, run_id))
 
 
 def test_plan_runs_survive_kill_9(tmp_path) -> None:
@@ -24,7 +26,8 @@ def test_plan_runs_survive_kill_9(tmp_path) -> None:
             {"id": "read", "tool": "note_get", "args": {"key": f"crash-{i}"}, "depends_on": ["write"]},
         ]
         ids.append(submit(first, {"mode": "plan", "plan": {"steps": steps}})["id"])
-    time.sleep(0.6)
+    # every run has handed out its two slow tool calls (1.2 s and 1.5 s); none has finished
+    wait_until(lambda: all(_tool_calls_scheduled(first, i) == 2 for i in ids), 30, "two tool calls in flight per run")
     statuses = [http("GET", f"{first.base_url}/api/runs/{i}")[2]["status"] for i in ids]
     assert all(s in ("pending", "running") for s in statuses), statuses
     first.kill()

@@ -9,6 +9,7 @@ import pytest
 
 from devhost.engine import Engine, OrchestratorNotFound
 from devhost.host import DevHost
+from tests.support import wait_until
 from tests.unit.devhost.conftest import make_host
 
 
@@ -188,7 +189,8 @@ def test_work_in_flight_is_rerun_after_a_restart(tmp_path) -> None:
     marker = tmp_path / "done.txt"
     first = make_host(db).start()
     instance_id = first.start_new("slow_steps", {"n": 4, "ms": 400, "path": str(marker)})
-    time.sleep(0.1)  # the activities are running now; stop the host without letting them report
+    # the four activities are handed out and running; stop the host without letting them report
+    wait_until(lambda: first.store.pending_work_count() == 4, 10, "four activity work items in flight")
     first.engine.stop()
     first.workers.shutdown()
     first.store.close()
