@@ -174,11 +174,6 @@ class ToolSpec(BaseModel):
             raise ValueError(f"parameters is not a valid JSON schema: {problem}")
         return value
 
-    @property
-    def content_hash(self) -> str:
-        """sha256 of the canonical JSON of this spec; changes whenever anything about the tool changes."""
-        return hashlib.sha256(canonical_json(self.model_dump(mode="json")).encode("utf-8")).hexdigest()
-
 
 # ------------------------------------------------------------------------------------------------------ requests
 
@@ -310,8 +305,6 @@ class ModelLimits:
     """Characters in a step id (WEFT_MAX_ID_LENGTH); it can only lower the 64 of ``STEP_ID_PATTERN``."""
     max_depends_on: int = 256
     """Entries in one step's ``depends_on`` (WEFT_MAX_DEPENDS_ON)."""
-    max_code_bytes: int = 64 * 1024
-    """UTF-8 bytes of code-mode source (WEFT_MAX_CODE_BYTES)."""
     max_task_chars: int = 32_000
     """Characters of a task-mode task (WEFT_MAX_TASK_CHARS)."""
     max_tools: int = 512
@@ -331,7 +324,6 @@ class ModelLimits:
             "max_plan_bytes": "WEFT_MAX_PLAN_BYTES",
             "max_id_length": "WEFT_MAX_ID_LENGTH",
             "max_depends_on": "WEFT_MAX_DEPENDS_ON",
-            "max_code_bytes": "WEFT_MAX_CODE_BYTES",
             "max_task_chars": "WEFT_MAX_TASK_CHARS",
             "max_tools": "WEFT_MAX_TOOLS",
             "max_metadata_items": "WEFT_MAX_METADATA_ITEMS",
@@ -385,12 +377,9 @@ def validate_request(req: RunRequest, limits: ModelLimits) -> None:
     """Check ``req`` against ``limits``; raise :class:`InvalidRequest` with ``field`` naming the first excess."""
     if req.plan is not None:
         check_plan_limits(req.plan, limits)
-    if req.code is not None:
-        size = len(req.code.encode("utf-8"))
-        if size > limits.max_code_bytes:
-            raise InvalidRequest(f"code may be at most {limits.max_code_bytes} bytes, it is {size}", field="code")
-        if not req.code.strip():
-            raise InvalidRequest("code is empty", field="code")
+    # The code's size is the sandbox's rule (WEFT_SANDBOX_MAX_CODE_BYTES), checked when the run is admitted.
+    if req.code is not None and not req.code.strip():
+        raise InvalidRequest("code is empty", field="code")
     if req.task is not None:
         if len(req.task) > limits.max_task_chars:
             raise InvalidRequest(

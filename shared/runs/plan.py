@@ -123,21 +123,6 @@ class PlanGraph:
         """Topological levels: every step's dependencies are in earlier levels; plan order within a level."""
         return [list(level) for level in self._levels]
 
-    def order(self) -> list[str]:
-        """All step ids, level by level."""
-        return [step_id for level in self._levels for step_id in level]
-
-    def downstream(self, step_id: str) -> list[str]:
-        """Every step that depends on ``step_id`` directly or transitively, in plan order (what to skip on failure)."""
-        seen: set[str] = set()
-        stack = [step_id]
-        while stack:
-            for child in self.dependents[stack.pop()]:
-                if child not in seen:
-                    seen.add(child)
-                    stack.append(child)
-        return sorted(seen, key=self.index.__getitem__)
-
     def resolve_args(self, step_id: str, results: Mapping[str, Any]) -> dict[str, Any]:
         """``step_id``'s arguments with references replaced from ``results`` (see :func:`resolve_refs`)."""
         return resolve_refs(self.steps[step_id].args, results, field=f"plan.steps[{self.index[step_id]}].args")

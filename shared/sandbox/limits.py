@@ -39,8 +39,9 @@ class Limits:
     """Tool calls per run (replay: counted over the whole run, recorded calls included)."""
     max_result_bytes: int = 256 * 1024
     """Size of the code's result as JSON."""
-    max_code_bytes: int = 100_000
-    """Size of the code itself."""
+    max_code_bytes: int = 64 * 1024
+    """UTF-8 bytes of the code itself: the one code-size rule, for a caller's code (checked on admission) and the
+    task planner's alike."""
     max_tool_args_bytes: int = 64 * 1024
     """Size of one tool call's arguments as JSON."""
     max_tool_result_bytes: int = 1024 * 1024

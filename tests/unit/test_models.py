@@ -122,14 +122,11 @@ def test_step_defaults_and_ref_values_are_plain_json() -> None:
 # ----------------------------------------------------------------------------------------------- tool specs
 
 
-def test_tool_spec_defaults_and_hash() -> None:
+def test_tool_spec_defaults() -> None:
     spec = ToolSpec(name="weather.get", description="Weather.")
     assert spec.parameters == {"type": "object", "properties": {}}
     assert spec.retry.max_attempts == 3 and spec.retry.first_interval_ms == 500
     assert spec.idempotent and not spec.side_effects and not spec.requires_approval
-    assert len(spec.content_hash) == 64
-    assert spec.content_hash == ToolSpec(name="weather.get", description="Weather.").content_hash
-    assert spec.content_hash != ToolSpec(name="weather.get", description="Weather!").content_hash
     assert ToolSpec.model_validate_json(spec.model_dump_json()) == spec
 
 
@@ -188,11 +185,11 @@ def test_format_field(parts: tuple[str | int, ...], expected: str) -> None:
 
 def test_limits_from_env_defaults_and_overrides() -> None:
     assert ModelLimits.from_env({}) == ModelLimits()
-    limits = ModelLimits.from_env({"WEFT_MAX_STEPS": "10", "WEFT_MAX_ARGS_BYTES": "100", "WEFT_MAX_CODE_BYTES": ""})
+    limits = ModelLimits.from_env({"WEFT_MAX_STEPS": "10", "WEFT_MAX_ARGS_BYTES": "100", "WEFT_MAX_TOOLS": ""})
     assert limits.max_steps == 10 and limits.max_args_bytes == 100
-    assert limits.max_code_bytes == 64 * 1024
+    assert limits.max_tools == 512
     defaults = ModelLimits()
-    assert (defaults.max_steps, defaults.max_args_bytes, defaults.max_code_bytes) == (5000, 65536, 65536)
+    assert (defaults.max_steps, defaults.max_args_bytes) == (5000, 65536)
     with pytest.raises(ValueError, match="WEFT_MAX_STEPS"):
         ModelLimits.from_env({"WEFT_MAX_STEPS": "0"})
     assert ModelLimits.from_env({"WEFT_MAX_ID_LENGTH": "64"}).max_id_length == 64
@@ -218,7 +215,6 @@ def _plan(count: int, **step: Any) -> dict[str, Any]:
                      "plan.steps[0].depends_on", id="depends-on"),
         pytest.param({"mode": "plan", "plan": _plan(3, args={"t": "x" * 40})}, ModelLimits(max_plan_bytes=150),
                      "plan", id="plan-bytes"),
-        pytest.param({"mode": "code", "code": "é" * 6}, ModelLimits(max_code_bytes=10), "code", id="code-bytes"),
         pytest.param({"mode": "code", "code": "  \n"}, ModelLimits(), "code", id="code-empty"),
         pytest.param({"mode": "task", "task": "x" * 11}, ModelLimits(max_task_chars=10), "task", id="task-chars"),
         pytest.param({"mode": "task", "task": " "}, ModelLimits(), "task", id="task-empty"),
@@ -238,7 +234,7 @@ def test_validate_request_names_the_field(body: dict[str, Any], limits: ModelLim
 
 def test_validate_request_accepts_requests_within_limits() -> None:
     validate_request(parse_run_request({"mode": "plan", "plan": _plan(3, args={"x": 1})}), ModelLimits(max_steps=3))
-    validate_request(parse_run_request({"mode": "code", "code": "x" * 10}), ModelLimits(max_code_bytes=10))
+    validate_request(parse_run_request({"mode": "code", "code": "x" * 10}), ModelLimits())
 
 
 def test_check_plan_limits_rejects_non_json_numbers() -> None:
