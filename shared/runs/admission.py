@@ -5,15 +5,18 @@ The HTTP and queue triggers stay a few lines each by calling these; nothing here
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import re
 from datetime import datetime
 from typing import Any
 
-from shared.errors import InvalidRequest, NotConfigured
+from shared.errors import InvalidRequest, NotConfigured, OrchestrationFailed, RunCanceled
 from shared.llm.chat import LLM_NOT_CONFIGURED_MESSAGE
 from shared.models import RunRequest, parse_run_request, validate_request
 from shared.runs.code_run import code_tools
+from shared.runs.contracts import CustomStatus
+from shared.runs.names import Orchestrator
 from shared.runs.plan import validate_plan
 from shared.runtime import Runtime
 from shared.sandbox.policy import check_code
@@ -28,7 +31,7 @@ __all__ = [
     "run_view",
 ]
 
-RUN_ORCHESTRATOR = "run"
+RUN_ORCHESTRATOR: str = Orchestrator.RUN
 RUN_STATUSES = ("pending", "running", "completed", "completed_with_errors", "failed", "canceled")
 _KEY_SAFE = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 LLM_MODES = ("task",)
@@ -129,11 +132,12 @@ def run_view(
         "created_at": created.isoformat() if created else None,
         "updated_at": updated.isoformat() if updated else None,
     }
-    custom = custom_status if isinstance(custom_status, dict) else {}
-    view["stage"] = custom.get("stage")
-    if "done" in custom and "total" in custom:
-        view["progress"] = {"done": custom["done"], "total": custom["total"], "failed": custom.get("failed", 0),
-                            "elapsed_ms": custom.get("elapsed_ms")}
+    custom = CustomStatus()
+    if isinstance(custom_status, dict):
+        with contextlib.suppress(ValueError):  # a status this version cannot read shows no stage or progress
+            custom = CustomStatus.model_validate(custom_status)
+    view["stage"] = None if custom.stage is None else str(custom.stage)
+    view["progress"] = custom.progress
     if runtime_status in ("Pending", None):
         view["status"] = "pending"
     elif runtime_status in ("Running", "Suspended", "ContinuedAsNew"):
@@ -144,8 +148,8 @@ def run_view(
         view["errors"] = output.get("errors", [])
     elif runtime_status == "Terminated":
         view["status"] = "canceled"
-        view["errors"] = [{"code": "canceled", "message": str(output or "canceled"), "field": None}]
+        view["errors"] = [{"code": RunCanceled.code, "message": str(output or "canceled"), "field": None}]
     else:
         view["status"] = "failed"
-        view["errors"] = [{"code": "orchestration_failed", "message": str(output), "field": None}]
+        view["errors"] = [{"code": OrchestrationFailed.code, "message": str(output), "field": None}]
     return view
