@@ -1,21 +1,30 @@
 """Runs: admission of requests, plan graphs and the pure bookkeeping of plan, code and task runs.
 
-The pure parts (what the orchestrators use) are exported here; :mod:`shared.runs.admission` (the triggers' side) and
-:mod:`shared.runs.code_run` (the sandbox activities' side) are imported by their own paths.
+The pure parts (what the orchestrators use) are exported here, with the contracts between orchestrators and
+activities in :mod:`shared.runs.contracts` and their names in :mod:`shared.runs.names`. The activities' side is
+imported by its own path: :mod:`shared.runs.admission` (the triggers), :mod:`shared.runs.code_sandbox` (the sandbox
+activities) and :mod:`shared.runs.task_planner` (the LLM activities).
 """
 
+from shared.runs.approval import tools_needing_approval
+from shared.runs.code_run import CodeRun, seed_for
 from shared.runs.plan import PlanGraph, PlanProblem, check_plan, resolve_refs, validate_plan
 from shared.runs.plan_run import PlanRun
 from shared.runs.step_calls import CircuitWait, StepCall, StepOutcome
+from shared.runs.task_run import TaskRun
 
 __all__ = [
     "CircuitWait",
+    "CodeRun",
     "PlanGraph",
     "PlanProblem",
     "PlanRun",
     "StepCall",
     "StepOutcome",
+    "TaskRun",
     "check_plan",
     "resolve_refs",
+    "seed_for",
+    "tools_needing_approval",
     "validate_plan",
 ]
