@@ -1,21 +1,26 @@
-"""HTTP API for runs: start (idempotent), status, list, cancel."""
+"""HTTP API for runs: start (idempotent per caller), status, list, cancel, approve. Every route has a caller; a run
+is visible only to its owner (and to ``Runs.ReadAll``), and anyone else gets the 404 of a run that does not exist."""
 
 from __future__ import annotations
 
 import asyncio
+from functools import partial
+from typing import Any
 
 import azure.durable_functions as df
 import azure.functions as func
 
-from activities.http_json import error, error_response, json_response
-from shared.errors import WeftError
+from activities.http_json import error_response, json_response
+from shared.errors import Conflict, InvalidRequest, WeftError
+from shared.identity.audit import AuditAction
+from shared.identity.caller import Role
 from shared.runs.admission import (
-    RUN_ORCHESTRATOR,
     RUN_STATUSES,
     admit_run_request,
-    durable_statuses_for,
+    finished_runs,
+    owned_run,
     parse_approval,
-    run_instance_id,
+    submit_run,
 )
 from shared.runs.admission import run_view as view_of
 from shared.runtime import get_runtime_async
@@ -36,81 +41,122 @@ def _links(req: func.HttpRequest, client: df.DurableOrchestrationClient, instanc
 async def start_run(req: func.HttpRequest, client: df.DurableOrchestrationClient) -> func.HttpResponse:
     try:
         runtime = await get_runtime_async()
+        caller = await runtime.trust.caller_of(req.headers)
         request = await asyncio.to_thread(admit_run_request, req.get_body(), runtime)
+        submitted = await submit_run(
+            request, caller, client, runtime.run_index, idempotency_key=req.headers.get("Idempotency-Key"),
+            via="http", acquire_slot=runtime.trust.run_slot_acquirer(caller, partial(finished_runs, client)))
     except WeftError as exc:
         return error_response(exc)
-    instance_id = run_instance_id(req.headers.get("Idempotency-Key") or request.idempotency_key)
-    if instance_id is not None:
-        existing = await client.get_status(instance_id, show_input=False)
-        if existing.runtime_status is not None:
-            links = _links(req, client, instance_id)
-            return json_response(links, 200, {"Location": links["statusUrl"], "Idempotent-Replayed": "true"})
-    instance_id = await client.start_new(RUN_ORCHESTRATOR, instance_id, request.model_dump(mode="json"))
-    links = _links(req, client, instance_id)
+    links = _links(req, client, submitted.run_id)
+    if submitted.replayed:
+        return json_response(links, 200, {"Location": links["statusUrl"], "Idempotent-Replayed": "true"})
+    await runtime.trust.audit_event("run.submit", caller, run_id=submitted.run_id, detail=request.mode)
     return json_response(links, 202, {"Location": links["statusUrl"], "Retry-After": "1"})
 
 
 @bp.route(route="runs/{id}", methods=["GET"])
 @bp.durable_client_input(client_name="client")
 async def get_run(req: func.HttpRequest, client: df.DurableOrchestrationClient) -> func.HttpResponse:
-    status = await client.get_status(req.route_params["id"], show_input=False)
-    if status.runtime_status is None or status.name not in (RUN_ORCHESTRATOR, None):
-        return error(404, "run_not_found", f"no run with id {req.route_params['id']!r}", "id")
-    view = view_of(status.instance_id, status.runtime_status.value, status.custom_status, status.output,
-                   status.created_time, status.last_updated_time)
-    return json_response(view, 200 if status.runtime_status.value in _FINISHED else 202)
+    try:
+        runtime = await get_runtime_async()
+        caller = await runtime.trust.caller_of(req.headers)
+        entry = await owned_run(req.route_params["id"], caller, runtime.run_index, read_all=True)
+    except WeftError as exc:
+        return error_response(exc)
+    status = await client.get_status(entry.run_id, show_input=False)
+    view = _view(entry.run_id, status)
+    view["owner"] = entry.owner_name if caller.has_role(Role.RUNS_READ_ALL) else None
+    return json_response(view, 200 if view["status"] not in ("pending", "running") else 202)
 
 
 @bp.route(route="runs", methods=["GET"])
 @bp.durable_client_input(client_name="client")
 async def list_runs(req: func.HttpRequest, client: df.DurableOrchestrationClient) -> func.HttpResponse:
+    """This caller's runs newest first (everyone's with ``Runs.ReadAll`` and ``?all=true``), one page of ``limit``
+    with a ``continuation`` token; ``status`` filters the page."""
+    try:
+        runtime = await get_runtime_async()
+        caller = await runtime.trust.caller_of(req.headers)
+        wanted, limit, everyone = _list_params(req)
+        if everyone:
+            caller.require(Role.RUNS_READ_ALL)
+        entries, token = await asyncio.to_thread(runtime.run_index.page, None if everyone else caller.key, limit,
+                                                 req.params.get("continuation") or None)
+    except WeftError as exc:
+        return error_response(exc)
+    statuses = await asyncio.gather(*(client.get_status(e.run_id, show_input=False) for e in entries))
+    views = []
+    for entry, status in zip(entries, statuses, strict=True):
+        view = _view(entry.run_id, status)
+        view.pop("result")
+        view["mode"] = entry.mode
+        if wanted is None or view["status"] == wanted:
+            views.append(view)
+    return json_response({"runs": views, "continuation": token})
+
+
+def _list_params(req: func.HttpRequest) -> tuple[str | None, int, bool]:
     wanted = req.params.get("status")
     if wanted is not None and wanted not in RUN_STATUSES:
-        return error(400, "invalid_request", f"status must be one of {', '.join(RUN_STATUSES)}", "status")
+        raise InvalidRequest(f"status must be one of {', '.join(RUN_STATUSES)}", field="status")
     raw_limit = req.params.get("limit", "20")
-    if not raw_limit.isdigit() or not 1 <= int(raw_limit) <= 100:
-        return error(400, "invalid_request", "limit must be an integer from 1 to 100", "limit")
-    statuses = [df.OrchestrationRuntimeStatus(s) for s in durable_statuses_for(wanted)] if wanted else None
-    found = await client.get_status_by(runtime_status=statuses) if statuses else await client.get_status_all()
-    runs = [s for s in found if s.name == RUN_ORCHESTRATOR]
-    runs.sort(key=lambda s: s.created_time or 0, reverse=True)
-    views = [view_of(s.instance_id, s.runtime_status.value if s.runtime_status else None, s.custom_status,
-                     s.output, s.created_time, s.last_updated_time) for s in runs]
-    if wanted:
-        views = [v for v in views if v["status"] == wanted]
-    for view in views:
-        view.pop("result")
-    return json_response({"runs": views[: int(raw_limit)]})
+    if not (raw_limit.isascii() and raw_limit.isdigit() and len(raw_limit) <= 3 and 1 <= int(raw_limit) <= 100):
+        raise InvalidRequest("limit must be an integer from 1 to 100", field="limit")
+    everyone = req.params.get("all", "false")
+    if everyone not in ("true", "false"):
+        raise InvalidRequest("all must be true or false", field="all")
+    return wanted, int(raw_limit), everyone == "true"
 
 
 @bp.route(route="runs/{id}/cancel", methods=["POST"])
 @bp.durable_client_input(client_name="client")
 async def cancel_run(req: func.HttpRequest, client: df.DurableOrchestrationClient) -> func.HttpResponse:
-    instance_id = req.route_params["id"]
-    status = await client.get_status(instance_id, show_input=False)
-    if status.runtime_status is None or status.name != RUN_ORCHESTRATOR:
-        return error(404, "run_not_found", f"no run with id {instance_id!r}", "id")
-    if status.runtime_status.value in _FINISHED:
-        return error(409, "run_finished", f"run {instance_id!r} has already finished", "id")
-    await client.terminate(instance_id, req.params.get("reason") or "canceled by the caller")
-    return json_response({"id": instance_id, "status": "canceling"}, 202)
+    try:
+        runtime = await get_runtime_async()
+        caller = await runtime.trust.caller_of(req.headers)
+        entry = await owned_run(req.route_params["id"], caller, runtime.run_index)
+        status = await client.get_status(entry.run_id, show_input=False)
+        if status.runtime_status is None:
+            raise Conflict("the run has not started yet; cancel it again in a moment", field="id")
+        if status.runtime_status.value in _FINISHED:
+            raise Conflict("the run has already finished", field="id")
+    except WeftError as exc:
+        return error_response(exc)
+    reason = (req.params.get("reason") or "canceled by the caller")[:500]
+    await client.terminate(entry.run_id, reason)
+    await runtime.trust.release_run_slot(entry)
+    await runtime.trust.audit_event("run.cancel", caller, run_id=entry.run_id)
+    return json_response({"id": entry.run_id, "status": "canceling"}, 202)
 
 
 @bp.route(route="runs/{id}/approve", methods=["POST"])
 @bp.durable_client_input(client_name="client")
 async def approve_run(req: func.HttpRequest, client: df.DurableOrchestrationClient) -> func.HttpResponse:
-    """Body ``{"approved": true|false, "reason": "..."}``: resumes a run waiting for approval of a tool."""
-    instance_id = req.route_params["id"]
+    """Body ``{"approved": true|false, "reason": "..."}``: resumes a run waiting for approval of a tool call. Only
+    ``Runs.Approve`` callers decide, and (WEFT_APPROVAL_SEPARATION, default on) never on their own runs."""
     try:
+        runtime = await get_runtime_async()
+        caller = await runtime.trust.caller_of(req.headers)
         decision = parse_approval(req.get_body())
+        entry = await owned_run(req.route_params["id"], caller, runtime.run_index, read_all=True)
+        caller.require(Role.RUNS_APPROVE)
+        runtime.trust.check_separation_of_duties(caller, entry)
+        status = await client.get_status(entry.run_id, show_input=False)
+        custom = status.custom_status if isinstance(status.custom_status, dict) else {}
+        if (status.runtime_status is None or status.runtime_status.value in _FINISHED
+                or custom.get("stage") != "awaiting_approval"):
+            raise Conflict("the run is not waiting for an approval", field="id")
     except WeftError as exc:
         return error_response(exc)
-    status = await client.get_status(instance_id, show_input=False)
-    if status.runtime_status is None or status.name != RUN_ORCHESTRATOR:
-        return error(404, "run_not_found", f"no run with id {instance_id!r}", "id")
-    custom = status.custom_status if isinstance(status.custom_status, dict) else {}
-    if status.runtime_status.value in _FINISHED or custom.get("stage") != "awaiting_approval":
-        return error(409, "not_awaiting_approval", f"run {instance_id!r} is not waiting for an approval", "id")
-    await client.raise_event(instance_id, "approval", decision)
-    return json_response({"id": instance_id, "approved": decision["approved"]}, 202)
+    await client.raise_event(entry.run_id, "approval", {**decision, "by": caller.name})
+    action: AuditAction = "run.approve" if decision["approved"] else "run.deny"
+    await runtime.trust.audit_event(action, caller, run_id=entry.run_id, detail=str(custom.get("tools") or "")[:200])
+    return json_response({"id": entry.run_id, "approved": decision["approved"]}, 202)
+
+
+def _view(run_id: str, status: Any) -> dict[str, Any]:
+    runtime_status = status.runtime_status.value if status.runtime_status is not None else None
+    return view_of(run_id, runtime_status, status.custom_status, status.output, status.created_time,
+                   status.last_updated_time)
 

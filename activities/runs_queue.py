@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from functools import partial
 
 import azure.durable_functions as df
 import azure.functions as func
 
-from shared.errors import WeftError
-from shared.runs.admission import RUN_ORCHESTRATOR, admit_run_request, run_instance_id
+from shared.errors import RateLimited, WeftError
+from shared.runs.admission import admit_run_request, finished_runs, submit_run
 from shared.runtime import get_runtime_async
 
 bp = df.Blueprint()
@@ -20,18 +21,24 @@ log = logging.getLogger(__name__)
 @bp.queue_output(arg_name="poison", queue_name="runs-poison", connection="AzureWebJobsStorage")
 @bp.durable_client_input(client_name="client")
 async def run_from_queue(msg: func.QueueMessage, poison: func.Out[str], client: df.DurableOrchestrationClient) -> None:
-    """Instance id = the message's idempotency key, else its message id: a redelivered message never starts a
-    second run. A malformed message goes straight to ``runs-poison`` (no retry loop) with the reason logged."""
+    """The run belongs to the queue's service caller (WEFT_QUEUE_CALLER): only identities with a data role on the
+    storage account can enqueue. Instance id = the message's idempotency key, else its message id: a redelivered
+    message never starts a second run. A malformed message goes straight to ``runs-poison`` (no retry loop) with
+    the reason logged; a spent concurrent-run quota raises, so the host redelivers the message later."""
+    runtime = await get_runtime_async()
+    caller = runtime.trust.queue_caller
     try:
-        runtime = await get_runtime_async()
         request = await asyncio.to_thread(admit_run_request, msg.get_body(), runtime)
+        slot = runtime.trust.run_slot_acquirer(caller, partial(finished_runs, client))
+        submitted = await submit_run(request, caller, client, runtime.run_index, idempotency_key=None, via="queue",
+                                     fallback_id=msg.id, acquire_slot=slot)
+    except RateLimited:
+        raise
     except WeftError as exc:
         log.error("runs message %s rejected (%s, field %s): %s", msg.id, exc.code, exc.field, exc.message)
         poison.set(msg.get_body().decode("utf-8", errors="replace"))
         return
-    instance_id = run_instance_id(request.idempotency_key, msg.id)
-    existing = await client.get_status(instance_id, show_input=False)
-    if existing.runtime_status is not None:
-        log.info("runs message %s: run %s already exists; not starting it again", msg.id, instance_id)
+    if submitted.replayed:
+        log.info("runs message %s: run %s already exists; not starting it again", msg.id, submitted.run_id)
         return
-    await client.start_new(RUN_ORCHESTRATOR, instance_id, request.model_dump(mode="json"))
+    await runtime.trust.audit_event("run.submit", caller, run_id=submitted.run_id, detail=request.mode)

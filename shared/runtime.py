@@ -32,9 +32,15 @@ from shared.health import (
     SearchIndexCheck,
     SessionPoolCheck,
 )
+from shared.identity.audit import AuditSettings, build_audit_log
+from shared.identity.authenticate import Authenticator
+from shared.identity.quotas import QuotaSettings, build_quotas, table_endpoint
+from shared.identity.settings import IdentitySettings
+from shared.identity.trust import Trust, TrustSettings
 from shared.llm.chat import ChatModel, LlmSettings, build_chat_model
 from shared.models import ModelLimits, ToolCall
 from shared.payloads import BlobPayloadStore, PayloadSettings, PayloadStore, build_payload_store, container_client
+from shared.runs.run_index import RunIndex, SqliteRunIndex, TableRunIndex
 from shared.sandbox import Capacity, CodeExecutor, DynamicSessionsExecutor, Limits, SandboxBackend, build_code_executor
 from shared.search.embedding import shared_encoder
 from shared.search.embedding.cache import BlobContainerStore, EmbeddingCache
@@ -53,6 +59,7 @@ from shared.sources.loader import SourceReport, build_discovery_cache, load_sour
 from shared.sources.registry import BlobRegistryStore, FileRegistryStore, RegistryStore, SourceRegistry
 from shared.sources.registry_sync import RegistrySync
 from shared.telemetry import Telemetry, TelemetrySettings, configure_telemetry, get_telemetry
+from shared.telemetry.events import custom_events
 
 __all__ = ["Runtime", "RuntimeSettings", "build_runtime", "get_runtime", "reset_runtime"]
 
@@ -93,6 +100,13 @@ class RuntimeSettings:
     secrets: SecretsSettings = field(default_factory=SecretsSettings)
     search: RetrievalSettings = field(default_factory=RetrievalSettings)
     sources: SourceSettings = field(default_factory=SourceSettings)
+    identity: IdentitySettings = field(default_factory=IdentitySettings)
+    quotas: QuotaSettings = field(default_factory=QuotaSettings)
+    audit: AuditSettings = field(default_factory=AuditSettings)
+    trust: TrustSettings = field(default_factory=TrustSettings)
+    runs_table: str = "weftruns"
+    """Table of the run index (owners, per-caller listing) when storage is configured (WEFT_RUNS_TABLE); else
+    ``<WEFT_STATE_DIR>/runs.sqlite``."""
 
     @property
     def inline_result_bytes(self) -> int:
@@ -125,6 +139,11 @@ class RuntimeSettings:
             secrets=SecretsSettings.from_env(env),
             search=RetrievalSettings.from_env(env),
             sources=SourceSettings.from_env(env),
+            identity=IdentitySettings.from_env(env),
+            quotas=QuotaSettings.from_env(env),
+            audit=AuditSettings.from_env(env),
+            trust=TrustSettings(approval_separation=env_bool(env, "WEFT_APPROVAL_SEPARATION", True)),
+            runs_table=env_str(env, "WEFT_RUNS_TABLE", cls.runs_table),
         )
 
 
@@ -181,6 +200,26 @@ class Runtime:
         Container Apps session pool with a token from the app's identity."""
         return self._once("code_executor", lambda: build_code_executor(
             self.settings.sandbox_backend, lambda: build_credential(self.settings.secrets.client_id)))
+
+    @property
+    def trust(self) -> Trust:
+        """Callers (WEFT_AUTH_*), their quotas (WEFT_QUOTA_*, shared through Table Storage when storage is
+        configured) and the audit trail (WEFT_AUDIT_*: append blobs, else ``<WEFT_STATE_DIR>/audit.sqlite``)."""
+        return self._once("trust", self._build_trust)
+
+    def _build_trust(self) -> Trust:
+        s = self.settings
+        quotas = build_quotas(s.quotas, storage=s.payloads, state_dir=s.state_dir,
+                              client_options=_FAIL_FAST_CLIENT_OPTIONS) if s.quotas.enabled else None
+        audit = build_audit_log(s.audit, storage=s.payloads, state_dir=s.state_dir,
+                                events=custom_events(self.telemetry), client_options=_FAIL_FAST_CLIENT_OPTIONS)
+        return Trust(s.identity, Authenticator(s.identity), quotas, audit, s.trust)
+
+    @property
+    def run_index(self) -> RunIndex:
+        """Who owns each run (see :mod:`shared.runs.run_index`): WEFT_RUNS_TABLE in Table Storage when storage is
+        configured, else ``<WEFT_STATE_DIR>/runs.sqlite``."""
+        return self._once("run_index", lambda: _run_index(self.settings))
 
     @property
     def discovery_cache(self) -> DiscoveryCache:
@@ -305,6 +344,22 @@ _FAIL_FAST_CLIENT_OPTIONS: dict[str, Any] = {
 source registry and the discovery cache (read while the runtime is built and on refresh). An unreachable store then
 costs about a second, not the storage SDK's default minute of retries that would hold a worker's first request (and
 ``/api/ready``) hostage; a registration that meets it fails with 503 and can be sent again."""
+
+
+def _run_index(settings: RuntimeSettings) -> RunIndex:
+    from azure.data.tables import TableClient
+
+    storage = settings.payloads
+    if storage.connection_string:
+        return TableRunIndex(TableClient.from_connection_string(storage.connection_string, settings.runs_table,
+                                                                **_FAIL_FAST_CLIENT_OPTIONS))
+    if storage.account_url or settings.quotas.table_account_url:
+        from azure.identity import DefaultAzureCredential
+
+        endpoint = table_endpoint(settings.quotas, storage.account_url)
+        return TableRunIndex(TableClient(endpoint, settings.runs_table, credential=DefaultAzureCredential(),
+                                         **_FAIL_FAST_CLIENT_OPTIONS))
+    return SqliteRunIndex(Path(settings.state_dir) / "runs.sqlite")
 
 
 def _breaker_store(settings: RuntimeSettings) -> BreakerStore:

@@ -1,40 +1,60 @@
 """What the run triggers need from the core: admitting a request, naming its instance, and presenting a run.
 
-The HTTP and queue triggers stay a few lines each by calling these; nothing here knows about Azure Functions.
+The HTTP, queue and MCP triggers stay a few lines each by calling these; nothing here knows about Azure Functions.
+:func:`submit_run` is the one admission path: check, claim the run for its caller in the run index (idempotency keys
+belong to a caller), take a concurrent-run slot, start the orchestration.
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import hashlib
+import logging
 import re
-from datetime import datetime
-from typing import Any
+import uuid
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, Protocol
 
-from shared.errors import InvalidRequest, NotConfigured, OrchestrationFailed, RunCanceled
+from shared.errors import Conflict, InvalidRequest, NotConfigured, NotFound, OrchestrationFailed, RunCanceled
+from shared.identity.caller import Caller, Role
 from shared.llm.chat import LLM_NOT_CONFIGURED_MESSAGE
 from shared.models import RunRequest, parse_run_request, validate_request
 from shared.runs.code_run import code_tools
 from shared.runs.contracts import CustomStatus
 from shared.runs.names import Orchestrator
 from shared.runs.plan import validate_plan
+from shared.runs.run_index import RunEntry, RunIndex
 from shared.runtime import Runtime
 from shared.sandbox.policy import check_code
 
 __all__ = [
+    "FINISHED_DURABLE_STATUSES",
     "RUN_ORCHESTRATOR",
     "RUN_STATUSES",
+    "DurableStarter",
+    "Submitted",
     "admit_run_request",
+    "check_run_id",
     "durable_statuses_for",
+    "finished_runs",
+    "owned_run",
     "parse_approval",
+    "request_digest",
     "run_instance_id",
     "run_view",
+    "submit_run",
 ]
 
 RUN_ORCHESTRATOR: str = Orchestrator.RUN
+FINISHED_DURABLE_STATUSES = ("Completed", "Failed", "Terminated", "Canceled")
 RUN_STATUSES = ("pending", "running", "completed", "completed_with_errors", "failed", "canceled")
 _KEY_SAFE = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+_RUN_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,127}$")
 LLM_MODES = ("task",)
+log = logging.getLogger(__name__)
 
 
 def admit_run_request(body: bytes | str | dict[str, Any], runtime: Runtime) -> RunRequest:
@@ -91,14 +111,113 @@ def parse_approval(body: bytes | str) -> dict[str, Any]:
     return {"approved": data["approved"], "reason": reason}
 
 
-def run_instance_id(idempotency_key: str | None, fallback: str | None = None) -> str | None:
-    """The orchestration instance id for a request: derived from its idempotency key, so the same key always
-    names the same run; else ``fallback`` (e.g. a queue message id); else ``None`` (a fresh id)."""
+def run_instance_id(idempotency_key: str | None, caller: Caller, fallback: str | None = None) -> str:
+    """The orchestration instance id for a request of ``caller``: derived from its idempotency key, so the same key
+    of the same caller always names the same run (``run-<key>`` for the keyless local caller, as before identity;
+    ``run-<first 40 hex of sha256(caller key, key)>`` for everyone else, so two callers' keys never meet); else
+    ``fallback`` (e.g. a queue message id); else a fresh ``run-<uuid>``."""
     if idempotency_key:
-        if _KEY_SAFE.match(idempotency_key):
+        if caller.kind == "local" and _KEY_SAFE.match(idempotency_key):
             return f"run-{idempotency_key}"
-        return "run-" + hashlib.sha256(idempotency_key.encode()).hexdigest()[:40]
-    return fallback
+        scope = "" if caller.kind == "local" else caller.key + "\0"
+        return "run-" + hashlib.sha256((scope + idempotency_key).encode()).hexdigest()[:40]
+    if fallback and _RUN_ID.match(fallback):
+        return fallback
+    return f"run-{uuid.uuid4().hex}"
+
+
+def check_run_id(run_id: str) -> str:
+    """``run_id`` when it can name a run (letters, digits, ``_`` and ``-``, at most 128), else 404: ids reach
+    storage and the Durable API as URL parts, so ``.``, ``..``, ``/``, ``#`` or ``?`` never get that far."""
+    if not _RUN_ID.match(run_id):
+        raise NotFound("no such run", field="id")
+    return run_id
+
+
+def request_digest(request: RunRequest) -> str:
+    """SHA-256 of the request as admitted (canonical JSON, idempotency key left out): what a key is bound to."""
+    body = request.model_dump_json(exclude={"idempotency_key"})
+    return hashlib.sha256(body.encode()).hexdigest()
+
+
+class DurableStarter(Protocol):
+    """What :func:`submit_run` needs of the Durable client (``DurableOrchestrationClient`` fits)."""
+
+    async def start_new(self, orchestration_function_name: str, instance_id: str | None = None,
+                        client_input: Any | None = None) -> str: ...
+
+    async def get_status(self, instance_id: str, show_history: bool = False, show_history_output: bool = False,
+                         show_input: bool = False) -> Any: ...
+
+
+@dataclass(frozen=True)
+class Submitted:
+    """A submitted run: its id, and whether an earlier submission with the same idempotency key started it."""
+
+    run_id: str
+    replayed: bool
+
+
+async def submit_run(
+    request: RunRequest,
+    caller: Caller,
+    client: DurableStarter,
+    index: RunIndex,
+    *,
+    idempotency_key: str | None,
+    via: str,
+    fallback_id: str | None = None,
+    acquire_slot: Callable[[str], Awaitable[None]] | None = None,
+) -> Submitted:
+    """Start ``request`` for ``caller`` once: the one path of HTTP, queue and MCP submissions.
+
+    The run is claimed in ``index`` under its instance id first; of concurrent submissions with one key exactly one
+    claim wins and starts the orchestration, the others answer with the same run (``replayed``). The same key with
+    another body raises :class:`Conflict`. ``acquire_slot(run_id)`` (the caller's concurrent-run quota, idempotent
+    per run id) runs before the claim and may raise ``RateLimited``.
+    """
+    caller.require(Role.RUNS_SUBMIT)
+    key = idempotency_key or request.idempotency_key
+    run_id = run_instance_id(key, caller, fallback_id)
+    digest = request_digest(request)
+    if acquire_slot is not None:
+        await acquire_slot(run_id)
+    entry = RunEntry(run_id=run_id, owner=caller.key, owner_name=caller.name, mode=request.mode,
+                     created_at=datetime.now(UTC), request_sha256=digest, via=via)
+    existing = await asyncio.to_thread(index.claim, entry)
+    if existing is not None and (existing.owner != caller.key or existing.request_sha256 != digest):
+        raise Conflict("this idempotency key is bound to another request of this caller: send the same body "
+                       "again, or use a new key", field="Idempotency-Key")
+    if existing is not None:
+        status = await client.get_status(run_id, show_input=False)
+        if status.runtime_status is not None:
+            return Submitted(run_id, replayed=True)
+        # The first submission claimed the run but did not start it yet (or died before it did): start it now.
+    try:
+        await client.start_new(RUN_ORCHESTRATOR, run_id, request.model_dump(mode="json"))
+    except Exception as exc:  # a concurrent start of the same claimed run; anything else re-raises below
+        status = await client.get_status(run_id, show_input=False)
+        if status.runtime_status is None:
+            raise
+        log.info("run %s was started by a concurrent submission (%s)", run_id, type(exc).__name__)
+    return Submitted(run_id, replayed=existing is not None)
+
+
+async def finished_runs(client: DurableStarter, run_ids: list[str]) -> set[str]:
+    """Which of ``run_ids`` are over (completed, failed, canceled) or unknown to Durable."""
+    statuses = await asyncio.gather(*(client.get_status(run_id, show_input=False) for run_id in run_ids))
+    return {run_id for run_id, status in zip(run_ids, statuses, strict=True)
+            if status.runtime_status is None or status.runtime_status.value in FINISHED_DURABLE_STATUSES}
+
+
+async def owned_run(run_id: str, caller: Caller, index: RunIndex, *, read_all: bool = False) -> RunEntry:
+    """The index entry of ``run_id`` when ``caller`` may act on it: its owner, or (``read_all``) a caller holding
+    ``Runs.ReadAll``. Anyone else gets the same :class:`NotFound` as for a run that does not exist."""
+    check_run_id(run_id)
+    entry = await asyncio.to_thread(index.get, run_id)
+    if entry is None or (entry.owner != caller.key and not (read_all and caller.has_role(Role.RUNS_READ_ALL))):
+        raise NotFound("no such run", field="id")
+    return entry
 
 
 def durable_statuses_for(status: str) -> list[str]:
