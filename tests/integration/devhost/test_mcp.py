@@ -30,11 +30,13 @@ def endpoint(devhost: DevhostProcess) -> str:
 
 
 async def with_session(url: str, steps: Any, headers: dict[str, str] | None = None) -> Any:
-    async with httpx2.AsyncClient(headers=headers or {}, timeout=30) as client:
-        async with streamable_http_client(url, http_client=client) as streams:
-            async with ClientSession(streams[0], streams[1]) as session:
-                init = await session.initialize()
-                return init, await steps(session)
+    async with (
+        httpx2.AsyncClient(headers=headers or {}, timeout=30) as client,
+        streamable_http_client(url, http_client=client) as streams,
+        ClientSession(streams[0], streams[1]) as session,
+    ):
+        init = await session.initialize()
+        return init, await steps(session)
 
 
 def run(url: str, steps: Any, headers: dict[str, str] | None = None) -> Any:
