@@ -13,7 +13,7 @@ import sqlite3
 import threading
 import time
 from collections.abc import Callable, Iterator
-from contextlib import closing, contextmanager
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -80,6 +80,7 @@ class SqliteAuditStore:
     def __init__(self, path: str | os.PathLike[str], *, timeout_s: float = 10.0) -> None:
         self.path = Path(path)
         self._timeout_s = timeout_s
+        self._local = threading.local()
         self.path.parent.mkdir(parents=True, exist_ok=True)
         with self._connection() as conn:
             conn.execute("PRAGMA journal_mode=WAL")
@@ -95,9 +96,13 @@ class SqliteAuditStore:
 
     @contextmanager
     def _connection(self) -> Iterator[sqlite3.Connection]:
-        with closing(sqlite3.connect(self.path, timeout=self._timeout_s, isolation_level=None)) as conn:
+        """The thread's connection, kept open: closing the last connection of a WAL database checkpoints it (an
+        fsync), which would cost milliseconds on every append."""
+        conn = getattr(self._local, "conn", None)
+        if conn is None:
+            conn = self._local.conn = sqlite3.connect(self.path, timeout=self._timeout_s, isolation_level=None)
             conn.execute("PRAGMA synchronous=NORMAL")
-            yield conn
+        yield conn
 
     def append(self, record: AuditRecord) -> None:
         """See :meth:`AuditLog.append`."""
