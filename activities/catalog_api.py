@@ -1,4 +1,5 @@
-"""HTTP API for the tool catalog: list, get, search, reload, register a source (for every instance)."""
+"""HTTP API for the tool catalog: list, get, search (any caller); reload, register a source for every instance
+(``Tools.Admin``)."""
 
 from __future__ import annotations
 
@@ -9,7 +10,8 @@ import azure.durable_functions as df
 import azure.functions as func
 
 from activities.http_json import error, error_response, json_response
-from shared.errors import WeftError
+from shared.errors import InvalidRequest, WeftError
+from shared.identity.caller import Role
 from shared.runtime import get_runtime, get_runtime_async, reset_runtime
 from shared.search.api import parse_search_request, search_tools
 
@@ -17,8 +19,12 @@ bp = df.Blueprint()
 
 
 @bp.route(route="tools", methods=["GET"])
-def list_tools(req: func.HttpRequest) -> func.HttpResponse:
-    runtime = get_runtime()
+async def list_tools(req: func.HttpRequest) -> func.HttpResponse:
+    try:
+        runtime = await get_runtime_async()
+        await runtime.trust.caller_of(req.headers)
+    except WeftError as exc:
+        return error_response(exc)
     tools = [{"name": s.name, "description": s.description, "tags": s.tags, "source": s.source,
               "side_effects": s.side_effects} for s in runtime.catalog.specs()]
     sources = [r.model_dump(mode="json", exclude={"tools"}) for r in runtime.source_reports]
@@ -28,8 +34,9 @@ def list_tools(req: func.HttpRequest) -> func.HttpResponse:
 
 @bp.route(route="tools/search", methods=["POST"])
 async def search(req: func.HttpRequest) -> func.HttpResponse:
-    runtime = await get_runtime_async()
     try:
+        runtime = await get_runtime_async()
+        await runtime.trust.caller_of(req.headers)
         request = parse_search_request(req.get_body(), runtime.settings.search)
     except WeftError as exc:
         return error_response(exc)
@@ -39,8 +46,15 @@ async def search(req: func.HttpRequest) -> func.HttpResponse:
 @bp.route(route="tools/reload", methods=["POST"])
 async def reload_catalog(req: func.HttpRequest) -> func.HttpResponse:
     """Rebuild the catalog from its configuration (demo tools, catalog files, tool sources)."""
+    try:
+        old = await get_runtime_async()
+        caller = await old.trust.caller_of(req.headers)
+        caller.require(Role.TOOLS_ADMIN)
+    except WeftError as exc:
+        return error_response(exc)
     reset_runtime(None)
     runtime = await asyncio.to_thread(get_runtime)
+    await runtime.trust.audit_event("catalog.reload", caller, detail=f"{len(runtime.catalog)} tools")
     return json_response({"version": runtime.catalog.version, "count": len(runtime.catalog),
                           "sources": [r.model_dump(mode="json", exclude={"tools"}) for r in runtime.source_reports]})
 
@@ -49,23 +63,31 @@ async def reload_catalog(req: func.HttpRequest) -> func.HttpResponse:
 async def add_source(req: func.HttpRequest) -> func.HttpResponse:
     """Register an OpenAPI (by URL) or streamable-HTTP MCP source in the shared source registry; its tools join the
     catalog of every instance. 201 when registered, 200 when it was registered already (idempotent)."""
-    runtime = await get_runtime_async()
     try:
-        body = json.loads(req.get_body() or b"null")
-    except ValueError:
-        return error(400, "invalid_request", "the body must be a JSON source configuration", "body")
-    try:
+        runtime = await get_runtime_async()
+        caller = await runtime.trust.caller_of(req.headers)
+        caller.require(Role.TOOLS_ADMIN)
+        try:
+            body = json.loads(req.get_body() or b"null")
+        except (ValueError, RecursionError):
+            raise InvalidRequest("the body must be a JSON source configuration", field="body") from None
         registration = await runtime.source_sync.register(body)
     except WeftError as exc:
         return error_response(exc)
+    await runtime.trust.audit_event("source.register", caller, outcome="ok",
+                                    detail=f"{registration.report.source_id} ({registration.report.tool_count} tools)")
     return json_response(registration.report.model_dump(mode="json"), 201 if registration.created else 200)
 
 
 @bp.route(route="tools/{name}", methods=["GET"])
-def get_tool(req: func.HttpRequest) -> func.HttpResponse:
-    runtime = get_runtime()
+async def get_tool(req: func.HttpRequest) -> func.HttpResponse:
+    try:
+        runtime = await get_runtime_async()
+        await runtime.trust.caller_of(req.headers)
+    except WeftError as exc:
+        return error_response(exc)
     name = req.route_params["name"]
-    runtime.source_sync.ensure([name])
+    await runtime.source_sync.ensure_async([name])
     catalog = runtime.catalog
     if name not in catalog:
         return error(404, "tool_not_found", f"no tool named {name!r}", "name")

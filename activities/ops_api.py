@@ -7,9 +7,10 @@ import asyncio
 import azure.durable_functions as df
 import azure.functions as func
 
-from activities.http_json import json_response
+from activities.http_json import error_response, json_response
+from shared.errors import WeftError
 from shared.health import liveness, readiness_body, run_checks
-from shared.runtime import get_runtime
+from shared.runtime import get_runtime, get_runtime_async
 
 bp = df.Blueprint()
 VERSION = "0.1.0"
@@ -32,7 +33,12 @@ async def ready(req: func.HttpRequest) -> func.HttpResponse:
 
 
 @bp.route(route="metrics", methods=["GET"])
-def metrics(req: func.HttpRequest) -> func.HttpResponse:
-    """Prometheus text: the figures this worker process also sends to Azure Monitor."""
-    body, content_type = get_runtime().telemetry.metrics.prometheus_text()
+async def metrics(req: func.HttpRequest) -> func.HttpResponse:
+    """Prometheus text: the figures this worker process also sends to Azure Monitor (any authenticated caller)."""
+    try:
+        runtime = await get_runtime_async()
+        await runtime.trust.caller_of(req.headers)
+    except WeftError as exc:
+        return error_response(exc)
+    body, content_type = runtime.telemetry.metrics.prometheus_text()
     return func.HttpResponse(body, status_code=200, headers={"Content-Type": content_type})
