@@ -149,6 +149,7 @@ var sourceRegistryContainerName = 'weft-sources'
 var breakerContainerName = 'weft-breakers'
 var auditContainerName = 'weft-audit'
 var quotaTableName = 'weftquotas'
+var runsTableName = 'weftruns'
 var runsQueueName = 'runs'
 var effectiveAuthTenantId = empty(authTenantId) ? tenant().tenantId : authTenantId
 
@@ -198,6 +199,7 @@ module storage 'modules/storage.bicep' = {
     auditRetentionDays: auditRetentionDays
     tableNames: [
       quotaTableName
+      runsTableName
     ]
     queueNames: [
       runsQueueName
@@ -287,6 +289,7 @@ var baseAppSettings = {
   WEFT_SANDBOX_BACKEND: enableSessionPool ? 'dynamic_sessions' : 'local'
   WEFT_TABLE_ACCOUNT_URL: storage.outputs.tableEndpoint
   WEFT_QUOTA_TABLE: quotaTableName
+  WEFT_RUNS_TABLE: runsTableName
   WEFT_QUOTA_REQUESTS_PER_MINUTE: string(quotaRequestsPerMinute)
   WEFT_QUOTA_MAX_CONCURRENT_RUNS: string(quotaMaxConcurrentRuns)
   WEFT_AUDIT_CONTAINER: auditContainerName

@@ -30,7 +30,7 @@ param auditContainerName string
 @maxValue(146000)
 param auditRetentionDays int
 
-@description('Tables the app itself uses (quotas shared by every instance: WEFT_QUOTA_TABLE).')
+@description('Tables the app itself uses: quotas shared by every instance (WEFT_QUOTA_TABLE) and the run index with each run\'s owner (WEFT_RUNS_TABLE).')
 param tableNames array = []
 
 @description('Queues the app reads: runs are enqueued on the first; the host moves messages it cannot process to <queue>-poison.')

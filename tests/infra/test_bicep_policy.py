@@ -84,6 +84,11 @@ def test_main_is_subscription_scoped_with_azd_resource_token_and_tags(infra):
     assert main.body(rg)["tags"] == "tags"
 
 
+# Resource types that take no tags, and the main.bicep modules that deploy only those.
+UNTAGGABLE_TYPES = {"Microsoft.Consumption/budgets"}
+UNTAGGED_MODULES = {"budget"}
+
+
 def test_every_module_and_resource_is_tagged(infra):
     untagged = []
     for template in infra:
@@ -93,12 +98,17 @@ def test_every_module_and_resource_is_tagged(infra):
                 resource["existing"]
                 or "/" in resource["type"].split("/", 1)[1]
                 or resource["type"].startswith("Microsoft.Authorization/")
+                or resource["type"] in UNTAGGABLE_TYPES
             ):
-                continue  # child resources and role assignments take no tags
+                continue  # child resources, role assignments and budgets take no tags
             if "tags" not in body:
                 untagged.append(f"{template.rel}:{symbol}")
     assert untagged == []
     for symbol, module in infra.main.modules.items():
+        if symbol in UNTAGGED_MODULES:
+            template, _ = infra.module_for(symbol)
+            assert {r["type"] for r in template.resources.values()} <= UNTAGGABLE_TYPES, symbol
+            continue
         assert infra.main.body(module)["params"].get("tags") == "tags", f"module {symbol} does not pass tags"
 
 
@@ -162,6 +172,9 @@ def test_no_registry_modules(infra):
         "modules/identity.bicep",
         "modules/durable-task-scheduler.bicep",
         "modules/session-pool.bicep",
+        "modules/alerts.bicep",
+        "modules/workbook.bicep",
+        "modules/budget.bicep",
     ],
 )
 def test_no_secret_in_outputs(infra, rel):
@@ -209,7 +222,8 @@ def test_blob_containers_are_private(infra):
     template = infra["modules/storage.bicep"]
     containers = template.resources_of_type("Microsoft.Storage/storageAccounts/blobServices/containers")
     names = {symbol: template.body(container)["name"] for symbol, container in containers.items()}
-    assert names == {"deploymentContainer": "deploymentContainerName", "appContainers": "containerName"}
+    assert names == {"deploymentContainer": "deploymentContainerName", "appContainers": "containerName",
+                     "auditContainer": "auditContainerName"}
     for container in containers.values():
         assert template.body(container)["properties"]["publicAccess"] == "None"
 

@@ -16,6 +16,8 @@ INFRA_DIR = Path(__file__).resolve().parents[2] / "infra"
 BICEP_FILES = sorted(INFRA_DIR.rglob("*.bicep"))
 EXPECTED_FILES = {
     "main.bicep",
+    "modules/alerts.bicep",
+    "modules/budget.bicep",
     "modules/durable-task-scheduler.bicep",
     "modules/function-app.bicep",
     "modules/identity.bicep",
@@ -24,6 +26,7 @@ EXPECTED_FILES = {
     "modules/openai.bicep",
     "modules/session-pool.bicep",
     "modules/storage.bicep",
+    "modules/workbook.bicep",
 }
 
 

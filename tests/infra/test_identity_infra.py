@@ -148,10 +148,12 @@ def test_the_app_accepts_the_deployed_quota_and_audit_settings(infra):
     assert infra.path(base["WEFT_TABLE_ACCOUNT_URL"]) == "storage.outputs.tableEndpoint"
 
 
-def test_quota_table_is_created(infra):
+def test_quota_and_runs_tables_are_created(infra):
     _, storage = infra.module_for("storage")
-    assert storage["params"]["tableNames"] == ["quotaTableName"]
-    assert re.fullmatch(r"[A-Za-z][A-Za-z0-9]{2,62}", infra.main.variable("quotaTableName"))
+    assert storage["params"]["tableNames"] == ["quotaTableName", "runsTableName"]
+    for variable, setting in (("quotaTableName", "WEFT_QUOTA_TABLE"), ("runsTableName", "WEFT_RUNS_TABLE")):
+        assert re.fullmatch(r"[A-Za-z][A-Za-z0-9]{2,62}", infra.main.variable(variable))
+        assert base_settings(infra)[setting] == variable
     template = infra["modules/storage.bicep"]
     tables = template.resources_of_type("Microsoft.Storage/storageAccounts/tableServices/tables")
     assert template.body(tables["appTables"])["name"] == "tableName"
