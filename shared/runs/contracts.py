@@ -111,17 +111,18 @@ class PreparedCode(_Contract):
         return int(self.limits["max_rounds"])
 
 
-class PendingCallData(_Contract):
+class PendingCallData(_Contract):  # type: ignore[no-redef]  # see ``kwargs``
     """A tool call the code waits for (the JSON form of ``shared.sandbox.PendingCall``)."""
 
     call_id: str
     tool: str
     """The tool's Python name in the code."""
     args: list[Any] = Field(default_factory=list)
+    # The pydantic mypy plugin's __init__ has a ``**kwargs`` of its own; the field keeps the history's name.
     kwargs: dict[str, Any] = Field(default_factory=dict)
 
 
-class RecordedCallData(PendingCallData):
+class RecordedCallData(PendingCallData):  # type: ignore[no-redef]
     """A tool call with its outcome, as the orchestrator records it for the next replay step (the JSON form of
     ``shared.sandbox.RecordedCall``: ``RecordedCall.from_dict`` reads it)."""
 
