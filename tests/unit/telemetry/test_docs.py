@@ -42,8 +42,9 @@ DOC_NAME = re.compile(rf"(?<![\w/.-]){NAME.pattern}")
 HOST_DIMENSIONS = {"Category", "prop__isReplay", "prop__instanceId", "prop__state", "prop__functionName",
                    "prop__reason"}
 """customDimensions written by the Functions host and the Durable extension's tracking events, not by Weft."""
-HOST_VALUES = {"Host.Triggers.DurableTask", "Listening"}
-"""Values of those dimensions the queries compare with (the Durable tracking events' category and state)."""
+HOST_VALUES = {"Host.Triggers.DurableTask", "Listening", "ExternalEventRaised", "TimerExpired", "Completed", "Failed",
+               "Terminated"}
+"""Values of those dimensions the queries compare with (the Durable tracking events' category and states)."""
 SPAN_FUNCTIONS = {"open_span": 1, "_span": 0, "start_span": 0, "start_as_current_span": 0}
 """Calls that name a span, and the position of the name argument."""
 
@@ -112,6 +113,28 @@ def custom_event_names() -> frozenset[str]:
         if isinstance(node, ast.Assign) and isinstance(node.value, ast.Constant) and isinstance(node.value.value, str)
         and any(isinstance(t, ast.Name) and t.id.endswith("_EVENT") for t in node.targets)
     )
+
+
+@cache
+def external_event_names() -> frozenset[str]:
+    """Events the orchestrators wait for: ``wait_for_external_event("<name>")`` or a module-level constant."""
+    constants = {
+        target.id: node.value.value
+        for _, tree, _ in parsed_code() for node in tree.body
+        if isinstance(node, ast.Assign) and isinstance(node.value, ast.Constant) and isinstance(node.value.value, str)
+        for target in node.targets if isinstance(target, ast.Name)
+    }
+    found = set()
+    for _, tree, _ in parsed_code():
+        for node in ast.walk(tree):
+            if (isinstance(node, ast.Call) and getattr(node.func, "attr", "") == "wait_for_external_event"
+                    and node.args):
+                arg = node.args[0]
+                if isinstance(arg, ast.Constant) and isinstance(arg.value, str):
+                    found.add(arg.value)
+                elif isinstance(arg, ast.Name) and arg.id in constants:
+                    found.add(constants[arg.id])
+    return frozenset(found)
 
 
 @cache
@@ -225,6 +248,14 @@ def analyse(label: str, kql: str) -> QueryNames:
             use("breaker state", value, value in {s.value for s in BreakerState})
     for phrase in re.findall(r'\bmessage\s+(?:has|startswith|contains)\s+"([^"]+)"', code):
         use("log phrase", phrase, any(phrase in text for _, _, text in parsed_code()))
+    for event in re.findall(r'"WaitForExternalEvent:([\w-]+)"', code):
+        # Durable's Listening reason names the event an orchestrator waits for.
+        use("external event", event, event in external_event_names())
+    states = re.findall(r'\bstate\s*==\s*"([^"]+)"', code)
+    states += [value for group in re.findall(r"\bstate\s+in\s*\(([^)]*)\)", code)
+               for value in re.findall(r'"([^"]+)"', group)]
+    for state in states:
+        use("host value", state, state in HOST_VALUES)
     return result
 
 
@@ -280,6 +311,7 @@ def test_the_code_scan_finds_what_the_queries_rely_on():
     assert {"model_throttled", "sandbox_busy", "sandbox_limit_exceeded", "circuit_open"} <= error_codes()
     assert {"weft.breaker.transitions", "weft.tool.retries", "weft.runs"} <= metric_names()
     assert "ready" in http_function_names()
+    assert "approval" in external_event_names()
 
 
 def test_every_alert_rule_and_the_workbook_have_queries(inventory):
@@ -317,9 +349,10 @@ def test_deployed_queries_use_only_names_the_code_emits(inventory, capsys):
          ["log phrase 'no such phrase anywhere in the code'"]),
         ('customEvents | where name == "weft.audit"', []),
         ('traces | where customDimensions["prop__state"] == "Dancing"', ["host value 'Dancing'"]),
+        ('traces | where reason startswith "WaitForExternalEvent:payment"', ["external event 'payment'"]),
     ],
     ids=["known", "unknown-attribute", "prometheus-name", "unknown-span-prefix", "stage", "unknown-stage",
-         "unknown-outcome", "unknown-log-phrase", "custom-event", "unknown-host-value"],
+         "unknown-outcome", "unknown-log-phrase", "custom-event", "unknown-host-value", "unknown-external-event"],
 )
 def test_the_query_checker_reports_unknown_names(kql, unknown):
     assert analyse("probe", kql).unknown == unknown
