@@ -10,6 +10,8 @@ import azure.functions as func
 from activities.http_json import error_response, json_response
 from shared.errors import WeftError
 from shared.health import liveness, readiness_body, run_checks
+from shared.identity.audit import parse_audit_query
+from shared.identity.caller import Role
 from shared.runtime import get_runtime, get_runtime_async
 
 bp = df.Blueprint()
@@ -42,3 +44,18 @@ async def metrics(req: func.HttpRequest) -> func.HttpResponse:
         return error_response(exc)
     body, content_type = runtime.telemetry.metrics.prometheus_text()
     return func.HttpResponse(body, status_code=200, headers={"Content-Type": content_type})
+
+
+@bp.route(route="audit", methods=["GET"])
+async def audit(req: func.HttpRequest) -> func.HttpResponse:
+    """The audit trail for operators (``Runs.ReadAll``): ``?run_id=&caller=&since=<ISO 8601>&limit=``, newest
+    records within the retention period."""
+    try:
+        runtime = await get_runtime_async()
+        caller = await runtime.trust.caller_of(req.headers)
+        caller.require(Role.RUNS_READ_ALL)
+        query = parse_audit_query(req.params)
+        records = await asyncio.to_thread(runtime.trust.audit.query, **query)
+    except WeftError as exc:
+        return error_response(exc)
+    return json_response({"records": [record.model_dump(mode="json") for record in records]})

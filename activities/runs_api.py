@@ -27,6 +27,8 @@ from shared.runtime import get_runtime_async
 
 bp = df.Blueprint()
 _FINISHED = ("Completed", "Failed", "Terminated", "Canceled")
+_READERS = (Role.RUNS_READ_ALL, Role.RUNS_APPROVE)
+"""Who may read (and, with Runs.Approve, decide on) other callers' runs."""
 
 
 def _links(req: func.HttpRequest, client: df.DurableOrchestrationClient, instance_id: str) -> dict[str, str]:
@@ -61,12 +63,12 @@ async def get_run(req: func.HttpRequest, client: df.DurableOrchestrationClient) 
     try:
         runtime = await get_runtime_async()
         caller = await runtime.trust.caller_of(req.headers)
-        entry = await owned_run(req.route_params["id"], caller, runtime.run_index, read_all=True)
+        entry = await owned_run(req.route_params["id"], caller, runtime.run_index, readers=_READERS)
     except WeftError as exc:
         return error_response(exc)
     status = await client.get_status(entry.run_id, show_input=False)
     view = _view(entry.run_id, status)
-    view["owner"] = entry.owner_name if caller.has_role(Role.RUNS_READ_ALL) else None
+    view["owner"] = entry.owner_name
     return json_response(view, 200 if view["status"] not in ("pending", "running") else 202)
 
 
@@ -139,8 +141,8 @@ async def approve_run(req: func.HttpRequest, client: df.DurableOrchestrationClie
         runtime = await get_runtime_async()
         caller = await runtime.trust.caller_of(req.headers)
         decision = parse_approval(req.get_body())
-        entry = await owned_run(req.route_params["id"], caller, runtime.run_index, read_all=True)
         caller.require(Role.RUNS_APPROVE)
+        entry = await owned_run(req.route_params["id"], caller, runtime.run_index, readers=_READERS)
         runtime.trust.check_separation_of_duties(caller, entry)
         status = await client.get_status(entry.run_id, show_input=False)
         custom = status.custom_status if isinstance(status.custom_status, dict) else {}

@@ -210,6 +210,34 @@ class AuditTrail:
         return datetime.fromtimestamp(self._clock(), UTC)
 
 
+def parse_audit_query(params: Mapping[str, str]) -> dict[str, Any]:
+    """``run_id``, ``caller``, ``since`` (ISO 8601) and ``limit`` of ``GET /api/audit`` as :meth:`AuditTrail.query`
+    arguments; :class:`~shared.errors.InvalidRequest` names a bad one."""
+    from shared.errors import InvalidRequest
+
+    unknown = sorted(set(params) - {"run_id", "caller", "since", "limit", "code"})
+    if unknown:
+        raise InvalidRequest(f"unknown query parameter {unknown[0][:40]!r}", field=unknown[0][:40])
+    query: dict[str, Any] = {}
+    for name in ("run_id", "caller"):
+        value = params.get(name)
+        if value is not None:
+            if not 0 < len(value) <= 300:
+                raise InvalidRequest(f"{name} must be 1 to 300 characters", field=name)
+            query[name] = value
+    since = params.get("since")
+    if since is not None:
+        try:
+            query["since"] = as_utc(datetime.fromisoformat(since[:40]))
+        except ValueError:
+            raise InvalidRequest("since must be an ISO 8601 time, e.g. 2026-12-07T10:00:00Z", field="since") from None
+    raw_limit = params.get("limit", "100")
+    if not (raw_limit.isascii() and raw_limit.isdigit() and len(raw_limit) <= 5 and int(raw_limit) >= 1):
+        raise InvalidRequest("limit must be a positive integer", field="limit")
+    query["limit"] = int(raw_limit)
+    return query
+
+
 def build_audit_log(settings: AuditSettings, *, container: Any = None, storage: PayloadSettings | None = None,
                     credential: Any = None, state_dir: str | os.PathLike[str] = ".weft-cache",
                     events: EventSink | None = None, client_options: Mapping[str, Any] | None = None,

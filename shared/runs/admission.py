@@ -210,12 +210,13 @@ async def finished_runs(client: DurableStarter, run_ids: list[str]) -> set[str]:
             if status.runtime_status is None or status.runtime_status.value in FINISHED_DURABLE_STATUSES}
 
 
-async def owned_run(run_id: str, caller: Caller, index: RunIndex, *, read_all: bool = False) -> RunEntry:
-    """The index entry of ``run_id`` when ``caller`` may act on it: its owner, or (``read_all``) a caller holding
-    ``Runs.ReadAll``. Anyone else gets the same :class:`NotFound` as for a run that does not exist."""
+async def owned_run(run_id: str, caller: Caller, index: RunIndex, *, readers: tuple[Role, ...] = ()) -> RunEntry:
+    """The index entry of ``run_id`` when ``caller`` may act on it: its owner, or a caller holding one of the
+    ``readers`` roles (``Runs.ReadAll``; an approver must see what it approves). Anyone else gets the same
+    :class:`NotFound` as for a run that does not exist."""
     check_run_id(run_id)
     entry = await asyncio.to_thread(index.get, run_id)
-    if entry is None or (entry.owner != caller.key and not (read_all and caller.has_role(Role.RUNS_READ_ALL))):
+    if entry is None or (entry.owner != caller.key and not any(caller.has_role(role) for role in readers)):
         raise NotFound("no such run", field="id")
     return entry
 

@@ -23,8 +23,13 @@ def weft_env(azurite: Azurite | None, state: Path, **extra: str) -> dict[str, st
     if azurite is not None:
         env["WEFT_PAYLOAD_CONNECTION_STRING"] = azurite.connection_string
         env["WEFT_SEARCH_CACHE_CONTAINER"] = "embedding-cache"
-        # Circuits are shared through Blob Storage: one container per state folder keeps test modules apart.
-        env["WEFT_BREAKER_CONTAINER"] = "breakers-" + hashlib.sha256(str(state).encode()).hexdigest()[:16]
+        # Circuits, the run index, quotas and the audit trail are shared through storage: one container or table
+        # per state folder keeps test modules apart (two hosts of one module share a state folder's name on purpose).
+        tag = hashlib.sha256(str(state).encode()).hexdigest()[:16]
+        env["WEFT_BREAKER_CONTAINER"] = "breakers-" + tag
+        env["WEFT_RUNS_TABLE"] = "runs" + tag
+        env["WEFT_QUOTA_TABLE"] = "quotas" + tag
+        env["WEFT_AUDIT_CONTAINER"] = "audit-" + tag
     env.update(extra)
     return devhost_env(env)
 
