@@ -301,6 +301,7 @@ def test_sqlite_state_is_shared_with_another_process(tmp_path: Path) -> None:
     assert breaker.record_success("search") == Transition("search", HALF_OPEN, CLOSED)
 
 
+@pytest.mark.slow
 def test_sqlite_updates_are_atomic_across_processes(tmp_path: Path) -> None:
     path = str(tmp_path / "atomic.sqlite")
     SqliteBreakerStore(path)  # create the schema before the race

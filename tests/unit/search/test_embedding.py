@@ -72,6 +72,7 @@ def test_long_text_is_truncated_not_rejected(packaged: PackagedMiniLm) -> None:
     assert vector.shape == (1, 384) and np.isfinite(vector).all()
 
 
+@pytest.mark.slow
 def test_onnx_and_numpy_forward_passes_agree(onnx_encoder: OnnxMiniLmEncoder, numpy_encoder: MiniLmEncoder) -> None:
     texts = [*TEXTS, LONG, "Résumé: naïve café ☕ — 東京"]
     np.testing.assert_allclose(onnx_encoder.encode(texts), numpy_encoder.encode(texts), atol=1e-5)
@@ -117,11 +118,13 @@ def test_packaged_forward_passes_match_sentence_transformers(packaged: PackagedM
     np.testing.assert_allclose(packaged.encode([*TEXTS, LONG]), reference, atol=1e-5)
 
 
+@pytest.mark.slow
 def test_multi_threaded_session_gives_the_same_vectors(onnx_encoder: OnnxMiniLmEncoder) -> None:
     two = OnnxMiniLmEncoder(threads=2)
     np.testing.assert_allclose(two.encode([*TEXTS, LONG]), onnx_encoder.encode([*TEXTS, LONG]), atol=1e-5)
 
 
+@pytest.mark.slow
 def test_tokenising_in_chunks_does_not_change_vectors(
     onnx_encoder: OnnxMiniLmEncoder, monkeypatch: pytest.MonkeyPatch
 ) -> None:
