@@ -215,6 +215,8 @@ def test_api_exposes_a_scope_the_azure_cli_may_request():
     preauthorized = json.loads((ENTRA / "api-preauthorized.json").read_text(encoding="utf-8"))["api"]
     (cli,) = preauthorized["preAuthorizedApplications"]
     assert cli == {"appId": AZURE_CLI_APP_ID, "delegatedPermissionIds": [scope["id"]]}
+    # A PATCH replaces the whole api object: the second one repeats the first, so the scope stays.
+    assert {key: value for key, value in preauthorized.items() if key != "preAuthorizedApplications"} == api
 
 
 def test_operations_doc_explains_roles_tokens_queue_and_audit(operations_doc):
