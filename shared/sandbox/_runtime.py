@@ -29,8 +29,11 @@ from collections.abc import Iterable, Mapping
 from typing import Any, NoReturn
 
 from . import _wire
+from ._audit import deactivate, install_audit_hook, suspended
 from ._loop import VirtualLoop
+from ._rewrite import rewrite
 from ._shims import ToolError, World, static_module_values
+from ._tools import find_unawaited, flat_name, make_tool_types, namespace_heads, tool_globals
 
 FILENAME = "<code>"
 DYNAMIC_MODULES = frozenset({"asyncio", "time", "random", "datetime"})
@@ -94,28 +97,11 @@ def prepare_static_modules(policy: Mapping[str, Any]) -> dict[str, dict[str, Any
     return static
 
 
-class _Rewriter(ast.NodeTransformer):
-    """Route ``x.format``/``x.format_map`` through the guard and capture the final expression's value."""
-
-    def visit_Attribute(self, node: ast.Attribute) -> ast.AST:
-        self.generic_visit(node)
-        if node.attr in ("format", "format_map") and isinstance(node.ctx, ast.Load):
-            call = ast.Call(
-                func=ast.Name("__weft_attr__", ast.Load()), args=[node.value, ast.Constant(node.attr)], keywords=[]
-            )
-            return ast.copy_location(call, node)
-        return node
-
-
-def compile_code(code: str) -> Any:
-    """Parse, rewrite and compile sandboxed code (top-level ``await`` allowed)."""
-    tree = _Rewriter().visit(ast.parse(code, FILENAME, "exec"))
-    if tree.body and isinstance(tree.body[-1], ast.Expr):
-        last = tree.body[-1]
-        tree.body[-1] = ast.copy_location(
-            ast.Assign(targets=[ast.Name("__weft_last__", ast.Store())], value=last.value), last
-        )
-    ast.fix_missing_locations(tree)
+def compile_code(code: str, tools: Iterable[str] = (), reserved: Iterable[str] = ()) -> Any:
+    """Parse, rewrite (see :mod:`shared.sandbox._rewrite`) and compile sandboxed code (top-level ``await`` allowed)."""
+    names = list(tools)
+    flat = frozenset(flat_name(n) for n in names)
+    tree = rewrite(ast.parse(code, FILENAME, "exec"), flat, namespace_heads(names, reserved))
     return compile(tree, FILENAME, "exec", flags=ast.PyCF_ALLOW_TOP_LEVEL_AWAIT, dont_inherit=True)
 
 
@@ -134,6 +120,19 @@ def _suggestion(exc: BaseException, names: Iterable[str]) -> str:
     return f". Did you mean: {matches[0]!r}?" if matches else ""
 
 
+def _hint(exc: BaseException, message: str) -> str:
+    """What to write instead, for the mistakes code about tools and coroutines makes most."""
+    if "never awaited" in message:
+        return ""
+    if isinstance(exc, TypeError) and "can't be used in 'await' expression" in message:
+        return ("tools called without 'await' already return their result: drop the 'await', or write "
+                "'await tool(...)' on the call itself")
+    if "coroutine" in message:
+        return ("a coroutine is a call that has not run yet: 'await' it, pass it to asyncio.gather(...), or call "
+                "tools without 'await' to get their result at once")
+    return ""
+
+
 def format_error(exc: BaseException, names: Iterable[str] = ()) -> dict[str, str]:
     """The uncaught error as the LLM should see it: only frames of its own code, with source lines."""
     summary = traceback.TracebackException.from_exception(exc, capture_locals=False)
@@ -149,8 +148,8 @@ def format_error(exc: BaseException, names: Iterable[str] = ()) -> dict[str, str
     except Exception:  # an exception class defined by the code may have a broken __str__
         message = f"<unprintable {type(exc).__name__}>"
     only += _suggestion(exc, names)
-    if "coroutine" in message:
-        hint = "tool functions are async: call them as 'await tool(...)' or inside asyncio.gather(...)"
+    hint = _hint(exc, message)
+    if hint:
         only = f"{only}\nHint: {hint}"
     lines.append(only)
     return {"type": type(exc).__name__, "message": message, "traceback": "".join(lines)}
@@ -189,6 +188,7 @@ class Runtime:
             stdout_limit=int(self._limits["stdout_bytes"]), seed=int(job["seed"]),
         )
         self._reserve: bytearray | None = None
+        self._tool_call_type: type = type(None)
 
     # -- hooks -------------------------------------------------------------------------------------------------
     def clock(self) -> float:
@@ -212,17 +212,8 @@ class Runtime:
         )
 
     # -- tools ---------------------------------------------------------------------------------------------------
-    def _stub(self, name: str) -> Any:
-        call = self._call_tool
-
-        async def stub(*args: Any, **kwargs: Any) -> Any:
-            return await call(name, args, kwargs)
-
-        stub.__name__ = stub.__qualname__ = name
-        stub.__doc__ = f"Call the tool {name!r}; await the result."
-        return stub
-
-    async def _call_tool(self, name: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+    def _tool_call(self, name: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> dict[str, Any]:
+        """Check and number one call (ids c1, c2, … in the order calls are really made)."""
         try:
             safe_args = _wire.to_json_safe(list(args), strict=True)
             safe_kwargs = _wire.to_json_safe(dict(kwargs), strict=True)
@@ -230,12 +221,11 @@ class Runtime:
             raise TypeError(f"{name}(): {exc}") from None
         if _wire.json_size([safe_args, safe_kwargs]) > int(self._limits["max_tool_args_bytes"]):
             raise ValueError(f"{name}(): the arguments are larger than {self._limits['max_tool_args_bytes']} bytes")
-        self._calls += 1  # only calls that are really made get an id, so ids stay c1, c2, … without gaps
+        self._calls += 1
         maximum = int(self._limits["max_tool_calls"])
         if self._calls > maximum:
             self.limit("tool_calls", f"the code made more than {maximum} tool calls; make fewer, larger calls")
         call = {"id": f"c{self._calls}", "tool": name, "args": safe_args, "kwargs": safe_kwargs}
-        future = self.loop.create_future()
         if self._replay:
             record = self._recorded.get(call["id"])
             if record is not None and (record["tool"], record["args"], record["kwargs"]) != (
@@ -247,6 +237,39 @@ class Runtime:
                     f"{name}(*{safe_args!r}, **{safe_kwargs!r}); code must be deterministic (no time, randomness "
                     "or ordering that is not taken from the run)"
                 )
+        return call
+
+    @staticmethod
+    def _value(tool: str, outcome: Mapping[str, Any]) -> Any:
+        error = outcome.get("error")
+        if error is not None:
+            raise ToolError(f"{tool} failed: {error}", tool)
+        return outcome.get("result")
+
+    def _call_now(self, name: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+        """A call the code does not await: made at once (with every call already waiting), its result returned."""
+        call = self._tool_call(name, args, kwargs)
+        if self._replay:
+            record = self._recorded.get(call["id"])
+            if record is None:
+                waiting = [c for c, f in self._unresolved if not f.cancelled() and c["id"] not in self._recorded]
+                self._channel.finish({"t": "pending", "calls": [*waiting, call], "layers": self.layers})
+            self._consumed.add(call["id"])
+            return self._value(name, record)
+        self._channel.send({"t": "calls", "calls": [*self._outbox, call]})
+        self._outbox = []
+        while True:
+            message = self._channel.recv()
+            if str(message.get("id")) == call["id"]:
+                return self._value(name, message)
+            waiting = self._waiting.pop(str(message.get("id")), None)
+            if waiting is not None:
+                self._resolve(waiting[1], waiting[0], message)
+
+    async def _call_tool(self, name: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+        call = self._tool_call(name, args, kwargs)
+        future = self.loop.create_future()
+        if self._replay:
             self._unresolved.append((call, future))
         else:
             self._outbox.append(call)
@@ -296,8 +319,10 @@ class Runtime:
         """Run the job to its one outcome (never returns: the channel finishes the run)."""
         code = self._job["code"]
         linecache.cache[FILENAME] = (len(code), None, code.splitlines(True), FILENAME)
+        tools = list(self._job["tools"])
+        reserved = [*self._world.builtins, *self._world.modules]
         try:
-            compiled = compile_code(code)
+            compiled = compile_code(code, tools, reserved)
         except SyntaxError as exc:
             self._finish_error(exc)
         except (RecursionError, MemoryError):
@@ -307,8 +332,12 @@ class Runtime:
             "__name__": "__main__",
             "asyncio": self._world.modules.get("asyncio"),
         }
-        namespace.update({name: self._stub(name) for name in self._job["tools"]})
+        function, self._tool_call_type, now = make_tool_types(self._call_tool, self._call_now)
+        namespace.update(tool_globals(tools, function, reserved))
+        namespace["__weft_now__"] = now
         self._reserve = bytearray(_RESERVE_BYTES)
+        install_audit_hook(self._world, compiled)
+        self.layers = [*self.layers, "audit"]
         try:
             if compiled.co_flags & inspect.CO_COROUTINE:
                 self.loop.run_until_complete(eval(compiled, namespace))
@@ -329,8 +358,10 @@ class Runtime:
 
     def _finish_error(self, exc: BaseException, names: Iterable[str] = ()) -> NoReturn:
         self._reserve = None
+        with suspended():
+            error = format_error(exc, names)
         self._channel.finish(
-            {"t": "done", "result": None, "stdout": self._world.stdout.getvalue(), "error": format_error(exc, names),
+            {"t": "done", "result": None, "stdout": self._world.stdout.getvalue(), "error": error,
              "layers": self.layers}
         )
 
@@ -346,6 +377,9 @@ class Runtime:
         value = namespace.get("__weft_last__")
         if value is None:
             value = namespace.get("result")
+        unawaited = find_unawaited(value, self._tool_call_type)
+        if unawaited:
+            self._finish_error(TypeError(unawaited))
         try:
             result = _wire.to_json_safe(value, strict=False)
         except (ValueError, RecursionError):
@@ -378,6 +412,7 @@ def run_embedded(job: Mapping[str, Any], policy: Mapping[str, Any]) -> dict[str,
     except Stop:
         pass
     finally:
+        deactivate()
         sys.setrecursionlimit(previous_limit)
         sys.set_asyncgen_hooks(*previous_hooks)
     assert channel.outcome is not None

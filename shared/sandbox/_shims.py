@@ -9,21 +9,24 @@ time, randomness and asyncio come from the run (fixed clock, seeded ``random``, 
 
 from __future__ import annotations
 
-import _string as _cstring
+import abc
 import asyncio
 import builtins
 import datetime as _datetime
 import functools as _functools
+import inspect
 import random as _random
-import string as _string
 import time as _time
 import types
 import unicodedata
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any, NoReturn
 
+from ._format import make_formatter
 from ._loop import VirtualLoop
 
+TRUSTED_METACLASSES = frozenset({type, abc.ABCMeta})
+"""Metaclasses a ``match`` class pattern may use (the code's own could answer every isinstance with True)."""
 # Builtins that are never handed to sandboxed code, whatever the policy data says.
 NEVER_EXPOSED = frozenset(
     {"open", "eval", "exec", "compile", "__import__", "globals", "locals", "vars", "breakpoint", "input", "help",
@@ -139,30 +142,13 @@ class Stdout:
         return "".join(self._parts)
 
 
-class SafeFormatter(_string.Formatter):
-    """``string.Formatter`` that refuses attribute fields the policy blocks (``"{0.__class__}"``)."""
-
-    def __init__(self, rules: AttributeRules, hooks: Hooks) -> None:
-        self._rules = rules
-        self._hooks = hooks
-
-    def get_field(self, field_name: str, args: Any, kwargs: Any) -> Any:
-        _, rest = _cstring.formatter_field_name_split(field_name)
-        for is_attribute, key in rest:
-            if is_attribute:
-                problem = self._rules.problem(key)
-                if problem:
-                    self._hooks.violation(f"format field {field_name!r}: {problem}")
-        return super().get_field(field_name, args, kwargs)
-
-
 class Guard:
     """Run-time checks behind ``getattr``/``setattr``/``hasattr``/``delattr`` and ``str.format``."""
 
     def __init__(self, rules: AttributeRules, hooks: Hooks) -> None:
         self._rules = rules
         self._hooks = hooks
-        self._formatter = SafeFormatter(rules, hooks)
+        self._formatter = make_formatter(rules, hooks)()
 
     def name(self, name: Any) -> str:
         if not isinstance(name, str):
@@ -194,6 +180,27 @@ class Guard:
         if name == "format":
             return lambda template, *args, **kwargs: formatter.vformat(template, args, kwargs)
         return lambda template, mapping: formatter.vformat(template, (), mapping)
+
+    def check_match_classes(self, *thunks: Callable[[], Any]) -> None:
+        """Before a ``match``: each class pattern's class has a standard metaclass (no ``__instancecheck__`` of the
+        code's own) and ``__match_args__`` naming only attributes the policy allows."""
+        for thunk in thunks:
+            try:
+                cls = thunk()
+            except (NameError, AttributeError):
+                continue  # the pattern itself will fail the same way, if it is ever reached
+            if not isinstance(cls, type):
+                continue  # the match statement raises its own TypeError
+            if type(cls) not in TRUSTED_METACLASSES:
+                self._hooks.violation(
+                    f"the class pattern {cls.__name__!r} has a metaclass of the code's own; match on ordinary "
+                    "classes (class C: ...) or on dicts and sequences instead"
+                )
+            match_args = getattr(cls, "__match_args__", ())
+            for name in match_args if isinstance(match_args, tuple) else ():
+                problem = self._rules.problem(name) if isinstance(name, str) else None
+                if problem:
+                    self._hooks.violation(f"__match_args__ of {cls.__name__!r}: {problem}")
 
     def make_builtins(self) -> dict[str, Callable[..., Any]]:
         missing = object()
@@ -352,7 +359,16 @@ def _asyncio_values(hooks: Hooks) -> dict[str, Any]:
     def get_event_loop() -> VirtualLoop:
         return hooks.loop
 
-    values.update({"run": run, "get_event_loop": get_event_loop, "get_running_loop": get_event_loop})
+    async def _ready(value: Any) -> Any:
+        return value
+
+    def gather(*aws: Any, return_exceptions: bool = False) -> Any:
+        """``asyncio.gather``; a value that is already a result (a tool called without ``await``) is passed on."""
+        return asyncio.gather(*(a if inspect.isawaitable(a) else _ready(a) for a in aws),
+                              return_exceptions=return_exceptions)
+
+    values.update({"run": run, "get_event_loop": get_event_loop, "get_running_loop": get_event_loop,
+                   "gather": gather})
     return values
 
 
@@ -364,16 +380,13 @@ class World:
             policy["allowed_dunder_attributes"], policy["forbidden_attributes"],
             policy["forbidden_attribute_prefixes"],
         )
+        self.audit_events: dict[str, str] = dict(policy.get("runtime_events", {}))
         hooks = self.hooks = Hooks()
         self.guard = Guard(self.rules, hooks)
         self.stdout = Stdout(hooks)
         rules = self.rules
 
-        class Formatter(SafeFormatter):
-            """``string.Formatter`` that refuses blocked attribute fields."""
-
-            def __init__(self) -> None:
-                super().__init__(rules, hooks)
+        Formatter = make_formatter(rules, hooks)
 
         overrides: dict[str, dict[str, Any]] = {
             "asyncio": _asyncio_values(hooks),
@@ -400,6 +413,9 @@ class World:
     def _import(self, name: str, globals: Any = None, locals: Any = None, fromlist: Any = (), level: int = 0) -> Any:
         if level:
             self.hooks.violation("relative imports are not allowed")
+        if name == "warnings" and not fromlist:
+            # the interpreter imports it to warn about a coroutine never awaited; its C fallback takes over
+            raise ImportError("warnings are not available in the sandbox")
         if not isinstance(name, str) or name not in self.modules:
             allowed = ", ".join(sorted(self.modules))
             self.hooks.violation(f"import of module {name!r} is not allowed; allowed modules: {allowed}")
@@ -430,6 +446,7 @@ class World:
                 "__build_class__": builtins.__build_class__,
                 "__name__": "__main__",
                 "__weft_attr__": self.guard.attribute,
+                "__weft_match__": self.guard.check_match_classes,
             }
         )
         return table

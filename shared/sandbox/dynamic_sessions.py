@@ -44,7 +44,7 @@ __all__ = ["DynamicSessionsExecutor", "TokenCredential"]
 SCOPE = "https://dynamicsessions.io/.default"
 API_VERSION = "2024-02-02-preview"
 MARKER = "WEFT-OUTCOME:"
-RUNTIME_MODULES = ("_wire", "_loop", "_shims", "_runtime")
+RUNTIME_MODULES = ("_wire", "_loop", "_format", "_shims", "_audit", "_tools", "_rewrite", "_runtime")
 WALL_MARGIN_S = 10.0
 """Seconds a session request may take beyond the run's wall-clock limit: allocating the session, sending the
 program and the outcome."""

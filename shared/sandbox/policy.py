@@ -25,6 +25,7 @@ __all__ = [
     "FORBIDDEN_ATTRIBUTE_PREFIXES",
     "FORBIDDEN_NAMES",
     "NAME_ARGUMENT_BUILTINS",
+    "RUNTIME_EVENTS",
     "SPECIAL_METHODS",
     "Problem",
     "check_code",
@@ -116,10 +117,29 @@ READABLE_DUNDER_ATTRIBUTES: Final = frozenset({"__name__", "__qualname__", "__do
 READABLE_DUNDER_NAMES: Final = frozenset({"__name__"})
 
 FORBIDDEN_ATTRIBUTES: Final = frozenset(
-    {"f_back", "f_builtins", "f_code", "f_globals", "f_lasti", "f_lineno", "f_locals", "f_trace", "f_trace_lines",
-     "f_trace_opcodes", "get_stack", "print_stack"}
+    {"mro", "f_back", "f_builtins", "f_code", "f_globals", "f_lasti", "f_lineno", "f_locals", "f_trace",
+     "f_trace_lines", "f_trace_opcodes", "get_stack", "print_stack"}
 )
 FORBIDDEN_ATTRIBUTE_PREFIXES: Final = ("gi_", "cr_", "ag_", "tb_", "co_")
+
+RUNTIME_EVENTS: Final[Mapping[str, str]] = {
+    # CPython audit event -> why the worker refuses it at run time (see shared/sandbox/_audit.py)
+    "object.__getattr__": "frames, code objects and tracebacks' frames are not reachable",
+    "exec": (
+        "running code built from strings is not allowed, also inside library functions (string annotations "
+        "evaluated by functools.singledispatch or typing.get_type_hints); use real classes, not strings, as "
+        "annotations, or register types explicitly (@f.register(int))"
+    ),
+    "function.__new__": "functions can only be defined with def or lambda",
+    "code.__new__": "code objects are not reachable",
+    "object.__setattr__": "interpreter internals cannot be changed",
+    "object.__delattr__": "interpreter internals cannot be changed",
+    "sys._current_frames": "frames are not reachable",
+    "sys.settrace": "tracing is not available",
+    "sys.setprofile": "profiling is not available",
+}
+"""What the worker refuses at run time however the code got there (attribute syntax, getattr, a format field, a
+match pattern or a library function): frames and code objects, executing code that did not pass the policy."""
 
 _DUNDER_ALTERNATIVES: Final[Mapping[str, str]] = {
     "__class__": "use type(x) instead",
@@ -177,6 +197,8 @@ def attribute_problem(name: str) -> str | None:
     if _is_dunder(name) and name not in SPECIAL_METHODS and name not in READABLE_DUNDER_ATTRIBUTES:
         alternative = _DUNDER_ALTERNATIVES.get(name, "names starting and ending with '__' are blocked")
         return f"attribute {name!r} is not allowed: {alternative}"
+    if name == "mro":
+        return "attribute 'mro' is not allowed: the class graph is not reachable; use isinstance() or issubclass()"
     if name in FORBIDDEN_ATTRIBUTES or name.startswith(FORBIDDEN_ATTRIBUTE_PREFIXES):
         return f"attribute {name!r} is not allowed: frames, code objects and tracebacks are not reachable"
     return None
@@ -195,13 +217,27 @@ def _module_problem(module: str) -> str | None:
 class _Checker:
     def __init__(self) -> None:
         self.problems: list[Problem] = []
+        self.bound: set[str] = set()
+        self.forbidden_loads: list[tuple[ast.AST, str]] = []
+
+    def finish(self) -> None:
+        """Reading a forbidden builtin's name is a problem only where the code never binds that name itself."""
+        for node, name in self.forbidden_loads:
+            if name not in self.bound:
+                self.add(
+                    node, f"{name!r} is not allowed: {FORBIDDEN_NAMES[name]}{_closest(name, ALLOWED_BUILTINS)}"
+                )
 
     def add(self, node: ast.AST, message: str) -> None:
         self.problems.append(Problem(getattr(node, "lineno", 0), message))
 
     def name(self, node: ast.AST, name: str, *, store: bool = False) -> None:
         if name in FORBIDDEN_NAMES:
-            self.add(node, f"{name!r} is not allowed: {FORBIDDEN_NAMES[name]}{_closest(name, ALLOWED_BUILTINS)}")
+            # the code may use the name for its own value (input = {...}); only reading the builtin is refused
+            if store:
+                self.bound.add(name)
+            else:
+                self.forbidden_loads.append((node, name))
         elif _is_dunder(name) and (store or name not in READABLE_DUNDER_NAMES):
             alternative = _DUNDER_ALTERNATIVES.get(name, "names starting and ending with '__' are reserved")
             self.add(node, f"name {name!r} is not allowed: {alternative}")
@@ -323,6 +359,7 @@ def find_problems(tree: ast.AST) -> list[Problem]:
     checker = _Checker()
     for node, in_class in _walk(tree):
         checker.visit(node, in_class)
+    checker.finish()
     return sorted(checker.problems, key=lambda p: p.line)
 
 
@@ -357,4 +394,5 @@ def worker_policy() -> dict[str, Any]:
         "allowed_dunder_attributes": sorted(SPECIAL_METHODS | READABLE_DUNDER_ATTRIBUTES),
         "forbidden_attributes": sorted(FORBIDDEN_ATTRIBUTES),
         "forbidden_attribute_prefixes": list(FORBIDDEN_ATTRIBUTE_PREFIXES),
+        "runtime_events": dict(RUNTIME_EVENTS),
     }

@@ -54,11 +54,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from shared.concurrency import CrossLoopSemaphore
 from shared.errors import NotConfigured, SandboxBusy, UpstreamUnavailable
 
 from . import _wire, _zygote, policy
 from ._host import call_tool, check_code, check_tool_names, parse_clock, run_sync, to_code_result, to_replay_step
-from ._slots import RunSlots
 from .limits import MAX_CONCURRENT_RUNS, QUEUE_WAIT_SECONDS, Capacity, Limits
 from .records import CodeResult, PendingCall, RecordedCall, ReplayStep
 
@@ -291,7 +291,7 @@ class ProcessSandbox:
     ) -> None:
         self._confinement = confinement or Confinement()
         self.capacity = capacity or Capacity()
-        self._slots = RunSlots(self.capacity.max_concurrent_runs)
+        self._slots = CrossLoopSemaphore(self.capacity.max_concurrent_runs)
         self._check_policy = check_policy
         self._python = python or sys.executable
         self._zygote: _Zygote | None = None

@@ -15,7 +15,8 @@ from shared.sandbox.executor import CodeExecutor
 
 ROOT = Path(__file__).resolve().parents[3]
 PACKAGE = ROOT / "shared" / "sandbox"
-WORKER_MODULES = ("_wire", "_loop", "_shims", "_runtime", "_confine", "_zygote")
+WORKER_MODULES = ("_wire", "_loop", "_format", "_shims", "_audit", "_tools", "_rewrite", "_runtime", "_confine",
+                  "_zygote")
 
 
 def test_all_is_exactly_the_public_api() -> None:

@@ -203,10 +203,22 @@ def test_a_misspelt_attribute_gets_a_suggestion() -> None:
     assert error["traceback"].endswith("Did you mean: 'sqrt'?")
 
 
-@pytest.mark.filterwarnings("ignore:coroutine 'get' was never awaited")
-def test_forgetting_await_gets_a_hint() -> None:
-    error = run("x = get(1)\nx['a']")["error"]
-    assert "Hint: tool functions are async" in error["traceback"]
+def test_a_tool_called_without_await_returns_its_result() -> None:
+    outcome = run("x = get(1)\nx['a']")
+    assert outcome["t"] == "pending" and [c["id"] for c in outcome["calls"]] == ["c1"]
+    assert run("x = get(1)\nx['a']", answer(outcome, {"a": 5}))["result"] == 5
+
+
+def test_an_aliased_tool_left_unawaited_says_what_to_write() -> None:
+    error = run("g = get\nx = g(1)\nx['a']")["error"]
+    assert error["type"] == "TypeError"
+    assert "was called as a coroutine and never awaited" in error["message"]
+    assert "'x = get(...)'" in error["message"]
+
+
+def test_a_result_that_is_an_unawaited_coroutine_is_explained() -> None:
+    error = run("async def main():\n    return 1\nmain()")["error"]
+    assert error["type"] == "TypeError" and "never awaited" in error["message"] and "await main" in error["message"]
 
 
 def test_a_waiting_forever_program_reports_a_deadlock() -> None:
