@@ -151,6 +151,27 @@ class Confiner:
         layers.append("empty-env")
         return layers
 
+    def probe_seccomp(self) -> str | None:
+        """Install the filter in a throwaway child (the zygote itself stays unfiltered); why it failed, or None."""
+        if not self._want_seccomp:
+            return "the seccomp layer is switched off" if platform.machine() == "x86_64" else (
+                f"seccomp filters exist here only for x86_64, not {platform.machine()}")
+        pid = os.fork()
+        if pid == 0:
+            code = 0
+            if self._prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0:
+                code = 100 + ctypes.get_errno()
+            elif self._prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, ctypes.byref(self._fprog), 0, 0) != 0:
+                code = 200 + ctypes.get_errno()
+            os._exit(min(code, 255))
+        _, status = os.waitpid(pid, 0)
+        code = os.waitstatus_to_exitcode(status)
+        if code == 0:
+            return None
+        step = "prctl(PR_SET_NO_NEW_PRIVS)" if code < 200 else "prctl(PR_SET_SECCOMP)"
+        errno = code % 100
+        return f"{step} failed with errno {errno} ({os.strerror(errno)})" if code > 0 else f"the probe died ({code})"
+
     def _install_seccomp(self) -> bool:
         if self._prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0:
             return False

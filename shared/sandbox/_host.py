@@ -40,14 +40,24 @@ def parse_clock(clock_iso: str | None) -> float:
 
 
 def check_tool_names(names: Iterable[Any]) -> None:
-    """Tool names become functions in the code: identifiers that shadow nothing the code relies on."""
+    """Tool names become functions in the code: identifiers (or dotted paths of them, ``my.add``, which the code
+    reaches as ``my.add(...)`` and ``my_add(...)``) that shadow nothing the code relies on."""
+    seen: dict[str, str] = {}
     for name in names:
-        if not isinstance(name, str) or not name.isidentifier() or name.startswith("_") or name in _RESERVED_NAMES:
+        parts = name.split(".") if isinstance(name, str) else [None]
+        flat = "_".join(parts) if isinstance(name, str) else name
+        if (
+            not all(isinstance(p, str) and p.isidentifier() and not p.startswith("_") for p in parts)
+            or flat in _RESERVED_NAMES
+        ):
             raise InvalidRequest(
-                f"tool name {name!r} cannot be used in code: it must be an identifier that does not start with '_' "
-                "and does not shadow a builtin or module",
+                f"tool name {name!r} cannot be used in code: it must be an identifier (or identifiers joined by "
+                "'.') that does not start with '_' and does not shadow a builtin or module",
                 field="tools",
             )
+        if flat in seen:
+            raise InvalidRequest(f"tools {seen[flat]!r} and {name!r} would both be {flat!r} in code", field="tools")
+        seen[flat] = name
 
 
 def check_code(code: Any, limits: Limits, *, enforce_policy: bool = True) -> CodeError | None:

@@ -109,7 +109,8 @@ def main(control_fd: int, config_json: str) -> None:
     gc.collect()
     gc.freeze()
     children: set[int] = set()
-    control.send(json.dumps({"ready": True, "pid": os.getpid()}).encode())
+    seccomp_problem = confiner.probe_seccomp()
+    control.send(json.dumps({"ready": True, "pid": os.getpid(), "seccomp_problem": seccomp_problem}).encode())
     while True:
         try:
             data, fds, _, _ = socket.recv_fds(control, 65536, 1)

@@ -13,7 +13,7 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Protocol, runtime_checkable
 
 from .limits import Capacity, Limits
-from .process import ProcessSandbox
+from .process import Confinement, ProcessSandbox
 from .records import CodeResult, RecordedCall, ReplayStep
 
 __all__ = ["CodeExecutor", "default_executor", "run_code", "run_replay_step"]
@@ -52,12 +52,14 @@ _default_lock = threading.Lock()
 def default_executor() -> ProcessSandbox:
     """The process-wide local sandbox used by :func:`run_code` and :func:`run_replay_step` (created on first use).
 
-    Its :class:`Capacity` (the cap on concurrent runs in this process) is read from the environment once, then.
+    Its :class:`Capacity` (the cap on concurrent runs in this process) and :class:`Confinement`
+    (``WEFT_SANDBOX_REQUIRE_SECCOMP``) are read from the environment once, then.
     """
     global _default
     with _default_lock:
         if _default is None:
-            _default = ProcessSandbox(capacity=Capacity.from_env(os.environ))
+            _default = ProcessSandbox(capacity=Capacity.from_env(os.environ),
+                                      confinement=Confinement.from_env(os.environ))
         return _default
 
 

@@ -44,28 +44,36 @@ import contextlib
 import json
 import logging
 import os
+import platform
 import signal
 import socket
 import subprocess
 import sys
 import threading
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from shared.concurrency import CrossLoopSemaphore
 from shared.errors import NotConfigured, SandboxBusy, UpstreamUnavailable
+from shared.settings import env_bool
 
 from . import _wire, _zygote, policy
 from ._host import call_tool, check_code, check_tool_names, parse_clock, run_sync, to_code_result, to_replay_step
 from .limits import MAX_CONCURRENT_RUNS, QUEUE_WAIT_SECONDS, Capacity, Limits
 from .records import CodeResult, PendingCall, RecordedCall, ReplayStep
 
-__all__ = ["Confinement", "ProcessSandbox", "ZygoteFailed"]
+__all__ = ["REQUIRE_SECCOMP", "Confinement", "ProcessSandbox", "ZygoteFailed", "seccomp_supported"]
 
 logger = logging.getLogger(__name__)
 _PACKAGE_DIR = str(Path(__file__).resolve().parent)
+REQUIRE_SECCOMP = "WEFT_SANDBOX_REQUIRE_SECCOMP"
+
+
+def seccomp_supported() -> bool:
+    """Whether this platform has the sandbox's seccomp filter (x86_64 Linux, 64-bit Python)."""
+    return sys.platform == "linux" and platform.machine() == "x86_64" and sys.maxsize > 2**32
 
 
 @dataclass(frozen=True)
@@ -78,8 +86,15 @@ class Confinement:
     """Give each worker an empty network namespace (only possible as root)."""
     drop_privileges: bool = True
     """Run workers as ``nobody`` (only possible as root)."""
-    require_seccomp: bool = False
-    """Refuse to run code (``NotConfigured``) when the seccomp filter cannot be installed."""
+    require_seccomp: bool = field(default_factory=seccomp_supported)
+    """Refuse to start (``NotConfigured``) when the seccomp filter cannot be installed; by default true where the
+    filter exists (x86_64 Linux). ``WEFT_SANDBOX_REQUIRE_SECCOMP=false`` opts out."""
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str]) -> Confinement:
+        """The layers from the environment: ``WEFT_SANDBOX_REQUIRE_SECCOMP`` (default: true on x86_64 Linux)."""
+        return cls(require_seccomp=env_bool(env, REQUIRE_SECCOMP, seccomp_supported()))
+
 
 
 class _Zygote:
@@ -110,10 +125,20 @@ class _Zygote:
         self._lock = threading.Lock()
         self._broken = False
         try:
-            self.pid = int(self._receive()["pid"])
+            ready = self._receive()
+            self.pid = int(ready["pid"])
         except (OSError, ValueError, KeyError) as exc:
             self._kill()
             raise NotConfigured(f"the sandbox zygote could not start: {exc}") from exc
+        problem = ready.get("seccomp_problem")
+        if problem and confinement.require_seccomp:
+            self._socket.close()
+            self._kill()
+            raise NotConfigured(
+                f"the sandbox cannot start: its seccomp layer is required here ({REQUIRE_SECCOMP} defaults to true "
+                f"on x86_64 Linux) but could not be installed: {problem}. Run where seccomp filters are allowed, or "
+                f"set {REQUIRE_SECCOMP}=false to run code without that layer (docs/code-mode.md says what then holds)"
+            )
         self._socket.settimeout(10.0)
 
     def _receive(self) -> dict[str, Any]:

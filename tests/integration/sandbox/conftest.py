@@ -114,7 +114,7 @@ def policy_off(canaries: Canaries) -> Iterator[ProcessSandbox]:
 @pytest.fixture(scope="session")
 def fallback(canaries: Canaries) -> Iterator[ProcessSandbox]:
     """No AST policy and no seccomp: what holds where the filter cannot be installed."""
-    yield from _sandbox(canaries, check_policy=False, confinement=Confinement(seccomp=False))
+    yield from _sandbox(canaries, check_policy=False, confinement=Confinement(seccomp=False, require_seccomp=False))
 
 
 def live_workers(sandbox: ProcessSandbox) -> list[int]:
