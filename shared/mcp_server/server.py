@@ -21,7 +21,7 @@ from functools import partial
 from typing import Any, Protocol
 
 from shared.catalog.schema import python_identifier
-from shared.errors import Conflict, InvalidRequest, WeftError
+from shared.errors import Conflict, InvalidRequest, NotFound, WeftError
 from shared.identity.caller import Caller, Role
 from shared.mcp_server.calls import McpAnswer, McpCall, error_answer, parse_call
 from shared.mcp_server.settings import McpSettings, mcp_settings
@@ -35,6 +35,7 @@ from shared.runs.admission import (
     run_view,
     submit_run,
 )
+from shared.runs.run_index import RunEntry
 from shared.runtime import Runtime, get_runtime_async
 
 __all__ = ["MCP_ENDPOINT", "PRM_ROUTE", "McpServer", "RunClient", "answer", "present", "protected_resource_metadata",
@@ -241,7 +242,7 @@ class McpServer:
         assert run_id is not None
         wait_s = _number(arguments, "wait_s", 0.0, low=0.0, high=self.settings.max_wait_s)
         offset = int(_number(arguments, "offset", 0, low=0, high=2**53, integer=True))
-        entry = await owned_run(run_id.strip(), caller, self.runtime.run_index, readers=(Role.RUNS_READ_ALL,))
+        entry = await self._owned(run_id, caller, readers=(Role.RUNS_READ_ALL,))
         return await self._wait(entry.run_id, wait_s, offset)
 
     async def cancel_run(self, caller: Caller, arguments: Mapping[str, Any]) -> dict[str, Any]:
@@ -249,7 +250,7 @@ class McpServer:
         _require(arguments, ("run_id",))
         run_id = _text(arguments, "run_id", required=True, limit=128)
         assert run_id is not None
-        entry = await owned_run(run_id.strip(), caller, self.runtime.run_index)
+        entry = await self._owned(run_id, caller, readers=())
         client = self._client()
         status = await client.get_status(entry.run_id, show_input=False)
         if status.runtime_status is None:
@@ -260,6 +261,13 @@ class McpServer:
         await self.runtime.trust.release_run_slot(entry)
         await self.runtime.trust.audit_event("run.cancel", caller, run_id=entry.run_id)
         return {"run_id": entry.run_id, "status": "canceling"}
+
+    async def _owned(self, run_id: str, caller: Caller, *, readers: tuple[Role, ...]) -> RunEntry:
+        try:
+            return await owned_run(run_id.strip(), caller, self.runtime.run_index, readers=readers)
+        except NotFound as exc:
+            exc.field = "run_id"  # the argument's name here (the HTTP API's is the route's "id")
+            raise
 
     async def _wait(self, run_id: str, wait_s: float, offset: int) -> dict[str, Any]:
         """Poll the run until it ends, waits for an approval, or ``wait_s`` passes; then present it."""
