@@ -29,6 +29,7 @@ HELPERS = ("env_str", "env_int", "env_float", "env_bool")
 DESCRIBED_DEFAULTS = {
     "LLM_PROVIDER": "inferred from the other LLM settings",
     "WEFT_SEARCH_MODEL_ID": "the packaged model, named in prose",
+    "WEFT_SANDBOX_REQUIRE_SECCOMP": "computed at start-up: true where the seccomp filter exists (x86_64 Linux)",
 }
 """Documented settings whose default is described in words, not a value the code passes to an ``env_*`` helper."""
 
