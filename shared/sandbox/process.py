@@ -403,7 +403,8 @@ class ProcessSandbox:
     async def _take_slot(self) -> None:
         wait = self.capacity.queue_wait_seconds
         try:
-            await self._slots.acquire(wait)
+            async with asyncio.timeout(wait):
+                await self._slots.acquire()
         except TimeoutError:
             logger.warning("sandbox busy: no run slot came free in %s s (%s runs at once, %s waiting)",
                            wait, self._slots.limit, self._slots.waiting)

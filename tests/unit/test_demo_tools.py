@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import multiprocessing
 import time
@@ -47,7 +48,7 @@ def executor(catalog: Catalog) -> ToolExecutor:
 
 
 def run(executor: ToolExecutor, tool: str, run_id: str = "run-1", step_id: str = "s1", **args: Any) -> ToolResult:
-    return executor.execute_sync(ToolCall(run_id=run_id, step_id=step_id, tool=tool, args=args))
+    return asyncio.run(executor.execute(ToolCall(run_id=run_id, step_id=step_id, tool=tool, args=args)))
 
 
 # An example input for every tool and a check of its output.
@@ -531,14 +532,14 @@ def _execute_in_child(notes_path: str, call_json: str) -> dict[str, Any]:
     """Runs in a spawned process: a fresh catalog and executor on the same notes file."""
     catalog = Catalog()
     register_demo_tools(catalog, notes_path=notes_path)
-    return ToolExecutor(catalog).execute_sync(ToolCall.model_validate_json(call_json)).model_dump(mode="json")
+    return asyncio.run(ToolExecutor(catalog).execute(ToolCall.model_validate_json(call_json))).model_dump(mode="json")
 
 
 def test_idempotency_and_flaky_attempts_span_processes(executor: ToolExecutor, notes_path: Path) -> None:
     put = ToolCall(run_id="r1", step_id="save", tool="note_put", args={"key": "k", "value": 1})
     flaky = ToolCall(run_id="r1", step_id="try", tool="flaky", args={"fail_first": 1, "failure_rate": 0})
-    first_put = executor.execute_sync(put)
-    first_try = executor.execute_sync(flaky)
+    first_put = asyncio.run(executor.execute(put))
+    first_try = asyncio.run(executor.execute(flaky))
     assert first_put.value["applied"] is True
     assert first_try.error is not None and first_try.error.retryable and "attempt 1" in first_try.error.message
     with SPAWN.Pool(1) as pool:

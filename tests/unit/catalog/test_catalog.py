@@ -433,8 +433,8 @@ def test_load_yaml_file_with_tools_key_and_marked_impl(tmp_path: Path) -> None:
                      id="bad-parameters"),
         pytest.param([{"name": "ok"}, {"name": "bad name"}], "tools[1].name", "pattern", id="bad-name"),
         pytest.param([{"name": "x"}, {"name": "x"}], "tools[1].name", "appears twice", id="duplicate"),
-        pytest.param([{"name": "x", "impl": "tests.unit.catalog.test_catalog:impl_add"}], "tools[0].impl", "only allowed",
-                     id="impl-not-allowed"),
+        pytest.param([{"name": "x", "impl": "tests.unit.catalog.test_catalog:impl_add"}], "tools[0].impl",
+                     "only allowed", id="impl-not-allowed"),
     ],
 )
 def test_load_entries_errors(entries: Any, field: str, fragment: str) -> None:
