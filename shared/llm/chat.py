@@ -3,7 +3,7 @@
 What callers see::
 
     model = build_chat_model(LlmSettings.from_env(env), secrets)   # None when no LLM is configured
-    result = model.complete([ChatMessage.system(render_prompt("planner_plan", tools=...)),
+    result = model.complete([ChatMessage.system(render_prompt("task_planner", tools=...)),
                              ChatMessage.user(task)],
                             response_format=JsonSchemaFormat("plan", PLAN_SCHEMA), role="planner")
     result.parsed, result.tool_calls, result.usage          # usage sums with ``+`` / ``sum(...)``

@@ -102,7 +102,8 @@ def test_structured_plan_sends_the_json_schema_and_returns_the_parsed_value(
 ) -> None:
     plan = {"steps": [{"id": "w", "tool": "get_weather", "args_json": '{"city": "Paris"}', "depends_on": []}]}
     azure_openai.script(Reply.json(plan))
-    system = render_prompt("planner_plan", tools="get_weather(city: str)", max_steps="8")
+    system = render_prompt("task_planner", style="plan", style_rules=render_prompt("task_style_plan", max_steps="8"),
+                           tools="get_weather(city: str)")
 
     result = azure_model.complete(
         [ChatMessage.system(system), ChatMessage.user("Weather in Paris?")], response_format=PLAN_FORMAT

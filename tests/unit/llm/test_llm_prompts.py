@@ -7,8 +7,10 @@ import pytest
 from shared.llm.chat import load_prompt, render_prompt
 
 PLACEHOLDERS = {
-    "planner_plan": {"tools": "T", "max_steps": "8"},
-    "planner_code": {"tool_stubs": "S", "allowed_modules": "asyncio, json", "max_tool_calls": "20"},
+    "task_planner": {"style": "plan", "style_rules": "R", "tools": "T"},
+    "task_style_plan": {"max_steps": "8"},
+    "task_style_code": {"allowed_modules": "asyncio, json", "max_tool_calls": "20"},
+    "task_results": {"results": "X"},
     "answer": {},
     "repair": {"error": "E"},
 }
@@ -29,7 +31,7 @@ def test_rendering_substitutes_values_verbatim_once() -> None:
 
 
 def test_the_plan_prompt_explains_references_between_steps() -> None:
-    text = load_prompt("planner_plan")
+    text = load_prompt("task_style_plan")
 
     assert '{"$ref": "<step id>"}' in text
     assert "depends_on" in text
@@ -38,13 +40,14 @@ def test_the_plan_prompt_explains_references_between_steps() -> None:
 @pytest.mark.parametrize(
     ("values", "fragment"),
     [
-        pytest.param({"tools": "T"}, "missing ['max_steps']", id="missing"),
-        pytest.param({"tools": "T", "max_steps": "8", "tool": "x"}, "unknown ['tool']", id="unknown"),
+        pytest.param({"style": "plan", "tools": "T"}, "missing ['style_rules']", id="missing"),
+        pytest.param({"style": "plan", "style_rules": "R", "tools": "T", "tool": "x"}, "unknown ['tool']",
+                     id="unknown"),
     ],
 )
 def test_placeholders_must_match_exactly(values: dict[str, str], fragment: str) -> None:
     with pytest.raises(ValueError, match=fragment.replace("[", r"\[").replace("]", r"\]")):
-        render_prompt("planner_plan", **values)
+        render_prompt("task_planner", **values)
 
 
 @pytest.mark.parametrize(
@@ -52,7 +55,7 @@ def test_placeholders_must_match_exactly(values: dict[str, str], fragment: str) 
     [
         pytest.param("../settings", "lowercase identifiers", id="path-traversal"),
         pytest.param("Planner_Plan", "lowercase identifiers", id="uppercase"),
-        pytest.param("planner_sql", "no prompt named 'planner_sql'; available: answer, planner_code", id="unknown"),
+        pytest.param("planner_sql", "no prompt named 'planner_sql'; available: answer, repair", id="unknown"),
     ],
 )
 def test_only_prompt_files_can_be_loaded(name: str, fragment: str) -> None:
