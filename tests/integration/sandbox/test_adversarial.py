@@ -53,6 +53,8 @@ class Attack:
     """Expected outcome with the policy on: violation, limit, or error (the code fails harmlessly)."""
     limit_both: bool = False
     """A resource bomb: must raise SandboxLimitExceeded with the policy off too."""
+    runtime: bool = False
+    """Closed at run time as well: a violation even with the AST check off (audit hook, guards, match check)."""
 
 
 ATTACKS = [
@@ -189,6 +191,77 @@ ATTACKS = [
 ]
 
 
+# Issue 13: whole classes closed at the Python layer, at run time as well as in the AST check. Each ends, if it ever
+# got through, by reaching object.__subclasses__() or a file, which the test asserts never happens.
+WALK = "\nresult = [c.__name__ for c in type.__subclasses__(object)]"
+CLASS_ATTACKS = [
+    # the class graph
+    Attack("mro-method", "result = type(0).mro()[-1]" + WALK),
+    Attack("type-mro-unbound", "result = type.mro(int)"),
+    Attack("getattr-mro-literal", "result = getattr(int, 'mro')()"),
+    Attack("getattr-mro-computed", "result = getattr(int, 'm' + 'ro')()", runtime=True),
+    Attack("format-mro-field", "result = ('{0.m' + 'ro}').format(int)", runtime=True),
+    # formatter internals
+    Attack("formatter-get-field",
+           "import string\nresult = string.Formatter().get_field('0.__glo' + 'bals__', [len], {})", runtime=True),
+    Attack("formatter-vformat",
+           "import string\nresult = string.Formatter().vformat('{0.__init__.__glo' + 'bals__}', [1], {})",
+           runtime=True),
+    Attack("formatter-subclass-get-value",
+           "import string\nclass F(string.Formatter):\n    def get_value(self, key, args, kwargs):\n"
+           "        return len\nresult = F().format('{x.__self__.__glo' + 'bals__}')", runtime=True),
+    Attack("formatter-super-real-class",
+           "import string\nf = string.Formatter()\n"
+           "result = super(string.Formatter, f).get_field('0.__globals__', [len], {})",
+           on="error"),
+    Attack("formatter-class-hierarchy", "import string\nresult = string.Formatter.mro()[-2].get_field"),
+    # match / isinstance metaclass tricks
+    Attack("match-metaclass-instancecheck",
+           "M = type('M', (type,), {'__instancecheck__': lambda c, o: True, '__match_args__': ('__globals__',)})\n"
+           "C = M('C', (), {})\nmatch len:\n    case C(g):\n        result = g['__builtins__']", runtime=True),
+    Attack("match-args-dunder", "C = type('C', (), {'__match_args__': ('__globals__',)})\n"
+           "def f():\n    pass\nmatch f:\n    case C(g):\n        result = g", runtime=True),
+    Attack("match-abcmeta-subclass",
+           "import collections.abc\nM = type('M', (type(collections.abc.Mapping),), {'__instancecheck__': "
+           "lambda c, o: True, '__match_args__': ('__globals__',)})\nC = M('C', (), {})\n"
+           "match len:\n    case C(g):\n        result = g", runtime=True),
+    Attack("match-args-frame", "C = type('C', (), {'__match_args__': ('gi_frame',)})\ndef g():\n    yield\n"
+           "match g():\n    case C(f):\n        result = f", runtime=True),
+    Attack("match-metaclass-class-statement",
+           "M = type('M', (type,), {'__instancecheck__': lambda c, o: True})\nclass C(metaclass=M):\n    pass\n"
+           "match len:\n    case C():\n        result = 'matched'", runtime=True),
+    # eval hidden in library functions
+    Attack("singledispatch-string-annotation",
+           "import functools\n@functools.singledispatch\ndef f(x):\n    return 0\n"
+           "def g(x: '[c.__name__ for c in ().__class__.__base__.__subclasses__()]'):\n    return 1\nf.register(g)",
+           runtime=True),
+    Attack("singledispatch-future-annotations",
+           "from __future__ import annotations\nimport functools\n@functools.singledispatch\ndef f(x):\n    return 0\n"
+           "@f.register\ndef _(x: type(0).__base__.__subclasses__()):\n    return 1"),
+    Attack("singledispatchmethod-string",
+           "import functools\nclass A:\n    @functools.singledispatchmethod\n    def m(self, x):\n        return 0\n"
+           "    @m.register\n    def _(self, x: 'int'):\n        return 1\nresult = A().m(1)", runtime=True),
+    Attack("namedtuple-field-injection",
+           "import collections\ncollections.namedtuple('P', ['x', 'y=open(\"{secret_path}\").read()'])", on="error"),
+    # frames and code objects, reached without the AST seeing them
+    Attack("code-object-getattr", "f = lambda: 0\nresult = getattr(f, '__co' + 'de__').co_consts", runtime=True),
+    Attack("generator-frame-format", "def g():\n    yield\nresult = ('{0.gi_fr' + 'ame.f_globals}').format(g())",
+           runtime=True),
+    Attack("traceback-frame-format",
+           "try:\n    1 / 0\nexcept Exception as e:\n    result = ('{0.__trace' + 'back__.tb_frame}').format(e)",
+           runtime=True),
+    Attack("setattr-code", "def f():\n    pass\nsetattr(f, '__co' + 'de__', None)", runtime=True),
+    Attack("tool-call-inner-frame", "g = get_secret\nc = g()\nresult = c._start().cr_frame.f_back"),
+    Attack("generator-frame-plain", "def g():\n    yield\nresult = g().gi_frame.f_globals"),
+]
+ATTACKS += CLASS_ATTACKS
+RUNTIME_ATTACKS = [a for a in CLASS_ATTACKS if a.runtime] + [
+    Attack("generator-frame-no-ast", "def g():\n    yield\nresult = g().gi_frame.f_globals"),
+    Attack("tool-call-frame-no-ast", "g = get_secret\nc = g()\nresult = c._start().cr_frame.f_back"),
+    Attack("code-object-no-ast", "f = lambda: 0\nresult = f.__code__.co_consts"),
+]
+
+
 def _tools(canaries: Canaries, release: threading.Event) -> dict[str, Any]:
     held = {"secret": canaries.secret}
 
@@ -222,6 +295,7 @@ def test_policy_on_refuses_the_attack(policy_on: ProcessSandbox, canaries: Canar
     started = time.monotonic()
     kind, outcome = _attempt(policy_on, attack.code, canaries)
     assert canaries.breaches(outcome) == []
+    assert "_wrap_close" not in repr(outcome)  # no object.__subclasses__() list came back
     assert live_workers(policy_on) == []
     assert kind == attack.on, outcome
     assert time.monotonic() - started < LIMITS.wall_seconds + 3
@@ -289,3 +363,19 @@ def test_the_isolation_layers_are_reported(policy_on: ProcessSandbox) -> None:
         assert "seccomp" in layers
     if os.geteuid() == 0:
         assert {"netns", "uid"} <= set(layers)
+
+
+@pytest.mark.parametrize("attack", RUNTIME_ATTACKS, ids=lambda a: a.id)
+def test_the_runtime_layer_refuses_without_the_ast_check(policy_off: ProcessSandbox, canaries: Canaries,
+                                                         attack: Attack) -> None:
+    """The classes the policy closes are closed at run time too: with the AST check off, still a violation."""
+    kind, outcome = _attempt(policy_off, attack.code, canaries)
+    assert canaries.breaches(outcome) == []
+    assert "_wrap_close" not in repr(outcome)
+    assert kind == "violation", outcome
+
+
+def test_the_published_count_of_new_attempts() -> None:
+    print(f"\nadversarial suite: {len(ATTACKS)} attacks, {len(CLASS_ATTACKS)} new in issue 13 "
+          f"({len(RUNTIME_ATTACKS)} also refused at run time without the AST check)")
+    assert len(CLASS_ATTACKS) >= 20
