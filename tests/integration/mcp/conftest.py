@@ -53,7 +53,7 @@ def answer(result: Any) -> dict[str, Any]:
 
 
 def mcp_env(state: Path, **extra: str) -> dict[str, str]:
-    return weft_env(None, state, WEFT_MCP_WAIT_S=WAIT_S, WEFT_MCP_POLL_INTERVAL_S="0.1", **extra)
+    return weft_env(None, state, **{"WEFT_MCP_WAIT_S": WAIT_S, "WEFT_MCP_POLL_INTERVAL_S": "0.1", **extra})
 
 
 @pytest.fixture(scope="module")
