@@ -362,19 +362,6 @@ class Catalog:
         """sha256 of the canonical JSON of all specs: changes whenever any tool is added, removed or changed."""
         return self._snap.version
 
-    def to_openai_tools(self, names: Iterable[str] | None = None) -> list[dict[str, Any]]:
-        """OpenAI function-tool dicts (``{"type": "function", "function": {...}}``) for ``names`` (default: all)."""
-        chosen = [self.get(name) for name in names] if names is not None else list(self._snap.ordered)
-        return [
-            {
-                "type": "function",
-                "function": {
-                    "name": entry.name, "description": entry.spec.description, "parameters": entry.spec.parameters,
-                },
-            }
-            for entry in chosen
-        ]
-
     def render_python_stub(self, name: str) -> str:
         """An ``async def`` stub with typed parameters, defaults and docstring, for code-writing LLMs."""
         return render_stub(self.get(name).spec)

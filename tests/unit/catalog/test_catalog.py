@@ -330,25 +330,6 @@ def test_names_specs_and_version_are_order_independent() -> None:
     assert Catalog().version != first.version
 
 
-def test_to_openai_tools() -> None:
-    catalog = Catalog()
-    catalog.register(impl_add, name="add")
-    catalog.register(marked)
-    tools = catalog.to_openai_tools()
-    assert [t["function"]["name"] for t in tools] == ["add", "marked_echo"]
-    assert tools[0] == {
-        "type": "function",
-        "function": {
-            "name": "add",
-            "description": "Add two numbers.",
-            "parameters": catalog.get("add").spec.parameters,
-        },
-    }
-    assert [t["function"]["name"] for t in catalog.to_openai_tools(["marked_echo"])] == ["marked_echo"]
-    with pytest.raises(ToolNotFound):
-        catalog.to_openai_tools(["nope"])
-
-
 def test_concurrent_registration_and_reads() -> None:
     catalog = Catalog()
     errors: list[BaseException] = []
