@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import collections.abc
 import difflib
+import itertools
 from collections.abc import Callable, Coroutine, Iterable, Mapping
 from typing import Any
 
@@ -42,14 +43,25 @@ def make_tool_types(
     The run's callbacks live in closures, not in attributes, so code holding a tool cannot reach the runtime.
     """
 
+    created = itertools.count(1)
+
     class ToolCall(collections.abc.Coroutine):  # type: ignore[type-arg]
         """A tool call not yet awaited: a coroutine that starts the call when first awaited."""
 
-        __slots__ = ("_args", "_inner", "_kwargs", "tool")
+        __slots__ = ("_args", "_hash", "_inner", "_kwargs", "tool")
 
         def __init__(self, tool: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
             self.tool, self._args, self._kwargs = tool, args, kwargs
             self._inner: Any = None
+            self._hash = next(created)
+
+        def __hash__(self) -> int:
+            # the order of creation, not the address: asyncio.wait/as_completed put calls in a set, and a replay
+            # must see them in the same order every time
+            return self._hash
+
+        def __eq__(self, other: object) -> bool:
+            return self is other
 
         def _start(self) -> Any:
             if self._inner is None:
