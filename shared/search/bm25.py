@@ -170,10 +170,6 @@ class Bm25Index:
         """Number of documents indexed."""
         return len(self._doc_ptr) - 1
 
-    def query_terms(self, tokens: Iterable[str]) -> list[str]:
-        """The distinct query tokens that occur in at least one document, in first-seen order."""
-        return [t for t in dict.fromkeys(tokens) if t in self._vocabulary]
-
     def scores(self, tokens: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
         """BM25 score of every document for a tokenised query, raw and as a fraction of the reachable maximum.
 

@@ -21,7 +21,6 @@ Public entry point (also used by the external benchmark)::
 from __future__ import annotations
 
 import logging
-import threading
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -215,21 +214,6 @@ class EmbeddingRetriever:
         logger.info("embedding index: %d tools, %d embedded, %d from cache", len(keys), len(missing),
                     len(keys) - len(missing))
 
-    def with_documents(self, documents: Iterable[Mapping[str, Any] | ToolDocument]) -> EmbeddingRetriever:
-        """A new retriever over ``documents`` sharing this one's encoders, cache and calibration.
-
-        Only texts missing from the cache are embedded, so changing one tool embeds one text.
-        """
-        return EmbeddingRetriever(
-            documents,
-            encoder=self.encoder,
-            cache=self.cache,
-            index_encoder=self._index_encoder,
-            cosine_floor=self._calibration[0],
-            cosine_ceiling=self._calibration[1],
-            bulk_threshold=self._bulk_threshold,
-        )
-
     def _encoder_for(self, count: int) -> Encoder:
         if self._index_encoder is not None:
             return self._index_encoder
@@ -251,10 +235,6 @@ class EmbeddingRetriever:
     def cosines_for_vectors(self, vectors: np.ndarray) -> np.ndarray:
         """Raw cosine similarities, shape ``(len(vectors), len(documents))``."""
         return vectors @ self._matrix_t
-
-    def cosines(self, query: str) -> np.ndarray:
-        """Raw cosine similarity of the query with every document."""
-        return self.cosines_for_vectors(self.embed_queries([query]))[0]
 
     def scores(self, query: str) -> np.ndarray:
         """Calibrated embedding score of every document (aligned with :attr:`documents`)."""
@@ -278,6 +258,9 @@ class HybridRetriever:
     that every task's tools reach the top k, and a tool's score is its best score over the clauses. The ablations
     in ``benchmarks/retrieval_eval.py`` compare this with RRF, with scoring the whole request, and with taking the
     maximum over clauses.
+
+    Immutable: when the catalog changes, build a new one over the same embedding cache (only new or changed tool
+    texts are embedded), as the runtime does.
     """
 
     def __init__(
@@ -307,8 +290,6 @@ class HybridRetriever:
         self._results: TtlLruCache[list[ToolHit]] = TtlLruCache(
             self.settings.lru_size, self.settings.lru_ttl_seconds, clock
         )
-        self._version = 0
-        self._lock = threading.Lock()
 
     @classmethod
     def from_specs(
@@ -327,12 +308,12 @@ class HybridRetriever:
 
     @property
     def bm25(self) -> Bm25Retriever:
-        """The BM25 half (replaced, never mutated, when the catalog changes)."""
+        """The BM25 half."""
         return self._pair[0]
 
     @property
     def embedding(self) -> EmbeddingRetriever:
-        """The embedding half (replaced, never mutated, when the catalog changes)."""
+        """The embedding half."""
         return self._pair[1]
 
     @property
@@ -350,26 +331,6 @@ class HybridRetriever:
             encoder.warm_up()
         self._search("warm up", 1, None, 0.0)
 
-    def upsert(self, items: Iterable[Mapping[str, Any] | ToolDocument]) -> None:
-        """Add tools or replace tools of the same name; only new or changed tool texts are embedded."""
-        new = _documents(items)
-        with self._lock:
-            by_name = {d.name: d for d in self.documents}
-            by_name.update({d.name: d for d in new})
-            self._rebuild(list(by_name.values()))
-
-    def remove(self, names: Iterable[str]) -> None:
-        """Drop tools by name (unknown names are ignored)."""
-        drop = set(names)
-        with self._lock:
-            self._rebuild([d for d in self.documents if d.name not in drop])
-
-    def _rebuild(self, docs: list[ToolDocument]) -> None:
-        # Build both halves first, then swap them in one assignment: a concurrent search sees old or new, not both.
-        self._pair = Bm25Retriever(docs), self.embedding.with_documents(docs)
-        self._version += 1
-        self._results.clear()
-
     def search(
         self,
         query: str,
@@ -386,7 +347,7 @@ class HybridRetriever:
         min_score = self.settings.min_score if min_score is None else min_score
         if k == 0 or not query.strip() or not len(self):
             return []
-        key = (query, k, filters, min_score, self._version)
+        key = (query, k, filters, min_score)
         cached = self._results.get(key)
         if cached is not None:
             return list(cached)

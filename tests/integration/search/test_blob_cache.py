@@ -77,9 +77,10 @@ def test_second_instance_embeds_nothing_and_ranks_the_same(container: Any) -> No
 def test_changing_one_tool_embeds_only_that_tool(container: Any) -> None:
     encoder = counting_encoder()
     cache = EmbeddingCache(encoder.cache_key, BlobContainerStore(container))
-    retriever = HybridRetriever.from_specs(TOOLS, encoder=encoder, cache=cache)
+    HybridRetriever.from_specs(TOOLS, encoder=encoder, cache=cache)
     encoder.texts.clear()
-    retriever.upsert([{"name": "send_email", "description": "Send an email with attachments to a recipient."}])
+    changed = {"name": "send_email", "description": "Send an email with attachments to a recipient."}
+    HybridRetriever.from_specs([TOOLS[0], changed, TOOLS[2]], encoder=encoder, cache=cache)
     assert [t.split(":")[0] for t in encoder.texts] == ["send email"]
     later = counting_encoder()
     HybridRetriever.from_specs(
