@@ -5,13 +5,13 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Iterator
 from contextlib import contextmanager
+from functools import partial
 from typing import Any
 
 import azure.durable_functions as df
 import azure.functions as func
 
 from activities.tracing import activity_span
-from shared.runs.approval import tools_needing_approval
 from shared.runs.code_run import code_tools
 from shared.runs.code_sandbox import run_inline, run_step
 from shared.runs.contracts import CodeOutcome, CodeRunRequest, CodeStepRequest, PrepareCodeRequest, PreparedCode
@@ -35,7 +35,6 @@ def prepare_code(request: dict[str, Any]) -> dict[str, Any]:
         tools=tools, specs=specs, limits=runtime.settings.sandbox.to_dict(), max_fan_out=runtime.settings.max_fan_out,
         approval_timeout_s=runtime.settings.approval_timeout_s,
         sandbox_retry=runtime.settings.sandbox_capacity.retry_policy(),
-        approval_tools=tools_needing_approval(specs, code=asked.code or ""),
     ).dump()
 
 
@@ -64,7 +63,8 @@ async def run_code_inline(request: dict[str, Any], context: func.Context) -> dic
         with _sandbox_span(runtime, "inline", run_request) as span:
             outcome = await run_inline(run_request, runtime.catalog, runtime.executor, runtime.code_executor,
                                        runtime.payloads, preview_bytes=runtime.settings.payloads.preview_bytes,
-                                       telemetry=runtime.telemetry)
+                                       telemetry=runtime.telemetry,
+                                       on_side_effect=partial(runtime.trust.tool_executed, runtime.run_index))
             span.set_tool_calls(len(outcome.steps))
             _set_outcome(span, outcome)
     return outcome.dump()

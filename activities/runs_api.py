@@ -17,12 +17,15 @@ from shared.identity.caller import Role
 from shared.runs.admission import (
     RUN_STATUSES,
     admit_run_request,
+    awaiting_calls,
     finished_runs,
     owned_run,
     parse_approval,
     submit_run,
 )
 from shared.runs.admission import run_view as view_of
+from shared.runs.contracts import CustomStatus
+from shared.runs.names import APPROVAL_EVENT, Stage
 from shared.runtime import get_runtime_async
 
 bp = df.Blueprint()
@@ -69,6 +72,11 @@ async def get_run(req: func.HttpRequest, client: df.DurableOrchestrationClient) 
     status = await client.get_status(entry.run_id, show_input=False)
     view = _view(entry.run_id, status)
     view["owner"] = entry.owner_name
+    target, custom = await _awaiting(client, entry.run_id, status)
+    if target != entry.run_id and custom.awaiting:  # a task's sub-run waits for approval: show it on the task
+        view["stage"] = str(custom.stage)
+        view["awaiting_approval"] = {"calls": [p.model_dump(mode="json") for p in custom.awaiting],
+                                     "expires_at": custom.expires_at, "sub_run": target}
     return json_response(view, 200 if view["status"] not in ("pending", "running") else 202)
 
 
@@ -135,8 +143,9 @@ async def cancel_run(req: func.HttpRequest, client: df.DurableOrchestrationClien
 @bp.route(route="runs/{id}/approve", methods=["POST"])
 @bp.durable_client_input(client_name="client")
 async def approve_run(req: func.HttpRequest, client: df.DurableOrchestrationClient) -> func.HttpResponse:
-    """Body ``{"approved": true|false, "reason": "..."}``: resumes a run waiting for approval of a tool call. Only
-    ``Runs.Approve`` callers decide, and (WEFT_APPROVAL_SEPARATION, default on) never on their own runs."""
+    """Body ``{"approved": true|false, "reason": "...", "call_ids": [...]}``: decides the tool calls awaiting approval
+    (those named, else all of them) — of the run, or of the sub-run its task is executing. Only ``Runs.Approve``
+    callers decide, and (WEFT_APPROVAL_SEPARATION, default on) never on their own runs; each decision is audited."""
     try:
         runtime = await get_runtime_async()
         caller = await runtime.trust.caller_of(req.headers)
@@ -145,16 +154,34 @@ async def approve_run(req: func.HttpRequest, client: df.DurableOrchestrationClie
         entry = await owned_run(req.route_params["id"], caller, runtime.run_index, readers=_READERS)
         runtime.trust.check_separation_of_duties(caller, entry)
         status = await client.get_status(entry.run_id, show_input=False)
-        custom = status.custom_status if isinstance(status.custom_status, dict) else {}
-        if (status.runtime_status is None or status.runtime_status.value in _FINISHED
-                or custom.get("stage") != "awaiting_approval"):
+        target, custom = await _awaiting(client, entry.run_id, status)
+        if custom.stage != Stage.AWAITING_APPROVAL or not custom.awaiting:
             raise Conflict("the run is not waiting for an approval", field="id")
+        waiting = {pending.call_id: pending for pending in custom.awaiting}
+        unknown = [call_id for call_id in decision.get("call_ids") or () if call_id not in waiting]
+        if unknown:
+            raise Conflict(f"call {unknown[0][:60]!r} is not waiting for an approval; waiting: "
+                           f"{', '.join(sorted(waiting))[:500]}", field="call_ids")
     except WeftError as exc:
         return error_response(exc)
-    await client.raise_event(entry.run_id, "approval", {**decision, "by": caller.name})
+    await client.raise_event(target, APPROVAL_EVENT, {**decision, "by": caller.name})
+    decided = decision.get("call_ids") or sorted(waiting)
     action: AuditAction = "run.approve" if decision["approved"] else "run.deny"
-    await runtime.trust.audit_event(action, caller, run_id=entry.run_id, detail=str(custom.get("tools") or "")[:200])
-    return json_response({"id": entry.run_id, "approved": decision["approved"]}, 202)
+    for call_id in decided:
+        await runtime.trust.audit_event(action, caller, run_id=entry.run_id, step_id=call_id,
+                                        tool=waiting[call_id].tool, args_sha256=waiting[call_id].args_sha256,
+                                        detail="" if target == entry.run_id else f"sub-run {target}")
+    return json_response({"id": entry.run_id, "approved": decision["approved"], "call_ids": decided}, 202)
+
+
+async def _awaiting(client: df.DurableOrchestrationClient, run_id: str, status: Any) -> tuple[str, CustomStatus]:
+    """The instance whose approvals are pending: the run itself, or the sub-run its task is executing."""
+    custom, sub_run = awaiting_calls(status.custom_status)
+    if sub_run is None or status.runtime_status is None or status.runtime_status.value in _FINISHED:
+        return run_id, custom
+    sub_status = await client.get_status(sub_run, show_input=False)
+    sub_custom, _ = awaiting_calls(sub_status.custom_status)
+    return (sub_run, sub_custom) if sub_custom.stage == Stage.AWAITING_APPROVAL else (run_id, custom)
 
 
 def _view(run_id: str, status: Any) -> dict[str, Any]:

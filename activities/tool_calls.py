@@ -11,6 +11,7 @@ import azure.functions as func
 from activities.tracing import activity_span
 from shared.errors import CircuitOpen
 from shared.models import Plan
+from shared.runs.approval import approval_problem
 from shared.runs.contracts import PreparedPlan
 from shared.runs.names import Activity
 from shared.runs.plan import resolve_refs
@@ -44,6 +45,8 @@ async def call_tool(request: dict[str, Any], context: func.Context) -> dict[str,
 async def _call_tool(runtime: Runtime, step: StepCall) -> dict[str, Any]:
     call = step.call
     await runtime.source_sync.ensure_async([call.tool])
+    spec = runtime.catalog.get(call.tool).spec if call.tool in runtime.catalog else None
+    approved = spec is not None and approval_problem(call, spec, step.approval) is None
     if step.offloaded:
         loaded = await asyncio.gather(
             *(asyncio.to_thread(runtime.payloads.get, ref) for ref in step.offloaded.values())
@@ -51,10 +54,12 @@ async def _call_tool(runtime: Runtime, step: StepCall) -> dict[str, Any]:
         call = call.model_copy(update={"args": resolve_refs(call.args, dict(zip(step.offloaded, loaded, strict=True)))})
     with runtime.telemetry.tool_call_span(call.tool, call.run_id, call.step_id) as span:
         span.record_arguments(step.call.args)  # as hashed in StepRecord.args_hash (offloaded values by reference)
-        result = await runtime.executor.execute(call)
+        result = await runtime.executor.execute(call, approved=approved)
         span.set_outcome("ok" if result.ok or result.error is None else result.error.code)
         if result.ok:
             span.record_result(result.value)
+    if spec is not None and spec.side_effects:
+        await runtime.trust.tool_executed(runtime.run_index, step.call, result)
     if not result.ok and result.error is not None and result.error.retryable:
         if result.error.code == CircuitOpen.code:
             wait = await asyncio.to_thread(runtime.executor.retry_after, call.tool)

@@ -1,5 +1,6 @@
-"""Human approval of tools marked ``requires_approval``: the run pauses on the ``approval`` external event
-(``POST /api/runs/{id}/approve``) with a durable timer as the timeout."""
+"""Human approval of tool calls marked ``requires_approval``: the run pauses on ``approval`` external events
+(``POST /api/runs/{id}/approve``) with a durable timer as the timeout, and each approved call carries its approval
+to ``call_tool``, which refuses the tool without one."""
 
 from __future__ import annotations
 
@@ -10,27 +11,62 @@ from typing import Any
 import azure.durable_functions as df
 
 from shared.errors import ApprovalDenied, ApprovalTimeout
-from shared.models import ErrorInfo, RunMode
-from shared.runs.contracts import ApprovalDecision, CustomStatus
+from shared.models import ErrorInfo, RunMode, ToolResult, ToolSpec
+from shared.runs.approval import approve, pending_approvals
+from shared.runs.contracts import ApprovalDecision, CustomStatus, PendingApproval
 from shared.runs.names import APPROVAL_EVENT, Stage
+from shared.runs.step_calls import CallApproval, StepCall, StepOutcome
 
 
-def await_approval(
-    context: df.DurableOrchestrationContext, tools: list[str], timeout_s: int, mode: RunMode = "task"
-) -> Generator[Any, Any, ErrorInfo | None]:
-    """Pause until ``POST /api/runs/{id}/approve`` (the ``approval`` event) or the timeout; None when approved."""
+def gate_calls(
+    context: df.DurableOrchestrationContext, calls: list[StepCall], specs: dict[str, ToolSpec], timeout_s: int,
+    mode: RunMode,
+) -> Generator[Any, Any, tuple[list[StepCall], list[StepOutcome]]]:
+    """Ask a human to approve each call of a ``requires_approval`` tool among ``calls`` before it is dispatched.
+
+    Returns the calls to run (approved ones carrying their :class:`CallApproval`) and the outcomes of the refused
+    ones (denied, or not decided before ``timeout_s``): those never reach ``call_tool``. One ``approval`` event may
+    decide some awaiting calls (``call_ids``) or all of them."""
+    waiting = {pending.call_id: pending for pending in pending_approvals(calls, specs)}
+    if not waiting:
+        return calls, []
     deadline = context.current_utc_datetime + dt.timedelta(seconds=timeout_s)
-    context.set_custom_status(CustomStatus(stage=Stage.AWAITING_APPROVAL, mode=mode, tools=tools,
-                                           expires_at=deadline.isoformat()).dump())
-    event = context.wait_for_external_event(APPROVAL_EVENT)
-    timer = context.create_timer(deadline)
-    winner = yield context.task_any([event, timer])
-    if winner != event:
-        return ErrorInfo.of(ApprovalTimeout, f"nobody approved the use of {', '.join(tools)} within {timeout_s} s",
-                            field="approval")
-    timer.cancel()
-    decision = ApprovalDecision.model_validate(event.result) if isinstance(event.result, dict) else ApprovalDecision()
-    if decision.approved is True:
-        return None
-    reason = decision.reason or "no reason given"
-    return ErrorInfo.of(ApprovalDenied, f"the use of {', '.join(tools)} was denied: {reason}", field="approval")
+    approved: dict[str, CallApproval] = {}
+    refused: dict[str, ErrorInfo] = {}
+    while waiting:
+        _show_awaiting(context, list(waiting.values()), deadline, mode)
+        event = context.wait_for_external_event(APPROVAL_EVENT)
+        timer = context.create_timer(deadline)
+        winner = yield context.task_any([event, timer])
+        if winner != event:
+            for call_id, pending in waiting.items():
+                refused[call_id] = ErrorInfo.of(
+                    ApprovalTimeout, f"nobody approved this call of {pending.tool} within {timeout_s} s",
+                    field="approval")
+            break
+        timer.cancel()
+        decision = ApprovalDecision.model_validate(event.result) if isinstance(event.result, dict) \
+            else ApprovalDecision()
+        for call_id in (decision.call_ids if decision.call_ids is not None else list(waiting)):
+            pending = waiting.pop(call_id, None)
+            if pending is None:
+                continue
+            if decision.approved:
+                approved[call_id] = approve(pending, decision, context.current_utc_datetime.isoformat())
+            else:
+                refused[call_id] = ErrorInfo.of(
+                    ApprovalDenied, f"this call of {pending.tool} was denied: {decision.reason or 'no reason given'}",
+                    field="approval")
+    runnable = [call.model_copy(update={"approval": approved[call.call.step_id]})
+                if call.call.step_id in approved else call
+                for call in calls if call.call.step_id not in refused]
+    outcomes = [StepOutcome(step_id=call_id, result=ToolResult(ok=False, error=error), attempts=0)
+                for call_id, error in refused.items()]
+    return runnable, outcomes
+
+
+def _show_awaiting(context: df.DurableOrchestrationContext, waiting: list[PendingApproval], deadline: dt.datetime,
+                   mode: RunMode) -> None:
+    context.set_custom_status(CustomStatus(
+        stage=Stage.AWAITING_APPROVAL, mode=mode, tools=sorted({pending.tool for pending in waiting}),
+        awaiting=waiting, expires_at=deadline.isoformat()).dump())

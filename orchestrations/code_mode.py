@@ -8,7 +8,7 @@ from typing import Any
 
 import azure.durable_functions as df
 
-from orchestrations.approval import await_approval
+from orchestrations.approval import gate_calls
 from orchestrations.durable import retry_options
 from orchestrations.fan_out import execute_wide
 from shared.errors import SandboxBusy, SandboxLimitExceeded
@@ -57,19 +57,19 @@ def run_code_mode(context: df.DurableOrchestrationContext, request: RunRequest) 
         Activity.PREPARE_CODE, PrepareCodeRequest(tools=request.tools, code=request.code).dump())))
     base = CodeRunRequest(code=request.code, tools=prepared.tools, limits=prepared.limits, run_id=context.instance_id)
     progress = CodeRun(context.instance_id, started)
-    if prepared.approval_tools and context.parent_instance_id is None:  # a task approves its sub-runs
-        refusal = yield from await_approval(context, prepared.approval_tools, prepared.approval_timeout_s, "code")
-        if refusal is not None:
-            return progress.result(None, context.current_utc_datetime, refusal)
     if request.options.code_execution == "inline":
         try:
             outcome = yield from _run_inline(context, base, prepared.sandbox_retry)
         except Exception as exc:  # Durable hands over only the message
             return progress.result(None, context.current_utc_datetime, error_from_failure(str(exc)))
-        progress.records = list(outcome.steps)
-        if outcome.failure is not None:
-            return progress.result(None, context.current_utc_datetime, outcome.failure)
-        return progress.result(outcome, context.current_utc_datetime)
+        if outcome.status != "approval_required":
+            progress.records = list(outcome.steps)
+            if outcome.failure is not None:
+                return progress.result(None, context.current_utc_datetime, outcome.failure)
+            return progress.result(outcome, context.current_utc_datetime)
+        # The code reached a tool that needs approval: the inline run stopped before it. Go on by replay from the
+        # calls that ran (they are never run again), so the approval can wait on a durable timer, not a worker.
+        progress.resume(outcome, context.current_utc_datetime)
     retry = retry_options(prepared.sandbox_retry)
     step_input = CodeStepRequest(**base.model_dump(), clock_iso=started.isoformat(), seed=seed_for(context.instance_id))
     for round_index in range(prepared.max_rounds + 1):
@@ -88,6 +88,10 @@ def run_code_mode(context: df.DurableOrchestrationContext, request: RunRequest) 
         if round_index == prepared.max_rounds:
             break
         calls = progress.prepare(step, prepared.specs, context.current_utc_datetime)
+        calls, refused = yield from gate_calls(context, calls, prepared.specs, prepared.approval_timeout_s, "code")
+        if refused:  # a human said no (or nobody answered): the run stops there, the code does not go round it
+            progress.record(refused, context.current_utc_datetime)
+            return progress.result(None, context.current_utc_datetime, refused[0].result.error)
         if calls:
             outcomes = yield from execute_wide(context, calls, prepared.max_fan_out,
                                                f"{context.instance_id}:round{round_index}")

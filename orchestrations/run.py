@@ -7,12 +7,12 @@ from typing import Any
 
 import azure.durable_functions as df
 
-from orchestrations.approval import await_approval
+from orchestrations.approval import gate_calls
 from orchestrations.code_mode import run_code_mode
 from orchestrations.fan_out import execute_wide
 from orchestrations.task_mode import run_task_mode
-from shared.models import RunRequest, RunResult, StepStatus
-from shared.runs.approval import tools_needing_approval
+from shared.errors import ApprovalDenied
+from shared.models import ErrorInfo, RunRequest, RunResult, StepStatus
 from shared.runs.contracts import CustomStatus, PreparedPlan
 from shared.runs.names import Activity, Stage
 from shared.runs.plan_run import PlanRun
@@ -49,13 +49,13 @@ def run_plan(context: df.DurableOrchestrationContext, request: RunRequest) -> Ge
     prepared = PreparedPlan.model_validate((yield context.call_activity(
         Activity.PREPARE_PLAN, request.plan.model_dump(mode="json"))))
     progress = PlanRun(context.instance_id, request.plan, prepared.specs, request.options, started)
-    needing = tools_needing_approval(prepared.specs, plan=request.plan)
-    if needing and progress.graph is not None and context.parent_instance_id is None:  # a task approves its sub-runs
-        refusal = yield from await_approval(context, needing, prepared.approval_timeout_s, "plan")
-        if refusal is not None:
-            return progress.refused(refusal, context.current_utc_datetime)
     for index, level in enumerate(progress.levels):
         calls = progress.prepare(level, context.current_utc_datetime)
+        calls, refused = yield from gate_calls(context, calls, prepared.specs, prepared.approval_timeout_s, "plan")
+        if refused:  # a human said no (or nobody answered): the run stops there
+            progress.record(refused, context.current_utc_datetime)
+            return progress.stopped(refused[0].result.error or ErrorInfo.of(ApprovalDenied, "not approved"),
+                                    context.current_utc_datetime)
         context.set_custom_status(progress.status(context.current_utc_datetime).dump())
         if not calls:
             continue

@@ -8,7 +8,6 @@ from typing import Any
 
 import azure.durable_functions as df
 
-from orchestrations.approval import await_approval
 from orchestrations.durable import retry_options
 from shared.errors import ModelBehaviorError
 from shared.models import RunRequest, RunResult, RunStatus
@@ -20,8 +19,8 @@ from shared.telemetry import telemetry_from_env
 
 def run_task_mode(context: df.DurableOrchestrationContext, request: RunRequest) -> Generator[Any, Any, RunResult]:
     """The planner loop (:class:`TaskRun`). Each stage — ``search``, ``plan`` (one per planner call, retries
-    included), ``approval``, ``execute`` (the sub-run) and ``answer`` — is emitted as a ``weft.stage`` span when it
-    ends."""
+    included), ``execute`` (the sub-run, approvals of its calls included) and ``answer`` — is emitted as a
+    ``weft.stage`` span when it ends."""
     started = context.current_utc_datetime
     otel = telemetry_from_env().orchestration(context)
 
@@ -52,13 +51,10 @@ def run_task_mode(context: df.DurableOrchestrationContext, request: RunRequest) 
             task.tools_found((yield context.call_activity(Activity.SEARCH_TOOLS, task.search_request(decision).dump())))
             stage_done("search", since)
             continue
-        if reply.approval_tools:
-            refusal = yield from await_approval(context, reply.approval_tools, prepared.approval_timeout_s)
-            stage_done("approval", since, "ok" if refusal is None else refusal.code)
-            if refusal is not None:
-                task.refuse(refusal)
-                break
-        show(Stage.EXECUTING, task.turns)
+        # Calls of tools that need approval wait for it inside the sub-run, one call at a time; the task's status
+        # names the sub-run so that GET /api/runs/{id} and the approve route reach it.
+        context.set_custom_status(CustomStatus(stage=Stage.EXECUTING, mode="task", turn=task.turns,
+                                               sub_run=task.sub_run_id()).dump())
         since = context.current_utc_datetime
         result = RunResult.model_validate((yield context.call_sub_orchestrator(
             Orchestrator.RUN, task.sub_run(decision).model_dump(mode="json"), task.sub_run_id())))

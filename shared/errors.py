@@ -38,6 +38,7 @@ from __future__ import annotations
 __all__ = [
     "ActivityFailed",
     "ApprovalDenied",
+    "ApprovalRequired",
     "ApprovalTimeout",
     "CircuitOpen",
     "CodeFailed",
@@ -208,6 +209,13 @@ class ResultTooLarge(ToolFailed):
 
 class ApprovalDenied(WeftError):
     code = "approval_denied"
+    http_status = 403
+
+
+class ApprovalRequired(WeftError):
+    """A ``requires_approval`` tool was about to run without a human's approval of that call: it did not run."""
+
+    code = "approval_required"
     http_status = 403
 
 

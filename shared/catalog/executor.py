@@ -36,6 +36,7 @@ from pydantic_core import PydanticSerializationError, to_jsonable_python
 from shared.catalog.breaker import BreakerSettings, CircuitBreaker
 from shared.catalog.catalog import Catalog
 from shared.errors import (
+    ApprovalRequired,
     CircuitOpen,
     InvalidRequest,
     NotConfigured,
@@ -205,13 +206,18 @@ class ToolExecutor:
             return asyncio.run(self.execute(call))
         raise RuntimeError("execute_sync() was called from a running event loop; await execute() instead")
 
-    async def execute(self, call: ToolCall) -> ToolResult:
-        """Run ``call`` and return its result; tool-level failures are ``ok=False`` results, not exceptions."""
+    async def execute(self, call: ToolCall, *, approved: bool = False) -> ToolResult:
+        """Run ``call`` and return its result; tool-level failures are ``ok=False`` results, not exceptions.
+
+        A tool marked ``requires_approval`` runs only with ``approved=True``, which the caller passes after checking
+        a human's approval of this very call (``call_tool``); by default it fails with ``approval_required``."""
         start = time.perf_counter()
         spec: ToolSpec | None = None
         try:
             entry = self.catalog.get(call.tool)
             spec = entry.spec
+            if spec.requires_approval and not approved:
+                raise ApprovalRequired(f"{call.tool} needs a human's approval of this call before it runs")
             if entry.transport is None:
                 raise NotConfigured(f"tool {call.tool!r} is in the catalog but has no implementation in this app")
             problems = entry.check_args(call.args)
@@ -225,7 +231,7 @@ class ToolExecutor:
             finally:
                 limiter.release()
             return await self._success(call, value, start)
-        except (ToolNotFound, InvalidRequest, NotConfigured, CircuitOpen) as exc:
+        except (ToolNotFound, InvalidRequest, NotConfigured, CircuitOpen, ApprovalRequired) as exc:
             return self._failure(call, exc, spec, start)
         except asyncio.CancelledError:
             raise

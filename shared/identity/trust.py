@@ -15,17 +15,30 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from shared.errors import Forbidden, RateLimited
+from shared.errors import (
+    ApprovalRequired,
+    CircuitOpen,
+    Forbidden,
+    NotConfigured,
+    RateLimited,
+    ToolArgumentsInvalid,
+    ToolNotFound,
+)
 from shared.identity.audit import AuditAction, AuditRecord, AuditTrail
 from shared.identity.authenticate import Authenticator
 from shared.identity.caller import LOCAL_CALLER, Caller
 from shared.identity.quotas import Quotas
 from shared.identity.settings import IdentitySettings
-from shared.runs.run_index import RunEntry
+from shared.models import ToolCall, ToolResult, hash_args
+from shared.runs.run_index import RunEntry, RunIndex
 
 __all__ = ["Trust", "TrustSettings"]
 
 log = logging.getLogger(__name__)
+
+_NOT_RUN = frozenset(error.code for error in (ApprovalRequired, CircuitOpen, ToolArgumentsInvalid, ToolNotFound,
+                                               NotConfigured))
+"""Outcomes of calls refused before the tool ran: no execution to audit."""
 
 
 @dataclass(frozen=True)
@@ -108,8 +121,25 @@ class Trust:
         """Append one :class:`AuditRecord` (off the event loop); ``fields`` are the record's other fields. The change
         it records has happened, so a failing audit store does not turn the answer into an error: it is logged as an
         error (and its ``weft.audit`` event still goes out), never dropped quietly."""
-        record = AuditRecord(caller=caller.key, caller_name=caller.name, action=action, outcome=outcome, **fields)
+        await self._record(AuditRecord(caller=caller.key, caller_name=caller.name, action=action, outcome=outcome,
+                                       **fields))
+
+    async def _record(self, record: AuditRecord) -> None:
         try:
             await asyncio.to_thread(self.audit.append, record)
         except Exception:
-            log.exception("audit record %s for run %s could not be written", action, fields.get("run_id"))
+            log.exception("audit record %s for run %s could not be written", record.action, record.run_id)
+
+    async def tool_executed(self, index: RunIndex, call: ToolCall, result: ToolResult) -> None:
+        """Audit one execution of a side-effecting tool (``tool.execute``: run, step, the run's owner, argument hash,
+        outcome); a call refused before the tool ran is not an execution. A repeated execution (a redelivered
+        activity after a crash) shows as a second record."""
+        outcome = "ok" if result.ok else (result.error.code if result.error else "failed")
+        if outcome in _NOT_RUN:
+            return
+        run_id = call.run_id.split(":", 1)[0]  # a task's sub-runs are "<run id>:turn<n>"
+        entry = await asyncio.to_thread(index.get, run_id)
+        await self._record(AuditRecord(
+            caller=entry.owner if entry else "unknown", caller_name=entry.owner_name if entry else "",
+            action="tool.execute", outcome=outcome, run_id=call.run_id, step_id=call.step_id, tool=call.tool,
+            args_sha256=hash_args(call.args)))

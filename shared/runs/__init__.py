@@ -6,7 +6,6 @@ imported by its own path: :mod:`shared.runs.admission` (the triggers), :mod:`sha
 activities) and :mod:`shared.runs.task_planner` (the LLM activities).
 """
 
-from shared.runs.approval import tools_needing_approval
 from shared.runs.code_run import CodeRun, seed_for
 from shared.runs.plan import PlanGraph, PlanProblem, check_plan, resolve_refs, validate_plan
 from shared.runs.plan_run import PlanRun
@@ -25,6 +24,5 @@ __all__ = [
     "check_plan",
     "resolve_refs",
     "seed_for",
-    "tools_needing_approval",
     "validate_plan",
 ]

@@ -37,6 +37,7 @@ __all__ = [
     "DurableStarter",
     "Submitted",
     "admit_run_request",
+    "awaiting_calls",
     "check_run_id",
     "durable_statuses_for",
     "finished_runs",
@@ -52,6 +53,7 @@ RUN_ORCHESTRATOR: str = Orchestrator.RUN
 FINISHED_DURABLE_STATUSES = ("Completed", "Failed", "Terminated", "Canceled")
 RUN_STATUSES = ("pending", "running", "completed", "completed_with_errors", "failed", "canceled")
 _KEY_SAFE = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+_MAX_APPROVAL_BYTES = 64 * 1024
 _RUN_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,127}$")
 LLM_MODES = ("task",)
 log = logging.getLogger(__name__)
@@ -89,13 +91,15 @@ def admit_run_request(body: bytes | str | dict[str, Any], runtime: Runtime) -> R
 
 
 def parse_approval(body: bytes | str) -> dict[str, Any]:
-    """``{"approved": bool, "reason": str}`` from an approve request; raises :class:`InvalidRequest` naming the
-    field."""
+    """``{"approved": bool, "reason": str, "call_ids": [str] | absent}`` from an approve request (no ``call_ids``:
+    every call awaiting approval); raises :class:`InvalidRequest` naming the field."""
     import json
 
+    if len(body) > _MAX_APPROVAL_BYTES:
+        raise InvalidRequest(f"the body may be at most {_MAX_APPROVAL_BYTES} bytes", field="body")
     try:
         data = json.loads(body or b"null")
-    except ValueError:
+    except (ValueError, RecursionError):
         raise InvalidRequest("the body must be JSON: {\"approved\": true|false, \"reason\": \"...\"}",
                              field="body") from None
     if not isinstance(data, dict):
@@ -105,10 +109,26 @@ def parse_approval(body: bytes | str) -> dict[str, Any]:
     reason = data.get("reason", "")
     if not isinstance(reason, str) or len(reason) > 2000:
         raise InvalidRequest("reason must be a string of at most 2000 characters", field="reason")
-    unknown = sorted(set(data) - {"approved", "reason"})
+    unknown = sorted(set(data) - {"approved", "reason", "call_ids"})
     if unknown:
-        raise InvalidRequest(f"unknown field {unknown[0]!r}", field=unknown[0])
-    return {"approved": data["approved"], "reason": reason}
+        raise InvalidRequest(f"unknown field {unknown[0][:60]!r}", field=unknown[0][:60])
+    decision: dict[str, Any] = {"approved": data["approved"], "reason": reason}
+    if "call_ids" in data:
+        ids = data["call_ids"]
+        if not (isinstance(ids, list) and 0 < len(ids) <= 1000
+                and all(isinstance(i, str) and 0 < len(i) <= 200 for i in ids)):
+            raise InvalidRequest("call_ids must be a list of the awaiting calls' ids", field="call_ids")
+        decision["call_ids"] = ids
+    return decision
+
+
+def awaiting_calls(custom_status: Any) -> tuple[CustomStatus, str | None]:
+    """The custom status of an orchestration and the sub-run it points at (a task executing a plan or code)."""
+    custom = CustomStatus()
+    if isinstance(custom_status, dict):
+        with contextlib.suppress(ValueError):
+            custom = CustomStatus.model_validate(custom_status)
+    return custom, custom.sub_run
 
 
 def run_instance_id(idempotency_key: str | None, caller: Caller, fallback: str | None = None) -> str:
@@ -258,6 +278,9 @@ def run_view(
             custom = CustomStatus.model_validate(custom_status)
     view["stage"] = None if custom.stage is None else str(custom.stage)
     view["progress"] = custom.progress
+    if custom.awaiting:
+        view["awaiting_approval"] = {"calls": [p.model_dump(mode="json") for p in custom.awaiting],
+                                     "expires_at": custom.expires_at}
     if runtime_status in ("Pending", None):
         view["status"] = "pending"
     elif runtime_status in ("Running", "Suspended", "ContinuedAsNew"):

@@ -88,6 +88,12 @@ class CodeRun:
                 message = result.error.message if result.error else "tool failed"
                 self.recorded.append(RecordedCallData.failed(pending, message))
 
+    def resume(self, paused: CodeOutcome, now: datetime) -> None:
+        """Go on by replay from an inline run that stopped at a call needing approval: the calls it ran are
+        recorded (their results feed the replay, so they never run again)."""
+        self.records = list(paused.steps)
+        self.recorded = list(paused.tool_calls)
+
     def result(self, step: CodeOutcome | None, now: datetime, error: ErrorInfo | None = None) -> RunResult:
         """The :class:`RunResult`: the finished ``step``'s value and stdout as output, the tool calls as steps."""
         elapsed = round((now - self.started).total_seconds() * 1000.0, 3)

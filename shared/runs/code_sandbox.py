@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 from shared.catalog.catalog import Catalog
@@ -19,6 +19,7 @@ from shared.catalog.executor import ToolExecutor
 from shared.errors import InvalidRequest, ResultTooLarge, SandboxBusy, WeftError, is_retryable
 from shared.models import ErrorInfo, StepRecord, StepStatus, ToolCall, ToolResult, ToolSpec, hash_args
 from shared.payloads import PayloadStore
+from shared.runs.approval import approval_problem
 from shared.runs.contracts import (
     CodeOutcome,
     CodeRunRequest,
@@ -27,7 +28,7 @@ from shared.runs.contracts import (
     PendingEntry,
     RecordedCallData,
 )
-from shared.runs.step_calls import RetryableActivityError, offloaded_ref
+from shared.runs.step_calls import RetryableActivityError, offloaded, offloaded_ref
 from shared.sandbox import CodeExecutor, CodeResult, Limits, PendingCall, RecordedCall
 from shared.telemetry import Telemetry
 
@@ -96,6 +97,7 @@ async def run_inline(
     *,
     preview_bytes: int = 512,
     telemetry: Telemetry | None = None,
+    on_side_effect: Callable[[ToolCall, ToolResult], Awaitable[None]] | None = None,
 ) -> CodeOutcome:
     """The whole code run in one activity (``inline`` mode): tools are called through the executor as the code
     makes them. Returns the :class:`CodeResult` plus each call's :class:`StepRecord`.
@@ -110,10 +112,17 @@ async def run_inline(
 
     Only ``SandboxBusy`` (no slot came free, so nothing ran) raises :class:`RetryableActivityError` for Durable to
     run the activity again; every other error comes back as ``status="error"``, because repeating a run that
-    started would call its tools again."""
+    started would call its tools again. ``on_side_effect`` is awaited after each execution of a side-effecting tool
+    (the audit trail).
+
+    A tool marked ``requires_approval`` never runs inline: the first such call stops the run there (that call and
+    every later one are refused without running) and the outcome is ``approval_required`` with the calls that ran,
+    from which the orchestrator goes on by replay, where the call can wait for its approval."""
     tools = request.tools
     run_id = request.run_id
     records: list[StepRecord] = []
+    executed: list[RecordedCallData] = []
+    halted: list[str] = []  # the first call that needs a human's approval: nothing runs after it
     numbers = itertools.count(1)  # call ids in the order the code makes the calls, as in replay mode
 
     def make(py_name: str) -> Any:
@@ -121,14 +130,29 @@ async def run_inline(
 
         async def call(*args: Any, **kwargs: Any) -> Any:
             step_id = f"c{next(numbers)}"
-            named = named_arguments(catalog.get(tool).spec, PendingCall(step_id, py_name, list(args), kwargs))
-            result = await _execute(executor, ToolCall(run_id=run_id, step_id=step_id, tool=tool, args=named),
-                                    telemetry)
+            if halted:
+                raise RuntimeError("not run: the run is paused until a human approves an earlier call")
+            spec = catalog.get(tool).spec
+            pending = PendingCall(step_id, py_name, list(args), kwargs)
+            named = named_arguments(spec, pending)
+            tool_call = ToolCall(run_id=run_id, step_id=step_id, tool=tool, args=named)
+            if approval_problem(tool_call, spec, None) is not None:
+                halted.append(step_id)  # inline calls cannot wait for a human: the run goes on by replay
+                raise RuntimeError(f"not run: {tool} needs a human's approval of this call")
+            result = await _execute(executor, tool_call, telemetry)
+            if on_side_effect is not None and spec.side_effects:
+                await on_side_effect(tool_call, result)
             records.append(StepRecord(
                 step_id=step_id, tool=tool, attempts=1, latency_ms=result.latency_ms, args_hash=hash_args(named),
                 status=StepStatus.SUCCEEDED if result.ok else StepStatus.FAILED,
                 result=result.recorded_value(preview_bytes) if result.ok else None, error=result.error))
+            data = PendingCallData.model_validate(pending.to_dict())
             value = result.value
+            if result.ok:
+                kept = offloaded(result.blob_ref) if result.blob_ref else result.value
+                executed.append(RecordedCallData.succeeded(data, kept))
+            else:
+                executed.append(RecordedCallData.failed(data, result.error.message if result.error else "tool failed"))
             if result.ok and result.blob_ref:  # the code gets the whole value; the record keeps the reference
                 value = await asyncio.to_thread(payloads.get, result.blob_ref)
             if not result.ok:
@@ -144,10 +168,21 @@ async def run_inline(
     except SandboxBusy as exc:
         raise RetryableActivityError(ErrorInfo.from_exception(exc)) from exc
     except WeftError as exc:
+        if halted:
+            return _paused(records, executed)
         return CodeOutcome(status="error", error=ErrorInfo.from_exception(exc), steps=records)
+    if halted:
+        return _paused(records, executed)
     records.sort(key=lambda record: int(record.step_id[1:]))
     return CodeOutcome.model_validate({"status": "finished", **outcome.to_dict(),
                                        "steps": [r.model_dump(mode="json") for r in records]})
+
+
+def _paused(records: list[StepRecord], executed: list[RecordedCallData]) -> CodeOutcome:
+    """An inline run stopped at a call that needs approval: the calls that ran, to go on from by replay."""
+    records.sort(key=lambda record: int(record.step_id[1:]))
+    executed.sort(key=lambda call: int(call.call_id[1:]))
+    return CodeOutcome(status="approval_required", steps=records, tool_calls=executed)
 
 
 async def _execute(executor: ToolExecutor, call: ToolCall, telemetry: Telemetry | None) -> ToolResult:

@@ -102,8 +102,6 @@ class PreparedCode(_Contract):
     approval_timeout_s: int
     sandbox_retry: RetryPolicy = SANDBOX_RETRY_BEFORE_SETTING
     """How ``run_code_step`` is retried, and ``run_code_inline`` when the sandbox was busy."""
-    approval_tools: list[str] = Field(default_factory=list)
-    """Tools the code names that need a human's approval."""
 
     @property
     def max_rounds(self) -> int:
@@ -188,7 +186,9 @@ class CodeOutcome(_Contract):
     the ``calls`` it waits on. ``error``: ``failure`` says why it could not run (a violation, a limit).
     """
 
-    status: Literal["finished", "pending", "error"]
+    status: Literal["finished", "pending", "error", "approval_required"]
+    """``approval_required`` (inline only): the code reached a tool that needs a human's approval; nothing ran from
+    that call on, and ``tool_calls`` holds the calls that ran, for the run to go on by replay."""
     result: Any = None
     stdout: str = ""
     error: ErrorInfo | CodeErrorData | None = None
@@ -298,8 +298,6 @@ class LlmPlanReply(_Contract):
     raw: str = ""
     """The model's reply text (repeated to it in a repair round)."""
     usage: TokenUsage = Field(default_factory=TokenUsage)
-    approval_tools: list[str] = Field(default_factory=list)
-    """Tools the plan or code uses that need a human's approval."""
 
 
 class LlmAnswerRequest(_Contract):
@@ -320,6 +318,16 @@ class LlmAnswerReply(_Contract):
 # ------------------------------------------------------------------------------------------------- status, approval
 
 
+class PendingApproval(_Contract):
+    """One tool call waiting for a human's approval, as ``GET /api/runs/{id}`` shows it."""
+
+    call_id: str
+    tool: str
+    args_preview: str
+    """The arguments as canonical JSON, cut to 500 characters: what the approver decides on (the hash names them)."""
+    args_sha256: str
+
+
 class CustomStatus(_Contract):
     """What an orchestrator shows while it runs (Durable's custom status), read back by ``GET /api/runs/{id}``.
 
@@ -332,8 +340,12 @@ class CustomStatus(_Contract):
     """The run's status (``done`` stage)."""
     tools: list[str] | None = None
     """Tools awaiting approval."""
+    awaiting: list[PendingApproval] | None = None
+    """The tool calls awaiting approval: tool, argument preview, call id (approve them by id or all at once)."""
     expires_at: str | None = None
     """When the approval times out (ISO 8601)."""
+    sub_run: str | None = None
+    """The sub-run a task is executing (its approvals and steps are shown through the task)."""
     turn: int | None = None
     round: int | None = None
     done: int | None = None
@@ -357,3 +369,7 @@ class ApprovalDecision(_Contract):
 
     approved: bool = False
     reason: str = ""
+    by: str = ""
+    """The approving caller's name, added by the API (never from the body)."""
+    call_ids: list[str] | None = None
+    """The awaiting calls decided; ``None``: every call awaiting approval when the decision arrives."""

@@ -158,10 +158,12 @@ class PlanRun:
         return RunResult(run_id=self.run_id, mode=mode, status=status, steps=records, output=output, errors=errors,
                          elapsed_ms=_ms(now - self.started))
 
-    def refused(self, error: ErrorInfo, now: datetime) -> RunResult:
-        """The result of a run that never started because its approval was denied or timed out."""
+    def stopped(self, error: ErrorInfo, now: datetime) -> RunResult:
+        """The result of a run stopped by ``error`` (an approval denied or timed out): the steps that had not run
+        are skipped, and the run fails with that error."""
         for record in self.records.values():
-            self._skip(record, f"not run: {error.message}", now)
+            if record.status in (StepStatus.PENDING, StepStatus.RUNNING):
+                self._skip(record, f"not run: {error.message}", now)
         return RunResult(run_id=self.run_id, mode="plan", status=RunStatus.FAILED, steps=list(self.records.values()),
                          errors=[error], elapsed_ms=_ms(now - self.started))
 

@@ -21,6 +21,7 @@ from shared.models import ErrorInfo, RetryPolicy, ToolCall, ToolResult
 __all__ = [
     "ERROR_END",
     "ERROR_START",
+    "CallApproval",
     "CircuitWait",
     "RetryableActivityError",
     "RetryableToolError",
@@ -62,6 +63,21 @@ def error_from_failure(text: str) -> ErrorInfo:
     return ErrorInfo(code="activity_failed", message=first_line, retryable=False)
 
 
+class CallApproval(BaseModel):
+    """A human's approval of one tool call, as the orchestrator recorded it from the ``approval`` event."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    call_id: str
+    """The step id (plan) or call id (code) approved."""
+    args_sha256: str
+    """The arguments approved (their hash): an approval holds for exactly these arguments."""
+    approved_by: str = ""
+    """Who approved (display name of the approving caller)."""
+    decided_at: str = ""
+    """When (ISO 8601, orchestration time)."""
+
+
 class StepCall(BaseModel):
     """Input of the ``call_tool`` activity: the call plus what the activity must finish before running it."""
 
@@ -73,6 +89,9 @@ class StepCall(BaseModel):
     """Step id → payload reference, for ``$ref``s the orchestrator could not resolve (results stored in Blob)."""
     retry: RetryPolicy = Field(default_factory=RetryPolicy)
     """The tool's retry policy (applied by the orchestrator through Durable retries)."""
+    approval: CallApproval | None = None
+    """The approval of this very call, for a tool marked ``requires_approval``: ``call_tool`` refuses to run such a
+    tool without one that names the call and its arguments."""
 
 
 class CircuitWait(BaseModel):

@@ -18,7 +18,6 @@ from shared.catalog.catalog import Catalog
 from shared.errors import InvalidRequest, ModelBehaviorError, SandboxViolation
 from shared.llm.chat import ChatMessage, ChatModel, JsonSchemaFormat, load_prompt, render_prompt
 from shared.models import ModelLimits, TokenUsage, parse_model
-from shared.runs.approval import tools_needing_approval
 from shared.runs.contracts import (
     LlmAnswerReply,
     LlmAnswerRequest,
@@ -129,9 +128,7 @@ def plan_turn(request: LlmPlanRequest, model: ChatModel, catalog: Catalog, limit
     except (InvalidRequest, SandboxViolation) as exc:
         where = f" (at {exc.field})" if exc.field else ""
         return LlmPlanReply(ok=False, error=f"{exc.message}{where}", raw=raw, usage=usage)
-    allowed = {name: catalog.get(name).spec for name in tools if name in catalog}
-    return LlmPlanReply(ok=True, reply=reply, raw=raw, usage=usage,
-                        approval_tools=tools_needing_approval(allowed, plan=reply.plan, code=reply.code))
+    return LlmPlanReply(ok=True, reply=reply, raw=raw, usage=usage)
 
 
 def results_text(results: Sequence[Mapping[str, Any]]) -> str:

@@ -10,7 +10,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from shared.errors import ModelBehaviorError, StepFailed, ToolFailed, TurnLimitExceeded
+from shared.errors import ApprovalDenied, ApprovalTimeout, ModelBehaviorError, StepFailed, ToolFailed, TurnLimitExceeded
 from shared.models import ErrorInfo, RunRequest, RunResult, RunStatus, StepRecord, StepStatus, TokenUsage
 from shared.runs.contracts import (
     LlmAnswerReply,
@@ -27,6 +27,8 @@ from shared.runs.contracts import (
 __all__ = ["TaskRun"]
 
 _NOT_SHOWN = (StepFailed.code, ToolFailed.code)
+_REFUSALS = frozenset({ApprovalDenied.code, ApprovalTimeout.code})
+"""Errors of a sub-run step that end the task: an approval was denied or timed out."""
 """Run errors not shown to the models again: the failed steps they summarise are shown one by one."""
 
 
@@ -102,10 +104,6 @@ class TaskRun:
         self.transcript.append(TranscriptTurn(role="user", content="Tools loaded: " + (", ".join(added) or "none new")
                                               + ". They are now listed in the tools above."))
 
-    def refuse(self, error: ErrorInfo) -> None:
-        """The tools the decision needs were not approved: the run fails with ``error``."""
-        self.error = error
-
     def sub_run(self, decision: PlannerReply) -> RunRequest:
         """The durable sub-run that executes a plan or code decision."""
         assert decision.action in ("plan", "code")
@@ -129,6 +127,10 @@ class TaskRun:
         shown += [{"error": e.message} for e in result.errors if e.code not in _NOT_SHOWN]
         self.results.extend(shown)
         self.transcript.append(TranscriptTurn(role="results", results=shown))
+        refusal = next((r.error for r in result.steps if r.error is not None and r.error.code in _REFUSALS), None)
+        if refusal is not None:  # a human said no (or nobody answered): the task ends; the planner may not go round it
+            self.error = refusal
+            return False
         return decision.final or self.turns >= self.max_turns
 
     def answer_request(self) -> LlmAnswerRequest:

@@ -184,4 +184,5 @@ def test_code_mode_denied_approval_runs_nothing(stack: TaskStack) -> None:
     view = wait_run(stack.host, run_id)
     assert view["status"] == "failed" and view["errors"][0]["code"] == "approval_denied"
     assert "wrong recipient" in view["errors"][0]["message"]
-    assert view["result"]["steps"] == []
+    (step,) = view["result"]["steps"]  # the denied call, which never ran
+    assert step["status"] == "failed" and step["attempts"] == 0 and step["error"]["code"] == "approval_denied"

@@ -40,7 +40,7 @@ def test_prepare_code_output_from_before_the_retry_setting_takes_its_defaults() 
            "max_fan_out": 100, "approval_timeout_s": 3600}
     prepared = PreparedCode.model_validate(old)
     assert prepared.sandbox_retry == SANDBOX_RETRY_BEFORE_SETTING == Capacity().retry_policy()
-    assert prepared.approval_tools == [] and prepared.max_rounds == Limits().max_rounds
+    assert prepared.max_rounds == Limits().max_rounds
     newer = PreparedCode.model_validate({**old, "sandbox_retry": {"first_interval_ms": 10, "max_attempts": 2}})
     assert newer.sandbox_retry == RetryPolicy(first_interval_ms=10, max_attempts=2)
 

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from orchestrations.task_mode import run_task_mode
-from shared.errors import ApprovalDenied, ModelBehaviorError, TurnLimitExceeded
+from shared.errors import ModelBehaviorError, TurnLimitExceeded
 from shared.models import RunRequest, RunResult, RunStatus, StepRecord, StepStatus, TokenUsage
 from shared.runs.contracts import LlmPlanReply, PlannerReply, PreparedTask
 from shared.runs.names import APPROVAL_EVENT, Activity, Orchestrator, Stage
@@ -27,9 +27,9 @@ def _prepared(max_turns: int = 4, tools: list[str] | None = None) -> dict[str, A
             "approval_timeout_s": 60, "llm_retry": {"first_interval_ms": 1000, "max_attempts": 3}}
 
 
-def _reply(action: str, *, final: bool = True, approval: list[str] | None = None, **fields: Any) -> dict[str, Any]:
+def _reply(action: str, *, final: bool = True, **fields: Any) -> dict[str, Any]:
     return {"ok": True, "reply": {"action": action, "final": final, **fields}, "raw": f'{{"action": "{action}"}}',
-            "usage": USAGE, "approval_tools": approval or []}
+            "usage": USAGE}
 
 
 UNUSABLE = {"ok": False, "error": "plan.steps[0].tool: unknown tool", "raw": "{nonsense}", "usage": USAGE}
@@ -209,28 +209,18 @@ def test_a_second_unusable_reply_fails_the_run() -> None:
     assert "even after a repair round: plan.steps[0].tool: unknown tool" in error.message
 
 
-def test_a_refused_approval_fails_the_run_before_anything_runs() -> None:
+def test_a_plan_using_an_approval_tool_runs_as_a_sub_run_that_asks_per_call() -> None:
+    """The task asks for no approval up front: the sub-run asks for each call (where the call runs), and the
+    task's status names the sub-run so the API reaches it."""
     result, context = _drive(_task(), {
         Activity.PREPARE_TASK: [_prepared()],
-        Activity.LLM_PLAN: [_reply("plan", plan=PLAN, approval=["weather.get"])],
-        "any": [{"approved": False, "reason": "not today"}],
-    })
-    assert _names(context) == ["prepare_task", "llm_plan"]
-    assert context.statuses[-1]["stage"] == Stage.AWAITING_APPROVAL and context.statuses[-1]["tools"] == [
-        "weather.get"]
-    assert result.status == RunStatus.FAILED
-    assert result.errors[0].code == ApprovalDenied.code and "not today" in result.errors[0].message
-
-
-def test_an_approved_plan_runs() -> None:
-    result, context = _drive(_task(), {
-        Activity.PREPARE_TASK: [_prepared()],
-        Activity.LLM_PLAN: [_reply("plan", plan=PLAN, approval=["weather.get"])],
-        "any": [{"approved": True, "reason": ""}],
+        Activity.LLM_PLAN: [_reply("plan", plan=PLAN)],
         Orchestrator.RUN: [lambda sub_id: _sub_result(sub_id, "completed_with_errors")],
         Activity.LLM_ANSWER: [{"answer": "partly", "usage": USAGE}],
     })
     assert _names(context) == ["prepare_task", "llm_plan", "run", "llm_answer"]
+    executing = [s for s in context.statuses if s["stage"] == Stage.EXECUTING]
+    assert executing and executing[-1]["sub_run"].endswith(":turn1")
     assert result.status == RunStatus.COMPLETED_WITH_ERRORS
 
 
