@@ -44,8 +44,8 @@ def check_tool_names(names: Iterable[Any]) -> None:
     reaches as ``my.add(...)`` and ``my_add(...)``) that shadow nothing the code relies on."""
     seen: dict[str, str] = {}
     for name in names:
-        parts = name.split(".") if isinstance(name, str) else [None]
-        flat = "_".join(parts) if isinstance(name, str) else name
+        parts: list[Any] = name.split(".") if isinstance(name, str) else [name]
+        flat = name.replace(".", "_") if isinstance(name, str) else name
         if (
             not all(isinstance(p, str) and p.isidentifier() and not p.startswith("_") for p in parts)
             or flat in _RESERVED_NAMES

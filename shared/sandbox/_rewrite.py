@@ -164,7 +164,9 @@ def _load_copy(node: ast.expr) -> ast.expr:
 
 def rewrite(tree: ast.Module, tools: frozenset[str], heads: frozenset[str]) -> ast.Module:
     """Apply :class:`Rewriter` and keep the last expression statement's value as ``__weft_last__``."""
-    tree = Rewriter(tools, heads, awaited_names(tree)).visit(tree)
+    rewritten = Rewriter(tools, heads, awaited_names(tree)).visit(tree)
+    assert isinstance(rewritten, ast.Module)
+    tree = rewritten
     if tree.body and isinstance(tree.body[-1], ast.Expr):
         last = tree.body[-1]
         tree.body[-1] = ast.copy_location(

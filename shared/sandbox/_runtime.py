@@ -252,8 +252,8 @@ class Runtime:
         if self._replay:
             record = self._recorded.get(call["id"])
             if record is None:
-                waiting = [c for c, f in self._unresolved if not f.cancelled() and c["id"] not in self._recorded]
-                self._channel.finish({"t": "pending", "calls": [*waiting, call], "layers": self.layers})
+                unrecorded = [c for c, f in self._unresolved if not f.cancelled() and c["id"] not in self._recorded]
+                self._channel.finish({"t": "pending", "calls": [*unrecorded, call], "layers": self.layers})
             self._consumed.add(call["id"])
             return self._value(name, record)
         self._channel.send({"t": "calls", "calls": [*self._outbox, call]})
@@ -262,9 +262,9 @@ class Runtime:
             message = self._channel.recv()
             if str(message.get("id")) == call["id"]:
                 return self._value(name, message)
-            waiting = self._waiting.pop(str(message.get("id")), None)
-            if waiting is not None:
-                self._resolve(waiting[1], waiting[0], message)
+            other = self._waiting.pop(str(message.get("id")), None)
+            if other is not None:
+                self._resolve(other[1], other[0], message)
 
     async def _call_tool(self, name: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
         call = self._tool_call(name, args, kwargs)

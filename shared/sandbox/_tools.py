@@ -45,7 +45,7 @@ def make_tool_types(
 
     created = itertools.count(1)
 
-    class ToolCall(collections.abc.Coroutine):  # type: ignore[type-arg]
+    class ToolCall(collections.abc.Coroutine):
         """A tool call not yet awaited: a coroutine that starts the call when first awaited."""
 
         __slots__ = ("_args", "_hash", "_inner", "_kwargs", "tool")
@@ -188,7 +188,7 @@ def find_unawaited(value: Any, tool_call: type, depth: int = 0) -> str | None:
     if depth > 20:
         return None
     if isinstance(value, tool_call):
-        return _not_awaited(value.tool)
+        return _not_awaited(str(getattr(value, "tool", "the tool")))
     if isinstance(value, collections.abc.Coroutine):
         name = getattr(value, "__qualname__", None) or "a coroutine"
         return (f"the result is {name}(), a coroutine that was never awaited, so it never ran: write "

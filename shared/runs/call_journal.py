@@ -1,0 +1,202 @@
+"""A journal of a run's completed tool calls, kept next to its payloads, so a crash never repeats finished work.
+
+Two records per run, both in the payload store's own storage (the local folder of a :class:`LocalPayloadStore` or the
+container of a :class:`BlobPayloadStore`), under ``journal/<run id>/``:
+
+* ``calls/<seq>.json`` — one entry per completed call, by call sequence (1, 2, … in the order the code made them):
+  the tool, the SHA-256 of its arguments and its outcome. A restarted inline run reads :meth:`CallJournal.completed`
+  and hands the code the journalled outcome instead of calling the tool again (after checking tool and arguments
+  hash still match: a mismatch means the code is not deterministic and must not be replayed from the journal).
+* ``begun/<sha256 of call key>`` — an execution marker written *before* a non-idempotent tool runs.
+  :meth:`CallJournal.begin` creates it atomically and says whether it already existed: ``True`` means this call was
+  dispatched before (a crash or a redelivery), so the tool may already have run and must not run again unless it
+  opts in; the step record then says ``redelivered``.
+
+The first write of an entry wins (a second ``record`` of the same sequence returns the journalled one), so two
+instances racing after a redelivery agree on one outcome.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import re
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, Protocol
+
+from shared.errors import InvalidRequest
+from shared.payloads import BlobPayloadStore, LocalPayloadStore, PayloadStore
+
+__all__ = ["CallJournal", "JournalEntry", "args_sha256"]
+
+_RUN_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,199}$")
+_PREFIX = "journal"
+
+
+def args_sha256(args: Any) -> str:
+    """The SHA-256 of a call's arguments as canonical JSON (sorted keys, compact)."""
+    data = json.dumps(args, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str)
+    return hashlib.sha256(data.encode()).hexdigest()
+
+
+@dataclass(frozen=True)
+class JournalEntry:
+    """One completed call: ``result`` when it succeeded, ``error`` (a message) when it failed."""
+
+    seq: int
+    tool: str
+    args_sha256: str
+    result: Any = None
+    error: str | None = None
+    recorded_at: str = ""
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+    def matches(self, tool: str, args_hash: str) -> bool:
+        """Whether the code now makes the same call at this sequence (else it must not be replayed)."""
+        return (self.tool, self.args_sha256) == (tool, args_hash)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> JournalEntry:
+        error = data.get("error")
+        return cls(seq=int(data["seq"]), tool=str(data["tool"]), args_sha256=str(data["args_sha256"]),
+                   result=data.get("result"), error=None if error is None else str(error),
+                   recorded_at=str(data.get("recorded_at") or ""))
+
+
+class _Backend(Protocol):
+    def create(self, name: str, data: bytes) -> bool:
+        """Write ``name`` unless it exists; whether this call created it."""
+        ...
+
+    def read(self, name: str) -> bytes | None: ...
+
+    def names(self, prefix: str) -> list[str]: ...
+
+
+class _Folder:
+    def __init__(self, root: Path) -> None:
+        self.root = root
+
+    def create(self, name: str, data: bytes) -> bool:
+        path = self.root / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.{os.urandom(4).hex()}.tmp")
+        tmp.write_bytes(data)
+        try:
+            os.link(tmp, path)  # atomic create-if-absent with the whole content in place
+        except FileExistsError:
+            return False
+        finally:
+            tmp.unlink(missing_ok=True)
+        return True
+
+    def read(self, name: str) -> bytes | None:
+        try:
+            return (self.root / name).read_bytes()
+        except FileNotFoundError:
+            return None
+
+    def names(self, prefix: str) -> list[str]:
+        folder = self.root / prefix
+        if not folder.is_dir():
+            return []
+        return [f"{prefix}/{p.name}" for p in folder.iterdir() if not p.name.startswith(".")]
+
+
+class _Container:
+    def __init__(self, container: Any) -> None:
+        self.container = container
+        self._created = False
+
+    def _ensure(self) -> None:
+        if not self._created:
+            from azure.core.exceptions import ResourceExistsError
+
+            with contextlib.suppress(ResourceExistsError):
+                self.container.create_container()
+            self._created = True
+
+    def create(self, name: str, data: bytes) -> bool:
+        from azure.core.exceptions import ResourceExistsError
+
+        self._ensure()
+        try:
+            self.container.upload_blob(name, data, overwrite=False)  # If-None-Match: * on the service
+        except ResourceExistsError:
+            return False
+        return True
+
+    def read(self, name: str) -> bytes | None:
+        from azure.core.exceptions import ResourceNotFoundError
+
+        try:
+            return bytes(self.container.download_blob(name).readall())
+        except ResourceNotFoundError:
+            return None
+
+    def names(self, prefix: str) -> list[str]:
+        from azure.core.exceptions import ResourceNotFoundError
+
+        try:
+            return [blob.name for blob in self.container.list_blobs(name_starts_with=f"{prefix}/")]
+        except ResourceNotFoundError:
+            return []
+
+
+class CallJournal:
+    """Completed tool calls and execution markers per run, in the payload store's storage (see the module doc)."""
+
+    def __init__(self, store: PayloadStore) -> None:
+        if isinstance(store, LocalPayloadStore):
+            self._backend: _Backend = _Folder(store.root)
+        elif isinstance(store, BlobPayloadStore):
+            self._backend = _Container(store.container)
+        else:
+            raise TypeError(f"a call journal needs a local or Blob payload store, not {type(store).__name__}")
+
+    @staticmethod
+    def _run(run_id: str) -> str:
+        if not isinstance(run_id, str) or not _RUN_ID.match(run_id):
+            raise InvalidRequest(f"run id {run_id!r} cannot name a journal", field="run_id")
+        return f"{_PREFIX}/{run_id}"
+
+    def record(self, run_id: str, seq: int, tool: str, args_hash: str, result: Any = None, *,
+               error: str | None = None) -> JournalEntry:
+        """Journal call ``seq`` of ``run_id`` as completed; the first record of a sequence wins and is returned."""
+        if isinstance(seq, bool) or not isinstance(seq, int) or seq < 1:
+            raise InvalidRequest(f"call sequence must be a positive integer, got {seq!r}", field="seq")
+        entry = JournalEntry(seq, tool, args_hash, None if error is not None else result, error,
+                             datetime.now(UTC).isoformat())
+        name = f"{self._run(run_id)}/calls/{seq:08d}.json"
+        data = json.dumps(asdict(entry), separators=(",", ":"), ensure_ascii=False, default=str).encode()
+        if self._backend.create(name, data):
+            return entry
+        existing = self._backend.read(name)
+        return entry if existing is None else JournalEntry.from_dict(json.loads(existing))
+
+    def completed(self, run_id: str) -> dict[int, JournalEntry]:
+        """Every journalled call of ``run_id`` by sequence (empty for a run that completed none)."""
+        entries: dict[int, JournalEntry] = {}
+        for name in self._backend.names(f"{self._run(run_id)}/calls"):
+            if not name.endswith(".json"):
+                continue
+            data = self._backend.read(name)
+            if data is not None:
+                entry = JournalEntry.from_dict(json.loads(data))
+                entries[entry.seq] = entry
+        return dict(sorted(entries.items()))
+
+    def begin(self, run_id: str, call_key: str) -> bool:
+        """Mark ``call_key`` (e.g. ``"<step id>:<args sha256>"``) of ``run_id`` as about to execute; return whether it
+        had been begun before, in which case the tool may already have run (a crash or a redelivery)."""
+        digest = hashlib.sha256(call_key.encode()).hexdigest()
+        stamp = json.dumps({"call_key_sha256": digest, "begun_at": datetime.now(UTC).isoformat()}).encode()
+        return not self._backend.create(f"{self._run(run_id)}/begun/{digest}", stamp)
