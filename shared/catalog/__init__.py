@@ -2,7 +2,14 @@
 :mod:`shared.catalog.executor` and :mod:`shared.catalog.breaker`, imported by their own paths."""
 
 from shared.catalog.catalog import Catalog, PythonTransport, Tool, ToolTransport, python_tool, tool
-from shared.catalog.schema import argument_problems, function_schema, python_identifier, render_stub
+from shared.catalog.schema import (
+    argument_problems,
+    function_schema,
+    inline_refs,
+    python_identifier,
+    render_stub,
+    resolve_pointer,
+)
 
 __all__ = [
     "Catalog",
@@ -11,8 +18,10 @@ __all__ = [
     "ToolTransport",
     "argument_problems",
     "function_schema",
+    "inline_refs",
     "python_identifier",
     "python_tool",
     "render_stub",
+    "resolve_pointer",
     "tool",
 ]

@@ -18,10 +18,11 @@ from typing import Any
 from jsonschema import validators as jsonschema_validators
 from pydantic import BaseModel, ConfigDict, Field, create_model
 
+from shared.errors import InvalidRequest
 from shared.models import ToolSpec, canonical_json, format_field
 
-__all__ = ["ArgumentProblem", "FunctionSchema", "argument_problems", "function_schema", "parse_docstring",
-           "python_identifier", "render_stub"]
+__all__ = ["ArgumentProblem", "FunctionSchema", "argument_problems", "function_schema", "inline_refs",
+           "parse_docstring", "python_identifier", "render_stub", "resolve_pointer"]
 
 IDEMPOTENCY_PARAMETER = "idempotency_key"
 """A tool function declaring a parameter with this name receives the call's idempotency key there."""
@@ -99,29 +100,76 @@ def _strip_titles(node: Any, *, names: bool = False) -> Any:
     return node
 
 
-def _inline_defs(schema: dict[str, Any]) -> dict[str, Any]:
-    """Inline ``#/$defs/X`` references (LLMs read flat schemas better); recursive definitions stay as references."""
-    defs = schema.get("$defs", {})
-    kept: set[str] = set()
+def resolve_pointer(document: Any, ref: str) -> Any:
+    """What a local ``$ref`` (``#`` or ``#/a/b``, with JSON Pointer's ``~0``/``~1`` escapes) points at in
+    ``document``; :class:`InvalidRequest` for an external reference or one that points at nothing."""
+    if ref == "#":
+        return document
+    if not ref.startswith("#/"):
+        raise InvalidRequest(f"external $ref {ref!r} is not supported")
+    node: Any = document
+    for escaped in ref[2:].split("/"):
+        part = escaped.replace("~1", "/").replace("~0", "~")
+        if isinstance(node, list) and part.isdigit() and int(part) < len(node):
+            node = node[int(part)]
+        elif isinstance(node, Mapping) and part in node:
+            node = node[part]
+        else:
+            raise InvalidRequest(f"$ref {ref!r} points at nothing")
+    return node
+
+
+def inline_refs(
+    schema: Any, *, document: Any = None, max_depth: int | None = None, placeholder: Callable[[str], Any] | None = None
+) -> Any:
+    """``schema`` with every ``$ref`` replaced by a copy of what it points at (keys beside a ``$ref`` win over its
+    target's): LLMs read flat schemas better. ``document`` (default: ``schema`` itself) is what ``#/...`` pointers
+    resolve against; the ``$defs``/``definitions`` of ``schema`` itself are dropped once inlined.
+
+    A reference met again inside its own expansion (recursion), or nested more than ``max_depth`` references deep,
+    is not expanded: ``placeholder(ref)`` takes its place when given; otherwise it stays a reference, to
+    ``#/$defs/<name>``, and the result carries those definitions under ``$defs`` (a self-contained JSON schema).
+    Raises :class:`InvalidRequest` for an external reference or one that points at nothing.
+    """
+    root = schema if document is None else document
+    kept: dict[str, str] = {}  # ref -> its name under the result's $defs
+
+    def keep(ref: str) -> str:
+        if ref not in kept:
+            base = ref.rsplit("/", 1)[-1].replace("~1", "/").replace("~0", "~") or "root"
+            name, number = base, 2
+            while name in kept.values():
+                name, number = f"{base}_{number}", number + 1
+            kept[ref] = name
+        return "#/$defs/" + kept[ref].replace("~", "~0").replace("/", "~1")
 
     def visit(node: Any, stack: tuple[str, ...]) -> Any:
         if isinstance(node, list):
             return [visit(item, stack) for item in node]
-        if not isinstance(node, dict):
+        if not isinstance(node, Mapping):
             return node
         ref = node.get("$ref")
-        if isinstance(ref, str) and ref.startswith("#/$defs/") and ref[8:] in defs:
-            name = ref[8:]
-            if name in stack:
-                kept.add(name)
-                return node
-            siblings = {key: visit(value, stack) for key, value in node.items() if key != "$ref"}
-            return {**visit(defs[name], (*stack, name)), **siblings}
-        return {key: visit(value, stack) for key, value in node.items() if key != "$defs"}
+        if not isinstance(ref, str):
+            return {key: visit(value, stack) for key, value in node.items()}
+        siblings = {key: visit(value, stack) for key, value in node.items() if key != "$ref"}
+        if ref in stack or (max_depth is not None and len(stack) >= max_depth):
+            if placeholder is not None:
+                return {**placeholder(ref), **siblings}
+            return {"$ref": ref if ref == "#" else keep(ref), **siblings}
+        target = visit(resolve_pointer(root, ref), (*stack, ref))
+        return {**target, **siblings} if isinstance(target, Mapping) else target
 
-    out = visit(schema, ())
-    if kept:
-        out["$defs"] = {name: visit(defs[name], (name,)) for name in sorted(kept)}
+    top = dict(schema) if isinstance(schema, Mapping) and document is None else schema
+    if isinstance(top, dict):
+        top.pop("$defs", None)
+        top.pop("definitions", None)
+    out = visit(top, ())
+    definitions: dict[str, Any] = {}
+    while len(definitions) < len(kept):  # a definition may keep references of its own
+        ref = next(ref for ref in kept if kept[ref] not in definitions)
+        definitions[kept[ref]] = visit(resolve_pointer(root, ref), (ref,))
+    if definitions and isinstance(out, dict):
+        out["$defs"] = dict(sorted(definitions.items()))
     return out
 
 
@@ -168,7 +216,7 @@ def _build_function_schema(fn: Callable[..., Any]) -> FunctionSchema:
         raw = model.model_json_schema(by_alias=True)
     except Exception as exc:  # pydantic raises several types for unsupported hints and defaults
         raise TypeError(f"tool function {fn.__qualname__}: cannot build a JSON schema: {exc}") from exc
-    parameters = _inline_defs(_strip_titles(raw))
+    parameters = inline_refs(_strip_titles(raw))
     parameters.setdefault("properties", {})
     return FunctionSchema(description=description, parameters=parameters, model=model)
 

@@ -8,9 +8,9 @@ connection is lost (the next call opens a new one; a call of a tool marked safe 
 With ``WEFT_MCP_POOL=false`` every call opens and closes its own session: simple, but a stdio server is started
 for each call (about a second for a Python server).
 
-Tool specs: the server's ``inputSchema`` as parameters, ``alias.name`` names, and side effects read from the
-annotations as the MCP spec defines their defaults: a tool is side-effect free only if ``readOnlyHint`` is true,
-and idempotent if read-only or ``idempotentHint`` is true.
+Tool specs: the server's ``inputSchema`` as parameters (``$ref`` s inlined, as for every tool), ``alias.name``
+names, and side effects read from the annotations as the MCP spec defines their defaults: a tool is side-effect free
+only if ``readOnlyHint`` is true, and idempotent if read-only or ``idempotentHint`` is true.
 
 Results: ``isError`` becomes :class:`ToolFailed` with the tool's text; otherwise ``structuredContent`` when present,
 else each content block (text parsed as JSON when it is JSON), a list when there are several.
@@ -36,6 +36,7 @@ from mcp import types as mcp_types
 from mcp.client.streamable_http import streamable_http_client
 from pydantic import ValidationError
 
+from shared.catalog import inline_refs
 from shared.errors import (
     InvalidRequest,
     NotConfigured,
@@ -376,9 +377,9 @@ def mcp_tools(
     for tool in tools:
         hints = tool.annotations or mcp_types.ToolAnnotations()
         read_only = hints.read_only_hint is True
-        parameters = {"type": "object", "properties": {}, **dict(tool.input_schema or {})}
         name = safe_tool_name(tool.name, alias=alias)
         try:
+            parameters = {"type": "object", "properties": {}, **inline_refs(dict(tool.input_schema or {}))}
             if name in names:
                 raise ValueError(f"its catalog name {name!r} is taken by another tool of the server")
             spec = ToolSpec(
@@ -390,7 +391,7 @@ def mcp_tools(
                 idempotent=read_only or hints.idempotent_hint is True,
                 timeout_s=timeout_s,
             )
-        except (ValidationError, ValueError) as exc:
+        except (InvalidRequest, ValidationError, ValueError) as exc:
             log.warning("skipping MCP tool %r: %s", tool.name, exc)
             continue
         names.add(name)

@@ -21,6 +21,7 @@ import httpx
 import yaml
 from pydantic import ValidationError
 
+from shared.catalog import inline_refs, resolve_pointer
 from shared.errors import InvalidRequest
 from shared.models import ToolSpec
 from shared.sources.cache import DiscoveredTool
@@ -57,14 +58,17 @@ async def load_document(location: str, *, guard: SsrfGuard, settings: OpenApiSet
         guard.check_scheme(location)
         raw = await fetch_document(location, guard=guard, settings=settings)
     else:
-        path = Path(location)
-        try:
-            if path.stat().st_size > settings.max_document_bytes:
-                raise InvalidRequest(f"OpenAPI document {location} is larger than {settings.max_document_bytes} bytes")
-            raw = await asyncio.to_thread(path.read_bytes)
-        except OSError as exc:
-            raise InvalidRequest(f"cannot read OpenAPI document {location}: {exc.strerror or exc}") from None
+        raw = await asyncio.to_thread(_read_file, Path(location), settings.max_document_bytes)
     return parse_document(raw, where=location)
+
+
+def _read_file(path: Path, max_bytes: int) -> bytes:
+    try:
+        if path.stat().st_size > max_bytes:
+            raise InvalidRequest(f"OpenAPI document {path} is larger than {max_bytes} bytes")
+        return path.read_bytes()
+    except OSError as exc:
+        raise InvalidRequest(f"cannot read OpenAPI document {path}: {exc.strerror or exc}") from None
 
 
 def parse_document(raw: bytes, *, where: str = "document") -> dict[str, Any]:
@@ -87,7 +91,8 @@ def parse_document(raw: bytes, *, where: str = "document") -> dict[str, Any]:
 
 
 class _Inliner:
-    """Inlines local ``$ref`` s (``#/components/...``) and converts OpenAPI 3.0 schema quirks to JSON Schema."""
+    """Inlines ``$ref`` s (``#/components/...``, through :func:`~shared.catalog.schema.inline_refs`) and converts
+    OpenAPI 3.0 schema quirks to JSON Schema."""
 
     def __init__(self, document: Mapping[str, Any], max_depth: int) -> None:
         self.document = document
@@ -98,50 +103,41 @@ class _Inliner:
         for _ in range(self.max_depth):
             if not (isinstance(node, Mapping) and isinstance(node.get("$ref"), str)):
                 return node
-            node = self._pointer(node["$ref"])
+            node = resolve_pointer(self.document, node["$ref"])
         return {}
 
-    def _pointer(self, ref: str) -> Any:
-        if not ref.startswith("#/"):
-            raise InvalidRequest(f"external $ref {ref!r} is not supported")
-        node: Any = self.document
-        for escaped in ref[2:].split("/"):
-            part = escaped.replace("~1", "/").replace("~0", "~")
-            if not isinstance(node, Mapping) or part not in node:
-                raise InvalidRequest(f"$ref {ref!r} points at nothing")
-            node = node[part]
+    def schema(self, node: Any, *, request: bool = True) -> Any:
+        """A self-contained JSON schema for ``node``; ``request`` drops ``readOnly`` properties. References nested
+        deeper than ``max_depth`` or recursive ones become any value, described."""
+        inlined = inline_refs(node, document=self.document, max_depth=self.max_depth, placeholder=_too_deep)
+        return _json_schema(inlined, request=request)
+
+
+def _too_deep(ref: str) -> dict[str, Any]:
+    return {"description": f"{ref.rsplit('/', 1)[-1]} (nested too deeply to describe; any value)"}
+
+
+def _json_schema(node: Any, *, request: bool) -> Any:
+    if isinstance(node, list):
+        return [_json_schema(item, request=request) for item in node]
+    if not isinstance(node, Mapping):
         return node
-
-    def schema(self, node: Any, stack: tuple[str, ...] = (), *, request: bool = True) -> Any:
-        """A self-contained JSON schema for ``node``; ``request`` drops ``readOnly`` properties."""
-        if isinstance(node, list):
-            return [self.schema(item, stack, request=request) for item in node]
-        if not isinstance(node, Mapping):
-            return node
-        ref = node.get("$ref")
-        if isinstance(ref, str):
-            name = ref.rsplit("/", 1)[-1]
-            if ref in stack or len(stack) >= self.max_depth:
-                return {"description": f"{name} (nested too deeply to describe; any value)"}
-            siblings = {k: v for k, v in node.items() if k != "$ref"}
-            return {**self.schema(self._pointer(ref), (*stack, ref), request=request),
-                    **self.schema(siblings, stack, request=request)}
-        out: dict[str, Any] = {}
-        for key, value in node.items():
-            if key.startswith("x-") or key in _DROP_KEYS:
-                continue
-            if key in ("properties", "patternProperties", "$defs", "definitions") and isinstance(value, Mapping):
-                out[key] = {
-                    name: self.schema(sub, stack, request=request)
-                    for name, sub in value.items()
-                    if not (request and key == "properties" and isinstance(sub, Mapping) and sub.get("readOnly"))
-                }
-            else:
-                out[key] = self.schema(value, stack, request=request)
-        return _json_schema_2020(out, node)
+    out: dict[str, Any] = {}
+    for key, value in node.items():
+        if key.startswith("x-") or key in _DROP_KEYS:
+            continue
+        if key in ("properties", "patternProperties", "$defs", "definitions") and isinstance(value, Mapping):
+            out[key] = {
+                name: _json_schema(sub, request=request)
+                for name, sub in value.items()
+                if not (request and key == "properties" and isinstance(sub, Mapping) and sub.get("readOnly"))
+            }
+        else:
+            out[key] = _json_schema(value, request=request)
+    return _json_schema_2020(out)
 
 
-def _json_schema_2020(out: dict[str, Any], original: Mapping[str, Any]) -> dict[str, Any]:
+def _json_schema_2020(out: dict[str, Any]) -> dict[str, Any]:
     """OpenAPI 3.0's ``nullable`` and boolean ``exclusiveMinimum``/``exclusiveMaximum`` in JSON Schema terms."""
     if out.pop("nullable", False) is True:
         kind = out.get("type")

@@ -73,6 +73,17 @@ def test_unusable_schemas_and_name_clashes_are_skipped(caplog: pytest.LogCapture
     assert "taken by another tool" in caplog.text
 
 
+def test_input_schema_references_are_inlined_like_every_tool_schema(caplog: pytest.LogCaptureFixture) -> None:
+    address = {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}
+    with_defs = tool("ship", input_schema={
+        "type": "object", "properties": {"to": {"$ref": "#/$defs/Address"}}, "$defs": {"Address": address},
+    })
+    dangling = tool("lost", input_schema={"type": "object", "properties": {"to": {"$ref": "#/$defs/Nope"}}})
+    [found] = mcp_tools([with_defs, dangling])
+    assert found.spec.parameters == {"type": "object", "properties": {"to": address}}
+    assert "skipping MCP tool 'lost'" in caplog.text and "points at nothing" in caplog.text
+
+
 def text(value: str) -> mcp_types.TextContent:
     return mcp_types.TextContent(type="text", text=value)
 
