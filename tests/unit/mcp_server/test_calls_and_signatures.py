@@ -53,9 +53,10 @@ def test_a_payload_that_is_not_a_call_is_an_invalid_request(payload: str) -> Non
 
 def test_the_envelope_is_what_the_extension_turns_into_a_call_tool_result() -> None:
     ok = tool_result(McpAnswer({"run_id": "run-1", "status": "completed"}).envelope(), use_result_schema=True)
-    assert not ok.is_error and json.loads(ok.content[0].text) == {"run_id": "run-1", "status": "completed"}
     assert isinstance(ok.content[0], types.TextContent)
+    assert not ok.is_error and json.loads(ok.content[0].text) == {"run_id": "run-1", "status": "completed"}
     failed = tool_result(error_answer(NotFound("no such run", field="run_id")).envelope(), use_result_schema=True)
+    assert isinstance(failed.content[0], types.TextContent)
     assert failed.is_error and json.loads(failed.content[0].text) == {
         "code": "not_found", "message": "no such run", "field": "run_id"}
 
