@@ -172,3 +172,39 @@ def test_the_worker_policy_is_json_and_mirrors_the_named_data() -> None:
 def test_every_allowed_node_type_is_an_ast_class() -> None:
     assert all(isinstance(t, type) and issubclass(t, ast.AST) for t in policy.ALLOWED_NODE_TYPES)
     assert ast.Module in policy.ALLOWED_NODE_TYPES
+
+
+@pytest.mark.parametrize(
+    "code",
+    [
+        "input = {'city': 'Oslo'}\ninput['city']",
+        "open = [1]\nopen[0]",
+        "def f(input):\n    return input\nf(1)",
+        "for vars in range(3):\n    print(vars)",
+        "import json as help\nhelp.dumps(1)",
+        "tool(input='x', open=True)",
+        "id, type, list, log = 1, 'a', [2], []",
+    ],
+)
+def test_builtin_names_may_be_used_for_the_codes_own_values(code: str) -> None:
+    policy.check_code(code, max_code_bytes=10_000)
+
+
+@pytest.mark.parametrize(
+    ("code", "expected"),
+    [
+        ("input()", "'input' is not allowed"),
+        ("x = open('f')", "'open' is not allowed"),
+        ("def f(x):\n    open = x\n    return open\neval('1')", "'eval' is not allowed"),
+        ("type(1).mro()", "attribute 'mro' is not allowed: the class graph is not reachable"),
+        ("getattr(int, 'mro')", "attribute 'mro' is not allowed"),
+    ],
+)
+def test_reaching_the_real_builtin_or_the_class_graph_is_refused(code: str, expected: str) -> None:
+    with pytest.raises(SandboxViolation, match=expected):
+        policy.check_code(code, max_code_bytes=10_000)
+
+
+def test_runtime_events_are_named_data_sent_to_the_worker() -> None:
+    assert {"object.__getattr__", "exec"} <= set(policy.worker_policy()["runtime_events"])
+    assert all(isinstance(reason, str) and reason for reason in policy.RUNTIME_EVENTS.values())
