@@ -20,7 +20,6 @@ variable (which also carries the attempt number), readable from sync and async t
 from __future__ import annotations
 
 import asyncio
-import collections
 import json
 import logging
 import os
@@ -35,6 +34,7 @@ from pydantic_core import PydanticSerializationError, to_jsonable_python
 
 from shared.catalog.breaker import BreakerSettings, CircuitBreaker
 from shared.catalog.catalog import Catalog
+from shared.concurrency import CrossLoopSemaphore
 from shared.errors import (
     ApprovalRequired,
     CircuitOpen,
@@ -117,58 +117,6 @@ def retryable(exc: BaseException, spec: ToolSpec | None) -> bool:
     return spec is None or spec.idempotent or not spec.side_effects
 
 
-class _Limiter:
-    """A counting semaphore usable from any thread and any event loop (FIFO)."""
-
-    def __init__(self, limit: int) -> None:
-        self.limit = limit
-        self._active = 0
-        self._waiters: collections.deque[tuple[asyncio.AbstractEventLoop, asyncio.Future[None]]] = collections.deque()
-        self._lock = threading.Lock()
-
-    @property
-    def active(self) -> int:
-        """Slots in use."""
-        return self._active
-
-    @property
-    def waiting(self) -> int:
-        """Callers waiting for a slot."""
-        return len(self._waiters)
-
-    async def acquire(self) -> None:
-        loop = asyncio.get_running_loop()
-        with self._lock:
-            if self._active < self.limit and not self._waiters:
-                self._active += 1
-                return
-            waiter: tuple[asyncio.AbstractEventLoop, asyncio.Future[None]] = (loop, loop.create_future())
-            self._waiters.append(waiter)
-        try:
-            await waiter[1]
-        except asyncio.CancelledError:
-            with self._lock:
-                handed_over = waiter not in self._waiters
-                if not handed_over:
-                    self._waiters.remove(waiter)
-            if handed_over:  # a slot was passed to us as we were cancelled: pass it on
-                self.release()
-            raise
-
-    def release(self) -> None:
-        with self._lock:
-            if not self._waiters:
-                self._active -= 1
-                return
-            loop, future = self._waiters.popleft()  # the slot moves to the waiter; _active is unchanged
-        loop.call_soon_threadsafe(_wake, future)
-
-
-def _wake(future: asyncio.Future[None]) -> None:
-    if not future.done():
-        future.set_result(None)
-
-
 class ToolExecutor:
     """Runs tool calls from a :class:`Catalog`. One per process; safe to share between threads and event loops."""
 
@@ -184,27 +132,13 @@ class ToolExecutor:
         self.breaker = breaker
         self.settings = settings or ToolSettings()
         self.result_sink = result_sink
-        self._limiters: dict[tuple[str, int], _Limiter] = {}
+        self._limiters: dict[tuple[str, int], CrossLoopSemaphore] = {}
         self._limiters_lock = threading.Lock()
-
-    def in_flight(self, tool: str) -> tuple[int, int]:
-        """``(running, waiting)`` calls of ``tool`` in this process (for metrics)."""
-        with self._limiters_lock:
-            limiters = [limiter for (name, _), limiter in self._limiters.items() if name == tool]
-        return sum(lim.active for lim in limiters), sum(lim.waiting for lim in limiters)
 
     def retry_after(self, tool: str) -> float:
         """Seconds until ``tool``'s circuit lets a call through (:meth:`CircuitBreaker.retry_after`); 0 without a
         breaker. Blocking: it reads the breaker's store."""
         return self.breaker.retry_after(tool) if self.breaker is not None else 0.0
-
-    def execute_sync(self, call: ToolCall) -> ToolResult:
-        """:meth:`execute` for synchronous callers (not from inside a running event loop)."""
-        try:
-            asyncio.get_running_loop()
-        except RuntimeError:
-            return asyncio.run(self.execute(call))
-        raise RuntimeError("execute_sync() was called from a running event loop; await execute() instead")
 
     async def execute(self, call: ToolCall, *, approved: bool = False) -> ToolResult:
         """Run ``call`` and return its result; tool-level failures are ``ok=False`` results, not exceptions.
@@ -305,12 +239,12 @@ class ToolExecutor:
         logger.info("tool %s failed (run %s, step %s): %s", call.tool, call.run_id, call.step_id, error.code)
         return ToolResult(ok=False, error=error, latency_ms=_since(start))
 
-    def _limiter(self, spec: ToolSpec) -> _Limiter:
+    def _limiter(self, spec: ToolSpec) -> CrossLoopSemaphore:
         key = (spec.name, self.settings.concurrency_for(spec))
         with self._limiters_lock:
             limiter = self._limiters.get(key)
             if limiter is None:
-                limiter = self._limiters[key] = _Limiter(key[1])
+                limiter = self._limiters[key] = CrossLoopSemaphore(key[1])
             return limiter
 
 

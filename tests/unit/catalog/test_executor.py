@@ -7,16 +7,17 @@ import dataclasses
 import json
 import threading
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
 import pytest
 from pydantic import BaseModel
 
-from shared.catalog import executor as tools_module
 from shared.catalog.breaker import BreakerRecord, BreakerSettings, BreakerState, CircuitBreaker, MemoryBreakerStore
 from shared.catalog.catalog import Catalog, Tool
-from shared.catalog.executor import ToolExecutor, ToolSettings, _Limiter, current_call, retryable
+from shared.catalog.executor import ToolExecutor, ToolSettings, current_call, retryable
+from shared.concurrency import CrossLoopSemaphore
 from shared.errors import InvalidRequest, ToolFailed, UpstreamUnavailable
 from shared.models import ToolCall, ToolResult, ToolSpec
 
@@ -90,10 +91,6 @@ def make_catalog() -> Catalog:
 CATALOG = make_catalog()
 
 
-def test_public_api_is_declared() -> None:
-    assert set(tools_module.__all__) == {"ResultSink", "ToolExecutor", "ToolSettings", "current_call", "retryable"}
-
-
 # ----------------------------------------------------------------------------------------------- settings
 
 
@@ -133,12 +130,12 @@ def test_concurrency_precedence() -> None:
 
 def test_success_returns_json_values() -> None:
     executor = ToolExecutor(CATALOG)
-    result = executor.execute_sync(call("add", a=1, b=2.5))
+    result = asyncio.run(executor.execute(call("add", a=1, b=2.5)))
     assert result.ok and result.value == 3.5 and result.error is None
     assert result.size_bytes == 3 and not result.truncated and result.latency_ms > 0
-    converted = executor.execute_sync(call("reading")).value
+    converted = asyncio.run(executor.execute(call("reading"))).value
     assert converted == {"reading": {"value": 1.5, "at": "2026-01-02T00:00:00Z"}, "pair": [1, 2]}
-    assert ToolResult.model_validate_json(executor.execute_sync(call("reading")).model_dump_json()).ok
+    assert ToolResult.model_validate_json(asyncio.run(executor.execute(call("reading"))).model_dump_json()).ok
 
 
 @pytest.mark.parametrize(
@@ -157,7 +154,7 @@ def test_success_returns_json_values() -> None:
     ],
 )
 def test_failures_are_non_retryable_results(the_call: ToolCall, code: str, field: str | None, fragment: str) -> None:
-    result = ToolExecutor(CATALOG).execute_sync(the_call)
+    result = asyncio.run(ToolExecutor(CATALOG).execute(the_call))
     assert not result.ok and result.value is None
     assert result.error is not None
     assert (result.error.code, result.error.field, result.error.retryable) == (code, field, False)
@@ -165,7 +162,7 @@ def test_failures_are_non_retryable_results(the_call: ToolCall, code: str, field
 
 
 def test_timeout_is_a_retryable_result() -> None:
-    result = ToolExecutor(CATALOG).execute_sync(call("hang"))
+    result = asyncio.run(ToolExecutor(CATALOG).execute(call("hang")))
     assert result.error is not None
     assert result.error.code == "tool_timeout" and result.error.retryable
     assert result.error.message == "tool 'hang' did not answer within 0.05 s"
@@ -179,12 +176,12 @@ def test_default_timeout_applies_when_the_spec_has_none() -> None:
         """Never answers."""
         await asyncio.Event().wait()
 
-    result = ToolExecutor(catalog, settings=ToolSettings(timeout_s=0.02)).execute_sync(call("wait_forever"))
+    result = asyncio.run(ToolExecutor(catalog, settings=ToolSettings(timeout_s=0.02)).execute(call("wait_forever")))
     assert result.error is not None and result.error.code == "tool_timeout"
 
 
 def test_a_tool_raising_timeout_error_is_not_an_executor_timeout() -> None:
-    result = ToolExecutor(CATALOG).execute_sync(call("raises_timeout"))
+    result = asyncio.run(ToolExecutor(CATALOG).execute(call("raises_timeout")))
     assert result.error is not None
     assert result.error.code == "tool_failed" and result.error.retryable
     assert result.error.message == "TimeoutError: upstream read timed out"
@@ -212,7 +209,7 @@ def test_retryability(exc: Exception, side_effects: bool, idempotent: bool, code
         raise exc
 
     catalog.register(failing, side_effects=side_effects, idempotent=idempotent)
-    result = ToolExecutor(catalog).execute_sync(call("failing"))
+    result = asyncio.run(ToolExecutor(catalog).execute(call("failing")))
     assert result.error is not None
     assert (result.error.code, result.error.retryable) == (code, expected)
     spec = catalog.get("failing").spec
@@ -241,9 +238,9 @@ class MemorySink:
 
 def test_large_results_are_truncated_with_their_size() -> None:
     executor = ToolExecutor(CATALOG, settings=ToolSettings(max_result_bytes=101))
-    small = executor.execute_sync(call("blob", size=49))  # 2 quotes + 98 bytes
+    small = asyncio.run(executor.execute(call("blob", size=49)))  # 2 quotes + 98 bytes
     assert small.ok and not small.truncated and small.size_bytes == 100
-    big = executor.execute_sync(call("blob", size=100))
+    big = asyncio.run(executor.execute(call("blob", size=100)))
     assert big.ok and big.truncated and big.blob_ref is None
     assert big.size_bytes == 202
     assert isinstance(big.value, str) and big.value == '"' + "é" * 50  # cut at a character boundary
@@ -253,11 +250,11 @@ def test_large_results_are_truncated_with_their_size() -> None:
 def test_large_results_go_to_the_sink() -> None:
     sink = MemorySink()
     executor = ToolExecutor(CATALOG, settings=ToolSettings(max_result_bytes=10), result_sink=sink)
-    result = executor.execute_sync(call("blob", run_id="r9", step_id="s2", size=20))
+    result = asyncio.run(executor.execute(call("blob", run_id="r9", step_id="s2", size=20)))
     assert result.truncated and result.blob_ref == "payloads/r9/s2.json"
     assert json.loads(sink.stored["payloads/r9/s2.json"]) == "é" * 20
     failing = ToolExecutor(CATALOG, settings=ToolSettings(max_result_bytes=10), result_sink=MemorySink(fail=True))
-    fallback = failing.execute_sync(call("blob", size=20))
+    fallback = asyncio.run(failing.execute(call("blob", size=20)))
     assert fallback.ok and fallback.truncated and fallback.blob_ref is None
 
 
@@ -266,22 +263,24 @@ def test_large_results_go_to_the_sink() -> None:
 
 def test_tools_receive_the_idempotency_key_both_ways() -> None:
     executor = ToolExecutor(CATALOG)
-    sync_value = executor.execute_sync(call("keyed", run_id="r1", step_id="charge")).value
+    sync_value = asyncio.run(executor.execute(call("keyed", run_id="r1", step_id="charge"))).value
     assert sync_value == {"param": "r1:charge", "var": "r1:charge"}
     retry = ToolCall(run_id="r1", step_id="charge", tool="keyed_async", attempt=3)
-    assert executor.execute_sync(retry).value == {"var": "r1:charge", "attempt": 3}
+    assert asyncio.run(executor.execute(retry)).value == {"var": "r1:charge", "attempt": 3}
     assert current_call.get() is None
 
 
-def test_execute_sync_refuses_a_running_loop() -> None:
-    async def inside() -> None:
-        ToolExecutor(CATALOG).execute_sync(call("add", a=1, b=1))
-
-    with pytest.raises(RuntimeError, match="await execute"):
-        asyncio.run(inside())
-
-
 # ----------------------------------------------------------------------------------------------- concurrency
+
+
+def run(executor: ToolExecutor, the_call: ToolCall) -> ToolResult:
+    """One call from sync code, on a fresh event loop (as a sync activity or a thread would make it)."""
+    return asyncio.run(executor.execute(the_call))
+
+
+def _slots_of(executor: ToolExecutor, tool: str) -> CrossLoopSemaphore:
+    """The executor's semaphore for ``tool`` (white-box: the counts of the module under test)."""
+    return executor._limiter(executor.catalog.get(tool).spec)
 
 
 def test_per_tool_concurrency_limit_in_one_loop() -> None:
@@ -301,19 +300,20 @@ def test_per_tool_concurrency_limit_in_one_loop() -> None:
         return peak
 
     executor = ToolExecutor(catalog)
+    slots = _slots_of(executor, "gated")
 
     async def scenario() -> list[ToolResult]:
         tasks = [asyncio.create_task(executor.execute(call("gated", step_id=f"s{i}"))) for i in range(6)]
         for _ in range(20):  # let every task reach the tool or the limiter
             await asyncio.sleep(0)
-        assert executor.in_flight("gated") == (2, 4)
+        assert (running, slots.in_use, slots.waiting) == (2, 2, 4)
         gate.set()
         return await asyncio.gather(*tasks)
 
     results = asyncio.run(scenario())
     assert all(r.ok for r in results)
     assert peak == 2
-    assert executor.in_flight("gated") == (0, 0)
+    assert (slots.in_use, slots.waiting) == (0, 0)
 
 
 def test_per_tool_concurrency_limit_across_threads() -> None:
@@ -335,17 +335,15 @@ def test_per_tool_concurrency_limit_across_threads() -> None:
 
     catalog.register(blocking)
     executor = ToolExecutor(catalog, settings=ToolSettings(concurrency={"blocking": 1}))
+    slots = _slots_of(executor, "blocking")
     results: list[ToolResult] = []
     threads = [
-        threading.Thread(target=lambda i=i: results.append(executor.execute_sync(call("blocking", step_id=f"s{i}"))))
+        threading.Thread(target=lambda i=i: results.append(run(executor, call("blocking", step_id=f"s{i}"))))
         for i in range(3)
     ]
     for thread in threads:
         thread.start()
-    deadline = time.monotonic() + 10
-    while executor.in_flight("blocking") != (1, 2) and time.monotonic() < deadline:
-        threading.Event().wait(0.005)  # polling a condition, with a deadline
-    assert executor.in_flight("blocking") == (1, 2)
+    assert _poll(lambda: (slots.in_use, slots.waiting) == (1, 2))
     gate.set()
     for thread in threads:
         thread.join(10)
@@ -353,32 +351,51 @@ def test_per_tool_concurrency_limit_across_threads() -> None:
     assert peak == 1
 
 
-def test_limiter_cancellation_passes_the_slot_on() -> None:
-    async def scenario() -> None:
-        limiter = _Limiter(1)
-        await limiter.acquire()
-        waiter = asyncio.create_task(limiter.acquire())
-        await asyncio.sleep(0)
-        assert limiter.waiting == 1
-        waiter.cancel()
-        with pytest.raises(asyncio.CancelledError):
-            await waiter
-        assert limiter.waiting == 0
-        limiter.release()
-        assert limiter.active == 0
+def _poll(condition: Callable[[], bool], timeout: float = 10.0) -> bool:
+    """Poll ``condition`` until it holds or ``timeout`` passes; returns its last value."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            return False
+        threading.Event().wait(0.002)
+    return True
 
-        await limiter.acquire()
-        handed = asyncio.create_task(limiter.acquire())
-        await asyncio.sleep(0)
-        limiter.release()  # the slot moves to `handed` ...
-        handed.cancel()  # ... which is cancelled before it runs, so it must give the slot back
-        with pytest.raises(asyncio.CancelledError):
-            await handed
-        assert (limiter.active, limiter.waiting) == (0, 0)
-        await asyncio.wait_for(limiter.acquire(), 1)
-        assert limiter.active == 1
 
-    asyncio.run(scenario())
+def test_a_succeeded_call_is_not_reported_failed_when_a_waiter_was_cut_off() -> None:
+    """An inline run is cut off (its thread's event loop closed) while its call waits for the tool's only slot; the
+    call holding the slot succeeds and must be reported as such, and the slot must go on to the next caller."""
+    catalog = Catalog()
+    gate = threading.Event()
+
+    def slow() -> str:
+        """Holds the slot until the gate opens."""
+        gate.wait(10)
+        return "done"
+
+    catalog.register(slow)
+    executor = ToolExecutor(catalog, settings=ToolSettings(concurrency={"slow": 1}))
+    slots = _slots_of(executor, "slow")
+    held: list[ToolResult] = []
+    holder = threading.Thread(target=lambda: held.append(asyncio.run(executor.execute(call("slow", step_id="held")))))
+    holder.start()
+    assert _poll(lambda: slots.in_use == 1)
+
+    cut_loop = asyncio.new_event_loop()
+    cut_off = threading.Thread(target=cut_loop.run_forever)
+    cut_off.start()
+    waiting = asyncio.run_coroutine_threadsafe(executor.execute(call("slow", step_id="cut")), cut_loop)
+    assert _poll(lambda: slots.waiting == 1)
+    cut_loop.call_soon_threadsafe(cut_loop.stop)  # the run is cut off: its loop stops and closes, the call pending
+    cut_off.join(10)
+    cut_loop.close()
+
+    gate.set()
+    holder.join(10)
+    assert [(r.ok, r.value, r.error) for r in held] == [(True, "done", None)]
+    assert not waiting.done()
+    assert (slots.in_use, slots.waiting) == (0, 0)
+    later = asyncio.run(executor.execute(call("slow", step_id="later")))
+    assert later.ok and later.value == "done"
 
 
 # ----------------------------------------------------------------------------------------------- circuit breaker
@@ -404,19 +421,19 @@ def test_breaker_opens_rejects_and_closes() -> None:
         on_transition=lambda *t: transitions.append(t),
     )
     executor = ToolExecutor(catalog, breaker)
-    codes = [executor.execute_sync(call("upstream")).error.code for _ in range(3)]  # type: ignore[union-attr]
+    codes = [asyncio.run(executor.execute(call("upstream"))).error.code for _ in range(3)]  # type: ignore[union-attr]
     assert codes == ["tool_failed", "tool_failed", "circuit_open"]
-    rejected = executor.execute_sync(call("upstream"))
+    rejected = asyncio.run(executor.execute(call("upstream")))
     assert rejected.error is not None and rejected.error.retryable and "try again in 10 s" in rejected.error.message
     clock.now += 10
     healthy = True
-    assert executor.execute_sync(call("upstream")).value == "ok"
+    assert asyncio.run(executor.execute(call("upstream"))).value == "ok"
     assert [t[2] for t in transitions] == [BreakerState.OPEN, BreakerState.HALF_OPEN, BreakerState.CLOSED]
     healthy = False
-    executor.execute_sync(call("upstream"))
+    asyncio.run(executor.execute(call("upstream")))
     for _ in range(3):  # the caller's mistakes never open the circuit, and show the tool is answering
-        assert executor.execute_sync(call("upstream", strict=True)).error.code == "invalid_request"  # type: ignore[union-attr]
-        assert executor.execute_sync(call("upstream", bogus=1)).error.code == "tool_arguments_invalid"  # type: ignore[union-attr]
+        assert asyncio.run(executor.execute(call("upstream", strict=True))).error.code == "invalid_request"  # type: ignore[union-attr]
+        assert asyncio.run(executor.execute(call("upstream", bogus=1))).error.code == "tool_arguments_invalid"  # type: ignore[union-attr]
     assert breaker.state("upstream") == BreakerRecord()
 
 
@@ -431,14 +448,14 @@ def test_permanent_tool_errors_do_not_count_against_the_circuit() -> None:
     breaker = CircuitBreaker(MemoryBreakerStore(), BreakerSettings(failure_threshold=1))
     executor = ToolExecutor(catalog, breaker)
     for _ in range(3):
-        assert executor.execute_sync(call("buggy")).error.retryable is False  # type: ignore[union-attr]
+        assert asyncio.run(executor.execute(call("buggy"))).error.retryable is False  # type: ignore[union-attr]
     assert breaker.state("buggy").state is BreakerState.CLOSED
 
 
 def test_timeouts_count_as_breaker_failures() -> None:
     breaker = CircuitBreaker(MemoryBreakerStore(), BreakerSettings(failure_threshold=1))
     executor = ToolExecutor(CATALOG, breaker)
-    assert executor.execute_sync(call("hang")).error.code == "tool_timeout"  # type: ignore[union-attr]
+    assert asyncio.run(executor.execute(call("hang"))).error.code == "tool_timeout"  # type: ignore[union-attr]
     assert breaker.state("hang").state is BreakerState.OPEN
 
 
