@@ -18,6 +18,7 @@ makes that order a pure function of the code, the recorded results and the seed.
 from __future__ import annotations
 
 import ast
+import asyncio
 import difflib
 import importlib
 import inspect
@@ -336,6 +337,7 @@ class Runtime:
         namespace.update(tool_globals(tools, function, reserved))
         namespace["__weft_now__"] = now
         self._reserve = bytearray(_RESERVE_BYTES)
+        asyncio.set_event_loop(self.loop)  # asyncio.gather(...) outside a coroutine must not build a real loop
         install_audit_hook(self._world, compiled)
         self.layers = [*self.layers, "audit"]
         try:
@@ -413,6 +415,7 @@ def run_embedded(job: Mapping[str, Any], policy: Mapping[str, Any]) -> dict[str,
         pass
     finally:
         deactivate()
+        asyncio.set_event_loop(None)
         sys.setrecursionlimit(previous_limit)
         sys.set_asyncgen_hooks(*previous_hooks)
     assert channel.outcome is not None

@@ -12,6 +12,7 @@ A dotted tool name (``my.add``: a source alias and the tool) is also reachable t
 
 from __future__ import annotations
 
+import asyncio
 import collections.abc
 import difflib
 import itertools
@@ -189,6 +190,9 @@ def find_unawaited(value: Any, tool_call: type, depth: int = 0) -> str | None:
         return None
     if isinstance(value, tool_call):
         return _not_awaited(str(getattr(value, "tool", "the tool")))
+    if isinstance(value, asyncio.Future) and not value.done():
+        return ("the result is an asyncio future that was never awaited (asyncio.gather(...) or a task), so its "
+                "calls never finished: write 'await asyncio.gather(...)' or 'await task'")
     if isinstance(value, collections.abc.Coroutine):
         name = getattr(value, "__qualname__", None) or "a coroutine"
         return (f"the result is {name}(), a coroutine that was never awaited, so it never ran: write "
