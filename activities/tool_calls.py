@@ -54,11 +54,14 @@ async def _call_tool(runtime: Runtime, step: StepCall) -> dict[str, Any]:
         call = call.model_copy(update={"args": resolve_refs(call.args, dict(zip(step.offloaded, loaded, strict=True)))})
     with runtime.telemetry.tool_call_span(call.tool, call.run_id, call.step_id) as span:
         span.record_arguments(step.call.args)  # as hashed in StepRecord.args_hash (offloaded values by reference)
+        audited = spec is not None and spec.side_effects
+        if audited:
+            await runtime.trust.tool_executed(runtime.run_index, step.call, None)
         result = await runtime.executor.execute(call, approved=approved)
         span.set_outcome("ok" if result.ok or result.error is None else result.error.code)
         if result.ok:
             span.record_result(result.value)
-    if spec is not None and spec.side_effects:
+    if audited:
         await runtime.trust.tool_executed(runtime.run_index, step.call, result)
     if not result.ok and result.error is not None and result.error.retryable:
         if result.error.code == CircuitOpen.code:

@@ -130,16 +130,16 @@ class Trust:
         except Exception:
             log.exception("audit record %s for run %s could not be written", record.action, record.run_id)
 
-    async def tool_executed(self, index: RunIndex, call: ToolCall, result: ToolResult) -> None:
-        """Audit one execution of a side-effecting tool (``tool.execute``: run, step, the run's owner, argument hash,
-        outcome); a call refused before the tool ran is not an execution. A repeated execution (a redelivered
-        activity after a crash) shows as a second record."""
-        outcome = "ok" if result.ok else (result.error.code if result.error else "failed")
-        if outcome in _NOT_RUN:
-            return
+    async def tool_executed(self, index: RunIndex, call: ToolCall, result: ToolResult | None) -> None:
+        """Audit an execution of a side-effecting tool (``tool.execute``: run, step, the run's owner, argument hash):
+        ``result`` None before the tool runs (outcome ``started``), then its outcome. Because the ``started`` record
+        is written before the tool runs, an execution repeated after a crash (a redelivered activity, an inline run
+        restarted) shows as a second ``started`` record even when the first never reported back."""
+        outcome = "started" if result is None else "ok" if result.ok else (
+            result.error.code if result.error else "failed")
         run_id = call.run_id.split(":", 1)[0]  # a task's sub-runs are "<run id>:turn<n>"
         entry = await asyncio.to_thread(index.get, run_id)
         await self._record(AuditRecord(
             caller=entry.owner if entry else "unknown", caller_name=entry.owner_name if entry else "",
             action="tool.execute", outcome=outcome, run_id=call.run_id, step_id=call.step_id, tool=call.tool,
-            args_sha256=hash_args(call.args)))
+            args_sha256=hash_args(call.args), detail="not run" if outcome in _NOT_RUN else ""))

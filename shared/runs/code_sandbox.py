@@ -97,7 +97,7 @@ async def run_inline(
     *,
     preview_bytes: int = 512,
     telemetry: Telemetry | None = None,
-    on_side_effect: Callable[[ToolCall, ToolResult], Awaitable[None]] | None = None,
+    on_side_effect: Callable[[ToolCall, ToolResult | None], Awaitable[None]] | None = None,
 ) -> CodeOutcome:
     """The whole code run in one activity (``inline`` mode): tools are called through the executor as the code
     makes them. Returns the :class:`CodeResult` plus each call's :class:`StepRecord`.
@@ -112,8 +112,8 @@ async def run_inline(
 
     Only ``SandboxBusy`` (no slot came free, so nothing ran) raises :class:`RetryableActivityError` for Durable to
     run the activity again; every other error comes back as ``status="error"``, because repeating a run that
-    started would call its tools again. ``on_side_effect`` is awaited after each execution of a side-effecting tool
-    (the audit trail).
+    started would call its tools again. ``on_side_effect`` is awaited before (with None) and after (with the result)
+    each execution of a side-effecting tool (the audit trail).
 
     A tool marked ``requires_approval`` never runs inline: the first such call stops the run there (that call and
     every later one are refused without running) and the outcome is ``approval_required`` with the calls that ran,
@@ -139,9 +139,12 @@ async def run_inline(
             if approval_problem(tool_call, spec, None) is not None:
                 halted.append(step_id)  # inline calls cannot wait for a human: the run goes on by replay
                 raise RuntimeError(f"not run: {tool} needs a human's approval of this call")
+            audit = on_side_effect if spec.side_effects else None
+            if audit is not None:
+                await audit(tool_call, None)
             result = await _execute(executor, tool_call, telemetry)
-            if on_side_effect is not None and spec.side_effects:
-                await on_side_effect(tool_call, result)
+            if audit is not None:
+                await audit(tool_call, result)
             records.append(StepRecord(
                 step_id=step_id, tool=tool, attempts=1, latency_ms=result.latency_ms, args_hash=hash_args(named),
                 status=StepStatus.SUCCEEDED if result.ok else StepStatus.FAILED,

@@ -12,3 +12,14 @@ def send_email(to: str, subject: str) -> dict[str, str]:
     with open(os.environ["WEFT_TEST_OUTBOX"], "a", encoding="utf-8") as outbox:
         outbox.write(json.dumps({"to": to, "subject": subject}) + "\n")
     return {"status": "sent", "to": to}
+
+
+def post_slowly(to: str, delay_ms: int) -> dict[str, str]:
+    """Post a message (appended to the outbox at once), then take ``delay_ms`` to answer: a crash in between leaves
+    the effect done and the call unreported."""
+    import time
+
+    with open(os.environ["WEFT_TEST_OUTBOX"], "a", encoding="utf-8") as outbox:
+        outbox.write(json.dumps({"to": to, "slow": True}) + "\n")
+    time.sleep(delay_ms / 1000.0)
+    return {"status": "posted", "to": to}
