@@ -1,4 +1,5 @@
-"""Public surface and import-time behaviour of the LLM and secrets modules."""
+"""Import-time behaviour of the LLM and secrets modules (every export resolving is checked for all packages in
+tests/unit/test_boundaries.py)."""
 
 from __future__ import annotations
 
@@ -6,75 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
-
-import shared.llm.chat
-import shared.llm.providers
-import shared.secrets
-
 ROOT = Path(__file__).resolve().parents[3]
-
-
-@pytest.mark.parametrize(
-    ("module", "names"),
-    [
-        pytest.param(
-            shared.llm.chat,
-            {
-                "LLM_NOT_CONFIGURED_MESSAGE",
-                "ROLES",
-                "ChatMessage",
-                "ChatModel",
-                "ChatResult",
-                "ChatToolCall",
-                "JsonSchemaFormat",
-                "LlmSettings",
-                "ModelThrottled",
-                "Role",
-                "ToolSchema",
-                "UnusableReply",
-                "build_chat_model",
-                "load_prompt",
-                "render_prompt",
-            },
-            id="llm",
-        ),
-        pytest.param(
-            shared.llm.providers,
-            {
-                "COGNITIVE_SERVICES_SCOPE",
-                "ChatCompletionsModel",
-                "azure_openai_model",
-                "azure_v1_base_url",
-                "decode_json_reply",
-                "openai_compatible_model",
-                "parse_completion",
-                "retry_after_seconds",
-                "translate_error",
-            },
-            id="llm_providers",
-        ),
-        pytest.param(
-            shared.secrets,
-            {
-                "KEY_VAULT_REFERENCE_PREFIX",
-                "KeyVaultSecrets",
-                "SecretReader",
-                "SecretSource",
-                "SecretsSettings",
-                "build_credential",
-                "build_secret_client",
-                "build_secrets",
-                "check_unresolved_references",
-                "translate_credential_error",
-            },
-            id="secrets",
-        ),
-    ],
-)
-def test_public_names(module: object, names: set[str]) -> None:
-    assert set(module.__all__) == names
-    assert all(hasattr(module, name) for name in names)
 
 
 def test_importing_builds_nothing_and_stays_off_azure_functions() -> None:
