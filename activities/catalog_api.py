@@ -9,7 +9,8 @@ import json
 import azure.durable_functions as df
 import azure.functions as func
 
-from activities.http_json import error, error_response, json_response
+from activities.http_json import error, error_response, json_body, json_response
+from shared.api_limits import api_limits
 from shared.errors import InvalidRequest, WeftError
 from shared.identity.caller import Role
 from shared.runtime import get_runtime, get_runtime_async, reset_runtime
@@ -37,7 +38,7 @@ async def search(req: func.HttpRequest) -> func.HttpResponse:
     try:
         runtime = await get_runtime_async()
         await runtime.trust.caller_of(req.headers)
-        request = parse_search_request(req.get_body(), runtime.settings.search)
+        request = parse_search_request(json_body(req, api_limits().max_json_body_bytes), runtime.settings.search)
     except WeftError as exc:
         return error_response(exc)
     return json_response(await asyncio.to_thread(search_tools, runtime.search_index, request))
@@ -68,7 +69,7 @@ async def add_source(req: func.HttpRequest) -> func.HttpResponse:
         caller = await runtime.trust.caller_of(req.headers)
         caller.require(Role.TOOLS_ADMIN)
         try:
-            body = json.loads(req.get_body() or b"null")
+            body = json.loads(json_body(req, api_limits().max_json_body_bytes) or b"null")
         except (ValueError, RecursionError):
             raise InvalidRequest("the body must be a JSON source configuration", field="body") from None
         registration = await runtime.source_sync.register(body)

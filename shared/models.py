@@ -214,10 +214,10 @@ class RunOptions(BaseModel):
 
     fail_fast: bool = False
     """Stop scheduling new steps after the first failed step (otherwise only its dependents are skipped)."""
-    max_parallel: int | None = Field(None, ge=1)
+    max_parallel: int | None = Field(None, ge=1, le=10_000)
     """Plan mode: most tool calls in flight at once (a level runs in batches of this size); ``None`` means a whole
     level at a time."""
-    timeout_s: float | None = Field(None, gt=0)
+    timeout_s: float | None = Field(None, gt=0, le=31 * 86_400, allow_inf_nan=False)
     """Plan mode: seconds after the start past which no further level is started (steps not yet started are
     skipped; calls in flight finish). ``None``: no deadline."""
     task_style: Literal["plan", "code"] = "plan"

@@ -38,7 +38,7 @@ def parse_search_request(body: bytes | str, settings: RetrievalSettings) -> Sear
     :class:`InvalidRequest` naming the field."""
     try:
         data = json.loads(body or b"null")
-    except ValueError:
+    except (ValueError, RecursionError):
         raise InvalidRequest("the body must be JSON", field="body") from None
     if not isinstance(data, dict):
         raise InvalidRequest("the body must be a JSON object with a query", field="body")

@@ -123,11 +123,11 @@ class OpenApiSourceConfig(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     type: Literal["openapi"]
-    url: str | None = None
+    url: str | None = Field(None, max_length=2048)
     """Where to fetch the document (http/https)."""
-    path: str | None = None
+    path: str | None = Field(None, max_length=1024)
     """Or a local file."""
-    base_url: str | None = None
+    base_url: str | None = Field(None, max_length=2048)
     """Overrides the document's ``servers[0].url``."""
     auth: AuthConfig | None = None
     """Auth header sent with every call."""
@@ -154,7 +154,7 @@ class McpSourceConfig(BaseModel):
 
     type: Literal["mcp"]
     transport: Literal["stdio", "http"]
-    command: str | None = None
+    command: str | None = Field(None, max_length=1024)
     """Executable to start (stdio)."""
     args: list[str] = Field(default_factory=list)
     """Its arguments (stdio)."""
@@ -164,7 +164,7 @@ class McpSourceConfig(BaseModel):
     """Environment variables set from named secrets: ``{"API_TOKEN": "secret-name"}`` (stdio)."""
     cwd: str | None = None
     """Working directory (stdio)."""
-    url: str | None = None
+    url: str | None = Field(None, max_length=2048)
     """Endpoint (http)."""
     auth: AuthConfig | None = None
     """Auth header (http)."""
