@@ -59,3 +59,11 @@ async def audit(req: func.HttpRequest) -> func.HttpResponse:
     except WeftError as exc:
         return error_response(exc)
     return json_response({"records": [record.model_dump(mode="json") for record in records]})
+
+
+@bp.route(route="openapi.json", methods=["GET"], auth_level=func.AuthLevel.ANONYMOUS)
+def openapi(req: func.HttpRequest) -> func.HttpResponse:
+    """The OpenAPI 3.1 document of this API (built from the pydantic models; this host as its server)."""
+    from shared.api_description import openapi_document
+
+    return json_response(openapi_document(req.url.split("/api/")[0]), headers={"Cache-Control": "max-age=300"})
