@@ -24,7 +24,7 @@ import threading
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol, runtime_checkable
+from typing import Any, Protocol, TypedDict, Unpack, runtime_checkable
 
 import yaml
 from pydantic import BaseModel, ValidationError
@@ -48,6 +48,7 @@ __all__ = [
     "FunctionSchema",
     "PythonTransport",
     "Tool",
+    "ToolOptions",
     "ToolTransport",
     "argument_problems",
     "function_schema",
@@ -152,31 +153,27 @@ def tool(
     return mark
 
 
-def python_tool(
-    fn: Callable[..., Any],
-    *,
-    name: str | None = None,
-    description: str | None = None,
-    side_effects: bool | None = None,
-    idempotent: bool | None = None,
-    timeout_s: float | None = None,
-    tags: Sequence[str] | None = None,
-    requires_approval: bool | None = None,
-    retry: RetryPolicy | None = None,
-    max_concurrency: int | None = None,
-    source: str = "python",
-) -> Tool:
+class ToolOptions(TypedDict, total=False):
+    """What :func:`python_tool` and :meth:`Catalog.register` accept about a tool (``None``: not given)."""
+
+    name: str | None
+    description: str | None
+    side_effects: bool | None
+    idempotent: bool | None
+    timeout_s: float | None
+    tags: Sequence[str] | None
+    requires_approval: bool | None
+    retry: RetryPolicy | None
+    max_concurrency: int | None
+
+
+def python_tool(fn: Callable[..., Any], *, source: str = "python", **given: Unpack[ToolOptions]) -> Tool:
     """A :class:`Tool` calling the Python function ``fn`` (sync or async); options not given come from its
     ``@tool`` mark, then from the defaults (no side effects, idempotent).
 
     The schema comes from the type hints, the description and parameter docs from the docstring.
     """
-    given = {
-        "name": name, "description": description, "side_effects": side_effects, "idempotent": idempotent,
-        "timeout_s": timeout_s, "tags": tags, "requires_approval": requires_approval, "retry": retry,
-        "max_concurrency": max_concurrency,
-    }
-    options = {key: value for key, value in getattr(fn, _TOOL_MARK, {}).items() if value is not None}
+    options: dict[str, Any] = {key: value for key, value in getattr(fn, _TOOL_MARK, {}).items() if value is not None}
     options.update({key: value for key, value in given.items() if value is not None})
     schema = function_schema(fn)
     options["name"] = options.get("name") or fn.__name__
@@ -261,35 +258,17 @@ class Catalog:
             self._snap = _Snapshot({key: value for key, value in self._snap.tools.items() if key != name})
 
     def register(
-        self,
-        fn: Callable[..., Any],
-        *,
-        name: str | None = None,
-        description: str | None = None,
-        side_effects: bool | None = None,
-        idempotent: bool | None = None,
-        timeout_s: float | None = None,
-        tags: Sequence[str] | None = None,
-        requires_approval: bool | None = None,
-        retry: RetryPolicy | None = None,
-        max_concurrency: int | None = None,
-        source: str = "python",
-        replace: bool = False,
+        self, fn: Callable[..., Any], *, source: str = "python", replace: bool = False, **options: Unpack[ToolOptions]
     ) -> Tool:
         """Register a Python function (sync or async) as a tool (see :func:`python_tool`); an existing name is an
         error unless ``replace``."""
-        entry = python_tool(
-            fn, name=name, description=description, side_effects=side_effects, idempotent=idempotent,
-            timeout_s=timeout_s, tags=tags, requires_approval=requires_approval, retry=retry,
-            max_concurrency=max_concurrency, source=source,
-        )
-        return self.add(entry, replace=replace)
+        return self.add(python_tool(fn, source=source, **options), replace=replace)
 
-    def tool(self, name: str | None = None, **options: Any) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    def tool(self, **options: Unpack[ToolOptions]) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
         """Decorator form of :meth:`register`: ``@catalog.tool(side_effects=True)``; returns the function as is."""
 
         def decorate(fn: Callable[..., Any]) -> Callable[..., Any]:
-            self.register(fn, name=name, **options)
+            self.register(fn, **options)
             return fn
 
         return decorate

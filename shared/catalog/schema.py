@@ -13,7 +13,7 @@ import re
 import typing
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 from jsonschema import validators as jsonschema_validators
 from pydantic import BaseModel, ConfigDict, Field, create_model
@@ -195,7 +195,7 @@ def _build_function_schema(fn: Callable[..., Any]) -> FunctionSchema:
     hints = typing.get_type_hints(fn, include_extras=True)
     description, docs = parse_docstring(inspect.getdoc(fn))
     fields: dict[str, Any] = {}
-    extra = "forbid"
+    extra: Literal["allow", "forbid"] = "forbid"
     for position, param in enumerate(signature.parameters.values()):
         if param.kind is param.VAR_KEYWORD:
             extra = "allow"

@@ -141,20 +141,9 @@ def azure_openai_model(settings: LlmSettings, credential: TokenCredential) -> Ch
     """Azure OpenAI through the v1 API with an Entra token provider (Managed Identity in Azure)."""
     from azure.identity import get_bearer_token_provider
 
-    client = openai.OpenAI(
-        base_url=azure_v1_base_url(settings.azure_openai_endpoint),
-        api_key=get_bearer_token_provider(credential, COGNITIVE_SERVICES_SCOPE),
-        max_retries=settings.max_retries,
-        timeout=httpx2.Timeout(settings.timeout_seconds, connect=_CONNECT_TIMEOUT_SECONDS),
-        http_client=_http_client(settings.max_retry_wait_seconds),
-    )
-    return ChatCompletionsModel(
-        client,
-        settings.deployments(),
-        provider="Azure OpenAI",
-        max_output_tokens=settings.max_output_tokens,
-        output_token_parameter="max_completion_tokens",
-    )
+    return _model(settings, azure_v1_base_url(settings.azure_openai_endpoint),
+                  get_bearer_token_provider(credential, COGNITIVE_SERVICES_SCOPE),
+                  provider="Azure OpenAI", output_token_parameter="max_completion_tokens")
 
 
 def openai_compatible_model(settings: LlmSettings, api_key: str | Callable[[], str]) -> ChatCompletionsModel:
@@ -163,20 +152,22 @@ def openai_compatible_model(settings: LlmSettings, api_key: str | Callable[[], s
     ``api_key`` may be a callable (e.g. a cached Key Vault lookup); the SDK calls it before every request.
     ``max_tokens`` is sent rather than ``max_completion_tokens`` because local servers know the older name.
     """
+    return _model(settings, settings.base_url, api_key,
+                  provider=f"OpenAI-compatible endpoint {settings.base_url}", output_token_parameter="max_tokens")
+
+
+def _model(settings: LlmSettings, base_url: str, api_key: str | Callable[[], str], *, provider: str,
+           output_token_parameter: str) -> ChatCompletionsModel:
     client = openai.OpenAI(
-        base_url=settings.base_url,
+        base_url=base_url,
         api_key=api_key,
         max_retries=settings.max_retries,
         timeout=httpx2.Timeout(settings.timeout_seconds, connect=_CONNECT_TIMEOUT_SECONDS),
         http_client=_http_client(settings.max_retry_wait_seconds),
     )
-    return ChatCompletionsModel(
-        client,
-        settings.deployments(),
-        provider=f"OpenAI-compatible endpoint {settings.base_url}",
-        max_output_tokens=settings.max_output_tokens,
-        output_token_parameter="max_tokens",
-    )
+    return ChatCompletionsModel(client, settings.deployments(), provider=provider,
+                                max_output_tokens=settings.max_output_tokens,
+                                output_token_parameter=output_token_parameter)
 
 
 def azure_v1_base_url(endpoint: str) -> str:

@@ -284,7 +284,9 @@ class McpClient:
             self.guard, inner_factory=httpx2.AsyncHTTPTransport, request_type=httpx2.Request
         )
         timeout = httpx2.Timeout(self.settings.connect_timeout_s, read=max(300.0, self.settings.call_timeout_s))
-        return httpx2.AsyncClient(headers=headers, timeout=timeout, transport=transport, trust_env=False)
+        # One guard serves both httpx majors: GuardedTransport is typed on httpx's base class, httpx2 duck-types it.
+        return httpx2.AsyncClient(headers=headers, timeout=timeout, transport=transport,  # type: ignore[arg-type]
+                                  trust_env=False)
 
     async def list_tools(self) -> list[mcp_types.Tool]:
         """Every tool the server offers (all pages), over a session of its own."""

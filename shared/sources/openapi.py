@@ -265,7 +265,7 @@ def _operation_tool(
         properties[arg] = prop
         if where == "path" or param.get("required"):
             required.append(arg)
-        entry = {"name": name, "in": where, "arg": arg}
+        entry: dict[str, Any] = {"name": name, "in": where, "arg": arg}
         if where == "query" and param.get("explode") is False:
             entry["explode"] = False  # form style without explode: ?ids=1,2,3
         bound.append(entry)

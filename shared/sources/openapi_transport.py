@@ -222,7 +222,7 @@ class OpenApiTransport:
         start = time.perf_counter()
         try:
             async with self.client.client().stream(
-                self.method, url, params=query, headers=headers, content=content,
+                self.method, url, params=tuple(query), headers=headers, content=content,
                 timeout=timeout_s or self.client.settings.timeout_s,
             ) as response:
                 raw = await _read_limited(response, limit, what=f"the response of {what}")

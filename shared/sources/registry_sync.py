@@ -28,13 +28,11 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from pydantic import BaseModel
-
 from shared.catalog.catalog import Catalog, Tool
 from shared.errors import InvalidRequest, ToolNotFound
 from shared.secrets import SecretSource
 from shared.sources.cache import DiscoveryCache
-from shared.sources.config import SourceSettings, parse_source, source_id
+from shared.sources.config import McpSourceConfig, OpenApiSourceConfig, SourceSettings, parse_source, source_id
 from shared.sources.loader import SourceReport, _run, check_registrable, discover_tools, failure_report
 from shared.sources.registry import RegisteredSource, SourceRegistry
 from shared.sources.ssrf import SsrfGuard
@@ -221,7 +219,8 @@ class RegistrySync:
         :class:`~shared.errors.UpstreamUnavailable` or :class:`~shared.errors.NotConfigured` (the registry cannot be
         written; the catalog is then unchanged).
         """
-        config = source_config if isinstance(source_config, BaseModel) else parse_source(source_config)
+        config = (source_config if isinstance(source_config, OpenApiSourceConfig | McpSourceConfig)
+                  else parse_source(source_config))
         if not allow_local:
             check_registrable(config)
         sid = source_id(config)

@@ -10,7 +10,6 @@ from pathlib import Path
 
 import pytest
 
-from shared.catalog import breaker as breaker_module
 from shared.catalog.breaker import (
     BreakerRecord,
     BreakerSettings,
@@ -66,13 +65,6 @@ def open_circuit(breaker: CircuitBreaker, tool: str = "t") -> None:
     for _ in range(SETTINGS.failure_threshold):
         breaker.record_failure(tool)
     assert breaker.state(tool).state is OPEN
-
-
-def test_public_api_is_declared() -> None:
-    assert set(breaker_module.__all__) == {
-        "BlobBreakerStore", "BreakerRecord", "BreakerSettings", "BreakerState", "BreakerStore", "CircuitBreaker",
-        "MemoryBreakerStore", "SqliteBreakerStore", "Transition",
-    }
 
 
 def test_settings_from_env() -> None:

@@ -13,7 +13,6 @@ from typing import Any, Literal, Optional
 import pytest
 from pydantic import BaseModel
 
-from shared.catalog import catalog as catalog_module
 from shared.catalog.catalog import (
     Catalog,
     PythonTransport,
@@ -90,13 +89,6 @@ def impl_add(a: float, b: float = 1.0) -> float:
 async def marked(text: str) -> str:
     """Echo the text."""
     return text
-
-
-def test_public_api_is_declared() -> None:
-    assert set(catalog_module.__all__) == {
-        "ArgumentProblem", "Catalog", "FunctionSchema", "PythonTransport", "Tool", "ToolTransport",
-        "argument_problems", "function_schema", "parse_docstring", "python_identifier", "python_tool", "tool",
-    }
 
 
 # ----------------------------------------------------------------------------------------------- docstrings
