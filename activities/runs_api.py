@@ -10,7 +10,8 @@ from typing import Any
 import azure.durable_functions as df
 import azure.functions as func
 
-from activities.http_json import error_response, json_response
+from activities.http_json import error_response, json_body, json_response
+from shared.api_limits import api_limits
 from shared.errors import Conflict, InvalidRequest, WeftError
 from shared.identity.audit import AuditAction
 from shared.identity.caller import Role
@@ -47,7 +48,8 @@ async def start_run(req: func.HttpRequest, client: df.DurableOrchestrationClient
     try:
         runtime = await get_runtime_async()
         caller = await runtime.trust.caller_of(req.headers)
-        request = await asyncio.to_thread(admit_run_request, req.get_body(), runtime)
+        body = json_body(req, runtime.settings.limits.max_plan_bytes + 64 * 1024)
+        request = await asyncio.to_thread(admit_run_request, body, runtime)
         submitted = await submit_run(
             request, caller, client, runtime.run_index, idempotency_key=req.headers.get("Idempotency-Key"),
             via="http", acquire_slot=runtime.trust.run_slot_acquirer(caller, partial(finished_runs, client)))
@@ -149,7 +151,7 @@ async def approve_run(req: func.HttpRequest, client: df.DurableOrchestrationClie
     try:
         runtime = await get_runtime_async()
         caller = await runtime.trust.caller_of(req.headers)
-        decision = parse_approval(req.get_body())
+        decision = parse_approval(json_body(req, api_limits().max_json_body_bytes))
         caller.require(Role.RUNS_APPROVE)
         entry = await owned_run(req.route_params["id"], caller, runtime.run_index, readers=_READERS)
         runtime.trust.check_separation_of_duties(caller, entry)
