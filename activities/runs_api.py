@@ -22,7 +22,10 @@ from shared.runs.admission import (
     finished_runs,
     owned_run,
     parse_approval,
+    parse_wait,
+    step_result,
     submit_run,
+    watch_status,
 )
 from shared.runs.admission import run_view as view_of
 from shared.runs.contracts import CustomStatus
@@ -65,13 +68,16 @@ async def start_run(req: func.HttpRequest, client: df.DurableOrchestrationClient
 @bp.route(route="runs/{id}", methods=["GET"])
 @bp.durable_client_input(client_name="client")
 async def get_run(req: func.HttpRequest, client: df.DurableOrchestrationClient) -> func.HttpResponse:
+    """The run: status, stage, progress, the steps so far, what awaits approval, the result when finished.
+    ``?wait=N`` (seconds, at most WEFT_RUN_WAIT_MAX_S) answers as soon as the run changes or ends, else after N."""
     try:
         runtime = await get_runtime_async()
         caller = await runtime.trust.caller_of(req.headers)
         entry = await owned_run(req.route_params["id"], caller, runtime.run_index, readers=_READERS)
+        wait_s = parse_wait(req.params.get("wait"), runtime.settings.run_wait_max_s)
     except WeftError as exc:
         return error_response(exc)
-    status = await client.get_status(entry.run_id, show_input=False)
+    status = await watch_status(client, entry.run_id, wait_s)
     view = _view(entry.run_id, status)
     view["owner"] = entry.owner_name
     target, custom = await _awaiting(client, entry.run_id, status)
@@ -80,6 +86,22 @@ async def get_run(req: func.HttpRequest, client: df.DurableOrchestrationClient) 
         view["awaiting_approval"] = {"calls": [p.model_dump(mode="json") for p in custom.awaiting],
                                      "expires_at": custom.expires_at, "sub_run": target}
     return json_response(view, 200 if view["status"] not in ("pending", "running") else 202)
+
+
+@bp.route(route="runs/{id}/steps/{step_id}/result", methods=["GET"])
+@bp.durable_client_input(client_name="client")
+async def get_step_result(req: func.HttpRequest, client: df.DurableOrchestrationClient) -> func.HttpResponse:
+    """The whole result of one step of a finished run, also when the run's record keeps only a reference and a
+    preview (results larger than WEFT_PAYLOAD_INLINE_MAX_BYTES live in payload storage)."""
+    try:
+        runtime = await get_runtime_async()
+        caller = await runtime.trust.caller_of(req.headers)
+        entry = await owned_run(req.route_params["id"], caller, runtime.run_index, readers=_READERS)
+        status = await client.get_status(entry.run_id, show_input=False)
+        body = await asyncio.to_thread(step_result, status.output, req.route_params["step_id"], runtime.payloads)
+    except WeftError as exc:
+        return error_response(exc)
+    return func.HttpResponse(body, status_code=200, mimetype="application/json")
 
 
 @bp.route(route="runs", methods=["GET"])

@@ -48,14 +48,14 @@ def gate_calls(
         decision = ApprovalDecision.model_validate(event.result) if isinstance(event.result, dict) \
             else ApprovalDecision()
         for call_id in (decision.call_ids if decision.call_ids is not None else list(waiting)):
-            pending = waiting.pop(call_id, None)
-            if pending is None:
+            if call_id not in waiting:
                 continue
+            decided = waiting.pop(call_id)
             if decision.approved:
-                approved[call_id] = approve(pending, decision, context.current_utc_datetime.isoformat())
+                approved[call_id] = approve(decided, decision, context.current_utc_datetime.isoformat())
             else:
                 refused[call_id] = ErrorInfo.of(
-                    ApprovalDenied, f"this call of {pending.tool} was denied: {decision.reason or 'no reason given'}",
+                    ApprovalDenied, f"this call of {decided.tool} was denied: {decision.reason or 'no reason given'}",
                     field="approval")
     runnable = [call.model_copy(update={"approval": approved[call.call.step_id]})
                 if call.call.step_id in approved else call

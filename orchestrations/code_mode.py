@@ -73,8 +73,7 @@ def run_code_mode(context: df.DurableOrchestrationContext, request: RunRequest) 
     retry = retry_options(prepared.sandbox_retry)
     step_input = CodeStepRequest(**base.model_dump(), clock_iso=started.isoformat(), seed=seed_for(context.instance_id))
     for round_index in range(prepared.max_rounds + 1):
-        context.set_custom_status(CustomStatus(stage=Stage.EXECUTING, mode="code", round=round_index,
-                                               done=len(progress.recorded), total=len(progress.records)).dump())
+        context.set_custom_status(progress.status(round_index).dump())
         step_input.recorded = progress.recorded
         try:
             step = CodeOutcome.model_validate((yield context.call_activity_with_retry(

@@ -4,14 +4,15 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Generator
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 import azure.durable_functions as df
 from azure.durable_functions.models.Task import TaskBase, TaskState
 
 from orchestrations.durable import retry_options
-from shared.models import ToolResult
+from shared.errors import RunTimedOut
+from shared.models import ErrorInfo, ToolResult
 from shared.runs.names import Activity, Orchestrator
 from shared.runs.step_calls import CircuitWait, StepCall, StepOutcome, error_from_failure
 from shared.telemetry import telemetry_from_env
@@ -57,7 +58,7 @@ class _Slot:
 
 
 def execute_calls(
-    context: df.DurableOrchestrationContext, calls: list[StepCall]
+    context: df.DurableOrchestrationContext, calls: list[StepCall], deadline: datetime | None = None
 ) -> Generator[Any, Any, list[StepOutcome]]:
     """Run ``calls`` in parallel as ``call_tool`` activities with each tool's retry policy.
 
@@ -71,8 +72,12 @@ def execute_calls(
     once the others have settled or one has failed: the wait is a lower bound, so a late start only delays that
     call, while awaiting each completion on its own (``task_any``) costs the orchestrator one more pass over every
     slot per completion, quadratic in the width of a level.
+
+    At ``deadline`` (the run's ``options.timeout_s``) the calls still in flight are abandoned: their outcomes are
+    ``timed_out`` failures and whatever they answer later is ignored.
     """
     slots = [_Slot(context, call) for call in calls]
+    timer = context.create_timer(deadline) if deadline is not None else None
     while True:
         for slot in slots:
             if slot.outcome is None and slot.task.state != TaskState.RUNNING:
@@ -81,16 +86,33 @@ def execute_calls(
         if not pending:
             break
         with contextlib.suppress(Exception):  # task_all stops at the first failure; each task is read next pass
-            yield context.task_all(pending)
+            yield context.task_all(pending) if timer is None else context.task_any([context.task_all(pending), timer])
+        if timer is not None and timer.state == TaskState.SUCCEEDED:
+            for slot in slots:  # what finished before the deadline counts; a retry or circuit wait does not start
+                if slot.outcome is None and slot.task.state != TaskState.RUNNING and not slot.waiting:
+                    slot.advance(context)
+                if slot.outcome is None:
+                    slot.outcome = StepOutcome(step_id=slot.call.call.step_id, attempts=max(1, slot.spent),
+                                               result=ToolResult(ok=False, error=_timed_out(deadline)))
+            break
+    if timer is not None and timer.state != TaskState.SUCCEEDED:
+        timer.cancel()
     return [slot.outcome for slot in slots if slot.outcome is not None]
 
 
+def _timed_out(deadline: datetime | None) -> ErrorInfo:
+    when = deadline.isoformat() if deadline is not None else "its deadline"
+    return ErrorInfo.of(RunTimedOut, f"abandoned in flight: the run's deadline (options.timeout_s) passed at {when}")
+
+
 def execute_wide(
-    context: df.DurableOrchestrationContext, calls: list[StepCall], max_fan_out: int, chunk_prefix: str
+    context: df.DurableOrchestrationContext, calls: list[StepCall], max_fan_out: int, chunk_prefix: str,
+    deadline: datetime | None = None,
 ) -> Generator[Any, Any, list[StepOutcome]]:
-    """:func:`execute_calls`, split into ``run_steps`` sub-orchestrations of at most ``max_fan_out`` calls."""
+    """:func:`execute_calls`, split into ``run_steps`` sub-orchestrations of at most ``max_fan_out`` calls. At
+    ``deadline`` the calls of slices not finished yet are abandoned as ``timed_out``."""
     if len(calls) <= max_fan_out:
-        return (yield from execute_calls(context, calls))
+        return (yield from execute_calls(context, calls, deadline))
     chunks = [calls[i : i + max_fan_out] for i in range(0, len(calls), max_fan_out)]
     children = [
         context.call_sub_orchestrator(
@@ -98,8 +120,21 @@ def execute_wide(
         )
         for index, chunk in enumerate(chunks)
     ]
-    results = yield context.task_all(children)
-    return [StepOutcome.model_validate(outcome) for chunk in results for outcome in chunk]
+    if deadline is None:
+        results = yield context.task_all(children)
+        return [StepOutcome.model_validate(outcome) for chunk in results for outcome in chunk]
+    timer = context.create_timer(deadline)
+    yield context.task_any([context.task_all(children), timer])
+    if timer.state != TaskState.SUCCEEDED:
+        timer.cancel()
+    outcomes: list[StepOutcome] = []
+    for chunk, child in zip(chunks, children, strict=True):
+        if child.state == TaskState.SUCCEEDED:
+            outcomes += [StepOutcome.model_validate(outcome) for outcome in child.result]
+            continue
+        error = error_from_failure(str(child.result)) if child.state == TaskState.FAILED else _timed_out(deadline)
+        outcomes += [StepOutcome(step_id=call.call.step_id, result=ToolResult(ok=False, error=error)) for call in chunk]
+    return outcomes
 
 
 @bp.orchestration_trigger(context_name="context")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Generator
 from typing import Any
 
@@ -37,8 +38,10 @@ def run(context: df.DurableOrchestrationContext) -> Generator[Any, Any, dict[str
         otel.run_finished(
             request.mode, result.status.value, started_at=started, finished_at=context.current_utc_datetime)
     finished = sum(s.status in (StepStatus.SUCCEEDED, StepStatus.FAILED, StepStatus.SKIPPED) for s in result.steps)
-    context.set_custom_status(CustomStatus(stage=Stage.DONE, status=result.status.value, done=finished,
-                                           total=len(result.steps), elapsed_ms=result.elapsed_ms).dump())
+    context.set_custom_status(CustomStatus(
+        stage=Stage.DONE, status=result.status.value, done=finished, total=len(result.steps),
+        failed=sum(s.status == StepStatus.FAILED for s in result.steps),
+        skipped=sum(s.status == StepStatus.SKIPPED for s in result.steps), elapsed_ms=result.elapsed_ms).dump())
     return result.model_dump(mode="json")
 
 
@@ -49,6 +52,8 @@ def run_plan(context: df.DurableOrchestrationContext, request: RunRequest) -> Ge
     prepared = PreparedPlan.model_validate((yield context.call_activity(
         Activity.PREPARE_PLAN, request.plan.model_dump(mode="json"))))
     progress = PlanRun(context.instance_id, request.plan, prepared.specs, request.options, started)
+    timeout_s = request.options.timeout_s
+    deadline = started + dt.timedelta(seconds=timeout_s) if timeout_s is not None else None
     for index, level in enumerate(progress.levels):
         calls = progress.prepare(level, context.current_utc_datetime)
         calls, refused = yield from gate_calls(context, calls, prepared.specs, prepared.approval_timeout_s, "plan")
@@ -64,7 +69,7 @@ def run_plan(context: df.DurableOrchestrationContext, request: RunRequest) -> Ge
             progress.mark_started(calls[start : start + width], context.current_utc_datetime)
             outcomes = yield from execute_wide(
                 context, calls[start : start + width], prepared.max_fan_out,
-                f"{context.instance_id}:level{index}:{start}",
+                f"{context.instance_id}:level{index}:{start}", deadline,
             )
             progress.record(outcomes, context.current_utc_datetime)
     return progress.result(context.current_utc_datetime)

@@ -54,6 +54,7 @@ __all__ = [
     "ResultTooLarge",
     "RunCanceled",
     "RunNotFound",
+    "RunTimedOut",
     "SandboxBusy",
     "SandboxLimitExceeded",
     "SandboxViolation",
@@ -241,6 +242,13 @@ class StepSkipped(WeftError):
 
 class ActivityFailed(WeftError):
     code = "activity_failed"
+
+
+class RunTimedOut(WeftError):
+    """The run's own deadline (``options.timeout_s``) passed: calls still in flight were abandoned."""
+
+    code = "timed_out"
+    http_status = 504
 
 
 class RunCanceled(WeftError):

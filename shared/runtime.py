@@ -52,7 +52,7 @@ from shared.secrets import (
     build_secrets,
     check_unresolved_references,
 )
-from shared.settings import env_bool, env_int, env_str
+from shared.settings import env_bool, env_float, env_int, env_str
 from shared.sources.cache import DiscoveryCache
 from shared.sources.config import SourceSettings
 from shared.sources.loader import SourceReport, build_discovery_cache, load_sources
@@ -104,6 +104,8 @@ class RuntimeSettings:
     quotas: QuotaSettings = field(default_factory=QuotaSettings)
     audit: AuditSettings = field(default_factory=AuditSettings)
     trust: TrustSettings = field(default_factory=TrustSettings)
+    run_wait_max_s: float = 60.0
+    """Longest ``GET /api/runs/{id}?wait=`` holds a request open (WEFT_RUN_WAIT_MAX_S)."""
     runs_table: str = "weftruns"
     """Table of the run index (owners, per-caller listing) when storage is configured (WEFT_RUNS_TABLE); else
     ``<WEFT_STATE_DIR>/runs.sqlite``."""
@@ -144,6 +146,7 @@ class RuntimeSettings:
             audit=AuditSettings.from_env(env),
             trust=TrustSettings(approval_separation=env_bool(env, "WEFT_APPROVAL_SEPARATION", True)),
             runs_table=env_str(env, "WEFT_RUNS_TABLE", cls.runs_table),
+            run_wait_max_s=env_float(env, "WEFT_RUN_WAIT_MAX_S", cls.run_wait_max_s, minimum=0.0),
         )
 
 

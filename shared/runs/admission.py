@@ -10,8 +10,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
+import json
 import logging
 import re
+import time
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -22,6 +24,7 @@ from shared.errors import Conflict, InvalidRequest, NotConfigured, NotFound, Orc
 from shared.identity.caller import Caller, Role
 from shared.llm.chat import LLM_NOT_CONFIGURED_MESSAGE
 from shared.models import RunRequest, parse_run_request, validate_request
+from shared.payloads import PayloadStore
 from shared.runs.code_run import code_tools
 from shared.runs.contracts import CustomStatus
 from shared.runs.names import Orchestrator
@@ -43,10 +46,13 @@ __all__ = [
     "finished_runs",
     "owned_run",
     "parse_approval",
+    "parse_wait",
     "request_digest",
     "run_instance_id",
     "run_view",
+    "step_result",
     "submit_run",
+    "watch_status",
 ]
 
 RUN_ORCHESTRATOR: str = Orchestrator.RUN
@@ -93,8 +99,6 @@ def admit_run_request(body: bytes | str | dict[str, Any], runtime: Runtime) -> R
 def parse_approval(body: bytes | str) -> dict[str, Any]:
     """``{"approved": bool, "reason": str, "call_ids": [str] | absent}`` from an approve request (no ``call_ids``:
     every call awaiting approval); raises :class:`InvalidRequest` naming the field."""
-    import json
-
     if len(body) > _MAX_APPROVAL_BYTES:
         raise InvalidRequest(f"the body may be at most {_MAX_APPROVAL_BYTES} bytes", field="body")
     try:
@@ -223,6 +227,50 @@ async def submit_run(
     return Submitted(run_id, replayed=existing is not None)
 
 
+def parse_wait(raw: str | None, max_s: float) -> float:
+    """``?wait=`` seconds (0 when absent), at most ``max_s``; :class:`InvalidRequest` names a bad value."""
+    if raw is None:
+        return 0.0
+    if not (raw.isascii() and raw.isdigit() and len(raw) <= 4):
+        raise InvalidRequest(f"wait must be a whole number of seconds from 0 to {max_s:g}", field="wait")
+    return min(float(raw), max_s)
+
+
+async def watch_status(client: DurableStarter, run_id: str, wait_s: float) -> Any:
+    """The run's Durable status, once it differs from now (a new stage, a finished step, the end) or ``wait_s``
+    passed: long polling, so a client follows a run without tight polling. Polls the status store with a backoff
+    from 0.2 s to 1 s; nothing is held while waiting."""
+    status = await client.get_status(run_id, show_input=False)
+    deadline = time.monotonic() + wait_s
+    seen = (status.runtime_status, status.custom_status, status.last_updated_time)
+    interval = 0.2
+    while time.monotonic() < deadline and not _finished(status):
+        await asyncio.sleep(min(interval, max(0.0, deadline - time.monotonic())))
+        interval = min(1.0, interval * 1.5)
+        status = await client.get_status(run_id, show_input=False)
+        if (status.runtime_status, status.custom_status, status.last_updated_time) != seen:
+            break
+    return status
+
+
+def _finished(status: Any) -> bool:
+    return status.runtime_status is not None and status.runtime_status.value in FINISHED_DURABLE_STATUSES
+
+
+def step_result(output: Any, step_id: str, payloads: PayloadStore) -> bytes:
+    """The whole result of ``step_id`` in a finished run's ``output``, as JSON bytes: read back from payload storage
+    when the record keeps only its reference. :class:`NotFound` for an unknown step or a run not finished."""
+    if not isinstance(output, dict) or not isinstance(output.get("steps"), list):
+        raise NotFound("the run has not finished: step results are kept with the finished run", field="step_id")
+    record = next((s for s in output["steps"] if isinstance(s, dict) and s.get("step_id") == step_id), None)
+    if record is None:
+        raise NotFound("no such step in this run", field="step_id")
+    value = record.get("result")
+    if isinstance(value, dict) and set(value) == {"blob_ref", "size_bytes", "preview"}:
+        return json.dumps(payloads.get(value["blob_ref"]), separators=(",", ":")).encode()
+    return json.dumps(value, separators=(",", ":")).encode()
+
+
 async def finished_runs(client: DurableStarter, run_ids: list[str]) -> set[str]:
     """Which of ``run_ids`` are over (completed, failed, canceled) or unknown to Durable."""
     statuses = await asyncio.gather(*(client.get_status(run_id, show_input=False) for run_id in run_ids))
@@ -278,6 +326,8 @@ def run_view(
             custom = CustomStatus.model_validate(custom_status)
     view["stage"] = None if custom.stage is None else str(custom.stage)
     view["progress"] = custom.progress
+    if custom.steps is not None and runtime_status not in ("Completed",):
+        view["steps"] = [step.model_dump(mode="json", exclude_none=True) for step in custom.steps]
     if custom.awaiting:
         view["awaiting_approval"] = {"calls": [p.model_dump(mode="json") for p in custom.awaiting],
                                      "expires_at": custom.expires_at}
@@ -291,6 +341,7 @@ def run_view(
         view["errors"] = output.get("errors", [])
     elif runtime_status == "Terminated":
         view["status"] = "canceled"
+        view["stage"] = "canceled"
         view["errors"] = [{"code": RunCanceled.code, "message": str(output or "canceled"), "field": None}]
     else:
         view["status"] = "failed"

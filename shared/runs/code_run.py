@@ -14,7 +14,8 @@ from shared.catalog.catalog import Catalog
 from shared.catalog.schema import python_identifier
 from shared.errors import CodeFailed, InvalidRequest, ToolArgumentsInvalid
 from shared.models import ErrorInfo, RunResult, RunStatus, StepRecord, StepStatus, ToolCall, ToolSpec, hash_args
-from shared.runs.contracts import CodeOutcome, PendingCallData, RecordedCallData
+from shared.runs.contracts import CodeOutcome, CustomStatus, PendingCallData, RecordedCallData, step_summaries
+from shared.runs.names import Stage
 from shared.runs.step_calls import StepCall, StepOutcome, offloaded
 
 __all__ = ["CodeRun", "code_tools", "seed_for"]
@@ -29,7 +30,7 @@ def code_tools(catalog: Catalog, names: Sequence[str] | None) -> dict[str, str]:
             close = difflib.get_close_matches(name, catalog.names(), n=3)
             hint = f"; did you mean {', '.join(map(repr, close))}?" if close else ""
             raise InvalidRequest(f"unknown tool {name!r}{hint}", field=f"tools[{index}]")
-        mapping[python_identifier(name)] = name
+        mapping[".".join(python_identifier(part) for part in name.split("."))] = name
     return mapping
 
 
@@ -87,6 +88,12 @@ class CodeRun:
                 record.error = result.error
                 message = result.error.message if result.error else "tool failed"
                 self.recorded.append(RecordedCallData.failed(pending, message))
+
+    def status(self, round_index: int) -> CustomStatus:
+        """The orchestration's custom status while the code runs: rounds, calls so far and their summaries."""
+        return CustomStatus(stage=Stage.EXECUTING, mode="code", round=round_index, done=len(self.recorded),
+                            total=len(self.records), failed=sum(r.status == StepStatus.FAILED for r in self.records),
+                            steps=step_summaries(self.records))
 
     def resume(self, paused: CodeOutcome, now: datetime) -> None:
         """Go on by replay from an inline run that stopped at a call needing approval: the calls it ran are

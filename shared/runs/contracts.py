@@ -318,6 +318,33 @@ class LlmAnswerReply(_Contract):
 # ------------------------------------------------------------------------------------------------- status, approval
 
 
+STATUS_MAX_STEPS = 100
+"""Most step summaries a custom status carries (Durable keeps custom status under 16 KB)."""
+
+
+class StepSummary(_Contract):
+    """One step as a running run shows it: no arguments or results (``GET .../steps/{id}/result`` has those)."""
+
+    step_id: str
+    tool: str
+    status: str
+    attempts: int = 0
+    latency_ms: float | None = None
+    error: str | None = None
+    """The error code of a failed or skipped step."""
+
+    @classmethod
+    def of(cls, record: StepRecord) -> StepSummary:
+        return cls(step_id=record.step_id, tool=record.tool, status=record.status.value, attempts=record.attempts,
+                   latency_ms=record.latency_ms, error=record.error.code if record.error else None)
+
+
+def step_summaries(records: list[StepRecord]) -> list[StepSummary]:
+    """The latest :data:`STATUS_MAX_STEPS` records that started, as summaries."""
+    started = [record for record in records if record.status.value != "pending"]
+    return [StepSummary.of(record) for record in started[-STATUS_MAX_STEPS:]]
+
+
 class PendingApproval(_Contract):
     """One tool call waiting for a human's approval, as ``GET /api/runs/{id}`` shows it."""
 
@@ -351,7 +378,11 @@ class CustomStatus(_Contract):
     done: int | None = None
     total: int | None = None
     failed: int | None = None
+    skipped: int | None = None
     elapsed_ms: float | None = None
+    steps: list[StepSummary] | None = None
+    """The steps that started so far (the latest :data:`STATUS_MAX_STEPS`): what ``GET /api/runs/{id}`` shows while
+    the run runs."""
 
     def dump(self) -> dict[str, Any]:
         return self.model_dump(mode="json", exclude_none=True)
@@ -361,7 +392,8 @@ class CustomStatus(_Contract):
         """``{done, total, failed, elapsed_ms}`` when the status counts steps."""
         if self.done is None or self.total is None:
             return None
-        return {"done": self.done, "total": self.total, "failed": self.failed or 0, "elapsed_ms": self.elapsed_ms}
+        return {"done": self.done, "total": self.total, "failed": self.failed or 0, "skipped": self.skipped or 0,
+                "elapsed_ms": self.elapsed_ms}
 
 
 class ApprovalDecision(_Contract):

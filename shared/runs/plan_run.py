@@ -24,7 +24,7 @@ from shared.models import (
     ToolSpec,
     hash_args,
 )
-from shared.runs.contracts import CustomStatus
+from shared.runs.contracts import CustomStatus, step_summaries
 from shared.runs.names import Stage
 from shared.runs.plan import PlanGraph, check_plan, is_ref, parse_ref, resolve_refs
 from shared.runs.step_calls import StepCall, StepOutcome, offloaded, offloaded_ref
@@ -50,7 +50,6 @@ class PlanRun:
         self.results: dict[str, Any] = {}
         self.failed = False
         self.done = 0
-        self.failed_count = 0
         """Steps that succeeded, failed or were skipped (kept as a count: replays call this every level)."""
 
     @property
@@ -126,12 +125,14 @@ class PlanRun:
                 record.status = StepStatus.FAILED
                 record.error = result.error
                 self.failed = True
-                self.failed_count += 1
 
     def status(self, now: datetime) -> CustomStatus:
         """The orchestration's custom status while the plan executes."""
+        records = list(self.records.values())
         return CustomStatus(stage=Stage.EXECUTING, mode="plan", done=self.done, total=len(self.records),
-                            failed=self.failed_count, elapsed_ms=_ms(now - self.started))
+                            failed=sum(r.status == StepStatus.FAILED for r in records),
+                            skipped=sum(r.status == StepStatus.SKIPPED for r in records),
+                            elapsed_ms=_ms(now - self.started), steps=step_summaries(records))
 
     def result(self, now: datetime, mode: RunMode = "plan") -> RunResult:
         """The final :class:`RunResult`: leaf steps' results as output; failed/skipped steps as errors."""

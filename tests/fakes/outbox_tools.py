@@ -23,3 +23,9 @@ def post_slowly(to: str, delay_ms: int) -> dict[str, str]:
         outbox.write(json.dumps({"to": to, "slow": True}) + "\n")
     time.sleep(delay_ms / 1000.0)
     return {"status": "posted", "to": to}
+
+
+def big_text(size_bytes: int) -> str:
+    """A text of ``size_bytes`` characters (for results stored outside the run's history)."""
+    line = "0123456789abcdef" * 4 + "\n"
+    return (line * (size_bytes // len(line) + 1))[:size_bytes]

@@ -103,7 +103,7 @@ def test_custom_status_leaves_out_what_a_stage_does_not_know() -> None:
     status = CustomStatus(stage=Stage.EXECUTING, mode="plan", done=2, total=5, failed=0, elapsed_ms=12.5)
     assert status.dump() == {"stage": "executing", "mode": "plan", "done": 2, "total": 5, "failed": 0,
                              "elapsed_ms": 12.5}
-    assert status.progress == {"done": 2, "total": 5, "failed": 0, "elapsed_ms": 12.5}
+    assert status.progress == {"done": 2, "total": 5, "failed": 0, "skipped": 0, "elapsed_ms": 12.5}
     assert CustomStatus.model_validate({"stage": "planning", "mode": "task", "turn": 1}).progress is None
 
 
