@@ -1,0 +1,162 @@
+"""Completed 3-step plan runs per second on the devhost, from N concurrent HTTP clients (closed loop).
+
+Run: python -m benchmarks.throughput [--clients 10 50] [--seconds 20] [--poll-ms 10] [--url URL]
+
+Each client submits ``POST /api/runs`` (a 3-step plan: two independent ``calculate`` steps and a third depending on
+both), then polls ``GET /api/runs/{id}`` every ``--poll-ms`` until the run is finished, then submits the next. The
+clients share one asyncio loop in this process (aiohttp, keep-alive connections), so the load generator costs little
+of the machine's CPU. Prints, per client count: completed runs/s over the measured window (after a warm-up), p50/p95
+submit->completed latency, the devhost process's CPU seconds per run, and ``/proc/loadavg`` before and after.
+Without ``--url`` a devhost process (``python -m devhost serve``) is started on a temporary state directory.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from tests.support import DevhostProcess, devhost_env, free_port  # noqa: E402
+
+PLAN = {"steps": [
+    {"id": "a", "tool": "calculate", "args": {"expression": "6*7"}},
+    {"id": "b", "tool": "calculate", "args": {"expression": "2+3"}},
+    {"id": "c", "tool": "calculate", "args": {"expression": "1+1"}, "depends_on": ["a", "b"]},
+]}
+FINISHED = {"completed", "failed", "canceled", "timed_out"}
+
+
+def loadavg() -> str:
+    try:
+        return Path("/proc/loadavg").read_text().split(" ")[0:3].__str__()
+    except OSError:
+        return "n/a"
+
+
+def cpu_seconds(pid: int | None) -> float:
+    """User + system CPU of ``pid`` (and its reaped children), from /proc; 0 when unknown."""
+    if pid is None:
+        return 0.0
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    ticks = sum(int(v) for v in fields[11:15])
+    return ticks / os.sysconf("SC_CLK_TCK")
+
+
+def percentile(samples: list[float], fraction: float) -> float:
+    ordered = sorted(samples)
+    return ordered[min(len(ordered) - 1, round(fraction * (len(ordered) - 1)))] if ordered else float("nan")
+
+
+async def one_run(session: aiohttp.ClientSession, base: str, poll_s: float) -> tuple[float, str]:
+    started = time.perf_counter()
+    async with session.post(base + "/api/runs", json={"mode": "plan", "plan": PLAN}) as resp:
+        reply = await resp.json()
+        if resp.status not in (200, 202):
+            raise RuntimeError(f"submit answered {resp.status}: {reply}")
+    url = reply["statusUrl"]
+    while True:
+        async with session.get(url) as resp:
+            view = await resp.json()
+        if view.get("status") in FINISHED:
+            return time.perf_counter() - started, view["status"]
+        await asyncio.sleep(poll_s)
+
+
+async def measure(base: str, clients: int, seconds: float, warmup: float, poll_s: float,
+                  pid: int | None) -> dict[str, Any]:
+    """Run ``clients`` closed-loop clients for ``warmup + seconds``; count the runs finished inside the window."""
+    connector = aiohttp.TCPConnector(limit=clients + 4)
+    timeout = aiohttp.ClientTimeout(total=120)
+    latencies: list[float] = []
+    outcomes: dict[str, int] = {}
+    window: dict[str, float] = {}
+    async with aiohttp.ClientSession(connector=connector, timeout=timeout) as session:
+        t0 = time.perf_counter()
+        window_start, window_end = t0 + warmup, t0 + warmup + seconds
+
+        async def client() -> None:
+            while time.perf_counter() < window_end:
+                submitted = time.perf_counter()
+                elapsed, status = await one_run(session, base, poll_s)
+                done = submitted + elapsed
+                if window_start <= submitted and done <= window_end:
+                    latencies.append(elapsed)
+                    outcomes[status] = outcomes.get(status, 0) + 1
+
+        async def mark() -> None:
+            await asyncio.sleep(warmup)
+            window["cpu0"] = cpu_seconds(pid)
+            await asyncio.sleep(seconds)
+            window["cpu1"] = cpu_seconds(pid)
+
+        await asyncio.gather(mark(), *(client() for _ in range(clients)))
+    completed = outcomes.get("completed", 0)
+    rate = len(latencies) / seconds
+    return {
+        "clients": clients,
+        "runs_per_s": rate,
+        "completed": completed,
+        "outcomes": outcomes,
+        "p50_ms": statistics.median(latencies) * 1000 if latencies else float("nan"),
+        "p95_ms": percentile(latencies, 0.95) * 1000,
+        "host_cpu_ms_per_run": (window["cpu1"] - window["cpu0"]) * 1000 / max(1, len(latencies)) if pid else None,
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--clients", type=int, nargs="+", default=[10, 50])
+    parser.add_argument("--seconds", type=float, default=20.0, help="measured window per client count")
+    parser.add_argument("--warmup", type=float, default=3.0)
+    parser.add_argument("--poll-ms", type=float, default=10.0)
+    parser.add_argument("--repeat", type=int, default=1, help="windows per client count (the median is reported)")
+    parser.add_argument("--url", help="an already running devhost (its CPU is then not measured)")
+    args = parser.parse_args()
+    host = None
+    pid = None
+    base = args.url
+    if base is None:
+        work = Path(tempfile.mkdtemp(prefix="weft-throughput-"))
+        env = devhost_env({"AzureWebJobsStorage": "", "WEFT_STATE_DIR": str(work / "state"),
+                           "WEFT_PAYLOAD_DIR": str(work / "payloads"), "DEVHOST_LOG_LEVEL": "WARNING"})
+        host = DevhostProcess(ROOT, work / "devhost.sqlite", free_port(), env).start()
+        base = host.base_url
+        pid = host.process.pid if host.process else None
+    try:
+        print(f"loadavg before: {loadavg()}  (cores: {os.cpu_count()})")
+        results = []
+        for clients in args.clients:
+            rounds = [asyncio.run(measure(base, clients, args.seconds, args.warmup, args.poll_ms / 1000, pid))
+                      for _ in range(args.repeat)]
+            rounds.sort(key=lambda r: r["runs_per_s"])
+            best = rounds[len(rounds) // 2]
+            results.append(best)
+            cpu = best["host_cpu_ms_per_run"]
+            print(f"{clients:>3} clients: {best['runs_per_s']:6.1f} completed runs/s "
+                  f"(windows: {', '.join(format(r['runs_per_s'], '.1f') for r in rounds)}); latency p50 "
+                  f"{best['p50_ms']:.0f} ms p95 {best['p95_ms']:.0f} ms; outcomes {best['outcomes']}"
+                  + (f"; devhost CPU {cpu:.1f} ms/run" if cpu is not None else "")
+                  + f"; loadavg {loadavg()}", flush=True)
+        print(json.dumps(results))
+    finally:
+        if host is not None:
+            host.stop()
+
+
+if __name__ == "__main__":
+    main()
