@@ -9,9 +9,10 @@ import azure.durable_functions as df
 import azure.functions as func
 
 from activities.tracing import activity_span
-from shared.errors import CircuitOpen
-from shared.models import Plan
+from shared.errors import CircuitOpen, ExecutionUncertain
+from shared.models import ErrorInfo, Plan, ToolResult, ToolSpec, hash_args
 from shared.runs.approval import approval_problem
+from shared.runs.call_journal import journal_for
 from shared.runs.contracts import PreparedPlan
 from shared.runs.names import Activity
 from shared.runs.plan import resolve_refs
@@ -35,7 +36,12 @@ def prepare_plan(plan: dict[str, Any]) -> dict[str, Any]:
 @bp.activity_trigger(input_name="request")
 async def call_tool(request: dict[str, Any], context: func.Context) -> dict[str, Any]:
     """Run one tool call; raise only for retryable failures so Durable retries them. A call rejected by the tool's
-    open circuit returns a :class:`CircuitWait`: the orchestrator waits out the cool-down, not Durable's interval."""
+    open circuit returns a :class:`CircuitWait`: the orchestrator waits out the cool-down, not Durable's interval.
+
+    A side-effecting tool's call is journalled (:mod:`shared.runs.call_journal`): an execution marker per attempt
+    before it runs and its outcome before it reports. A delivery of an attempt that began and never reported (the
+    host crashed) does not run a non-idempotent tool again: the step fails ``execution_uncertain``; an idempotent one
+    runs again, flagged ``redelivered``. An outcome settled but never reported is reported, not recomputed."""
     runtime = await get_runtime_async()
     step = StepCall.model_validate(request)
     with activity_span(runtime.telemetry, context, Activity.CALL_TOOL, step.call.run_id):
@@ -46,6 +52,36 @@ async def _call_tool(runtime: Runtime, step: StepCall) -> dict[str, Any]:
     call = step.call
     await runtime.source_sync.ensure_async([call.tool])
     spec = runtime.catalog.get(call.tool).spec if call.tool in runtime.catalog else None
+    if spec is None or not spec.side_effects:  # nothing outside Weft changes: running it again is harmless
+        return await _run_tool(runtime, step, spec)
+    # A side-effecting call: find out from the journal whether this delivery repeats one that never reported
+    journal = journal_for(runtime.payloads)
+    key = f"call:{call.step_id}:{hash_args(call.args)}"
+    dispatch = await asyncio.to_thread(journal.dispatch, call.run_id, key)
+    if dispatch.settled is not None:  # an earlier delivery finished the call and could not report: its outcome
+        return dispatch.settled
+    if dispatch.redelivered and not spec.idempotent:
+        result = ToolResult(ok=False, redelivered=True, error=ErrorInfo.of(ExecutionUncertain, (
+            f"{call.tool} (step {call.step_id}) may already have executed: an earlier delivery of this call began "
+            "and never reported back (the host crashed or was stopped), and the tool is not idempotent, so it was "
+            "not run again; check its effect, or mark the tool idempotent: true if repeating a call is harmless")))
+        output = result.model_dump(mode="json")
+        await asyncio.to_thread(journal.settle, call.run_id, key, dispatch.attempt, output, final=True)
+        return output
+    try:
+        output = await _run_tool(runtime, step, spec, redelivered=dispatch.redelivered)
+    except RetryableToolError as exc:  # a reported failure: Durable's retry is a new attempt
+        await asyncio.to_thread(journal.settle, call.run_id, key, dispatch.attempt,
+                                exc.error.model_dump(mode="json"), final=False)
+        raise
+    final = CircuitWait.from_output(output) is None  # a circuit wait ran nothing and is tried again
+    await asyncio.to_thread(journal.settle, call.run_id, key, dispatch.attempt, output, final=final)
+    return output
+
+
+async def _run_tool(runtime: Runtime, step: StepCall, spec: ToolSpec | None, *,
+                    redelivered: bool = False) -> dict[str, Any]:
+    call = step.call
     approved = spec is not None and approval_problem(call, spec, step.approval) is None
     if step.offloaded:
         loaded = await asyncio.gather(
@@ -63,6 +99,7 @@ async def _call_tool(runtime: Runtime, step: StepCall) -> dict[str, Any]:
             span.record_result(result.value)
     if audited:
         await runtime.trust.tool_executed(runtime.run_index, step.call, result)
+    result.redelivered = redelivered
     if not result.ok and result.error is not None and result.error.retryable:
         if result.error.code == CircuitOpen.code:
             wait = await asyncio.to_thread(runtime.executor.retry_after, call.tool)

@@ -15,6 +15,8 @@
     │   └── ResultTooLarge        the result could not travel inline and could not be stored
     ├── ToolTimeout               the tool did not answer within its timeout
     ├── CircuitOpen               the tool's circuit breaker is open
+    ├── ExecutionUncertain        a crash interrupted a non-idempotent call: it may have run, so it is not run again
+    ├── JournalMismatch           a restarted inline run made another call than its journal recorded
     ├── SandboxViolation          code broke the sandbox policy (never retried)
     ├── SandboxLimitExceeded      code hit a resource limit (never retried)
     ├── ModelBehaviorError        the LLM returned something unusable
@@ -43,8 +45,10 @@ __all__ = [
     "CircuitOpen",
     "CodeFailed",
     "Conflict",
+    "ExecutionUncertain",
     "Forbidden",
     "InvalidRequest",
+    "JournalMismatch",
     "ModelBehaviorError",
     "NotConfigured",
     "NotFound",
@@ -163,6 +167,22 @@ class CircuitOpen(WeftError):
     code = "circuit_open"
     http_status = 503
     retryable = True
+
+
+class ExecutionUncertain(WeftError):
+    """An earlier delivery of a non-idempotent tool call began and never reported (a crash): the tool may already
+    have executed, so it is not executed again (the tool opts in to repeats with ``idempotent: true``)."""
+
+    code = "execution_uncertain"
+    http_status = 409
+
+
+class JournalMismatch(WeftError):
+    """A restarted inline run made another call than its journal recorded at that sequence: the code is not
+    deterministic, so the journalled calls cannot be replayed and the run stops rather than execute anything again."""
+
+    code = "journal_mismatch"
+    http_status = 409
 
 
 class SandboxViolation(WeftError):

@@ -78,6 +78,9 @@ class ToolResult(BaseModel):
     """The result was larger than the limit; ``value`` is a prefix of its JSON text."""
     blob_ref: str | None = None
     """Where the full result was stored when it was too large to travel inline."""
+    redelivered: bool = False
+    """An earlier delivery of this very call began and never reported (a crash): the tool may have executed more
+    than once (an idempotent tool is run again) or, non-idempotent, was not run again (``execution_uncertain``)."""
 
     def recorded_value(self, preview_bytes: int | None = None) -> Any:
         """What a step record shows of this result: the value or, for a result stored in payload storage, its
@@ -110,7 +113,11 @@ class StepRecord(BaseModel):
     status: StepStatus = StepStatus.PENDING
     """Where the step is in its lifecycle."""
     attempts: int = 0
-    """Attempts made."""
+    """Attempts made (a retry after a reported failure is an attempt; a crash's redelivery is not: see
+    ``redelivered``)."""
+    redelivered: bool = False
+    """A crash interrupted an execution of this call that never reported back, so a second execution cannot be
+    excluded: an idempotent tool ran again, a non-idempotent one did not (its error is ``execution_uncertain``)."""
     latency_ms: float = 0.0
     """Time of the last attempt."""
     args_hash: str = ""

@@ -12,6 +12,12 @@ container of a :class:`BlobPayloadStore`), under ``journal/<run id>/``:
   dispatched before (a crash or a redelivery), so the tool may already have run and must not run again unless it
   opts in; the step record then says ``redelivered``.
 
+* ``settled/<sha256 of call key>/<attempt>.json`` — how each delivery of a ``call_tool`` activity ended, written
+  before it reports to Durable. :meth:`CallJournal.dispatch` reads them with the markers to tell a Durable *retry*
+  (the previous attempt settled with a retryable failure: a new attempt, allowed by the retry policy) from a
+  *redelivery* (this attempt began and never settled: a crash), and hands back a final outcome an earlier delivery
+  settled with but could not report (so the tool does not run again for it).
+
 The first write of an entry wins (a second ``record`` of the same sequence returns the journalled one), so two
 instances racing after a redelivery agree on one outcome.
 """
@@ -23,6 +29,8 @@ import hashlib
 import json
 import os
 import re
+import threading
+import weakref
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
@@ -32,7 +40,7 @@ from typing import Any, Protocol
 from shared.errors import InvalidRequest
 from shared.payloads import BlobPayloadStore, LocalPayloadStore, PayloadStore
 
-__all__ = ["CallJournal", "JournalEntry", "args_sha256"]
+__all__ = ["CallJournal", "Dispatch", "JournalEntry", "args_sha256", "journal_for"]
 
 _RUN_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,199}$")
 _PREFIX = "journal"
@@ -54,6 +62,8 @@ class JournalEntry:
     result: Any = None
     error: str | None = None
     recorded_at: str = ""
+    record: dict[str, Any] | None = None
+    """The call's step record as first reported (a :class:`~shared.models.StepRecord` dump), for a replay."""
 
     @property
     def ok(self) -> bool:
@@ -68,7 +78,8 @@ class JournalEntry:
         error = data.get("error")
         return cls(seq=int(data["seq"]), tool=str(data["tool"]), args_sha256=str(data["args_sha256"]),
                    result=data.get("result"), error=None if error is None else str(error),
-                   recorded_at=str(data.get("recorded_at") or ""))
+                   recorded_at=str(data.get("recorded_at") or ""),
+                   record=record if isinstance(record := data.get("record"), dict) else None)
 
 
 class _Backend(Protocol):
@@ -169,12 +180,13 @@ class CallJournal:
         return f"{_PREFIX}/{run_id}"
 
     def record(self, run_id: str, seq: int, tool: str, args_hash: str, result: Any = None, *,
-               error: str | None = None) -> JournalEntry:
-        """Journal call ``seq`` of ``run_id`` as completed; the first record of a sequence wins and is returned."""
+               error: str | None = None, record: Mapping[str, Any] | None = None) -> JournalEntry:
+        """Journal call ``seq`` of ``run_id`` as completed (``record``: its step record, kept for a replay); the
+        first record of a sequence wins and is returned."""
         if isinstance(seq, bool) or not isinstance(seq, int) or seq < 1:
             raise InvalidRequest(f"call sequence must be a positive integer, got {seq!r}", field="seq")
         entry = JournalEntry(seq, tool, args_hash, None if error is not None else result, error,
-                             datetime.now(UTC).isoformat())
+                             datetime.now(UTC).isoformat(), None if record is None else dict(record))
         name = f"{self._run(run_id)}/calls/{seq:08d}.json"
         data = json.dumps(asdict(entry), separators=(",", ":"), ensure_ascii=False, default=str).encode()
         if self._backend.create(name, data):
@@ -200,3 +212,57 @@ class CallJournal:
         digest = hashlib.sha256(call_key.encode()).hexdigest()
         stamp = json.dumps({"call_key_sha256": digest, "begun_at": datetime.now(UTC).isoformat()}).encode()
         return not self._backend.create(f"{self._run(run_id)}/begun/{digest}", stamp)
+
+    def dispatch(self, run_id: str, call_key: str) -> Dispatch:
+        """Start a delivery of the ``call_tool`` call ``call_key`` of ``run_id`` (see the module doc): its attempt
+        number, whether that attempt had begun before (a redelivery after a crash), or the final outcome an earlier
+        delivery settled with (return it; the tool must not run again)."""
+        settled = self._settled(run_id, call_key)
+        if settled and settled[-1].get("final"):
+            outcome = settled[-1].get("outcome")
+            return Dispatch(len(settled), redelivered=True, settled=outcome if isinstance(outcome, dict) else None)
+        attempt = len(settled) + 1
+        return Dispatch(attempt, redelivered=self.begin(run_id, f"{call_key}#{attempt}"))
+
+    def settle(self, run_id: str, call_key: str, attempt: int, outcome: Mapping[str, Any], *, final: bool) -> None:
+        """Record how ``attempt`` of ``call_key`` ended, before it is reported: ``final`` when Durable will not
+        retry it (a result, a non-retryable failure), not for a retryable failure or a circuit wait."""
+        digest = hashlib.sha256(call_key.encode()).hexdigest()
+        data = json.dumps({"attempt": attempt, "final": final, "outcome": dict(outcome)}, separators=(",", ":"),
+                          ensure_ascii=False, default=str).encode()
+        self._backend.create(f"{self._run(run_id)}/settled/{digest}/{attempt:06d}.json", data)
+
+    def _settled(self, run_id: str, call_key: str) -> list[dict[str, Any]]:
+        digest = hashlib.sha256(call_key.encode()).hexdigest()
+        found = []
+        for name in sorted(self._backend.names(f"{self._run(run_id)}/settled/{digest}")):
+            data = self._backend.read(name) if name.endswith(".json") else None
+            if data is not None:
+                found.append(json.loads(data))
+        found.sort(key=lambda item: int(item.get("attempt") or 0))
+        return found
+
+
+@dataclass(frozen=True)
+class Dispatch:
+    """What one delivery of a ``call_tool`` call may do (:meth:`CallJournal.dispatch`)."""
+
+    attempt: int
+    """The attempt this delivery belongs to (1 for the first; a Durable retry after a reported failure adds one)."""
+    redelivered: bool
+    """This attempt had begun before and never settled: the tool may already have executed."""
+    settled: dict[str, Any] | None = None
+    """The final outcome (a ``call_tool`` output) an earlier delivery settled with: report it, run nothing."""
+
+
+_journals: weakref.WeakKeyDictionary[Any, CallJournal] = weakref.WeakKeyDictionary()
+_journals_lock = threading.Lock()
+
+
+def journal_for(store: PayloadStore) -> CallJournal:
+    """The :class:`CallJournal` kept in ``store``'s storage, one per store (so a Blob container is created once)."""
+    with _journals_lock:
+        journal = _journals.get(store)
+        if journal is None:
+            journal = _journals[store] = CallJournal(store)
+        return journal

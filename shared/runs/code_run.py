@@ -78,6 +78,7 @@ class CodeRun:
             record = by_id[outcome.step_id]
             result = outcome.result
             record.attempts, record.latency_ms, record.finished_at = outcome.attempts, result.latency_ms, now
+            record.redelivered = result.redelivered
             if result.ok:
                 record.status = StepStatus.SUCCEEDED
                 value = offloaded(result.blob_ref) if result.blob_ref else result.value
