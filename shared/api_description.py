@@ -93,8 +93,8 @@ def _path(name: str, pattern: str, description: str) -> dict[str, Any]:
 _RUN_ID = _path("id", RUN_ID_PATTERN, "The run's id (`id` of the `POST /api/runs` answer).")
 _DEMO_PLAN = {"mode": "plan", "plan": {"steps": [
     {"id": "distance", "tool": "convert_units", "args": {"value": 26.2, "from_unit": "mi", "to_unit": "km"}},
-    {"id": "rounded", "tool": "calculate", "args": {"expression": "round(x, 1)", "variables": {
-        "x": {"$ref": "distance.value"}}}},
+    {"id": "back", "tool": "convert_units", "args": {"value": {"$ref": "distance.result"}, "from_unit": "km",
+                                                     "to_unit": "mi"}},
 ]}, "options": {"max_parallel": 8}, "metadata": {"example": "marathon"}}
 _ERROR_EXAMPLE = {"code": "plan_invalid", "message": "plan.steps[0].tool: unknown tool 'add'",
                   "field": "plan.steps[0].tool"}

@@ -1,0 +1,3 @@
+from weftclient.cli import main
+
+main()
