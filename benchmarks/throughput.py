@@ -62,8 +62,9 @@ def percentile(samples: list[float], fraction: float) -> float:
     return ordered[min(len(ordered) - 1, round(fraction * (len(ordered) - 1)))] if ordered else float("nan")
 
 
-async def one_run(session: aiohttp.ClientSession, base: str, poll_s: float) -> tuple[float, str]:
+async def one_run(session: aiohttp.ClientSession, base: str, poll_s: float) -> tuple[float, str, int]:
     started = time.perf_counter()
+    polls = 0
     async with session.post(base + "/api/runs", json={"mode": "plan", "plan": PLAN}) as resp:
         reply = await resp.json()
         if resp.status not in (200, 202):
@@ -72,8 +73,9 @@ async def one_run(session: aiohttp.ClientSession, base: str, poll_s: float) -> t
     while True:
         async with session.get(url) as resp:
             view = await resp.json()
+        polls += 1
         if view.get("status") in FINISHED:
-            return time.perf_counter() - started, view["status"]
+            return time.perf_counter() - started, view["status"], polls
         await asyncio.sleep(poll_s)
 
 
@@ -83,6 +85,7 @@ async def measure(base: str, clients: int, seconds: float, warmup: float, poll_s
     connector = aiohttp.TCPConnector(limit=clients + 4)
     timeout = aiohttp.ClientTimeout(total=120)
     latencies: list[float] = []
+    polls: list[int] = []
     outcomes: dict[str, int] = {}
     window: dict[str, float] = {}
     async with aiohttp.ClientSession(connector=connector, timeout=timeout) as session:
@@ -92,10 +95,11 @@ async def measure(base: str, clients: int, seconds: float, warmup: float, poll_s
         async def client() -> None:
             while time.perf_counter() < window_end:
                 submitted = time.perf_counter()
-                elapsed, status = await one_run(session, base, poll_s)
+                elapsed, status, gets = await one_run(session, base, poll_s)
                 done = submitted + elapsed
                 if window_start <= submitted and done <= window_end:
                     latencies.append(elapsed)
+                    polls.append(gets)
                     outcomes[status] = outcomes.get(status, 0) + 1
 
         async def mark() -> None:
@@ -114,6 +118,7 @@ async def measure(base: str, clients: int, seconds: float, warmup: float, poll_s
         "outcomes": outcomes,
         "p50_ms": statistics.median(latencies) * 1000 if latencies else float("nan"),
         "p95_ms": percentile(latencies, 0.95) * 1000,
+        "polls_per_run": statistics.mean(polls) if polls else float("nan"),
         "host_cpu_ms_per_run": (window["cpu1"] - window["cpu0"]) * 1000 / max(1, len(latencies)) if pid else None,
     }
 
@@ -149,7 +154,8 @@ def main() -> None:
             cpu = best["host_cpu_ms_per_run"]
             print(f"{clients:>3} clients: {best['runs_per_s']:6.1f} completed runs/s "
                   f"(windows: {', '.join(format(r['runs_per_s'], '.1f') for r in rounds)}); latency p50 "
-                  f"{best['p50_ms']:.0f} ms p95 {best['p95_ms']:.0f} ms; outcomes {best['outcomes']}"
+                  f"{best['p50_ms']:.0f} ms p95 {best['p95_ms']:.0f} ms; {best['polls_per_run']:.1f} GETs/run; "
+                  f"outcomes {best['outcomes']}"
                   + (f"; devhost CPU {cpu:.1f} ms/run" if cpu is not None else "")
                   + f"; loadavg {loadavg()}", flush=True)
         print(json.dumps(results))

@@ -82,6 +82,14 @@ class CrossLoopSemaphore:
                 self.release()
             raise
 
+    def try_acquire(self) -> bool:
+        """Take a slot only if one is free and nobody is waiting for one; never waits."""
+        with self._lock:
+            if self._in_use < self.limit and not self._waiters:
+                self._in_use += 1
+                return True
+            return False
+
     def release(self) -> None:
         """Give a slot back: to the longest waiter whose loop still runs, else to the pool."""
         with self._lock:

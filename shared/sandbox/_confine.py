@@ -1,6 +1,8 @@
 """Operating-system confinement of one sandbox worker process (Linux), applied after fork and before any code runs.
 
-Worker side, stdlib only. Layers, in the order :func:`confine` applies them (each reported by name when it held):
+Worker side, stdlib only. Layers, in the order they are applied (each reported by name when it held); ``fds``,
+``netns`` and ``uid`` by :meth:`Confiner.prepare` while a pre-forked worker waits for its job, the others by
+:meth:`Confiner.apply` once the job (and so its limits) has arrived:
 
 ``fds``         stdin/stdout/stderr are ``/dev/null``, the channel to the parent is fd 3, every other fd is closed.
 ``netns``       a fresh, empty network namespace (``unshare(CLONE_NEWNET)``; only when running as root).
@@ -111,14 +113,27 @@ class Confiner:
         os.dup2(high, CHANNEL_FD)
         os.closerange(CHANNEL_FD + 1, 1 << 16)
 
-    def apply(
-        self, *, cpu_seconds: float, memory_bytes: int, zygote_pid: int, on_cpu_exhausted: Callable[[], None]
-    ) -> list[str]:
-        """Apply every layer that can hold here; return the names of those that did (see the module docstring)."""
+    def prepare(self, *, zygote_pid: int) -> list[str]:
+        """The layers that need nothing from the job (network namespace, uid, parent-death signal), applied while
+        a pre-forked worker waits for its job, off the run's path. No code of the run exists yet."""
         layers = ["fds"]
         root = os.geteuid() == 0
         if self._want_netns and root and self._unshare(CLONE_NEWNET) == 0:
             layers.append("netns")
+        if self._want_drop and root:
+            os.setgroups([])
+            os.setresgid(NOBODY, NOBODY, NOBODY)
+            os.setresuid(NOBODY, NOBODY, NOBODY)
+            layers.append("uid")
+        self._prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+        if os.getppid() != zygote_pid:
+            os._exit(70)
+        return layers
+
+    def apply(self, *, cpu_seconds: float, memory_bytes: int, on_cpu_exhausted: Callable[[], None]) -> list[str]:
+        """The layers that take the job's limits, after :meth:`prepare` and before any code runs; returns the names
+        of those that held (lowering limits needs no privilege, so the uid drop can come first)."""
+        layers = []
         whole = max(1, math.ceil(cpu_seconds))
         limits = [
             (resource.RLIMIT_CPU, (whole + 1, whole + 2)),
@@ -137,14 +152,6 @@ class Confiner:
         signal.signal(signal.SIGPROF, lambda _signum, _frame: on_cpu_exhausted())
         signal.setitimer(signal.ITIMER_PROF, cpu_seconds)
         layers.append("cpu-timer")
-        if self._want_drop and root:
-            os.setgroups([])
-            os.setresgid(NOBODY, NOBODY, NOBODY)
-            os.setresuid(NOBODY, NOBODY, NOBODY)
-            layers.append("uid")
-        self._prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
-        if os.getppid() != zygote_pid:
-            os._exit(70)
         if self._want_seccomp and self._install_seccomp():
             layers.append("seccomp")
         os.environ.clear()

@@ -65,14 +65,15 @@ def _worker(channel: int, confiner: Confiner, world: World) -> NoReturn:
         zygote = os.getppid()
         os.setsid()
         confiner.arrange_fds(channel)
+        layers = confiner.prepare(zygote_pid=zygote)  # a pre-forked worker does this before its job exists
         job = _wire.read_frame(CHANNEL_FD, MAX_JOB_BYTES)
         limits = job["limits"]
         runtime = Runtime(job, world=world, channel=FdChannel(CHANNEL_FD, int(limits["max_frame_bytes"])))
         sys.stdout = runtime.stdout
         sys.stderr = _Discard()
         sys.setrecursionlimit(int(limits["max_recursion_depth"]) + 60)
-        runtime.layers = confiner.apply(
-            cpu_seconds=float(limits["cpu_seconds"]), memory_bytes=int(limits["memory_bytes"]), zygote_pid=zygote,
+        runtime.layers = layers + confiner.apply(
+            cpu_seconds=float(limits["cpu_seconds"]), memory_bytes=int(limits["memory_bytes"]),
             on_cpu_exhausted=runtime.cpu_exhausted,
         )
         if job.get("require_seccomp") and "seccomp" not in runtime.layers:

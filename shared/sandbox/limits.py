@@ -17,6 +17,7 @@ MAX_CONCURRENT_RUNS = "WEFT_SANDBOX_MAX_CONCURRENT_RUNS"
 QUEUE_WAIT_SECONDS = "WEFT_SANDBOX_QUEUE_WAIT_SECONDS"
 RETRY_INTERVAL_MS = "WEFT_SANDBOX_RETRY_INTERVAL_MS"
 RETRY_ATTEMPTS = "WEFT_SANDBOX_RETRY_ATTEMPTS"
+PREFORK_WORKERS = "WEFT_SANDBOX_PREFORK_WORKERS"
 
 
 @dataclass(frozen=True)
@@ -126,6 +127,9 @@ class Capacity:
     (WEFT_SANDBOX_RETRY_INTERVAL_MS)."""
     retry_attempts: int = 5
     """Attempts per code-mode activity, the first included (WEFT_SANDBOX_RETRY_ATTEMPTS)."""
+    prefork_workers: int = 2
+    """Idle workers forked ahead of time so a run does not wait for a fork (WEFT_SANDBOX_PREFORK_WORKERS; 0: fork
+    on demand). Each holds one of the ``max_concurrent_runs`` slots while idle, so the cap on live workers holds."""
 
     def __post_init__(self) -> None:
         settings = {
@@ -136,6 +140,10 @@ class Capacity:
             value = getattr(self, name)
             if not isinstance(value, int | float) or isinstance(value, bool) or value <= 0:
                 raise ValueError(f"{setting} (Capacity.{name}) must be a positive number, got {value!r}")
+        if not isinstance(self.prefork_workers, int) or isinstance(self.prefork_workers, bool) or (
+                self.prefork_workers < 0):
+            raise ValueError(f"{PREFORK_WORKERS} (Capacity.prefork_workers) must be 0 or more, got "
+                             f"{self.prefork_workers!r}")
         try:
             self.retry_policy()
         except ValueError as exc:  # pydantic's ValidationError is a ValueError
@@ -143,12 +151,13 @@ class Capacity:
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> Capacity:
-        """Read the four settings; unset or empty ones keep their defaults, zero or negative ones are an error."""
+        """Read the five settings; unset or empty ones keep their defaults, zero or negative ones are an error."""
         return cls(
             max_concurrent_runs=env_int(env, MAX_CONCURRENT_RUNS, cls.max_concurrent_runs, minimum=1),
             queue_wait_seconds=env_float(env, QUEUE_WAIT_SECONDS, cls.queue_wait_seconds, minimum=0.001),
             retry_interval_ms=env_int(env, RETRY_INTERVAL_MS, cls.retry_interval_ms, minimum=1),
             retry_attempts=env_int(env, RETRY_ATTEMPTS, cls.retry_attempts, minimum=1),
+            prefork_workers=env_int(env, PREFORK_WORKERS, cls.prefork_workers, minimum=0),
         )
 
     def retry_policy(self) -> RetryPolicy:

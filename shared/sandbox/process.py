@@ -29,12 +29,11 @@ service's unless the zygote runs as root; with ``drop_privileges=False`` as root
 exploits and CPU side channels is not claimed (use the dynamic-sessions backend, a Hyper-V boundary, for that), nor
 the confidentiality of what the run itself is given (its tool results are visible to the code by design).
 
-Worker choice (measured with ``benchmarks/sandbox_bench.py`` on 2 cores shared with other jobs, load average 2-4):
-a trivial run on a worker forked on demand from the warm zygote took 3.3-9.1 ms median across runs, on a worker forked
-ahead of time 2.3-2.7 ms (fork and reap off the clock). Pre-forking moves 1-6 ms off each run's latency but none of its
-CPU cost (throughput on 2 cores is the same), and adds a pool of idle processes to keep, replenish and discard when
-the zygote changes. With the 30 ms overhead target met either way, every run forks its own worker; a pool would be
-a change local to ``_Session.run`` if latency ever matters more.
+Worker choice: runs take a worker forked ahead of time (``Capacity.prefork_workers``, WEFT_SANDBOX_PREFORK_WORKERS,
+default 2) that has already applied the confinement layers needing no job, and their workers are killed and reaped
+after the answer is back; both on a helper thread (:mod:`shared.sandbox._pool`), so neither fork nor reap is on a
+run's path. Idle workers hold run slots like running ones: the cap on live workers is unchanged. With no idle worker
+(a burst, or ``prefork_workers=0``) a run forks its own on demand, as before.
 """
 
 from __future__ import annotations
@@ -61,6 +60,8 @@ from shared.settings import env_bool
 
 from . import _wire, _zygote, policy
 from ._host import call_tool, check_code, check_tool_names, parse_clock, run_sync, to_code_result, to_replay_step
+from ._pool import Worker as _Worker
+from ._pool import WorkerPool as _WorkerPool
 from .limits import MAX_CONCURRENT_RUNS, QUEUE_WAIT_SECONDS, Capacity, Limits
 from .records import CodeResult, PendingCall, RecordedCall, ReplayStep
 
@@ -188,8 +189,12 @@ class _Session:
     """One run: send the job, serve tool calls (inline), collect the one outcome, then kill and reap the worker."""
 
     def __init__(self, zygote: _Zygote, job: dict[str, Any], limits: Limits,
-                 tools: Mapping[str, Callable[..., Any]] | None) -> None:
+                 tools: Mapping[str, Callable[..., Any]] | None, worker: _Worker | None = None,
+                 reap_later: Callable[[_Zygote, int], None] | None = None) -> None:
         self._zygote = zygote
+        self._worker = worker
+        self._reap_later = reap_later
+        self.reaping_deferred = False
         self._job = job
         self._limits = limits
         self._tools = tools
@@ -199,14 +204,17 @@ class _Session:
         self._tasks: set[asyncio.Task[None]] = set()
 
     async def run(self) -> dict[str, Any]:
-        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
-        try:
-            pid = await asyncio.to_thread(self._zygote.spawn, theirs)  # the control channel blocks; the loop must not
-        except ZygoteFailed:
-            ours.close()
-            raise
-        finally:
-            theirs.close()
+        if self._worker is not None:  # pre-forked: already waiting for its job, partly confined
+            ours, pid = self._worker.channel, self._worker.pid
+        else:
+            ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+            try:
+                pid = await asyncio.to_thread(self._zygote.spawn, theirs)  # the control channel blocks; the loop not
+            except ZygoteFailed:
+                ours.close()
+                raise
+            finally:
+                theirs.close()
         self.started = True
         timed_out = False
         outcome: dict[str, Any] | None = None
@@ -226,12 +234,17 @@ class _Session:
                     await writer.wait_closed()
         finally:
             ours.close()
-            try:
-                status = await asyncio.to_thread(self._zygote.finish, pid)
-            except ZygoteFailed:
-                if outcome is None:
-                    raise
-                logger.warning("sandbox worker %s could not be reaped; the zygote was replaced", pid)
+            status: Mapping[str, Any] = {}
+            if outcome is not None and self._reap_later is not None:  # the answer is in: reap off the run's path
+                self._reap_later(self._zygote, pid)
+                self.reaping_deferred = True
+            else:
+                try:
+                    status = await asyncio.to_thread(self._zygote.finish, pid)
+                except ZygoteFailed:
+                    if outcome is None:
+                        raise
+                    logger.warning("sandbox worker %s could not be reaped; the zygote was replaced", pid)
         if outcome is not None:
             return outcome
         return self._death(status, timed_out)
@@ -321,6 +334,7 @@ class ProcessSandbox:
         self._python = python or sys.executable
         self._zygote: _Zygote | None = None
         self._lock = threading.Lock()
+        self._pool = _WorkerPool(self._slots, self.capacity.prefork_workers, self._ensure_zygote)
 
     # -- CodeExecutor ----------------------------------------------------------------------------------------------
     def run(self, code: str, tools: Mapping[str, Callable[..., Any]], limits: Limits | None = None, *,
@@ -355,6 +369,7 @@ class ProcessSandbox:
 
     def close(self) -> None:
         """Stop the zygote (workers still running are killed). The sandbox restarts it if used again."""
+        self._pool.close()
         with self._lock:
             if self._zygote is not None:
                 self._zygote.close()
@@ -369,8 +384,14 @@ class ProcessSandbox:
 
     @property
     def runs_active(self) -> int:
-        """Runs holding a slot now (each has, or is about to have or has just reaped, one worker)."""
-        return self._slots.in_use
+        """Runs holding a slot now (each has, or is about to have or has just reaped, one worker); slots held by
+        pre-forked idle workers, or by finished runs' workers being reaped, are not runs."""
+        return max(0, self._slots.in_use - self._pool.holding)
+
+    @property
+    def workers_idle(self) -> int:
+        """Pre-forked workers waiting for a run now."""
+        return self._pool.idle
 
     @property
     def runs_waiting(self) -> int:
@@ -386,10 +407,18 @@ class ProcessSandbox:
     async def _execute(self, job: dict[str, Any], limits: Limits, tools: dict[str, Callable[..., Any]] | None
                        ) -> tuple[_Session, dict[str, Any]]:
         """One session in a run slot; if the zygote fails before the worker started, retry once on a new zygote."""
-        await self._take_slot()
+        worker = self._pool.take()  # a pre-forked worker comes with the slot it holds
+        if worker is None:
+            await self._take_slot()
+            worker = self._pool.take()
+            if worker is not None:  # one arrived while we waited: use it, and its slot instead of ours
+                self._slots.release()
+        session: _Session | None = None
         try:
             for attempt in (1, 2):
-                session = _Session(self._ensure_zygote(), job, limits, tools)
+                zygote = worker.zygote if worker is not None else self._ensure_zygote()
+                session = _Session(zygote, job, limits, tools, worker, self._pool.reap_later)
+                worker = None
                 try:
                     return session, await session.run()
                 except ZygoteFailed:
@@ -398,7 +427,9 @@ class ProcessSandbox:
                     logger.warning("sandbox zygote failed before a run started; retrying on a new one")
             raise AssertionError("unreachable")
         finally:
-            self._slots.release()
+            if session is None or not session.reaping_deferred:
+                self._slots.release()
+            self._pool.wake()
 
     async def _take_slot(self) -> None:
         wait = self.capacity.queue_wait_seconds

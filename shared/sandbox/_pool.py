@@ -1,0 +1,168 @@
+"""Pre-forked sandbox workers: forked ahead of time and reaped afterwards by one helper thread, off the runs' path.
+
+Each pre-forked worker holds one run slot of the sandbox's :class:`~shared.concurrency.CrossLoopSemaphore` from
+before it is forked until it is reaped, exactly like a run's own worker, so the live workers of a sandbox never
+exceed ``Capacity.max_concurrent_runs``. The helper forks only into a slot nobody is waiting for
+(``try_acquire``), and gives a new worker's slot back at once when a run started waiting meanwhile. An idle worker
+has applied the confinement layers that need no job (fds, network namespace, uid) and waits for its job; the layers
+that take the job's limits (rlimits, CPU timer, seccomp, empty environment) follow when the job arrives, before any
+of its code runs.
+"""
+
+from __future__ import annotations
+
+import collections
+import contextlib
+import logging
+import socket
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from shared.concurrency import CrossLoopSemaphore
+
+__all__ = ["Worker", "WorkerPool"]
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class Worker:
+    """A forked worker waiting for its job on ``channel`` (our end of its socket pair)."""
+
+    zygote: Any
+    pid: int
+    channel: socket.socket
+
+
+class WorkerPool:
+    """Up to ``size`` idle workers, kept by a helper thread that also reaps finished runs' workers."""
+
+    def __init__(self, slots: CrossLoopSemaphore, size: int, zygote: Callable[[], Any]) -> None:
+        self._slots = slots
+        self._size = size
+        self._zygote = zygote
+        self._idle: collections.deque[Worker] = collections.deque()
+        self._reap: collections.deque[tuple[Any, int]] = collections.deque()
+        self._busy = 0  # slots the helper holds outside ``_idle``: workers being forked or reaped
+        self._lock = threading.Lock()
+        self._wake = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._closed = False
+
+    @property
+    def idle(self) -> int:
+        """Workers waiting for a run."""
+        return len(self._idle)
+
+    @property
+    def holding(self) -> int:
+        """Run slots held by the pool: idle workers, and workers being forked or reaped."""
+        return len(self._idle) + len(self._reap) + self._busy
+
+    def take(self) -> Worker | None:
+        """An idle worker, with the slot it holds (now the caller's), or None."""
+        with self._lock:
+            while self._idle:
+                worker = self._idle.popleft()
+                if worker.zygote.alive:
+                    return worker
+                worker.channel.close()  # its zygote died, and the worker with it
+                self._slots.release()
+        return None
+
+    def reap_later(self, zygote: Any, pid: int) -> None:
+        """Kill and reap ``pid`` on the helper thread, then release the slot it holds."""
+        with self._lock:
+            self._reap.append((zygote, pid))
+        self.wake()
+
+    def wake(self) -> None:
+        """Let the helper reap and top the pool up (starting it on first use)."""
+        with self._lock:
+            if self._closed:
+                return
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._run, name="sandbox-prefork", daemon=True)
+                self._thread.start()
+        self._wake.set()
+
+    def close(self) -> None:
+        """Stop the helper, reap what is queued, and drop the idle workers (their zygote's exit ends them)."""
+        with self._lock:
+            self._closed = True
+            thread, self._thread = self._thread, None
+            idle = list(self._idle)
+            self._idle.clear()
+        self._wake.set()
+        if thread is not None:
+            thread.join(timeout=10)
+        self._drain_reaps()
+        for worker in idle:
+            worker.channel.close()
+            self._slots.release()
+        with self._lock:
+            self._closed = False
+
+    def _run(self) -> None:
+        while True:
+            self._wake.wait()
+            self._wake.clear()
+            self._drain_reaps()
+            with self._lock:
+                if self._closed:
+                    return
+            while self._top_up_one():
+                pass
+
+    def _drain_reaps(self) -> None:
+        while True:
+            with self._lock:
+                if not self._reap:
+                    return
+                zygote, pid = self._reap.popleft()
+                self._busy += 1
+            try:
+                zygote.finish(pid)
+            except ConnectionError:
+                logger.warning("sandbox worker %s could not be reaped; the zygote was replaced", pid)
+            finally:
+                with self._lock:
+                    self._busy -= 1
+                self._slots.release()
+
+    def _top_up_one(self) -> bool:
+        """Fork one idle worker if the pool is short and a slot is free; whether to try another."""
+        with self._lock:
+            if self._closed or len(self._idle) + self._busy >= self._size or self._slots.waiting:
+                return False
+            if not self._slots.try_acquire():
+                return False
+            self._busy += 1
+        worker: Worker | None = None
+        try:
+            zygote = self._zygote()
+            ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+            try:
+                pid = zygote.spawn(theirs)
+            except BaseException:
+                ours.close()
+                raise
+            finally:
+                theirs.close()
+            worker = Worker(zygote, pid, ours)
+        except Exception as exc:  # the next run forks on demand and reports what is wrong
+            logger.warning("sandbox: could not pre-fork a worker: %s", exc)
+        with self._lock:
+            self._busy -= 1
+            keep = worker is not None and not self._closed and not self._slots.waiting
+            if keep and worker is not None:
+                self._idle.append(worker)
+                return True
+        if worker is not None:  # a run started waiting for a slot meanwhile: it gets this one
+            worker.channel.close()
+            with contextlib.suppress(ConnectionError):
+                worker.zygote.finish(worker.pid)
+        self._slots.release()
+        return False
