@@ -30,7 +30,8 @@ def prepare_plan(plan: dict[str, Any]) -> dict[str, Any]:
     runtime.source_sync.ensure(names)
     specs = {name: runtime.catalog.get(name).spec for name in names if name in runtime.catalog}
     return PreparedPlan(specs=specs, max_fan_out=runtime.settings.max_fan_out,
-                        approval_timeout_s=runtime.settings.approval_timeout_s).dump()
+                        approval_timeout_s=runtime.settings.approval_timeout_s,
+                        checkpoint_calls=runtime.settings.plan_checkpoint_calls).dump()
 
 
 @bp.activity_trigger(input_name="request")

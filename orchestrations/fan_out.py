@@ -1,4 +1,8 @@
-"""Executing a batch of tool calls as Durable activities: retries, circuit waits, fan-out width, per-call failures."""
+"""Executing tool calls as Durable activities: retries, circuit waits, fan-out width, per-call failures.
+
+:func:`execute_calls` / :func:`execute_wide` run a batch and return when all of it is done; :class:`Flight` keeps
+calls in flight for a ready-driven plan and hands back each outcome as soon as it arrives.
+"""
 
 from __future__ import annotations
 
@@ -55,6 +59,134 @@ class _Slot:
             return
         self.outcome = StepOutcome(step_id=self.call.call.step_id, result=result, attempts=self.spent)
         telemetry_from_env().orchestration(context).tool_retried(self.call.call.tool, self.spent)
+
+    @property
+    def outcomes(self) -> list[StepOutcome] | None:
+        return None if self.outcome is None else [self.outcome]
+
+    def abandon(self, context: df.DurableOrchestrationContext, deadline: datetime | None) -> list[StepOutcome]:
+        """The deadline passed: the outcome if the call has one, else a ``timed_out`` failure."""
+        if self.outcome is None and self.task.state != TaskState.RUNNING and not self.waiting:
+            self.advance(context)
+        return self.outcomes or [StepOutcome(step_id=self.call.call.step_id, attempts=max(1, self.spent),
+                                             result=ToolResult(ok=False, error=_timed_out(deadline)))]
+
+
+class _Chunk:
+    """A slice of calls run by a ``run_steps`` sub-orchestration (a wide fan-out): settled all at once."""
+
+    def __init__(self, context: df.DurableOrchestrationContext, calls: list[StepCall], instance_id: str) -> None:
+        self.calls = calls
+        self.outcomes: list[StepOutcome] | None = None
+        self.task: TaskBase = context.call_sub_orchestrator(
+            Orchestrator.RUN_STEPS, [call.model_dump(mode="json") for call in calls], instance_id)
+
+    def advance(self, context: df.DurableOrchestrationContext) -> None:
+        if self.task.state == TaskState.SUCCEEDED:
+            self.outcomes = [StepOutcome.model_validate(outcome) for outcome in self.task.result]
+        else:
+            self.outcomes = self._failed(error_from_failure(str(self.task.result)))
+
+    def abandon(self, context: df.DurableOrchestrationContext, deadline: datetime | None) -> list[StepOutcome]:
+        if self.outcomes is None and self.task.state != TaskState.RUNNING:
+            self.advance(context)
+        return self.outcomes or self._failed(_timed_out(deadline))
+
+    def _failed(self, error: ErrorInfo) -> list[StepOutcome]:
+        return [StepOutcome(step_id=call.call.step_id, result=ToolResult(ok=False, error=error)) for call in self.calls]
+
+
+_BUCKET = 16
+"""Calls awaited under one inner ``task_any``. A completion rebuilds only its bucket's ``task_any`` and the outer
+one over the buckets, so each costs the orchestrator O(bucket + width / bucket) on every replay instead of O(width)
+for one ``task_any`` over every call in flight."""
+
+
+class _Bucket:
+    def __init__(self, context: df.DurableOrchestrationContext, members: list[_Slot | _Chunk]) -> None:
+        self.members = members
+        self.task: TaskBase = context.task_any([member.task for member in members])
+
+
+class Flight:
+    """The calls of a ready-driven run in flight: :meth:`start` them, yield :meth:`wait` (it returns at the first
+    completion, or when one of the ``extra`` tasks completes), then :meth:`settle` for the outcomes that arrived.
+
+    Each call is its own activity (with its tool's retries and circuit waits, as in :func:`execute_calls`) while at
+    most ``max_fan_out`` such calls are in flight; a batch that would exceed that goes out as ``run_steps``
+    sub-orchestrations of at most ``max_fan_out`` calls (their outcomes arrive together), so no history grows with
+    the width of a plan.
+    """
+
+    def __init__(self, context: df.DurableOrchestrationContext, max_fan_out: int, chunk_prefix: str) -> None:
+        self.context = context
+        self.max_fan_out = max_fan_out
+        self.chunk_prefix = chunk_prefix
+        self.count = 0
+        """Calls in flight (those of sub-orchestrations included)."""
+        self._singles = 0
+        self._chunks = 0
+        self._buckets: list[_Bucket] = []
+
+    def start(self, calls: list[StepCall]) -> None:
+        """Dispatch ``calls`` now."""
+        if not calls:
+            return
+        members: list[_Slot | _Chunk]
+        if self._singles + len(calls) <= self.max_fan_out:
+            members = [_Slot(self.context, call) for call in calls]
+            self._singles += len(calls)
+        else:
+            members = []
+            for start in range(0, len(calls), self.max_fan_out):
+                members.append(_Chunk(self.context, calls[start : start + self.max_fan_out],
+                                      f"{self.chunk_prefix}.{self._chunks}"))
+                self._chunks += 1
+        self.count += len(calls)
+        for start in range(0, len(members), _BUCKET):
+            self._buckets.append(_Bucket(self.context, members[start : start + _BUCKET]))
+
+    def wait(self, *extra: TaskBase | None) -> TaskBase:
+        """The task to yield: it completes with the first call (or ``extra`` task) that does."""
+        return self.context.task_any([bucket.task for bucket in self._buckets]
+                                     + [task for task in extra if task is not None])
+
+    def settle(self) -> list[StepOutcome]:
+        """The outcomes that arrived since the last call (retries and circuit waits move on by themselves)."""
+        outcomes: list[StepOutcome] = []
+        kept: list[_Bucket] = []
+        for bucket in self._buckets:
+            if bucket.task.state == TaskState.RUNNING:
+                kept.append(bucket)
+                continue
+            running: list[_Slot | _Chunk] = []
+            for member in bucket.members:
+                if member.task.state != TaskState.RUNNING:
+                    member.advance(self.context)
+                done = member.outcomes
+                if done is None:
+                    running.append(member)
+                else:
+                    outcomes += done
+                    self._left(member, len(done))
+            if running:
+                kept.append(_Bucket(self.context, running))
+        self._buckets = kept
+        return outcomes
+
+    def abandon(self, deadline: datetime | None) -> list[StepOutcome]:
+        """The run's deadline passed: what finished counts, the calls still in flight are ``timed_out`` failures
+        (whatever they answer later is ignored)."""
+        outcomes = [outcome for bucket in self._buckets for member in bucket.members
+                    for outcome in member.abandon(self.context, deadline)]
+        self._buckets = []
+        self.count = self._singles = 0
+        return outcomes
+
+    def _left(self, member: _Slot | _Chunk, calls: int) -> None:
+        self.count -= calls
+        if isinstance(member, _Slot):
+            self._singles -= 1
 
 
 def execute_calls(

@@ -1,35 +1,51 @@
-"""The ``run`` orchestrator: one entry for every mode; plan mode runs a DAG of tool calls level by level."""
+"""The ``run`` orchestrator: one entry for every mode; plan mode starts each step as soon as its inputs are ready.
+
+A long plan goes on in ``continue_as_new`` generations of a bounded number of calls (``WEFT_PLAN_CHECKPOINT_CALLS``)
+so every replay stays short; the run id, the status shown and the result are the same as for one generation.
+"""
 
 from __future__ import annotations
 
 import datetime as dt
+import threading
+from collections import OrderedDict
 from collections.abc import Generator
 from typing import Any
 
 import azure.durable_functions as df
+from azure.durable_functions.models.Task import TaskBase, TaskState
 
-from orchestrations.approval import gate_calls
 from orchestrations.code_mode import run_code_mode
-from orchestrations.fan_out import execute_wide
+from orchestrations.fan_out import Flight
 from orchestrations.task_mode import run_task_mode
-from shared.errors import ApprovalDenied
-from shared.models import ErrorInfo, RunRequest, RunResult, StepStatus
-from shared.runs.contracts import CustomStatus, PreparedPlan
-from shared.runs.names import Activity, Stage
+from shared.errors import ApprovalDenied, ApprovalTimeout, RunTimedOut
+from shared.models import ErrorInfo, RunRequest, RunResult, StepStatus, ToolResult, ToolSpec
+from shared.runs.approval import approve, pending_approvals
+from shared.runs.contracts import ApprovalDecision, CustomStatus, PendingApproval, PreparedPlan
+from shared.runs.names import APPROVAL_EVENT, Activity, Stage
+from shared.runs.plan import PlanGraph, check_plan
 from shared.runs.plan_run import PlanRun
+from shared.runs.step_calls import StepCall, StepOutcome
 from shared.telemetry import telemetry_from_env
 
 bp = df.Blueprint()
 
+CHECKPOINT_KEY = "plan_checkpoint"
+"""The key a continued plan run's input carries its :meth:`PlanRun.checkpoint` under (beside the request)."""
+
 
 @bp.orchestration_trigger(context_name="context")
-def run(context: df.DurableOrchestrationContext) -> Generator[Any, Any, dict[str, Any]]:
+def run(context: df.DurableOrchestrationContext) -> Generator[Any, Any, dict[str, Any] | None]:
     """Input: a :class:`RunRequest` (validated by the trigger). Output: a :class:`RunResult`."""
     otel = telemetry_from_env().orchestration(context)  # configures this process's telemetry on first use
-    request = RunRequest.model_validate(context.get_input())
-    started = context.current_utc_datetime
+    parsed = _parsed_input(context)
+    request, carried = parsed.request, parsed.carried
+    started = dt.datetime.fromisoformat(carried["started"]) if carried else context.current_utc_datetime
+    result: RunResult | None
     if request.mode == "plan":
-        result = yield from run_plan(context, request)
+        result = yield from run_plan(context, parsed)
+        if result is None:  # continued as new
+            return None
     elif request.mode == "code":
         result = yield from run_code_mode(context, request)
     else:
@@ -45,31 +61,254 @@ def run(context: df.DurableOrchestrationContext) -> Generator[Any, Any, dict[str
     return result.model_dump(mode="json")
 
 
-def run_plan(context: df.DurableOrchestrationContext, request: RunRequest) -> Generator[Any, Any, RunResult]:
-    started = context.current_utc_datetime
+def run_plan(context: df.DurableOrchestrationContext, parsed: _Input) -> Generator[Any, Any, RunResult | None]:
+    """Run ``request.plan``: every step is dispatched as soon as its own dependencies have finished.
+
+    Kept from level-by-level execution: ``options.max_parallel`` (calls in flight), ``fail_fast``, skipping what
+    depends on a failed step, per-call approvals (a call awaiting one holds back nothing else; a refusal stops the
+    run once the calls in flight have finished), ``options.timeout_s`` (calls in flight at the deadline are
+    abandoned as ``timed_out``) and sub-orchestrations for wide fan-outs. The custom status shows each step as it
+    finishes. After ``checkpoint_calls`` calls the run lets the calls in flight finish, then continues as new with
+    its state and the request as received; None is returned then.
+    """
+    request, carried = parsed.request, parsed.carried
     assert request.plan is not None
-    context.set_custom_status(CustomStatus(stage=Stage.VALIDATING, mode="plan").dump())
-    prepared = PreparedPlan.model_validate((yield context.call_activity(
-        Activity.PREPARE_PLAN, request.plan.model_dump(mode="json"))))
-    progress = PlanRun(context.instance_id, request.plan, prepared.specs, request.options, started)
+    if carried is None:
+        started = context.current_utc_datetime
+        generation = 0
+        context.set_custom_status(CustomStatus(stage=Stage.VALIDATING, mode="plan").dump())
+        prepared = PreparedPlan.model_validate((yield context.call_activity(
+            Activity.PREPARE_PLAN, request.plan.model_dump(mode="json"))))
+        state = None
+    else:
+        started = dt.datetime.fromisoformat(carried["started"])
+        generation = int(carried["generation"])
+        prepared = parsed.prepared()
+        state = carried["state"]
+    graph = parsed.graph(prepared.specs)
+    progress = PlanRun(context.instance_id, request.plan, prepared.specs, request.options, started,
+                       graph=graph, state=state)
+    if graph is None:
+        return progress.result(context.current_utc_datetime)
     timeout_s = request.options.timeout_s
     deadline = started + dt.timedelta(seconds=timeout_s) if timeout_s is not None else None
-    for index, level in enumerate(progress.levels):
-        calls = progress.prepare(level, context.current_utc_datetime)
-        calls, refused = yield from gate_calls(context, calls, prepared.specs, prepared.approval_timeout_s, "plan")
-        if refused:  # a human said no (or nobody answered): the run stops there
-            progress.record(refused, context.current_utc_datetime)
-            return progress.stopped(refused[0].result.error or ErrorInfo.of(ApprovalDenied, "not approved"),
-                                    context.current_utc_datetime)
-        context.set_custom_status(progress.status(context.current_utc_datetime).dump())
-        if not calls:
-            continue
-        width = request.options.max_parallel or len(calls)
-        for start in range(0, len(calls), width):  # max_parallel: at most that many calls in flight
-            progress.mark_started(calls[start : start + width], context.current_utc_datetime)
-            outcomes = yield from execute_wide(
-                context, calls[start : start + width], prepared.max_fan_out,
-                f"{context.instance_id}:level{index}:{start}", deadline,
-            )
-            progress.record(outcomes, context.current_utc_datetime)
-    return progress.result(context.current_utc_datetime)
+    timer = context.create_timer(deadline) if deadline is not None else None
+    flight = Flight(context, prepared.max_fan_out, f"{context.instance_id}:steps{generation}")
+    gate = _Approvals(context, prepared.specs, prepared.approval_timeout_s)
+    limit = request.options.max_parallel
+    stop: ErrorInfo | None = None
+    while True:
+        now = context.current_utc_datetime
+        progress.record(flight.settle(), now)
+        refused = gate.settle(now)
+        if refused:
+            progress.record(refused, now)
+            stop = stop or refused[0].result.error or ErrorInfo.of(ApprovalDenied, "not approved")
+            progress.record(gate.drop(), now)
+        if timer is not None and timer.state == TaskState.SUCCEEDED:
+            progress.record(flight.abandon(deadline) + gate.abandon(deadline), now)
+            progress.expire(now)
+            timer = None
+            break
+        if stop is None:
+            _dispatch(progress, flight, gate, limit, prepared.checkpoint_calls, now)
+        if flight.count == 0 and not gate.busy:
+            if stop is None and progress.has_ready:  # the generation made its share of calls: go on afresh
+                if timer is not None:
+                    timer.cancel()
+                context.continue_as_new({**(parsed.raw or request.model_dump(mode="json")), CHECKPOINT_KEY: {
+                    "started": started.isoformat(), "generation": generation + 1, "prepared": prepared.dump(),
+                    "state": progress.checkpoint()}})
+                return None
+            break
+        context.set_custom_status(progress.status_dump(now, **gate.status()))
+        yield flight.wait(timer, *gate.tasks())
+    if timer is not None:
+        timer.cancel()
+    gate.close()
+    now = context.current_utc_datetime
+    return progress.stopped(stop, now) if stop is not None else progress.result(now)
+
+
+def _dispatch(progress: PlanRun, flight: Flight, gate: _Approvals, limit: int | None, checkpoint_calls: int,
+              now: dt.datetime) -> None:
+    """Start what may start: approved calls first, then ready steps, within ``limit`` calls in flight and the
+    generation's ``checkpoint_calls``."""
+    room = None if limit is None else max(0, limit - flight.count)
+    calls = gate.take_approved(room)
+    if room is not None:
+        room -= len(calls)
+    while progress.has_ready and (room is None or room > 0) and progress.calls_made < checkpoint_calls:
+        share = checkpoint_calls - progress.calls_made
+        take = share if room is None else min(room, share)
+        runnable = gate.hold(progress.take_ready(now, take), now)
+        calls += runnable
+        if room is not None:
+            room -= len(runnable)
+    if calls:
+        progress.mark_started(calls, now)
+        flight.start(calls)
+
+
+class _Approvals:
+    """Calls of ``requires_approval`` tools waiting for a human (``approval`` events, ``POST .../approve``), each
+    with its own timeout, while the rest of the plan runs on. One event may decide some (``call_ids``) or all."""
+
+    def __init__(self, context: df.DurableOrchestrationContext, specs: dict[str, ToolSpec], timeout_s: int) -> None:
+        self.context = context
+        self.specs = specs
+        self.timeout_s = timeout_s
+        self.waiting: dict[str, tuple[StepCall, PendingApproval, dt.datetime]] = {}
+        self.approved: list[StepCall] = []
+        self.event: TaskBase | None = None
+        self.timers: dict[dt.datetime, TaskBase] = {}
+
+    @property
+    def busy(self) -> bool:
+        return bool(self.waiting or self.approved)
+
+    def hold(self, calls: list[StepCall], now: dt.datetime) -> list[StepCall]:
+        """The calls that may run now; the others wait for their approval."""
+        pending = {p.call_id: p for p in pending_approvals(calls, self.specs)}
+        if not pending:
+            return calls
+        expires = now + dt.timedelta(seconds=self.timeout_s)
+        for call in calls:
+            if call.call.step_id in pending:
+                self.waiting[call.call.step_id] = (call, pending[call.call.step_id], expires)
+        if expires not in self.timers:
+            self.timers[expires] = self.context.create_timer(expires)
+        return [call for call in calls if call.call.step_id not in pending]
+
+    def take_approved(self, room: int | None) -> list[StepCall]:
+        taken = self.approved if room is None else self.approved[:room]
+        self.approved = self.approved[len(taken):]
+        return taken
+
+    def tasks(self) -> list[TaskBase]:
+        """What to wait for besides the calls: the next decision and the timeouts."""
+        if not self.waiting:
+            return []
+        if self.event is None:
+            self.event = self.context.wait_for_external_event(APPROVAL_EVENT)
+        return [self.event, *self.timers.values()]
+
+    def settle(self, now: dt.datetime) -> list[StepOutcome]:
+        """Apply the decision that arrived and the timeouts that passed; the refused calls' outcomes."""
+        refused: dict[str, ErrorInfo] = {}
+        if self.event is not None and self.event.state != TaskState.RUNNING:
+            result = self.event.result
+            self.event = None
+            decision = ApprovalDecision.model_validate(result) if isinstance(result, dict) else ApprovalDecision()
+            for call_id in (decision.call_ids if decision.call_ids is not None else list(self.waiting)):
+                if call_id not in self.waiting:
+                    continue
+                call, pending, _ = self.waiting.pop(call_id)
+                if decision.approved:
+                    approval = approve(pending, decision, now.isoformat())
+                    self.approved.append(call.model_copy(update={"approval": approval}))
+                else:
+                    reason = decision.reason or "no reason given"
+                    refused[call_id] = ErrorInfo.of(
+                        ApprovalDenied, f"this call of {pending.tool} was denied: {reason}", field="approval")
+        for expires, timer in list(self.timers.items()):
+            expired = [call_id for call_id, (_, _, at) in self.waiting.items() if at == expires]
+            if timer.state == TaskState.RUNNING and expired:
+                continue
+            del self.timers[expires]
+            if timer.state == TaskState.RUNNING:
+                timer.cancel()
+            for call_id in expired:
+                _, pending, _ = self.waiting.pop(call_id)
+                refused[call_id] = ErrorInfo.of(
+                    ApprovalTimeout, f"nobody approved this call of {pending.tool} within {self.timeout_s} s",
+                    field="approval")
+        return [StepOutcome(step_id=call_id, result=ToolResult(ok=False, error=error), attempts=0)
+                for call_id, error in refused.items()]
+
+    def status(self) -> dict[str, Any]:
+        """The custom status fields of the calls awaiting approval (none when nothing waits)."""
+        if not self.waiting:
+            return {}
+        awaiting = [pending for _, pending, _ in self.waiting.values()]
+        return {"stage": Stage.AWAITING_APPROVAL.value, "tools": sorted({p.tool for p in awaiting}),
+                "awaiting": [p.dump() for p in awaiting],
+                "expires_at": min(at for _, _, at in self.waiting.values()).isoformat()}
+
+    def drop(self) -> list[StepOutcome]:
+        """The run stops: calls approved but not started are not started (nor are those still awaiting)."""
+        self.approved = []
+        return []
+
+    def abandon(self, deadline: dt.datetime | None) -> list[StepOutcome]:
+        """The run's deadline passed: the calls awaiting approval, or approved and not started, never run."""
+        error = ErrorInfo.of(RunTimedOut, "not run: the run's deadline (options.timeout_s) passed at "
+                             f"{deadline.isoformat() if deadline else 'its deadline'} before it could start")
+        calls = [call for call, _, _ in self.waiting.values()] + self.approved
+        self.waiting, self.approved = {}, []
+        return [StepOutcome(step_id=call.call.step_id, result=ToolResult(ok=False, error=error), attempts=0)
+                for call in calls]
+
+    def close(self) -> None:
+        for timer in self.timers.values():
+            if timer.state == TaskState.RUNNING:
+                timer.cancel()
+        self.timers = {}
+        self.waiting = {}
+
+
+# ------------------------------------------------------------------------------------------------- parse cache
+# Validating a large request and building its graph are pure functions of the input, yet every replay of every
+# episode would redo them (O(steps) each time, most of a long chain's cost): one process keeps the latest few.
+
+_CACHE: OrderedDict[str, _Input] = OrderedDict()
+_CACHE_SIZE = 64
+_LOCK = threading.Lock()
+
+
+class _Input:
+    """An orchestration input, parsed: the request as received, validated, and a plan run's carried state."""
+
+    def __init__(self, data: Any) -> None:
+        self.carried: dict[str, Any] | None = None
+        if isinstance(data, dict) and CHECKPOINT_KEY in data:
+            data = dict(data)
+            self.carried = data.pop(CHECKPOINT_KEY)
+        self.raw: dict[str, Any] | None = data if isinstance(data, dict) else None
+        self.request = RunRequest.model_validate(data)
+        self._prepared: PreparedPlan | None = None
+        self._graphs: dict[tuple[str, ...], PlanGraph | None] = {}
+
+    def prepared(self) -> PreparedPlan:
+        """The carried :class:`PreparedPlan` (continued runs only)."""
+        if self._prepared is None:
+            assert self.carried is not None
+            self._prepared = PreparedPlan.model_validate(self.carried["prepared"])
+        return self._prepared
+
+    def graph(self, specs: dict[str, ToolSpec]) -> PlanGraph | None:
+        """The plan's graph, None when it has problems (:class:`PlanRun` reports them then). Unknown tools are all
+        the specs change, so their names are the key."""
+        assert self.request.plan is not None
+        key = tuple(sorted(specs))
+        if key not in self._graphs:
+            self._graphs[key] = check_plan(self.request.plan, specs, check_arguments=False)[1]
+        return self._graphs[key]
+
+
+def _parsed_input(context: df.DurableOrchestrationContext) -> _Input:
+    """The input, parsed once per process for as long as it is among the latest few (keyed by its JSON text)."""
+    text = getattr(context, "_input", None)
+    if not isinstance(text, str):
+        return _Input(context.get_input())
+    with _LOCK:
+        parsed = _CACHE.get(text)
+        if parsed is not None:
+            _CACHE.move_to_end(text)
+            return parsed
+    parsed = _Input(context.get_input())
+    with _LOCK:
+        _CACHE[text] = parsed
+        while len(_CACHE) > _CACHE_SIZE:
+            _CACHE.popitem(last=False)
+    return parsed

@@ -71,6 +71,8 @@ class PreparedPlan(_Contract):
     """Calls per ``run_steps`` sub-orchestration (WEFT_MAX_FAN_OUT)."""
     approval_timeout_s: int
     """How long a run waits for approval (WEFT_APPROVAL_TIMEOUT_S)."""
+    checkpoint_calls: int = 100
+    """Calls per ``continue_as_new`` generation (WEFT_PLAN_CHECKPOINT_CALLS)."""
 
 
 # ----------------------------------------------------------------------------------------------------------- code

@@ -2,10 +2,15 @@
 
 Pure and deterministic (it runs inside the Durable orchestrator); the orchestrator only yields the calls this
 object prepares and feeds back their outcomes. Tested without any runtime.
+
+Steps are released as soon as their own dependencies have finished (:meth:`PlanRun.take_ready`): no step waits for
+an unrelated slower one. A long run is carried across ``continue_as_new`` generations by :meth:`PlanRun.checkpoint`
+(finished records stay JSON until the final result needs them, so a replay costs little per step already done).
 """
 
 from __future__ import annotations
 
+from collections import OrderedDict, deque
 from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
@@ -24,33 +29,109 @@ from shared.models import (
     ToolSpec,
     hash_args,
 )
-from shared.runs.contracts import CustomStatus, step_summaries
+from shared.runs.contracts import STATUS_MAX_STEPS, CustomStatus, StepSummary
 from shared.runs.names import Stage
 from shared.runs.plan import PlanGraph, check_plan, is_ref, parse_ref, resolve_refs
 from shared.runs.step_calls import StepCall, StepOutcome, offloaded, offloaded_ref
 
-__all__ = ["PlanRun"]
+__all__ = ["CHECKPOINT_VERSION", "PlanRun"]
+
+CHECKPOINT_VERSION = 1
+"""Version of the state :meth:`PlanRun.checkpoint` writes."""
+
+_FINISHED = (StepStatus.SUCCEEDED, StepStatus.FAILED, StepStatus.SKIPPED)
 
 
 class PlanRun:
-    """Progress of a plan: build it, then for each level call :meth:`prepare` and :meth:`record`."""
+    """Progress of a plan. Ready-driven use: :meth:`take_ready` the calls whose dependencies are done, feed their
+    outcomes to :meth:`record` as they arrive, repeat until :attr:`finished`. (Level by level also works:
+    :attr:`levels`, :meth:`prepare`, :meth:`record`.)
+
+    ``graph`` is ``check_plan``'s graph when the caller has it already (it is a pure function of the plan);
+    ``state`` is a :meth:`checkpoint` of an earlier generation of the same run.
+    """
 
     def __init__(
-        self, run_id: str, plan: Plan, specs: Mapping[str, ToolSpec], options: RunOptions, started: datetime
+        self, run_id: str, plan: Plan, specs: Mapping[str, ToolSpec], options: RunOptions, started: datetime,
+        *, graph: PlanGraph | None = None, state: Mapping[str, Any] | None = None,
     ) -> None:
         self.run_id = run_id
         self.plan = plan
         self.specs = specs
         self.options = options
         self.started = started
-        problems, graph = check_plan(plan, specs, check_arguments=False)
-        self.problems = [ErrorInfo(code=PlanInvalid.code, message=p.message, field=p.field) for p in problems]
+        self.problems: list[ErrorInfo] = []
+        if graph is None:
+            problems, graph = check_plan(plan, specs, check_arguments=False)
+            self.problems = [ErrorInfo(code=PlanInvalid.code, message=p.message, field=p.field) for p in problems]
         self.graph: PlanGraph | None = graph
-        self.records = {step.id: StepRecord(step_id=step.id, tool=step.tool) for step in plan.steps}
+        self.records: dict[str, StepRecord] = {}
+        """Records of the steps this generation touched (every step once :meth:`result` ran)."""
         self.results: dict[str, Any] = {}
+        """Results later steps may still reference (an :func:`offloaded` placeholder for a stored one)."""
         self.failed = False
         self.done = 0
-        """Steps that succeeded, failed or were skipped (kept as a count: replays call this every level)."""
+        """Steps that succeeded, failed or were skipped."""
+        self.calls_made = 0
+        """Calls prepared in this generation (the orchestrator checkpoints after enough of them)."""
+        self._carried: Mapping[str, dict[str, Any]] = {}
+        self._state: dict[str, StepStatus] = {}
+        self._failures = 0
+        self._skips = 0
+        self._recent: OrderedDict[str, dict[str, Any]] = OrderedDict()
+        self._waiting: dict[str, int] = {}
+        self._ready: deque[str] = deque()
+        if graph is not None:
+            self._start(graph, state)
+
+    def _start(self, graph: PlanGraph, state: Mapping[str, Any] | None) -> None:
+        if state is not None:
+            self._carried = state["records"]
+            self._state = {step_id: StepStatus(record["status"]) for step_id, record in self._carried.items()}
+            self.results = dict(state["results"])
+            self.failed = bool(state["failed"])
+            self._failures = sum(status == StepStatus.FAILED for status in self._state.values())
+            self._skips = sum(status == StepStatus.SKIPPED for status in self._state.values())
+            self.done = len(self._state)
+            self._recent = OrderedDict((entry["step_id"], entry) for entry in state["recent"])
+        for step_id, parents in graph.dependencies.items():
+            if step_id in self._state:
+                continue
+            left = sum(parent not in self._state for parent in parents)
+            if left:
+                self._waiting[step_id] = left
+            else:
+                self._ready.append(step_id)
+
+    # ------------------------------------------------------------------------------------------- ready-driven
+
+    @property
+    def has_ready(self) -> bool:
+        """Whether some step's dependencies are all done and it has not been prepared yet."""
+        return bool(self._ready)
+
+    @property
+    def finished(self) -> bool:
+        """Every step succeeded, failed or was skipped."""
+        return self.graph is None or self.done == len(self.graph.steps)
+
+    def take_ready(self, now: datetime, limit: int | None = None) -> list[StepCall]:
+        """Up to ``limit`` calls of ready steps, in the order they became ready (plan order among those released
+        together). Ready steps that cannot run are skipped or failed here, which may release others."""
+        calls: list[StepCall] = []
+        while self._ready and (limit is None or len(calls) < limit):
+            call = self._prepare_one(self._ready.popleft(), now)
+            if call is not None:
+                calls.append(call)
+        return calls
+
+    def expire(self, now: datetime) -> None:
+        """The run's deadline passed: every step not started yet is skipped."""
+        timeout = self.options.timeout_s or 0.0
+        self._skip_unstarted(f"not run: the run's deadline (options.timeout_s={timeout:g}) had passed", now)
+        self.failed = True
+
+    # ------------------------------------------------------------------------------------------- level by level
 
     @property
     def levels(self) -> list[list[str]]:
@@ -58,65 +139,32 @@ class PlanRun:
 
     def prepare(self, level: list[str], now: datetime) -> list[StepCall]:
         """The calls to make for ``level``; steps that cannot run are marked skipped or failed here."""
-        assert self.graph is not None
         calls = []
         for step_id in level:
-            record = self.records[step_id]
-            blocking = [d for d in self.graph.dependencies[step_id]
-                        if self.records[d].status != StepStatus.SUCCEEDED]
-            if blocking:
-                cause = self.records[blocking[0]]
-                self._skip(record, f"not run: step {cause.step_id!r} {cause.status.value}", now)
+            if step_id in self._ready:
+                self._ready.remove(step_id)
+            if self._state.get(step_id) in _FINISHED:
                 continue
-            if self.options.fail_fast and self.failed:
-                self._skip(record, "not run: an earlier step failed and the run asked to fail fast", now)
-                continue
-            if self.options.timeout_s is not None and (now - self.started).total_seconds() > self.options.timeout_s:
-                self._skip(record, f"not run: the run's deadline (options.timeout_s={self.options.timeout_s:g}) "
-                           "had passed", now)
-                self.failed = True
-                continue
-            step = self.graph.steps[step_id]
-            stored = {dep: ref for dep in self.graph.dependencies[step_id]
-                      if (ref := offloaded_ref(self.results.get(dep))) is not None}
-            referenced = {parse_ref(raw).step for raw in _refs(step.args)}
-            waiting_on_blobs = {dep: ref for dep, ref in stored.items() if dep in referenced}
-            try:
-                if waiting_on_blobs:
-                    args = _resolve_except(step.args, self.results, set(waiting_on_blobs))
-                else:
-                    args = self.graph.resolve_args(step_id, self.results)
-            except PlanInvalid as exc:
-                record.status = StepStatus.FAILED
-                record.error = ErrorInfo.from_exception(exc)
-                record.finished_at = now
-                self.failed = True
-                self.done += 1
-                continue
-            record.status = StepStatus.RUNNING
-            record.started_at = now
-            record.args_hash = hash_args(args)
-            calls.append(StepCall(
-                call=ToolCall(run_id=self.run_id, step_id=step_id, tool=step.tool, args=args),
-                offloaded=waiting_on_blobs,
-                retry=self.specs[step.tool].retry,
-            ))
+            call = self._prepare_one(step_id, now)
+            if call is not None:
+                calls.append(call)
         return calls
 
+    # ------------------------------------------------------------------------------------------- both
+
     def mark_started(self, calls: list[StepCall], now: datetime) -> None:
-        """The calls are being scheduled now (a level may go out in batches)."""
+        """The calls are being scheduled now (a call may wait for capacity or an approval after it is prepared)."""
         for call in calls:
             self.records[call.call.step_id].started_at = now
 
     def record(self, outcomes: list[StepOutcome], now: datetime) -> None:
-        """Take the outcomes of the calls :meth:`prepare` returned."""
+        """Take the outcomes of calls :meth:`take_ready` or :meth:`prepare` returned."""
         for outcome in outcomes:
-            record = self.records[outcome.step_id]
+            record = self._record_of(outcome.step_id)
             result = outcome.result
             record.attempts = outcome.attempts
             record.latency_ms = result.latency_ms
             record.finished_at = now
-            self.done += 1
             if result.ok:
                 record.status = StepStatus.SUCCEEDED
                 record.result = result.recorded_value()
@@ -124,28 +172,35 @@ class PlanRun:
             else:
                 record.status = StepStatus.FAILED
                 record.error = result.error
-                self.failed = True
+            self._settled(record, now)
+
+    def status_dump(self, now: datetime, **extra: Any) -> dict[str, Any]:
+        """:meth:`status` as JSON data, built from cached step summaries (cheap enough for every completion)."""
+        dumped: dict[str, Any] = {"stage": Stage.EXECUTING.value, "mode": "plan", **extra,
+                                  "done": self.done, "total": len(self.graph.steps) if self.graph else 0,
+                                  "failed": self._failures, "skipped": self._skips,
+                                  "elapsed_ms": _ms(now - self.started)}
+        if self._recent:
+            dumped["steps"] = list(self._recent.values())
+        return dumped
 
     def status(self, now: datetime) -> CustomStatus:
         """The orchestration's custom status while the plan executes."""
-        records = list(self.records.values())
-        return CustomStatus(stage=Stage.EXECUTING, mode="plan", done=self.done, total=len(self.records),
-                            failed=sum(r.status == StepStatus.FAILED for r in records),
-                            skipped=sum(r.status == StepStatus.SKIPPED for r in records),
-                            elapsed_ms=_ms(now - self.started), steps=step_summaries(records))
+        return CustomStatus.model_validate(self.status_dump(now))
 
     def result(self, now: datetime, mode: RunMode = "plan") -> RunResult:
         """The final :class:`RunResult`: leaf steps' results as output; failed/skipped steps as errors."""
-        if self.problems:
+        if self.problems or self.graph is None:
+            ids = dict.fromkeys(step.id for step in self.plan.steps)
             return RunResult(run_id=self.run_id, mode=mode, status=RunStatus.FAILED,
-                             steps=list(self.records.values()), errors=self.problems,
+                             steps=[self._record_of(step_id) for step_id in ids], errors=self.problems,
                              elapsed_ms=_ms(now - self.started))
-        assert self.graph is not None
-        records = [self.records[s.id] for s in self.plan.steps]
+        graph = self.graph
+        records = [self._record_of(s.id) for s in self.plan.steps]
         errors = [
             ErrorInfo(code=r.error.code if r.error else StepFailed.code,
                       message=f"step {r.step_id!r} ({r.tool}): {r.error.message if r.error else r.status.value}",
-                      field=f"plan.steps[{self.graph.index[r.step_id]}]", retryable=False)
+                      field=f"plan.steps[{graph.index[r.step_id]}]", retryable=False)
             for r in records if r.status == StepStatus.FAILED
         ]
         if not errors and all(r.status == StepStatus.SUCCEEDED for r in records):
@@ -154,7 +209,7 @@ class PlanRun:
             status = RunStatus.FAILED
         else:
             status = RunStatus.COMPLETED_WITH_ERRORS
-        leaves = [s.id for s in self.plan.steps if not self.graph.dependents[s.id]]
+        leaves = [s.id for s in self.plan.steps if not graph.dependents[s.id]]
         output = {sid: self.records[sid].result for sid in leaves if self.records[sid].status == StepStatus.SUCCEEDED}
         return RunResult(run_id=self.run_id, mode=mode, status=status, steps=records, output=output, errors=errors,
                          elapsed_ms=_ms(now - self.started))
@@ -162,17 +217,138 @@ class PlanRun:
     def stopped(self, error: ErrorInfo, now: datetime) -> RunResult:
         """The result of a run stopped by ``error`` (an approval denied or timed out): the steps that had not run
         are skipped, and the run fails with that error."""
-        for record in self.records.values():
-            if record.status in (StepStatus.PENDING, StepStatus.RUNNING):
-                self._skip(record, f"not run: {error.message}", now)
-        return RunResult(run_id=self.run_id, mode="plan", status=RunStatus.FAILED, steps=list(self.records.values()),
-                         errors=[error], elapsed_ms=_ms(now - self.started))
+        for step_id in [s.id for s in self.plan.steps if self._state.get(s.id) not in _FINISHED]:
+            self._skip(self._record_of(step_id), f"not run: {error.message}", now)
+        return RunResult(run_id=self.run_id, mode="plan", status=RunStatus.FAILED,
+                         steps=[self._record_of(s.id) for s in self.plan.steps], errors=[error],
+                         elapsed_ms=_ms(now - self.started))
+
+    def checkpoint(self) -> dict[str, Any]:
+        """JSON state to go on from in the next ``continue_as_new`` generation (only when no call is in flight):
+        the finished steps' records, the results later steps still reference, the counts."""
+        assert self.graph is not None
+        records = dict(self._carried)
+        records.update((step_id, self.records[step_id].model_dump(mode="json"))
+                       for step_id, status in self._state.items()
+                       if status in _FINISHED and step_id not in records)
+        needed = {parent for step_id in self.graph.steps if step_id not in records
+                  for parent in self.graph.dependencies[step_id]}
+        return {"v": CHECKPOINT_VERSION, "records": records, "failed": self.failed,
+                "results": {step_id: value for step_id, value in self.results.items() if step_id in needed},
+                "recent": list(self._recent.values())}
+
+    # ------------------------------------------------------------------------------------------- internals
+
+    def _record_of(self, step_id: str) -> StepRecord:
+        record = self.records.get(step_id)
+        if record is None:
+            carried = self._carried.get(step_id)
+            if carried is not None:
+                record = StepRecord.model_validate(carried)
+            else:
+                record = StepRecord(step_id=step_id, tool=self.plan_step_tool(step_id))
+            self.records[step_id] = record
+        return record
+
+    def plan_step_tool(self, step_id: str) -> str:
+        """The tool step ``step_id`` calls."""
+        if self.graph is not None:
+            return self.graph.steps[step_id].tool
+        return next(step.tool for step in self.plan.steps if step.id == step_id)
+
+    def _prepare_one(self, step_id: str, now: datetime) -> StepCall | None:
+        assert self.graph is not None
+        record = self._record_of(step_id)
+        blocking = [d for d in self.graph.dependencies[step_id] if self._state.get(d) != StepStatus.SUCCEEDED]
+        if blocking:
+            cause = blocking[0]
+            state = self._state.get(cause, StepStatus.PENDING)
+            self._skip(record, f"not run: step {cause!r} {state.value}", now)
+            return None
+        if self.options.fail_fast and self.failed:
+            self._skip(record, "not run: an earlier step failed and the run asked to fail fast", now)
+            return None
+        if self.options.timeout_s is not None and (now - self.started).total_seconds() > self.options.timeout_s:
+            self._skip(record, f"not run: the run's deadline (options.timeout_s={self.options.timeout_s:g}) "
+                       "had passed", now)
+            self.failed = True
+            return None
+        step = self.graph.steps[step_id]
+        stored = {dep: ref for dep in self.graph.dependencies[step_id]
+                  if (ref := offloaded_ref(self.results.get(dep))) is not None}
+        waiting_on_blobs = {dep: ref for dep, ref in stored.items() if dep in {parse_ref(raw).step
+                                                                               for raw in _refs(step.args)}}
+        try:
+            if waiting_on_blobs:
+                args = _resolve_except(step.args, self.results, set(waiting_on_blobs))
+            else:
+                args = self.graph.resolve_args(step_id, self.results)
+        except PlanInvalid as exc:
+            record.status = StepStatus.FAILED
+            record.error = ErrorInfo.from_exception(exc)
+            record.finished_at = now
+            self._settled(record, now)
+            return None
+        record.status = StepStatus.RUNNING
+        record.started_at = now
+        record.args_hash = hash_args(args)
+        self._state[step_id] = StepStatus.RUNNING
+        self._summarize(record)
+        self.calls_made += 1
+        return StepCall(call=ToolCall(run_id=self.run_id, step_id=step_id, tool=step.tool, args=args),
+                        offloaded=waiting_on_blobs, retry=self.specs[step.tool].retry)
 
     def _skip(self, record: StepRecord, message: str, now: datetime) -> None:
-        self.done += 1
         record.status = StepStatus.SKIPPED
         record.error = ErrorInfo.of(StepSkipped, message)
         record.finished_at = now
+        self._settled(record, now)
+
+    def _settled(self, record: StepRecord, now: datetime) -> None:
+        """``record`` just succeeded, failed or was skipped: count it and release (or skip) what waited for it."""
+        step_id = record.step_id
+        self._state[step_id] = record.status
+        self._summarize(record)
+        self.done += 1
+        if record.status == StepStatus.SUCCEEDED:
+            assert self.graph is not None
+            for child in self.graph.dependents[step_id]:
+                left = self._waiting.get(child)
+                if left is None:
+                    continue
+                if left == 1:
+                    del self._waiting[child]
+                    self._ready.append(child)
+                else:
+                    self._waiting[child] = left - 1
+            return
+        if record.status == StepStatus.FAILED:
+            self._failures += 1
+            self.failed = True
+        else:
+            self._skips += 1
+        if self.options.fail_fast and record.status == StepStatus.FAILED:
+            self._skip_unstarted("not run: an earlier step failed and the run asked to fail fast", now)
+            return
+        assert self.graph is not None
+        for child in self.graph.dependents[step_id]:  # nothing that needs this step's result can run any more
+            if self._waiting.pop(child, None) is not None:
+                self._skip(self._record_of(child), f"not run: step {step_id!r} {record.status.value}", now)
+
+    def _skip_unstarted(self, message: str, now: datetime) -> None:
+        assert self.graph is not None
+        unstarted = [step_id for step_id in self.graph.steps if step_id not in self._state]
+        self._ready.clear()
+        self._waiting.clear()
+        for step_id in unstarted:
+            if step_id not in self._state:
+                self._skip(self._record_of(step_id), message, now)
+
+    def _summarize(self, record: StepRecord) -> None:
+        self._recent.pop(record.step_id, None)
+        self._recent[record.step_id] = StepSummary.of(record).model_dump(mode="json", exclude_none=True)
+        if len(self._recent) > STATUS_MAX_STEPS:
+            self._recent.popitem(last=False)
 
 
 def _resolve_except(value: Any, results: Mapping[str, Any], kept: set[str]) -> Any:
