@@ -80,6 +80,9 @@ class RuntimeSettings:
     max_fan_out: int = 200
     """Most tool calls one orchestration fans out at once; wider levels are split into sub-orchestrations
     (WEFT_MAX_FAN_OUT)."""
+    plan_checkpoint_calls: int = 100
+    """Tool calls one generation of a plan run makes before it continues as new with its state, which keeps every
+    replay short so a long chain costs the same per step as a short one (WEFT_PLAN_CHECKPOINT_CALLS)."""
     tools: ToolSettings = field(default_factory=ToolSettings)
     payloads: PayloadSettings = field(default_factory=PayloadSettings)
     limits: ModelLimits = field(default_factory=ModelLimits)
@@ -126,6 +129,7 @@ class RuntimeSettings:
             catalog_files=files,
             state_dir=env_str(env, "WEFT_STATE_DIR", cls.state_dir),
             max_fan_out=env_int(env, "WEFT_MAX_FAN_OUT", cls.max_fan_out, minimum=1),
+            plan_checkpoint_calls=env_int(env, "WEFT_PLAN_CHECKPOINT_CALLS", cls.plan_checkpoint_calls, minimum=1),
             tools=ToolSettings.from_env(env),
             payloads=PayloadSettings.from_env(env),
             limits=ModelLimits.from_env(env),
