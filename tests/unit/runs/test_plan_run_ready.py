@@ -1,0 +1,128 @@
+"""PlanRun, ready-driven: a step is released when its own dependencies are done, failures skip what needs them at
+once, and a checkpoint carries a run into its next generation intact."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+
+from shared.models import Plan, RunOptions, RunStatus, StepStatus
+from shared.runs.plan_run import PlanRun
+from shared.runs.step_calls import offloaded_ref
+from tests.unit.runs.test_plan_run import DIAMOND, SPECS, T0, failed, ok, plan
+
+UNEVEN = plan(
+    {"id": "c1", "tool": "echo", "args": {"value": 1}},
+    {"id": "c2", "tool": "echo", "args": {"value": {"$ref": "c1.value"}}},
+    {"id": "c3", "tool": "echo", "args": {"value": {"$ref": "c2.value"}}},
+    {"id": "long", "tool": "echo", "args": {"value": 5}},
+    {"id": "join", "tool": "add", "args": {"a": {"$ref": "c3.value"}, "b": {"$ref": "long.value"}}},
+)
+
+
+def ids(calls: list) -> list[str]:
+    return [call.call.step_id for call in calls]
+
+
+def test_a_step_starts_when_its_own_inputs_are_done_not_its_level() -> None:
+    run = PlanRun("r1", UNEVEN, SPECS, RunOptions(), T0)
+    assert ids(run.take_ready(T0)) == ["c1", "long"]
+    assert not run.has_ready
+    run.record([ok("c1", {"value": 1})], T0)
+    assert ids(run.take_ready(T0)) == ["c2"]  # "long" is still running: c2 does not wait for it
+    run.record([ok("c2", {"value": 1})], T0)
+    assert [c.call.args for c in run.take_ready(T0)] == [{"value": 1}]
+    run.record([ok("c3", {"value": 1})], T0)
+    assert run.take_ready(T0) == []  # the join waits for "long"
+    run.record([ok("long", {"value": 5})], T0)
+    (join,) = run.take_ready(T0)
+    assert join.call.args == {"a": 1, "b": 5}
+    run.record([ok("join", {"sum": 6})], T0)
+    assert run.finished and run.result(T0).status == RunStatus.COMPLETED
+
+
+def test_take_ready_respects_the_limit_and_keeps_the_rest_ready() -> None:
+    wide = plan(*({"id": f"s{i}", "tool": "echo", "args": {}} for i in range(5)))
+    run = PlanRun("r2", wide, SPECS, RunOptions(), T0)
+    assert ids(run.take_ready(T0, 2)) == ["s0", "s1"]
+    assert run.has_ready and run.calls_made == 2
+    assert ids(run.take_ready(T0, 10)) == ["s2", "s3", "s4"]
+
+
+def test_a_failure_skips_what_depends_on_it_at_once() -> None:
+    run = PlanRun("r3", UNEVEN, SPECS, RunOptions(), T0)
+    run.take_ready(T0)
+    run.record([failed("c1")], T0)
+    records = {r.step_id: r for r in run.result(T0).steps}
+    # c2, c3 and join are skipped now, while "long" still runs
+    assert [records[s].status for s in ("c2", "c3", "join")] == [StepStatus.SKIPPED] * 3
+    assert "'c1' failed" in records["c2"].error.message and "'c3' skipped" in records["join"].error.message
+    assert records["long"].status == StepStatus.RUNNING and not run.finished
+    status = run.status_dump(T0)
+    assert (status["done"], status["failed"], status["skipped"]) == (4, 1, 3)
+    run.record([ok("long", {"value": 5})], T0)
+    assert run.finished and run.result(T0).status == RunStatus.COMPLETED_WITH_ERRORS
+
+
+def test_fail_fast_skips_every_step_not_started() -> None:
+    run = PlanRun("r4", UNEVEN, SPECS, RunOptions(fail_fast=True), T0)
+    run.take_ready(T0)
+    run.record([failed("long")], T0)
+    assert run.take_ready(T0) == []
+    run.record([ok("c1", {"value": 1})], T0)  # a call in flight still counts
+    assert run.take_ready(T0) == [] and run.finished
+    result = run.result(T0)
+    assert result.status == RunStatus.FAILED
+    assert [s.status for s in result.steps] == [StepStatus.SUCCEEDED, StepStatus.SKIPPED, StepStatus.SKIPPED,
+                                                StepStatus.FAILED, StepStatus.SKIPPED]
+
+
+def test_expire_skips_what_has_not_started() -> None:
+    run = PlanRun("r5", UNEVEN, SPECS, RunOptions(timeout_s=1), T0)
+    run.take_ready(T0)
+    run.record([ok("c1", {"value": 1})], T0)
+    run.expire(T0 + dt.timedelta(seconds=1))
+    assert run.take_ready(T0) == []
+    by_id = {r.step_id: r for r in run.result(T0).steps}
+    assert "deadline" in by_id["c2"].error.message and by_id["long"].status == StepStatus.RUNNING
+
+
+def test_status_shows_each_step_as_it_finishes() -> None:
+    run = PlanRun("r6", DIAMOND, SPECS, RunOptions(), T0)
+    run.take_ready(T0)
+    assert run.status_dump(T0)["steps"] == [{"step_id": "a", "tool": "add", "status": "running", "attempts": 0,
+                                                "latency_ms": 0.0}]
+    run.record([ok("a", {"sum": 3}, attempts=2)], T0 + dt.timedelta(seconds=1))
+    status = run.status(T0 + dt.timedelta(seconds=1))
+    assert status.done == 1 and status.total == 4 and status.elapsed_ms == 1000.0
+    assert status.steps is not None and status.steps[0].status == "succeeded" and status.steps[0].attempts == 2
+
+
+def test_a_checkpoint_carries_results_refs_and_records_into_the_next_generation() -> None:
+    chain = Plan.model_validate({"steps": [
+        {"id": "a", "tool": "add", "args": {"a": 1, "b": 2}},
+        {"id": "big", "tool": "echo", "args": {"value": {"$ref": "a"}}},
+        {"id": "b", "tool": "add", "args": {"a": {"$ref": "a.sum"}, "b": 10}},
+        {"id": "c", "tool": "echo", "args": {"value": {"$ref": "big.text"}}},
+    ]})
+    first = PlanRun("r7", chain, SPECS, RunOptions(), T0)
+    first.take_ready(T0)
+    first.record([ok("a", {"sum": 3})], T0)
+    assert ids(first.take_ready(T0)) == ["big", "b"]
+    first.record([ok("big", "{...", blob_ref="blob:weft-payloads/r7/big.json"), ok("b", {"sum": 13})], T0)
+    state = json.loads(json.dumps(first.checkpoint()))  # it travels as JSON
+    assert set(state["results"]) == {"big"}  # only results a step still needs are carried
+    later = T0 + dt.timedelta(seconds=3)
+    second = PlanRun("r7", chain, SPECS, RunOptions(), T0, state=state)
+    assert second.done == 3 and second.calls_made == 0
+    (call,) = second.take_ready(later)
+    assert call.call.step_id == "c" and call.offloaded == {"big": "blob:weft-payloads/r7/big.json"}
+    assert call.call.args == {"value": {"$ref": "big.text"}}  # left for the activity to resolve from storage
+    second.record([ok("c", {"value": "t"})], later)
+    result = second.result(later)
+    assert result.status == RunStatus.COMPLETED and result.elapsed_ms == 3000.0
+    assert [s.step_id for s in result.steps] == ["a", "big", "b", "c"]
+    assert result.output == {"b": {"sum": 13}, "c": {"value": "t"}}
+    assert result.steps[1].result["blob_ref"] == "blob:weft-payloads/r7/big.json"
+    assert offloaded_ref(second.results["big"]) == "blob:weft-payloads/r7/big.json"
+    assert [s["step_id"] for s in second.status_dump(later)["steps"]] == ["a", "big", "b", "c"]
