@@ -26,6 +26,7 @@ from shared.api_schemas import (
     Health,
     Ready,
     ReloadReply,
+    RemovedSource,
     RunLinks,
     RunList,
     RunView,
@@ -168,6 +169,11 @@ OPERATIONS: tuple[Operation, ...] = (
               request_example={"type": "openapi", "url": "https://api.example.com/openapi.json", "alias": "pets"},
               description="Needs `Tools.Admin`. 201 when registered, 200 when it was registered already. An `auth` "
                           "secret must be one an operator bound to the source's host."),
+    Operation("delete", "/api/tools/sources/{id}", "removeSource", "Remove a source registered through the API",
+              "tools", {200: RemovedSource, 401: None, 403: None, 404: None, 429: None},
+              params=(_path("id", r"^[0-9a-f]{64}$", "The source's `source_id` (from the registration answer)."),),
+              description="Needs `Tools.Admin`. Its tools leave this catalog now and every other instance's at its "
+                          "next registry check."),
     Operation("get", "/api/health", "health", "Liveness (no dependency is called)", "operations",
               {200: Health}, anonymous=True),
     Operation("get", "/api/ready", "ready", "Readiness: every dependency with status and latency", "operations",

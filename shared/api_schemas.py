@@ -25,6 +25,7 @@ __all__ = [
     "Ready",
     "ReadyCheck",
     "ReloadReply",
+    "RemovedSource",
     "RunLinks",
     "RunList",
     "RunProgress",
@@ -202,6 +203,13 @@ class ReloadReply(_Reply):
     version: str
     count: int
     sources: list[dict[str, Any]]
+
+
+class RemovedSource(_Reply):
+    """``DELETE /api/tools/sources/{id}``: the source and the tools that left the catalog."""
+
+    id: str
+    removed_tools: list[str]
 
 
 class Health(_Reply):
