@@ -26,7 +26,8 @@ def test_every_execution_of_a_side_effecting_tool_is_audited_across_a_crash(tmp_
                    WEFT_TEST_OUTBOX=str(outbox))
     first = DevhostProcess(ROOT, tmp_path / "devhost.sqlite", free_port(), env).start()
     ids = [submit(first, {"mode": "plan", "plan": {"steps": [
-        {"id": "post", "tool": "post_slowly", "args": {"to": f"team-{i}", "delay_ms": 2500}}]}})["id"]
+        # idempotent: a crash's redelivery runs it again (a non-idempotent tool is not: execution_uncertain)
+        {"id": "post", "tool": "post_slowly_idempotent", "args": {"to": f"team-{i}", "delay_ms": 2500}}]}})["id"]
         for i in range(RUNS)]
     wait_until(lambda: all(_in_flight(first, run_id) for run_id in ids), 30, "every post in flight")
     wait_until(lambda: outbox.exists() and len(outbox.read_text().splitlines()) >= RUNS, 30,
