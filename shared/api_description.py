@@ -12,7 +12,7 @@ from __future__ import annotations
 import copy
 import functools
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, RootModel
 from pydantic.json_schema import models_json_schema
@@ -194,18 +194,23 @@ OPERATIONS: tuple[Operation, ...] = (
 )
 
 
-def _schemas() -> tuple[dict[tuple[type[BaseModel], str], dict[str, Any]], dict[str, Any]]:
-    models: list[tuple[type[BaseModel], str]] = [(ErrorBody, "serialization")]
+_Mode = Literal["validation", "serialization"]
+_Refs = dict[tuple[type[BaseModel], str], dict[str, Any]]
+
+
+def _schemas() -> tuple[_Refs, dict[str, Any]]:
+    models: list[tuple[type[BaseModel], _Mode]] = [(ErrorBody, "serialization")]
     for op in OPERATIONS:
         if op.request is not None:
             models.append((op.request, "validation"))
         models.extend((model, "serialization") for model in op.responses.values() if model is not None)
     unique = list(dict.fromkeys(models))
     refs, top = models_json_schema(unique, ref_template="#/components/schemas/{model}")
-    return dict(refs), top.get("$defs", {})
+    return {(model, mode): schema for (model, mode), schema in refs.items() if isinstance(model, type)
+            and issubclass(model, BaseModel)}, top.get("$defs", {})
 
 
-def _response(op: Operation, status: int, refs: dict[tuple[type[BaseModel], str], dict[str, Any]]) -> dict[str, Any]:
+def _response(op: Operation, status: int, refs: _Refs) -> dict[str, Any]:
     model = op.responses[status]
     media = op.content_types.get(status, "application/json")
     if model is None and status >= 400:
