@@ -197,8 +197,8 @@ def test_max_parallel_bounds_calls_in_flight(weft: DevhostProcess) -> None:
     elapsed = time.perf_counter() - started
     assert view["status"] == "completed"
     assert elapsed >= 0.6, "six 200 ms calls, two at a time, take at least three rounds"
-    starts = sorted({s["started_at"] for s in view["result"]["steps"]})
-    assert len(starts) == 3
+    spans = [(s["started_at"], s["finished_at"]) for s in view["result"]["steps"]]
+    assert max(sum(a <= t < b for a, b in spans) for t, _ in spans) == 2  # never more than two in flight
 
 
 def test_task_mode_without_an_llm_is_503_with_how_to_configure(weft: DevhostProcess) -> None:
