@@ -11,7 +11,7 @@ import azure.functions as func
 
 from activities.http_json import error, error_response, json_body, json_response
 from shared.api_limits import api_limits
-from shared.errors import InvalidRequest, WeftError
+from shared.errors import InvalidRequest, NotFound, WeftError
 from shared.identity.caller import Role
 from shared.runtime import get_runtime, get_runtime_async, reset_runtime
 from shared.search.api import parse_search_request, search_tools
@@ -78,6 +78,24 @@ async def add_source(req: func.HttpRequest) -> func.HttpResponse:
     await runtime.trust.audit_event("source.register", caller, outcome="ok",
                                     detail=f"{registration.report.source_id} ({registration.report.tool_count} tools)")
     return json_response(registration.report.model_dump(mode="json"), 201 if registration.created else 200)
+
+
+@bp.route(route="tools/sources/{id}", methods=["DELETE"])
+async def remove_source(req: func.HttpRequest) -> func.HttpResponse:
+    """Remove a source registered through the API (``Tools.Admin``): its tools leave this catalog now and every
+    other instance's at its next registry check."""
+    try:
+        runtime = await get_runtime_async()
+        caller = await runtime.trust.caller_of(req.headers)
+        caller.require(Role.TOOLS_ADMIN)
+        sid = req.route_params["id"]
+        if not (len(sid) == 64 and all(c in "0123456789abcdef" for c in sid)):
+            raise NotFound("no registered source with this id", field="id")
+        removed = await runtime.source_sync.unregister(sid)
+    except WeftError as exc:
+        return error_response(exc)
+    await runtime.trust.audit_event("source.remove", caller, detail=f"{sid} ({len(removed)} tools)")
+    return json_response({"id": sid, "removed_tools": removed})
 
 
 @bp.route(route="tools/{name}", methods=["GET"])

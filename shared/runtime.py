@@ -57,7 +57,7 @@ from shared.sources.cache import DiscoveryCache
 from shared.sources.config import SourceSettings
 from shared.sources.loader import SourceReport, build_discovery_cache, load_sources
 from shared.sources.registry import BlobRegistryStore, FileRegistryStore, RegistryStore, SourceRegistry
-from shared.sources.registry_sync import RegistrySync
+from shared.sources.registry_sync import REMOVED, RegistrySync
 from shared.telemetry import Telemetry, TelemetrySettings, configure_telemetry, get_telemetry
 from shared.telemetry.events import custom_events
 
@@ -259,8 +259,8 @@ class Runtime:
         with self._lazy_lock:
             fresh = {report.source_id: report for report in reports}
             kept = [fresh.pop(r.source_id) if r.source_id in fresh else r for r in self.source_reports]
-            self.source_reports[:] = kept + list(fresh.values())
-        if any(report.tool_count for report in reports):
+            self.source_reports[:] = [r for r in kept + list(fresh.values()) if r.error != REMOVED]
+        if any(report.tool_count or report.error == REMOVED for report in reports):
             self.catalog_changed()
 
     def refresh_sources_if_due(self) -> None:

@@ -18,6 +18,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -37,6 +38,7 @@ __all__ = [
     "AuthConfig",
     "McpSourceConfig",
     "OpenApiSourceConfig",
+    "SecretBindings",
     "SourceConfig",
     "SourceSettings",
     "parse_source",
@@ -49,6 +51,41 @@ ALIAS_PATTERN = r"^[A-Za-z_][A-Za-z0-9_-]{0,31}$"
 
 
 # ------------------------------------------------------------------------------------------------------ settings
+
+
+@dataclass(frozen=True)
+class SecretBindings:
+    """Which secrets tool sources may use, and the hosts each may be sent to (WEFT_SECRET_BINDINGS, JSON:
+    ``{"github-token": ["api.github.com"], "partner-key": ["*.partner.example"]}``). Only an operator sets this: a
+    source registered through the API may name only a bound secret, and a secret goes only to its hosts."""
+
+    hosts: tuple[tuple[str, tuple[str, ...]], ...] = ()
+
+    def hosts_for(self, secret: str) -> tuple[str, ...]:
+        """The host patterns ``secret`` is bound to (none when unbound)."""
+        return next((hosts for name, hosts in self.hosts if name == secret), ())
+
+    @classmethod
+    def parse(cls, raw: str) -> SecretBindings:
+        """From the setting's JSON text; ``ValueError`` names what is wrong."""
+        if not raw.strip():
+            return cls()
+        try:
+            data = json.loads(raw)
+        except ValueError:
+            raise ValueError("WEFT_SECRET_BINDINGS must be a JSON object: {\"secret name\": [\"host\", ...]}") from None
+        if not isinstance(data, dict):
+            raise ValueError("WEFT_SECRET_BINDINGS must be a JSON object: {\"secret name\": [\"host\", ...]}")
+        bound = []
+        for name, hosts in data.items():
+            if not (isinstance(hosts, list) and hosts and all(isinstance(h, str) and _HOST_PATTERN.match(h)
+                                                              for h in hosts)):
+                raise ValueError(f"WEFT_SECRET_BINDINGS[{name!r}] must be a list of host names or *.domain patterns")
+            bound.append((str(name), tuple(h.lower() for h in hosts)))
+        return cls(tuple(bound))
+
+
+_HOST_PATTERN = re.compile(r"^(\*\.)?[A-Za-z0-9]([A-Za-z0-9-]{0,62})(\.[A-Za-z0-9]([A-Za-z0-9-]{0,62}))*$")
 
 
 @dataclass(frozen=True)
@@ -72,6 +109,8 @@ class SourceSettings:
     """MCP client settings (WEFT_MCP_*)."""
     registry_container: str = "weft-sources"
     """Blob container of the source registry, when Blob Storage is configured (WEFT_SOURCE_REGISTRY_CONTAINER)."""
+    secret_bindings: SecretBindings = field(default_factory=SecretBindings)
+    """Secrets sources may use and where to (WEFT_SECRET_BINDINGS)."""
     registry_refresh_s: float = 30.0
     """How often an instance checks the source registry for sources registered elsewhere
     (WEFT_SOURCE_REGISTRY_REFRESH_S); a tool missing from the catalog triggers a check at once."""
@@ -94,6 +133,7 @@ class SourceSettings:
             mcp=McpSettings.from_env(env),
             registry_container=env_str(env, "WEFT_SOURCE_REGISTRY_CONTAINER", cls.registry_container),
             registry_refresh_s=env_float(env, "WEFT_SOURCE_REGISTRY_REFRESH_S", cls.registry_refresh_s, minimum=0),
+            secret_bindings=SecretBindings.parse(env_str(env, "WEFT_SECRET_BINDINGS", "")),
         )
 
 
@@ -112,9 +152,9 @@ class AuthConfig(BaseModel):
     scheme: str | None = "Bearer"
     """Value prefix; ``null`` sends the secret as it is."""
 
-    def http_auth(self) -> HttpAuth:
-        """As the transports' :class:`HttpAuth`."""
-        return HttpAuth(secret=self.secret, header=self.header, scheme=self.scheme or None)
+    def http_auth(self, allowed_hosts: tuple[str, ...]) -> HttpAuth:
+        """As the transports' :class:`HttpAuth`, sent only to ``allowed_hosts``."""
+        return HttpAuth(secret=self.secret, header=self.header, scheme=self.scheme or None, allowed_hosts=allowed_hosts)
 
 
 class OpenApiSourceConfig(BaseModel):
@@ -191,12 +231,12 @@ class McpSourceConfig(BaseModel):
         """The URL, or the command's name (arguments may hold anything, so they are left out)."""
         return self.url or Path(self.command or "").name
 
-    def server_params(self) -> McpServerParams:
-        """As :class:`McpServerParams`."""
+    def server_params(self, allowed_hosts: tuple[str, ...] = ()) -> McpServerParams:
+        """As :class:`McpServerParams`; the auth secret goes only to ``allowed_hosts``."""
         return McpServerParams(
             transport=self.transport, command=self.command or "", args=tuple(self.args), env=dict(self.env),
             secret_env=dict(self.secret_env), cwd=self.cwd, url=self.url or "",
-            auth=self.auth.http_auth() if self.auth else None,
+            auth=self.auth.http_auth(allowed_hosts) if self.auth else None,
         )
 
 

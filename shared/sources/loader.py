@@ -18,11 +18,12 @@ import threading
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
+from urllib.parse import urlsplit
 
 from pydantic import BaseModel, Field
 
 from shared.catalog.catalog import Catalog, Tool
-from shared.errors import InvalidRequest
+from shared.errors import Forbidden, InvalidRequest
 from shared.secrets import SecretSource
 from shared.sources.cache import DiscoveredTool, DiscoveryCache, FileCacheStore, Origin
 from shared.sources.config import (
@@ -36,7 +37,7 @@ from shared.sources.config import (
 )
 from shared.sources.mcp import McpClient, McpTransport, mcp_tools
 from shared.sources.openapi import load_document, openapi_tools
-from shared.sources.openapi_transport import OpenApiClient, OpenApiTransport
+from shared.sources.openapi_transport import OpenApiClient, OpenApiTransport, host_allowed
 from shared.sources.ssrf import SsrfGuard
 
 __all__ = [
@@ -49,6 +50,7 @@ __all__ = [
     "failure_report",
     "load_sources",
     "load_sources_async",
+    "secret_hosts",
 ]
 
 log = logging.getLogger(__name__)
@@ -100,9 +102,11 @@ class SourceReport(BaseModel):
 
 
 async def discover_source(
-    config: SourceConfig, settings: SourceSettings, *, secrets: SecretSource | None, guard: SsrfGuard | None = None
+    config: SourceConfig, settings: SourceSettings, *, secrets: SecretSource | None, guard: SsrfGuard | None = None,
+    trusted: bool = False,
 ) -> list[DiscoveredTool]:
-    """Ask the source what it offers now (no cache)."""
+    """Ask the source what it offers now (no cache). ``trusted``: the source comes from the operator's sources file
+    (see :func:`secret_hosts`)."""
     guard = guard or SsrfGuard(settings.network)
     if isinstance(config, OpenApiSourceConfig):
         document = await load_document(config.location(), guard=guard, settings=settings.openapi)
@@ -111,8 +115,28 @@ async def discover_source(
             document, alias=config.alias, document_url=config.url, exclude_headers=excluded,
             timeout_s=config.timeout_s, max_ref_depth=settings.openapi.max_ref_depth,
         )
-    client = McpClient(config.server_params(), guard=guard, secrets=secrets, settings=settings.mcp)
+    client = McpClient(config.server_params(secret_hosts(config, settings, trusted=trusted)), guard=guard,
+                       secrets=secrets, settings=settings.mcp)
     return mcp_tools(await client.list_tools(), alias=config.alias, timeout_s=config.timeout_s)
+
+
+def secret_hosts(config: SourceConfig, settings: SourceSettings, *, trusted: bool) -> tuple[str, ...]:
+    """Where the source's auth secret may be sent: the hosts an operator bound it to (WEFT_SECRET_BINDINGS), plus,
+    for a source of the operator's own sources file (``trusted``), the host its entry names — the operator wrote
+    the secret's name and the host together. A source registered through the API gets the bindings only."""
+    if config.auth is None:
+        return ()
+    bound = settings.secret_bindings.hosts_for(config.auth.secret)
+    if not trusted:
+        return bound
+    own = urlsplit(_auth_url(config)).hostname
+    return (*bound, own) if own else bound
+
+
+def _auth_url(config: SourceConfig) -> str:
+    if isinstance(config, OpenApiSourceConfig):
+        return config.base_url or config.url or ""
+    return config.url or ""
 
 
 def bind_tools(
@@ -122,16 +146,18 @@ def bind_tools(
     *,
     secrets: SecretSource | None,
     guard: SsrfGuard | None = None,
+    trusted: bool = False,
 ) -> list[Tool]:
     """Catalog tools for discovered specs, with transports sharing one client for the source."""
     guard = guard or SsrfGuard(settings.network)
+    hosts = secret_hosts(config, settings, trusted=trusted)
     if isinstance(config, OpenApiSourceConfig):
         client = OpenApiClient(
-            guard=guard, settings=settings.openapi, auth=config.auth.http_auth() if config.auth else None,
+            guard=guard, settings=settings.openapi, auth=config.auth.http_auth(hosts) if config.auth else None,
             secrets=secrets, base_url=config.base_url,
         )
         return [Tool(item.spec, OpenApiTransport(client, item.binding)) for item in discovered]
-    mcp = McpClient(config.server_params(), guard=guard, secrets=secrets, settings=settings.mcp)
+    mcp = McpClient(config.server_params(hosts), guard=guard, secrets=secrets, settings=settings.mcp)
     return [
         Tool(item.spec, McpTransport(mcp, str(item.binding["tool"]), retry_safe=item.spec.idempotent))
         for item in discovered
@@ -146,13 +172,15 @@ async def _discover(
     cache: DiscoveryCache | None,
     guard: SsrfGuard,
     refresh: bool = False,
+    trusted: bool = False,
 ) -> tuple[list[DiscoveredTool], Origin, str, str | None]:
     """``(tools, origin, version, stale reason)`` for one source, through the cache when there is one."""
     sid = source_id(config)
 
     async def discover() -> list[DiscoveredTool]:
         return await asyncio.wait_for(
-            discover_source(config, settings, secrets=secrets, guard=guard), settings.discovery_timeout_s
+            discover_source(config, settings, secrets=secrets, guard=guard, trusted=trusted),
+            settings.discovery_timeout_s,
         )
 
     if cache is None:
@@ -227,7 +255,7 @@ async def load_sources_async(
 
     async def one(config: SourceConfig) -> tuple[list[DiscoveredTool], Origin, str, str | None] | BaseException:
         try:
-            return await _discover(config, settings, secrets=secrets, cache=cache, guard=guard)
+            return await _discover(config, settings, secrets=secrets, cache=cache, guard=guard, trusted=True)
         except asyncio.CancelledError:
             raise
         except Exception as exc:
@@ -264,7 +292,7 @@ def _add(
     guard: SsrfGuard,
 ) -> SourceReport:
     discovered, origin, version, stale_reason = outcome
-    tools = bind_tools(config, discovered, settings, secrets=secrets, guard=guard)
+    tools = bind_tools(config, discovered, settings, secrets=secrets, guard=guard, trusted=True)
     try:
         catalog.add_all(tools)
     except ValueError as exc:
@@ -285,14 +313,25 @@ def load_sources(
     return _run(lambda: load_sources_async(catalog, settings, secrets=secrets, cache=cache))
 
 
-def check_registrable(config: SourceConfig) -> None:
-    """Refuse (:class:`InvalidRequest`) sources the API may not register: stdio MCP sources run a command and OpenAPI
-    ``path`` sources read a local file, so those belong in ``WEFT_TOOL_SOURCES``."""
+def check_registrable(config: SourceConfig, settings: SourceSettings) -> None:
+    """Refuse sources the API may not register: stdio MCP sources run a command and OpenAPI ``path`` sources read a
+    local file, so those belong in ``WEFT_TOOL_SOURCES`` (:class:`InvalidRequest`); a source that names a secret the
+    operator did not bind to its host (WEFT_SECRET_BINDINGS) is :class:`Forbidden`."""
     if isinstance(config, McpSourceConfig) and config.transport == "stdio":
         raise InvalidRequest("stdio MCP sources run a command; configure them in WEFT_TOOL_SOURCES", field="source")
     if isinstance(config, OpenApiSourceConfig) and config.path:
         raise InvalidRequest("OpenAPI sources read from a path are only allowed in WEFT_TOOL_SOURCES; give a url",
                              field="source.path")
+    if config.auth is not None:
+        hosts = settings.secret_bindings.hosts_for(config.auth.secret)
+        if not hosts:
+            raise Forbidden(f"secret {config.auth.secret[:100]!r} is not bound to any host by the operator "
+                            "(WEFT_SECRET_BINDINGS): a registered source may use only a bound secret",
+                            field="auth.secret")
+        host = urlsplit(_auth_url(config)).hostname or ""
+        if not host_allowed(host, hosts):
+            raise Forbidden(f"secret {config.auth.secret[:100]!r} is not bound to host {host[:255]!r} "
+                            "(WEFT_SECRET_BINDINGS)", field="auth.secret")
 
 
 def _run(factory: Callable[[], Awaitable[_T]]) -> _T:

@@ -28,6 +28,7 @@ import threading
 from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, TextIO
+from urllib.parse import urlsplit
 
 import anyio
 import httpx2
@@ -278,7 +279,8 @@ class McpClient:
     async def _http_client(self) -> httpx2.AsyncClient:
         headers: dict[str, str] = {}
         if self.params.auth is not None:
-            name, value = await asyncio.to_thread(self.params.auth.resolve, self.secrets)
+            host = urlsplit(self.params.url).hostname or ""
+            name, value = await asyncio.to_thread(self.params.auth.resolve, self.secrets, host)
             headers[name] = value
         transport = GuardedTransport(
             self.guard, inner_factory=httpx2.AsyncHTTPTransport, request_type=httpx2.Request

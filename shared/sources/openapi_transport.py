@@ -14,14 +14,14 @@ import json
 import logging
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import quote
+from urllib.parse import quote, urlsplit
 
 import httpx
 
-from shared.errors import InvalidRequest, NotConfigured, ToolArgumentsInvalid, UpstreamUnavailable
+from shared.errors import Forbidden, InvalidRequest, NotConfigured, ToolArgumentsInvalid, UpstreamUnavailable
 from shared.secrets import SecretSource
 from shared.settings import env_float, env_int
 from shared.sources.ssrf import GuardedTransport, SsrfGuard
@@ -32,6 +32,7 @@ __all__ = [
     "OpenApiSettings",
     "OpenApiTransport",
     "fetch_document",
+    "host_allowed",
 ]
 
 log = logging.getLogger(__name__)
@@ -66,7 +67,8 @@ class OpenApiSettings:
 
 @dataclass(frozen=True)
 class HttpAuth:
-    """An auth header whose value is a named secret: ``{header}: {scheme} {secret value}``."""
+    """An auth header whose value is a named secret: ``{header}: {scheme} {secret value}``, sent only to the hosts an
+    operator bound the secret to (``allowed_hosts``; see :class:`~shared.sources.config.SecretBindings`)."""
 
     secret: str
     """Name of the secret (looked up in a :class:`~shared.secrets.SecretSource` at call time)."""
@@ -74,13 +76,33 @@ class HttpAuth:
     """Header to send."""
     scheme: str | None = "Bearer"
     """Prefix of the value (``Bearer``, ``Basic``...); ``None`` sends the secret as it is (API keys)."""
+    allowed_hosts: tuple[str, ...] = ()
+    """Host patterns (``api.example.com``, ``*.example.com``) the secret may be sent to; empty: none."""
 
-    def resolve(self, secrets: SecretSource | None) -> tuple[str, str]:
-        """``(header, value)``; :class:`NotConfigured` when there is no secret source."""
+    def resolve(self, secrets: SecretSource | None, host: str) -> tuple[str, str]:
+        """``(header, value)`` for a request to ``host``; :class:`Forbidden` when the secret is not bound to that
+        host (checked before the secret is read), :class:`NotConfigured` when there is no secret source."""
+        if not host_allowed(host, self.allowed_hosts):
+            raise Forbidden(f"secret {self.secret!r} is not bound to host {host[:255]!r}: an operator binds secrets to "
+                            "hosts in WEFT_SECRET_BINDINGS", field="auth.secret")
         if secrets is None:
             raise NotConfigured(f"the auth header needs secret {self.secret!r} but no secret source is configured")
         value = secrets.get(self.secret)
         return self.header, f"{self.scheme} {value}" if self.scheme else value
+
+
+def host_allowed(host: str, patterns: Iterable[str]) -> bool:
+    """Whether ``host`` matches one of ``patterns``: a host name (case-insensitive) or ``*.domain`` (any host below
+    ``domain``, not ``domain`` itself)."""
+    host = host.lower().rstrip(".")
+    for raw in patterns:
+        pattern = raw.lower().rstrip(".")
+        if pattern.startswith("*."):
+            if host.endswith(pattern[1:]) and len(host) > len(pattern) - 1:
+                return True
+        elif host == pattern:
+            return True
+    return False
 
 
 # ---------------------------------------------------------------------------------------------- document fetch
@@ -147,11 +169,12 @@ class OpenApiClient:
                 self._clients[loop] = client
             return client
 
-    async def auth_header(self) -> tuple[str, str] | None:
-        """The auth header, read from the secret source now (off the event loop: it may call Key Vault)."""
+    async def auth_header(self, url: str) -> tuple[str, str] | None:
+        """The auth header for a request to ``url``, read from the secret source now (off the event loop: it may call
+        Key Vault); :class:`Forbidden` when the secret is not bound to the URL's host."""
         if self.auth is None:
             return None
-        return await asyncio.to_thread(self.auth.resolve, self.secrets)
+        return await asyncio.to_thread(self.auth.resolve, self.secrets, urlsplit(url).hostname or "")
 
     async def aclose(self) -> None:
         """Close the HTTP client of the running event loop."""
@@ -211,7 +234,7 @@ class OpenApiTransport:
         url, query, headers, body = self.build(args)
         headers["Idempotency-Key"] = idempotency_key
         headers["Accept"] = "application/json, */*;q=0.5"
-        auth = await self.client.auth_header()
+        auth = await self.client.auth_header(url)
         if auth is not None:
             headers[auth[0]] = auth[1]
         if body is not None and self.body is not None:

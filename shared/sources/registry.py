@@ -271,6 +271,22 @@ class SourceRegistry:
         fails or the conflicts do not stop.
         """
         sid = source_id(config)
+        entry = {"id": sid, "config": config.model_dump(mode="json"), "registered_at": self.clock()}
+        added = self._change(lambda entries: None if any(e.get("id") == sid for e in entries) else [*entries, entry])
+        if added:
+            log.info("source %s registered in %r", sid[:12], self.store)
+        return added
+
+    def remove(self, sid: str) -> bool:
+        """Remove the source with id ``sid``; ``True`` when it was registered. Same concurrency as :meth:`add`."""
+        removed = self._change(lambda entries: [e for e in entries if e.get("id") != sid]
+                               if any(e.get("id") == sid for e in entries) else None)
+        if removed:
+            log.info("source %s removed from %r", sid[:12], self.store)
+        return removed
+
+    def _change(self, edit: Callable[[list[dict[str, Any]]], list[dict[str, Any]] | None]) -> bool:
+        """Read, ``edit`` the entries (None: nothing to change), write if unchanged; retry on conflicts."""
         for attempt in range(self.max_attempts):
             try:
                 data, version = self.store.read()
@@ -280,10 +296,10 @@ class SourceRegistry:
                 entries = _entries(data)
             except ValueError as exc:
                 raise NotConfigured(f"the source registry ({self.store!r}) is not usable: {exc}") from None
-            if any(entry.get("id") == sid for entry in entries):
+            changed = edit(entries)
+            if changed is None:
                 return False
-            entries.append({"id": sid, "config": config.model_dump(mode="json"), "registered_at": self.clock()})
-            document = canonical_json({"format": _FORMAT, "sources": entries}).encode("utf-8")
+            document = canonical_json({"format": _FORMAT, "sources": changed}).encode("utf-8")
             try:
                 self.store.write(document, if_match=version)
             except RegistryConflict:
@@ -291,7 +307,6 @@ class SourceRegistry:
                 continue
             except Exception as exc:
                 raise UpstreamUnavailable(f"the source registry ({self.store!r}) cannot be written: {exc}") from exc
-            log.info("source %s registered in %r", sid[:12], self.store)
             return True
         raise UpstreamUnavailable(f"the source registry ({self.store!r}): gave up after {self.max_attempts} "
                                   "write conflicts")

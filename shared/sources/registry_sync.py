@@ -29,7 +29,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from shared.catalog.catalog import Catalog, Tool
-from shared.errors import InvalidRequest, ToolNotFound
+from shared.errors import InvalidRequest, NotFound, ToolNotFound, WeftError
 from shared.secrets import SecretSource
 from shared.sources.cache import DiscoveryCache
 from shared.sources.config import McpSourceConfig, OpenApiSourceConfig, SourceSettings, parse_source, source_id
@@ -37,9 +37,13 @@ from shared.sources.loader import SourceReport, _run, check_registrable, discove
 from shared.sources.registry import RegisteredSource, SourceRegistry
 from shared.sources.ssrf import SsrfGuard
 
-__all__ = ["Registration", "RegistrySync"]
+__all__ = ["REMOVED", "Registration", "RegistrySync"]
 
 log = logging.getLogger(__name__)
+
+
+REMOVED = "removed from the source registry"
+"""The error of the report :class:`RegistrySync` gives ``on_change`` for a source it dropped."""
 
 
 @dataclass(frozen=True)
@@ -86,6 +90,8 @@ class RegistrySync:
         self.interval_s = settings.registry_refresh_s if interval_s is None else interval_s
         self.clock = clock
         self._owned: dict[str, tuple[str, ...]] = {}
+        self._registered: set[str] = set()
+        """Sources this instance loaded from the registry (not from the sources file): dropped when removed there."""
         self._version: str | None = None
         self._pending: set[str] = set()
         self._check_lock = threading.Lock()
@@ -170,6 +176,9 @@ class RegistrySync:
             for problem in snapshot.problems:
                 log.warning("source registry entry skipped: %s", problem)
         owned = self.loaded()
+        listed = {entry.id for entry in snapshot.sources}
+        for gone in sorted(self._registered - listed):  # removed on another instance (or here, a moment ago)
+            self._drop(gone)
         todo = list({entry.id: entry for entry in snapshot.sources if entry.id not in owned}.values())
         skipped = set() if retry_failed else {entry.id for entry in todo if entry.id in self._pending}
         todo = [entry for entry in todo if entry.id not in skipped]
@@ -194,8 +203,8 @@ class RegistrySync:
         async def one(entry: RegisteredSource) -> tuple[SourceReport, bool]:
             try:
                 if not self.allow_local:
-                    check_registrable(entry.config)
-            except InvalidRequest as exc:
+                    check_registrable(entry.config, self.settings)
+            except WeftError as exc:
                 return failure_report(entry.config, exc.message), False
             try:
                 tools, report = await discover_tools(entry.config, self.settings, secrets=self.secrets,
@@ -222,7 +231,7 @@ class RegistrySync:
         config = (source_config if isinstance(source_config, OpenApiSourceConfig | McpSourceConfig)
                   else parse_source(source_config))
         if not allow_local:
-            check_registrable(config)
+            check_registrable(config, self.settings)
         sid = source_id(config)
         tools, report = await discover_tools(config, self.settings, secrets=self.secrets, cache=self.cache,
                                              refresh=True)
@@ -238,6 +247,26 @@ class RegistrySync:
         if self.on_change is not None:
             self.on_change([report])
         return Registration(report, created)
+
+    async def unregister(self, sid: str) -> list[str]:
+        """Remove the source ``sid`` from the registry (every instance drops its tools at its next check) and its
+        tools from this catalog now; the names removed. :class:`~shared.errors.NotFound` for a source that is not
+        registered (a source of the sources file cannot be removed through the API)."""
+        if not await asyncio.to_thread(self.registry.remove, sid):
+            raise NotFound("no registered source with this id", field="id")
+        return self._drop(sid)
+
+    def _drop(self, sid: str) -> list[str]:
+        with self._state_lock:
+            names = list(self._owned.pop(sid, ()))
+            self._registered.discard(sid)
+            for name in names:
+                with contextlib.suppress(ToolNotFound):
+                    self.catalog.remove(name)
+        if self.on_change is not None:
+            self.on_change([SourceReport(source_id=sid, type="removed", error=REMOVED)])
+        log.info("registered source %s removed: %d tools dropped", sid[:12], len(names))
+        return names
 
     def _clash(self, sid: str, names: Sequence[str]) -> str | None:
         with self._state_lock:
@@ -259,6 +288,7 @@ class RegistrySync:
                 with contextlib.suppress(ToolNotFound):
                     self.catalog.remove(gone)
             self._owned[sid] = tuple(names)
+            self._registered.add(sid)
         return report
 
     def _clash_locked(self, sid: str, names: Sequence[str]) -> str | None:

@@ -11,15 +11,30 @@ import pytest
 
 from shared.catalog.catalog import Catalog, Tool
 from shared.catalog.executor import ToolExecutor
-from shared.errors import InvalidRequest, NotConfigured, ToolArgumentsInvalid, UpstreamUnavailable, is_retryable
+from shared.errors import (
+    Forbidden,
+    InvalidRequest,
+    NotConfigured,
+    ToolArgumentsInvalid,
+    UpstreamUnavailable,
+    is_retryable,
+)
 from shared.models import ToolCall
 from shared.sources.openapi import openapi_tools
-from shared.sources.openapi_transport import HttpAuth, OpenApiClient, OpenApiSettings, OpenApiTransport
+from shared.sources.openapi_transport import (
+    HttpAuth,
+    OpenApiClient,
+    OpenApiSettings,
+    OpenApiTransport,
+    host_allowed,
+)
 from shared.sources.ssrf import NetworkPolicy, SsrfGuard
 from tests.fakes.openapi_server import pets_document
 from tests.unit.sources.conftest import MemorySecrets, table_resolver
 
 TOKEN = "tok-123456"
+BOUND = ("pets.example",)
+"""Where the test document's secret may go (the hosts its server names)."""
 
 
 class Upstream:
@@ -75,7 +90,7 @@ def test_path_query_header_and_body_go_where_the_document_says() -> None:
 def test_the_auth_header_comes_from_the_named_secret_at_call_time() -> None:
     upstream = Upstream()
     secrets = MemorySecrets({"petstore-token": TOKEN})
-    ops = transports(upstream, secrets=secrets, auth=HttpAuth(secret="petstore-token"))
+    ops = transports(upstream, secrets=secrets, auth=HttpAuth(secret="petstore-token", allowed_hosts=BOUND))
     call(ops["listPets"])
     secrets.values["petstore-token"] = "rotated"
     call(ops["listPets"])
@@ -86,13 +101,33 @@ def test_the_auth_header_comes_from_the_named_secret_at_call_time() -> None:
 def test_an_api_key_header_without_scheme() -> None:
     upstream = Upstream()
     ops = transports(upstream, secrets=MemorySecrets({"k": "key-1"}), auth=HttpAuth(secret="k", header="X-Api-Key",
-                                                                                   scheme=None))
+                                                                                   scheme=None, allowed_hosts=BOUND))
     call(ops["readme"])
     assert upstream.requests[0].headers["x-api-key"] == "key-1"
 
 
+@pytest.mark.parametrize("bound", [pytest.param((), id="unbound"), pytest.param(("api.example.com",), id="other-host"),
+                                   pytest.param(("*.pets.example",), id="only-subdomains")])
+def test_a_secret_is_never_read_or_sent_toward_a_host_it_is_not_bound_to(bound: tuple[str, ...]) -> None:
+    upstream = Upstream()
+    secrets = MemorySecrets({"petstore-token": TOKEN})
+    ops = transports(upstream, secrets=secrets, auth=HttpAuth(secret="petstore-token", allowed_hosts=bound))
+    with pytest.raises(Forbidden, match=r"not bound to host 'pets\.example'"):
+        call(ops["listPets"])
+    assert secrets.reads == [] and upstream.requests == []
+
+
+@pytest.mark.parametrize(("host", "patterns", "allowed"), [
+    ("pets.example", ("pets.example",), True), ("PETS.example.", ("pets.example",), True),
+    ("api.pets.example", ("*.pets.example",), True), ("pets.example", ("*.pets.example",), False),
+    ("evilpets.example", ("*.pets.example",), False), ("pets.example.evil", ("pets.example",), False),
+    ("", ("pets.example",), False)])
+def test_host_patterns(host: str, patterns: tuple[str, ...], allowed: bool) -> None:
+    assert host_allowed(host, patterns) is allowed
+
+
 def test_auth_without_a_secret_source_is_a_configuration_error() -> None:
-    ops = transports(Upstream(), auth=HttpAuth(secret="petstore-token"))
+    ops = transports(Upstream(), auth=HttpAuth(secret="petstore-token", allowed_hosts=BOUND))
     with pytest.raises(NotConfigured, match="petstore-token"):
         call(ops["listPets"])
 
@@ -167,7 +202,8 @@ def test_an_echoed_credential_is_redacted_from_error_messages() -> None:
     def reply(request: httpx.Request) -> httpx.Response:
         return httpx.Response(401, json={"rejected": request.headers["authorization"]})
 
-    ops = transports(Upstream(reply), secrets=MemorySecrets({"t": TOKEN}), auth=HttpAuth(secret="t"))
+    ops = transports(Upstream(reply), secrets=MemorySecrets({"t": TOKEN}),
+                     auth=HttpAuth(secret="t", allowed_hosts=BOUND))
     with pytest.raises(InvalidRequest) as caught:
         call(ops["whoami"])
     assert TOKEN not in str(caught.value) and "***" in str(caught.value)
