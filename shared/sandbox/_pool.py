@@ -45,8 +45,11 @@ class WorkerPool:
         self._zygote = zygote
         self._idle: collections.deque[Worker] = collections.deque()
         self._reap: collections.deque[tuple[Any, int]] = collections.deque()
-        self._busy = 0  # slots the helper holds outside ``_idle``: workers being forked or reaped
+        self._busy = 0  # slots the helper holds for workers being forked
         self._lock = threading.Lock()
+        self._reaped = threading.Condition(self._lock)
+        self._reaping = 0
+        self._pending = False  # the helper has been woken and has not finished its pass yet
         self._wake = threading.Event()
         self._thread: threading.Thread | None = None
         self._closed = False
@@ -59,7 +62,19 @@ class WorkerPool:
     @property
     def holding(self) -> int:
         """Run slots held by the pool: idle workers, and workers being forked or reaped."""
-        return len(self._idle) + len(self._reap) + self._busy
+        return len(self._idle) + len(self._reap) + self._reaping + self._busy
+
+    def pids(self) -> tuple[int, ...]:
+        """Process ids of the idle workers."""
+        with self._lock:
+            return tuple(worker.pid for worker in self._idle)
+
+    def settle(self, timeout: float) -> bool:
+        """Wait until every finished run's worker has been reaped and no worker is being forked; False if that is
+        still not so after ``timeout``."""
+        with self._reaped:
+            return self._reaped.wait_for(
+                lambda: not (self._pending or self._reap or self._reaping or self._busy), timeout)
 
     def take(self) -> Worker | None:
         """An idle worker, with the slot it holds (now the caller's), or None."""
@@ -86,12 +101,14 @@ class WorkerPool:
             if self._thread is None:
                 self._thread = threading.Thread(target=self._run, name="sandbox-prefork", daemon=True)
                 self._thread.start()
-        self._wake.set()
+            self._pending = True
+            self._wake.set()
 
     def close(self) -> None:
         """Stop the helper, reap what is queued, and drop the idle workers (their zygote's exit ends them)."""
         with self._lock:
             self._closed = True
+            self._pending = False
             thread, self._thread = self._thread, None
             idle = list(self._idle)
             self._idle.clear()
@@ -115,6 +132,10 @@ class WorkerPool:
                     return
             while self._top_up_one():
                 pass
+            with self._lock:
+                if not self._wake.is_set():
+                    self._pending = False
+                    self._reaped.notify_all()
 
     def _drain_reaps(self) -> None:
         while True:
@@ -122,15 +143,16 @@ class WorkerPool:
                 if not self._reap:
                     return
                 zygote, pid = self._reap.popleft()
-                self._busy += 1
+                self._reaping += 1
             try:
                 zygote.finish(pid)
             except ConnectionError:
                 logger.warning("sandbox worker %s could not be reaped; the zygote was replaced", pid)
             finally:
-                with self._lock:
-                    self._busy -= 1
                 self._slots.release()
+                with self._lock:
+                    self._reaping -= 1
+                    self._reaped.notify_all()
 
     def _top_up_one(self) -> bool:
         """Fork one idle worker if the pool is short and a slot is free; whether to try another."""
@@ -155,14 +177,18 @@ class WorkerPool:
         except Exception as exc:  # the next run forks on demand and reports what is wrong
             logger.warning("sandbox: could not pre-fork a worker: %s", exc)
         with self._lock:
-            self._busy -= 1
             keep = worker is not None and not self._closed and not self._slots.waiting
             if keep and worker is not None:
                 self._idle.append(worker)
+                self._busy -= 1
+                self._reaped.notify_all()
                 return True
         if worker is not None:  # a run started waiting for a slot meanwhile: it gets this one
             worker.channel.close()
             with contextlib.suppress(ConnectionError):
                 worker.zygote.finish(worker.pid)
         self._slots.release()
+        with self._lock:
+            self._busy -= 1
+            self._reaped.notify_all()
         return False

@@ -389,9 +389,14 @@ class ProcessSandbox:
         return max(0, self._slots.in_use - self._pool.holding)
 
     @property
-    def workers_idle(self) -> int:
-        """Pre-forked workers waiting for a run now."""
-        return self._pool.idle
+    def idle_worker_pids(self) -> tuple[int, ...]:
+        """Process ids of the pre-forked workers waiting for a run now (they have run nothing)."""
+        return self._pool.pids()
+
+    def settle(self, timeout: float = 10.0) -> bool:
+        """Wait until the workers of finished runs are killed and reaped (that happens just after each run returns,
+        off its path); False if some are still not after ``timeout`` seconds."""
+        return self._pool.settle(timeout)
 
     @property
     def runs_waiting(self) -> int:

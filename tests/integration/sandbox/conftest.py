@@ -118,5 +118,8 @@ def fallback(canaries: Canaries) -> Iterator[ProcessSandbox]:
 
 
 def live_workers(sandbox: ProcessSandbox) -> list[int]:
-    """Worker processes still alive under the sandbox's zygote."""
-    return [p.pid for p in psutil.Process(sandbox.zygote_pid).children(recursive=True)]
+    """Worker processes of runs still alive under the sandbox's zygote: finished runs' workers are reaped just after
+    the run returns (waited for here); pre-forked idle workers, which have run nothing, are not counted."""
+    assert sandbox.settle(), "finished runs' workers were not reaped"
+    idle = set(sandbox.idle_worker_pids)
+    return [p.pid for p in psutil.Process(sandbox.zygote_pid).children(recursive=True) if p.pid not in idle]
