@@ -31,7 +31,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from shared.search.clauses import split_clauses
 from shared.search.embedding.cache import EmbeddingCache, LocalFolderStore
-from shared.search.retrieval import HybridRetriever, RetrievalSettings, ToolHit
+from shared.search.retrieval import HybridRetriever, RetrievalSettings, _top
 
 DATA = Path(__file__).resolve().parent / "data" / "retrieval"
 KS = (1, 5, 10)
@@ -78,18 +78,62 @@ SUBSETS: dict[str, Callable[[dict], bool]] = {
 }
 
 
+def _ranks(scores: np.ndarray) -> np.ndarray:
+    """0-based rank of every document by descending score (ties in index order)."""
+    ranks = np.empty(scores.size)
+    ranks[np.argsort(-scores, kind="stable")] = np.arange(scores.size)
+    return ranks
+
+
+def baselines(retriever: HybridRetriever) -> dict[str, Callable[[str], list[str]]]:
+    """Whole-query fusions of the same two retrievers (no clause handling), and Weft's ranking before issue 16.
+
+    * RRF: ``sum 1 / (60 + rank)`` over the BM25 and cosine rankings (Cormack et al., 2009).
+    * weighted: ``w * bm25 + (1 - w) * calibrated cosine`` with the default weight and anchors.
+    * Weft before: the clause rankings interleaved from rank 1 (what ``HybridRetriever`` did before issue 16).
+    """
+    settings = retriever.settings
+    names = [d.name for d in retriever.documents]
+    w = np.float32(settings.bm25_weight)
+
+    def fused(text: str) -> np.ndarray:
+        return w * retriever.bm25.scores(text) + (1 - w) * retriever.embedding.scores(text)
+
+    def rrf(query: str) -> list[str]:
+        cosine = retriever.embedding.cosines_for_vectors(retriever.embedding.embed_queries([query]))[0]
+        score = 1.0 / (60.0 + _ranks(retriever.bm25.scores(query))) + 1.0 / (60.0 + _ranks(cosine))
+        return [names[i] for i in _top(score, 10, None, names)]
+
+    def weighted(query: str) -> list[str]:
+        return [names[i] for i in _top(fused(query), 10, None, names)]
+
+    def weft_before(query: str) -> list[str]:
+        texts = split_clauses(query) or [query]
+        rankings = [_top(fused(t), 10, None, names) for t in texts]
+        order: list[int] = []
+        for rank in range(10):
+            for ranking in rankings:
+                if rank < len(ranking) and ranking[rank] not in order:
+                    order.append(ranking[rank])
+        return [names[i] for i in order[:10]]
+
+    return {"RRF (k=60), whole query": rrf, "weighted fusion, whole query": weighted,
+            "Weft before (clauses interleaved)": weft_before}
+
+
 def main_table(retriever: HybridRetriever, queries: list[dict]) -> dict[str, list[dict]]:
-    """Rank with the three real retrievers; returns per-method per-query metric rows."""
-    methods: dict[str, Callable[[str], list[ToolHit]]] = {
-        "BM25 (Bm25Retriever)": lambda q: retriever.bm25.search(q, 10),
-        "embedding (EmbeddingRetriever)": lambda q: retriever.embedding.search(q, 10),
-        "hybrid (HybridRetriever)": lambda q: retriever.search(q, 10),
+    """Rank with the real retrievers and the fusion baselines; returns per-method per-query metric rows."""
+    methods: dict[str, Callable[[str], list[str]]] = {
+        "BM25 (Bm25Retriever)": lambda q: [h.name for h in retriever.bm25.search(q, 10)],
+        "embedding (EmbeddingRetriever)": lambda q: [h.name for h in retriever.embedding.search(q, 10)],
+        **baselines(retriever),
+        "Weft (HybridRetriever)": lambda q: [h.name for h in retriever.search(q, 10)],
     }
     rows: dict[str, list[dict]] = {m: [] for m in methods}
     for method, search in methods.items():
         start = time.perf_counter()
         for q in queries:
-            rows[method].append(metrics([h.name for h in search(q["query"])], q["gold"]))
+            rows[method].append(metrics(search(q["query"]), q["gold"]))
         print(f"  {method}: {len(queries)} queries in {time.perf_counter() - start:.1f} s", file=sys.stderr)
     return rows
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 from array import array
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 
@@ -163,6 +163,33 @@ class Bm25Index:
             vocabulary,
             idf,
             params,
+        )
+
+    def arrays(self) -> tuple[dict[str, np.ndarray], list[str]]:
+        """The index as named numeric arrays and the vocabulary in column order (for :meth:`from_arrays`)."""
+        terms = sorted(self._vocabulary, key=self._vocabulary.__getitem__)
+        return {
+            "term_ptr": self._term_ptr, "term_docs": self._term_docs, "term_weights": self._term_weights,
+            "doc_ptr": self._doc_ptr, "doc_terms": self._doc_terms, "idf": self._idf,
+            "params": np.array([self._params.k1, self._params.b]),
+        }, terms
+
+    @classmethod
+    def from_arrays(cls, arrays: Mapping[str, np.ndarray], terms: Sequence[str]) -> Bm25Index:
+        """The index saved by :meth:`arrays` (the arrays may be memory-mapped); ``ValueError`` if they disagree."""
+        term_ptr, doc_ptr = arrays["term_ptr"], arrays["doc_ptr"]
+        n_terms, n_entries = max(len(terms), 1), int(arrays["term_docs"].shape[0])
+        if (term_ptr.shape != (n_terms + 1,) or arrays["idf"].shape != (n_terms,)
+                or arrays["term_weights"].shape != (n_entries,) or arrays["doc_terms"].shape != (n_entries,)
+                or int(term_ptr[-1]) != n_entries or int(doc_ptr[-1]) != n_entries):
+            raise ValueError("BM25 arrays do not fit together")
+        k1, b = (float(v) for v in arrays["params"])
+        return cls(
+            (term_ptr, arrays["term_docs"], arrays["term_weights"]),
+            (doc_ptr, arrays["doc_terms"]),
+            dict(zip(terms, range(len(terms)), strict=True)),
+            arrays["idf"],
+            Bm25Params(k1, b),
         )
 
     @property

@@ -7,6 +7,9 @@ Every retriever returns :class:`ToolHit` s ranked by a calibrated score in [0, 1
   below the floor (what all-MiniLM-L6-v2 gives unrelated texts) is 0.
 * Hybrid: the weighted sum of the two (weights add up to 1).
 
+A hybrid index over a local embedding cache is saved beside it (:mod:`shared.search.index_store`), keyed by the
+catalog's content, and a later process with the same catalog memory-maps it instead of re-deriving it.
+
 So ``min_score`` is a threshold with a meaning: tools unrelated to the query score 0 or close to it. On the labelled
 AWS set (``benchmarks/retrieval_eval.py``), 99.0% of gold tools score >= 0.25 against 4.3% of random other tools
 (median 0.77 vs 0.015). The default weights, anchors and multi-part handling are the ones that evaluation chose on
@@ -24,6 +27,7 @@ import logging
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from functools import partial
 from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
@@ -33,6 +37,8 @@ from shared.search.clauses import split_clauses
 from shared.search.document import ToolDocument
 from shared.search.embedding import Encoder, PackagedMiniLm, bulk_encoder, shared_encoder
 from shared.search.embedding.cache import EmbeddingCache, LocalFolderStore, text_key
+from shared.search.fusion import lead_then_interleave
+from shared.search.index_store import IndexBundle, IndexFolder, catalog_content_key, index_key
 from shared.search.settings import RetrievalSettings
 from shared.search.ttl_cache import TtlLruCache
 
@@ -104,31 +110,63 @@ def _top(scores: np.ndarray, k: int, mask: np.ndarray | None, names: Sequence[st
     """Indices of the ``k`` best scores (ties broken by name), restricted to ``mask``."""
     if mask is not None:
         scores = np.where(mask, scores, -np.inf)
-    candidates = np.flatnonzero(np.isfinite(scores))
-    if candidates.size > k:
-        part = np.argpartition(-scores[candidates], k - 1)[:k]
-        threshold = scores[candidates[part]].min()
-        candidates = np.flatnonzero(scores >= threshold)  # keep every tie at the boundary
+        candidates = np.flatnonzero(mask)
+        if candidates.size > k:
+            threshold = np.partition(scores[candidates], candidates.size - k)[candidates.size - k]
+            candidates = candidates[scores[candidates] >= threshold]  # keep every tie at the boundary
+    elif scores.size > k:
+        threshold = np.partition(scores, scores.size - k)[scores.size - k]
+        candidates = np.flatnonzero(scores >= threshold)
+    else:
+        candidates = np.arange(scores.size)
     return sorted(candidates.tolist(), key=lambda i: (-float(scores[i]), names[i]))[:k]
+
+
+FilterFields = Callable[[], tuple[Sequence[frozenset[str]], Sequence[str]]]
+"""Each tool's tags and source, in index order (read when the first filtered search needs them)."""
 
 
 class _FilterMasks:
     """Boolean masks over the documents for each filter seen (few distinct filters exist in practice)."""
 
-    def __init__(self, docs: Sequence[ToolDocument]) -> None:
-        self._docs = docs
+    def __init__(self, fields: FilterFields) -> None:
+        self._fields = fields
+        self._loaded: tuple[Sequence[frozenset[str]], Sequence[str]] | None = None
         self._masks: dict[SearchFilters, np.ndarray] = {}
+
+    @classmethod
+    def of(cls, docs: Sequence[ToolDocument]) -> _FilterMasks:
+        return cls(lambda: ([d.tags for d in docs], [d.source for d in docs]))
 
     def get(self, filters: SearchFilters | None) -> np.ndarray | None:
         if filters is None or (not filters.tags and not filters.sources):
             return None
         mask = self._masks.get(filters)
         if mask is None:
+            if self._loaded is None:
+                self._loaded = self._fields()
+            tags, sources = self._loaded
+            mask = np.fromiter(
+                ((not filters.tags or bool(filters.tags & t)) and (not filters.sources or s in filters.sources)
+                 for t, s in zip(tags, sources, strict=True)),
+                dtype=bool, count=len(sources))
             if len(self._masks) >= 64:
                 self._masks.clear()
-            mask = np.fromiter((filters.accepts(d) for d in self._docs), dtype=bool, count=len(self._docs))
             self._masks[filters] = mask
         return mask
+
+
+class _Documents:
+    """The indexed tools' documents, built on first use when the index came from disk."""
+
+    def __init__(self, build: Callable[[], list[ToolDocument]]) -> None:
+        self._build = build
+        self._docs: list[ToolDocument] | None = None
+
+    def get(self) -> list[ToolDocument]:
+        if self._docs is None:
+            self._docs = self._build()
+        return self._docs
 
 
 class Bm25Retriever:
@@ -137,10 +175,23 @@ class Bm25Retriever:
     name = "bm25"
 
     def __init__(self, documents: Iterable[Mapping[str, Any] | ToolDocument]) -> None:
-        self.documents: list[ToolDocument] = _documents(documents)
-        self._names = [d.name for d in self.documents]
-        self._index = Bm25Index.build([d.terms for d in self.documents])
-        self._masks = _FilterMasks(self.documents)
+        docs = _documents(documents)
+        self._set(Bm25Index.build([d.terms for d in docs]), [d.name for d in docs], _FilterMasks.of(docs),
+                  _Documents(lambda: docs))
+
+    @classmethod
+    def _of(cls, index: Bm25Index, names: list[str], masks: _FilterMasks, docs: _Documents) -> Bm25Retriever:
+        retriever = cls.__new__(cls)
+        retriever._set(index, names, masks, docs)
+        return retriever
+
+    def _set(self, index: Bm25Index, names: list[str], masks: _FilterMasks, docs: _Documents) -> None:
+        self._index, self._names, self._masks, self._docs = index, names, masks, docs
+
+    @property
+    def documents(self) -> list[ToolDocument]:
+        """The indexed tools, in index order."""
+        return self._docs.get()
 
     def scores(self, query: str) -> np.ndarray:
         """Calibrated BM25 score of every document (aligned with :attr:`documents`)."""
@@ -193,17 +244,16 @@ class EmbeddingRetriever:
         if cache is not None and cache.encoder_key != self.encoder.cache_key:
             raise ValueError(f"cache is for {cache.encoder_key}, encoder makes {self.encoder.cache_key}")
         self.cache = cache if cache is not None else EmbeddingCache(self.encoder.cache_key)
-        self._calibration = (cosine_floor, cosine_ceiling)
-        self._floor = np.float32(cosine_floor)
-        self._span = np.float32(cosine_ceiling - cosine_floor)
-        self.documents: list[ToolDocument] = _documents(documents)
-        self._names = [d.name for d in self.documents]
-        self._masks = _FilterMasks(self.documents)
-        keys = [text_key(d.text) for d in self.documents]
+        self._set_calibration(cosine_floor, cosine_ceiling)
+        docs = _documents(documents)
+        self._names = [d.name for d in docs]
+        self._masks = _FilterMasks.of(docs)
+        self._docs = _Documents(lambda: docs)
+        keys = [text_key(d.text) for d in docs]
         matrix, found = self.cache.fetch(keys, self.encoder.dim)
         missing = np.flatnonzero(~found).tolist()
         if missing:
-            vectors = self._encoder_for(len(missing)).encode([self.documents[i].text for i in missing])
+            vectors = self._encoder_for(len(missing)).encode([docs[i].text for i in missing])
             matrix[missing] = vectors
             self.cache.put([keys[i] for i in missing], vectors)
         # Stored transposed: a (queries x 384) @ (384 x tools) product over C-ordered rows runs at memory speed on
@@ -213,6 +263,28 @@ class EmbeddingRetriever:
         """How many tool texts construction had to embed (the rest came from the cache)."""
         logger.info("embedding index: %d tools, %d embedded, %d from cache", len(keys), len(missing),
                     len(keys) - len(missing))
+
+    @classmethod
+    def _of(cls, matrix_t: np.ndarray, names: list[str], masks: _FilterMasks, docs: _Documents, *,
+            encoder: Encoder, cache: EmbeddingCache, cosine_floor: float, cosine_ceiling: float,
+            ) -> EmbeddingRetriever:
+        """A retriever over tool vectors already at hand (a loaded index bundle)."""
+        retriever = cls.__new__(cls)
+        retriever._bulk_threshold, retriever._index_encoder = 256, None
+        retriever.encoder, retriever.cache = encoder, cache
+        retriever._set_calibration(cosine_floor, cosine_ceiling)
+        retriever._names, retriever._masks, retriever._docs = names, masks, docs
+        retriever._matrix_t, retriever.embedded = matrix_t, 0
+        return retriever
+
+    def _set_calibration(self, cosine_floor: float, cosine_ceiling: float) -> None:
+        self._floor = np.float32(cosine_floor)
+        self._span = np.float32(cosine_ceiling - cosine_floor)
+
+    @property
+    def documents(self) -> list[ToolDocument]:
+        """The indexed tools, in index order."""
+        return self._docs.get()
 
     def _encoder_for(self, count: int) -> Encoder:
         if self._index_encoder is not None:
@@ -253,14 +325,18 @@ class EmbeddingRetriever:
 class HybridRetriever:
     """BM25 and embedding scores fused by a weighted sum; multi-part requests searched clause by clause.
 
-    A request with several tasks (see :func:`shared.search.clauses.split_clauses`) is scored clause by clause; the
-    ranking interleaves the clauses' own rankings (each clause's best tool, then each clause's second best, ...) so
-    that every task's tools reach the top k, and a tool's score is its best score over the clauses. The ablations
-    in ``benchmarks/retrieval_eval.py`` compare this with RRF, with scoring the whole request, and with taking the
-    maximum over clauses.
+    A request with several tasks (see :func:`shared.search.clauses.split_clauses`) is scored as a whole and clause
+    by clause (:func:`shared.search.fusion.lead_then_interleave`): the first hit is the whole request's best tool,
+    the rest interleave the clauses' own rankings (each clause's best tool, then each clause's second best, ...) so
+    that every task's tools reach the top k. A tool's score is its best over the request and its clauses. The
+    ablations in ``benchmarks/retrieval_eval.py`` compare this with RRF, with scoring the whole request only, and
+    with taking the maximum over clauses.
 
     Immutable: when the catalog changes, build a new one over the same embedding cache (only new or changed tool
-    texts are embedded), as the runtime does.
+    texts are embedded), as the runtime does. Over a local embedding cache (``cache_dir``, or a ``cache`` on a
+    :class:`LocalFolderStore`) the derived index is saved beside the cache and memory-mapped by the next process
+    with the same catalog (``content_key`` names the catalog's content, e.g. the catalog version; by default a
+    hash of the tools is computed).
     """
 
     def __init__(
@@ -272,21 +348,40 @@ class HybridRetriever:
         cache: EmbeddingCache | None = None,
         index_encoder: Encoder | None = None,
         clock: Callable[[], float] = time.monotonic,
+        content_key: str | None = None,
     ) -> None:
         self.settings = settings or RetrievalSettings()
         self.settings.validate()
         encoder = encoder if encoder is not None else shared_encoder(self.settings.max_tokens)
         if cache is None and self.settings.cache_dir:
             cache = EmbeddingCache(encoder.cache_key, LocalFolderStore(self.settings.cache_dir))
-        docs = _documents(documents)
-        self._pair = Bm25Retriever(docs), EmbeddingRetriever(
-            docs,
-            encoder=encoder,
-            cache=cache,
-            index_encoder=index_encoder,
-            cosine_floor=self.settings.cosine_floor,
-            cosine_ceiling=self.settings.cosine_ceiling,
-        )
+        items = list(documents)
+        folder = _index_folder(cache, self.settings)
+        key = index_key(content_key or catalog_content_key(items), encoder.cache_key) if folder else ""
+        bundle = folder.load(key) if folder else None
+        self.loaded_from_disk = bundle is not None
+        """Whether the index was memory-mapped from a saved bundle instead of derived from the tools."""
+        if bundle is not None and folder is not None:
+            lazy_docs = _Documents(lambda: _documents(items))
+            masks = _FilterMasks(lambda: _saved_filter_fields(folder, key, lazy_docs))
+            self._pair = Bm25Retriever._of(bundle.bm25, bundle.names, masks, lazy_docs), EmbeddingRetriever._of(
+                bundle.vectors_t, bundle.names, masks, lazy_docs, encoder=encoder,
+                cache=cache if cache is not None else EmbeddingCache(encoder.cache_key),
+                cosine_floor=self.settings.cosine_floor, cosine_ceiling=self.settings.cosine_ceiling)
+        else:
+            docs = _documents(items)
+            self._pair = Bm25Retriever(docs), EmbeddingRetriever(
+                docs,
+                encoder=encoder,
+                cache=cache,
+                index_encoder=index_encoder,
+                cosine_floor=self.settings.cosine_floor,
+                cosine_ceiling=self.settings.cosine_ceiling,
+            )
+            if folder is not None:
+                folder.save(key, IndexBundle(
+                    names=self._pair[0]._names, bm25=self._pair[0]._index, vectors_t=self._pair[1]._matrix_t,
+                    tags=[d.tags for d in docs], sources=[d.source for d in docs]))
         self._results: TtlLruCache[list[ToolHit]] = TtlLruCache(
             self.settings.lru_size, self.settings.lru_ttl_seconds, clock
         )
@@ -299,12 +394,14 @@ class HybridRetriever:
         settings: RetrievalSettings | None = None,
         encoder: Encoder | None = None,
         cache: EmbeddingCache | None = None,
+        content_key: str | None = None,
     ) -> HybridRetriever:
         """Index OpenAI-shaped tool specs (plain or ``{"type": "function", "function": {...}}``).
 
         Optional spec keys ``tags`` (list of strings) and ``source`` (string) feed :class:`SearchFilters`.
+        ``content_key``: a string that changes whenever the specs do (see the class docstring).
         """
-        return cls(list(specs), settings=settings, encoder=encoder, cache=cache)
+        return cls(list(specs), settings=settings, encoder=encoder, cache=cache, content_key=content_key)
 
     @property
     def bm25(self) -> Bm25Retriever:
@@ -318,11 +415,16 @@ class HybridRetriever:
 
     @property
     def documents(self) -> list[ToolDocument]:
-        """The indexed tools, in index order."""
+        """The indexed tools, in index order (rebuilt from the tools on first use after a load from disk)."""
         return self._pair[0].documents
 
+    @property
+    def names(self) -> list[str]:
+        """The indexed tools' names, in index order."""
+        return self._pair[0]._names
+
     def __len__(self) -> int:
-        return len(self.bm25.documents)
+        return len(self.names)
 
     def warm_up(self) -> None:
         """Load the embedding model (if not yet) and run one search, so the first real query is fast."""
@@ -357,23 +459,24 @@ class HybridRetriever:
 
     def _search(self, query: str, k: int, filters: SearchFilters | None, min_score: float) -> list[ToolHit]:
         bm25, embedding = self._pair
-        texts = split_clauses(query) if self.settings.split_clauses else [query]
-        texts = texts or [query]
+        clauses = split_clauses(query) if self.settings.split_clauses else [query]
+        clauses = clauses or [query]
+        # Row 0 is the whole request; a multi-part request adds one row per clause.
+        texts = [query, *clauses] if len(clauses) > 1 else clauses
         w_bm25 = np.float32(self.settings.bm25_weight)
         w_emb = np.float32(self.settings.embedding_weight)
         emb_scores = embedding.scores_for_vectors(embedding.embed_queries(texts))
         bm25_scores = np.stack([bm25.scores(t) for t in texts])
         fused = w_bm25 * bm25_scores + w_emb * emb_scores
-        mask = bm25._masks.get(filters)
         names = bm25._names
-        order = self._interleave(fused, k, mask, names)
-        best_row = fused.argmax(axis=0)
+        order = lead_then_interleave(fused, k, bm25._masks.get(filters), partial(_top, names=names))
         hits: list[ToolHit] = []
         for i in order:
-            score = float(fused[:, i].max())
+            column = fused[:, i]
+            score = float(column.max())
             if score < min_score:
                 continue
-            row = int(best_row[i])
+            row = int(column[1:].argmax()) + 1 if len(texts) > 1 else 0  # the clause that found it
             sources = tuple(
                 n for n, s in (("bm25", bm25_scores[row, i]), ("embedding", emb_scores[row, i])) if s > 0
             )
@@ -388,15 +491,18 @@ class HybridRetriever:
             )
         return hits
 
-    @staticmethod
-    def _interleave(fused: np.ndarray, k: int, mask: np.ndarray | None, names: Sequence[str]) -> list[int]:
-        """Round-robin over the clauses' own rankings: rank 1 of every clause, then rank 2 of every clause, ..."""
-        rankings = [_top(row, k, mask, names) for row in fused]
-        order: list[int] = []
-        seen: set[int] = set()
-        for rank in range(k):
-            for ranking in rankings:
-                if rank < len(ranking) and ranking[rank] not in seen:
-                    seen.add(ranking[rank])
-                    order.append(ranking[rank])
-        return order[:k]
+
+def _index_folder(cache: EmbeddingCache | None, settings: RetrievalSettings) -> IndexFolder | None:
+    """Where the derived index is saved: beside a local embedding cache; nowhere for memory or Blob caches."""
+    store = cache.store if cache is not None else None
+    if isinstance(store, LocalFolderStore):
+        return IndexFolder(store.root, max_kept=settings.index_bundles_kept)
+    return None
+
+
+def _saved_filter_fields(folder: IndexFolder, key: str, docs: _Documents) -> tuple[
+        Sequence[frozenset[str]], Sequence[str]]:
+    try:
+        return folder.filter_fields(key)
+    except (OSError, ValueError, KeyError, TypeError):  # pruned or damaged meanwhile: derive them again
+        return [d.tags for d in docs.get()], [d.source for d in docs.get()]

@@ -37,6 +37,9 @@ class RetrievalSettings:
     """WEFT_SEARCH_CACHE_DIR: local folder for the embedding cache ("" = memory only)."""
     cache_container: str = ""
     """WEFT_SEARCH_CACHE_CONTAINER: Blob container for the embedding cache (the client is built by the caller)."""
+    index_bundles_kept: int = 2
+    """WEFT_SEARCH_INDEX_BUNDLES_KEPT: saved search indexes (one per catalog version, ~170 MB at 100k tools) kept
+    beside a local embedding cache; the newest are kept."""
     lru_size: int = 1024
     """WEFT_SEARCH_LRU_SIZE: query results kept (0 disables the result cache)."""
     lru_ttl_seconds: float = 300.0
@@ -64,6 +67,7 @@ class RetrievalSettings:
             max_tokens=env_int(env, "WEFT_SEARCH_MAX_TOKENS", cls.max_tokens, minimum=8),
             cache_dir=env_str(env, "WEFT_SEARCH_CACHE_DIR", cls.cache_dir),
             cache_container=env_str(env, "WEFT_SEARCH_CACHE_CONTAINER", cls.cache_container),
+            index_bundles_kept=env_int(env, "WEFT_SEARCH_INDEX_BUNDLES_KEPT", cls.index_bundles_kept, minimum=1),
             lru_size=env_int(env, "WEFT_SEARCH_LRU_SIZE", cls.lru_size, minimum=0),
             lru_ttl_seconds=env_float(env, "WEFT_SEARCH_LRU_TTL_SECONDS", cls.lru_ttl_seconds, minimum=0.0),
         )

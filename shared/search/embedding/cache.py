@@ -62,6 +62,11 @@ class LocalFolderStore:
     def __init__(self, root: Path | str) -> None:
         self._root = Path(root)
 
+    @property
+    def root(self) -> Path:
+        """The folder."""
+        return self._root
+
     def list(self, prefix: str) -> list[str]:
         """Names (relative to the root, with ``/``) that start with ``prefix``."""
         if not self._root.is_dir():
@@ -144,6 +149,11 @@ class EmbeddingCache:
         self._shard_keys: dict[str, list[str]] = {}
         self._matrices: dict[str, np.ndarray] = {}
         self._listed = store is None
+
+    @property
+    def store(self) -> CacheStore | None:
+        """Where the cache persists (``None``: memory only)."""
+        return self._store
 
     @property
     def encoder_key(self) -> str:

@@ -1,0 +1,147 @@
+"""The search index on local disk, memory-mapped: what a warm start would otherwise re-derive from the catalog.
+
+Rebuilding the index of 100k tools means rendering and tokenising every tool (seconds of Python) and gathering their
+vectors from the embedding cache. All of that is a pure function of the catalog, so it is saved once, keyed by the
+catalog's content, and loaded with ``numpy.load(mmap_mode="r")`` (milliseconds). Layout, in the folder of a local
+embedding cache::
+
+    index-<key>/meta.json        {"format", "key", "count", "dim", "terms": [...], "names": [...]}
+    index-<key>/filters.json     {"tags": [[...], ...], "sources": [...]}   (read on the first filtered search)
+    index-<key>/<array>.npy      the BM25 arrays and the transposed tool-vector matrix (never pickled)
+
+A bundle is written to a temporary folder and renamed into place, so a reader sees a whole bundle or none; two
+processes building the same catalog both write, and the first rename wins. The ``max_kept`` newest bundles are kept.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import logging
+import os
+import shutil
+import uuid
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from shared.search.bm25 import Bm25Index
+from shared.search.document import ToolDocument
+
+__all__ = ["INDEX_FORMAT", "IndexBundle", "IndexFolder", "catalog_content_key", "index_key"]
+
+logger = logging.getLogger(__name__)
+
+INDEX_FORMAT = 1
+"""Bump when tokenising, field weights, document rendering or the bundle layout change (old bundles then miss)."""
+
+_MATRIX = "vectors_t"
+
+
+def index_key(content_key: str, encoder_key: str) -> str:
+    """The bundle name for a catalog (``content_key``: a hash of its tools) indexed with one encoder."""
+    return hashlib.sha256(f"{INDEX_FORMAT}\n{encoder_key}\n{content_key}".encode()).hexdigest()[:32]
+
+
+def catalog_content_key(items: Sequence[Mapping[str, Any] | ToolDocument]) -> str:
+    """A hash of the tools as given (for naming a saved index when the caller has no catalog version)."""
+    digest = hashlib.sha256()
+    for item in items:
+        fields = item if not isinstance(item, ToolDocument) else {
+            "name": item.name, "description": item.description, "parameters": item.parameters,
+            "tags": sorted(item.tags), "source": item.source}
+        digest.update(json.dumps(fields, sort_keys=True, separators=(",", ":"), default=str).encode("utf-8"))
+        digest.update(b"\n")
+    return digest.hexdigest()
+
+
+@dataclass(frozen=True)
+class IndexBundle:
+    """What a search index is made of, in index order."""
+
+    names: list[str]
+    bm25: Bm25Index
+    vectors_t: np.ndarray
+    """Tool vectors, transposed: shape ``(dim, len(names))``, float32."""
+    tags: Sequence[frozenset[str]] | None = None
+    """Per tool; ``None`` when loaded from disk (see :meth:`IndexFolder.filter_fields`)."""
+    sources: Sequence[str] | None = None
+
+
+class IndexFolder:
+    """Index bundles in a local folder (created on first save)."""
+
+    def __init__(self, root: Path | str, *, max_kept: int = 2) -> None:
+        self.root = Path(root)
+        self._max_kept = max(1, max_kept)
+
+    def _path(self, key: str) -> Path:
+        return self.root / f"index-{key}"
+
+    def load(self, key: str) -> IndexBundle | None:
+        """The bundle saved under ``key``, memory-mapped; ``None`` if there is none or it does not fit together."""
+        path = self._path(key)
+        if not (path / "meta.json").is_file():
+            return None
+        try:
+            meta = json.loads((path / "meta.json").read_text(encoding="utf-8"))
+            if meta.get("format") != INDEX_FORMAT or meta.get("key") != key:
+                return None
+            arrays = {p.stem: np.asarray(np.load(p, mmap_mode="r", allow_pickle=False)) for p in path.glob("*.npy")}
+            names, count = meta["names"], int(meta["count"])
+            vectors_t = arrays.pop(_MATRIX)
+            bm25 = Bm25Index.from_arrays(arrays, meta["terms"])
+            if len(names) != count or bm25.size != count or vectors_t.shape != (int(meta["dim"]), count):
+                raise ValueError("the bundle's parts disagree on the tool count")
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            logger.warning("search index bundle %s unusable (%s); rebuilding", key, type(exc).__name__)
+            return None
+        with contextlib.suppress(OSError):
+            os.utime(path)  # most recently used: pruning keeps it
+        return IndexBundle(names=names, bm25=bm25, vectors_t=vectors_t)
+
+    def filter_fields(self, key: str) -> tuple[list[frozenset[str]], list[str]]:
+        """Each tool's tags and source, for filtered searches over a loaded bundle."""
+        data = json.loads((self._path(key) / "filters.json").read_text(encoding="utf-8"))
+        return [frozenset(t) for t in data["tags"]], list(data["sources"])
+
+    def save(self, key: str, bundle: IndexBundle) -> None:
+        """Write ``bundle`` under ``key`` (no error if another process already did), then prune old bundles."""
+        if bundle.tags is None or bundle.sources is None:
+            raise ValueError("a bundle to save needs each tool's tags and sources")
+        final = self._path(key)
+        if final.exists():
+            return
+        tmp = self.root / f".tmp-{key}-{uuid.uuid4().hex[:8]}"
+        try:
+            tmp.mkdir(parents=True)
+            arrays, terms = bundle.bm25.arrays()
+            for name, array in {**arrays, _MATRIX: np.ascontiguousarray(bundle.vectors_t)}.items():
+                np.save(tmp / f"{name}.npy", array, allow_pickle=False)
+            filters = {"tags": [sorted(t) for t in bundle.tags], "sources": list(bundle.sources)}
+            (tmp / "filters.json").write_text(json.dumps(filters, separators=(",", ":")), encoding="utf-8")
+            meta = {"format": INDEX_FORMAT, "key": key, "count": len(bundle.names),
+                    "dim": int(bundle.vectors_t.shape[0]), "terms": terms, "names": bundle.names}
+            (tmp / "meta.json").write_text(json.dumps(meta, separators=(",", ":")), encoding="utf-8")
+            tmp.rename(final)
+        except OSError as exc:
+            if not final.exists():
+                logger.warning("could not save the search index bundle %s: %s", key, type(exc).__name__)
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+        self._prune(keep=final)
+
+    def _prune(self, keep: Path) -> None:
+        def age(path: Path) -> float:
+            try:
+                return -path.stat().st_mtime
+            except OSError:  # pruned by another process meanwhile
+                return 0.0
+
+        bundles = sorted((p for p in self.root.glob("index-*") if p != keep), key=age)
+        for old in bundles[self._max_kept - 1:]:
+            shutil.rmtree(old, ignore_errors=True)
