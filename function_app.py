@@ -5,6 +5,7 @@ import azure.functions as func
 
 from activities.catalog_api import bp as catalog_api
 from activities.code_steps import bp as code_activities
+from activities.maintenance import bp as maintenance
 from activities.mcp_tools import bp as mcp_tools
 from activities.ops_api import bp as ops_api
 from activities.runs_api import bp as runs_api
@@ -19,6 +20,7 @@ app.register_functions(runs_api)
 app.register_functions(runs_queue)
 app.register_functions(catalog_api)
 app.register_functions(ops_api)
+app.register_functions(maintenance)
 app.register_functions(mcp_tools)
 app.register_functions(run_orchestrator)
 app.register_functions(step_orchestrator)

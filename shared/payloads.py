@@ -11,6 +11,7 @@ import contextlib
 import hashlib
 import json
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,6 +35,16 @@ class PayloadStore(Protocol):
     def put(self, value: Any, *, prefix: str) -> str: ...
 
     def get(self, ref: str) -> Any: ...
+
+    def delete_run(self, run_id: str) -> int:
+        """Delete what was stored for a run (its prefix, and its task's sub-runs ``<run id>:turn<n>``); the count."""
+        ...
+
+
+def _run_folder(run_id: str) -> re.Pattern[str]:
+    """The folders a run's payloads live in: ``<run id>`` and its sub-runs' ``<run id>_turn<n>`` (prefixes are made
+    safe for storage names, ``:`` becoming ``_``)."""
+    return re.compile(re.escape(_safe_prefix(run_id)) + r"(_turn\d+)?/")
 
 
 def _encode(value: Any) -> tuple[bytes, str]:
@@ -71,6 +82,20 @@ class LocalPayloadStore:
             raise ValueError(f"payload reference escapes the store: {ref!r}")
         return json.loads(path.read_bytes())
 
+    def delete_run(self, run_id: str) -> int:
+        folders = _run_folder(run_id)
+        count = 0
+        if not self.root.is_dir():
+            return 0
+        for folder in self.root.iterdir():
+            if folder.is_dir() and folders.fullmatch(folder.name + "/"):
+                for item in folder.iterdir():
+                    item.unlink(missing_ok=True)
+                    count += 1
+                with contextlib.suppress(OSError):
+                    folder.rmdir()
+        return count
+
 
 class BlobPayloadStore:
     """A Blob Storage container (``azure-storage-blob`` ``ContainerClient``), created on first use."""
@@ -103,6 +128,22 @@ class BlobPayloadStore:
         if not ref.startswith("blob:") or container != self.container.container_name:
             raise ValueError(f"not a payload reference of this store: {ref!r}")
         return json.loads(self.container.download_blob(name).readall())
+
+    def delete_run(self, run_id: str) -> int:
+        from azure.core.exceptions import ResourceNotFoundError
+
+        folders = _run_folder(run_id)
+        count = 0
+        try:
+            names = [b.name for b in self.container.list_blobs(name_starts_with=_safe_prefix(run_id))]
+        except ResourceNotFoundError:
+            return 0
+        for name in names:
+            if folders.match(name):
+                with contextlib.suppress(ResourceNotFoundError):
+                    self.container.delete_blob(name)
+                    count += 1
+        return count
 
 
 @dataclass(frozen=True)
