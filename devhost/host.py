@@ -7,13 +7,13 @@ import errno
 import json
 import logging
 import socket
-import sys
 from collections.abc import Coroutine
 from pathlib import Path
 from typing import Any
 
 from aiohttp import web
 
+from devhost import local_rpc
 from devhost.durable_api import DurableApi
 from devhost.engine import Engine
 from devhost.http_errors import JsonErrorRunner
@@ -37,14 +37,13 @@ def patch_timestamp_parser() -> None:
     Replaying a history spends most of its time in ``dateutil.parser.parse``; the devhost writes ISO 8601 with a
     ``Z`` suffix, which ``fromisoformat`` reads identically on Python 3.11+, so replays get about five times faster.
     """
-    module = sys.modules.get("azure.durable_functions.models.history.HistoryEvent")
-    if module is None:
-        import importlib
-
-        module = importlib.import_module("azure.durable_functions.models.history.HistoryEvent")
     import datetime as dt
+    import importlib
 
-    module.dt_parse = dt.datetime.fromisoformat  # type: ignore[attr-defined]
+    # The Durable client's status objects parse the devhost's created/updated times the same way.
+    for name in ("history.HistoryEvent", "DurableOrchestrationStatus"):
+        module = importlib.import_module(f"azure.durable_functions.models.{name}")
+        module.dt_parse = dt.datetime.fromisoformat  # type: ignore[attr-defined]
 
 
 class HostOptions:
@@ -183,8 +182,11 @@ class DevHost:
             sock: socket.socket = site._server.sockets[0]  # type: ignore[union-attr]
             self.port = sock.getsockname()[1]
         durable.base_url = self.base_url
+        if local_rpc.enabled():
+            local_rpc.register(self.base_url, durable)
 
     def stop(self) -> None:
+        local_rpc.unregister(self.base_url)
         self.timers.stop()
         self.queues.stop()
         self.engine.stop()
