@@ -118,7 +118,7 @@ async def _post(url: str, data: Any = None, trace_parent: str | None = None, tra
 
 def register(base_url: str, api: DurableApi) -> None:
     """Answer the app's rpc calls to ``base_url`` in-process (installs the SDK hook on first use)."""
-    client_module = importlib.import_module("azure.durable_functions.models.DurableOrchestrationClient")
+    client_module: Any = importlib.import_module("azure.durable_functions.models.DurableOrchestrationClient")
     with _LOCK:
         if not _originals:
             _originals["get"] = client_module.get_async_request
@@ -129,5 +129,6 @@ def register(base_url: str, api: DurableApi) -> None:
 
 
 def unregister(base_url: str) -> None:
+    """Send the app's rpc calls to ``base_url`` over HTTP again."""
     with _LOCK:
         _ROUTES.pop(str(URL(base_url).origin()), None)
