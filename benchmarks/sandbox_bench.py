@@ -2,7 +2,8 @@
 
 Run: ``.venv/bin/python benchmarks/sandbox_bench.py [--quick]``. Prints one line per measurement (medians, and
 p50/p95 for the trivial-code overhead) and a JSON summary on the last line. Figures depend on machine load; the
-target is trivial-code overhead <= 30 ms p50 with full process isolation.
+target is trivial-code overhead <= 5 ms p50 with full process isolation (pre-forked workers, see
+shared/sandbox/_pool.py).
 """
 
 from __future__ import annotations
