@@ -29,6 +29,7 @@ import hashlib
 import json
 import os
 import re
+import shutil
 import threading
 import weakref
 from collections.abc import Mapping
@@ -44,6 +45,11 @@ __all__ = ["CallJournal", "Dispatch", "JournalEntry", "args_sha256", "journal_fo
 
 _RUN_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,199}$")
 _PREFIX = "journal"
+
+
+def _run_folders(run_id: str) -> re.Pattern[str]:
+    """The journal folders of a run and of its task's sub-runs (``<run id>:turn<n>``)."""
+    return re.compile(f"{_PREFIX}/{re.escape(run_id)}(:turn[0-9]+)?/")
 
 
 def args_sha256(args: Any) -> str:
@@ -91,6 +97,10 @@ class _Backend(Protocol):
 
     def names(self, prefix: str) -> list[str]: ...
 
+    def delete_runs(self, run_id: str) -> int:
+        """Delete the journals of ``run_id`` and its sub-runs (:data:`_RUN_FOLDERS`); the count of records."""
+        ...
+
 
 class _Folder:
     def __init__(self, root: Path) -> None:
@@ -120,6 +130,17 @@ class _Folder:
         if not folder.is_dir():
             return []
         return [f"{prefix}/{p.name}" for p in folder.iterdir() if not p.name.startswith(".")]
+
+    def delete_runs(self, run_id: str) -> int:
+        top = self.root / _PREFIX
+        if not top.is_dir():
+            return 0
+        count = 0
+        for folder in top.iterdir():
+            if folder.is_dir() and _run_folders(run_id).fullmatch(f"{_PREFIX}/{folder.name}/"):
+                count += sum(1 for p in folder.rglob("*") if p.is_file())
+                shutil.rmtree(folder, ignore_errors=True)
+        return count
 
 
 class _Container:
@@ -160,6 +181,22 @@ class _Container:
             return [blob.name for blob in self.container.list_blobs(name_starts_with=f"{prefix}/")]
         except ResourceNotFoundError:
             return []
+
+    def delete_runs(self, run_id: str) -> int:
+        from azure.core.exceptions import ResourceNotFoundError
+
+        folders = _run_folders(run_id)
+        try:
+            names = [b.name for b in self.container.list_blobs(name_starts_with=f"{_PREFIX}/{run_id}")]
+        except ResourceNotFoundError:
+            return 0
+        count = 0
+        for name in names:
+            if folders.match(name):  # not another run whose id merely starts with this one
+                with contextlib.suppress(ResourceNotFoundError):
+                    self.container.delete_blob(name)
+                    count += 1
+        return count
 
 
 class CallJournal:
@@ -212,6 +249,12 @@ class CallJournal:
         digest = hashlib.sha256(call_key.encode()).hexdigest()
         stamp = json.dumps({"call_key_sha256": digest, "begun_at": datetime.now(UTC).isoformat()}).encode()
         return not self._backend.create(f"{self._run(run_id)}/begun/{digest}", stamp)
+
+    def delete_run(self, run_id: str) -> int:
+        """Delete the journal of ``run_id`` and of its task's sub-runs (``<run id>:turn<n>``), as retention purges
+        the run; the count of records deleted."""
+        self._run(run_id)
+        return self._backend.delete_runs(run_id)
 
     def dispatch(self, run_id: str, call_key: str) -> Dispatch:
         """Start a delivery of the ``call_tool`` call ``call_key`` of ``run_id`` (see the module doc): its attempt

@@ -60,3 +60,20 @@ def test_concurrent_begins_on_blob_storage_let_exactly_one_through(container: An
         thread.join(timeout=20)
     assert sorted(outcomes) == [False, True, True, True]
     assert journals[1].begin("run-1", "c3:abc") is True
+
+
+def test_dispatch_settle_and_delete_on_blob_storage(container: Any) -> None:
+    journal = CallJournal(BlobPayloadStore(container))
+    first = journal.dispatch("run-1", "call:s1:abc")
+    assert (first.attempt, first.redelivered) == (1, False)
+    assert journal.dispatch("run-1", "call:s1:abc").redelivered  # a redelivery of attempt 1
+    journal.settle("run-1", "call:s1:abc", 1, {"code": "tool_failed"}, final=False)
+    second = CallJournal(BlobPayloadStore(container)).dispatch("run-1", "call:s1:abc")  # another instance
+    assert (second.attempt, second.redelivered, second.settled) == (2, False, None)
+    journal.settle("run-1", "call:s1:abc", 2, {"ok": True}, final=True)
+    assert journal.dispatch("run-1", "call:s1:abc").settled == {"ok": True}
+    journal.record("run-1:turn1", 1, "post", "a" * 64, {"ok": True})
+    journal.record("run-10", 1, "post", "a" * 64, {"ok": True})
+    assert journal.delete_run("run-1") == 5  # two markers, two settlements, the sub-run's entry
+    assert journal.dispatch("run-1", "call:s1:abc").attempt == 1
+    assert list(journal.completed("run-10")) == [1]

@@ -49,3 +49,15 @@ def test_one_journal_per_store(tmp_path: Path) -> None:
     store = LocalPayloadStore(tmp_path)
     assert journal_for(store) is journal_for(store)
     assert journal_for(LocalPayloadStore(tmp_path)) is not journal_for(store)
+
+
+def test_delete_run_removes_a_run_and_its_sub_runs_only(journal: CallJournal) -> None:
+    for run_id in ("run-1", "run-1:turn1", "run-1:turn12", "run-10", "run-2"):
+        journal.record(run_id, 1, "post", "a" * 64, {"ok": True})
+        journal.dispatch(run_id, "call:s1:abc")
+    journal.settle("run-1", "call:s1:abc", 1, {"ok": True}, final=True)
+    assert journal.delete_run("run-1") == 7  # run-1: entry, marker, settlement; each sub-run: entry, marker
+    assert journal.completed("run-1") == {} and journal.completed("run-1:turn12") == {}
+    assert journal.dispatch("run-1", "call:s1:abc") == Dispatch(1, redelivered=False)
+    assert list(journal.completed("run-10")) == [1] and list(journal.completed("run-2")) == [1]
+    assert journal.delete_run("never-ran") == 0
