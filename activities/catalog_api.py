@@ -41,7 +41,7 @@ async def search(req: func.HttpRequest) -> func.HttpResponse:
         request = parse_search_request(json_body(req, api_limits().max_json_body_bytes), runtime.settings.search)
     except WeftError as exc:
         return error_response(exc)
-    return json_response(await asyncio.to_thread(search_tools, runtime.search_index, request))
+    return json_response(await asyncio.to_thread(lambda: search_tools(runtime.search_index, request)))
 
 
 @bp.route(route="tools/reload", methods=["POST"])

@@ -104,7 +104,7 @@ async def llm_answer(request: dict[str, Any], context: func.Context) -> dict[str
 async def _search(runtime: Runtime, query: str, k: int, run_id: str | None) -> list[str]:
     with runtime.telemetry.search_span(k, len(runtime.catalog), run_id=run_id) as span:
         span.record_query(query)
-        found = await asyncio.to_thread(find_tools, runtime.search_index, query, k)
+        found = await asyncio.to_thread(lambda: find_tools(runtime.search_index, query, k))
         span.set_results(len(found))
     return found
 

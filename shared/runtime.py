@@ -42,6 +42,7 @@ from shared.models import ModelLimits, ToolCall
 from shared.payloads import BlobPayloadStore, PayloadSettings, PayloadStore, build_payload_store, container_client
 from shared.runs.run_index import RunIndex, SqliteRunIndex, TableRunIndex
 from shared.sandbox import Capacity, CodeExecutor, DynamicSessionsExecutor, Limits, SandboxBackend, build_code_executor
+from shared.search.background import run_in_background
 from shared.search.embedding import shared_encoder
 from shared.search.embedding.cache import BlobContainerStore, EmbeddingCache
 from shared.search.retrieval import HybridRetriever, RetrievalSettings
@@ -184,6 +185,7 @@ class Runtime:
     """What loading each configured tool source (OpenAPI, MCP) gave: tool counts or errors."""
     _lazy: dict[str, Any] = field(default_factory=dict)
     _lazy_lock: threading.RLock = field(default_factory=threading.RLock)
+    _search_lock: threading.Lock = field(default_factory=threading.Lock)
 
     def _once(self, name: str, build: Callable[[], Any]) -> Any:
         with self._lazy_lock:
@@ -280,12 +282,21 @@ class Runtime:
         return "search_index" in self._lazy
 
     def warm_up_search_index(self) -> None:
-        """Build the search index on a background thread (readiness reports it loading until then)."""
+        """Build the search index and load the embedding model on a background thread (readiness reports the index
+        loading until then); searches meanwhile wait for it on their worker threads, nothing else does."""
         with self._lazy_lock:
             if self._lazy.get("_warming") or self.search_index_loaded:
                 return
             self._lazy["_warming"] = True
-        threading.Thread(target=lambda: self.search_index, name="weft-search-warm-up", daemon=True).start()
+        run_in_background(self._warm_search_index, name="weft-search-warm-up",
+                          exit_wait_s=self.settings.search.warm_exit_wait_s)
+
+    def _warm_search_index(self) -> None:
+        try:
+            self.search_index.warm_up()
+        finally:
+            with self._lazy_lock:
+                self._lazy.pop("_warming", None)
 
     def readiness_checks(self) -> list[ReadinessCheck]:
         """What ``GET /api/ready`` checks: storage, Key Vault, LLM configuration, catalog, search index, and with
@@ -319,10 +330,23 @@ class Runtime:
         """Hybrid tool search over the catalog (the embedding model loads on first use; embeddings are cached in
         Blob Storage when ``WEFT_SEARCH_CACHE_CONTAINER`` and storage are configured, else per
         ``WEFT_SEARCH_CACHE_DIR``)."""
-        return self._once("search_index", lambda: HybridRetriever.from_specs(
-            [{"name": s.name, "description": s.description, "parameters": s.parameters, "tags": s.tags,
-              "source": s.source} for s in self.catalog.specs()],
-            settings=self.settings.search, cache=self._blob_embedding_cache()))
+        index = self._lazy.get("search_index")
+        if index is not None:
+            return index
+        # Its own lock, not _lazy_lock: a build takes seconds (minutes when many tools need embedding) and must not
+        # hold up the other lazily built parts. Call this off the event loop.
+        with self._search_lock:
+            index = self._lazy.get("search_index")
+            if index is None:
+                version = self.catalog.version
+                index = HybridRetriever.from_specs(
+                    [{"name": s.name, "description": s.description, "parameters": s.parameters, "tags": s.tags,
+                      "source": s.source} for s in self.catalog.specs()],
+                    settings=self.settings.search, cache=self._blob_embedding_cache(), content_key=version)
+                with self._lazy_lock:
+                    if self.catalog.version == version:  # else the catalog changed meanwhile: rebuild next time
+                        self._lazy["search_index"] = index
+            return index
 
     def _blob_embedding_cache(self) -> EmbeddingCache | None:
         search = self.settings.search
@@ -406,6 +430,8 @@ def build_runtime(settings: RuntimeSettings, telemetry: Telemetry | None = None)
                       source_reports=reports)
     runtime.source_sync.refresh()
     log.info("weft runtime ready: %d tools (catalog %s)", len(catalog), catalog.version[:12])
+    if settings.search.warm_at_start:
+        runtime.warm_up_search_index()
     return runtime
 
 

@@ -170,7 +170,7 @@ class McpServer:
         assert query is not None
         k = int(_number(arguments, "k", self.settings.default_k, low=1, high=self.runtime.settings.search.max_k,
                         integer=True))
-        hits = await asyncio.to_thread(self.runtime.search_index.search, query.strip(), k)
+        hits = await asyncio.to_thread(lambda: self.runtime.search_index.search(query.strip(), k))
         catalog = self.runtime.catalog
         signatures = [compact_signature(catalog.get(hit.name).spec) for hit in hits if hit.name in catalog]
         return {"tools": signatures}

@@ -37,6 +37,12 @@ class RetrievalSettings:
     """WEFT_SEARCH_CACHE_DIR: local folder for the embedding cache ("" = memory only)."""
     cache_container: str = ""
     """WEFT_SEARCH_CACHE_CONTAINER: Blob container for the embedding cache (the client is built by the caller)."""
+    warm_at_start: bool = True
+    """WEFT_SEARCH_WARM_AT_START: build the index and load the model on a background thread when the runtime starts
+    (else on the first search or readiness probe)."""
+    warm_exit_wait_s: float = 60.0
+    """WEFT_SEARCH_WARM_EXIT_WAIT_S: how long a process that is exiting waits for a warm-up still running (ONNX
+    Runtime aborts the process when torn down mid-inference)."""
     index_bundles_kept: int = 2
     """WEFT_SEARCH_INDEX_BUNDLES_KEPT: saved search indexes (one per catalog version, ~170 MB at 100k tools) kept
     beside a local embedding cache; the newest are kept."""
@@ -67,6 +73,8 @@ class RetrievalSettings:
             max_tokens=env_int(env, "WEFT_SEARCH_MAX_TOKENS", cls.max_tokens, minimum=8),
             cache_dir=env_str(env, "WEFT_SEARCH_CACHE_DIR", cls.cache_dir),
             cache_container=env_str(env, "WEFT_SEARCH_CACHE_CONTAINER", cls.cache_container),
+            warm_at_start=env_bool(env, "WEFT_SEARCH_WARM_AT_START", cls.warm_at_start),
+            warm_exit_wait_s=env_float(env, "WEFT_SEARCH_WARM_EXIT_WAIT_S", cls.warm_exit_wait_s, minimum=0.0),
             index_bundles_kept=env_int(env, "WEFT_SEARCH_INDEX_BUNDLES_KEPT", cls.index_bundles_kept, minimum=1),
             lru_size=env_int(env, "WEFT_SEARCH_LRU_SIZE", cls.lru_size, minimum=0),
             lru_ttl_seconds=env_float(env, "WEFT_SEARCH_LRU_TTL_SECONDS", cls.lru_ttl_seconds, minimum=0.0),
