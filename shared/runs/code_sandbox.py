@@ -126,8 +126,8 @@ async def run_inline(
     Each completed call is journalled in payload storage (:mod:`shared.runs.call_journal`, by run and call
     sequence) before the code gets its outcome. A delivery of this activity after a crash runs the code again from
     the start and hands it the journalled outcomes instead of calling those tools again (the call at each sequence
-    must still be the same tool with the same arguments' hash, else the run ends ``journal_mismatch`` and runs
-    nothing); a side-effecting call that had begun and never completed is run again only if its tool is
+    must still be the same tool with the same arguments' hash, else the run ends ``journal_mismatch`` without
+    running anything more); a side-effecting call that had begun and never completed is run again only if its tool is
     idempotent (its record then says ``redelivered``), else it fails ``execution_uncertain`` without running.
 
     Only ``SandboxBusy`` (no slot came free, so nothing ran) raises :class:`RetryableActivityError` for Durable to
