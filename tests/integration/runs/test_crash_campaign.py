@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import time
 from collections import Counter
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -74,10 +75,14 @@ def test_crash_campaign_100_runs_kill_9_twice(tmp_path: Path) -> None:
             tag = f"{mode}{i}"
             body = _plan(tag) if mode == "plan" else _code(tag, mode)
             runs.append((mode, tag, submit(host, body)["id"]))
-    snapshots = []
+    snapshots: list[Counter[str]] = []
+
+    def posted(threshold: int) -> bool:
+        return sum(_outbox(outbox).values()) >= threshold
+
     try:
         for threshold in KILL_AT:
-            wait_until(lambda t=threshold: sum(_outbox(outbox).values()) >= t, DEADLINE_S, f"{threshold} posts")
+            wait_until(partial(posted, threshold), DEADLINE_S, f"{threshold} posts")
             host.kill()
             snapshots.append(_outbox(outbox))
             host = DevhostProcess(ROOT, tmp_path / "d.sqlite", free_port(), env).start()

@@ -142,10 +142,11 @@ def test_code_that_makes_other_calls_after_a_restart_stops_and_runs_nothing(tmp_
     assert world.run().status == "finished"
     changed = CODE.replace('post(to="b")', 'post(to="B")')
     again = world.run(changed)
-    assert again.status == "error" and again.error is not None, again
-    assert again.error.code == JournalMismatch.code and again.error.field == "code"
-    assert "c2" in again.error.message and "not deterministic" in again.error.message
-    assert "B" not in json.dumps(again.error.model_dump())  # argument values are never echoed
+    error = again.failure
+    assert again.status == "error" and error is not None, again
+    assert error.code == JournalMismatch.code and error.field == "code"
+    assert "c2" in error.message and "not deterministic" in error.message
+    assert "B" not in json.dumps(error.model_dump())  # argument values are never echoed
     assert world.executions["post:B"] == 0 and sum(world.executions.values()) == 5
     assert [step.step_id for step in again.steps] == ["c1"]
 
