@@ -31,7 +31,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from shared.search.clauses import split_clauses
 from shared.search.embedding.cache import EmbeddingCache, LocalFolderStore
-from shared.search.retrieval import HybridRetriever, RetrievalSettings, _top
+from shared.search.retrieval import HybridRetriever, RetrievalSettings, _top, name_ranks
 
 DATA = Path(__file__).resolve().parent / "data" / "retrieval"
 KS = (1, 5, 10)
@@ -93,7 +93,8 @@ def baselines(retriever: HybridRetriever) -> dict[str, Callable[[str], list[str]
     * Weft before: the clause rankings interleaved from rank 1 (what ``HybridRetriever`` did before issue 16).
     """
     settings = retriever.settings
-    names = [d.name for d in retriever.documents]
+    names = retriever.names
+    ranks = name_ranks(names)
     w = np.float32(settings.bm25_weight)
 
     def fused(text: str) -> np.ndarray:
@@ -102,14 +103,14 @@ def baselines(retriever: HybridRetriever) -> dict[str, Callable[[str], list[str]
     def rrf(query: str) -> list[str]:
         cosine = retriever.embedding.cosines_for_vectors(retriever.embedding.embed_queries([query]))[0]
         score = 1.0 / (60.0 + _ranks(retriever.bm25.scores(query))) + 1.0 / (60.0 + _ranks(cosine))
-        return [names[i] for i in _top(score, 10, None, names)]
+        return [names[i] for i in _top(score, 10, None, ranks)]
 
     def weighted(query: str) -> list[str]:
-        return [names[i] for i in _top(fused(query), 10, None, names)]
+        return [names[i] for i in _top(fused(query), 10, None, ranks)]
 
     def weft_before(query: str) -> list[str]:
         texts = split_clauses(query) or [query]
-        rankings = [_top(fused(t), 10, None, names) for t in texts]
+        rankings = [_top(fused(t), 10, None, ranks) for t in texts]
         order: list[int] = []
         for rank in range(10):
             for ranking in rankings:

@@ -4,10 +4,14 @@ For each size, in fresh processes (so imports, model load and page cache are par
 
 * ``cold``: empty embedding cache; build the HybridRetriever (every tool embedded; catalogs of 256+ tools go through
   the bulk encoder, ONNX Runtime on every core) and store the embeddings in a local cache folder.
+* ``prime``: the first start after the cold build: every vector comes from the embedding cache, and the index
+  derived from the tools (documents, BM25 arrays, vector matrix) is saved beside it.
 * ``warm`` (repeated ``--repeats`` times, medians printed): process spawn (clock read by the parent just before it
-  starts the child) -> interpreter start -> imports -> build from the warm cache -> first search result; then
-  query latency over single-task and multi-part requests with the result LRU off, so every query pays for its
-  embedding (ONNX Runtime, one thread) and scoring; then the process RSS (current and peak).
+  starts the child) -> interpreter start -> imports -> reading the catalog -> loading the saved index
+  (memory-mapped) -> first search result; then query latency over single-task and multi-part requests with the
+  result LRU off, so every query pays for its embedding (ONNX Runtime, one thread) and scoring; then the process RSS
+  (current and peak). The catalog's content key is a sha256 of the catalog file, as the runtime passes its catalog
+  version.
 
     .venv/bin/python benchmarks/retrieval_speed.py                      # 1k, 10k, 100k (100k cold: ~15-30 min)
     .venv/bin/python benchmarks/retrieval_speed.py --sizes 1000 10000   # quicker
@@ -19,6 +23,7 @@ parameters, about 60 tokens of text each); queries are built from the same vocab
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import os
 import random
@@ -31,7 +36,7 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
-WORK = Path.home() / ".cache" / "weft" / "retrieval-speed"
+WORK = Path(os.environ.get("RETRIEVAL_SPEED_DIR") or Path.home() / ".cache" / "weft" / "retrieval-speed")
 
 VERBS = ("get", "list", "create", "update", "delete", "describe", "start", "stop", "restart", "cancel", "approve",
          "reject", "export", "import", "sync", "archive", "restore", "tag", "untag", "validate", "publish", "share",
@@ -111,13 +116,16 @@ def worker(phase: str, size: int, n_queries: int, spawned_at: float) -> None:
     from shared.search.retrieval import HybridRetriever, RetrievalSettings
 
     imported = time.perf_counter() - t_import
-    with (WORK / f"tools-{size}.jsonl").open() as f:
-        specs = [json.loads(line) for line in f]
+    t_read = time.perf_counter()
+    raw = (WORK / f"tools-{size}.jsonl").read_bytes()
+    content_key = hashlib.sha256(raw).hexdigest()
+    specs = [json.loads(line) for line in raw.splitlines() if line.strip()]
+    read = time.perf_counter() - t_read
     cache_dir = WORK / f"cache-{size}"
     settings = RetrievalSettings(lru_size=0)
     encoder = shared_encoder(settings.max_tokens)
     t_build = time.perf_counter()
-    retriever = HybridRetriever(specs, settings=settings, encoder=encoder,
+    retriever = HybridRetriever(specs, settings=settings, encoder=encoder, content_key=content_key,
                                 cache=EmbeddingCache(encoder.cache_key, LocalFolderStore(cache_dir)))
     build = time.perf_counter() - t_build
     t_first = time.perf_counter()
@@ -125,8 +133,9 @@ def worker(phase: str, size: int, n_queries: int, spawned_at: float) -> None:
     first_search = time.perf_counter() - t_first
     to_first_result = time.time() - spawned_at
     result: dict[str, Any] = {
-        "phase": phase, "size": size, "import_s": imported, "build_s": build, "first_search_s": first_search,
-        "start_to_first_result_s": to_first_result, "embedded": retriever.embedding.embedded,
+        "phase": phase, "size": size, "import_s": imported, "read_catalog_s": read, "build_s": build,
+        "first_search_s": first_search, "start_to_first_result_s": to_first_result,
+        "embedded": retriever.embedding.embedded, "loaded_from_disk": retriever.loaded_from_disk,
         "first_hit": first[0].name if first else None,
     }
     if phase == "warm":
@@ -183,27 +192,32 @@ def main() -> None:
             print(f"[{size}] cold build ...", file=sys.stderr, flush=True)
             cold = run_worker("cold", size, args.queries)
             print(f"[{size}] cold: {json.dumps(cold)}", file=sys.stderr, flush=True)
+        prime = run_worker("prime", size, args.queries)  # saves the derived index if the cold run did not
+        print(f"[{size}] prime: {json.dumps(prime)}", file=sys.stderr, flush=True)
         warms = []
         for i in range(args.repeats):
             warms.append(run_worker("warm", size, args.queries))
             print(f"[{size}] warm {i + 1}: {json.dumps(warms[-1])}", file=sys.stderr, flush=True)
         med = {k: statistics.median(w[k] for w in warms) for k in warms[0] if isinstance(warms[0][k], float)}
+        med["load"] = os.getloadavg()[0]
         rows.append((size, cold, med))
     cpu = os.cpu_count()
     load = os.getloadavg()[0]
     print(f"\nRetrieval speed ({cpu} cores, load average {load:.1f} at the end; warm figures are medians of "
           f"{args.repeats} fresh processes; latency percentiles over {args.queries} single-task and "
           f"{max(1, args.queries // 4)} multi-part requests, result LRU off)")
-    print("| tools | cold build s | cold peak RSS MB | warm: start->1st result s | import s | warm build s "
-          "| query p50 / p95 ms | multi-part p50 / p95 ms | embed p50 ms | RSS MB | peak RSS MB |")
-    print("|---|---|---|---|---|---|---|---|---|---|---|")
+    print("| tools | cold build s | cold peak RSS MB | warm: start->1st result s | import s | read catalog s "
+          "| index load s | query p50 / p95 ms | multi-part p50 / p95 ms | embed p50 ms | RSS MB | peak RSS MB "
+          "| load |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
     for size, cold, med in rows:
         cold_build = f"{cold['build_s']:.1f}" if cold else "(cached)"
         cold_rss = f"{cold['peak_rss_mb']:.0f}" if cold else "-"
         print(f"| {size:,} | {cold_build} | {cold_rss} | {med['start_to_first_result_s']:.2f} | "
-              f"{med['import_s']:.2f} | {med['build_s']:.2f} | {med['single_p50_ms']:.1f} / "
-              f"{med['single_p95_ms']:.1f} | {med['multi_p50_ms']:.1f} / {med['multi_p95_ms']:.1f} | "
-              f"{med['embed_p50_ms']:.1f} | {med['rss_mb']:.0f} | {med['peak_rss_mb']:.0f} |")
+              f"{med['import_s']:.2f} | {med['read_catalog_s']:.2f} | {med['build_s']:.3f} | "
+              f"{med['single_p50_ms']:.1f} / {med['single_p95_ms']:.1f} | {med['multi_p50_ms']:.1f} / "
+              f"{med['multi_p95_ms']:.1f} | {med['embed_p50_ms']:.1f} | {med['rss_mb']:.0f} | "
+              f"{med['peak_rss_mb']:.0f} | {med['load']:.1f} |")
 
 
 if __name__ == "__main__":

@@ -36,10 +36,11 @@ __all__ = ["INDEX_FORMAT", "IndexBundle", "IndexFolder", "catalog_content_key", 
 
 logger = logging.getLogger(__name__)
 
-INDEX_FORMAT = 1
+INDEX_FORMAT = 2
 """Bump when tokenising, field weights, document rendering or the bundle layout change (old bundles then miss)."""
 
 _MATRIX = "vectors_t"
+_RANKS = "name_ranks"
 
 
 def index_key(content_key: str, encoder_key: str) -> str:
@@ -64,6 +65,8 @@ class IndexBundle:
     """What a search index is made of, in index order."""
 
     names: list[str]
+    name_ranks: np.ndarray
+    """Each name's position in sorted order (search's tie-break)."""
     bm25: Bm25Index
     vectors_t: np.ndarray
     """Tool vectors, transposed: shape ``(dim, len(names))``, float32."""
@@ -93,16 +96,18 @@ class IndexFolder:
                 return None
             arrays = {p.stem: np.asarray(np.load(p, mmap_mode="r", allow_pickle=False)) for p in path.glob("*.npy")}
             names, count = meta["names"], int(meta["count"])
-            vectors_t = arrays.pop(_MATRIX)
+            vectors_t, ranks = arrays.pop(_MATRIX), arrays.pop(_RANKS)
             bm25 = Bm25Index.from_arrays(arrays, meta["terms"])
-            if len(names) != count or bm25.size != count or vectors_t.shape != (int(meta["dim"]), count):
+            if (len(names) != count or bm25.size != count or ranks.shape != (count,)
+                    or vectors_t.shape != (int(meta["dim"]), count)):
                 raise ValueError("the bundle's parts disagree on the tool count")
         except (OSError, ValueError, KeyError, TypeError) as exc:
             logger.warning("search index bundle %s unusable (%s); rebuilding", key, type(exc).__name__)
+            shutil.rmtree(path, ignore_errors=True)  # so that the rebuilt index can be saved in its place
             return None
         with contextlib.suppress(OSError):
             os.utime(path)  # most recently used: pruning keeps it
-        return IndexBundle(names=names, bm25=bm25, vectors_t=vectors_t)
+        return IndexBundle(names=names, name_ranks=ranks, bm25=bm25, vectors_t=vectors_t)
 
     def filter_fields(self, key: str) -> tuple[list[frozenset[str]], list[str]]:
         """Each tool's tags and source, for filtered searches over a loaded bundle."""
@@ -120,7 +125,8 @@ class IndexFolder:
         try:
             tmp.mkdir(parents=True)
             arrays, terms = bundle.bm25.arrays()
-            for name, array in {**arrays, _MATRIX: np.ascontiguousarray(bundle.vectors_t)}.items():
+            extra = {_MATRIX: np.ascontiguousarray(bundle.vectors_t), _RANKS: bundle.name_ranks}
+            for name, array in {**arrays, **extra}.items():
                 np.save(tmp / f"{name}.npy", array, allow_pickle=False)
             filters = {"tags": [sorted(t) for t in bundle.tags], "sources": list(bundle.sources)}
             (tmp / "filters.json").write_text(json.dumps(filters, separators=(",", ":")), encoding="utf-8")

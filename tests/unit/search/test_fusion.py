@@ -1,0 +1,54 @@
+"""Ordering a multi-part request's hits: clause rankings interleaved, led by the clause top the request prefers."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from shared.search.fusion import lead_then_interleave
+from shared.search.retrieval import HybridRetriever, _top, name_ranks
+
+NAMES = [f"t{i}" for i in range(8)]
+
+
+def top(scores: np.ndarray, k: int, mask: np.ndarray | None) -> list[int]:
+    return _top(scores, k, mask, name_ranks(NAMES))
+
+
+def test_one_row_is_a_plain_ranking() -> None:
+    fused = np.array([[0.1, 0.9, 0.5, 0.0, 0.0, 0.0, 0.0, 0.3]], dtype=np.float32)
+    assert lead_then_interleave(fused, 3, None, top) == [1, 2, 7]
+
+
+def test_the_clause_top_the_whole_request_scores_highest_leads() -> None:
+    fused = np.array([
+        [0.2, 0.1, 0.6, 0.1, 0.9, 0.0, 0.0, 0.0],  # whole request: likes t4 (no clause's best), then t2
+        [0.9, 0.8, 0.0, 0.0, 0.5, 0.0, 0.0, 0.0],  # clause 1: t0, t1, t4
+        [0.0, 0.0, 0.7, 0.6, 0.0, 0.0, 0.0, 0.0],  # clause 2: t2, t3
+    ], dtype=np.float32)
+    assert lead_then_interleave(fused, 5, None, top) == [2, 0, 1, 3, 4]
+
+
+def test_the_mask_applies_to_every_row() -> None:
+    fused = np.array([[0.0, 0.0, 0.9, 0.5, 0.0, 0.0, 0.0, 0.0],
+                      [0.9, 0.1, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0],
+                      [0.0, 0.0, 0.8, 0.2, 0.0, 0.0, 0.0, 0.0]], dtype=np.float32)
+    mask = np.array([False, True, False, True, False, False, False, False])
+    assert lead_then_interleave(fused, 2, mask, top) == [3, 1]
+
+
+def test_a_multi_part_request_leads_with_a_clause_tool(retriever: HybridRetriever) -> None:
+    hits = retriever.search("book a flight to Rome, then convert the price to euros and email it to me", 3)
+    assert {h.name for h in hits} == {"book_flight", "convertCurrency", "send_email"}
+    assert all(h.clause for h in hits)
+
+
+def test_top_breaks_ties_by_name_even_when_most_tools_tie_at_zero() -> None:
+    names = [f"tool{i:05d}" for i in range(20000)][::-1]  # index order is the reverse of name order
+    scores = np.zeros(len(names), dtype=np.float32)
+    scores[[5, 17]] = (0.5, 0.9)
+    ranks = name_ranks(names)
+    top3 = _top(scores, 3, None, ranks)
+    assert top3[:2] == [17, 5] and names[top3[2]] == "tool00000"
+    mask = np.zeros(len(names), dtype=bool)
+    mask[[3, 4, 17]] = True
+    assert _top(scores, 2, mask, ranks) == [17, 4]
