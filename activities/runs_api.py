@@ -12,10 +12,11 @@ import azure.functions as func
 
 from activities.http_json import error_response, json_body, json_response
 from shared.api_limits import api_limits
-from shared.errors import Conflict, InvalidRequest, WeftError
+from shared.errors import Conflict, InvalidRequest, NotFound, WeftError
 from shared.identity.audit import AuditAction
 from shared.identity.caller import Role
 from shared.runs.admission import (
+    FINISHED_DURABLE_STATUSES,
     RUN_STATUSES,
     admit_run_request,
     awaiting_calls,
@@ -33,7 +34,7 @@ from shared.runs.names import APPROVAL_EVENT, Stage
 from shared.runtime import get_runtime_async
 
 bp = df.Blueprint()
-_FINISHED = ("Completed", "Failed", "Terminated", "Canceled")
+_FINISHED = FINISHED_DURABLE_STATUSES
 _READERS = (Role.RUNS_READ_ALL, Role.RUNS_APPROVE)
 """Who may read (and, with Runs.Approve, decide on) other callers' runs."""
 
@@ -81,6 +82,9 @@ async def get_run(req: func.HttpRequest, client: df.DurableOrchestrationClient) 
     view = _view(entry.run_id, status)
     view["owner"] = entry.owner_name
     target, custom = await _awaiting(client, entry.run_id, status)
+    if (entry.owner != caller.key and not caller.has_role(Role.RUNS_READ_ALL)
+            and custom.stage != Stage.AWAITING_APPROVAL):  # an approver sees a run while it awaits a decision
+        return error_response(NotFound("no such run", field="id"))
     if target != entry.run_id and custom.awaiting:  # a task's sub-run waits for approval: show it on the task
         view["stage"] = str(custom.stage)
         view["awaiting_approval"] = {"calls": [p.model_dump(mode="json") for p in custom.awaiting],
@@ -96,9 +100,10 @@ async def get_step_result(req: func.HttpRequest, client: df.DurableOrchestration
     try:
         runtime = await get_runtime_async()
         caller = await runtime.trust.caller_of(req.headers)
-        entry = await owned_run(req.route_params["id"], caller, runtime.run_index, readers=_READERS)
+        entry = await owned_run(req.route_params["id"], caller, runtime.run_index, readers=(Role.RUNS_READ_ALL,))
         status = await client.get_status(entry.run_id, show_input=False)
-        body = await asyncio.to_thread(step_result, status.output, req.route_params["step_id"], runtime.payloads)
+        body = await asyncio.to_thread(step_result, status.output, entry.run_id, req.route_params["step_id"],
+                                       runtime.payloads)
     except WeftError as exc:
         return error_response(exc)
     return func.HttpResponse(body, status_code=200, mimetype="application/json")
@@ -158,7 +163,12 @@ async def cancel_run(req: func.HttpRequest, client: df.DurableOrchestrationClien
     except WeftError as exc:
         return error_response(exc)
     reason = (req.params.get("reason") or "canceled by the caller")[:500]
+    _, sub_run = awaiting_calls(status.custom_status)
     await client.terminate(entry.run_id, reason)
+    if sub_run is not None:  # Durable does not cascade: a task's sub-run would go on calling tools
+        sub_status = await client.get_status(sub_run, show_input=False)
+        if sub_status.runtime_status is not None and sub_status.runtime_status.value not in _FINISHED:
+            await client.terminate(sub_run, reason)
     await runtime.trust.release_run_slot(entry)
     await runtime.trust.audit_event("run.cancel", caller, run_id=entry.run_id)
     return json_response({"id": entry.run_id, "status": "canceling"}, 202)
@@ -188,8 +198,12 @@ async def approve_run(req: func.HttpRequest, client: df.DurableOrchestrationClie
                            f"{', '.join(sorted(waiting))[:500]}", field="call_ids")
     except WeftError as exc:
         return error_response(exc)
-    await client.raise_event(target, APPROVAL_EVENT, {**decision, "by": caller.name})
+    # The event names exactly the calls the approver was shown, with their argument hashes: a decision never applies
+    # to a call that came to wait after it (a repeated click, a second approver, a later step).
     decided = decision.get("call_ids") or sorted(waiting)
+    await client.raise_event(target, APPROVAL_EVENT, {
+        "approved": decision["approved"], "reason": decision["reason"], "by": caller.name, "call_ids": decided,
+        "args_sha256": {call_id: waiting[call_id].args_sha256 for call_id in decided}})
     action: AuditAction = "run.approve" if decision["approved"] else "run.deny"
     for call_id in decided:
         await runtime.trust.audit_event(action, caller, run_id=entry.run_id, step_id=call_id,

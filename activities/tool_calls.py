@@ -9,8 +9,9 @@ import azure.durable_functions as df
 import azure.functions as func
 
 from activities.tracing import activity_span
-from shared.errors import CircuitOpen, ExecutionUncertain
+from shared.errors import CircuitOpen, ExecutionUncertain, ToolArgumentsInvalid
 from shared.models import ErrorInfo, Plan, ToolResult, ToolSpec, hash_args
+from shared.payloads import ref_of_run
 from shared.runs.approval import approval_problem
 from shared.runs.call_journal import journal_for
 from shared.runs.contracts import PreparedPlan
@@ -84,6 +85,10 @@ async def _run_tool(runtime: Runtime, step: StepCall, spec: ToolSpec | None, *,
                     redelivered: bool = False) -> dict[str, Any]:
     call = step.call
     approved = spec is not None and approval_problem(call, spec, step.approval) is None
+    foreign = [ref for ref in step.offloaded.values() if not ref_of_run(ref, call.run_id)]
+    if foreign:  # a reference only ever names this run's own stored results, whatever a tool's output looked like
+        error = ErrorInfo.of(ToolArgumentsInvalid, "an argument refers to a stored result that is not this run's")
+        return ToolResult(ok=False, error=error).model_dump(mode="json")
     if step.offloaded:
         loaded = await asyncio.gather(
             *(asyncio.to_thread(runtime.payloads.get, ref) for ref in step.offloaded.values())

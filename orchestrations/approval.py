@@ -13,7 +13,7 @@ import azure.durable_functions as df
 from shared.errors import ApprovalDenied, ApprovalTimeout
 from shared.models import ErrorInfo, RunMode, ToolResult, ToolSpec
 from shared.runs.approval import approve, pending_approvals
-from shared.runs.contracts import ApprovalDecision, CustomStatus, PendingApproval
+from shared.runs.contracts import AWAITING_SHOWN, ApprovalDecision, CustomStatus, PendingApproval
 from shared.runs.names import APPROVAL_EVENT, Stage
 from shared.runs.step_calls import CallApproval, StepCall, StepOutcome
 
@@ -26,7 +26,7 @@ def gate_calls(
 
     Returns the calls to run (approved ones carrying their :class:`CallApproval`) and the outcomes of the refused
     ones (denied, or not decided before ``timeout_s``): those never reach ``call_tool``. One ``approval`` event may
-    decide some awaiting calls (``call_ids``) or all of them."""
+    decides the calls it names with the argument hashes they wait with (:meth:`ApprovalDecision.decides`)."""
     waiting = {pending.call_id: pending for pending in pending_approvals(calls, specs)}
     if not waiting:
         return calls, []
@@ -47,9 +47,7 @@ def gate_calls(
         timer.cancel()
         decision = ApprovalDecision.model_validate(event.result) if isinstance(event.result, dict) \
             else ApprovalDecision()
-        for call_id in (decision.call_ids if decision.call_ids is not None else list(waiting)):
-            if call_id not in waiting:
-                continue
+        for call_id in [call_id for call_id, pending in waiting.items() if decision.decides(pending)]:
             decided = waiting.pop(call_id)
             if decision.approved:
                 approved[call_id] = approve(decided, decision, context.current_utc_datetime.isoformat())
@@ -69,4 +67,5 @@ def _show_awaiting(context: df.DurableOrchestrationContext, waiting: list[Pendin
                    mode: RunMode) -> None:
     context.set_custom_status(CustomStatus(
         stage=Stage.AWAITING_APPROVAL, mode=mode, tools=sorted({pending.tool for pending in waiting}),
-        awaiting=waiting, expires_at=deadline.isoformat()).dump())
+        awaiting=waiting[:AWAITING_SHOWN], awaiting_more=max(0, len(waiting) - AWAITING_SHOWN) or None,
+        expires_at=deadline.isoformat()).dump())

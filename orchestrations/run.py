@@ -21,7 +21,7 @@ from orchestrations.task_mode import run_task_mode
 from shared.errors import ApprovalDenied, ApprovalTimeout, RunTimedOut
 from shared.models import ErrorInfo, RunRequest, RunResult, StepStatus, ToolResult, ToolSpec
 from shared.runs.approval import approve, pending_approvals
-from shared.runs.contracts import ApprovalDecision, CustomStatus, PendingApproval, PreparedPlan
+from shared.runs.contracts import AWAITING_SHOWN, ApprovalDecision, CustomStatus, PendingApproval, PreparedPlan
 from shared.runs.names import APPROVAL_EVENT, Activity, Stage
 from shared.runs.plan import PlanGraph, check_plan
 from shared.runs.plan_run import PlanRun
@@ -68,8 +68,8 @@ def run_plan(context: df.DurableOrchestrationContext, parsed: _Input) -> Generat
     depends on a failed step, per-call approvals (a call awaiting one holds back nothing else; a refusal stops the
     run once the calls in flight have finished), ``options.timeout_s`` (calls in flight at the deadline are
     abandoned as ``timed_out``) and sub-orchestrations for wide fan-outs. The custom status shows each step as it
-    finishes. After ``checkpoint_calls`` calls the run lets the calls in flight finish, then continues as new with
-    its state and the request as received; None is returned then.
+    finishes. Once a generation has made ``checkpoint_calls`` calls it starts no more, lets the calls in flight
+    finish and continues as new with its state and the request as received; None is returned then.
     """
     request, carried = parsed.request, parsed.carried
     assert request.plan is not None
@@ -139,9 +139,7 @@ def _dispatch(progress: PlanRun, flight: Flight, gate: _Approvals, limit: int | 
     if room is not None:
         room -= len(calls)
     while progress.has_ready and (room is None or room > 0) and progress.calls_made < checkpoint_calls:
-        share = checkpoint_calls - progress.calls_made
-        take = share if room is None else min(room, share)
-        runnable = gate.hold(progress.take_ready(now, take), now)
+        runnable = gate.hold(progress.take_ready(now, room), now)  # all that is ready: a wide batch goes out whole
         calls += runnable
         if room is not None:
             room -= len(runnable)
@@ -200,9 +198,7 @@ class _Approvals:
             result = self.event.result
             self.event = None
             decision = ApprovalDecision.model_validate(result) if isinstance(result, dict) else ApprovalDecision()
-            for call_id in (decision.call_ids if decision.call_ids is not None else list(self.waiting)):
-                if call_id not in self.waiting:
-                    continue
+            for call_id in [call_id for call_id, (_, pending, _) in self.waiting.items() if decision.decides(pending)]:
                 call, pending, _ = self.waiting.pop(call_id)
                 if decision.approved:
                     approval = approve(pending, decision, now.isoformat())
@@ -232,7 +228,8 @@ class _Approvals:
             return {}
         awaiting = [pending for _, pending, _ in self.waiting.values()]
         return {"stage": Stage.AWAITING_APPROVAL.value, "tools": sorted({p.tool for p in awaiting}),
-                "awaiting": [p.dump() for p in awaiting],
+                "awaiting": [p.dump() for p in awaiting[:AWAITING_SHOWN]],
+                **({"awaiting_more": len(awaiting) - AWAITING_SHOWN} if len(awaiting) > AWAITING_SHOWN else {}),
                 "expires_at": min(at for _, _, at in self.waiting.values()).isoformat()}
 
     def drop(self) -> list[StepOutcome]:

@@ -41,6 +41,14 @@ class PayloadStore(Protocol):
         ...
 
 
+def ref_of_run(ref: str, run_id: str) -> bool:
+    """Whether payload reference ``ref`` names something stored for ``run_id`` (or its task's sub-runs): a reference
+    read back for a run must be one of its own, never one a tool's output shaped to point elsewhere."""
+    name = ref.removeprefix("file:") if ref.startswith("file:") else ref.removeprefix("blob:").partition("/")[2]
+    return bool(ref.startswith(("file:", "blob:")) and _run_folder(run_id.split(":", 1)[0]).match(name)
+                and ".." not in name)
+
+
 def _run_folder(run_id: str) -> re.Pattern[str]:
     """The folders a run's payloads live in: ``<run id>`` and its sub-runs' ``<run id>_turn<n>`` (prefixes are made
     safe for storage names, ``:`` becoming ``_``)."""

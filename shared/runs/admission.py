@@ -17,14 +17,14 @@ import time
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
 from shared.errors import Conflict, InvalidRequest, NotConfigured, NotFound, OrchestrationFailed, RunCanceled
 from shared.identity.caller import Caller, Role
 from shared.llm.chat import LLM_NOT_CONFIGURED_MESSAGE
 from shared.models import RunRequest, parse_run_request, validate_request
-from shared.payloads import PayloadStore
+from shared.payloads import PayloadStore, ref_of_run
 from shared.runs.code_run import code_tools
 from shared.runs.contracts import CustomStatus
 from shared.runs.names import Orchestrator
@@ -42,7 +42,6 @@ __all__ = [
     "admit_run_request",
     "awaiting_calls",
     "check_run_id",
-    "durable_statuses_for",
     "finished_runs",
     "owned_run",
     "parse_approval",
@@ -60,6 +59,10 @@ FINISHED_DURABLE_STATUSES = ("Completed", "Failed", "Terminated", "Canceled")
 RUN_STATUSES = ("pending", "running", "completed", "completed_with_errors", "failed", "canceled")
 _KEY_SAFE = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 _MAX_APPROVAL_BYTES = 64 * 1024
+_START_WAIT_S = 5.0
+"""How long a submission that lost the claim of its run waits for the winner to start it."""
+_ORPHAN_CLAIM_S = 30.0
+"""A claim this old whose run never started was left by a submission that died: the next one starts the run."""
 _RUN_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,127}$")
 LLM_MODES = ("task",)
 log = logging.getLogger(__name__)
@@ -213,10 +216,13 @@ async def submit_run(
         raise Conflict("this idempotency key is bound to another request of this caller: send the same body "
                        "again, or use a new key", field="Idempotency-Key")
     if existing is not None:
-        status = await client.get_status(run_id, show_input=False)
-        if status.runtime_status is not None:
+        # Only the claim's winner starts the run. Durable would start a *new* instance over a finished one with the
+        # same id, so a loser never starts it while the winner may still: it waits a moment for the start, and
+        # starts the run itself only when the claim is old enough that its winner must have died before starting.
+        if await _started(client, run_id, within_s=_START_WAIT_S):
             return Submitted(run_id, replayed=True)
-        # The first submission claimed the run but did not start it yet (or died before it did): start it now.
+        if datetime.now(UTC) - existing.created_at < timedelta(seconds=_ORPHAN_CLAIM_S):
+            return Submitted(run_id, replayed=True)
     try:
         await client.start_new(RUN_ORCHESTRATOR, run_id, request.model_dump(mode="json"))
     except Exception as exc:  # a concurrent start of the same claimed run; anything else re-raises below
@@ -257,7 +263,7 @@ def _finished(status: Any) -> bool:
     return status.runtime_status is not None and status.runtime_status.value in FINISHED_DURABLE_STATUSES
 
 
-def step_result(output: Any, step_id: str, payloads: PayloadStore) -> bytes:
+def step_result(output: Any, run_id: str, step_id: str, payloads: PayloadStore) -> bytes:
     """The whole result of ``step_id`` in a finished run's ``output``, as JSON bytes: read back from payload storage
     when the record keeps only its reference. :class:`NotFound` for an unknown step or a run not finished."""
     if not isinstance(output, dict) or not isinstance(output.get("steps"), list):
@@ -267,7 +273,16 @@ def step_result(output: Any, step_id: str, payloads: PayloadStore) -> bytes:
         raise NotFound("no such step in this run", field="step_id")
     value = record.get("result")
     if isinstance(value, dict) and set(value) == {"blob_ref", "size_bytes", "preview"}:
-        return json.dumps(payloads.get(value["blob_ref"]), separators=(",", ":")).encode()
+        ref = value["blob_ref"]
+        if not isinstance(ref, str) or not ref_of_run(ref, run_id):
+            raise NotFound("the step's result is not stored for this run", field="step_id")
+        from azure.core.exceptions import ResourceNotFoundError
+
+        try:
+            stored = payloads.get(ref)
+        except (OSError, ValueError, ResourceNotFoundError) as exc:
+            raise NotFound("the step's stored result is gone (past retention?)", field="step_id") from exc
+        return json.dumps(stored, separators=(",", ":")).encode()
     return json.dumps(value, separators=(",", ":")).encode()
 
 
@@ -276,6 +291,18 @@ async def finished_runs(client: DurableStarter, run_ids: list[str]) -> set[str]:
     statuses = await asyncio.gather(*(client.get_status(run_id, show_input=False) for run_id in run_ids))
     return {run_id for run_id, status in zip(run_ids, statuses, strict=True)
             if status.runtime_status is None or status.runtime_status.value in FINISHED_DURABLE_STATUSES}
+
+
+async def _started(client: DurableStarter, run_id: str, *, within_s: float) -> bool:
+    """Whether the run's orchestration exists, waiting up to ``within_s`` for it to appear."""
+    deadline = time.monotonic() + within_s
+    while True:
+        status = await client.get_status(run_id, show_input=False)
+        if status.runtime_status is not None:
+            return True
+        if time.monotonic() >= deadline:
+            return False
+        await asyncio.sleep(0.1)
 
 
 async def owned_run(run_id: str, caller: Caller, index: RunIndex, *, readers: tuple[Role, ...] = ()) -> RunEntry:
@@ -287,18 +314,6 @@ async def owned_run(run_id: str, caller: Caller, index: RunIndex, *, readers: tu
     if entry is None or (entry.owner != caller.key and not any(caller.has_role(role) for role in readers)):
         raise NotFound("no such run", field="id")
     return entry
-
-
-def durable_statuses_for(status: str) -> list[str]:
-    """Durable runtime statuses that may hold runs with our ``status`` (finer filtering happens on output)."""
-    return {
-        "pending": ["Pending"],
-        "running": ["Running", "Pending", "Suspended"],
-        "completed": ["Completed"],
-        "completed_with_errors": ["Completed"],
-        "failed": ["Completed", "Failed"],
-        "canceled": ["Terminated", "Canceled"],
-    }[status]
 
 
 def run_view(

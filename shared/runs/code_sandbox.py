@@ -28,7 +28,7 @@ from shared.errors import (
     is_retryable,
 )
 from shared.models import ErrorInfo, StepRecord, StepStatus, ToolCall, ToolResult, ToolSpec, hash_args
-from shared.payloads import PayloadStore
+from shared.payloads import PayloadStore, ref_of_run
 from shared.runs.approval import approval_problem
 from shared.runs.call_journal import JournalEntry, journal_for
 from shared.runs.contracts import (
@@ -63,12 +63,17 @@ def named_arguments(spec: ToolSpec, call: PendingCall) -> dict[str, Any]:
     return named
 
 
-def _load_offloaded(recorded: Sequence[RecordedCallData], payloads: PayloadStore) -> list[RecordedCall]:
+def _load_offloaded(recorded: Sequence[RecordedCallData], payloads: PayloadStore, run_id: str
+                    ) -> list[RecordedCall]:
+    """The recorded calls with stored results read back: only this run's own references are followed (a tool whose
+    result looks like a reference gets it back as it is)."""
     calls = []
     for item in recorded:
         data = item.model_dump(mode="json")
         ref = offloaded_ref(item.result)
-        calls.append(RecordedCall.from_dict(data if ref is None else {**data, "result": payloads.get(ref)}))
+        if ref is not None and ref_of_run(ref, run_id):
+            data = {**data, "result": payloads.get(ref)}
+        calls.append(RecordedCall.from_dict(data))
     return calls
 
 
@@ -80,7 +85,7 @@ def run_step(request: CodeStepRequest, catalog: Catalog, payloads: PayloadStore,
     tools = request.tools
     try:
         step = sandbox.step(
-            request.code, sorted(tools), _load_offloaded(request.recorded, payloads),
+            request.code, sorted(tools), _load_offloaded(request.recorded, payloads, request.run_id),
             Limits.from_dict(request.limits), clock_iso=request.clock_iso, seed=request.seed,
         )
     except WeftError as exc:

@@ -71,7 +71,7 @@ class PreparedPlan(_Contract):
     """Calls per ``run_steps`` sub-orchestration (WEFT_MAX_FAN_OUT)."""
     approval_timeout_s: int
     """How long a run waits for approval (WEFT_APPROVAL_TIMEOUT_S)."""
-    checkpoint_calls: int = 100
+    checkpoint_calls: int = 25
     """Calls per ``continue_as_new`` generation (WEFT_PLAN_CHECKPOINT_CALLS)."""
 
 
@@ -320,6 +320,9 @@ class LlmAnswerReply(_Contract):
 # ------------------------------------------------------------------------------------------------- status, approval
 
 
+AWAITING_SHOWN = 20
+"""Most calls awaiting approval a custom status lists (Durable keeps custom status under 16 KB)."""
+
 STATUS_MAX_STEPS = 100
 """Most step summaries a custom status carries (Durable keeps custom status under 16 KB)."""
 
@@ -370,7 +373,9 @@ class CustomStatus(_Contract):
     tools: list[str] | None = None
     """Tools awaiting approval."""
     awaiting: list[PendingApproval] | None = None
-    """The tool calls awaiting approval: tool, argument preview, call id (approve them by id or all at once)."""
+    """The tool calls awaiting approval (the first :data:`AWAITING_SHOWN`): tool, argument preview, call id."""
+    awaiting_more: int | None = None
+    """How many more calls await approval than are shown (they are shown once these are decided)."""
     expires_at: str | None = None
     """When the approval times out (ISO 8601)."""
     sub_run: str | None = None
@@ -405,5 +410,11 @@ class ApprovalDecision(_Contract):
     reason: str = ""
     by: str = ""
     """The approving caller's name, added by the API (never from the body)."""
-    call_ids: list[str] | None = None
-    """The awaiting calls decided; ``None``: every call awaiting approval when the decision arrives."""
+    call_ids: list[str] = Field(default_factory=list)
+    """The awaiting calls decided (the API always names them: those the approver was shown)."""
+    args_sha256: dict[str, str] = Field(default_factory=dict)
+    """Each decided call's argument hash as the approver saw it: a call whose arguments differ is not decided."""
+
+    def decides(self, pending: PendingApproval) -> bool:
+        """Whether this decision names ``pending`` with the arguments it waits with."""
+        return pending.call_id in self.call_ids and self.args_sha256.get(pending.call_id) == pending.args_sha256

@@ -14,7 +14,8 @@ from typing import Any, Protocol
 
 from shared.payloads import PayloadStore
 from shared.runs.admission import FINISHED_DURABLE_STATUSES
-from shared.runs.run_index import RunIndex
+from shared.runs.call_journal import journal_for
+from shared.runs.run_index import RunIndex, older_than
 from shared.settings import env_int
 
 __all__ = ["PurgeReport", "RetentionSettings", "purge_expired_runs"]
@@ -71,7 +72,8 @@ async def purge_expired_runs(client: DurablePurger, index: RunIndex, payloads: P
     age. Idempotent: an interrupted purge is finished by the next one."""
     cutoff = now - timedelta(days=settings.run_retention_days)
     runs = payload_count = seen = 0
-    continuation: str | None = None
+    continuation: str | None = older_than(cutoff)
+    journal = journal_for(payloads)
     while seen < settings.max_runs_per_purge:
         entries, continuation = await asyncio.to_thread(index.page, None, 100, continuation)
         for entry in entries:
@@ -85,6 +87,7 @@ async def purge_expired_runs(client: DurablePurger, index: RunIndex, payloads: P
             if runtime is not None:
                 await client.purge_instance_history(entry.run_id)
             payload_count += await asyncio.to_thread(payloads.delete_run, entry.run_id)
+            await asyncio.to_thread(journal.delete_run, entry.run_id)
             await asyncio.to_thread(index.remove, entry.run_id)
             runs += 1
         if continuation is None:

@@ -31,8 +31,9 @@ from typing import Any, Protocol
 
 from shared.errors import InvalidRequest
 
-__all__ = ["RunEntry", "RunIndex", "SqliteRunIndex", "TableRunIndex", "owner_tag"]
+__all__ = ["RunEntry", "RunIndex", "SqliteRunIndex", "TableRunIndex", "older_than", "owner_tag"]
 
+_MAX_TOKEN_CHARS = 1024
 _MAX_TICKS = 10**19  # inverted microsecond timestamps sort newest first as fixed-width strings
 
 
@@ -76,6 +77,12 @@ class RunIndex(Protocol):
         ...
 
 
+def older_than(moment: datetime) -> str:
+    """A continuation token from which :meth:`RunIndex.page` lists the runs created before ``moment`` (newest
+    first): retention starts there instead of paging through every recent run."""
+    return _encode_token({"after": _inverted(moment) + "~"})
+
+
 def owner_tag(owner: str) -> str:
     """A short, storage-key-safe name for an owner (partition keys allow no ``/``)."""
     return hashlib.sha256(owner.encode()).hexdigest()[:32]
@@ -91,11 +98,12 @@ def _encode_token(position: dict[str, str]) -> str:
 
 
 def _decode_token(token: str, keys: tuple[str, ...]) -> dict[str, str]:
-    try:
-        raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4))
-        position = json.loads(raw)
-    except ValueError:
-        position = None
+    position: Any = None
+    if len(token) <= _MAX_TOKEN_CHARS:
+        try:
+            position = json.loads(base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)))
+        except (ValueError, RecursionError):
+            position = None
     if not isinstance(position, dict) or set(position) != set(keys) or not all(
             isinstance(v, str) and len(v) <= 512 for v in position.values()):
         raise InvalidRequest("continuation is not a token this API returned", field="continuation")
