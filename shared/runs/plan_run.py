@@ -29,7 +29,7 @@ from shared.models import (
     ToolSpec,
     hash_args,
 )
-from shared.runs.contracts import STATUS_MAX_STEPS, CustomStatus, StepSummary
+from shared.runs.contracts import STATUS_MAX_STEPS, CustomStatus
 from shared.runs.names import Stage
 from shared.runs.plan import PlanGraph, check_plan, is_ref, parse_ref, resolve_refs
 from shared.runs.step_calls import StepCall, StepOutcome, offloaded, offloaded_ref
@@ -345,8 +345,15 @@ class PlanRun:
                 self._skip(self._record_of(step_id), message, now)
 
     def _summarize(self, record: StepRecord) -> None:
+        """Keep ``record``'s :class:`StepSummary` as JSON (built by hand: this runs for every step on every replay)."""
+        summary: dict[str, Any] = {"step_id": record.step_id, "tool": record.tool, "status": record.status.value,
+                                   "attempts": record.attempts}
+        if record.latency_ms is not None:
+            summary["latency_ms"] = record.latency_ms
+        if record.error is not None:
+            summary["error"] = record.error.code
         self._recent.pop(record.step_id, None)
-        self._recent[record.step_id] = StepSummary.of(record).model_dump(mode="json", exclude_none=True)
+        self._recent[record.step_id] = summary
         if len(self._recent) > STATUS_MAX_STEPS:
             self._recent.popitem(last=False)
 

@@ -7,6 +7,7 @@ import datetime as dt
 import json
 
 from shared.models import Plan, RunOptions, RunStatus, StepStatus
+from shared.runs.contracts import StepSummary
 from shared.runs.plan_run import PlanRun
 from shared.runs.step_calls import offloaded_ref
 from tests.unit.runs.test_plan_run import DIAMOND, SPECS, T0, failed, ok, plan
@@ -126,3 +127,13 @@ def test_a_checkpoint_carries_results_refs_and_records_into_the_next_generation(
     assert result.steps[1].result["blob_ref"] == "blob:weft-payloads/r7/big.json"
     assert offloaded_ref(second.results["big"]) == "blob:weft-payloads/r7/big.json"
     assert [s["step_id"] for s in second.status_dump(later)["steps"]] == ["a", "big", "b", "c"]
+
+
+def test_status_summaries_are_those_of_step_summary() -> None:
+    run = PlanRun("r8", DIAMOND, SPECS, RunOptions(), T0)
+    run.take_ready(T0)
+    run.record([ok("a", {"sum": 3}, attempts=2)], T0)
+    run.take_ready(T0)
+    run.record([failed("b")], T0)
+    expected = {s: StepSummary.of(run.records[s]).model_dump(mode="json", exclude_none=True) for s in "abcd"}
+    assert run.status_dump(T0)["steps"] == [expected[s] for s in "acbd"]  # the latest change last
