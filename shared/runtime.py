@@ -81,7 +81,7 @@ class RuntimeSettings:
     max_fan_out: int = 200
     """Most tool calls one orchestration fans out at once; wider levels are split into sub-orchestrations
     (WEFT_MAX_FAN_OUT)."""
-    plan_checkpoint_calls: int = 100
+    plan_checkpoint_calls: int = 25
     """Tool calls one generation of a plan run makes before it continues as new with its state, which keeps every
     replay short so a long chain costs the same per step as a short one (WEFT_PLAN_CHECKPOINT_CALLS)."""
     tools: ToolSettings = field(default_factory=ToolSettings)
