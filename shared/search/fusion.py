@@ -24,20 +24,25 @@ __all__ = ["lead_then_interleave"]
 TopK = Callable[[np.ndarray, int, "np.ndarray | None"], list[int]]
 """``top(scores, k, mask)``: indices of the ``k`` best scores, best first, within ``mask``."""
 
+WholeScores = Callable[[np.ndarray], np.ndarray]
+"""``whole(ids)``: the whole request's fused scores of those tools (only the clause tops need it, so the request's
+vector is compared with a few tools, not the whole catalog)."""
 
-def lead_then_interleave(fused: np.ndarray, k: int, mask: np.ndarray | None, top: TopK) -> list[int]:
+
+def lead_then_interleave(clauses: np.ndarray, k: int, mask: np.ndarray | None, top: TopK,
+                         whole: WholeScores | None = None) -> list[int]:
     """At most ``k`` document indices, best first.
 
-    ``fused`` has one row of scores for a single-task request; for a multi-part request row 0 is the whole request
-    and rows 1.. its clauses. The order is the clauses' rankings interleaved, the clause top that row 0 scores
-    highest moved to the front.
+    ``clauses`` has one row of fused scores per clause (one row for a single-task request: a plain ranking). The
+    order is the clauses' rankings interleaved, with the clause top that ``whole`` scores highest moved to the front.
     """
-    if fused.shape[0] == 1:
-        return top(fused[0], k, mask)
-    whole = fused[0]
-    rankings = [top(row, k, mask) for row in fused[1:]]
+    if clauses.shape[0] == 1:
+        return top(clauses[0], k, mask)
+    rankings = [top(row, k, mask) for row in clauses]
     firsts = [ranking[0] for ranking in rankings if ranking]
-    order: list[int] = [max(firsts, key=lambda i: whole[i])] if firsts else []
+    order: list[int] = []
+    if firsts:
+        order.append(firsts[int(np.argmax(whole(np.array(firsts))))] if whole is not None else firsts[0])
     seen = set(order)
     for rank in range(k):
         for ranking in rankings:

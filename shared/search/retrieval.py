@@ -331,6 +331,10 @@ class EmbeddingRetriever:
         """Calibrated embedding score of every document (aligned with :attr:`documents`)."""
         return self.scores_for_vectors(self.embed_queries([query]))[0]
 
+    def scores_at(self, vector: np.ndarray, positions: np.ndarray) -> np.ndarray:
+        """Calibrated scores of one query vector against the documents at ``positions`` only."""
+        return np.clip((vector @ self._matrix_t[:, positions] - self._floor) / self._span, 0.0, 1.0)
+
     def search(self, query: str, k: int, filters: SearchFilters | None = None) -> list[ToolHit]:
         """The ``k`` tools most similar to ``query``."""
         scores = self.scores(query)
@@ -344,10 +348,10 @@ class EmbeddingRetriever:
 class HybridRetriever:
     """BM25 and embedding scores fused by a weighted sum; multi-part requests searched clause by clause.
 
-    A request with several tasks (see :func:`shared.search.clauses.split_clauses`) is scored as a whole and clause
-    by clause (:func:`shared.search.fusion.lead_then_interleave`): the ranking interleaves the clauses' own rankings
-    (each clause's best tool, then each clause's second best, ...) so that every task's tools reach the top k, led
-    by the clause top the whole request scores highest. A tool's score is its best over the request and clauses. The
+    A request with several tasks (see :func:`shared.search.clauses.split_clauses`) is scored clause by clause
+    (:func:`shared.search.fusion.lead_then_interleave`): the ranking interleaves the clauses' own rankings (each
+    clause's best tool, then each clause's second best, ...) so that every task's tools reach the top k, led by the
+    clause top the whole request scores highest. A tool's score is its best score over the clauses. The
     ablations in ``benchmarks/retrieval_eval.py`` compare this with RRF, with scoring the whole request only, and
     with taking the maximum over clauses.
 
@@ -480,24 +484,27 @@ class HybridRetriever:
 
     def _search(self, query: str, k: int, filters: SearchFilters | None, min_score: float) -> list[ToolHit]:
         bm25, embedding = self._pair
-        clauses = split_clauses(query) if self.settings.split_clauses else [query]
-        clauses = clauses or [query]
-        # Row 0 is the whole request; a multi-part request adds one row per clause.
-        texts = [query, *clauses] if len(clauses) > 1 else clauses
+        texts = split_clauses(query) if self.settings.split_clauses else [query]
+        texts = texts or [query]
         w_bm25 = np.float32(self.settings.bm25_weight)
         w_emb = np.float32(self.settings.embedding_weight)
         emb_scores = embedding.scores_for_vectors(embedding.embed_queries(texts))
         bm25_scores = np.stack([bm25.scores(t) for t in texts])
         fused = w_bm25 * bm25_scores + w_emb * emb_scores
+
+        def whole(ids: np.ndarray) -> np.ndarray:  # the whole request's fused score of a few tools
+            vector = embedding.embed_queries([query])[0]
+            return w_bm25 * bm25.scores(query)[ids] + w_emb * embedding.scores_at(vector, ids)
+
         names = bm25._names
-        order = lead_then_interleave(fused, k, bm25._masks.get(filters), partial(_top, ranks=bm25._ranks))
+        order = lead_then_interleave(fused, k, bm25._masks.get(filters), partial(_top, ranks=bm25._ranks), whole)
+        best_row = fused.argmax(axis=0)
         hits: list[ToolHit] = []
         for i in order:
-            column = fused[:, i]
-            score = float(column.max())
+            score = float(fused[:, i].max())
             if score < min_score:
                 continue
-            row = int(column[1:].argmax()) + 1 if len(texts) > 1 else 0  # the clause that found it
+            row = int(best_row[i])
             sources = tuple(
                 n for n, s in (("bm25", bm25_scores[row, i]), ("embedding", emb_scores[row, i])) if s > 0
             )

@@ -20,20 +20,28 @@ def test_one_row_is_a_plain_ranking() -> None:
 
 
 def test_the_clause_top_the_whole_request_scores_highest_leads() -> None:
-    fused = np.array([
-        [0.2, 0.1, 0.6, 0.1, 0.9, 0.0, 0.0, 0.0],  # whole request: likes t4 (no clause's best), then t2
+    whole = np.array([0.2, 0.1, 0.6, 0.1, 0.9, 0.0, 0.0, 0.0], dtype=np.float32)  # likes t4 most: no clause top
+    clauses = np.array([
         [0.9, 0.8, 0.0, 0.0, 0.5, 0.0, 0.0, 0.0],  # clause 1: t0, t1, t4
         [0.0, 0.0, 0.7, 0.6, 0.0, 0.0, 0.0, 0.0],  # clause 2: t2, t3
     ], dtype=np.float32)
-    assert lead_then_interleave(fused, 5, None, top) == [2, 0, 1, 3, 4]
+    asked: list[list[int]] = []
+
+    def whole_at(ids: np.ndarray) -> np.ndarray:
+        asked.append(ids.tolist())
+        return whole[ids]
+
+    assert lead_then_interleave(clauses, 5, None, top, whole_at) == [2, 0, 1, 3, 4]
+    assert asked == [[0, 2]]  # only the clause tops were scored against the whole request
+    assert lead_then_interleave(clauses, 5, None, top) == [0, 2, 1, 3, 4]  # without it: plain interleaving
 
 
 def test_the_mask_applies_to_every_row() -> None:
-    fused = np.array([[0.0, 0.0, 0.9, 0.5, 0.0, 0.0, 0.0, 0.0],
-                      [0.9, 0.1, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0],
-                      [0.0, 0.0, 0.8, 0.2, 0.0, 0.0, 0.0, 0.0]], dtype=np.float32)
+    whole = np.array([0.0, 0.0, 0.9, 0.5, 0.0, 0.0, 0.0, 0.0], dtype=np.float32)
+    clauses = np.array([[0.9, 0.1, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0],
+                        [0.0, 0.0, 0.8, 0.2, 0.0, 0.0, 0.0, 0.0]], dtype=np.float32)
     mask = np.array([False, True, False, True, False, False, False, False])
-    assert lead_then_interleave(fused, 2, mask, top) == [3, 1]
+    assert lead_then_interleave(clauses, 2, mask, top, lambda ids: whole[ids]) == [3, 1]
 
 
 def test_a_multi_part_request_leads_with_a_clause_tool(retriever: HybridRetriever) -> None:
