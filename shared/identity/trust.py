@@ -38,7 +38,7 @@ log = logging.getLogger(__name__)
 
 _NOT_RUN = frozenset(error.code for error in (ApprovalRequired, CircuitOpen, ToolArgumentsInvalid, ToolNotFound,
                                                NotConfigured))
-"""Outcomes of calls refused before the tool ran: no execution to audit."""
+"""Outcomes of calls refused before the tool ran: their records say "not run"."""
 
 
 @dataclass(frozen=True)
