@@ -10,6 +10,7 @@ import azure.functions as func
 from activities.http_json import error_response, json_response
 from shared.errors import NotConfigured, NotFound
 from shared.mcp_server import PRM_ROUTE, answer, protected_resource_metadata, tool_def
+from shared.mcp_server.resources import STEP_RESULT_TEMPLATE, read_step_result
 
 bp = df.Blueprint()
 
@@ -52,6 +53,14 @@ async def mcp_get_run(context: str, client: df.DurableOrchestrationClient) -> st
 @bp.durable_client_input(client_name="client")
 async def mcp_cancel_run(context: str, client: df.DurableOrchestrationClient) -> str:
     return await answer("cancel_run", context, client)
+
+
+@bp.mcp_resource_trigger(arg_name="context", uri=STEP_RESULT_TEMPLATE, resource_name="step_result",
+                         description="The whole result of one step of a finished run (get_run names the resources "
+                                     "of results too large to show).", mime_type="application/json")
+@bp.durable_client_input(client_name="client")
+async def mcp_step_result(context: str, client: df.DurableOrchestrationClient) -> str:
+    return await read_step_result(context, client)
 
 
 @bp.route(route=PRM_ROUTE, methods=["GET"], auth_level=func.AuthLevel.ANONYMOUS)

@@ -22,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import re
 import uuid
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
@@ -267,9 +268,10 @@ class McpEndpoint:
 
     async def _read_resource(self, ctx: Any, params: types.ReadResourceRequestParams) -> types.ReadResourceResult:
         uri = str(params.uri)
-        entry = self.resources.get(uri)
+        entry = self.resources.get(uri) or next(
+            (e for template, e in self.resources.items() if "{" in template and _template_matches(template, uri)), None)
         if entry is None:
-            raise MCPError(types.INVALID_PARAMS, f"Unknown resource: '{uri}'")
+            raise MCPError(types.INVALID_PARAMS, f"Unknown resource: '{uri[:200]}'")
         value = await self.invoker.invoke(entry, json.dumps({"uri": uri} | _session(ctx)))
         mime = getattr(entry.trigger, "mimeType", None)
         if isinstance(value, bytes | bytearray):
@@ -337,3 +339,10 @@ def _is_initialize(body: bytes) -> bool:
     except ValueError:
         return False
     return isinstance(message, dict) and message.get("method") == "initialize"
+
+
+def _template_matches(template: str, uri: str) -> bool:
+    """Whether ``uri`` is an instance of the RFC 6570 level-1 ``template`` (each ``{name}`` one path segment)."""
+    parts = re.split(r"\{[^{}/]+\}", template)
+    pattern = "[^/]+".join(re.escape(part) for part in parts)
+    return re.fullmatch(pattern, uri) is not None

@@ -24,6 +24,7 @@ from shared.catalog.schema import python_identifier
 from shared.errors import Conflict, InvalidRequest, NotFound, WeftError
 from shared.identity.caller import Caller, Role
 from shared.mcp_server.calls import McpAnswer, McpCall, error_answer, parse_call
+from shared.mcp_server.resources import step_result_uri
 from shared.mcp_server.settings import McpSettings, mcp_settings
 from shared.mcp_server.signatures import compact_signature, describe
 from shared.runs.admission import (
@@ -309,6 +310,10 @@ def present(view: Mapping[str, Any], custom: Mapping[str, Any], offset: int, max
         body["errors"] = view["errors"]
     if steps:
         body["steps"] = {"total": len(steps), "failed": failed[:_FAILED_STEPS_SHOWN]}
+        stored = [step_result_uri(run_id, str(s.get("step_id"))) for s in steps
+                  if isinstance(s.get("result"), dict) and "blob_ref" in s["result"]]
+        if stored:  # results kept in payload storage: read whole as MCP resources
+            body["stored_results"] = stored[:_FAILED_STEPS_SHOWN]
     output_text = json.dumps(result.get("output"), default=str, separators=(",", ":"), ensure_ascii=False)
     if offset == 0 and len(output_text) <= max_chars:
         body["output"] = result.get("output")
