@@ -498,13 +498,13 @@ class HybridRetriever:
 
         names = bm25._names
         order = lead_then_interleave(fused, k, bm25._masks.get(filters), partial(_top, ranks=bm25._ranks), whole)
-        best_row = fused.argmax(axis=0)
         hits: list[ToolHit] = []
         for i in order:
-            score = float(fused[:, i].max())
+            column = fused[:, i]
+            row = int(column.argmax())  # the clause that found it
+            score = float(column[row])
             if score < min_score:
                 continue
-            row = int(best_row[i])
             sources = tuple(
                 n for n, s in (("bm25", bm25_scores[row, i]), ("embedding", emb_scores[row, i])) if s > 0
             )
