@@ -191,7 +191,7 @@ def quality(variants: Sequence[str]) -> None:
     from shared.search.clauses import split_clauses
     from shared.search.embedding import shared_encoder
     from shared.search.embedding.cache import EmbeddingCache, LocalFolderStore
-    from shared.search.retrieval import EmbeddingRetriever, RetrievalSettings, _top
+    from shared.search.retrieval import EmbeddingRetriever, RetrievalSettings, _top, name_ranks
 
     tools, queries = load("aws_tools.jsonl"), load("aws_queries.jsonl")
     settings = RetrievalSettings()
@@ -200,6 +200,7 @@ def quality(variants: Sequence[str]) -> None:
     cache = EmbeddingCache(encoder.cache_key, LocalFolderStore(cache_dir))
     emb = EmbeddingRetriever(tools, encoder=encoder, cache=cache)
     docs, names = emb.documents, [d.name for d in emb.documents]
+    ranks = name_ranks(names)
     texts_of = [split_clauses(q["query"]) or [q["query"]] for q in queries]
     emb_scores = [emb.scores_for_vectors(emb.embed_queries(t)) for t in texts_of]
     print(f"AWS set: {len(docs)} tools, {len(queries)} queries (test + dev)")
@@ -212,10 +213,10 @@ def quality(variants: Sequence[str]) -> None:
         bm25_rows, hybrid_rows = [], []
         for q, texts, emb_s in zip(queries, texts_of, emb_scores, strict=True):
             whole = index.scores(tokenize(q["query"]))[1]
-            bm25_rows.append(metrics([names[i] for i in _top(whole, 10, None, names)], q["gold"]))
+            bm25_rows.append(metrics([names[i] for i in _top(whole, 10, None, ranks)], q["gold"]))
             fused = np.float32(settings.bm25_weight) * np.stack([index.scores(tokenize(t))[1] for t in texts]) \
                 + np.float32(settings.embedding_weight) * emb_s
-            rankings = [_top(row, 10, None, names) for row in fused]
+            rankings = [_top(row, 10, None, ranks) for row in fused]
             order: list[int] = []
             for rank in range(10):
                 for ranking in rankings:
@@ -248,12 +249,14 @@ def speed_worker(name: str, size: int) -> dict[str, Any]:
     build = time.perf_counter() - t
     rss_built = process.memory_info().rss
     names = [d.name for d in docs]
-    from shared.search.retrieval import _top
+    from shared.search.retrieval import _top, name_ranks
+
+    ranks = name_ranks(names)
 
     def query(built: Any, q: str) -> None:
         tokens = tokenize(q)
         scores = built.scores(tokens)[1]
-        for i in _top(scores, 10, None, names):
+        for i in _top(scores, 10, None, ranks):
             built.matched_terms(i, tokens)
 
     for q in singles[:10]:

@@ -7,7 +7,9 @@ docstring for how the queries were made). Metrics, averaged over queries:
 * MRR: 1 / rank of the first gold tool;  NDCG@10: binary-relevance NDCG over the top 10.
 
 The main table calls the real ``Bm25Retriever.search``, ``EmbeddingRetriever.search`` and
-``HybridRetriever.search`` with default settings. The ablation tables recompute fusion variants from the same score
+``HybridRetriever.search`` (Weft) with default settings, beside three baselines over the same two retrievers (see
+:func:`baselines`): reciprocal-rank fusion and weighted-score fusion of the whole request, and Weft's ranking
+before issue 16. The ablation tables recompute fusion variants from the same score
 arrays on the dev split (30% of queries), which is what the defaults were chosen on; the main table is reported on
 the test split (70%) and on everything.
 
