@@ -2,18 +2,28 @@
 
 from __future__ import annotations
 
+import functools
+import importlib.util
 import json
+from pathlib import Path
 
 from jsonschema import Draft202012Validator
 
 from shared.api_description import OPERATIONS, openapi_document
 
+ROOT = Path(__file__).resolve().parents[3]
 
+
+@functools.cache
 def _app_routes() -> set[tuple[str, str]]:
-    import function_app
-
+    # Weft's function_app.py by path, under its own module name: other tests put the devhost's test app on sys.path
+    # as "function_app", and an app's get_functions() may run only once.
+    spec = importlib.util.spec_from_file_location("weft_function_app_routes", ROOT / "function_app.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
     routes = set()
-    for function in function_app.app.get_functions():
+    for function in module.app.get_functions():
         trigger = function.get_trigger()
         if getattr(trigger, "route", None) is None:
             continue
