@@ -104,7 +104,7 @@ def run_plan(context: df.DurableOrchestrationContext, parsed: _Input) -> Generat
         if refused:
             progress.record(refused, now)
             stop = stop or refused[0].result.error or ErrorInfo.of(ApprovalDenied, "not approved")
-            progress.record(gate.drop(), now)
+            gate.drop()
         if timer is not None and timer.state == TaskState.SUCCEEDED:
             progress.record(flight.abandon(deadline) + gate.abandon(deadline), now)
             progress.expire(now)
@@ -232,10 +232,11 @@ class _Approvals:
                 **({"awaiting_more": len(awaiting) - AWAITING_SHOWN} if len(awaiting) > AWAITING_SHOWN else {}),
                 "expires_at": min(at for _, _, at in self.waiting.values()).isoformat()}
 
-    def drop(self) -> list[StepOutcome]:
-        """The run stops: calls approved but not started are not started (nor are those still awaiting)."""
+    def drop(self) -> None:
+        """The run stops: calls approved but not started are not started, those still awaiting are not asked for
+        any more (the run's result skips them)."""
         self.approved = []
-        return []
+        self.close()
 
     def abandon(self, deadline: dt.datetime | None) -> list[StepOutcome]:
         """The run's deadline passed: the calls awaiting approval, or approved and not started, never run."""

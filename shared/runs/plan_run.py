@@ -228,7 +228,7 @@ class PlanRun:
         the finished steps' records, the results later steps still reference, the counts."""
         assert self.graph is not None
         records = dict(self._carried)
-        records.update((step_id, self.records[step_id].model_dump(mode="json"))
+        records.update((step_id, self.records[step_id].model_dump(mode="json", exclude_none=True))
                        for step_id, status in self._state.items()
                        if status in _FINISHED and step_id not in records)
         needed = {parent for step_id in self.graph.steps if step_id not in records

@@ -71,17 +71,23 @@ def test_a_call_awaiting_approval_holds_nothing_else_back(host: DevhostProcess) 
 
 def test_a_denied_call_stops_the_run_and_skips_the_rest(host: DevhostProcess) -> None:
     steps = [{"id": "mail", "tool": "send_email", "args": {"to": "a@example.com", "subject": "no"}},
+             {"id": "other", "tool": "send_email", "args": {"to": "b@example.com", "subject": "later"}},
              {"id": "slow", "tool": "slow", "args": {"delay_ms": 300}},
              {"id": "next", "tool": "calculate", "args": {"expression": "1"}, "depends_on": ["slow", "mail"]}]
     run_id = submit(host, {"mode": "plan", "plan": {"steps": steps}})["id"]
-    wait_until(lambda: http("GET", f"{host.base_url}/api/runs/{run_id}")[2].get("stage") == "awaiting_approval",
-               60, "the email awaiting approval")
-    assert http("POST", f"{host.base_url}/api/runs/{run_id}/approve", {"approved": False, "reason": "no"})[0] == 202
-    view = wait_run(host, run_id)
+
+    def both_awaiting() -> bool:
+        current = http("GET", f"{host.base_url}/api/runs/{run_id}")[2]
+        return len((current.get("awaiting_approval") or {}).get("calls") or []) == 2
+
+    wait_until(both_awaiting, 60, "both emails awaiting approval")
+    denial = {"approved": False, "reason": "no", "call_ids": ["mail"]}
+    assert http("POST", f"{host.base_url}/api/runs/{run_id}/approve", denial)[0] == 202
+    view = wait_run(host, run_id)  # "other" is not waited for: the run stops at the first refusal
     assert view["status"] == "failed" and view["errors"][0]["code"] == "approval_denied"
     by_id = steps_by_id(view)
     assert by_id["mail"]["status"] == "failed" and by_id["next"]["status"] == "skipped"
-    assert by_id["slow"]["status"] in ("succeeded", "skipped")
+    assert by_id["other"]["status"] == "skipped" and by_id["slow"]["status"] == "succeeded"
 
 
 def test_a_long_chain_continues_as_new_with_results_and_refs_intact(host: DevhostProcess) -> None:
