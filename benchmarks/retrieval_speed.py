@@ -11,7 +11,7 @@ For each size, in fresh processes (so imports, model load and page cache are par
   (memory-mapped) -> first search result; then query latency over single-task and multi-part requests with the
   result LRU off, so every query pays for its embedding (ONNX Runtime, one thread) and scoring; then the process RSS
   (current and peak). The catalog's content key is a sha256 of the catalog file, as the runtime passes its catalog
-  version; the model loads on a thread while the catalog is read, as in the runtime.
+  version.
 
     .venv/bin/python benchmarks/retrieval_speed.py                      # 1k, 10k, 100k (100k cold: ~15-30 min)
     .venv/bin/python benchmarks/retrieval_speed.py --sizes 1000 10000   # quicker
@@ -31,7 +31,6 @@ import shutil
 import statistics
 import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -119,8 +118,6 @@ def worker(phase: str, size: int, n_queries: int, spawned_at: float) -> None:
     imported = time.perf_counter() - t_import
     settings = RetrievalSettings(lru_size=0)
     encoder = shared_encoder(settings.max_tokens)
-    if phase != "cold":  # as the runtime does: the model loads while the catalog is read
-        threading.Thread(target=encoder.warm_up, daemon=True).start()
     t_read = time.perf_counter()
     raw = (WORK / f"tools-{size}.jsonl").read_bytes()
     content_key = hashlib.sha256(raw).hexdigest()

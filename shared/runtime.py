@@ -406,9 +406,6 @@ def build_runtime(settings: RuntimeSettings, telemetry: Telemetry | None = None)
     """Build the catalog (demo tools, catalog files, tool sources, sources registered through the API), the breaker,
     the executor and the payload store."""
     telemetry = telemetry or get_telemetry()
-    if settings.search.warm_at_start:  # the embedding model loads while the catalog does (joined by the warm-up)
-        encoder = shared_encoder(settings.search.max_tokens)
-        run_in_background(encoder.warm_up, name="weft-model-load", exit_wait_s=settings.search.warm_exit_wait_s)
     state = Path(settings.state_dir)
     state.mkdir(parents=True, exist_ok=True)
     catalog = Catalog()
