@@ -31,8 +31,9 @@ import numpy as np
 
 from shared.search.bm25 import Bm25Index
 from shared.search.document import ToolDocument
+from shared.search.embedding.cache import EmbeddingCache, LocalFolderStore
 
-__all__ = ["INDEX_FORMAT", "IndexBundle", "IndexFolder", "catalog_content_key", "index_key"]
+__all__ = ["INDEX_FORMAT", "IndexBundle", "IndexFolder", "catalog_content_key", "index_folder_for", "index_key"]
 
 logger = logging.getLogger(__name__)
 
@@ -151,3 +152,10 @@ class IndexFolder:
         bundles = sorted((p for p in self.root.glob("index-*") if p != keep), key=age)
         for old in bundles[self._max_kept - 1:]:
             shutil.rmtree(old, ignore_errors=True)
+
+
+def index_folder_for(cache: EmbeddingCache | None, max_kept: int) -> IndexFolder | None:
+    """Where an index over ``cache`` is saved: beside a local embedding cache; nowhere for memory or Blob caches
+    (memory-mapping needs a local file)."""
+    store = cache.store if cache is not None else None
+    return IndexFolder(store.root, max_kept=max_kept) if isinstance(store, LocalFolderStore) else None

@@ -37,8 +37,8 @@ from shared.search.clauses import split_clauses
 from shared.search.document import ToolDocument
 from shared.search.embedding import Encoder, PackagedMiniLm, bulk_encoder, shared_encoder
 from shared.search.embedding.cache import EmbeddingCache, LocalFolderStore, text_key
-from shared.search.fusion import lead_then_interleave
-from shared.search.index_store import IndexBundle, IndexFolder, catalog_content_key, index_key
+from shared.search.fusion import _top, lead_then_interleave, name_ranks
+from shared.search.index_store import IndexBundle, IndexFolder, catalog_content_key, index_folder_for, index_key
 from shared.search.settings import RetrievalSettings
 from shared.search.ttl_cache import TtlLruCache
 
@@ -104,37 +104,6 @@ def _documents(items: Iterable[Mapping[str, Any] | ToolDocument]) -> list[ToolDo
         doc = item if isinstance(item, ToolDocument) else ToolDocument.from_spec(item)
         by_name[doc.name] = doc
     return list(by_name.values())
-
-
-def name_ranks(names: Sequence[str]) -> np.ndarray:
-    """Each name's position in sorted order (the tie-break of :func:`_top`)."""
-    ranks = np.empty(len(names), dtype=np.int64)
-    ranks[sorted(range(len(names)), key=names.__getitem__)] = np.arange(len(names))
-    return ranks
-
-
-def _top(scores: np.ndarray, k: int, mask: np.ndarray | None, ranks: np.ndarray) -> list[int]:
-    """Indices of the ``k`` best scores, ties broken by name (``ranks``: :func:`name_ranks`), within ``mask``.
-
-    Selection stays in numpy: a partition of the negated scores (partitioning for the k-th largest directly is
-    ~30x slower when most scores tie at 0), and ties at the boundary resolved by name rank, since an unrelated
-    query can leave 100k tools tied at 0.
-    """
-    pool = np.flatnonzero(mask) if mask is not None else None
-    values = scores[pool] if pool is not None else scores
-    if values.size > k:
-        threshold = -np.partition(-values, k - 1)[k - 1]
-        above = np.flatnonzero(values > threshold)
-        ties = np.flatnonzero(values == threshold)
-        need = k - above.size
-        if ties.size > need:
-            tie_ranks = ranks[pool[ties] if pool is not None else ties]
-            ties = ties[np.argpartition(tie_ranks, need - 1)[:need]] if need > 0 else ties[:0]
-        chosen = np.concatenate([above, ties])
-    else:
-        chosen = np.arange(values.size)
-    ids = pool[chosen] if pool is not None else chosen
-    return ids[np.lexsort((ranks[ids], -scores[ids]))].tolist()
 
 
 FilterFields = Callable[[], tuple[Sequence[frozenset[str]], Sequence[str]]]
@@ -379,7 +348,7 @@ class HybridRetriever:
         if cache is None and self.settings.cache_dir:
             cache = EmbeddingCache(encoder.cache_key, LocalFolderStore(self.settings.cache_dir))
         items = list(documents)
-        folder = _index_folder(cache, self.settings)
+        folder = index_folder_for(cache, self.settings.index_bundles_kept)
         key = index_key(content_key or catalog_content_key(items), encoder.cache_key) if folder else ""
         bundle = folder.load(key) if folder else None
         self.loaded_from_disk = bundle is not None
@@ -518,14 +487,6 @@ class HybridRetriever:
                 )
             )
         return hits
-
-
-def _index_folder(cache: EmbeddingCache | None, settings: RetrievalSettings) -> IndexFolder | None:
-    """Where the derived index is saved: beside a local embedding cache; nowhere for memory or Blob caches."""
-    store = cache.store if cache is not None else None
-    if isinstance(store, LocalFolderStore):
-        return IndexFolder(store.root, max_kept=settings.index_bundles_kept)
-    return None
 
 
 def _saved_filter_fields(folder: IndexFolder, key: str, docs: _Documents) -> tuple[
