@@ -72,28 +72,41 @@ class _Slot:
                                              result=ToolResult(ok=False, error=_timed_out(deadline)))]
 
 
-class _Chunk:
-    """A slice of calls run by a ``run_steps`` sub-orchestration (a wide fan-out): settled all at once."""
+class _Fanout:
+    """A wide batch run by ``run_steps`` sub-orchestrations of at most ``max_fan_out`` calls each, settled all at
+    once (as a level was): the orchestrator wakes once for the batch, not once per slice."""
 
-    def __init__(self, context: df.DurableOrchestrationContext, calls: list[StepCall], instance_id: str) -> None:
-        self.calls = calls
+    def __init__(self, context: df.DurableOrchestrationContext, chunks: list[list[StepCall]], prefix: str) -> None:
+        self.chunks = chunks
+        self.children: list[TaskBase] = [
+            context.call_sub_orchestrator(Orchestrator.RUN_STEPS, [call.model_dump(mode="json") for call in chunk],
+                                          f"{prefix}.{index}")
+            for index, chunk in enumerate(chunks)
+        ]
         self.outcomes: list[StepOutcome] | None = None
-        self.task: TaskBase = context.call_sub_orchestrator(
-            Orchestrator.RUN_STEPS, [call.model_dump(mode="json") for call in calls], instance_id)
+        self.task: TaskBase = context.task_all(self.children)
 
     def advance(self, context: df.DurableOrchestrationContext) -> None:
-        if self.task.state == TaskState.SUCCEEDED:
-            self.outcomes = [StepOutcome.model_validate(outcome) for outcome in self.task.result]
-        else:
-            self.outcomes = self._failed(error_from_failure(str(self.task.result)))
+        running = [child for child in self.children if child.state == TaskState.RUNNING]
+        if running:  # a slice failed (task_all stops at the first failure): wait for the others
+            self.task = context.task_all(running)
+            return
+        self.outcomes = self._settled(None)
 
     def abandon(self, context: df.DurableOrchestrationContext, deadline: datetime | None) -> list[StepOutcome]:
-        if self.outcomes is None and self.task.state != TaskState.RUNNING:
-            self.advance(context)
-        return self.outcomes or self._failed(_timed_out(deadline))
+        return self.outcomes or self._settled(_timed_out(deadline))
 
-    def _failed(self, error: ErrorInfo) -> list[StepOutcome]:
-        return [StepOutcome(step_id=call.call.step_id, result=ToolResult(ok=False, error=error)) for call in self.calls]
+    def _settled(self, late: ErrorInfo | None) -> list[StepOutcome]:
+        outcomes: list[StepOutcome] = []
+        for chunk, child in zip(self.chunks, self.children, strict=True):
+            if child.state == TaskState.SUCCEEDED:
+                outcomes += [StepOutcome.model_validate(outcome) for outcome in child.result]
+                continue
+            error = error_from_failure(str(child.result)) if child.state == TaskState.FAILED else late
+            assert error is not None
+            outcomes += [StepOutcome(step_id=call.call.step_id, result=ToolResult(ok=False, error=error))
+                         for call in chunk]
+        return outcomes
 
 
 _BUCKET = 16
@@ -103,7 +116,7 @@ for one ``task_any`` over every call in flight."""
 
 
 class _Bucket:
-    def __init__(self, context: df.DurableOrchestrationContext, members: list[_Slot | _Chunk]) -> None:
+    def __init__(self, context: df.DurableOrchestrationContext, members: list[_Slot | _Fanout]) -> None:
         self.members = members
         self.task: TaskBase = context.task_any([member.task for member in members])
 
@@ -125,23 +138,21 @@ class Flight:
         self.count = 0
         """Calls in flight (those of sub-orchestrations included)."""
         self._singles = 0
-        self._chunks = 0
+        self._batches = 0
         self._buckets: list[_Bucket] = []
 
     def start(self, calls: list[StepCall]) -> None:
         """Dispatch ``calls`` now."""
         if not calls:
             return
-        members: list[_Slot | _Chunk]
+        members: list[_Slot | _Fanout]
         if self._singles + len(calls) <= self.max_fan_out:
             members = [_Slot(self.context, call) for call in calls]
             self._singles += len(calls)
         else:
-            members = []
-            for start in range(0, len(calls), self.max_fan_out):
-                members.append(_Chunk(self.context, calls[start : start + self.max_fan_out],
-                                      f"{self.chunk_prefix}.{self._chunks}"))
-                self._chunks += 1
+            chunks = [calls[start : start + self.max_fan_out] for start in range(0, len(calls), self.max_fan_out)]
+            members = [_Fanout(self.context, chunks, f"{self.chunk_prefix}.{self._batches}")]
+            self._batches += 1
         self.count += len(calls)
         for start in range(0, len(members), _BUCKET):
             self._buckets.append(_Bucket(self.context, members[start : start + _BUCKET]))
@@ -159,7 +170,7 @@ class Flight:
             if bucket.task.state == TaskState.RUNNING:
                 kept.append(bucket)
                 continue
-            running: list[_Slot | _Chunk] = []
+            running: list[_Slot | _Fanout] = []
             for member in bucket.members:
                 if member.task.state != TaskState.RUNNING:
                     member.advance(self.context)
@@ -183,7 +194,7 @@ class Flight:
         self.count = self._singles = 0
         return outcomes
 
-    def _left(self, member: _Slot | _Chunk, calls: int) -> None:
+    def _left(self, member: _Slot | _Fanout, calls: int) -> None:
         self.count -= calls
         if isinstance(member, _Slot):
             self._singles -= 1

@@ -15,6 +15,7 @@ from tests.integration.runs.conftest import steps_by_id, submit, wait_run, weft_
 from tests.support import ROOT, DevhostProcess, free_port, history, http, wait_until
 
 CHECKPOINT = 4
+FAN_OUT = 3
 
 
 @pytest.fixture(scope="module")
@@ -22,7 +23,7 @@ def host(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DevhostProcess]:
     state = tmp_path_factory.mktemp("ready")
     env = weft_env(None, state, WEFT_CATALOG_FILES=str(ROOT / "tests" / "fakes" / "outbox_catalog.json"),
                    WEFT_TEST_OUTBOX=str(state / "outbox.jsonl"), WEFT_PLAN_CHECKPOINT_CALLS=str(CHECKPOINT),
-                   WEFT_PAYLOAD_INLINE_MAX_BYTES="1024")
+                   WEFT_PAYLOAD_INLINE_MAX_BYTES="1024", WEFT_MAX_FAN_OUT=str(FAN_OUT))
     proc = DevhostProcess(ROOT, state / "devhost.sqlite", free_port(), env).start()
     yield proc
     proc.stop()
@@ -110,3 +111,22 @@ def test_a_long_chain_continues_as_new_with_results_and_refs_intact(host: Devhos
     assert view["progress"]["done"] == len(steps) and view["progress"]["total"] == len(steps)
     scheduled = [e for e in history(host.base_url, run_id) if e.get("EventType") == 4]
     assert 0 < len(scheduled) <= CHECKPOINT  # only the last generation's calls are in the history
+
+
+def test_a_batch_wider_than_the_fan_out_runs_in_sub_orchestrations(host: DevhostProcess) -> None:
+    steps: list[dict[str, Any]] = [{"id": f"w{i}", "tool": "calculate", "args": {"expression": f"{i}*2"}}
+                                   for i in range(8)]
+    steps[5]["args"]["expression"] = "1/0"
+    steps += [{"id": "sum", "tool": "calculate", "args": {"expression": "1+1"}, "depends_on": ["w0", "w7"]},
+              {"id": "after-bad", "tool": "calculate", "args": {"expression": "1"}, "depends_on": ["w5"]}]
+    run_id = submit(host, {"mode": "plan", "plan": {"steps": steps}})["id"]
+    view = wait_run(host, run_id)
+    by_id = steps_by_id(view)
+    assert view["status"] == "completed_with_errors"
+    assert [by_id[f"w{i}"]["result"]["result"] for i in (0, 1, 7)] == [0, 2, 14]
+    assert by_id["w5"]["status"] == "failed" and by_id["after-bad"]["status"] == "skipped"
+    assert by_id["sum"]["status"] == "succeeded"
+    slices = [http("GET", f"{host.base_url}/runtime/webhooks/durabletask/instances/{run_id}:steps0.0.{i}")[2]
+              for i in range(4)]
+    assert [s.get("runtimeStatus") for s in slices[:3]] == ["Completed"] * 3  # 8 calls in slices of 3
+    assert slices[3].get("runtimeStatus") is None
