@@ -37,7 +37,6 @@ import sqlite3
 import threading
 import time
 from collections.abc import Callable, Mapping
-from contextlib import closing
 from dataclasses import dataclass, replace
 from enum import StrEnum
 from pathlib import Path
@@ -45,6 +44,7 @@ from typing import Any, Protocol
 
 from shared.errors import CircuitOpen, UpstreamUnavailable
 from shared.settings import env_float, env_int, env_str
+from shared.sqlite_file import SqliteFile
 
 __all__ = [
     "BlobBreakerStore",
@@ -183,27 +183,13 @@ class SqliteBreakerStore:
 
     def __init__(self, path: str | os.PathLike[str], *, timeout_s: float = 10.0) -> None:
         self.path = Path(path)
-        self._timeout_s = timeout_s
-        self._local = threading.local()
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        with closing(self._connect()) as conn:
-            conn.execute("PRAGMA journal_mode=WAL")
-            conn.execute(
-                "CREATE TABLE IF NOT EXISTS breaker (tool TEXT PRIMARY KEY, state TEXT NOT NULL, "
-                "failures INTEGER NOT NULL, opened_at REAL NOT NULL, trial_until REAL NOT NULL)"
-            )
-
-    def _connect(self) -> sqlite3.Connection:
-        conn = sqlite3.connect(self.path, timeout=self._timeout_s, isolation_level=None)
-        conn.execute("PRAGMA synchronous=NORMAL")  # with WAL: consistent, no fsync per change
-        return conn
+        self._file = SqliteFile(path, "CREATE TABLE IF NOT EXISTS breaker (tool TEXT PRIMARY KEY, state TEXT NOT NULL, "
+                                      "failures INTEGER NOT NULL, opened_at REAL NOT NULL, trial_until REAL NOT NULL)",
+                                timeout_s=timeout_s)
 
     def _thread_conn(self) -> sqlite3.Connection:
         """One connection per thread, kept open: a breaker check runs on every tool call."""
-        conn = getattr(self._local, "conn", None)
-        if conn is None:
-            conn = self._local.conn = self._connect()
-        return conn
+        return self._file.connection()
 
     @staticmethod
     def _read(conn: sqlite3.Connection, tool: str) -> BreakerRecord:

@@ -21,6 +21,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from shared.identity.audit import AuditRecord, as_utc
+from shared.sqlite_file import SqliteFile
 
 __all__ = ["ROTATE_AT_BLOCKS", "AppendBlobAuditStore", "MemoryAuditStore", "SqliteAuditStore"]
 
@@ -79,30 +80,18 @@ class SqliteAuditStore:
 
     def __init__(self, path: str | os.PathLike[str], *, timeout_s: float = 10.0) -> None:
         self.path = Path(path)
-        self._timeout_s = timeout_s
-        self._local = threading.local()
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        with self._connection() as conn:
-            conn.execute("PRAGMA journal_mode=WAL")
-            conn.executescript(
-                "CREATE TABLE IF NOT EXISTS audit (seq INTEGER PRIMARY KEY AUTOINCREMENT, id TEXT NOT NULL UNIQUE, "
-                "time_us INTEGER NOT NULL, caller TEXT NOT NULL, run_id TEXT, record TEXT NOT NULL);"
-                "CREATE INDEX IF NOT EXISTS audit_time ON audit (time_us);"
-                "CREATE INDEX IF NOT EXISTS audit_run ON audit (run_id, time_us);"
-                "CREATE INDEX IF NOT EXISTS audit_caller ON audit (caller, time_us);"
-                "CREATE TRIGGER IF NOT EXISTS audit_append_only BEFORE UPDATE ON audit "
-                "BEGIN SELECT RAISE(ABORT, 'audit records are append-only'); END;"
-            )
+        self._file = SqliteFile(path, (
+            "CREATE TABLE IF NOT EXISTS audit (seq INTEGER PRIMARY KEY AUTOINCREMENT, id TEXT NOT NULL UNIQUE, "
+            "time_us INTEGER NOT NULL, caller TEXT NOT NULL, run_id TEXT, record TEXT NOT NULL);"
+            "CREATE INDEX IF NOT EXISTS audit_time ON audit (time_us);"
+            "CREATE INDEX IF NOT EXISTS audit_run ON audit (run_id, time_us);"
+            "CREATE INDEX IF NOT EXISTS audit_caller ON audit (caller, time_us);"
+            "CREATE TRIGGER IF NOT EXISTS audit_append_only BEFORE UPDATE ON audit "
+            "BEGIN SELECT RAISE(ABORT, 'audit records are append-only'); END;"), timeout_s=timeout_s)
 
     @contextmanager
     def _connection(self) -> Iterator[sqlite3.Connection]:
-        """The thread's connection, kept open: closing the last connection of a WAL database checkpoints it (an
-        fsync), which would cost milliseconds on every append."""
-        conn = getattr(self._local, "conn", None)
-        if conn is None:
-            conn = self._local.conn = sqlite3.connect(self.path, timeout=self._timeout_s, isolation_level=None)
-            conn.execute("PRAGMA synchronous=NORMAL")
-        yield conn
+        yield self._file.connection()
 
     def append(self, record: AuditRecord) -> None:
         """See :meth:`AuditLog.append`."""

@@ -21,9 +21,10 @@ import sqlite3
 import threading
 import time
 from collections.abc import Callable
-from contextlib import closing
 from pathlib import Path
 from typing import Any, Protocol, TypeVar
+
+from shared.sqlite_file import SqliteFile
 
 __all__ = [
     "Change",
@@ -88,25 +89,12 @@ class SqliteQuotaStore:
 
     def __init__(self, path: str | os.PathLike[str], *, timeout_s: float = 10.0) -> None:
         self.path = Path(path)
-        self._timeout_s = timeout_s
-        self._local = threading.local()
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        with closing(self._connect()) as conn:
-            conn.execute("PRAGMA journal_mode=WAL")
-            conn.execute("CREATE TABLE IF NOT EXISTS quota (caller TEXT NOT NULL, kind TEXT NOT NULL, "
-                         "state TEXT NOT NULL, PRIMARY KEY (caller, kind))")
-
-    def _connect(self) -> sqlite3.Connection:
-        conn = sqlite3.connect(self.path, timeout=self._timeout_s, isolation_level=None)
-        conn.execute("PRAGMA synchronous=NORMAL")  # with WAL: consistent, no fsync per request
-        return conn
+        self._file = SqliteFile(path, "CREATE TABLE IF NOT EXISTS quota (caller TEXT NOT NULL, kind TEXT NOT NULL, "
+                                      "state TEXT NOT NULL, PRIMARY KEY (caller, kind))", timeout_s=timeout_s)
 
     def _conn(self) -> sqlite3.Connection:
         """One connection per thread, kept open: a quota is charged on every request."""
-        conn = getattr(self._local, "conn", None)
-        if conn is None:
-            conn = self._local.conn = self._connect()
-        return conn
+        return self._file.connection()
 
     @staticmethod
     def _read(conn: sqlite3.Connection, caller_key: str, kind: str) -> State | None:

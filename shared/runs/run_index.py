@@ -22,7 +22,6 @@ import contextlib
 import hashlib
 import json
 import sqlite3
-import threading
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from datetime import datetime
@@ -30,6 +29,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from shared.errors import InvalidRequest
+from shared.sqlite_file import SqliteFile
 
 __all__ = ["RunEntry", "RunIndex", "SqliteRunIndex", "TableRunIndex", "older_than", "owner_tag"]
 
@@ -115,23 +115,15 @@ class SqliteRunIndex:
 
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._local = threading.local()
-        with self._connection() as db:
-            db.execute("PRAGMA journal_mode=WAL")
-            db.execute(
-                "CREATE TABLE IF NOT EXISTS runs (run_id TEXT PRIMARY KEY, owner TEXT NOT NULL, sort_key TEXT NOT NULL,"
-                " entry TEXT NOT NULL)")
-            db.execute("CREATE INDEX IF NOT EXISTS runs_by_owner ON runs (owner, sort_key)")
-            db.execute("CREATE INDEX IF NOT EXISTS runs_by_time ON runs (sort_key)")
+        self._file = SqliteFile(path, (
+            "CREATE TABLE IF NOT EXISTS runs (run_id TEXT PRIMARY KEY, owner TEXT NOT NULL, sort_key TEXT NOT NULL,"
+            " entry TEXT NOT NULL);"
+            "CREATE INDEX IF NOT EXISTS runs_by_owner ON runs (owner, sort_key);"
+            "CREATE INDEX IF NOT EXISTS runs_by_time ON runs (sort_key)"))
 
     @contextlib.contextmanager
     def _connection(self) -> Iterator[sqlite3.Connection]:
-        db: sqlite3.Connection | None = getattr(self._local, "db", None)
-        if db is None:
-            db = sqlite3.connect(self.path, timeout=30, isolation_level=None)
-            self._local.db = db
-        yield db
+        yield self._file.connection()
 
     def claim(self, entry: RunEntry) -> RunEntry | None:
         with self._connection() as db:

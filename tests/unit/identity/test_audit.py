@@ -136,10 +136,15 @@ def test_sqlite_refuses_updates(tmp_path: Path) -> None:
 def test_sqlite_writers_in_threads_lose_nothing(tmp_path: Path) -> None:
     path = tmp_path / "audit.sqlite"
 
+    errors: list[BaseException] = []
+
     def write(writer: int) -> None:
-        store = SqliteAuditStore(path)  # one per process sharing the file
-        for i in range(50):
-            store.append(record(i / 100, caller=f"t/{writer}"))
+        try:
+            store = SqliteAuditStore(path)  # one per process sharing the file, all opening it at once
+            for i in range(50):
+                store.append(record(i / 100, caller=f"t/{writer}"))
+        except BaseException as exc:  # a thread's exception would otherwise vanish
+            errors.append(exc)
 
     threads = [threading.Thread(target=write, args=(w,)) for w in range(4)]
     for thread in threads:
@@ -147,6 +152,7 @@ def test_sqlite_writers_in_threads_lose_nothing(tmp_path: Path) -> None:
     for thread in threads:
         thread.join(60)
     records = SqliteAuditStore(path).query(limit=1000)
+    assert errors == []
     assert len(records) == 200 and len({r.id for r in records}) == 200
 
 
