@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import shutil
@@ -198,3 +199,13 @@ def history(base_url: str, instance_id: str) -> list[dict[str, Any]]:
 def copy_app(src: Path, dst: Path) -> Path:
     shutil.copytree(src, dst, ignore=shutil.ignore_patterns("__pycache__", ".devhost"))
     return dst
+
+
+def reset_durable_http_session() -> None:
+    """Forget the Durable SDK's process-wide aiohttp session: it belongs to the event loop that created it, and a
+    test that runs the real client with ``asyncio.run`` more than once (or after another test did) needs a new one.
+    The Functions worker has one loop for its life, so the app never meets this."""
+    from azure.durable_functions.models.utils import http_utils
+
+    http_utils._client_session = None  # type: ignore[attr-defined]
+    http_utils._session_lock = asyncio.Lock()

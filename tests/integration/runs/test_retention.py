@@ -14,7 +14,7 @@ from shared.payloads import LocalPayloadStore
 from shared.runs.retention import PurgeReport, RetentionSettings, purge_expired_runs
 from shared.runs.run_index import SqliteRunIndex
 from tests.integration.runs.conftest import submit, wait_run, weft_env
-from tests.support import ROOT, DevhostProcess, free_port, http
+from tests.support import ROOT, DevhostProcess, free_port, http, reset_durable_http_session
 
 
 def test_finished_runs_past_retention_are_purged_with_their_payloads(tmp_path: Path) -> None:
@@ -43,6 +43,7 @@ def test_finished_runs_past_retention_are_purged_with_their_payloads(tmp_path: P
                                              datetime.now(UTC) + timedelta(days=31), finished)
             return recent, kept, later
 
+        reset_durable_http_session()
         recent, kept, report = asyncio.run(purge_now_and_in_a_month())
         assert recent.runs == 0 and kept  # nothing was old enough yet
         assert report.runs == 1 and report.payloads >= 1

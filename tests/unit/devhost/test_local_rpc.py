@@ -14,6 +14,7 @@ import devhost.host as host_module
 from devhost import local_rpc
 from devhost.durable_api import RPC_PREFIX, client_binding
 from devhost.host import DevHost
+from tests.support import reset_durable_http_session
 
 from .conftest import make_host
 
@@ -72,9 +73,11 @@ async def _calls(host: DevHost) -> dict[str, Any]:
 
 def test_client_calls_skip_the_socket_and_answer_as_http_does(served: tuple[DevHost, list[str]]) -> None:
     host, seen = served
+    reset_durable_http_session()
     local = asyncio.run(_calls(host))
     assert seen == [], "the rpc calls went over HTTP"
     local_rpc.unregister(host.base_url)  # the same calls over the real HTTP endpoint
+    reset_durable_http_session()
     over_http = asyncio.run(_calls(host))
     assert any(line.startswith("POST /durabletask/orchestrators/") for line in seen)
     assert local == over_http
