@@ -199,12 +199,12 @@ class Step(BaseModel):
 
 
 class Plan(BaseModel):
-    """A DAG of tool calls, executed level by level."""
+    """A DAG of tool calls; each step starts as soon as the steps it depends on have finished."""
 
     model_config = ConfigDict(extra="forbid")
 
     steps: list[Step] = Field(min_length=1)
-    """The steps, in any order; ties within a level run in this order."""
+    """The steps, in any order; steps ready at the same moment start in this order."""
 
 
 class RunOptions(BaseModel):
@@ -215,11 +215,10 @@ class RunOptions(BaseModel):
     fail_fast: bool = False
     """Stop scheduling new steps after the first failed step (otherwise only its dependents are skipped)."""
     max_parallel: int | None = Field(None, ge=1, le=10_000)
-    """Plan mode: most tool calls in flight at once (a level runs in batches of this size); ``None`` means a whole
-    level at a time."""
+    """Plan mode: most tool calls in flight at once; ``None``: every step that is ready."""
     timeout_s: float | None = Field(None, gt=0, le=31 * 86_400, allow_inf_nan=False)
-    """Plan mode: seconds after the start past which no further level is started (steps not yet started are
-    skipped; calls in flight finish). ``None``: no deadline."""
+    """Plan mode: the run's deadline in seconds from its start: steps not started by then are skipped and calls
+    still in flight are abandoned as ``timed_out``. ``None``: no deadline."""
     task_style: Literal["plan", "code"] = "plan"
     """Task mode: whether the planner writes a plan (JSON) or code (Python calling tools)."""
     code_execution: Literal["replay", "inline"] = "replay"

@@ -165,6 +165,7 @@ class PlanRun:
             record.attempts = outcome.attempts
             record.latency_ms = result.latency_ms
             record.finished_at = now
+            record.redelivered = result.redelivered  # a crash inside the tool may have run it twice
             if result.ok:
                 record.status = StepStatus.SUCCEEDED
                 record.result = result.recorded_value()
