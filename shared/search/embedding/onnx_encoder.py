@@ -22,6 +22,15 @@ import numpy as np
 
 from shared.search.embedding.minilm import HEAD_DIM, HEADS, HIDDEN, LN_EPS, MASKED, MiniLmWeights, PackagedMiniLm
 
+# Imported with the app, before it serves requests: importing onnx initialises protobuf while holding the GIL for about
+# 0.6 s, which a search index built later (for the first search, or warming up in the background) would otherwise
+# impose on every request in flight (benchmarks/first_search.py). Loading the model stays lazy.
+try:
+    import onnx  # noqa: F401
+    import onnxruntime  # noqa: F401
+except ImportError:  # the numpy encoder serves then
+    pass
+
 __all__ = ["OnnxMiniLmEncoder", "minilm_graph", "onnx_runtime_available"]
 
 logger = logging.getLogger(__name__)
