@@ -226,6 +226,8 @@ class _Session:
                     outcome = await self._serve(reader, writer)
             except TimeoutError:
                 timed_out = True
+            except ConnectionError:  # the worker went away mid-answer: its exit status tells how it ended
+                outcome = None
             finally:
                 for task in self._tasks:
                     task.cancel()
