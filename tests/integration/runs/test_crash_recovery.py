@@ -19,14 +19,15 @@ def test_plan_runs_survive_kill_9(tmp_path) -> None:
     ids = []
     for i in range(RUNS):
         steps = [
-            {"id": "wait", "tool": "slow", "args": {"delay_ms": 1500}},
-            {"id": "also", "tool": "slow", "args": {"delay_ms": 1200}},
+            {"id": "wait", "tool": "slow", "args": {"delay_ms": 6000}},
+            {"id": "also", "tool": "slow", "args": {"delay_ms": 5000}},
             {"id": "write", "tool": "note_put", "args": {"key": f"crash-{i}", "value": {"i": i}},
              "depends_on": ["wait", "also"]},
             {"id": "read", "tool": "note_get", "args": {"key": f"crash-{i}"}, "depends_on": ["write"]},
         ]
         ids.append(submit(first, {"mode": "plan", "plan": {"steps": steps}})["id"])
-    # every run has handed out its two slow tool calls (1.2 s and 1.5 s); none has finished
+    # every run has handed out its two slow tool calls (5 s and 6 s: long enough that none finishes while twenty runs
+    # are submitted and dispatched on a loaded machine)
     wait_until(lambda: all(_tool_calls_scheduled(first, i) == 2 for i in ids), 30, "two tool calls in flight per run")
     statuses = [http("GET", f"{first.base_url}/api/runs/{i}")[2]["status"] for i in ids]
     assert all(s in ("pending", "running") for s in statuses), statuses
