@@ -209,3 +209,19 @@ def reset_durable_http_session() -> None:
 
     http_utils._client_session = None  # type: ignore[attr-defined]
     http_utils._session_lock = asyncio.Lock()
+
+
+NODE_MODULES = ROOT / ".tools" / "node" / "node_modules"
+
+
+def staged_node_script(script: Path, folder: Path) -> Path:
+    """``script`` copied into ``folder`` beside a link to the pinned npm packages (``scripts/node_tools.sh``): ESM
+    resolves packages from the script's own folder. Skips the calling test when Node.js is not installed."""
+    import pytest
+
+    if shutil.which("node") is None:
+        pytest.skip("node is not installed")
+    subprocess.run(["bash", str(ROOT / "scripts" / "node_tools.sh"), "install"], check=True, timeout=300)
+    shutil.copy(script, folder / script.name)
+    os.symlink(NODE_MODULES, folder / "node_modules")
+    return folder / script.name

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
-import shutil
 import subprocess
 import time
 from pathlib import Path
@@ -18,11 +16,10 @@ from mcp.client.streamable_http import streamable_http_client
 from mcp.shared.exceptions import MCPError
 
 from tests.integration.devhost.conftest import KEYS
-from tests.support import ROOT, DevhostProcess, http
+from tests.support import ROOT, DevhostProcess, http, staged_node_script
 
 MCP_KEY = KEYS["systemKeys"]["mcp_extension"]
 TS_CLIENT = ROOT / "tests" / "fakes" / "mcp_ts_client.mjs"
-NODE_MODULES = ROOT / ".tools" / "node" / "node_modules"
 
 
 def endpoint(devhost: DevhostProcess) -> str:
@@ -151,14 +148,7 @@ def test_keys_protect_the_endpoint(keyed_devhost: DevhostProcess) -> None:
 # ---- the TypeScript SDK, an independent client -------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def ts_client(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    if shutil.which("node") is None:
-        pytest.skip("node is not installed")
-    subprocess.run(["bash", str(ROOT / "scripts" / "node_tools.sh"), "install"], check=True, timeout=300)
-    # ESM resolves packages from the script's folder: run a copy beside a link to the installed node_modules.
-    folder = tmp_path_factory.mktemp("ts-client")
-    shutil.copy(TS_CLIENT, folder / TS_CLIENT.name)
-    os.symlink(NODE_MODULES, folder / "node_modules")
-    return folder / TS_CLIENT.name
+    return staged_node_script(TS_CLIENT, tmp_path_factory.mktemp("ts-client"))
 
 
 def run_ts(script: Path, url: str, steps: list[dict[str, Any]], key: str | None = None) -> dict[str, Any]:

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
-import shutil
 import subprocess
 from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
@@ -17,11 +15,10 @@ from mcp import ClientSession
 from mcp.client.streamable_http import streamable_http_client
 
 from tests.integration.runs.conftest import weft_env
-from tests.support import ROOT, DevhostProcess, free_port
+from tests.support import ROOT, DevhostProcess, free_port, staged_node_script
 
 MCP_PATH = "/runtime/webhooks/mcp"
 TS_CLIENT = Path(__file__).with_name("weft_ts_client.mjs")
-NODE_MODULES = ROOT / ".tools" / "node" / "node_modules"
 WAIT_S = "4"
 """WEFT_MCP_WAIT_S of the test host: long enough for quick runs, short enough that a slow one hands back a run id."""
 
@@ -67,14 +64,8 @@ def weft_mcp(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DevhostProces
 
 @pytest.fixture(scope="module")
 def ts_client(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The TypeScript SDK client script, beside a link to the installed SDK (ESM resolves from the script)."""
-    if shutil.which("node") is None:
-        pytest.skip("node is not installed")
-    subprocess.run(["bash", str(ROOT / "scripts" / "node_tools.sh"), "install"], check=True, timeout=300)
-    folder = tmp_path_factory.mktemp("ts-client")
-    shutil.copy(TS_CLIENT, folder / TS_CLIENT.name)
-    os.symlink(NODE_MODULES, folder / "node_modules")
-    return folder / TS_CLIENT.name
+    """The TypeScript SDK client script, staged beside the installed SDK."""
+    return staged_node_script(TS_CLIENT, tmp_path_factory.mktemp("ts-client"))
 
 
 def run_ts(script: Path, url: str, steps: list[dict[str, Any]], token: str | None = None) -> dict[str, Any]:
