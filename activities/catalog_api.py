@@ -14,9 +14,10 @@ from shared.api_limits import api_limits
 from shared.errors import InvalidRequest, NotFound, WeftError
 from shared.identity.caller import Role
 from shared.runtime import get_runtime, get_runtime_async, reset_runtime
-from shared.search.api import parse_search_request, search_tools
+from shared.search.api import load_model_with_app, parse_search_request, search_tools
 
 bp = df.Blueprint()
+load_model_with_app()
 
 
 @bp.route(route="tools", methods=["GET"])

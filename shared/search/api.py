@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import json
+import logging
+import os
 import time
 from typing import Any
 
 from shared.errors import InvalidRequest
 from shared.search.retrieval import HybridRetriever, RetrievalSettings, SearchFilters
 
-__all__ = ["SearchRequest", "parse_search_request", "search_tools"]
+__all__ = ["SearchRequest", "load_model_with_app", "parse_search_request", "search_tools"]
+
+logger = logging.getLogger(__name__)
 
 _MAX_QUERY_CHARS = 4000
 _FILTER_KEYS = ("tags", "source")
@@ -84,3 +88,17 @@ def search_tools(index: HybridRetriever, request: SearchRequest) -> dict[str, An
                      "retrievers": list(h.retrievers), "clause": h.clause} for h in hits],
         "took_ms": round((time.perf_counter() - started) * 1000.0, 2),
     }
+
+
+def load_model_with_app() -> None:
+    """Load the query encoder now, while the app is being imported and serves nothing yet, when
+    ``WEFT_SEARCH_LOAD_MODEL_WITH_APP`` is on (the default). A failure is logged (type only), not raised: the first
+    search then reports it."""
+    from shared.search.embedding.encoders import shared_encoder
+
+    try:
+        settings = RetrievalSettings.from_env(os.environ)
+        if settings.load_model_with_app:
+            shared_encoder(settings.max_tokens).warm_up()
+    except Exception as exc:  # an app that cannot search must still serve its runs
+        logger.warning("the embedding model did not load with the app: %s", type(exc).__name__)

@@ -40,6 +40,10 @@ class RetrievalSettings:
     warm_at_start: bool = True
     """WEFT_SEARCH_WARM_AT_START: build the index and load the model on a background thread when the runtime starts
     (else on the first search or readiness probe)."""
+    load_model_with_app: bool = True
+    """WEFT_SEARCH_LOAD_MODEL_WITH_APP: load the embedding model (weights, tokenizer, ONNX Runtime session) when the app
+    is imported, before it serves requests: creating the session and reading the weights hold the GIL for ~0.2 s,
+    which would otherwise stall every request in flight when the first search or the warm-up loads them."""
     warm_exit_wait_s: float = 60.0
     """WEFT_SEARCH_WARM_EXIT_WAIT_S: how long a process that is exiting waits for a warm-up still running (ONNX
     Runtime aborts the process when torn down mid-inference)."""
@@ -74,6 +78,7 @@ class RetrievalSettings:
             cache_dir=env_str(env, "WEFT_SEARCH_CACHE_DIR", cls.cache_dir),
             cache_container=env_str(env, "WEFT_SEARCH_CACHE_CONTAINER", cls.cache_container),
             warm_at_start=env_bool(env, "WEFT_SEARCH_WARM_AT_START", cls.warm_at_start),
+            load_model_with_app=env_bool(env, "WEFT_SEARCH_LOAD_MODEL_WITH_APP", cls.load_model_with_app),
             warm_exit_wait_s=env_float(env, "WEFT_SEARCH_WARM_EXIT_WAIT_S", cls.warm_exit_wait_s, minimum=0.0),
             index_bundles_kept=env_int(env, "WEFT_SEARCH_INDEX_BUNDLES_KEPT", cls.index_bundles_kept, minimum=1),
             lru_size=env_int(env, "WEFT_SEARCH_LRU_SIZE", cls.lru_size, minimum=0),
