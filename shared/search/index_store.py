@@ -7,7 +7,7 @@ embedding cache::
 
     index-<key>/meta.json        {"format", "key", "count", "dim", "terms": [...], "names": [...]}
     index-<key>/filters.json     {"tags": [[...], ...], "sources": [...]}   (read on the first filtered search)
-    index-<key>/<array>.npy      the BM25 arrays and the transposed tool-vector matrix (never pickled)
+    index-<key>/<array>.npy      the BM25 arrays, the tool-vector matrix and its int8 pre-filter copy (never pickled)
 
 A bundle is written to a temporary folder and renamed into place, so a reader sees a whole bundle or none; two
 processes building the same catalog both write, and the first rename wins. The ``max_kept`` newest bundles are kept.
@@ -32,15 +32,16 @@ import numpy as np
 from shared.search.bm25 import Bm25Index
 from shared.search.document import ToolDocument
 from shared.search.embedding.cache import EmbeddingCache, LocalFolderStore
+from shared.search.vectors import QuantizedVectors, VectorIndex
 
 __all__ = ["INDEX_FORMAT", "IndexBundle", "IndexFolder", "catalog_content_key", "index_folder_for", "index_key"]
 
 logger = logging.getLogger(__name__)
 
-INDEX_FORMAT = 2
+INDEX_FORMAT = 3
 """Bump when tokenising, field weights, document rendering or the bundle layout change (old bundles then miss)."""
 
-_MATRIX = "vectors_t"
+_MATRIX = "vectors"
 _RANKS = "name_ranks"
 
 
@@ -69,8 +70,8 @@ class IndexBundle:
     name_ranks: np.ndarray
     """Each name's position in sorted order (search's tie-break)."""
     bm25: Bm25Index
-    vectors_t: np.ndarray
-    """Tool vectors, transposed: shape ``(dim, len(names))``, float32."""
+    vectors: VectorIndex
+    """Tool vectors, row-major ``(len(names), dim)`` float32, with their int8 pre-filter for large catalogs."""
     tags: Sequence[frozenset[str]] | None = None
     """Per tool; ``None`` when loaded from disk (see :meth:`IndexFolder.filter_fields`)."""
     sources: Sequence[str] | None = None
@@ -97,10 +98,13 @@ class IndexFolder:
                 return None
             arrays = {p.stem: np.asarray(np.load(p, mmap_mode="r", allow_pickle=False)) for p in path.glob("*.npy")}
             names, count = meta["names"], int(meta["count"])
-            vectors_t, ranks = arrays.pop(_MATRIX), arrays.pop(_RANKS)
+            matrix, ranks = arrays.pop(_MATRIX), arrays.pop(_RANKS)
+            quantized_arrays = {n: arrays.pop(n) for n in list(arrays) if n.startswith("q_")}
+            quantized = QuantizedVectors.from_arrays(quantized_arrays) if quantized_arrays else None
+            vectors = VectorIndex(matrix, quantized)
             bm25 = Bm25Index.from_arrays(arrays, meta["terms"])
             if (len(names) != count or bm25.size != count or ranks.shape != (count,)
-                    or vectors_t.shape != (int(meta["dim"]), count)):
+                    or matrix.shape != (count, int(meta["dim"]))):
                 raise ValueError("the bundle's parts disagree on the tool count")
         except (OSError, ValueError, KeyError, TypeError) as exc:
             logger.warning("search index bundle %s unusable (%s); rebuilding", key, type(exc).__name__)
@@ -108,7 +112,7 @@ class IndexFolder:
             return None
         with contextlib.suppress(OSError):
             os.utime(path)  # most recently used: pruning keeps it
-        return IndexBundle(names=names, name_ranks=ranks, bm25=bm25, vectors_t=vectors_t)
+        return IndexBundle(names=names, name_ranks=ranks, bm25=bm25, vectors=vectors)
 
     def filter_fields(self, key: str) -> tuple[list[frozenset[str]], list[str]]:
         """Each tool's tags and source, for filtered searches over a loaded bundle."""
@@ -126,13 +130,16 @@ class IndexFolder:
         try:
             tmp.mkdir(parents=True)
             arrays, terms = bundle.bm25.arrays()
-            extra = {_MATRIX: np.ascontiguousarray(bundle.vectors_t), _RANKS: bundle.name_ranks}
+            extra = {_MATRIX: np.ascontiguousarray(bundle.vectors.vectors), _RANKS: bundle.name_ranks}
+            quantized = bundle.vectors.quantized  # built here for large catalogs, so a warm start need not
+            if quantized is not None:
+                extra.update(quantized.arrays())
             for name, array in {**arrays, **extra}.items():
                 np.save(tmp / f"{name}.npy", array, allow_pickle=False)
             filters = {"tags": [sorted(t) for t in bundle.tags], "sources": list(bundle.sources)}
             (tmp / "filters.json").write_text(json.dumps(filters, separators=(",", ":")), encoding="utf-8")
             meta = {"format": INDEX_FORMAT, "key": key, "count": len(bundle.names),
-                    "dim": int(bundle.vectors_t.shape[0]), "terms": terms, "names": bundle.names}
+                    "dim": bundle.vectors.dim, "terms": terms, "names": bundle.names}
             (tmp / "meta.json").write_text(json.dumps(meta, separators=(",", ":")), encoding="utf-8")
             tmp.rename(final)
         except OSError as exc:

@@ -10,7 +10,7 @@ import pytest
 
 from shared.search.bm25 import Bm25Index, tokenize
 from shared.search.embedding.cache import EmbeddingCache, LocalFolderStore
-from shared.search.index_store import IndexFolder, catalog_content_key, index_key
+from shared.search.index_store import INDEX_FORMAT, IndexFolder, catalog_content_key, index_key
 from shared.search.retrieval import HybridRetriever, RetrievalSettings, SearchFilters, ToolHit
 
 from .fakes import CountingEncoder
@@ -100,5 +100,5 @@ def test_index_folder_ignores_bundles_of_another_format(tmp_path: Path, encoder:
     _build(tmp_path, encoder, catalog, content_key="v")
     key = index_key("v", encoder.cache_key)
     meta = tmp_path / "cache" / f"index-{key}" / "meta.json"
-    meta.write_text(meta.read_text().replace('"format":2', '"format":0'))
+    meta.write_text(meta.read_text().replace(f'"format":{INDEX_FORMAT}', '"format":0'))
     assert IndexFolder(tmp_path / "cache").load(key) is None

@@ -1,0 +1,235 @@
+"""Tool vectors for cosine scoring: exact float32 rows, and an int8 copy that pre-filters large catalogs exactly.
+
+A query against 100k tools reads a 100k x 384 float32 matrix (150 MB): about 9-15 ms on this machine, memory-bound
+whatever the BLAS. The same product over an int8 copy of the matrix (38 MB, ONNX Runtime's ``MatMulInteger``, VNNI
+on x86) takes about 2 ms. Its error is bounded per tool (Cauchy-Schwarz, below), so :meth:`VectorIndex.fusion_scores`
+turns the int8 estimate into a lower and an upper bound of every tool's fused score, keeps only the tools whose upper
+bound reaches the k-th best lower bound, and scores those exactly in float32 from the row-major matrix. Every tool
+that can be in the top k is scored exactly, so the top k (ties included) is the one exact scoring gives; the rest
+get their lower bound, which stays below the k-th best score.
+
+Quantisation: per-dimension scales ``s_j = max_i |v_ij| / 127``, codes ``c_i = round(v_i / s)``. For a query ``q``
+(``q' = q * s`` quantised to ``u`` with one scale ``a``: ``q' = a (u - 128) + e``)::
+
+    q . v_i = a (u - 128) . c_i  +  e . c_i  +  q . (v_i - s * c_i)
+    |error| <= |e| |c_i| + |q| |v_i - s * c_i|
+
+with ``|c_i|`` and ``|v_i - s * c_i|`` stored per tool. At 100k tools the bound is about 0.02 in cosine.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import logging
+import threading
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+
+__all__ = ["PREFILTER_MIN_TOOLS", "QuantizedVectors", "VectorIndex"]
+
+logger = logging.getLogger(__name__)
+
+PREFILTER_MIN_TOOLS = 20_000
+"""Below this many tools the exact float32 product is as fast as the pre-filter (measured by
+``benchmarks/retrieval_speed.py``: ~0.9 ms at 10k tools either way), so small catalogs score densely."""
+
+_SLACK = np.float32(1e-4)
+"""Added to every error bound: float32 rounding of the exact dot product (<= 384 * 2^-24 for unit vectors) and of
+the bound arithmetic itself, with a wide margin."""
+
+
+class QuantizedVectors:
+    """The int8 codes of a vector matrix (transposed, ``(dim, n)``), the per-dimension scales and per-tool norms."""
+
+    def __init__(self, codes_t: np.ndarray, scales: np.ndarray, code_norms: np.ndarray,
+                 residual_norms: np.ndarray) -> None:
+        dim, count = codes_t.shape
+        if (codes_t.dtype != np.int8 or scales.shape != (dim,) or code_norms.shape != (count,)
+                or residual_norms.shape != (count,)):
+            raise ValueError("quantized vector arrays do not fit together")
+        self.codes_t, self.scales = codes_t, scales.astype(np.float32, copy=False)
+        self.code_norms = code_norms.astype(np.float32, copy=False)
+        self.residual_norms = residual_norms.astype(np.float32, copy=False)
+        self._session: Any = None
+        self._lock = threading.Lock()
+
+    @classmethod
+    def of(cls, vectors: np.ndarray, chunk: int = 8192) -> QuantizedVectors:
+        """Quantise ``(n, dim)`` float32 rows (in chunks: a 100k matrix needs no float64 copy of itself)."""
+        count, dim = vectors.shape
+        peak = np.zeros(dim, dtype=np.float32)
+        for start in range(0, count, chunk):
+            np.maximum(peak, np.abs(vectors[start:start + chunk]).max(axis=0), out=peak)
+        scales = np.where(peak > 0, peak / np.float32(127.0), np.float32(1.0)).astype(np.float32)
+        codes_t = np.empty((dim, count), dtype=np.int8)
+        code_norms = np.empty(count, dtype=np.float32)
+        residual_norms = np.empty(count, dtype=np.float32)
+        for start in range(0, count, chunk):
+            rows = np.asarray(vectors[start:start + chunk], dtype=np.float64)
+            codes = np.clip(np.rint(rows / scales), -127, 127)
+            codes_t[:, start:start + len(rows)] = codes.T.astype(np.int8)
+            code_norms[start:start + len(rows)] = np.linalg.norm(codes, axis=1)
+            residual = np.linalg.norm(rows - codes * scales, axis=1)
+            residual_norms[start:start + len(rows)] = residual * (1 + 1e-6)  # rounded up: it is a bound
+        return cls(codes_t, scales, code_norms, residual_norms)
+
+    def arrays(self) -> dict[str, np.ndarray]:
+        """The arrays to save (see :meth:`from_arrays`)."""
+        return {"q_codes_t": self.codes_t, "q_scales": self.scales, "q_code_norms": self.code_norms,
+                "q_residual_norms": self.residual_norms}
+
+    @classmethod
+    def from_arrays(cls, arrays: Mapping[str, np.ndarray]) -> QuantizedVectors:
+        """The quantisation saved by :meth:`arrays` (may be memory-mapped); ``ValueError`` if the arrays disagree."""
+        return cls(arrays["q_codes_t"], arrays["q_scales"], arrays["q_code_norms"], arrays["q_residual_norms"])
+
+    def _runner(self) -> Any:
+        """An ONNX Runtime session multiplying a uint8 query block by the codes (built once, on first use)."""
+        with self._lock:
+            if self._session is None:
+                self._session = _matmul_integer_session(self.codes_t)
+            return self._session
+
+    def estimate(self, queries: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Estimated cosines ``(m, n)`` of unit query rows ``(m, dim)`` and their error bounds ``(m, n)``."""
+        scaled = queries.astype(np.float32) * self.scales
+        step = np.abs(scaled).max(axis=1) / np.float32(127.0)
+        step = np.where(step > 0, step, np.float32(1.0)).astype(np.float32)
+        levels = np.rint(scaled / step[:, None])
+        error_norms = np.linalg.norm(scaled - levels * step[:, None], axis=1).astype(np.float32)
+        query_norms = np.linalg.norm(queries, axis=1).astype(np.float32)
+        uint8 = (levels + 128).astype(np.uint8)
+        runner = self._runner()
+        if runner is None:
+            products = (uint8.astype(np.int32) - 128) @ self.codes_t.astype(np.int32)
+        else:
+            products = runner.run(["y"], {"a": uint8})[0]
+        estimates = products.astype(np.float32)
+        estimates *= step[:, None]
+        bounds = self.code_norms[None, :] * error_norms[:, None]
+        bounds += self.residual_norms[None, :] * query_norms[:, None]
+        bounds += _SLACK
+        return estimates, bounds
+
+
+def _matmul_integer_session(codes_t: np.ndarray) -> Any:
+    """ONNX Runtime's int8 matrix product over ``codes_t`` (one thread), or ``None`` without ONNX Runtime."""
+    if importlib.util.find_spec("onnxruntime") is None or importlib.util.find_spec("onnx") is None:
+        logger.warning("onnxruntime is not installed: the int8 vector pre-filter runs in numpy (slow)")
+        return None
+    import onnxruntime
+    from onnx import TensorProto, helper
+
+    dim, count = codes_t.shape
+    codes = TensorProto()
+    codes.name, codes.data_type = "codes", TensorProto.INT8
+    codes.dims.extend((dim, count))
+    codes.data_location = TensorProto.EXTERNAL
+    location = codes.external_data.add()
+    location.key, location.value = "location", "supplied-by-session-options"
+    zero = helper.make_tensor("zero", TensorProto.UINT8, [], [128])
+    graph = helper.make_graph(
+        [helper.make_node("MatMulInteger", ["a", "codes", "zero"], ["y"])], "int8-cosines",
+        [helper.make_tensor_value_info("a", TensorProto.UINT8, ["m", dim])],
+        [helper.make_tensor_value_info("y", TensorProto.INT32, ["m", count])], [codes, zero])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=8)
+    options = onnxruntime.SessionOptions()
+    options.intra_op_num_threads = 1
+    options.inter_op_num_threads = 1
+    options.log_severity_level = 3
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    data = np.require(codes_t, dtype=np.int8, requirements="C")
+    options.add_external_initializers(["codes"], [onnxruntime.OrtValue.ortvalue_from_numpy(data)])
+    return onnxruntime.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"])
+
+
+def _calibrate(cosines: np.ndarray, floor: np.float32, span: np.float32) -> np.ndarray:
+    out = cosines - floor
+    out /= span
+    return np.clip(out, 0.0, 1.0, out=out)
+
+
+def _kth_largest(values: np.ndarray, k: int) -> np.float32:
+    return np.partition(values, values.size - k)[values.size - k]
+
+
+class VectorIndex:
+    """Unit tool vectors, row-major ``(n, dim)`` float32, with an optional int8 pre-filter (see the module doc).
+
+    ``quantized`` is built on demand for catalogs of at least ``prefilter_min`` tools (or passed in, e.g. memory-mapped
+    from a saved index); ``prefilter_min=0`` forces the pre-filter, a huge value disables it.
+    """
+
+    def __init__(self, vectors: np.ndarray, quantized: QuantizedVectors | None = None, *,
+                 prefilter_min: int = PREFILTER_MIN_TOOLS) -> None:
+        if vectors.ndim != 2:
+            raise ValueError("vectors must be a (tools, dim) matrix")
+        self.vectors = vectors
+        self._quantized = quantized
+        self._prefilter_min = prefilter_min
+        if quantized is not None and quantized.codes_t.shape != (vectors.shape[1], vectors.shape[0]):
+            raise ValueError("the quantized vectors do not match the float vectors")
+
+    @property
+    def count(self) -> int:
+        """Number of tools."""
+        return int(self.vectors.shape[0])
+
+    @property
+    def dim(self) -> int:
+        """Vector size."""
+        return int(self.vectors.shape[1])
+
+    @property
+    def prefiltered(self) -> bool:
+        """Whether :meth:`fusion_scores` uses the int8 pre-filter."""
+        return self.count >= self._prefilter_min and self.count > 0
+
+    @property
+    def quantized(self) -> QuantizedVectors | None:
+        """The int8 copy (built on first use if the catalog is large enough to need it)."""
+        if self._quantized is None and self.prefiltered:
+            self._quantized = QuantizedVectors.of(self.vectors)
+        return self._quantized
+
+    def cosines(self, queries: np.ndarray) -> np.ndarray:
+        """Exact cosines ``(m, n)`` of unit query rows ``(m, dim)`` against every tool."""
+        return np.dot(self.vectors, queries.T).T if len(queries) == 1 else queries @ self.vectors.T
+
+    def cosines_at(self, query: np.ndarray, positions: np.ndarray) -> np.ndarray:
+        """Exact cosines of one query vector against the tools at ``positions``."""
+        return self.vectors[positions] @ query
+
+    def fusion_scores(self, queries: np.ndarray, bm25: np.ndarray, *, floor: float, span: float, bm25_weight: float,
+                      embedding_weight: float, k: int, mask: np.ndarray | None = None) -> np.ndarray:
+        """Calibrated embedding scores ``(m, n)`` for fusing with ``bm25`` (``(m, n)``, one row per query).
+
+        ``clip((cos - floor) / span, 0, 1)``, exact for every tool that can be among the ``k`` best (within
+        ``mask``) of any row of ``bm25_weight * bm25 + embedding_weight * scores``; every other tool gets a lower
+        bound of its score that stays below the k-th best. Without the pre-filter all scores are exact.
+        """
+        f_floor, f_span = np.float32(floor), np.float32(span)
+        quantized = self.quantized if self.prefiltered and k > 0 else None
+        if quantized is None:
+            return _calibrate(self.cosines(queries), f_floor, f_span)
+        w_bm25, w_emb = np.float32(bm25_weight), np.float32(embedding_weight)
+        estimates, bounds = quantized.estimate(queries)
+        lower = _calibrate(estimates - bounds, f_floor, f_span)
+        upper = _calibrate(estimates + bounds, f_floor, f_span)
+        pool = np.flatnonzero(mask) if mask is not None else None
+        keep = np.zeros(self.count, dtype=bool)
+        for row in range(len(queries)):
+            fused_lower = w_bm25 * bm25[row] + w_emb * lower[row]
+            fused_upper = w_bm25 * bm25[row] + w_emb * upper[row]
+            if pool is not None:
+                fused_lower, fused_upper = fused_lower[pool], fused_upper[pool]
+            if fused_lower.size <= k:
+                chosen = np.arange(fused_lower.size)
+            else:
+                chosen = np.flatnonzero(fused_upper >= _kth_largest(fused_lower, k))
+            keep[pool[chosen] if pool is not None else chosen] = True
+        exact = np.flatnonzero(keep)
+        lower[:, exact] = _calibrate(queries @ self.vectors[exact].T, f_floor, f_span)
+        return lower
