@@ -18,6 +18,20 @@ For each size, in fresh processes (so imports, model load and page cache are par
 
 The synthetic tools look like API operations (``<service>_<verb><Noun>`` with a two-sentence description and 2-5
 parameters, about 60 tokens of text each); queries are built from the same vocabulary.
+
+Tool vectors (``--vectors``):
+
+* ``real`` (default): every tool text embedded by the model (100k tools: ~27 min cold on 2 cores).
+* ``composed`` (SPEED ONLY): the embedding cache is filled, in about a minute, with deterministic unit vectors
+  composed from real embeddings of the tools' parts: ``normalise(0.85 e("<verb> a <noun> <qualifier>") +
+  0.45 e("<service> service") + 0.15 g)``, with ``g`` a random unit vector seeded by the tool's position. Tools
+  sharing an operation sit close together as real ones do, so the vector pre-filter's candidate counts are of a
+  realistic order, but the rankings are not the model's: figures from this mode measure speed only, never quality.
+  Its caches live in ``cache-<size>-composed`` folders, apart from real ones, and are kept between runs.
+
+A warm run also reports a breakdown of one query's stages (query embedding, BM25, vector scoring, fusion and top-k)
+and, on the synthetic queries, how often the pre-filtered vector scoring returns exactly the top 10 of exact dense
+scoring (``agree@10``).
 """
 
 from __future__ import annotations
@@ -62,14 +76,21 @@ PARAMS = ("id", "name", "region", "limit", "cursor", "owner", "tags", "status", 
           "priority", "email", "amount", "currency", "language", "description", "dry_run")
 
 
-def synthetic_tools(n: int, seed: int = 7) -> list[dict[str, Any]]:
-    """``n`` distinct API-like tool specs (deterministic)."""
-    rng = random.Random(seed)
+def synthetic_parts(n: int, seed: int = 7) -> list[tuple[str, str, str, str]]:
+    """``(service, verb, noun, qualifier)`` of each of :func:`synthetic_tools` (deterministic)."""
     combos = [(s, v, o, q) for s in SERVICES for v in VERBS for o in NOUNS for q in QUALIFIERS]
     if n > len(combos):
         raise ValueError(f"at most {len(combos)} synthetic tools")
+    return random.Random(seed).sample(combos, n)
+
+
+def synthetic_tools(n: int, seed: int = 7) -> list[dict[str, Any]]:
+    """``n`` distinct API-like tool specs (deterministic)."""
+    rng = random.Random(seed)
+    parts = synthetic_parts(n, seed)
+    rng.sample(range(len(SERVICES) * len(VERBS) * len(NOUNS) * len(QUALIFIERS)), n)  # same stream as before
     tools = []
-    for service, verb, noun, qualifier in rng.sample(combos, n):
+    for service, verb, noun, qualifier in parts:
         params = rng.sample(PARAMS, rng.randint(2, 5))
         what = f"{noun} {qualifier.lower()}".strip()
         tools.append({
@@ -106,7 +127,92 @@ def percentile(values: list[float], q: float) -> float:
 # Worker: runs in a fresh process, prints one JSON line.
 
 
-def worker(phase: str, size: int, n_queries: int, spawned_at: float) -> None:
+def cache_dir_for(size: int, vectors: str) -> Path:
+    return WORK / (f"cache-{size}-composed" if vectors == "composed" else f"cache-{size}")
+
+
+def fill_composed(size: int) -> dict[str, Any]:
+    """Fill the embedding cache of ``size`` synthetic tools with composed vectors (SPEED ONLY, see the docstring)."""
+    import numpy as np
+
+    sys.path.insert(0, str(ROOT))
+    from shared.search.document import ToolDocument
+    from shared.search.embedding import bulk_encoder, shared_encoder
+    from shared.search.embedding.cache import EmbeddingCache, LocalFolderStore, text_key
+
+    started = time.perf_counter()
+    encoder = shared_encoder(256)
+    bulk = bulk_encoder(256) or encoder
+    parts = synthetic_parts(size)
+    operations = sorted({f"{verb} a {noun} {qualifier.lower()}".strip() for _, verb, noun, qualifier in parts})
+    services = sorted({service for service, *_ in parts})
+    op_vectors = dict(zip(operations, bulk.encode(operations), strict=True))
+    service_vectors = dict(zip(services, bulk.encode([f"{s} service" for s in services]), strict=True))
+    rng = np.random.default_rng(1234)
+    noise = rng.standard_normal((size, encoder.dim)).astype(np.float32)
+    noise /= np.linalg.norm(noise, axis=1, keepdims=True)
+    matrix = np.stack([
+        0.85 * op_vectors[f"{verb} a {noun} {qualifier.lower()}".strip()] + 0.45 * service_vectors[service]
+        for service, verb, noun, qualifier in parts]).astype(np.float32) + np.float32(0.15) * noise
+    matrix /= np.linalg.norm(matrix, axis=1, keepdims=True)
+    keys = [text_key(ToolDocument.from_spec(t).text) for t in synthetic_tools(size)]
+    EmbeddingCache(encoder.cache_key, LocalFolderStore(cache_dir_for(size, "composed"))).put(keys, matrix)
+    return {"phase": "fill", "size": size, "fill_s": time.perf_counter() - started,
+            "operations_embedded": len(operations) + len(services)}
+
+
+def stage_profile(retriever: Any, queries: list[str]) -> dict[str, float]:
+    """Median ms of each stage of a single-task search, timed one by one as ``HybridRetriever._search`` runs them."""
+    import numpy as np
+
+    from shared.search.bm25 import tokenize
+    from shared.search.retrieval import _top
+
+    bm25, embedding, settings = retriever.bm25, retriever.embedding, retriever.settings
+    stages: dict[str, list[float]] = {"embed_query": [], "bm25": [], "vectors_exact": [], "vectors_prefilter": [],
+                                      "fuse_top10": []}
+    for q in queries:
+        t0 = time.perf_counter()
+        vec = embedding.embed_queries([q])
+        t1 = time.perf_counter()
+        b = bm25._index.scores(tokenize(q))[1][None]
+        t2 = time.perf_counter()
+        embedding._vectors.cosines(vec)
+        t3 = time.perf_counter()
+        e = embedding._vectors.fusion_scores(vec, b, floor=settings.cosine_floor,
+                                             span=settings.cosine_ceiling - settings.cosine_floor,
+                                             bm25_weight=settings.bm25_weight,
+                                             embedding_weight=settings.embedding_weight, k=10)
+        t4 = time.perf_counter()
+        _top(np.float32(settings.bm25_weight) * b[0] + np.float32(settings.embedding_weight) * e[0], 10, None,
+             bm25._ranks)
+        t5 = time.perf_counter()
+        for name, value in zip(stages, (t1 - t0, t2 - t1, t3 - t2, t4 - t3, t5 - t4), strict=True):
+            stages[name].append(value * 1000)
+    return {f"stage_{name}_ms": statistics.median(values) for name, values in stages.items()}
+
+
+def agreement(retriever: Any, queries: list[str]) -> dict[str, float]:
+    """Share of queries whose top 10 (names, in order) is the same with the pre-filter as with exact dense scoring."""
+    from shared.search.vectors import VectorIndex
+
+    vectors = retriever.embedding._vectors
+    if not vectors.prefiltered:
+        return {}
+    fast = [[h.name for h in retriever.search(q, 10)] for q in queries]
+    retriever.embedding._vectors = VectorIndex(vectors.vectors, prefilter_min=2**62)
+    try:
+        exact = [[h.name for h in retriever.search(q, 10)] for q in queries]
+    finally:
+        retriever.embedding._vectors = vectors
+    return {"agree_at_10": sum(f == e for f, e in zip(fast, exact, strict=True)) / len(queries),
+            "agree_queries": float(len(queries))}
+
+
+def worker(phase: str, size: int, n_queries: int, spawned_at: float, vectors: str = "real") -> None:
+    if phase == "fill":
+        print(json.dumps(fill_composed(size)))
+        return
     import psutil
 
     t_import = time.perf_counter()
@@ -123,7 +229,7 @@ def worker(phase: str, size: int, n_queries: int, spawned_at: float) -> None:
     content_key = hashlib.sha256(raw).hexdigest()
     specs = [json.loads(line) for line in raw.splitlines() if line.strip()]
     read = time.perf_counter() - t_read
-    cache_dir = WORK / f"cache-{size}"
+    cache_dir = cache_dir_for(size, vectors)
     t_build = time.perf_counter()
     retriever = HybridRetriever(specs, settings=settings, encoder=encoder, content_key=content_key,
                                 cache=EmbeddingCache(encoder.cache_key, LocalFolderStore(cache_dir)))
@@ -156,6 +262,8 @@ def worker(phase: str, size: int, n_queries: int, spawned_at: float) -> None:
             encoder.encode([q])
             embed.append((time.perf_counter() - t) * 1000)
         result["embed_p50_ms"] = statistics.median(embed)
+        result.update(stage_profile(retriever, singles[:100]))
+        result.update(agreement(retriever, singles + multis))
     process = psutil.Process()
     result["rss_mb"] = process.memory_info().rss / 2**20
     import resource
@@ -164,9 +272,10 @@ def worker(phase: str, size: int, n_queries: int, spawned_at: float) -> None:
     print(json.dumps(result))
 
 
-def run_worker(phase: str, size: int, n_queries: int) -> dict[str, Any]:
+def run_worker(phase: str, size: int, n_queries: int, vectors: str) -> dict[str, Any]:
     env = dict(os.environ, HF_HUB_OFFLINE="1")
-    out = subprocess.run([sys.executable, __file__, "_worker", phase, str(size), str(n_queries), repr(time.time())],
+    out = subprocess.run([sys.executable, __file__, "_worker", phase, str(size), str(n_queries), repr(time.time()),
+                          vectors],
                          capture_output=True, text=True, env=env, check=False)
     if out.returncode != 0:
         raise RuntimeError(f"{phase} worker for {size} failed:\n{out.stderr[-3000:]}")
@@ -179,24 +288,29 @@ def main() -> None:
     parser.add_argument("--queries", type=int, default=200, help="single-task queries (multi-part: a quarter)")
     parser.add_argument("--repeats", type=int, default=3, help="warm-start runs per size (medians printed)")
     parser.add_argument("--keep-cache", action="store_true", help="skip the cold build when a cache exists")
+    parser.add_argument("--vectors", choices=("real", "composed"), default="real",
+                        help="composed: fill the cache with composed vectors in ~1 min (SPEED ONLY, see above)")
     args = parser.parse_args()
     WORK.mkdir(parents=True, exist_ok=True)
     rows = []
     for size in args.sizes:
         (WORK / f"tools-{size}.jsonl").write_text(
             "\n".join(json.dumps(t, separators=(",", ":")) for t in synthetic_tools(size)) + "\n")
-        cache_dir = WORK / f"cache-{size}"
+        cache_dir = cache_dir_for(size, args.vectors)
         cold: dict[str, Any] | None = None
         if not (args.keep_cache and cache_dir.exists()):
             shutil.rmtree(cache_dir, ignore_errors=True)
+            if args.vectors == "composed":
+                print(f"[{size}] filling the cache with composed vectors ...", file=sys.stderr, flush=True)
+                print(f"[{size}] {json.dumps(run_worker('fill', size, args.queries, args.vectors))}", file=sys.stderr)
             print(f"[{size}] cold build ...", file=sys.stderr, flush=True)
-            cold = run_worker("cold", size, args.queries)
+            cold = run_worker("cold", size, args.queries, args.vectors)
             print(f"[{size}] cold: {json.dumps(cold)}", file=sys.stderr, flush=True)
-        prime = run_worker("prime", size, args.queries)  # saves the derived index if the cold run did not
+        prime = run_worker("prime", size, args.queries, args.vectors)  # saves the derived index if the cold run did not
         print(f"[{size}] prime: {json.dumps(prime)}", file=sys.stderr, flush=True)
         warms = []
         for i in range(args.repeats):
-            warms.append(run_worker("warm", size, args.queries))
+            warms.append(run_worker("warm", size, args.queries, args.vectors))
             print(f"[{size}] warm {i + 1}: {json.dumps(warms[-1])}", file=sys.stderr, flush=True)
         med = {k: statistics.median(w[k] for w in warms) for k in warms[0] if isinstance(warms[0][k], float)}
         med["load"] = os.getloadavg()[0]
@@ -218,10 +332,24 @@ def main() -> None:
               f"{med['single_p50_ms']:.1f} / {med['single_p95_ms']:.1f} | {med['multi_p50_ms']:.1f} / "
               f"{med['multi_p95_ms']:.1f} | {med['embed_p50_ms']:.1f} | {med['rss_mb']:.0f} | "
               f"{med['peak_rss_mb']:.0f} | {med['load']:.1f} |")
+    print(f"\nTool vectors: {args.vectors}" + (" (composed from real embeddings of the tools' parts: SPEED ONLY, "
+                                                "see the docstring; 'cold build' then only reads the filled cache)"
+                                                if args.vectors == "composed" else " (every tool text embedded)"))
+    print("\nOne single-task query, stage by stage (medians of 100 queries, ms; vector scoring is either the exact "
+          "float32 product or the int8 pre-filter with exact rescoring, whichever the catalog size selects; "
+          "agree@10: share of all benchmark queries whose top 10 is the same with the pre-filter as with exact "
+          "dense scoring)")
+    print("| tools | embed query | BM25 | vectors exact float32 | vectors pre-filtered | fuse + top 10 | agree@10 |")
+    print("|---|---|---|---|---|---|---|")
+    for size, _, med in rows:
+        agree = f"{med['agree_at_10']:.3f} of {med['agree_queries']:.0f}" if "agree_at_10" in med else "(exact path)"
+        print(f"| {size:,} | {med['stage_embed_query_ms']:.2f} | {med['stage_bm25_ms']:.2f} | "
+              f"{med['stage_vectors_exact_ms']:.2f} | {med['stage_vectors_prefilter_ms']:.2f} | "
+              f"{med['stage_fuse_top10_ms']:.2f} | {agree} |")
 
 
 if __name__ == "__main__":
-    if len(sys.argv) == 6 and sys.argv[1] == "_worker":
-        worker(sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), float(sys.argv[5]))
+    if len(sys.argv) == 7 and sys.argv[1] == "_worker":
+        worker(sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), float(sys.argv[5]), sys.argv[6])
     else:
         main()
