@@ -10,8 +10,9 @@ The main table calls the real ``Bm25Retriever.search``, ``EmbeddingRetriever.sea
 ``HybridRetriever.search`` (Weft) with default settings, beside three baselines over the same two retrievers (see
 :func:`baselines`): reciprocal-rank fusion and weighted-score fusion of the whole request, and Weft's ranking
 before issue 16. The ablation tables recompute fusion variants from the same score
-arrays on the dev split (30% of queries), which is what the defaults were chosen on; the main table is reported on
-the test split (70%) and on everything.
+arrays on the dev split (30% of queries), which is what the defaults were chosen on (ablation D: the order of a
+multi-part request's hits, :mod:`shared.search.fusion`); the main table is reported on the test split (70%) and on
+everything.
 
     .venv/bin/python benchmarks/retrieval_eval.py            # main table + ablations (~3 min on 2 cores)
     .venv/bin/python benchmarks/retrieval_eval.py --quick    # main table only
@@ -229,6 +230,58 @@ def ablations(arrays: ScoreArrays, queries: list[dict], settings: RetrievalSetti
     print_table("Ablation C' [dev] the same on single-task requests", results, f"(n={len(single)})")
 
 
+def order_variant(arrays: ScoreArrays, i: int, settings: RetrievalSettings, lead: str, rest: str) -> list[str]:
+    """A split request's top 10: the clauses' rankings interleaved, then rank 1 and ranks 2.. reordered.
+
+    ``lead``: ``first`` (first clause's best), ``whole-of-tops`` (the clause top the whole request scores highest),
+    ``whole`` (the whole request's best tool), ``agree`` (the whole request's best when BM25 and the embedding
+    both rank it first, else ``whole-of-tops``). ``rest``: ``interleaved``, ``whole``, ``clause`` (best clause
+    score), ``whole+clause``.
+    """
+    w, floor, ceiling = settings.bm25_weight, settings.cosine_floor, settings.cosine_ceiling
+    bm25, cosine = arrays.bm25[i], arrays.cosine[i]
+    fused = w * bm25 + (1 - w) * np.clip((cosine - floor) / (ceiling - floor), 0, 1)
+    if fused.shape[0] == 1:
+        return list(arrays.names[np.argsort(-fused[0], kind="stable")[:10]])
+    rankings = [np.argsort(-row, kind="stable")[:10].tolist() for row in fused[1:]]
+    order: list[int] = []
+    for rank in range(10):
+        order += [r[rank] for r in rankings if r[rank] not in order]
+    firsts = [r[0] for r in rankings]
+    best = int(np.argmax(fused[0]))
+    first = max(firsts, key=lambda j: fused[0][j])
+    if lead == "first":
+        first = firsts[0]
+    elif lead == "whole" or (lead == "agree" and best == int(np.argmax(bm25[0])) == int(np.argmax(cosine[0]))):
+        first = best
+    others = [j for j in order if j != first][:9]
+    key = {"interleaved": np.zeros(fused.shape[1]), "whole": fused[0], "clause": fused[1:].max(axis=0),
+           "whole+clause": fused[0] + fused[1:].max(axis=0)}[rest]
+    return list(arrays.names[[first, *sorted(others, key=lambda j: -key[j])]])
+
+
+def order_ablation(arrays: ScoreArrays, queries: list[dict], settings: RetrievalSettings) -> None:
+    dev = [i for i, q in enumerate(queries) if q["split"] == "dev"]
+    print("\nAblation D [dev]: order of a split request's hits (the tools are the interleaving's; Weft: "
+          "whole-of-tops, whole+clause). R@1 / MRR; R@10 and C@10 do not change")
+    groups = {"single": [i for i in dev if queries[i]["kind"] != "multi"],
+              "single, split": [i for i in dev if queries[i]["kind"] != "multi" and len(arrays.texts[i]) > 1],
+              "multi-part": [i for i in dev if queries[i]["kind"] == "multi"]}
+    print(f"| {'rank 1':<14} | {'ranks 2..':<12} | " + " | ".join(f"{g + f' (n={len(ix)})':>20}"
+                                                             for g, ix in groups.items()) + " |")
+    print("|----------------|--------------|" + "|".join("-" * 22 for _ in groups) + "|")
+    for lead in ("first", "whole-of-tops", "whole", "agree"):
+        for rest in ("interleaved", "whole", "clause", "whole+clause"):
+            if lead in ("first", "whole", "agree") and rest not in ("interleaved", "whole+clause"):
+                continue
+            cells = []
+            for ix in groups.values():
+                m = average([metrics(order_variant(arrays, i, settings, lead, rest), queries[i]["gold"])
+                             for i in ix])
+                cells.append(f"{m['R@1']:.3f} / {m['MRR']:.3f}")
+            print(f"| {lead:<14} | {rest:<12} | " + " | ".join(f"{c:>20}" for c in cells) + " |")
+
+
 def calibration(arrays: ScoreArrays, queries: list[dict], settings: RetrievalSettings) -> None:
     """How hybrid scores of gold tools and of random other tools fall around candidate ``min_score`` values."""
     rng = np.random.default_rng(0)
@@ -280,10 +333,12 @@ def main() -> None:
           f"split_clauses={settings.split_clauses}")
     rows = main_table(retriever, queries)
     report(rows, queries, "test")
+    report(rows, queries, "all")
     print_table("[all] every query", {m: average(r) for m, r in rows.items()}, f"(n={len(queries)})")
     if not args.quick:
         arrays = ScoreArrays(retriever, queries)
         ablations(arrays, queries, settings)
+        order_ablation(arrays, queries, settings)
         calibration(arrays, queries, settings)
 
 
