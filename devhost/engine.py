@@ -172,8 +172,11 @@ class Engine(EpisodeRunner):
                 self._coalesce()
 
     def _coalesce(self) -> None:
-        """Wait briefly while completions keep arriving, so one replay covers many of them."""
-        if self.coalesce_s <= 0:
+        """Wait briefly while completions keep arriving, so one replay covers many of them. Only a burst is waited
+        for (more than one completion already queued): a lone completion, the next link of a chain, is replayed at
+        once, since waiting would add ``coalesce_s`` to every hop; completions that arrive during that replay are
+        batched into the next one anyway."""
+        if self.coalesce_s <= 0 or self._completions.qsize() <= 1:
             return
         deadline = time.monotonic() + self.coalesce_max_s
         seen = self._completions.qsize()

@@ -7,8 +7,9 @@ import time
 
 import pytest
 
-from devhost.engine import Engine, OrchestratorNotFound
+from devhost.engine import Completion, Engine, OrchestratorNotFound
 from devhost.host import DevHost
+from devhost.store import Store, WorkItem
 from tests.support import wait_until
 from tests.unit.devhost.conftest import make_host
 
@@ -239,3 +240,26 @@ def test_randomised_retries_and_failures_keep_task_ids_in_step(host: DevHost, se
         f"-{i} ok after {f + 1}" for i, f in enumerate(fail_times)
     ]
     assert output[len(fail_times):] == [i * i for i in range(plain)]
+
+
+def _engine_with_queued(completions: int, in_flight: int) -> Engine:
+    engine = Engine(Store(":memory:"), {}, lambda items: None, coalesce_s=0.005, coalesce_max_s=0.05)
+    for n in range(completions):
+        engine._completions.put(Completion(WorkItem(n, "i", 0, n, "a", None, 0)))
+    engine._in_flight.update(range(100, 100 + in_flight))
+    return engine
+
+
+def test_a_lone_completion_is_replayed_without_waiting(monkeypatch: pytest.MonkeyPatch) -> None:
+    # The next link of a chain: waiting for more completions would add coalesce_s to every hop.
+    sleeps: list[float] = []
+    monkeypatch.setattr("devhost.engine.time.sleep", sleeps.append)
+    _engine_with_queued(completions=1, in_flight=3)._coalesce()
+    assert sleeps == []
+
+
+def test_a_burst_of_completions_is_waited_for_while_work_is_in_flight(monkeypatch: pytest.MonkeyPatch) -> None:
+    sleeps: list[float] = []
+    monkeypatch.setattr("devhost.engine.time.sleep", sleeps.append)
+    _engine_with_queued(completions=2, in_flight=3)._coalesce()
+    assert sleeps == [0.005]  # one wait; nothing more arrived, so the replay starts
