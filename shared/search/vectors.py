@@ -158,17 +158,18 @@ def _kth_largest(values: np.ndarray, k: int) -> np.float32:
 class VectorIndex:
     """Unit tool vectors, row-major ``(n, dim)`` float32, with an optional int8 pre-filter (see the module doc).
 
-    ``quantized`` is built on demand for catalogs of at least ``prefilter_min`` tools (or passed in, e.g. memory-mapped
-    from a saved index); ``prefilter_min=0`` forces the pre-filter, a huge value disables it.
+    ``quantized`` is built on demand for catalogs of at least ``prefilter_min`` tools (default
+    :data:`PREFILTER_MIN_TOOLS`), or passed in (memory-mapped from a saved index); ``prefilter_min=0`` forces the
+    pre-filter, a huge value disables it.
     """
 
     def __init__(self, vectors: np.ndarray, quantized: QuantizedVectors | None = None, *,
-                 prefilter_min: int = PREFILTER_MIN_TOOLS) -> None:
+                 prefilter_min: int | None = None) -> None:
         if vectors.ndim != 2:
             raise ValueError("vectors must be a (tools, dim) matrix")
         self.vectors = vectors
         self._quantized = quantized
-        self._prefilter_min = prefilter_min
+        self._prefilter_min = PREFILTER_MIN_TOOLS if prefilter_min is None else prefilter_min
         if quantized is not None and quantized.codes_t.shape != (vectors.shape[1], vectors.shape[0]):
             raise ValueError("the quantized vectors do not match the float vectors")
 
