@@ -193,14 +193,15 @@ def stage_profile(retriever: Any, queries: list[str]) -> dict[str, float]:
 
 
 def agreement(retriever: Any, queries: list[str]) -> dict[str, float]:
-    """Share of queries whose top 10 (names, in order) is the same with the pre-filter as with exact dense scoring."""
+    """Share of queries whose top 10 (names, in order) is the same with the pre-filter as with exact dense scoring
+    (float64 rounded to float32, as the pre-filter rescores its candidates; see shared.search.vectors)."""
     from shared.search.vectors import VectorIndex
 
     vectors = retriever.embedding._vectors
     if not vectors.prefiltered:
         return {}
     fast = [[h.name for h in retriever.search(q, 10)] for q in queries]
-    retriever.embedding._vectors = VectorIndex(vectors.vectors, prefilter_min=2**62)
+    retriever.embedding._vectors = VectorIndex(vectors.vectors, prefilter_min=2**62, float64=True)
     try:
         exact = [[h.name for h in retriever.search(q, 10)] for q in queries]
     finally:

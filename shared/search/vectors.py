@@ -151,6 +151,11 @@ def _calibrate(cosines: np.ndarray, floor: np.float32, span: np.float32) -> np.n
     return np.clip(out, 0.0, 1.0, out=out)
 
 
+def _cosines64(rows: np.ndarray, queries: np.ndarray) -> np.ndarray:
+    """``queries @ rows.T`` computed in float64, rounded to float32."""
+    return np.dot(np.asarray(queries, dtype=np.float64), np.asarray(rows, dtype=np.float64).T).astype(np.float32)
+
+
 def _kth_largest(values: np.ndarray, k: int) -> np.float32:
     return np.partition(values, values.size - k)[values.size - k]
 
@@ -161,14 +166,21 @@ class VectorIndex:
     ``quantized`` is built on demand for catalogs of at least ``prefilter_min`` tools (default
     :data:`PREFILTER_MIN_TOOLS`), or passed in (memory-mapped from a saved index); ``prefilter_min=0`` forces the
     pre-filter, a huge value disables it.
+
+    Tools the pre-filter lets through are scored in float64 and rounded to float32: BLAS float32 products round
+    differently depending on a row's position in the block (so a tool scored alone could differ in the last bit
+    from the same tool in a full product), float64 rounded to float32 does not in practice. ``float64=True`` makes
+    :meth:`cosines` (and so the dense path) compute the same way: the reference the pre-filter is checked against.
     """
 
     def __init__(self, vectors: np.ndarray, quantized: QuantizedVectors | None = None, *,
-                 prefilter_min: int | None = None) -> None:
+                 prefilter_min: int | None = None, float64: bool = False) -> None:
         if vectors.ndim != 2:
             raise ValueError("vectors must be a (tools, dim) matrix")
         self.vectors = vectors
         self._quantized = quantized
+        self._transposed: np.ndarray | None = None
+        self._float64 = float64
         self._prefilter_min = PREFILTER_MIN_TOOLS if prefilter_min is None else prefilter_min
         if quantized is not None and quantized.codes_t.shape != (vectors.shape[1], vectors.shape[0]):
             raise ValueError("the quantized vectors do not match the float vectors")
@@ -197,7 +209,16 @@ class VectorIndex:
 
     def cosines(self, queries: np.ndarray) -> np.ndarray:
         """Exact cosines ``(m, n)`` of unit query rows ``(m, dim)`` against every tool."""
-        return np.dot(self.vectors, queries.T).T if len(queries) == 1 else queries @ self.vectors.T
+        if self._float64:
+            return np.hstack([_cosines64(self.vectors[start:start + 8192], queries)
+                              for start in range(0, self.count, 8192)]) if self.count else queries @ self.vectors.T
+        if not self.prefiltered:
+            # A catalog small enough to score densely gets a transposed copy: a (queries x 384) @ (384 x tools)
+            # product over it is ~4x faster at 10k tools than against the row-major matrix (OpenBLAS, one thread).
+            if self._transposed is None:
+                self._transposed = np.ascontiguousarray(self.vectors.T)
+            return queries @ self._transposed
+        return np.dot(self.vectors, queries.T).T
 
     def cosines_at(self, query: np.ndarray, positions: np.ndarray) -> np.ndarray:
         """Exact cosines of one query vector against the tools at ``positions``."""
@@ -212,7 +233,7 @@ class VectorIndex:
         bound of its score that stays below the k-th best. Without the pre-filter all scores are exact.
         """
         f_floor, f_span = np.float32(floor), np.float32(span)
-        quantized = self.quantized if self.prefiltered and k > 0 else None
+        quantized = self.quantized if self.prefiltered and k > 0 and not self._float64 else None
         if quantized is None:
             return _calibrate(self.cosines(queries), f_floor, f_span)
         w_bm25, w_emb = np.float32(bm25_weight), np.float32(embedding_weight)
@@ -232,5 +253,5 @@ class VectorIndex:
                 chosen = np.flatnonzero(fused_upper >= _kth_largest(fused_lower, k))
             keep[pool[chosen] if pool is not None else chosen] = True
         exact = np.flatnonzero(keep)
-        lower[:, exact] = _calibrate(queries @ self.vectors[exact].T, f_floor, f_span)
+        lower[:, exact] = _calibrate(_cosines64(self.vectors[exact], queries), f_floor, f_span)
         return lower

@@ -62,7 +62,7 @@ def test_pre_filtered_top_k_equals_exact_top_k(k: int) -> None:
     matrix = _clustered(5000, seed=3)
     rng = np.random.default_rng(4)
     ranks = name_ranks([f"tool_{i:05d}" for i in rng.permutation(len(matrix))])
-    fast, exact = VectorIndex(matrix, prefilter_min=0), VectorIndex(matrix, prefilter_min=2**62)
+    fast, exact = VectorIndex(matrix, prefilter_min=0), VectorIndex(matrix, prefilter_min=2**62, float64=True)
     assert fast.prefiltered and not exact.prefiltered
     for trial in range(20):
         rows = 1 + trial % 3  # one to three clauses
@@ -79,7 +79,7 @@ def test_candidates_are_scored_exactly_and_the_rest_stay_below() -> None:
     kwargs: dict[str, Any] = {"floor": -1.0, "span": 2.0, "bm25_weight": W_BM25, "embedding_weight": 1 - W_BM25,
                               "k": 10}  # no cosine clipped to 0, so a lower bound shows
     fast = VectorIndex(matrix, prefilter_min=0).fusion_scores(query, bm25, **kwargs)[0]
-    exact = VectorIndex(matrix).fusion_scores(query, bm25, **kwargs)[0]
+    exact = VectorIndex(matrix, float64=True).fusion_scores(query, bm25, **kwargs)[0]
     tenth = np.sort(exact)[-10]
     top = exact >= tenth
     np.testing.assert_array_equal(fast[top], exact[top])
@@ -97,7 +97,7 @@ def test_a_mask_smaller_than_k_keeps_every_masked_tool_exact() -> None:
     kwargs: dict[str, Any] = {"floor": FLOOR, "span": CEILING - FLOOR, "bm25_weight": W_BM25,
                               "embedding_weight": 1 - W_BM25, "k": 10, "mask": mask}
     fast = VectorIndex(matrix, prefilter_min=0).fusion_scores(query, bm25, **kwargs)
-    exact = VectorIndex(matrix).fusion_scores(query, bm25, **kwargs)
+    exact = VectorIndex(matrix, float64=True).fusion_scores(query, bm25, **kwargs)
     np.testing.assert_array_equal(fast[0, mask], exact[0, mask])
 
 
@@ -131,7 +131,7 @@ def test_hybrid_search_over_a_saved_pre_filtered_index_answers_as_exact_search(
                "create a ticket", "zebra"]
     filters = [None, SearchFilters(tags=frozenset({"mail"}))]
     fast = [loaded.search(q, 10, f) for q in queries for f in filters]
-    loaded.embedding._vectors = VectorIndex(fast_index.vectors, prefilter_min=2**62)
+    loaded.embedding._vectors = VectorIndex(fast_index.vectors, prefilter_min=2**62, float64=True)
     exact = [loaded.search(q, 10, f) for q in queries for f in filters]
     assert fast == exact
     assert any(fast)
