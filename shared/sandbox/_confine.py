@@ -1,22 +1,26 @@
 """Operating-system confinement of one sandbox worker process (Linux), applied after fork and before any code runs.
 
-Worker side, stdlib only. Layers, in the order they are applied (each reported by name when it held); ``fds``,
-``netns`` and ``uid`` by :meth:`Confiner.prepare` while a pre-forked worker waits for its job, the others by
-:meth:`Confiner.apply` once the job (and so its limits) has arrived:
+Worker side, stdlib only. Layers (each reported by name when it held). :meth:`Confiner.prepare` applies everything
+that needs nothing from the job while a pre-forked worker waits for it, off the run's path; :meth:`Confiner.apply`
+adds what takes the job's limits once the job has arrived, before any of its code runs:
 
 ``fds``         stdin/stdout/stderr are ``/dev/null``, the channel to the parent is fd 3, every other fd is closed.
 ``netns``       a fresh, empty network namespace (``unshare(CLONE_NEWNET)``; only when running as root).
-``rlimits``     CPU seconds, address space, ``RLIMIT_NOFILE=4`` (no new file descriptor can be created at all: no
-                ``open``, ``socket``, ``pipe``), ``RLIMIT_NPROC=0``, ``RLIMIT_FSIZE=0``, no core dumps.
+``uid``         when started as root: all groups dropped, real/effective/saved uid and gid set to ``nobody``.
+``empty-env``   ``os.environ`` is empty (the zygote itself was started with only ``PYTHONHASHSEED``/``TZ``/``LANG``).
+``rlimits``     ``RLIMIT_NOFILE=4`` (no new file descriptor can be created at all: no ``open``, ``socket``,
+                ``pipe``), ``RLIMIT_NPROC=0``, ``RLIMIT_FSIZE=0``, no core dumps (prepare); CPU seconds and address
+                space from the job (apply). Reported once all are set.
 ``cpu-timer``   ``ITIMER_PROF`` at the exact CPU budget, so the run stops with a clean report (RLIMIT_CPU is the
                 whole-second backstop that kills it if it is stuck inside C code).
-``uid``         when started as root: all groups dropped, real/effective/saved uid and gid set to ``nobody``.
 ``seccomp``     (x86_64) ``no_new_privs`` plus a BPF filter that fails with EPERM: creating sockets and connecting,
                 fork/vfork/clone/exec, opening or creating any file, every path-mutating call (unlink, rename, mkdir,
                 chmod, chown, utime, link, mknod, truncate, xattrs), signals to other processes, ptrace and
                 process_vm_*, namespaces, mounts, io_uring, bpf, perf, keyrings, changing rlimits or credentials,
-                setting clocks; syscalls from other ABIs (x32, i386) are refused or kill the process.
-``empty-env``   ``os.environ`` is empty (the zygote itself was started with only ``PYTHONHASHSEED``/``TZ``/``LANG``).
+                setting clocks; syscalls from other ABIs (x32, i386) are refused or kill the process. Installed in two
+                stacked parts: the filter minus ``setrlimit``/``prlimit64`` in prepare, and after the job's rlimits
+                are set, a second filter refusing those two (filters only ever add refusals). Reported once both
+                hold, so a run's code always meets the whole filter.
 """
 
 from __future__ import annotations
@@ -63,6 +67,16 @@ DENIED_SYSCALLS_X86_64 = {
     ),
     "credentials": (105, 106, 113, 114, 116, 117, 119, 122, 123, 126, 160, 302),
 }
+# setrlimit and prlimit64: refused by the second, sealing filter, once the job's own rlimits are set.
+LIMIT_SYSCALLS_X86_64 = (160, 302)
+STATIC_RLIMITS = (
+    (resource.RLIMIT_NOFILE, (CHANNEL_FD + 1, CHANNEL_FD + 1)),
+    (resource.RLIMIT_NPROC, (0, 0)),
+    (resource.RLIMIT_FSIZE, (0, 0)),
+    (resource.RLIMIT_CORE, (0, 0)),
+    (resource.RLIMIT_MEMLOCK, (0, 0)),
+    (resource.RLIMIT_MSGQUEUE, (0, 0)),
+)
 
 
 class _SockFilter(ctypes.Structure):
@@ -74,6 +88,7 @@ class _SockFprog(ctypes.Structure):
 
 
 def _bpf_program(denied: list[int]) -> list[tuple[int, int, int, int]]:
+    """Kill on a foreign architecture, refuse x32 and every ``denied`` number with EPERM, allow the rest."""
     ld_abs, jeq, jge, ret = 0x20, 0x15, 0x35, 0x06  # BPF_LD|BPF_W|BPF_ABS, BPF_JMP|BPF_JEQ|BPF_K, …JGE…, BPF_RET|BPF_K
     program = [
         (ld_abs, 0, 0, 4),  # seccomp_data.arch
@@ -99,10 +114,10 @@ class Confiner:
         self._want_seccomp = seccomp and platform.machine() == "x86_64" and struct.calcsize("P") == 8
         self._want_netns = network_namespace
         self._want_drop = drop_privileges
-        denied = sorted({n for group in DENIED_SYSCALLS_X86_64.values() for n in group})
-        program = _bpf_program(denied)
-        self._filters = (_SockFilter * len(program))(*[_SockFilter(*step) for step in program])
-        self._fprog = _SockFprog(len(program), self._filters)
+        denied = {n for group in DENIED_SYSCALLS_X86_64.values() for n in group}
+        self._filters, self._fprog = _compile(_bpf_program(sorted(denied - set(LIMIT_SYSCALLS_X86_64))))
+        self._seal_filters, self._seal = _compile(_bpf_program(sorted(LIMIT_SYSCALLS_X86_64)))
+        self._filtered = False  # the first filter holds in this process (a worker)
         self._devnull = os.open(os.devnull, os.O_RDWR)
 
     def arrange_fds(self, channel: int) -> None:
@@ -114,8 +129,9 @@ class Confiner:
         os.closerange(CHANNEL_FD + 1, 1 << 16)
 
     def prepare(self, *, zygote_pid: int) -> list[str]:
-        """The layers that need nothing from the job (network namespace, uid, parent-death signal), applied while
-        a pre-forked worker waits for its job, off the run's path. No code of the run exists yet."""
+        """The layers that need nothing from the job (network namespace, uid, parent-death signal, empty
+        environment, the fixed rlimits, the seccomp filter but for its rlimit calls), applied while a pre-forked
+        worker waits for its job, off the run's path. No code of the run exists yet."""
         layers = ["fds"]
         root = os.geteuid() == 0
         if self._want_netns and root and self._unshare(CLONE_NEWNET) == 0:
@@ -128,6 +144,12 @@ class Confiner:
         self._prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
         if os.getppid() != zygote_pid:
             os._exit(70)
+        os.environ.clear()
+        layers.append("empty-env")
+        for which, value in STATIC_RLIMITS:
+            resource.setrlimit(which, value)
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        self._filtered = self._want_seccomp and self._install(self._fprog)
         return layers
 
     def apply(self, *, cpu_seconds: float, memory_bytes: int, on_cpu_exhausted: Callable[[], None]) -> list[str]:
@@ -135,27 +157,14 @@ class Confiner:
         of those that held (lowering limits needs no privilege, so the uid drop can come first)."""
         layers = []
         whole = max(1, math.ceil(cpu_seconds))
-        limits = [
-            (resource.RLIMIT_CPU, (whole + 1, whole + 2)),
-            (resource.RLIMIT_AS, (memory_bytes, memory_bytes)),
-            (resource.RLIMIT_NOFILE, (CHANNEL_FD + 1, CHANNEL_FD + 1)),
-            (resource.RLIMIT_NPROC, (0, 0)),
-            (resource.RLIMIT_FSIZE, (0, 0)),
-            (resource.RLIMIT_CORE, (0, 0)),
-            (resource.RLIMIT_MEMLOCK, (0, 0)),
-            (resource.RLIMIT_MSGQUEUE, (0, 0)),
-        ]
-        for which, value in limits:
-            resource.setrlimit(which, value)
+        resource.setrlimit(resource.RLIMIT_CPU, (whole + 1, whole + 2))
+        resource.setrlimit(resource.RLIMIT_AS, (memory_bytes, memory_bytes))
         layers.append("rlimits")
-        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
         signal.signal(signal.SIGPROF, lambda _signum, _frame: on_cpu_exhausted())
         signal.setitimer(signal.ITIMER_PROF, cpu_seconds)
         layers.append("cpu-timer")
-        if self._want_seccomp and self._install_seccomp():
+        if self._filtered and self._seal_limits():
             layers.append("seccomp")
-        os.environ.clear()
-        layers.append("empty-env")
         return layers
 
     def probe_seccomp(self) -> str | None:
@@ -168,7 +177,10 @@ class Confiner:
             code = 0
             if self._prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0:
                 code = 100 + ctypes.get_errno()
-            elif self._prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, ctypes.byref(self._fprog), 0, 0) != 0:
+            elif not all(
+                self._prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, ctypes.byref(program), 0, 0) == 0
+                for program in (self._fprog, self._seal)
+            ):
                 code = 200 + ctypes.get_errno()
             os._exit(min(code, 255))
         _, status = os.waitpid(pid, 0)
@@ -179,7 +191,17 @@ class Confiner:
         errno = code % 100
         return f"{step} failed with errno {errno} ({os.strerror(errno)})" if code > 0 else f"the probe died ({code})"
 
-    def _install_seccomp(self) -> bool:
+    def _install(self, program: _SockFprog) -> bool:
         if self._prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0:
             return False
-        return self._prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, ctypes.byref(self._fprog), 0, 0) == 0
+        return self._prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, ctypes.byref(program), 0, 0) == 0
+
+    def _seal_limits(self) -> bool:
+        """Refuse setrlimit/prlimit64 from now on (the job's rlimits are set)."""
+        return self._prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, ctypes.byref(self._seal), 0, 0) == 0
+
+
+def _compile(program: list[tuple[int, int, int, int]]) -> tuple[Any, _SockFprog]:
+    """The filter array and the ``sock_fprog`` pointing at it (the array must outlive every use of the pointer)."""
+    filters = (_SockFilter * len(program))(*[_SockFilter(*step) for step in program])
+    return filters, _SockFprog(len(program), filters)
