@@ -79,6 +79,44 @@ STATIC_RLIMITS = (
 )
 
 
+# sched_setattr/sched_getattr by architecture (glibc has no wrapper).
+SCHED_SYSCALLS = {"x86_64": (314, 315), "aarch64": (274, 275)}
+
+
+class _SchedAttr(ctypes.Structure):
+    _fields_ = [
+        ("size", ctypes.c_uint32), ("sched_policy", ctypes.c_uint32), ("sched_flags", ctypes.c_uint64),
+        ("sched_nice", ctypes.c_int32), ("sched_priority", ctypes.c_uint32), ("sched_runtime", ctypes.c_uint64),
+        ("sched_deadline", ctypes.c_uint64), ("sched_period", ctypes.c_uint64), ("sched_util_min", ctypes.c_uint32),
+        ("sched_util_max", ctypes.c_uint32),
+    ]
+
+
+def sched_slice_ns(pid: int = 0) -> int | None:
+    """The scheduler slice of ``pid`` (0: this thread) in nanoseconds, or None where it cannot be read."""
+    numbers = SCHED_SYSCALLS.get(platform.machine())
+    if numbers is None:
+        return None
+    attr = _SchedAttr()
+    libc: Any = ctypes.CDLL(None, use_errno=True)
+    if libc.syscall(numbers[1], pid, ctypes.byref(attr), ctypes.sizeof(attr), 0) != 0:
+        return None
+    return int(attr.sched_runtime)
+
+
+def request_sched_slice(microseconds: int) -> bool:
+    """Ask for a ``microseconds`` scheduler slice for this thread (inherited by children forked after it), keeping
+    the normal policy and nice value; whether the kernel accepted it. A shorter slice changes when a task runs, not
+    how much CPU it gets (EEVDF, Linux 6.6+; older kernels accept and ignore it)."""
+    numbers = SCHED_SYSCALLS.get(platform.machine())
+    if numbers is None or microseconds <= 0:
+        return False
+    attr = _SchedAttr(size=ctypes.sizeof(_SchedAttr), sched_policy=0, sched_nice=os.getpriority(os.PRIO_PROCESS, 0),
+                      sched_runtime=microseconds * 1000)
+    libc: Any = ctypes.CDLL(None, use_errno=True)
+    return bool(libc.syscall(numbers[0], 0, ctypes.byref(attr), 0) == 0)
+
+
 class _SockFilter(ctypes.Structure):
     _fields_ = [("code", ctypes.c_ushort), ("jt", ctypes.c_ubyte), ("jf", ctypes.c_ubyte), ("k", ctypes.c_uint)]
 

@@ -31,7 +31,7 @@ from typing import Any, NoReturn
 
 from . import _wire
 from ._audit import deactivate
-from ._confine import CHANNEL_FD, Confiner
+from ._confine import CHANNEL_FD, Confiner, request_sched_slice
 from ._runtime import EmbeddedChannel, FdChannel, Runtime, Stop, prepare_static_modules
 from ._shims import World
 
@@ -141,6 +141,7 @@ def main(control_fd: int, config_json: str) -> None:
         importlib.import_module(name)
     time.tzset()
     confiner = Confiner(**config["confinement"])
+    request_sched_slice(int(config.get("slice_us", 0)))  # workers forked from here inherit it
     gc.collect()
     gc.freeze()
     children: set[int] = set()

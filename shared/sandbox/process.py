@@ -101,10 +101,11 @@ class Confinement:
 class _Zygote:
     """Parent's handle on the zygote process: spawn and finish workers over the control channel."""
 
-    def __init__(self, python: str, confinement: Confinement) -> None:
+    def __init__(self, python: str, confinement: Confinement, slice_us: int = 0) -> None:
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         config = {
             "policy": policy.worker_policy(),
+            "slice_us": slice_us,
             "confinement": {
                 "seccomp": confinement.seccomp,
                 "network_namespace": confinement.network_namespace,
@@ -457,7 +458,7 @@ class ProcessSandbox:
             if self._zygote is None or not self._zygote.alive:
                 if self._zygote is not None:
                     logger.warning("sandbox zygote %s died; starting a new one", self._zygote.pid)
-                self._zygote = _Zygote(self._python, self._confinement)
+                self._zygote = _Zygote(self._python, self._confinement, self.capacity.worker_slice_us)
             return self._zygote
 
     def _job(self, code: str, mode: str, tools: list[str], recorded: Sequence[RecordedCall], limits: Limits,
