@@ -263,13 +263,13 @@ def order_variant(arrays: ScoreArrays, i: int, settings: RetrievalSettings, lead
 def order_ablation(arrays: ScoreArrays, queries: list[dict], settings: RetrievalSettings) -> None:
     dev = [i for i, q in enumerate(queries) if q["split"] == "dev"]
     print("\nAblation D [dev]: order of a split request's hits (the tools are the interleaving's; Weft: "
-          "whole-of-tops, whole+clause). R@1 / MRR; R@10 and C@10 do not change")
+          "whole-of-tops, interleaved). R@1 / MRR / C@5; R@10 and C@10 do not change")
     groups = {"single": [i for i in dev if queries[i]["kind"] != "multi"],
               "single, split": [i for i in dev if queries[i]["kind"] != "multi" and len(arrays.texts[i]) > 1],
               "multi-part": [i for i in dev if queries[i]["kind"] == "multi"]}
-    print(f"| {'rank 1':<14} | {'ranks 2..':<12} | " + " | ".join(f"{g + f' (n={len(ix)})':>20}"
+    print(f"| {'rank 1':<14} | {'ranks 2..':<12} | " + " | ".join(f"{g + f' (n={len(ix)})':>28}"
                                                              for g, ix in groups.items()) + " |")
-    print("|----------------|--------------|" + "|".join("-" * 22 for _ in groups) + "|")
+    print("|----------------|--------------|" + "|".join("-" * 30 for _ in groups) + "|")
     for lead in ("first", "whole-of-tops", "whole", "agree"):
         for rest in ("interleaved", "whole", "clause", "whole+clause"):
             if lead in ("first", "whole", "agree") and rest not in ("interleaved", "whole+clause"):
@@ -278,8 +278,8 @@ def order_ablation(arrays: ScoreArrays, queries: list[dict], settings: Retrieval
             for ix in groups.values():
                 m = average([metrics(order_variant(arrays, i, settings, lead, rest), queries[i]["gold"])
                              for i in ix])
-                cells.append(f"{m['R@1']:.3f} / {m['MRR']:.3f}")
-            print(f"| {lead:<14} | {rest:<12} | " + " | ".join(f"{c:>20}" for c in cells) + " |")
+                cells.append(f"{m['R@1']:.3f} / {m['MRR']:.3f} / {m['C@5']:.3f}")
+            print(f"| {lead:<14} | {rest:<12} | " + " | ".join(f"{c:>28}" for c in cells) + " |")
 
 
 def calibration(arrays: ScoreArrays, queries: list[dict], settings: RetrievalSettings) -> None:

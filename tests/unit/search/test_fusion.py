@@ -1,5 +1,4 @@
-"""Ordering a multi-part request's hits: the interleaved clause rankings' tools, led by the clause top the request
-prefers, the rest by whole-request plus best-clause score."""
+"""Ordering a multi-part request's hits: clause rankings interleaved, led by the clause top the request prefers."""
 
 from __future__ import annotations
 
@@ -32,51 +31,22 @@ def test_the_clause_top_the_whole_request_scores_highest_leads() -> None:
         asked.append(ids.tolist())
         return whole[ids]
 
-    hits = lead_then_interleave(clauses, 5, None, top, whole_at)
-    assert hits[0] == 2  # t4 scores highest for the whole request but is no clause's best tool
-    assert asked == [[0, 2, 1, 3, 4]]  # one call, for the interleaved candidates only
+    assert lead_then_interleave(clauses, 5, None, top, whole_at) == [2, 0, 1, 3, 4]
+    assert asked == [[0, 2]]  # only the clause tops were scored against the whole request
     assert lead_then_interleave(clauses, 5, None, top) == [0, 2, 1, 3, 4]  # without it: plain interleaving
 
 
-def test_after_the_lead_tools_follow_by_whole_request_plus_best_clause_score() -> None:
-    whole = np.array([0.2, 0.1, 0.6, 0.1, 0.9, 0.0, 0.0, 0.0], dtype=np.float32)
+def test_every_clauses_best_tool_comes_before_any_runner_up() -> None:
+    # Ordering ranks 2.. by score (whole request + best clause) lifted single-task MRR by 0.001-0.003 but pushed
+    # clause tops out of the first five: multi-part Complete@5 0.680 -> 0.504. The first round stays whole.
+    whole = np.array([0.9, 0.8, 0.7, 0.1, 0.1, 0.1, 0.0, 0.0], dtype=np.float32)
     clauses = np.array([
-        [0.9, 0.8, 0.0, 0.0, 0.5, 0.0, 0.0, 0.0],
-        [0.0, 0.0, 0.7, 0.6, 0.0, 0.0, 0.0, 0.0],
+        [0.9, 0.8, 0.7, 0.0, 0.0, 0.0, 0.0, 0.0],  # t0, t1, t2: the whole request likes these
+        [0.0, 0.0, 0.0, 0.3, 0.0, 0.0, 0.0, 0.0],  # t3
+        [0.0, 0.0, 0.0, 0.0, 0.3, 0.0, 0.0, 0.0],  # t4
     ], dtype=np.float32)
-    # t4 0.9 + 0.5, t0 0.2 + 0.9, t1 0.1 + 0.8, t3 0.1 + 0.6
-    assert lead_then_interleave(clauses, 5, None, top, lambda ids: whole[ids]) == [2, 4, 0, 1, 3]
-
-
-def test_an_accidental_split_keeps_the_whole_requests_runner_up_second() -> None:
-    # One task split in two ("increase the provisioned read | write capacity"): the fragments' own rankings put
-    # noise (t5, t6) before t1, which the whole request ranks second; interleaving alone showed it fourth.
-    whole = np.array([0.9, 0.8, 0.1, 0.1, 0.0, 0.2, 0.2, 0.0], dtype=np.float32)
-    clauses = np.array([
-        [0.8, 0.5, 0.0, 0.0, 0.0, 0.6, 0.0, 0.0],  # t0, t5, t1
-        [0.7, 0.4, 0.0, 0.0, 0.0, 0.0, 0.6, 0.0],  # t0, t6, t1
-    ], dtype=np.float32)
-    assert lead_then_interleave(clauses, 4, None, top) == [0, 5, 6, 1]
-    assert lead_then_interleave(clauses, 4, None, top, lambda ids: whole[ids]) == [0, 1, 5, 6]
-
-
-def test_the_tools_shown_are_the_interleavings_for_every_k() -> None:
-    rng = np.random.default_rng(7)
-    for _ in range(50):
-        clauses = rng.random((3, len(NAMES))).astype(np.float32)
-        whole = rng.random(len(NAMES)).astype(np.float32)
-        previous: set[int] = set()
-        for k in range(1, len(NAMES) + 1):
-            hits = lead_then_interleave(clauses, k, None, top, lambda ids, w=whole: w[ids])
-            plain = lead_then_interleave(clauses, k, None, top)
-            firsts = [top(row, 1, None)[0] for row in clauses]
-            assert len(hits) == len(set(hits)) == min(k, len(NAMES))
-            assert hits[0] == max(firsts, key=lambda i, w=whole: w[i])
-            # the same tools as plain interleaving (the lead may come from a later clause when k is small)
-            assert set(hits) - {hits[0]} <= set(plain) and previous <= set(hits)
-            if hits[0] in plain:
-                assert set(hits) == set(plain)
-            previous = set(hits)
+    hits = lead_then_interleave(clauses, 5, None, top, lambda ids: whole[ids])
+    assert hits[:3] == [0, 3, 4] and set(hits) == {0, 1, 2, 3, 4}
 
 
 def test_the_mask_applies_to_every_row() -> None:
