@@ -156,8 +156,20 @@ def _cosines64(rows: np.ndarray, queries: np.ndarray) -> np.ndarray:
     return np.dot(np.asarray(queries, dtype=np.float64), np.asarray(rows, dtype=np.float64).T).astype(np.float32)
 
 
-def _kth_largest(values: np.ndarray, k: int) -> np.float32:
-    return np.partition(values, values.size - k)[values.size - k]
+def _kth_largest(values: np.ndarray, k: int, block: int = 64) -> np.float32:
+    """The k-th largest of ``values`` (``k <= values.size``), partitioning only the values that can be it.
+
+    The k-th largest of the maxima of blocks of ``block`` values is at most the k-th largest value (k blocks each
+    hold a value at least that large), so only the values at or above it need partitioning: usually a few dozen
+    instead of 100k (a full partition costs ~0.4 ms there).
+    """
+    blocks = values.size // block
+    if blocks >= 4 * k:
+        maxima = values[: blocks * block].reshape(blocks, block).max(axis=1)
+        values = values[values >= -np.partition(-maxima, k - 1)[k - 1]]
+    # Partitioning the negated values for the k-th smallest: for the k-th largest directly numpy is ~40x slower
+    # when most values tie (at 0).
+    return -np.partition(-values, k - 1)[k - 1]
 
 
 class VectorIndex:
@@ -230,7 +242,8 @@ class VectorIndex:
 
         ``clip((cos - floor) / span, 0, 1)``, exact for every tool that can be among the ``k`` best (within
         ``mask``) of any row of ``bm25_weight * bm25 + embedding_weight * scores``; every other tool gets a lower
-        bound of its score that stays below the k-th best. Without the pre-filter all scores are exact.
+        bound of its score that stays below the k-th best. Without the pre-filter all scores are exact. ``bm25``
+        must be non-negative (BM25 scores are).
         """
         f_floor, f_span = np.float32(floor), np.float32(span)
         quantized = self.quantized if self.prefiltered and k > 0 and not self._float64 else None
@@ -239,19 +252,25 @@ class VectorIndex:
         w_bm25, w_emb = np.float32(bm25_weight), np.float32(embedding_weight)
         estimates, bounds = quantized.estimate(queries)
         lower = _calibrate(estimates - bounds, f_floor, f_span)
-        upper = _calibrate(estimates + bounds, f_floor, f_span)
         pool = np.flatnonzero(mask) if mask is not None else None
         keep = np.zeros(self.count, dtype=bool)
         for row in range(len(queries)):
             fused_lower = w_bm25 * bm25[row] + w_emb * lower[row]
-            fused_upper = w_bm25 * bm25[row] + w_emb * upper[row]
             if pool is not None:
-                fused_lower, fused_upper = fused_lower[pool], fused_upper[pool]
+                fused_lower = fused_lower[pool]
             if fused_lower.size <= k:
-                chosen = np.arange(fused_lower.size)
+                threshold, near = np.float32(-np.inf), np.arange(fused_lower.size)
             else:
-                chosen = np.flatnonzero(fused_upper >= _kth_largest(fused_lower, k))
-            keep[pool[chosen] if pool is not None else chosen] = True
+                # A fused upper bound exceeds its lower bound by at most w_emb * 2 * bound / span (clipping only
+                # narrows the gap), so only tools within that reach of the threshold need their upper bound.
+                threshold = _kth_largest(fused_lower, k)
+                reach = np.float32(embedding_weight * 2.0 * float(bounds[row].max()) / span * 1.001 + 1e-6)
+                near = np.flatnonzero(fused_lower >= threshold - reach)
+            near = pool[near] if pool is not None else near
+            upper = _calibrate(estimates[row, near] + bounds[row, near], f_floor, f_span)
+            # Where both bounds clip to 0 (or 1) the lower bound is already the exact score.
+            chosen = (w_bm25 * bm25[row, near] + w_emb * upper >= threshold) & (upper > lower[row, near])
+            keep[near[chosen]] = True
         exact = np.flatnonzero(keep)
         lower[:, exact] = _calibrate(_cosines64(self.vectors[exact], queries), f_floor, f_span)
         return lower

@@ -135,3 +135,18 @@ def test_hybrid_search_over_a_saved_pre_filtered_index_answers_as_exact_search(
     exact = [loaded.search(q, 10, f) for q in queries for f in filters]
     assert fast == exact
     assert any(fast)
+
+
+@pytest.mark.parametrize("case", ["dense", "mostly zero", "few positives", "all equal", "small"])
+def test_kth_largest_matches_sorting(case: str) -> None:
+    rng = np.random.default_rng(7)
+    size = 50 if case == "small" else 20_000
+    values = {
+        "dense": rng.random(size),
+        "mostly zero": np.where(rng.random(size) < 0.01, rng.random(size), 0.0),
+        "few positives": np.where(np.arange(size) % 5000 == 3, 0.5, 0.0),
+        "all equal": np.full(size, 0.25),
+        "small": rng.integers(0, 5, size) / 4,
+    }[case].astype(np.float32)
+    for k in (1, 10, 37):
+        assert vectors_module._kth_largest(values, k) == np.sort(values)[-k]
