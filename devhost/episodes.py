@@ -440,7 +440,7 @@ class EpisodeRunner:
             Version=inst.version or "",
         )
         self.store.add_inbox(inst.id, started, generation=inst.generation, visible_at=now, conn=conn)
-        self.store.save_instance(conn, inst)
+        self.store.save_instance(conn, inst, new_input=True)
 
     def _finish(
         self, inst: InstanceRow, status: InstanceStatus, output: str | None, consumed: list[int], *, conn: Any = None

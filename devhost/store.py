@@ -242,13 +242,15 @@ class Store:
             rows = self._conn.execute(sql, args).fetchall()
         return [_instance(r) for r in rows]
 
-    def save_instance(self, conn: sqlite3.Connection, inst: InstanceRow) -> None:
+    def save_instance(self, conn: sqlite3.Connection, inst: InstanceRow, *, new_input: bool = False) -> None:
+        """Write the instance's state; its input only when ``new_input`` (a continue-as-new): rewriting an input of
+        hundreds of kB on every episode made each episode cost grow with it."""
+        columns = "status=?, input=?, output=?" if new_input else "status=?, output=?"
         conn.execute(
-            "UPDATE instances SET status=?, input=?, output=?, custom_status=?, generation=?, next_seq=?, actions=?,"
-            " updated=? WHERE id=?",
+            f"UPDATE instances SET {columns}, custom_status=?, generation=?, next_seq=?, actions=?, updated=? WHERE id=?",
             (
                 inst.status,
-                inst.input,
+                *((inst.input,) if new_input else ()),
                 inst.output,
                 inst.custom_status,
                 inst.generation,
