@@ -4,9 +4,10 @@ A query against 100k tools reads a 100k x 384 float32 matrix (150 MB): about 9-1
 whatever the BLAS. The same product over an int8 copy of the matrix (38 MB, ONNX Runtime's ``MatMulInteger``, VNNI
 on x86) takes about 2 ms. Its error is bounded per tool (Cauchy-Schwarz, below), so :meth:`VectorIndex.fusion_scores`
 turns the int8 estimate into a lower and an upper bound of every tool's fused score, keeps only the tools whose upper
-bound reaches the k-th best lower bound, and scores those exactly in float32 from the row-major matrix. Every tool
-that can be in the top k is scored exactly, so the top k (ties included) is the one exact scoring gives; the rest
-get their lower bound, which stays below the k-th best score.
+bound reaches the k-th best lower bound, and scores those exactly (float64, rounded to float32) from the row-major
+matrix. Every tool that can be in the top k is scored exactly, so the top k (ties included) is the one exact
+scoring gives; the rest get their lower bound, which stays below the k-th best score. Catalogs under
+:data:`PREFILTER_MIN_TOOLS` are scored densely in float32, as before the pre-filter existed.
 
 Quantisation: per-dimension scales ``s_j = max_i |v_ij| / 127``, codes ``c_i = round(v_i / s)``. For a query ``q``
 (``q' = q * s`` quantised to ``u`` with one scale ``a``: ``q' = a (u - 128) + e``)::
@@ -225,16 +226,21 @@ class VectorIndex:
             return np.hstack([_cosines64(self.vectors[start:start + 8192], queries)
                               for start in range(0, self.count, 8192)]) if self.count else queries @ self.vectors.T
         if not self.prefiltered:
-            # A catalog small enough to score densely gets a transposed copy: a (queries x 384) @ (384 x tools)
-            # product over it is ~4x faster at 10k tools than against the row-major matrix (OpenBLAS, one thread).
-            if self._transposed is None:
-                self._transposed = np.ascontiguousarray(self.vectors.T)
-            return queries @ self._transposed
+            return queries @ self._dense_transposed()
         return np.dot(self.vectors, queries.T).T
 
     def cosines_at(self, query: np.ndarray, positions: np.ndarray) -> np.ndarray:
-        """Exact cosines of one query vector against the tools at ``positions``."""
-        return self.vectors[positions] @ query
+        """Exact cosines of one query vector against the tools at ``positions`` (computed as :meth:`cosines` would)."""
+        if self._float64 or self.prefiltered:
+            return _cosines64(self.vectors[positions], query[None])[0]
+        return query @ self._dense_transposed()[:, positions]
+
+    def _dense_transposed(self) -> np.ndarray:
+        # A catalog small enough to score densely gets a transposed copy: a (queries x 384) @ (384 x tools) product
+        # over it is ~4x faster at 10k tools than against the row-major matrix (OpenBLAS, one thread).
+        if self._transposed is None:
+            self._transposed = np.ascontiguousarray(self.vectors.T)
+        return self._transposed
 
     def fusion_scores(self, queries: np.ndarray, bm25: np.ndarray, *, floor: float, span: float, bm25_weight: float,
                       embedding_weight: float, k: int, mask: np.ndarray | None = None) -> np.ndarray:
