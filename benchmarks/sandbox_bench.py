@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import functools
 import json
 import os
 import socket
@@ -240,7 +241,7 @@ def run_benchmark(quick: bool, load: int, pace_ms: float, trivial_only: bool) ->
                 expected = sum(range(calls))
                 for mode, runner in (("inline", inline), ("replay", replay)):
                     assert runner(sandbox, code, limits) == expected
-                    samples = timed(lambda r=runner, c=code: r(sandbox, c, limits), 3 if quick else 7)
+                    samples = timed(functools.partial(runner, sandbox, code, limits), 3 if quick else 7)
                     key = f"{calls}-{shape}-{mode}"
                     summary["tools"][key] = statistics.median(samples)
                     print(f"{calls:>3} tool calls, {shape:<10} {mode:<6}: {summary['tools'][key]:8.1f} ms (median)")

@@ -1,6 +1,6 @@
 """The zygote: a clean interpreter that pre-imports the allowed modules and forks one worker per run.
 
-Worker side, stdlib only. The parent starts it with ``python -I -S`` and an environment holding nothing but
+Worker side, stdlib only. The parent starts it with ``python -P -s -S`` and an environment holding nothing but
 ``PYTHONHASHSEED=0`` (deterministic ``set`` order for replays), ``TZ=UTC`` and ``LANG=C.UTF-8``, so its memory never
 holds the parent's secrets. It loads this package under a private name without running ``shared/__init__`` or
 ``shared/sandbox/__init__`` (see :data:`BOOTSTRAP`).

@@ -5,7 +5,7 @@ What is guaranteed (Linux; each layer is reported by :meth:`ProcessSandbox.isola
 * **Policy first.** Code is parsed and checked against :mod:`shared.sandbox.policy` before any process is involved.
   Everything below holds even when that check is skipped or bypassed.
 * **A fresh process per run, never reused.** Each run gets its own worker, forked from a zygote interpreter that was
-  started with an empty environment (``python -I -S``, only ``PYTHONHASHSEED``/``TZ``/``LANG`` set) and that never
+  started with an empty environment (``python -P -s -S``, only ``PYTHONHASHSEED``/``TZ``/``LANG`` set) and that never
   received anything from the parent but the policy: no secrets in its environment or memory. After the run, and after
   any violation, limit or crash, the worker's whole process group is SIGKILLed and reaped.
 * **Only a pipe to the parent.** The worker holds fd 3 (a socket pair to the parent) and ``/dev/null`` as 0-2; every
@@ -113,7 +113,9 @@ class _Zygote:
             },
         }
         self._process = subprocess.Popen(
-            [python, "-I", "-S", "-c", _zygote.BOOTSTRAP, _PACKAGE_DIR, str(theirs.fileno()), json.dumps(config)],
+            # not -I: it implies -E, which would ignore PYTHONHASHSEED; the environment is ours alone anyway
+            [python, "-P", "-s", "-S", "-c", _zygote.BOOTSTRAP, _PACKAGE_DIR, str(theirs.fileno()),
+             json.dumps(config)],
             env=dict(_zygote.ENVIRONMENT),
             pass_fds=(theirs.fileno(),),
             stdin=subprocess.DEVNULL,

@@ -24,7 +24,7 @@ def test_the_zygote_holds_no_secret_from_the_parent_environment(policy_on: Proce
     assert names == ["LANG", "PYTHONHASHSEED", "TZ"]
     assert canaries.env_token.encode() not in Path(f"/proc/{policy_on.zygote_pid}/environ").read_bytes()
     command = psutil.Process(policy_on.zygote_pid).cmdline()
-    assert command[1:3] == ["-I", "-S"]
+    assert command[1:4] == ["-P", "-s", "-S"]  # not -I: it would ignore PYTHONHASHSEED
 
 
 def test_a_dead_zygote_is_replaced_on_the_next_run() -> None:
