@@ -4,9 +4,11 @@ Each pre-forked worker holds one run slot of the sandbox's :class:`~shared.concu
 before it is forked until it is reaped, exactly like a run's own worker, so the live workers of a sandbox never
 exceed ``Capacity.max_concurrent_runs``. The helper forks only into a slot nobody is waiting for
 (``try_acquire``), and gives a new worker's slot back at once when a run started waiting meanwhile. An idle worker
-has applied the confinement layers that need no job (fds, network namespace, uid) and waits for its job; the layers
-that take the job's limits (rlimits, CPU timer, seccomp, empty environment) follow when the job arrives, before any
-of its code runs.
+has applied every confinement layer that needs nothing from the job (fds, network namespace, uid, empty environment,
+the fixed rlimits, the seccomp filter but for ``setrlimit``/``prlimit64``), has rehearsed a constant trivial job of
+our own to take a first run's copy-on-write page faults (see ``_zygote._rehearse``), and waits for its job; what
+takes the job's limits (CPU and memory rlimits, CPU timer, the seal on rlimit changes) follows when the job arrives,
+before any of its code runs.
 """
 
 from __future__ import annotations

@@ -30,10 +30,12 @@ exploits and CPU side channels is not claimed (use the dynamic-sessions backend,
 the confidentiality of what the run itself is given (its tool results are visible to the code by design).
 
 Worker choice: runs take a worker forked ahead of time (``Capacity.prefork_workers``, WEFT_SANDBOX_PREFORK_WORKERS,
-default 2) that has already applied the confinement layers needing no job, and their workers are killed and reaped
-after the answer is back; both on a helper thread (:mod:`shared.sandbox._pool`), so neither fork nor reap is on a
-run's path. Idle workers hold run slots like running ones: the cap on live workers is unchanged. With no idle worker
-(a burst, or ``prefork_workers=0``) a run forks its own on demand, as before.
+default 2) that has already applied the confinement layers needing no job and rehearsed a trivial job of our own
+(so a first run's copy-on-write page faults are behind it), and their workers are killed and reaped after the answer
+is back; both on a helper thread (:mod:`shared.sandbox._pool`), so neither fork nor reap is on a run's path. The
+zygote and its workers ask for a short scheduler slice (``Capacity.worker_slice_us``) so that a worker woken by its
+job runs at once on a loaded machine. Idle workers hold run slots like running ones: the cap on live workers is
+unchanged. With no idle worker (a burst, or ``prefork_workers=0``) a run forks its own on demand, as before.
 """
 
 from __future__ import annotations
