@@ -1,6 +1,7 @@
 """Completed 3-step plan runs per second on the devhost, from N concurrent HTTP clients (closed loop).
 
 Run: python -m benchmarks.throughput [--clients 10 50] [--seconds 20] [--poll-ms 10] [--url URL]
+     python -m benchmarks.throughput --in-process [--calls 2000]
 
 Each client submits ``POST /api/runs`` (a 3-step plan: two independent ``calculate`` steps and a third depending on
 both), then polls ``GET /api/runs/{id}`` every ``--poll-ms`` until the run is finished, then submits the next. The
@@ -8,6 +9,11 @@ clients share one asyncio loop in this process (aiohttp, keep-alive connections)
 of the machine's CPU. Prints, per client count: completed runs/s over the measured window (after a warm-up), p50/p95
 submit->completed latency, the devhost process's CPU seconds per run, and ``/proc/loadavg`` before and after.
 Without ``--url`` a devhost process (``python -m devhost serve``) is started on a temporary state directory.
+
+``--in-process`` measures instead what Azure bills for a tool call: the app's own CPU in the ``call_tool`` activity,
+called directly in this process (no HTTP, no devhost, no Durable replay), for a pure tool (``calculate``) and a
+side-effecting one (``note_put``: journalled before and after the call). Prints CPU ms per call (process time over
+``--calls`` calls, after a warm-up) and the wall-clock p50/p95.
 """
 
 from __future__ import annotations
@@ -123,6 +129,57 @@ async def measure(base: str, clients: int, seconds: float, warmup: float, poll_s
     }
 
 
+class _Invocation:
+    """The parts of ``azure.functions.Context`` the activity reads (a trace context of its own)."""
+
+    invocation_id = "benchmark"
+    function_name = "call_tool"
+
+    class trace_context:  # the attribute name the Functions worker uses
+        trace_parent = "00-" + "1" * 32 + "-" + "2" * 16 + "-01"
+        trace_state = ""
+        attributes: dict[str, str] = {}
+
+
+def in_process(calls: int) -> list[dict[str, Any]]:
+    """CPU per ``call_tool`` activity call, in this process (see the module docstring)."""
+    state = Path(tempfile.mkdtemp(prefix="weft-app-cpu-"))
+    os.environ.update({"AzureWebJobsStorage": "", "WEFT_STATE_DIR": str(state / "state"),
+                       "WEFT_PAYLOAD_DIR": str(state / "payloads"), "WEFT_SEARCH_WARM_AT_START": "false",
+                       "WEFT_SEARCH_LOAD_MODEL_WITH_APP": "false"})
+    from activities.tool_calls import call_tool
+
+    activity = call_tool._function._func  # the function body the Functions worker invokes
+
+    def request(i: int, tool: str, args: dict[str, Any]) -> dict[str, Any]:
+        return {"call": {"run_id": "run-" + "b" * 32, "step_id": f"s{i}", "tool": tool, "args": args}}
+
+    cases = {"calculate": lambda i: {"expression": f"{i}*2+1"},
+             "note_put": lambda i: {"key": f"k{i % 50}", "value": f"v{i}"}}
+    results = []
+    for tool, args in cases.items():
+        async def calls_of(n: int, tool: str = tool, args: Any = args) -> list[float]:
+            walls = []
+            for i in range(n):
+                t0 = time.perf_counter()
+                output = await activity(request(i, tool, args(i)), _Invocation())
+                walls.append(time.perf_counter() - t0)
+                if not output.get("ok"):
+                    raise RuntimeError(f"{tool} failed: {output.get('error')}")
+            return walls
+
+        asyncio.run(calls_of(min(200, calls)))
+        cpu0 = time.process_time()
+        walls = asyncio.run(calls_of(calls))
+        cpu_ms = (time.process_time() - cpu0) * 1000 / calls
+        row = {"tool": tool, "calls": calls, "cpu_ms_per_call": cpu_ms,
+               "p50_ms": statistics.median(walls) * 1000, "p95_ms": percentile(walls, 0.95) * 1000}
+        results.append(row)
+        print(f"call_tool {tool:<10} in-process: app CPU {cpu_ms:.2f} ms/call; wall p50 {row['p50_ms']:.2f} ms "
+              f"p95 {row['p95_ms']:.2f} ms ({calls} calls); loadavg {loadavg()}", flush=True)
+    return results
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--clients", type=int, nargs="+", default=[10, 50])
@@ -131,7 +188,12 @@ def main() -> None:
     parser.add_argument("--poll-ms", type=float, default=10.0)
     parser.add_argument("--repeat", type=int, default=1, help="windows per client count (the median is reported)")
     parser.add_argument("--url", help="an already running devhost (its CPU is then not measured)")
+    parser.add_argument("--in-process", action="store_true", help="the app's CPU per tool call, without HTTP or host")
+    parser.add_argument("--calls", type=int, default=2000, help="calls per tool with --in-process")
     args = parser.parse_args()
+    if args.in_process:
+        print(json.dumps(in_process(args.calls)))
+        return
     host = None
     pid = None
     base = args.url
