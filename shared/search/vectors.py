@@ -194,6 +194,7 @@ class VectorIndex:
         self._quantized = quantized
         self._transposed: np.ndarray | None = None
         self._float64 = float64
+        self._build_lock = threading.Lock()
         self._prefilter_min = PREFILTER_MIN_TOOLS if prefilter_min is None else prefilter_min
         if quantized is not None and quantized.codes_t.shape != (vectors.shape[1], vectors.shape[0]):
             raise ValueError("the quantized vectors do not match the float vectors")
@@ -217,7 +218,9 @@ class VectorIndex:
     def quantized(self) -> QuantizedVectors | None:
         """The int8 copy (built on first use if the catalog is large enough to need it)."""
         if self._quantized is None and self.prefiltered:
-            self._quantized = QuantizedVectors.of(self.vectors)
+            with self._build_lock:  # concurrent first searches build it once (~1 s at 100k tools)
+                if self._quantized is None:
+                    self._quantized = QuantizedVectors.of(self.vectors)
         return self._quantized
 
     def cosines(self, queries: np.ndarray) -> np.ndarray:
