@@ -128,11 +128,13 @@ class WorkerPool:
         while True:
             self._wake.wait()
             self._wake.clear()
+            while self._top_up_one():  # into free slots first: a replacement need not wait for a worker's exit
+                pass
             self._drain_reaps()
             with self._lock:
                 if self._closed:
                     return
-            while self._top_up_one():
+            while self._top_up_one():  # into the slots the reaps gave back
                 pass
             with self._lock:
                 if not self._wake.is_set():
