@@ -29,9 +29,11 @@ Tool vectors (``--vectors``):
   realistic order, but the rankings are not the model's: figures from this mode measure speed only, never quality.
   Its caches live in ``cache-<size>-composed`` folders, apart from real ones, and are kept between runs.
 
-A warm run also reports a breakdown of one query's stages (query embedding, BM25, vector scoring, fusion and top-k)
-and, on the synthetic queries, how often the pre-filtered vector scoring returns exactly the top 10 of exact dense
-scoring (``agree@10``).
+A warm run also reports each query's CPU time (``time.thread_time``: what the search itself costs, apart from
+waiting for a core on a loaded machine), a breakdown of one query's stages (query embedding, BM25, vector scoring,
+fusion and top-k), for catalogs large enough for the int8 vector pre-filter (``shared.search.vectors``) the query p50
+with it and with the dense float32 product alternating query by query (before/after under the same load), and how
+often the pre-filter returns exactly the top 10 of exact dense scoring (``agree@10``).
 """
 
 from __future__ import annotations
@@ -192,6 +194,28 @@ def stage_profile(retriever: Any, queries: list[str]) -> dict[str, float]:
     return {f"stage_{name}_ms": statistics.median(values) for name, values in stages.items()}
 
 
+def before_after(retriever: Any, queries: list[str]) -> dict[str, float]:
+    """Single-task query p50 with the pre-filter and with dense float32 scoring (the transposed product every
+    catalog used before the pre-filter), alternating query by query so that both meet the same machine load."""
+    from shared.search.vectors import VectorIndex
+
+    vectors = retriever.embedding._vectors
+    if not vectors.prefiltered:
+        return {}
+    dense = VectorIndex(vectors.vectors, prefilter_min=2**62)
+    times: dict[str, list[float]] = {"ab_prefilter": [], "ab_dense": []}
+    try:
+        for q in queries:
+            for name, index in (("ab_prefilter", vectors), ("ab_dense", dense)):
+                retriever.embedding._vectors = index
+                t = time.perf_counter()
+                retriever.search(q, 10)
+                times[name].append((time.perf_counter() - t) * 1000)
+    finally:
+        retriever.embedding._vectors = vectors
+    return {f"{name}_p50_ms": statistics.median(values) for name, values in times.items()}
+
+
 def agreement(retriever: Any, queries: list[str]) -> dict[str, float]:
     """Share of queries whose top 10 (names, in order) is the same with the pre-filter as with exact dense scoring
     (float64 rounded to float32, as the pre-filter rescores its candidates; see shared.search.vectors)."""
@@ -250,13 +274,16 @@ def worker(phase: str, size: int, n_queries: int, spawned_at: float, vectors: st
         for q in singles[:5]:
             retriever.search(q, 10)  # warm caches and branch predictors, not results (the LRU is off)
         for label, queries in (("single", singles), ("multi", multis)):
-            latencies = []
+            latencies, cpu = [], []
             for q in queries:
-                t = time.perf_counter()
+                t, c = time.perf_counter(), time.thread_time()
                 retriever.search(q, 10)
                 latencies.append((time.perf_counter() - t) * 1000)
+                cpu.append((time.thread_time() - c) * 1000)
             result[f"{label}_p50_ms"] = statistics.median(latencies)
             result[f"{label}_p95_ms"] = percentile(latencies, 0.95)
+            result[f"{label}_cpu_p50_ms"] = statistics.median(cpu)
+        result.update(before_after(retriever, singles))
         embed = []
         for q in singles[:100]:
             t = time.perf_counter()
@@ -322,15 +349,16 @@ def main() -> None:
           f"{args.repeats} fresh processes; latency percentiles over {args.queries} single-task and "
           f"{max(1, args.queries // 4)} multi-part requests, result LRU off)")
     print("| tools | cold build s | cold peak RSS MB | warm: start->1st result s | import s | read catalog s "
-          "| index load s | query p50 / p95 ms | multi-part p50 / p95 ms | embed p50 ms | RSS MB | peak RSS MB "
-          "| load |")
-    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+          "| index load s | query p50 / p95 ms | query CPU p50 ms | multi-part p50 / p95 ms | embed p50 ms | RSS MB "
+          "| peak RSS MB | load |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
     for size, cold, med in rows:
         cold_build = f"{cold['build_s']:.1f}" if cold else "(cached)"
         cold_rss = f"{cold['peak_rss_mb']:.0f}" if cold else "-"
         print(f"| {size:,} | {cold_build} | {cold_rss} | {med['start_to_first_result_s']:.2f} | "
               f"{med['import_s']:.2f} | {med['read_catalog_s']:.2f} | {med['build_s']:.3f} | "
-              f"{med['single_p50_ms']:.1f} / {med['single_p95_ms']:.1f} | {med['multi_p50_ms']:.1f} / "
+              f"{med['single_p50_ms']:.1f} / {med['single_p95_ms']:.1f} | {med['single_cpu_p50_ms']:.1f} | "
+              f"{med['multi_p50_ms']:.1f} / "
               f"{med['multi_p95_ms']:.1f} | {med['embed_p50_ms']:.1f} | {med['rss_mb']:.0f} | "
               f"{med['peak_rss_mb']:.0f} | {med['load']:.1f} |")
     print(f"\nTool vectors: {args.vectors}" + (" (composed from real embeddings of the tools' parts: SPEED ONLY, "
@@ -340,13 +368,15 @@ def main() -> None:
           "float32 product or the int8 pre-filter with exact rescoring, whichever the catalog size selects; "
           "agree@10: share of all benchmark queries whose top 10 is the same with the pre-filter as with exact "
           "dense scoring)")
-    print("| tools | embed query | BM25 | vectors exact float32 | vectors pre-filtered | fuse + top 10 | agree@10 |")
-    print("|---|---|---|---|---|---|---|")
+    print("| tools | embed query | BM25 | vectors exact float32 | vectors pre-filtered | fuse + top 10 | agree@10 "
+          "| query p50 A/B: pre-filter / dense float32 |")
+    print("|---|---|---|---|---|---|---|---|")
     for size, _, med in rows:
         agree = f"{med['agree_at_10']:.3f} of {med['agree_queries']:.0f}" if "agree_at_10" in med else "(exact path)"
+        ab = f"{med['ab_prefilter_p50_ms']:.1f} / {med['ab_dense_p50_ms']:.1f}" if "ab_dense_p50_ms" in med else "-"
         print(f"| {size:,} | {med['stage_embed_query_ms']:.2f} | {med['stage_bm25_ms']:.2f} | "
               f"{med['stage_vectors_exact_ms']:.2f} | {med['stage_vectors_prefilter_ms']:.2f} | "
-              f"{med['stage_fuse_top10_ms']:.2f} | {agree} |")
+              f"{med['stage_fuse_top10_ms']:.2f} | {agree} | {ab} |")
 
 
 if __name__ == "__main__":
