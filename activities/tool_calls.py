@@ -14,9 +14,10 @@ from shared.models import ErrorInfo, Plan, ToolResult, ToolSpec, hash_args
 from shared.payloads import ref_of_run
 from shared.runs.approval import approval_problem
 from shared.runs.call_journal import journal_for
-from shared.runs.contracts import PreparedPlan
+from shared.runs.contracts import ArchivedStepRecords, PreparedPlan, StepRecordsArchive
 from shared.runs.names import Activity
 from shared.runs.plan import resolve_refs
+from shared.runs.record_archive import archive_records, load_records
 from shared.runs.step_calls import CircuitWait, RetryableToolError, StepCall
 from shared.runtime import Runtime, get_runtime, get_runtime_async
 
@@ -33,6 +34,18 @@ def prepare_plan(plan: dict[str, Any]) -> dict[str, Any]:
     return PreparedPlan(specs=specs, max_fan_out=runtime.settings.max_fan_out,
                         approval_timeout_s=runtime.settings.approval_timeout_s,
                         checkpoint_calls=runtime.settings.plan_checkpoint_calls).dump()
+
+
+@bp.activity_trigger(input_name="archive")
+def archive_step_records(archive: dict[str, Any]) -> str:
+    """Store the step records a plan generation finished before it continues as new; their payload reference."""
+    return archive_records(get_runtime().payloads, StepRecordsArchive.model_validate(archive))
+
+
+@bp.activity_trigger(input_name="archived")
+def load_step_records(archived: dict[str, Any]) -> dict[str, Any]:
+    """Every step record a run's earlier generations archived, by step id (read once, for the final result)."""
+    return load_records(get_runtime().payloads, ArchivedStepRecords.model_validate(archived))
 
 
 @bp.activity_trigger(input_name="request")

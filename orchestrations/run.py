@@ -21,7 +21,15 @@ from orchestrations.task_mode import run_task_mode
 from shared.errors import ApprovalDenied, ApprovalTimeout, RunTimedOut
 from shared.models import ErrorInfo, RunRequest, RunResult, StepStatus, ToolResult, ToolSpec
 from shared.runs.approval import approve, pending_approvals
-from shared.runs.contracts import AWAITING_SHOWN, ApprovalDecision, CustomStatus, PendingApproval, PreparedPlan
+from shared.runs.contracts import (
+    AWAITING_SHOWN,
+    ApprovalDecision,
+    ArchivedStepRecords,
+    CustomStatus,
+    PendingApproval,
+    PreparedPlan,
+    StepRecordsArchive,
+)
 from shared.runs.names import APPROVAL_EVENT, Activity, Stage
 from shared.runs.plan import PlanGraph, check_plan
 from shared.runs.plan_run import PlanRun
@@ -116,9 +124,11 @@ def run_plan(context: df.DurableOrchestrationContext, parsed: _Input) -> Generat
             if stop is None and progress.has_ready:  # the generation made its share of calls: go on afresh
                 if timer is not None:
                     timer.cancel()
+                archive = yield context.call_activity(Activity.ARCHIVE_STEP_RECORDS, StepRecordsArchive(
+                    run_id=context.instance_id, records=progress.unarchived_records()).dump())
                 context.continue_as_new({**(parsed.raw or request.model_dump(mode="json")), CHECKPOINT_KEY: {
                     "started": started.isoformat(), "generation": generation + 1, "prepared": prepared.dump(),
-                    "state": progress.checkpoint()}})
+                    "state": progress.checkpoint(archive)}})
                 return None
             break
         context.set_custom_status(progress.status_dump(now, **gate.status()))
@@ -126,6 +136,9 @@ def run_plan(context: df.DurableOrchestrationContext, parsed: _Input) -> Generat
     if timer is not None:
         timer.cancel()
     gate.close()
+    if progress.archives:  # read back once what earlier generations finished: the result lists every step
+        progress.restore_archived((yield context.call_activity(Activity.LOAD_STEP_RECORDS, ArchivedStepRecords(
+            run_id=context.instance_id, refs=progress.archives).dump())))
     now = context.current_utc_datetime
     return progress.stopped(stop, now) if stop is not None else progress.result(now)
 

@@ -22,6 +22,7 @@ from shared.runs.names import Stage
 __all__ = [
     "SANDBOX_RETRY_BEFORE_SETTING",
     "ApprovalDecision",
+    "ArchivedStepRecords",
     "CodeErrorData",
     "CodeOutcome",
     "CodeRunRequest",
@@ -42,6 +43,7 @@ __all__ = [
     "RecordedCallData",
     "Repair",
     "SearchToolsRequest",
+    "StepRecordsArchive",
     "TaskStyle",
     "TranscriptTurn",
 ]
@@ -73,6 +75,21 @@ class PreparedPlan(_Contract):
     """How long a run waits for approval (WEFT_APPROVAL_TIMEOUT_S)."""
     checkpoint_calls: int = 25
     """Calls per ``continue_as_new`` generation (WEFT_PLAN_CHECKPOINT_CALLS)."""
+
+
+class StepRecordsArchive(_Contract):
+    """Input of ``archive_step_records``: the records of the steps a plan generation finished, as JSON."""
+
+    run_id: str
+    records: dict[str, dict[str, Any]]
+
+
+class ArchivedStepRecords(_Contract):
+    """Input of ``load_step_records``: the references ``archive_step_records`` returned for the run; its output
+    is every archived record by step id."""
+
+    run_id: str
+    refs: list[str]
 
 
 # ----------------------------------------------------------------------------------------------------------- code

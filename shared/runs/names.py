@@ -29,6 +29,8 @@ class Activity(StrEnum):
 
     PREPARE_PLAN = "prepare_plan"
     CALL_TOOL = "call_tool"
+    ARCHIVE_STEP_RECORDS = "archive_step_records"
+    LOAD_STEP_RECORDS = "load_step_records"
     PREPARE_CODE = "prepare_code"
     RUN_CODE_STEP = "run_code_step"
     RUN_CODE_INLINE = "run_code_inline"

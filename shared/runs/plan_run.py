@@ -4,8 +4,10 @@ Pure and deterministic (it runs inside the Durable orchestrator); the orchestrat
 object prepares and feeds back their outcomes. Tested without any runtime.
 
 Steps are released as soon as their own dependencies have finished (:meth:`PlanRun.take_ready`): no step waits for
-an unrelated slower one. A long run is carried across ``continue_as_new`` generations by :meth:`PlanRun.checkpoint`
-(finished records stay JSON until the final result needs them, so a replay costs little per step already done).
+an unrelated slower one. A long run is carried across ``continue_as_new`` generations by :meth:`PlanRun.checkpoint`,
+which keeps each finished step's status, not its record: the orchestrator archives the records a generation finished
+in the payload store (one activity call per generation) and reads them back once for the final result, so the input
+of a generation, which every replay parses, does not grow with the steps already done.
 """
 
 from __future__ import annotations
@@ -36,8 +38,8 @@ from shared.runs.step_calls import StepCall, StepOutcome, offloaded, offloaded_r
 
 __all__ = ["CHECKPOINT_VERSION", "PlanRun"]
 
-CHECKPOINT_VERSION = 1
-"""Version of the state :meth:`PlanRun.checkpoint` writes."""
+CHECKPOINT_VERSION = 2
+"""Version of the state :meth:`PlanRun.checkpoint` writes (1 carried every finished record; still read)."""
 
 _FINISHED = (StepStatus.SUCCEEDED, StepStatus.FAILED, StepStatus.SKIPPED)
 
@@ -75,6 +77,8 @@ class PlanRun:
         self.calls_made = 0
         """Calls prepared in this generation (the orchestrator checkpoints after enough of them)."""
         self._carried: Mapping[str, dict[str, Any]] = {}
+        self.archives: list[str] = []
+        """Payload references of the records earlier generations finished (see :meth:`restore_archived`)."""
         self._state: dict[str, StepStatus] = {}
         self._failures = 0
         self._skips = 0
@@ -87,7 +91,9 @@ class PlanRun:
     def _start(self, graph: PlanGraph, state: Mapping[str, Any] | None) -> None:
         if state is not None:
             self._carried = state["records"]
+            self.archives = list(state.get("archives", ()))
             self._state = {step_id: StepStatus(record["status"]) for step_id, record in self._carried.items()}
+            self._state.update((step_id, StepStatus(status)) for step_id, status in state.get("statuses", {}).items())
             self.results = dict(state["results"])
             self.failed = bool(state["failed"])
             self._failures = sum(status == StepStatus.FAILED for status in self._state.values())
@@ -191,6 +197,7 @@ class PlanRun:
 
     def result(self, now: datetime, mode: RunMode = "plan") -> RunResult:
         """The final :class:`RunResult`: leaf steps' results as output; failed/skipped steps as errors."""
+        self._check_restored()
         if self.problems or self.graph is None:
             ids = dict.fromkeys(step.id for step in self.plan.steps)
             return RunResult(run_id=self.run_id, mode=mode, status=RunStatus.FAILED,
@@ -218,27 +225,48 @@ class PlanRun:
     def stopped(self, error: ErrorInfo, now: datetime) -> RunResult:
         """The result of a run stopped by ``error`` (an approval denied or timed out): the steps that had not run
         are skipped, and the run fails with that error."""
+        self._check_restored()
         for step_id in [s.id for s in self.plan.steps if self._state.get(s.id) not in _FINISHED]:
             self._skip(self._record_of(step_id), f"not run: {error.message}", now)
         return RunResult(run_id=self.run_id, mode="plan", status=RunStatus.FAILED,
                          steps=[self._record_of(s.id) for s in self.plan.steps], errors=[error],
                          elapsed_ms=_ms(now - self.started))
 
-    def checkpoint(self) -> dict[str, Any]:
-        """JSON state to go on from in the next ``continue_as_new`` generation (only when no call is in flight):
-        the finished steps' records, the results later steps still reference, the counts."""
-        assert self.graph is not None
+    def unarchived_records(self) -> dict[str, dict[str, Any]]:
+        """The records of finished steps not archived yet (as JSON): what the orchestrator archives before it
+        checkpoints."""
         records = dict(self._carried)
         records.update((step_id, self.records[step_id].model_dump(mode="json", exclude_none=True))
                        for step_id, status in self._state.items()
-                       if status in _FINISHED and step_id not in records)
-        needed = {parent for step_id in self.graph.steps if step_id not in records
+                       if status in _FINISHED and step_id not in records and step_id in self.records)
+        return records
+
+    def checkpoint(self, archive: str | None = None) -> dict[str, Any]:
+        """JSON state to go on from in the next ``continue_as_new`` generation (only when no call is in flight):
+        the finished steps' statuses, the results later steps still reference, the counts. ``archive`` is the
+        payload reference of :meth:`unarchived_records` stored; without one the records are carried inline."""
+        assert self.graph is not None
+        statuses = {step_id: status.value for step_id, status in self._state.items() if status in _FINISHED}
+        needed = {parent for step_id in self.graph.steps if step_id not in statuses
                   for parent in self.graph.dependencies[step_id]}
-        return {"v": CHECKPOINT_VERSION, "records": records, "failed": self.failed,
+        return {"v": CHECKPOINT_VERSION, "statuses": statuses,
+                "records": {} if archive is not None else self.unarchived_records(),
+                "archives": [*self.archives, archive] if archive is not None else list(self.archives),
+                "failed": self.failed,
                 "results": {step_id: value for step_id, value in self.results.items() if step_id in needed},
                 "recent": list(self._recent.values())}
 
+    def restore_archived(self, records: Mapping[str, dict[str, Any]]) -> None:
+        """Take back the records earlier generations archived (read from :attr:`archives`), before :meth:`result`
+        or :meth:`stopped` lists every step."""
+        self._carried = {**records, **self._carried}
+        self.archives = []
+
     # ------------------------------------------------------------------------------------------- internals
+
+    def _check_restored(self) -> None:
+        if self.archives:
+            raise RuntimeError("the archived step records must be restored (restore_archived) before the result")
 
     def _record_of(self, step_id: str) -> StepRecord:
         record = self.records.get(step_id)

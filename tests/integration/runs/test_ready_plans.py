@@ -4,6 +4,7 @@ results, ``$ref``s (offloaded ones by reference) and run view intact."""
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Iterator
 from datetime import datetime
@@ -11,6 +12,7 @@ from typing import Any
 
 import pytest
 
+from shared.payloads import ref_of_run
 from tests.integration.runs.conftest import steps_by_id, submit, wait_run, weft_env
 from tests.support import ROOT, DevhostProcess, free_port, history, http, wait_until
 
@@ -109,8 +111,15 @@ def test_a_long_chain_continues_as_new_with_results_and_refs_intact(host: Devhos
     assert by_id["stats"]["result"]["characters"] == 5000  # resolved from storage, generations later
     assert view["result"]["output"]["stats"]["characters"] == 5000
     assert view["progress"]["done"] == len(steps) and view["progress"]["total"] == len(steps)
-    scheduled = [e for e in history(host.base_url, run_id) if e.get("EventType") == 4]
+    events = history(host.base_url, run_id)
+    scheduled = [e for e in events if e.get("EventType") == 4]
     assert 0 < len(scheduled) <= CHECKPOINT  # only the last generation's calls are in the history
+    _, _, instance = http("GET", f"{host.base_url}/runtime/webhooks/durabletask/instances/{run_id}?showInput=true")
+    current = instance["input"]
+    carried = (json.loads(current) if isinstance(current, str) else current)["plan_checkpoint"]["state"]
+    # The generation's input carries statuses, not records: those wait in the run's payload storage
+    assert carried["records"] == {} and len(carried["statuses"]) == len(steps) - len(scheduled) + 1
+    assert carried["archives"] and all(ref_of_run(ref, run_id) for ref in carried["archives"])
 
 
 def test_a_batch_wider_than_the_fan_out_runs_in_sub_orchestrations(host: DevhostProcess) -> None:

@@ -6,6 +6,8 @@ from __future__ import annotations
 import datetime as dt
 import json
 
+import pytest
+
 from shared.models import Plan, RunOptions, RunStatus, StepStatus
 from shared.runs.contracts import StepSummary
 from shared.runs.plan_run import PlanRun
@@ -127,6 +129,42 @@ def test_a_checkpoint_carries_results_refs_and_records_into_the_next_generation(
     assert result.steps[1].result["blob_ref"] == "blob:weft-payloads/r7/big.json"
     assert offloaded_ref(second.results["big"]) == "blob:weft-payloads/r7/big.json"
     assert [s["step_id"] for s in second.status_dump(later)["steps"]] == ["a", "big", "b", "c"]
+
+
+def test_archived_records_leave_the_checkpoint_and_come_back_for_the_result() -> None:
+    chain = Plan.model_validate({"steps": [{"id": f"s{i}", "tool": "add", "args": {"a": i, "b": 1},
+                                            **({"depends_on": [f"s{i - 1}"]} if i else {})} for i in range(6)]})
+    archive: dict[str, dict] = {}
+    state = None
+    for generation in range(3):  # two steps per generation, each generation archives what it finished
+        run = PlanRun("r9", chain, SPECS, RunOptions(), T0, state=state)
+        for _ in range(2):
+            (call,) = run.take_ready(T0)
+            run.record([ok(call.call.step_id, {"sum": generation})], T0)
+        if generation < 2:
+            ref = f"file:r9/gen{generation}.json"
+            archive[ref] = json.loads(json.dumps(run.unarchived_records()))
+            assert set(archive[ref]) == {f"s{2 * generation}", f"s{2 * generation + 1}"}  # only its own steps
+            state = json.loads(json.dumps(run.checkpoint(ref)))
+            assert state["records"] == {} and state["archives"] == list(archive)
+            assert set(state["statuses"]) == {f"s{i}" for i in range(2 * generation + 2)}
+    assert run.finished and run.done == 6
+    with pytest.raises(RuntimeError):
+        run.result(T0)  # the records of s0-s3 are archived: a result without them would list them as pending
+    run.restore_archived({k: v for ref in run.archives for k, v in archive[ref].items()})
+    result = run.result(T0)
+    assert result.status == RunStatus.COMPLETED
+    assert [(s.step_id, s.status) for s in result.steps] == [(f"s{i}", StepStatus.SUCCEEDED) for i in range(6)]
+
+
+def test_a_version_1_checkpoint_with_every_record_inline_still_continues() -> None:
+    first = PlanRun("r10", DIAMOND, SPECS, RunOptions(), T0)
+    first.take_ready(T0)
+    first.record([ok("a", {"sum": 3})], T0)
+    state = json.loads(json.dumps(first.checkpoint()))
+    v1 = {"v": 1, "records": state["records"], "failed": False, "results": state["results"], "recent": state["recent"]}
+    second = PlanRun("r10", DIAMOND, SPECS, RunOptions(), T0, state=v1)
+    assert second.done == 1 and ids(second.take_ready(T0)) == ["b", "c"]
 
 
 def test_status_summaries_are_those_of_step_summary() -> None:
