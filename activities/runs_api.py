@@ -78,7 +78,7 @@ async def get_run(req: func.HttpRequest, client: df.DurableOrchestrationClient) 
         wait_s = parse_wait(req.params.get("wait"), runtime.settings.run_wait_max_s)
     except WeftError as exc:
         return error_response(exc)
-    status = await watch_status(client, entry.run_id, wait_s)
+    status = await watch_status(client, entry.run_id, wait_s, runtime.settings.run_wait_poll_s)
     view = _view(entry.run_id, status)
     view["owner"] = entry.owner_name
     target, custom = await _awaiting(client, entry.run_id, status)

@@ -4,7 +4,8 @@ Run: python -m benchmarks.throughput [--clients 10 50] [--seconds 20] [--poll-ms
      python -m benchmarks.throughput --in-process [--calls 2000]
 
 Each client submits ``POST /api/runs`` (a 3-step plan: two independent ``calculate`` steps and a third depending on
-both), then polls ``GET /api/runs/{id}`` every ``--poll-ms`` until the run is finished, then submits the next. The
+both), then polls ``GET /api/runs/{id}`` every ``--poll-ms`` until the run is finished (``--poll-ms 0``: long
+polling with ``?wait=30``, as ``weftclient`` follows a run), then submits the next. The
 clients share one asyncio loop in this process (aiohttp, keep-alive connections), so the load generator costs little
 of the machine's CPU. Prints, per client count: completed runs/s over the measured window (after a warm-up), p50/p95
 submit->completed latency, the devhost process's CPU seconds per run, and ``/proc/loadavg`` before and after.
@@ -69,6 +70,8 @@ def percentile(samples: list[float], fraction: float) -> float:
 
 
 async def one_run(session: aiohttp.ClientSession, base: str, poll_s: float) -> tuple[float, str, int]:
+    """Submit one run and follow it to its end: ``GET`` every ``poll_s``, or with ``poll_s == 0`` long polling
+    (``?wait=30``: the server answers when the run changes), as ``weftclient`` follows a run."""
     started = time.perf_counter()
     polls = 0
     async with session.post(base + "/api/runs", json={"mode": "plan", "plan": PLAN}) as resp:
@@ -76,13 +79,16 @@ async def one_run(session: aiohttp.ClientSession, base: str, poll_s: float) -> t
         if resp.status not in (200, 202):
             raise RuntimeError(f"submit answered {resp.status}: {reply}")
     url = reply["statusUrl"]
+    if poll_s == 0:
+        url += ("&" if "?" in url else "?") + "wait=30"
     while True:
         async with session.get(url) as resp:
             view = await resp.json()
         polls += 1
         if view.get("status") in FINISHED:
             return time.perf_counter() - started, view["status"], polls
-        await asyncio.sleep(poll_s)
+        if poll_s:
+            await asyncio.sleep(poll_s)
 
 
 async def measure(base: str, clients: int, seconds: float, warmup: float, poll_s: float,
@@ -185,7 +191,8 @@ def main() -> None:
     parser.add_argument("--clients", type=int, nargs="+", default=[10, 50])
     parser.add_argument("--seconds", type=float, default=20.0, help="measured window per client count")
     parser.add_argument("--warmup", type=float, default=3.0)
-    parser.add_argument("--poll-ms", type=float, default=10.0)
+    parser.add_argument("--poll-ms", type=float, default=10.0,
+                        help="GET the run every N ms; 0: long polling (?wait=30), as weftclient follows a run")
     parser.add_argument("--repeat", type=int, default=1, help="windows per client count (the median is reported)")
     parser.add_argument("--url", help="an already running devhost (its CPU is then not measured)")
     parser.add_argument("--in-process", action="store_true", help="the app's CPU per tool call, without HTTP or host")

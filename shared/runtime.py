@@ -110,6 +110,9 @@ class RuntimeSettings:
     trust: TrustSettings = field(default_factory=TrustSettings)
     run_wait_max_s: float = 60.0
     """Longest ``GET /api/runs/{id}?wait=`` holds a request open (WEFT_RUN_WAIT_MAX_S)."""
+    run_wait_poll_s: tuple[float, float] = (0.05, 1.0)
+    """While a ``?wait=`` request is open, the run's status is read first after this many seconds, then 1.5 times
+    later each time, up to the second value (WEFT_RUN_WAIT_POLL_FIRST_MS, WEFT_RUN_WAIT_POLL_MAX_MS)."""
     runs_table: str = "weftruns"
     """Table of the run index (owners, per-caller listing) when storage is configured (WEFT_RUNS_TABLE); else
     ``<WEFT_STATE_DIR>/runs.sqlite``."""
@@ -152,6 +155,8 @@ class RuntimeSettings:
             trust=TrustSettings(approval_separation=env_bool(env, "WEFT_APPROVAL_SEPARATION", True)),
             runs_table=env_str(env, "WEFT_RUNS_TABLE", cls.runs_table),
             run_wait_max_s=env_float(env, "WEFT_RUN_WAIT_MAX_S", cls.run_wait_max_s, minimum=0.0),
+            run_wait_poll_s=(env_int(env, "WEFT_RUN_WAIT_POLL_FIRST_MS", 50, minimum=1) / 1000.0,
+                             env_int(env, "WEFT_RUN_WAIT_POLL_MAX_MS", 1000, minimum=1) / 1000.0),
         )
 
 

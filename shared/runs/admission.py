@@ -242,17 +242,18 @@ def parse_wait(raw: str | None, max_s: float) -> float:
     return min(float(raw), max_s)
 
 
-async def watch_status(client: DurableStarter, run_id: str, wait_s: float) -> Any:
+async def watch_status(client: DurableStarter, run_id: str, wait_s: float,
+                       poll_s: tuple[float, float] = (0.05, 1.0)) -> Any:
     """The run's Durable status, once it differs from now (a new stage, a finished step, the end) or ``wait_s``
     passed: long polling, so a client follows a run without tight polling. Polls the status store with a backoff
-    from 0.2 s to 1 s; nothing is held while waiting."""
+    from ``poll_s[0]`` to ``poll_s[1]`` seconds (x1.5 each time); nothing is held while waiting."""
     status = await client.get_status(run_id, show_input=False)
     deadline = time.monotonic() + wait_s
     seen = (status.runtime_status, status.custom_status, status.last_updated_time)
-    interval = 0.2
+    interval, longest = poll_s
     while time.monotonic() < deadline and not _finished(status):
         await asyncio.sleep(min(interval, max(0.0, deadline - time.monotonic())))
-        interval = min(1.0, interval * 1.5)
+        interval = min(longest, interval * 1.5)
         status = await client.get_status(run_id, show_input=False)
         if (status.runtime_status, status.custom_status, status.last_updated_time) != seen:
             break
