@@ -28,7 +28,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["PREFILTER_MIN_TOOLS", "QuantizedVectors", "VectorIndex"]
+__all__ = ["PREFILTER_MIN_TOOLS", "QuantizedVectors", "VectorIndex", "kth_largest"]
 
 logger = logging.getLogger(__name__)
 
@@ -157,7 +157,7 @@ def _cosines64(rows: np.ndarray, queries: np.ndarray) -> np.ndarray:
     return np.dot(np.asarray(queries, dtype=np.float64), np.asarray(rows, dtype=np.float64).T).astype(np.float32)
 
 
-def _kth_largest(values: np.ndarray, k: int, block: int = 64) -> np.float32:
+def kth_largest(values: np.ndarray, k: int, block: int = 64) -> np.float32:
     """The k-th largest of ``values`` (``k <= values.size``), partitioning only the values that can be it.
 
     The k-th largest of the maxima of blocks of ``block`` values is at most the k-th largest value (k blocks each
@@ -272,7 +272,7 @@ class VectorIndex:
             else:
                 # A fused upper bound exceeds its lower bound by at most w_emb * 2 * bound / span (clipping only
                 # narrows the gap), so only tools within that reach of the threshold need their upper bound.
-                threshold = _kth_largest(fused_lower, k)
+                threshold = kth_largest(fused_lower, k)
                 reach = np.float32(embedding_weight * 2.0 * float(bounds[row].max()) / span * 1.001 + 1e-6)
                 near = np.flatnonzero(fused_lower >= threshold - reach)
             near = pool[near] if pool is not None else near
