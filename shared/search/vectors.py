@@ -53,6 +53,10 @@ class QuantizedVectors:
         self.codes_t, self.scales = codes_t, scales.astype(np.float32, copy=False)
         self.code_norms = code_norms.astype(np.float32, copy=False)
         self.residual_norms = residual_norms.astype(np.float32, copy=False)
+        # The largest per-tool norms: one error bound per query, looser than per tool but a scalar (no pass over
+        # 100k tools per query), rounded up.
+        self._max_code_norm = float(code_norms.max()) * (1 + 1e-6) if count else 0.0
+        self._max_residual_norm = float(residual_norms.max()) * (1 + 1e-6) if count else 0.0
         self._session: Any = None
         self._lock = threading.Lock()
 
@@ -93,26 +97,36 @@ class QuantizedVectors:
                 self._session = _matmul_integer_session(self.codes_t)
             return self._session
 
-    def estimate(self, queries: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Estimated cosines ``(m, n)`` of unit query rows ``(m, dim)`` and their error bounds ``(m, n)``."""
-        scaled = queries.astype(np.float32) * self.scales
-        step = np.abs(scaled).max(axis=1) / np.float32(127.0)
-        step = np.where(step > 0, step, np.float32(1.0)).astype(np.float32)
+    def scan(self, queries: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The int8 products of unit query rows ``(m, dim)``: int32 ``(m, n)``, each row's step (cosine estimate =
+        product * step) and each row's error bound over every tool (``(m,)`` each)."""
+        scaled = queries.astype(np.float64) * self.scales
+        step = np.abs(scaled).max(axis=1) / 127.0
+        step = np.where(step > 0, step, 1.0)
         levels = np.rint(scaled / step[:, None])
-        error_norms = np.linalg.norm(scaled - levels * step[:, None], axis=1).astype(np.float32)
-        query_norms = np.linalg.norm(queries, axis=1).astype(np.float32)
+        error_norms = np.linalg.norm(scaled - levels * step[:, None], axis=1)
+        query_norms = np.linalg.norm(queries.astype(np.float64), axis=1)
         uint8 = (levels + 128).astype(np.uint8)
         runner = self._runner()
         if runner is None:
             products = (uint8.astype(np.int32) - 128) @ self.codes_t.astype(np.int32)
         else:
             products = runner.run(["y"], {"a": uint8})[0]
-        estimates = products.astype(np.float32)
-        estimates *= step[:, None]
+        bounds = error_norms * self._max_code_norm + query_norms * self._max_residual_norm + float(_SLACK)
+        return products, step, bounds
+
+    def estimate(self, queries: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Estimated cosines ``(m, n)`` of unit query rows ``(m, dim)`` and per-tool error bounds ``(m, n)`` (tighter
+        than :meth:`scan`'s one per query; for tests and analysis)."""
+        products, step, _ = self.scan(queries)
+        scaled = queries.astype(np.float64) * self.scales
+        levels = np.rint(scaled / step[:, None])
+        error_norms = np.linalg.norm(scaled - levels * step[:, None], axis=1).astype(np.float32)
+        query_norms = np.linalg.norm(queries, axis=1).astype(np.float32)
         bounds = self.code_norms[None, :] * error_norms[:, None]
         bounds += self.residual_norms[None, :] * query_norms[:, None]
         bounds += _SLACK
-        return estimates, bounds
+        return (products * step[:, None]).astype(np.float32), bounds
 
 
 def _matmul_integer_session(codes_t: np.ndarray) -> Any:
@@ -259,8 +273,12 @@ class VectorIndex:
         if quantized is None:
             return _calibrate(self.cosines(queries), f_floor, f_span)
         w_bm25, w_emb = np.float32(bm25_weight), np.float32(embedding_weight)
-        estimates, bounds = quantized.estimate(queries)
-        lower = _calibrate(estimates - bounds, f_floor, f_span)
+        products, steps, bounds = quantized.scan(queries)
+        # Calibrated bounds straight from the int32 products: clip((product * step -+ bound - floor) / span, 0, 1).
+        # They need not round as the exact scores do (the error bound's slack covers float32 rounding).
+        lower = np.multiply(products, (steps / span)[:, None], dtype=np.float32)
+        lower -= ((bounds + floor) / span).astype(np.float32)[:, None]
+        np.clip(lower, 0.0, 1.0, out=lower)
         pool = np.flatnonzero(mask) if mask is not None else None
         keep = np.zeros(self.count, dtype=bool)
         for row in range(len(queries)):
@@ -273,10 +291,11 @@ class VectorIndex:
                 # A fused upper bound exceeds its lower bound by at most w_emb * 2 * bound / span (clipping only
                 # narrows the gap), so only tools within that reach of the threshold need their upper bound.
                 threshold = kth_largest(fused_lower, k)
-                reach = np.float32(embedding_weight * 2.0 * float(bounds[row].max()) / span * 1.001 + 1e-6)
+                reach = np.float32(embedding_weight * 2.0 * float(bounds[row]) / span * 1.001 + 1e-6)
                 near = np.flatnonzero(fused_lower >= threshold - reach)
             near = pool[near] if pool is not None else near
-            upper = _calibrate(estimates[row, near] + bounds[row, near], f_floor, f_span)
+            upper = np.clip(products[row, near] * np.float32(steps[row] / span)
+                            + np.float32((bounds[row] - floor) / span), 0.0, 1.0)
             # Where both bounds clip to 0 (or 1) the lower bound is already the exact score.
             chosen = (w_bm25 * bm25[row, near] + w_emb * upper >= threshold) & (upper > lower[row, near])
             keep[near[chosen]] = True
