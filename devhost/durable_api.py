@@ -194,7 +194,7 @@ class DurableApi:
         return data
 
     async def status(self, request: web.Request) -> web.Response:
-        inst = self.engine.store.get_instance(request.match_info["instance_id"])
+        inst = self.engine.store.read_instance(request.match_info["instance_id"])
         if inst is None:
             return _missing(request.match_info.get("instance_id", ""))
         code = {

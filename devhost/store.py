@@ -152,6 +152,7 @@ class Store:
             self._conn.execute("PRAGMA synchronous=NORMAL")
         self._conn.executescript(_SCHEMA)
         self._lock = threading.RLock()
+        self._readers = threading.local()
 
     def close(self) -> None:
         with self._lock:
@@ -209,6 +210,20 @@ class Store:
             row = self._conn.execute("SELECT * FROM instances WHERE id=?", (instance_id,)).fetchone()
         return None if row is None else _instance(row)
 
+    def read_instance(self, instance_id: str) -> InstanceRow | None:
+        """:meth:`get_instance` as last committed, on this thread's own read connection (WAL lets it read while
+        the engine writes), so a status query never queues behind an episode's transaction. In memory (one
+        connection) it is :meth:`get_instance`."""
+        if self.path == ":memory:":
+            return self.get_instance(instance_id)
+        reader: sqlite3.Connection | None = getattr(self._readers, "conn", None)
+        if reader is None:
+            reader = sqlite3.connect(self.path, check_same_thread=True, isolation_level=None)
+            reader.row_factory = sqlite3.Row
+            self._readers.conn = reader
+        row = reader.execute("SELECT * FROM instances WHERE id=?", (instance_id,)).fetchone()
+        return None if row is None else _instance(row)
+
     def list_instances(
         self,
         *,
@@ -247,7 +262,8 @@ class Store:
         hundreds of kB on every episode made each episode cost grow with it."""
         columns = "status=?, input=?, output=?" if new_input else "status=?, output=?"
         conn.execute(
-            f"UPDATE instances SET {columns}, custom_status=?, generation=?, next_seq=?, actions=?, updated=? WHERE id=?",
+            f"UPDATE instances SET {columns}, custom_status=?, generation=?, next_seq=?, actions=?, updated=?"
+            " WHERE id=?",
             (
                 inst.status,
                 *((inst.input,) if new_input else ()),

@@ -14,8 +14,8 @@ import collections
 import inspect
 import json
 import logging
+import random
 import re
-import secrets
 import threading
 import traceback
 from collections.abc import Callable, Mapping
@@ -50,8 +50,13 @@ class TraceContext:
         request's header), else in a new trace, as the host starts one per queue or activity invocation."""
         match = _TRACEPARENT.fullmatch((parent or "").strip().lower())
         if match is None or set(match[1]) == {"0"} or set(match[2]) == {"0"}:
-            return cls(f"00-{secrets.token_hex(16)}-{secrets.token_hex(8)}-01")
-        return cls(f"00-{match[1]}-{secrets.token_hex(8)}-{match[3]}", state)
+            return cls(f"00-{_random_id(128):032x}-{_random_id(64):016x}-01")
+        return cls(f"00-{match[1]}-{_random_id(64):016x}-{match[3]}", state)
+
+
+def _random_id(bits: int) -> int:
+    """A non-zero random trace or span id (W3C ids need uniqueness, not secrecy: no system call per invocation)."""
+    return random.getrandbits(bits) or 1
 
 
 class InvocationContext:
