@@ -9,6 +9,10 @@ the fixed rlimits, the seccomp filter but for ``setrlimit``/``prlimit64``), has 
 our own to take a first run's copy-on-write page faults (see ``_zygote._rehearse``), and waits for its job; what
 takes the job's limits (CPU and memory rlimits, CPU timer, the seal on rlimit changes) follows when the job arrives,
 before any of its code runs.
+
+The rehearsal costs CPU; it pays off only when a worker is ready before its run comes. A run that takes a worker
+which has not yet written ``READY`` shows runs arriving faster than workers get ready (a burst, or a saturated
+machine): the workers forked after it skip the rehearsal, until a run finds its worker ready again.
 """
 
 from __future__ import annotations
@@ -24,9 +28,21 @@ from typing import Any
 
 from shared.concurrency import CrossLoopSemaphore
 
-__all__ = ["Worker", "WorkerPool"]
+__all__ = ["Worker", "WorkerPool", "is_ready"]
 
 logger = logging.getLogger(__name__)
+
+
+def is_ready(channel: socket.socket) -> bool:
+    """Whether the worker on ``channel`` has written its ready byte (peeked, not consumed); a broken channel counts
+    as ready (the run finds out what happened)."""
+    try:
+        channel.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT)  # the byte, or b"" if the worker is gone
+    except BlockingIOError:
+        return False
+    except OSError:
+        pass
+    return True
 
 
 @dataclass
@@ -52,6 +68,7 @@ class WorkerPool:
         self._reaped = threading.Condition(self._lock)
         self._reaping = 0
         self._pending = False  # the helper has been woken and has not finished its pass yet
+        self._hurry = False  # the last run took a worker that was not ready yet: fork without rehearsal
         self._wake = threading.Event()
         self._thread: threading.Thread | None = None
         self._closed = False
@@ -60,6 +77,11 @@ class WorkerPool:
     def idle(self) -> int:
         """Workers waiting for a run."""
         return len(self._idle)
+
+    @property
+    def hurried(self) -> bool:
+        """Whether workers are forked without rehearsal now (the last run found its worker not yet ready)."""
+        return self._hurry
 
     @property
     def holding(self) -> int:
@@ -84,6 +106,7 @@ class WorkerPool:
             while self._idle:
                 worker = self._idle.popleft()
                 if worker.zygote.alive:
+                    self._hurry = not is_ready(worker.channel)
                     return worker
                 worker.channel.close()  # its zygote died, and the worker with it
                 self._slots.release()
@@ -171,7 +194,7 @@ class WorkerPool:
             zygote = self._zygote()
             ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
             try:
-                pid = zygote.spawn(theirs)
+                pid = zygote.spawn(theirs, rehearse=not self._hurry)
             except BaseException:
                 ours.close()
                 raise

@@ -7,8 +7,11 @@ holds the parent's secrets. It loads this package under a private name without r
 
 Control channel (``AF_UNIX``/``SOCK_SEQPACKET``, one JSON object per packet):
 
-``{"op": "spawn"}`` + one fd (``SCM_RIGHTS``)  fork a worker on that channel; reply ``{"pid"}``
+``{"op": "spawn", "rehearse"}`` + one fd      fork a worker on that channel; reply ``{"pid"}``
 ``{"op": "finish", "pid"}``                    SIGKILL its process group, reap it; reply ``{"pid", "status", "cpu"}``
+
+A worker writes :data:`READY` on its channel once it is prepared (after its rehearsal, if it was asked for one), then
+reads its job; it skips that byte if the job is already there. No frame starts with it, so the parent can tell.
 
 The zygote exits when the parent closes the channel, killing any worker still alive; workers also die with it
 (``PR_SET_PDEATHSIG``).
@@ -46,6 +49,7 @@ BOOTSTRAP = (
 )
 ENVIRONMENT = {"PYTHONHASHSEED": "0", "TZ": "UTC", "LANG": "C.UTF-8"}
 MAX_JOB_BYTES = 64 * 1024 * 1024
+READY = b"r"
 # Imported before forking so workers never need the file system: lazily imported helpers of the allowed modules.
 PRELOAD = (
     "_strptime", "encodings.idna", "encodings.latin_1", "encodings.ascii", "encodings.utf_16", "encodings.utf_32",
@@ -93,15 +97,21 @@ def _rehearse(world: World) -> None:
         asyncio.set_event_loop(None)
 
 
-def _worker(channel: int, confiner: Confiner, world: World) -> NoReturn:
+def _job_waiting() -> bool:
+    return bool(select.select([CHANNEL_FD], [], [], 0)[0])
+
+
+def _worker(channel: int, confiner: Confiner, world: World, rehearse: bool) -> NoReturn:
     """Body of a forked worker: confine, run the job, exit. Never returns."""
     try:
         zygote = os.getppid()
         os.setsid()
         confiner.arrange_fds(channel)
         layers = confiner.prepare(zygote_pid=zygote)  # a pre-forked worker does this before its job exists
-        if not select.select([CHANNEL_FD], [], [], 0)[0]:  # the job is not there yet: time to spare
+        if rehearse and not _job_waiting():  # time to spare
             _rehearse(world)
+        if not _job_waiting():  # a job already sent to a worker not ready yet needs no signal (the pool reads it)
+            os.write(CHANNEL_FD, READY)
         job = _wire.read_frame(CHANNEL_FD, MAX_JOB_BYTES)
         limits = job["limits"]
         runtime = Runtime(job, world=world, channel=FdChannel(CHANNEL_FD, int(limits["max_frame_bytes"])))
@@ -161,7 +171,7 @@ def main(control_fd: int, config_json: str) -> None:
             pid = os.fork()
             if pid == 0:
                 control.close()
-                _worker(fds[0], confiner, world)
+                _worker(fds[0], confiner, world, bool(request.get("rehearse")))
             os.close(fds[0])
             children.add(pid)
             reply: dict[str, Any] = {"pid": pid}

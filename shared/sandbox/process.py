@@ -167,8 +167,9 @@ class _Zygote:
     def alive(self) -> bool:
         return not self._broken and self._process.poll() is None
 
-    def spawn(self, channel: socket.socket) -> int:
-        return int(self._request({"op": "spawn"}, [channel.fileno()])["pid"])
+    def spawn(self, channel: socket.socket, *, rehearse: bool = False) -> int:
+        """Fork a worker on ``channel``; ``rehearse``: let it take a first run's page faults before it is ready."""
+        return int(self._request({"op": "spawn", "rehearse": rehearse}, [channel.fileno()])["pid"])
 
     def finish(self, pid: int) -> dict[str, Any]:
         return self._request({"op": "finish", "pid": pid})
@@ -258,9 +259,13 @@ class _Session:
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> dict[str, Any] | None:
         cap = self._limits.max_message_bytes()
+        first = True
         while True:
             try:
                 header = await reader.readexactly(_wire.HEADER.size)
+                if first and header[:1] == _zygote.READY:  # a frame would start with its length's high byte: never 'r'
+                    header = header[1:] + await reader.readexactly(1)
+                first = False
                 (size,) = _wire.HEADER.unpack(header)
                 if size > cap:
                     return {"t": "violation", "message": "the sandbox worker sent an oversized message"}

@@ -7,6 +7,7 @@ import contextlib
 import os
 import platform
 import resource
+import socket
 import sys
 import time
 from collections.abc import Callable, Iterator
@@ -16,6 +17,8 @@ import pytest
 
 from shared.sandbox import Capacity, Limits, ProcessSandbox
 from shared.sandbox._confine import Confiner, request_sched_slice, sched_slice_ns
+from shared.sandbox._pool import is_ready
+from shared.sandbox._zygote import READY
 from shared.sandbox.process import seccomp_supported
 
 DEADLINE_S = 20.0
@@ -224,3 +227,52 @@ def test_the_worker_slice_is_a_setting() -> None:
         Capacity.from_env({"WEFT_SANDBOX_WORKER_SLICE_US": "-1"})
     with pytest.raises(ValueError, match="WEFT_SANDBOX_WORKER_SLICE_US"):
         Capacity(worker_slice_us=-5)
+
+
+def spawned_worker_faults(sandbox: ProcessSandbox, *, rehearse: bool) -> int:
+    """Minor faults of a worker forked with or without rehearsal, once it says it is ready (it then waits)."""
+    zygote = sandbox._ensure_zygote()
+    ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        pid = zygote.spawn(theirs, rehearse=rehearse)
+        theirs.close()
+        ours.settimeout(DEADLINE_S)
+        assert ours.recv(1) == READY
+        faults = minor_faults(pid)
+        zygote.finish(pid)
+        return faults
+    finally:
+        ours.close()
+
+
+def test_a_worker_rehearses_only_when_asked_and_says_when_it_is_ready(one_worker: ProcessSandbox) -> None:
+    rehearsed = spawned_worker_faults(one_worker, rehearse=True)
+    plain = spawned_worker_faults(one_worker, rehearse=False)
+    assert rehearsed > plain + 300, (rehearsed, plain)
+
+
+def test_readiness_is_peeked_without_taking_the_byte() -> None:
+    ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        assert not is_ready(ours)
+        theirs.send(READY)
+        assert is_ready(ours) and is_ready(ours)
+        assert ours.recv(1) == READY
+        theirs.close()
+        assert is_ready(ours)  # a worker that went away: the run finds out how
+    finally:
+        ours.close()
+
+
+def test_runs_that_find_their_worker_not_ready_make_the_pool_skip_rehearsals_until_one_is(
+        one_worker: ProcessSandbox) -> None:
+    first = ready_idle_worker(one_worker)
+    rehearsed_faults = minor_faults(first)
+    assert one_worker._pool._idle[0].channel.recv(1) == READY  # taken away: the run sees a worker not ready yet
+    assert one_worker.run("1", {}).result == 1
+    assert one_worker._pool.hurried
+    hurried = ready_idle_worker(one_worker)  # forked without rehearsal
+    assert minor_faults(hurried) < rehearsed_faults - 300, (minor_faults(hurried), rehearsed_faults)
+    assert one_worker.run("2", {}).result == 2  # this worker was ready: rehearsals resume
+    assert not one_worker._pool.hurried
+    assert minor_faults(ready_idle_worker(one_worker)) > rehearsed_faults - 150
