@@ -97,11 +97,11 @@ def sched_slice_ns(pid: int = 0) -> int | None:
     numbers = SCHED_SYSCALLS.get(platform.machine())
     if numbers is None:
         return None
-    attr = _SchedAttr()
+    sched = _SchedAttr()
     libc: Any = ctypes.CDLL(None, use_errno=True)
-    if libc.syscall(numbers[1], pid, ctypes.byref(attr), ctypes.sizeof(attr), 0) != 0:
+    if libc.syscall(numbers[1], pid, ctypes.byref(sched), ctypes.sizeof(sched), 0) != 0:
         return None
-    return int(attr.sched_runtime)
+    return int(sched.sched_runtime)
 
 
 def request_sched_slice(microseconds: int) -> bool:
@@ -111,10 +111,10 @@ def request_sched_slice(microseconds: int) -> bool:
     numbers = SCHED_SYSCALLS.get(platform.machine())
     if numbers is None or microseconds <= 0:
         return False
-    attr = _SchedAttr(size=ctypes.sizeof(_SchedAttr), sched_policy=0, sched_nice=os.getpriority(os.PRIO_PROCESS, 0),
-                      sched_runtime=microseconds * 1000)
+    sched = _SchedAttr(size=ctypes.sizeof(_SchedAttr), sched_policy=0, sched_nice=os.getpriority(os.PRIO_PROCESS, 0),
+                       sched_runtime=microseconds * 1000)
     libc: Any = ctypes.CDLL(None, use_errno=True)
-    return bool(libc.syscall(numbers[0], 0, ctypes.byref(attr), 0) == 0)
+    return bool(libc.syscall(numbers[0], 0, ctypes.byref(sched), 0) == 0)
 
 
 class _SockFilter(ctypes.Structure):
