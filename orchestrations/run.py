@@ -93,7 +93,7 @@ def run_plan(context: df.DurableOrchestrationContext, parsed: _Input) -> Generat
         generation = int(carried["generation"])
         prepared = parsed.prepared()
         state = carried["state"]
-    graph = parsed.graph(prepared.specs)
+    graph = _run_graph(parsed, prepared.specs, (context.instance_id, started.isoformat()))
     progress = PlanRun(context.instance_id, request.plan, prepared.specs, request.options, started,
                        graph=graph, state=state)
     if graph is None:
@@ -275,6 +275,24 @@ class _Approvals:
 _CACHE: OrderedDict[str, _Input] = OrderedDict()
 _CACHE_SIZE = 64
 _LOCK = threading.Lock()
+# A run's plan is the same in every continue-as-new generation, though each generation's input text differs: its
+# graph is kept by run (instance id and start time, which a reused instance id does not share) and tool names.
+_GRAPHS: OrderedDict[tuple[str, ...], PlanGraph | None] = OrderedDict()
+_LATEST: OrderedDict[str, str] = OrderedDict()  # instance id -> its latest input text in _CACHE
+
+
+def _run_graph(parsed: _Input, specs: dict[str, ToolSpec], run: tuple[str, str]) -> PlanGraph | None:
+    key = (*run, *sorted(specs))
+    with _LOCK:
+        if key in _GRAPHS:
+            _GRAPHS.move_to_end(key)
+            return _GRAPHS[key]
+    graph = parsed.graph(specs)
+    with _LOCK:
+        _GRAPHS[key] = graph
+        while len(_GRAPHS) > _CACHE_SIZE:
+            _GRAPHS.popitem(last=False)
+    return graph
 
 
 class _Input:
@@ -320,6 +338,12 @@ def _parsed_input(context: df.DurableOrchestrationContext) -> _Input:
     parsed = _Input(context.get_input())
     with _LOCK:
         _CACHE[text] = parsed
+        earlier = _LATEST.get(context.instance_id)
+        if earlier is not None and earlier != text:  # a later generation: the earlier input never comes back
+            _CACHE.pop(earlier, None)
+        _LATEST[context.instance_id] = text
         while len(_CACHE) > _CACHE_SIZE:
             _CACHE.popitem(last=False)
+        while len(_LATEST) > _CACHE_SIZE:
+            _LATEST.popitem(last=False)
     return parsed

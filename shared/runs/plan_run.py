@@ -42,6 +42,7 @@ CHECKPOINT_VERSION = 2
 """Version of the state :meth:`PlanRun.checkpoint` writes (1 carried every finished record; still read)."""
 
 _FINISHED = (StepStatus.SUCCEEDED, StepStatus.FAILED, StepStatus.SKIPPED)
+_STATUS_OF = {status.value: status for status in StepStatus}  # a dict lookup, not Enum() per carried step and replay
 
 
 class PlanRun:
@@ -93,7 +94,7 @@ class PlanRun:
             self._carried = state["records"]
             self.archives = list(state.get("archives", ()))
             self._state = {step_id: StepStatus(record["status"]) for step_id, record in self._carried.items()}
-            self._state.update((step_id, StepStatus(status)) for step_id, status in state.get("statuses", {}).items())
+            self._state.update((step_id, _STATUS_OF[status]) for step_id, status in state.get("statuses", {}).items())
             self.results = dict(state["results"])
             self.failed = bool(state["failed"])
             self._failures = sum(status == StepStatus.FAILED for status in self._state.values())
