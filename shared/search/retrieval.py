@@ -457,8 +457,9 @@ class HybridRetriever:
         w_bm25 = np.float32(self.settings.bm25_weight)
         w_emb = np.float32(self.settings.embedding_weight)
         bm25_scores = np.stack([bm25.scores(t) for t in texts])
-        emb_scores = embedding._vectors.fusion_scores(  # exact wherever the top k can be (see shared.search.vectors)
-            embedding.embed_queries(texts), bm25_scores, floor=self.settings.cosine_floor,
+        vectors = embedding.embed_queries(texts)
+        emb_scores = embedding._vectors.fusion_scores(  # exact wherever a clause's top k can be (shared.search.vectors)
+            vectors, bm25_scores, floor=self.settings.cosine_floor,
             span=self.settings.cosine_ceiling - self.settings.cosine_floor, bm25_weight=self.settings.bm25_weight,
             embedding_weight=self.settings.embedding_weight, k=k, mask=bm25._masks.get(filters))
         fused = w_bm25 * bm25_scores + w_emb * emb_scores
@@ -469,6 +470,10 @@ class HybridRetriever:
 
         names = bm25._names
         order = lead_then_interleave(fused, k, bm25._masks.get(filters), partial(_top, ranks=bm25._ranks), whole)
+        if len(texts) > 1 and embedding._vectors.prefiltered:  # a hit's other clauses' scores may be bounds only
+            ids = np.asarray(order, dtype=np.int64)
+            emb_scores[:, ids] = np.stack([embedding.scores_at(vector, ids) for vector in vectors])
+            fused[:, ids] = w_bm25 * bm25_scores[:, ids] + w_emb * emb_scores[:, ids]
         hits: list[ToolHit] = []
         for i in order:
             column = fused[:, i]

@@ -150,3 +150,33 @@ def test_kth_largest_matches_sorting(case: str) -> None:
     }[case].astype(np.float32)
     for k in (1, 10, 37):
         assert vectors_module.kth_largest(values, k) == np.sort(values)[-k]
+
+
+class _ExactOnlyInEachRowsTopK(VectorIndex):
+    """What the pre-filter promises and no more: a row's scores are exact for its own top k; elsewhere they may be
+    any lower bound (here the lowest, 0)."""
+
+    def fusion_scores(self, queries: np.ndarray, bm25: np.ndarray, **kwargs: Any) -> np.ndarray:
+        scores = super().fusion_scores(queries, bm25, **kwargs)
+        fused = kwargs["bm25_weight"] * bm25 + kwargs["embedding_weight"] * scores
+        for row in range(len(scores)):
+            outside = np.ones(scores.shape[1], dtype=bool)
+            outside[np.argsort(-fused[row], kind="stable")[: kwargs["k"]]] = False
+            scores[row, outside] = 0.0
+        return scores
+
+    @property
+    def prefiltered(self) -> bool:
+        return True
+
+
+def test_a_split_requests_hits_report_exact_scores_and_clauses(tmp_path: Path, encoder: Any) -> None:
+    # A hit found by one clause is scored by every clause to pick the one that found it: bounds are not enough there.
+    retriever = HybridRetriever(_specs(400), settings=RetrievalSettings(lru_size=0), encoder=encoder)
+    exact_index = retriever.embedding._vectors
+    queries = ["send messages in billing, then list messages in billing",
+               "send messages in storage, then list messages in storage", "send a message, then list the flights"]
+    exact = [retriever.search(q, 10) for q in queries]
+    retriever.embedding._vectors = _ExactOnlyInEachRowsTopK(exact_index.vectors)
+    assert [retriever.search(q, 10) for q in queries] == exact
+    assert any(len({h.clause for h in hits}) > 1 for hits in exact)  # the queries were split
