@@ -16,6 +16,7 @@ import azure.durable_functions as df
 from azure.durable_functions.models.Task import TaskBase, TaskState
 
 from orchestrations.code_mode import run_code_mode
+from orchestrations.durable import retry_options
 from orchestrations.fan_out import Flight
 from orchestrations.task_mode import run_task_mode
 from shared.errors import ApprovalDenied, ApprovalTimeout, RunTimedOut
@@ -23,6 +24,7 @@ from shared.models import ErrorInfo, RunRequest, RunResult, StepStatus, ToolResu
 from shared.runs.approval import approve, pending_approvals
 from shared.runs.contracts import (
     AWAITING_SHOWN,
+    STEP_RECORDS_RETRY,
     ApprovalDecision,
     ArchivedStepRecords,
     CustomStatus,
@@ -124,8 +126,9 @@ def run_plan(context: df.DurableOrchestrationContext, parsed: _Input) -> Generat
             if stop is None and progress.has_ready:  # the generation made its share of calls: go on afresh
                 if timer is not None:
                     timer.cancel()
-                archive = yield context.call_activity(Activity.ARCHIVE_STEP_RECORDS, StepRecordsArchive(
-                    run_id=context.instance_id, records=progress.unarchived_records()).dump())
+                archive = yield context.call_activity_with_retry(
+                    Activity.ARCHIVE_STEP_RECORDS, retry_options(STEP_RECORDS_RETRY), StepRecordsArchive(
+                        run_id=context.instance_id, records=progress.unarchived_records()).dump())
                 context.continue_as_new({**(parsed.raw or request.model_dump(mode="json")), CHECKPOINT_KEY: {
                     "started": started.isoformat(), "generation": generation + 1, "prepared": prepared.dump(),
                     "state": progress.checkpoint(archive)}})
@@ -137,8 +140,9 @@ def run_plan(context: df.DurableOrchestrationContext, parsed: _Input) -> Generat
         timer.cancel()
     gate.close()
     if progress.archives:  # read back once what earlier generations finished: the result lists every step
-        progress.restore_archived((yield context.call_activity(Activity.LOAD_STEP_RECORDS, ArchivedStepRecords(
-            run_id=context.instance_id, refs=progress.archives).dump())))
+        progress.restore_archived((yield context.call_activity_with_retry(
+            Activity.LOAD_STEP_RECORDS, retry_options(STEP_RECORDS_RETRY), ArchivedStepRecords(
+                run_id=context.instance_id, refs=progress.archives).dump())))
     now = context.current_utc_datetime
     return progress.stopped(stop, now) if stop is not None else progress.result(now)
 

@@ -155,8 +155,7 @@ class RuntimeSettings:
             trust=TrustSettings(approval_separation=env_bool(env, "WEFT_APPROVAL_SEPARATION", True)),
             runs_table=env_str(env, "WEFT_RUNS_TABLE", cls.runs_table),
             run_wait_max_s=env_float(env, "WEFT_RUN_WAIT_MAX_S", cls.run_wait_max_s, minimum=0.0),
-            run_wait_poll_s=(env_int(env, "WEFT_RUN_WAIT_POLL_FIRST_MS", 50, minimum=1) / 1000.0,
-                             env_int(env, "WEFT_RUN_WAIT_POLL_MAX_MS", 1000, minimum=1) / 1000.0),
+            run_wait_poll_s=_wait_poll(env, cls.run_wait_poll_s),
         )
 
 
@@ -363,6 +362,14 @@ class Runtime:
         with contextlib.suppress(ResourceExistsError):
             container.create_container()
         return EmbeddingCache(shared_encoder(search.max_tokens).cache_key, BlobContainerStore(container))
+
+
+def _wait_poll(env: Mapping[str, str], default: tuple[float, float]) -> tuple[float, float]:
+    first = env_int(env, "WEFT_RUN_WAIT_POLL_FIRST_MS", round(default[0] * 1000), minimum=1)
+    longest = env_int(env, "WEFT_RUN_WAIT_POLL_MAX_MS", round(default[1] * 1000), minimum=1)
+    if longest < first:
+        raise ValueError("WEFT_RUN_WAIT_POLL_MAX_MS must be at least WEFT_RUN_WAIT_POLL_FIRST_MS")
+    return first / 1000.0, longest / 1000.0
 
 
 def _discovery_cache(settings: RuntimeSettings) -> DiscoveryCache:

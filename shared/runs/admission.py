@@ -242,8 +242,7 @@ def parse_wait(raw: str | None, max_s: float) -> float:
     return min(float(raw), max_s)
 
 
-async def watch_status(client: DurableStarter, run_id: str, wait_s: float,
-                       poll_s: tuple[float, float] = (0.05, 1.0)) -> Any:
+async def watch_status(client: DurableStarter, run_id: str, wait_s: float, poll_s: tuple[float, float]) -> Any:
     """The run's Durable status, once it differs from now (a new stage, a finished step, the end) or ``wait_s``
     passed: long polling, so a client follows a run without tight polling. Polls the status store with a backoff
     from ``poll_s[0]`` to ``poll_s[1]`` seconds (x1.5 each time); nothing is held while waiting."""

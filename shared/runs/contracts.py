@@ -21,6 +21,7 @@ from shared.runs.names import Stage
 
 __all__ = [
     "SANDBOX_RETRY_BEFORE_SETTING",
+    "STEP_RECORDS_RETRY",
     "ApprovalDecision",
     "ArchivedStepRecords",
     "CodeErrorData",
@@ -75,6 +76,11 @@ class PreparedPlan(_Contract):
     """How long a run waits for approval (WEFT_APPROVAL_TIMEOUT_S)."""
     checkpoint_calls: int = 25
     """Calls per ``continue_as_new`` generation (WEFT_PLAN_CHECKPOINT_CALLS)."""
+
+
+STEP_RECORDS_RETRY = RetryPolicy(first_interval_ms=1000, max_attempts=5)
+"""Durable's retry of ``archive_step_records`` and ``load_step_records`` (both idempotent): a transient storage
+error must not fail a long run at a checkpoint or at its very end."""
 
 
 class StepRecordsArchive(_Contract):

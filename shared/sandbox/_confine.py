@@ -106,13 +106,17 @@ def sched_slice_ns(pid: int = 0) -> int | None:
 
 def request_sched_slice(microseconds: int) -> bool:
     """Ask for a ``microseconds`` scheduler slice for this thread (inherited by children forked after it), keeping
-    the normal policy and nice value; whether the kernel accepted it. A shorter slice changes when a task runs, not
-    how much CPU it gets (EEVDF, Linux 6.6+; older kernels accept and ignore it)."""
+    its policy and nice value; whether the kernel accepted it. A shorter slice changes when a task runs, not how much
+    CPU it gets (EEVDF custom slices, Linux 6.12+; older kernels accept and ignore it). Only under a time-sharing
+    policy (normal, batch, idle): a real-time or deadline policy is left alone."""
     numbers = SCHED_SYSCALLS.get(platform.machine())
     if numbers is None or microseconds <= 0:
         return False
-    sched = _SchedAttr(size=ctypes.sizeof(_SchedAttr), sched_policy=0, sched_nice=os.getpriority(os.PRIO_PROCESS, 0),
-                       sched_runtime=microseconds * 1000)
+    policy = os.sched_getscheduler(0)
+    if policy not in (os.SCHED_OTHER, os.SCHED_BATCH, os.SCHED_IDLE):
+        return False
+    sched = _SchedAttr(size=ctypes.sizeof(_SchedAttr), sched_policy=policy,
+                       sched_nice=os.getpriority(os.PRIO_PROCESS, 0), sched_runtime=microseconds * 1000)
     libc: Any = ctypes.CDLL(None, use_errno=True)
     return bool(libc.syscall(numbers[0], 0, ctypes.byref(sched), 0) == 0)
 

@@ -133,8 +133,9 @@ class Capacity:
     on demand). Each holds one of the ``max_concurrent_runs`` slots while idle, so the cap on live workers holds."""
     worker_slice_us: int = 100
     """Scheduler time slice asked for the zygote and its workers, in microseconds (WEFT_SANDBOX_WORKER_SLICE_US;
-    0: the kernel's default). On Linux 6.6+ (EEVDF) a short slice lets a worker that wakes up to its job run at
-    once instead of after a busy neighbour's slice (about 3 ms at a load of 10 on 2 cores); it grants no more CPU.
+    0: the kernel's default). On Linux 6.12+ (EEVDF custom slices) a short slice lets a worker that wakes up to its
+    job run at once instead of after a busy neighbour's slice (about 3 ms at a load of 10 on 2 cores); it grants no
+    more CPU.
     Best effort: ignored where the kernel does not support it; the kernel clamps it to 100 us-100 ms."""
 
     def __post_init__(self) -> None:

@@ -107,3 +107,33 @@ def test_async_callers_build_the_runtime_off_the_event_loop(tmp_path: Path, monk
         assert len(built_on) == 1 and built_on[0] != loop_thread
     finally:
         runtime_module.reset_runtime(None)
+
+
+def test_long_polling_reads_the_status_on_a_configured_backoff() -> None:
+    assert RuntimeSettings.from_env({}).run_wait_poll_s == (0.05, 1.0)
+    env = {"WEFT_RUN_WAIT_POLL_FIRST_MS": "20", "WEFT_RUN_WAIT_POLL_MAX_MS": "500"}
+    assert RuntimeSettings.from_env(env).run_wait_poll_s == (0.02, 0.5)
+    with pytest.raises(ValueError, match="WEFT_RUN_WAIT_POLL_MAX_MS"):
+        RuntimeSettings.from_env({"WEFT_RUN_WAIT_POLL_FIRST_MS": "2000", "WEFT_RUN_WAIT_POLL_MAX_MS": "1000"})
+    with pytest.raises(ValueError):
+        RuntimeSettings.from_env({"WEFT_RUN_WAIT_POLL_FIRST_MS": "0"})
+
+
+_STRICT_PROBE = "import os, function_app; print(os.environ.get('AZURE_FUNCTIONS_DURABLE_STRICT_TYPING'))"
+
+
+@pytest.mark.parametrize(("configured", "seen"), [(None, "1"), ("0", "0")])
+def test_the_app_turns_on_strict_durable_typing_unless_configured(configured: str | None, seen: str) -> None:
+    import subprocess
+    import sys
+
+    from tests.support import ROOT, devhost_env
+
+    env = devhost_env({"AzureWebJobsStorage": "", "WEFT_SEARCH_LOAD_MODEL_WITH_APP": "false"})
+    env.pop("AZURE_FUNCTIONS_DURABLE_STRICT_TYPING", None)
+    if configured is not None:
+        env["AZURE_FUNCTIONS_DURABLE_STRICT_TYPING"] = configured
+    done = subprocess.run([sys.executable, "-c", _STRICT_PROBE], check=False, cwd=ROOT, env=env,
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip().splitlines()[-1] == seen
