@@ -18,7 +18,7 @@ from shared.identity.caller import Role
 from shared.runs.admission import (
     FINISHED_DURABLE_STATUSES,
     RUN_STATUSES,
-    admit_run_request,
+    admit_run,
     awaiting_calls,
     finished_runs,
     owned_run,
@@ -53,10 +53,11 @@ async def start_run(req: func.HttpRequest, client: df.DurableOrchestrationClient
         runtime = await get_runtime_async()
         caller = await runtime.trust.caller_of(req.headers)
         body = json_body(req, runtime.settings.limits.max_plan_bytes + 64 * 1024)
-        request = await asyncio.to_thread(admit_run_request, body, runtime)
+        request, prepared = await asyncio.to_thread(admit_run, body, runtime)
         submitted = await submit_run(
             request, caller, client, runtime.run_index, idempotency_key=req.headers.get("Idempotency-Key"),
-            via="http", acquire_slot=runtime.trust.run_slot_acquirer(caller, partial(finished_runs, client)))
+            via="http", acquire_slot=runtime.trust.run_slot_acquirer(caller, partial(finished_runs, client)),
+            prepared=prepared)
     except WeftError as exc:
         return error_response(exc)
     links = _links(req, client, submitted.run_id)

@@ -10,7 +10,7 @@ import azure.durable_functions as df
 import azure.functions as func
 
 from shared.errors import RateLimited, WeftError
-from shared.runs.admission import admit_run_request, finished_runs, submit_run
+from shared.runs.admission import admit_run, finished_runs, submit_run
 from shared.runtime import get_runtime_async
 
 bp = df.Blueprint()
@@ -28,10 +28,10 @@ async def run_from_queue(msg: func.QueueMessage, poison: func.Out[str], client: 
     runtime = await get_runtime_async()
     caller = runtime.trust.queue_caller
     try:
-        request = await asyncio.to_thread(admit_run_request, msg.get_body(), runtime)
+        request, prepared = await asyncio.to_thread(admit_run, msg.get_body(), runtime)
         slot = runtime.trust.run_slot_acquirer(caller, partial(finished_runs, client))
         submitted = await submit_run(request, caller, client, runtime.run_index, idempotency_key=None, via="queue",
-                                     fallback_id=msg.id, acquire_slot=slot)
+                                     fallback_id=msg.id, acquire_slot=slot, prepared=prepared)
     except RateLimited:
         raise
     except WeftError as exc:

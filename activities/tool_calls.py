@@ -12,9 +12,10 @@ from activities.tracing import activity_span
 from shared.errors import CircuitOpen, ExecutionUncertain, ToolArgumentsInvalid
 from shared.models import ErrorInfo, Plan, ToolResult, ToolSpec, hash_args
 from shared.payloads import ref_of_run
+from shared.runs.admission import prepared_plan
 from shared.runs.approval import approval_problem
 from shared.runs.call_journal import journal_for
-from shared.runs.contracts import ArchivedStepRecords, PreparedPlan, StepRecordsArchive
+from shared.runs.contracts import ArchivedStepRecords, StepRecordsArchive
 from shared.runs.names import Activity
 from shared.runs.plan import resolve_refs
 from shared.runs.record_archive import archive_records, load_records
@@ -27,13 +28,7 @@ bp = df.Blueprint()
 @bp.activity_trigger(input_name="plan")
 def prepare_plan(plan: dict[str, Any]) -> dict[str, Any]:
     """The specs of the tools the plan names (unknown names are left out) and the fan-out width."""
-    runtime = get_runtime()
-    names = {step.tool for step in Plan.model_validate(plan).steps}
-    runtime.source_sync.ensure(names)
-    specs = {name: runtime.catalog.get(name).spec for name in names if name in runtime.catalog}
-    return PreparedPlan(specs=specs, max_fan_out=runtime.settings.max_fan_out,
-                        approval_timeout_s=runtime.settings.approval_timeout_s,
-                        checkpoint_calls=runtime.settings.plan_checkpoint_calls).dump()
+    return prepared_plan(Plan.model_validate(plan), get_runtime()).dump()
 
 
 @bp.activity_trigger(input_name="archive")

@@ -32,7 +32,7 @@ from shared.runs.contracts import (
     PreparedPlan,
     StepRecordsArchive,
 )
-from shared.runs.names import APPROVAL_EVENT, Activity, Stage
+from shared.runs.names import APPROVAL_EVENT, CHECKPOINT_KEY, PREPARED_KEY, Activity, Stage
 from shared.runs.plan import PlanGraph, check_plan
 from shared.runs.plan_run import PlanRun
 from shared.runs.step_calls import StepCall, StepOutcome
@@ -40,8 +40,6 @@ from shared.telemetry import telemetry_from_env
 
 bp = df.Blueprint()
 
-CHECKPOINT_KEY = "plan_checkpoint"
-"""The key a continued plan run's input carries its :meth:`PlanRun.checkpoint` under (beside the request)."""
 
 
 @bp.orchestration_trigger(context_name="context")
@@ -86,9 +84,12 @@ def run_plan(context: df.DurableOrchestrationContext, parsed: _Input) -> Generat
     if carried is None:
         started = context.current_utc_datetime
         generation = 0
-        context.set_custom_status(CustomStatus(stage=Stage.VALIDATING, mode="plan").dump())
-        prepared = PreparedPlan.model_validate((yield context.call_activity(
-            Activity.PREPARE_PLAN, request.plan.model_dump(mode="json"))))
+        if parsed.prepared_at_start is not None:  # the trigger prepared it (runs it starts itself)
+            prepared = parsed.prepared_at_start
+        else:  # a task's sub-run, or a run started before triggers prepared plans
+            context.set_custom_status(CustomStatus(stage=Stage.VALIDATING, mode="plan").dump())
+            prepared = PreparedPlan.model_validate((yield context.call_activity(
+                Activity.PREPARE_PLAN, request.plan.model_dump(mode="json"))))
         state = None
     else:
         started = dt.datetime.fromisoformat(carried["started"])
@@ -304,9 +305,13 @@ class _Input:
 
     def __init__(self, data: Any) -> None:
         self.carried: dict[str, Any] | None = None
+        self.prepared_at_start: PreparedPlan | None = None
         if isinstance(data, dict) and CHECKPOINT_KEY in data:
             data = dict(data)
             self.carried = data.pop(CHECKPOINT_KEY)
+        if isinstance(data, dict) and PREPARED_KEY in data:
+            data = dict(data)
+            self.prepared_at_start = PreparedPlan.model_validate(data.pop(PREPARED_KEY))
         self.raw: dict[str, Any] | None = data if isinstance(data, dict) else None
         self.request = RunRequest.model_validate(data)
         self._prepared: PreparedPlan | None = None

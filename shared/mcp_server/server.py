@@ -30,7 +30,7 @@ from shared.mcp_server.signatures import compact_signature, describe
 from shared.runs.admission import (
     FINISHED_DURABLE_STATUSES,
     DurableStarter,
-    admit_run_request,
+    admit_run,
     finished_runs,
     owned_run,
     run_view,
@@ -228,10 +228,10 @@ class McpServer:
             body["idempotency_key"] = key
         client = self._client()
         runtime = self.runtime
-        request = await asyncio.to_thread(admit_run_request, body, runtime)
+        request, prepared = await asyncio.to_thread(admit_run, body, runtime)
         submitted = await submit_run(
             request, caller, client, runtime.run_index, idempotency_key=None, via="mcp",
-            acquire_slot=runtime.trust.run_slot_acquirer(caller, partial(finished_runs, client)))
+            acquire_slot=runtime.trust.run_slot_acquirer(caller, partial(finished_runs, client)), prepared=prepared)
         if not submitted.replayed:
             await runtime.trust.audit_event("run.submit", caller, run_id=submitted.run_id, detail=request.mode)
         return await self._wait(submitted.run_id, self.settings.wait_s, 0)

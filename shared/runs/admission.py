@@ -23,11 +23,11 @@ from typing import Any, Protocol
 from shared.errors import Conflict, InvalidRequest, NotConfigured, NotFound, OrchestrationFailed, RunCanceled
 from shared.identity.caller import Caller, Role
 from shared.llm.chat import LLM_NOT_CONFIGURED_MESSAGE
-from shared.models import RunRequest, parse_run_request, validate_request
+from shared.models import Plan, RunRequest, parse_run_request, validate_request
 from shared.payloads import PayloadStore, ref_of_run
 from shared.runs.code_run import code_tools
-from shared.runs.contracts import CustomStatus
-from shared.runs.names import Orchestrator
+from shared.runs.contracts import CustomStatus, PreparedPlan
+from shared.runs.names import PREPARED_KEY, Orchestrator
 from shared.runs.plan import validate_plan
 from shared.runs.run_index import RunEntry, RunIndex
 from shared.runtime import Runtime
@@ -39,6 +39,7 @@ __all__ = [
     "RUN_STATUSES",
     "DurableStarter",
     "Submitted",
+    "admit_run",
     "admit_run_request",
     "awaiting_calls",
     "check_run_id",
@@ -46,6 +47,7 @@ __all__ = [
     "owned_run",
     "parse_approval",
     "parse_wait",
+    "prepared_plan",
     "request_digest",
     "run_instance_id",
     "run_view",
@@ -66,6 +68,26 @@ _ORPHAN_CLAIM_S = 30.0
 _RUN_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,127}$")
 LLM_MODES = ("task",)
 log = logging.getLogger(__name__)
+
+
+def prepared_plan(plan: Plan, runtime: Runtime) -> PreparedPlan:
+    """What a plan run needs from the runtime, fixed when it starts: the specs of the tools the plan names (unknown
+    names are left out; a source registered on another instance is looked for first) and the run settings.
+    Blocking."""
+    names = {step.tool for step in plan.steps}
+    runtime.source_sync.ensure(names)
+    specs = {name: runtime.catalog.get(name).spec for name in names if name in runtime.catalog}
+    return PreparedPlan(specs=specs, max_fan_out=runtime.settings.max_fan_out,
+                        approval_timeout_s=runtime.settings.approval_timeout_s,
+                        checkpoint_calls=runtime.settings.plan_checkpoint_calls)
+
+
+def admit_run(body: bytes | str | dict[str, Any], runtime: Runtime) -> tuple[RunRequest, PreparedPlan | None]:
+    """:func:`admit_run_request`, and for a plan run its :func:`prepared_plan` (it travels in the orchestrator's
+    input, sparing the run a ``prepare_plan`` activity). Blocking."""
+    request = admit_run_request(body, runtime)
+    prepared = prepared_plan(request.plan, runtime) if request.mode == "plan" and request.plan is not None else None
+    return request, prepared
 
 
 def admit_run_request(body: bytes | str | dict[str, Any], runtime: Runtime) -> RunRequest:
@@ -195,13 +217,15 @@ async def submit_run(
     via: str,
     fallback_id: str | None = None,
     acquire_slot: Callable[[str], Awaitable[None]] | None = None,
+    prepared: PreparedPlan | None = None,
 ) -> Submitted:
     """Start ``request`` for ``caller`` once: the one path of HTTP, queue and MCP submissions.
 
     The run is claimed in ``index`` under its instance id first; of concurrent submissions with one key exactly one
     claim wins and starts the orchestration, the others answer with the same run (``replayed``). The same key with
     another body raises :class:`Conflict`. ``acquire_slot(run_id)`` (the caller's concurrent-run quota, idempotent
-    per run id) runs before the claim and may raise ``RateLimited``.
+    per run id) runs before the claim and may raise ``RateLimited``. ``prepared`` (a plan run's
+    :func:`prepared_plan`) goes into the orchestrator's input beside the request.
     """
     caller.require(Role.RUNS_SUBMIT)
     key = idempotency_key or request.idempotency_key
@@ -224,7 +248,10 @@ async def submit_run(
         if datetime.now(UTC) - existing.created_at < timedelta(seconds=_ORPHAN_CLAIM_S):
             return Submitted(run_id, replayed=True)
     try:
-        await client.start_new(RUN_ORCHESTRATOR, run_id, request.model_dump(mode="json"))
+        started = request.model_dump(mode="json")
+        if prepared is not None:
+            started[PREPARED_KEY] = prepared.dump()
+        await client.start_new(RUN_ORCHESTRATOR, run_id, started)
     except Exception as exc:  # a concurrent start of the same claimed run; anything else re-raises below
         status = await client.get_status(run_id, show_input=False)
         if status.runtime_status is None:

@@ -9,10 +9,15 @@ from __future__ import annotations
 
 from enum import StrEnum
 
-__all__ = ["APPROVAL_EVENT", "Activity", "Orchestrator", "Stage"]
+__all__ = ["APPROVAL_EVENT", "CHECKPOINT_KEY", "PREPARED_KEY", "Activity", "Orchestrator", "Stage"]
 
 APPROVAL_EVENT = "approval"
 """The external event ``POST /api/runs/{id}/approve`` raises on a run waiting for approval."""
+CHECKPOINT_KEY = "plan_checkpoint"
+"""Key of a continued plan run's state in the ``run`` orchestrator's input (beside the request)."""
+PREPARED_KEY = "plan_prepared"
+"""Key of the :class:`~shared.runs.contracts.PreparedPlan` the trigger adds to a plan run's input (beside the
+request, which forbids other keys: only the app's own code can put it there)."""
 
 
 class Orchestrator(StrEnum):

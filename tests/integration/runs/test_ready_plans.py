@@ -139,3 +139,14 @@ def test_a_batch_wider_than_the_fan_out_runs_in_sub_orchestrations(host: Devhost
               for i in range(4)]
     assert [s.get("runtimeStatus") for s in slices[:3]] == ["Completed"] * 3  # 8 calls in slices of 3
     assert slices[3].get("runtimeStatus") is None
+
+
+def test_a_plan_run_starts_with_its_tools_prepared_by_the_trigger(host: DevhostProcess) -> None:
+    steps = [{"id": "a", "tool": "calculate", "args": {"expression": "2*3"}}]
+    run_id = submit(host, {"mode": "plan", "plan": {"steps": steps}})["id"]
+    assert wait_run(host, run_id)["status"] == "completed"
+    scheduled = [e.get("Name") for e in history(host.base_url, run_id) if e.get("EventType") == 4]
+    assert scheduled == ["call_tool"]  # no prepare_plan activity: the specs came with the input
+    _, _, instance = http("GET", f"{host.base_url}/runtime/webhooks/durabletask/instances/{run_id}?showInput=true")
+    started = instance["input"] if isinstance(instance["input"], dict) else json.loads(instance["input"])
+    assert set(started["plan_prepared"]["specs"]) == {"calculate"}
