@@ -30,6 +30,7 @@ DESCRIBED_DEFAULTS = {
     "LLM_PROVIDER": "inferred from the other LLM settings",
     "WEFT_SEARCH_MODEL_ID": "the packaged model, named in prose",
     "WEFT_SANDBOX_REQUIRE_SECCOMP": "computed at start-up: true where the seccomp filter exists (x86_64 Linux)",
+    "AZURE_FUNCTIONS_DURABLE_STRICT_TYPING": "the Durable SDK's setting; orchestrations/durable.py sets 1 when unset",
 }
 """Documented settings whose default is described in words, not a value the code passes to an ``env_*`` helper."""
 
