@@ -20,19 +20,13 @@ from shared.sandbox._confine import Confiner, request_sched_slice, sched_slice_n
 from shared.sandbox._pool import is_ready
 from shared.sandbox._zygote import READY
 from shared.sandbox.process import seccomp_supported
+from tests.support import wait_until
 
 DEADLINE_S = 20.0
 
 
-def wait_for(condition: Callable[[], Any], what: str, deadline_s: float = DEADLINE_S) -> Any:
-    """Poll ``condition`` until it returns something truthy; fail naming ``what`` after the deadline."""
-    end = time.monotonic() + deadline_s
-    while time.monotonic() < end:
-        value = condition()
-        if value:
-            return value
-        time.sleep(0.01)
-    raise AssertionError(f"timed out waiting for {what}")
+def wait_for(condition: Callable[[], Any], what: str) -> Any:
+    return wait_until(condition, DEADLINE_S, what, interval=0.01)
 
 
 def proc_status(pid: int) -> dict[str, str]:
