@@ -39,11 +39,13 @@ _READERS = (Role.RUNS_READ_ALL, Role.RUNS_APPROVE)
 """Who may read (and, with Runs.Approve, decide on) other callers' runs."""
 
 
-def _links(req: func.HttpRequest, client: df.DurableOrchestrationClient, instance_id: str) -> dict[str, str]:
+def _links(req: func.HttpRequest, instance_id: str) -> dict[str, str]:
+    """Where the caller follows and cancels the run: Weft's own routes, which check the caller. Never the Durable
+    management URLs: they carry the task hub's system key, which opens every instance to whoever holds it (start
+    any input, raise an approval event, terminate or purge anyone's run)."""
     base = req.url.split("/api/")[0]
-    links = client.create_http_management_payload(instance_id)
     return {"id": instance_id, "statusUrl": f"{base}/api/runs/{instance_id}",
-            "cancelUrl": f"{base}/api/runs/{instance_id}/cancel", **links}
+            "cancelUrl": f"{base}/api/runs/{instance_id}/cancel"}
 
 
 @bp.route(route="runs", methods=["POST"])
@@ -60,7 +62,7 @@ async def start_run(req: func.HttpRequest, client: df.DurableOrchestrationClient
             prepared=prepared)
     except WeftError as exc:
         return error_response(exc)
-    links = _links(req, client, submitted.run_id)
+    links = _links(req, submitted.run_id)
     if submitted.replayed:
         return json_response(links, 200, {"Location": links["statusUrl"], "Idempotent-Replayed": "true"})
     await runtime.trust.audit_event("run.submit", caller, run_id=submitted.run_id, detail=request.mode)

@@ -44,7 +44,9 @@ bp = df.Blueprint()
 
 @bp.orchestration_trigger(context_name="context")
 def run(context: df.DurableOrchestrationContext) -> Generator[Any, Any, dict[str, Any] | None]:
-    """Input: a :class:`RunRequest` (validated by the trigger). Output: a :class:`RunResult`."""
+    """Input: a :class:`RunRequest` (validated by the trigger), with a plan run's :class:`PreparedPlan` under
+    ``plan_prepared`` when a trigger started it, or its checkpoint under ``plan_checkpoint`` in a continued
+    generation. Output: a :class:`RunResult`."""
     otel = telemetry_from_env().orchestration(context)  # configures this process's telemetry on first use
     parsed = _parsed_input(context)
     request, carried = parsed.request, parsed.carried
@@ -301,7 +303,8 @@ def _run_graph(parsed: _Input, specs: dict[str, ToolSpec], run: tuple[str, str])
 
 
 class _Input:
-    """An orchestration input, parsed: the request as received, validated, and a plan run's carried state."""
+    """An orchestration input, parsed: the request as received, validated, the plan prepared by the trigger, and a
+    plan run's carried state."""
 
     def __init__(self, data: Any) -> None:
         self.carried: dict[str, Any] | None = None

@@ -57,7 +57,8 @@ class ErrorBody(_Reply):
 
 
 class RunLinks(_Reply):
-    """``POST /api/runs`` answer: the run's id and where to follow it (plus the Durable management URLs)."""
+    """``POST /api/runs`` answer: the run's id and where to follow and cancel it (Weft's routes only: the Durable
+    management URLs carry the task hub's system key and are never returned)."""
 
     id: str
     statusUrl: str

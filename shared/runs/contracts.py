@@ -66,7 +66,8 @@ class _Contract(BaseModel):
 
 
 class PreparedPlan(_Contract):
-    """Output of ``prepare_plan`` (input: the :class:`~shared.models.Plan`)."""
+    """What a plan run takes from the runtime when it starts: added to the orchestrator's input by the trigger, or
+    the output of ``prepare_plan`` (input: the :class:`~shared.models.Plan`) for a task's sub-runs."""
 
     specs: dict[str, ToolSpec]
     """The specs of the tools the plan names that the catalog has (unknown names are left out)."""

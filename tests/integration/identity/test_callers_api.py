@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import concurrent.futures
 import hashlib
+import json
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -129,6 +130,16 @@ def test_runs_belong_to_their_caller(hosts: list[DevhostProcess], callers: Calle
     status, _, everyone = call(two, "GET", "/api/runs?all=true&limit=100", olga)
     assert status == 200 and run_id in {r["id"] for r in everyone["runs"]}
     assert call(one, "GET", "/api/runs?all=true", alice)[0] == 403  # listing everyone's needs Runs.ReadAll
+
+
+def test_a_submitter_gets_weft_links_never_the_durable_system_key(hosts: list[DevhostProcess],
+                                                                  callers: Callers) -> None:
+    # With the task hub's system key a caller could start any orchestrator input or raise its own approval event.
+    status, headers, started = call(hosts[0], "POST", "/api/runs", callers.headers("alice"), PLAN)
+    assert status == 202, started
+    assert set(started) == {"id", "statusUrl", "cancelUrl"}
+    assert "code=" not in json.dumps(started) and "code=" not in json.dumps(dict(headers))
+    assert "/runtime/webhooks/" not in json.dumps(started)
 
 
 def test_idempotency_keys_belong_to_their_caller(hosts: list[DevhostProcess], callers: Callers) -> None:
