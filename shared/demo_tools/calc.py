@@ -12,6 +12,7 @@ from typing import Annotated, Any
 from pydantic import Field
 
 from shared.errors import ToolArgumentsInvalid
+from shared.python_ast import parse
 
 __all__ = ["calculate", "percentile", "summary_statistics"]
 
@@ -108,7 +109,7 @@ def calculate(expression: str) -> dict[str, Any]:
             f"expression is longer than {MAX_EXPRESSION_CHARS} characters", field="args.expression"
         )
     try:
-        tree = ast.parse(expression.strip(), mode="eval")
+        tree = parse(expression.strip(), mode="eval")
     except SyntaxError as exc:
         raise ToolArgumentsInvalid(f"not a valid expression: {exc.msg}", field="args.expression") from None
     try:

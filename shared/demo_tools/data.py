@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import ast
 import contextlib
 import csv
 import io
@@ -15,6 +14,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from shared.errors import ToolArgumentsInvalid
+from shared.python_ast import literal_eval
 
 __all__ = [
     "Aggregation",
@@ -66,7 +66,7 @@ def parse_json_path(path: str) -> list[PathPart]:
         elif match.group("star") is not None:
             parts.append(_WILDCARD)
         else:
-            parts.append(str(ast.literal_eval(match.group("quoted"))))
+            parts.append(str(literal_eval(match.group("quoted"))))
         position = match.end()
     return parts
 

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import Any, Final
 
 from shared.errors import SandboxViolation
+from shared.python_ast import parse
 
 __all__ = [
     "ALLOWED_BUILTINS",
@@ -375,7 +376,7 @@ def check_code(code: str, *, max_code_bytes: int) -> ast.Module:
     if "\x00" in code:
         raise SandboxViolation("the code contains a NUL character", field="code")
     try:
-        tree = ast.parse(code, "<code>", "exec")
+        tree = parse(code, "<code>", "exec")
     except (MemoryError, RecursionError):
         raise SandboxViolation("the code is nested too deeply to check; flatten it", field="code") from None
     problems = find_problems(tree)
