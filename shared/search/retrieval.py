@@ -37,6 +37,7 @@ from shared.search.clauses import split_clauses
 from shared.search.document import ToolDocument
 from shared.search.embedding import Encoder, PackagedMiniLm, bulk_encoder, shared_encoder
 from shared.search.embedding.cache import EmbeddingCache, LocalFolderStore, text_key
+from shared.search.filters import FilterMasks, SearchFilters
 from shared.search.fusion import _top, lead_then_interleave, name_ranks
 from shared.search.index_store import IndexBundle, IndexFolder, catalog_content_key, index_folder_for, index_key
 from shared.search.settings import RetrievalSettings
@@ -73,22 +74,6 @@ class ToolHit:
     """For a multi-part request, the part of the query that found the tool."""
 
 
-@dataclass(frozen=True)
-class SearchFilters:
-    """Restricts a search; an empty field does not restrict."""
-
-    tags: frozenset[str] = frozenset()
-    """Keep tools that have at least one of these tags."""
-    sources: frozenset[str] = frozenset()
-    """Keep tools whose source is one of these."""
-
-    def accepts(self, doc: ToolDocument) -> bool:
-        """Whether ``doc`` passes the filters."""
-        if self.tags and not (self.tags & doc.tags):
-            return False
-        return not (self.sources and doc.source not in self.sources)
-
-
 @runtime_checkable
 class Retriever(Protocol):
     """Finds the tools for a request."""
@@ -105,40 +90,6 @@ def _documents(items: Iterable[Mapping[str, Any] | ToolDocument]) -> list[ToolDo
         doc = item if isinstance(item, ToolDocument) else ToolDocument.from_spec(item)
         by_name[doc.name] = doc
     return list(by_name.values())
-
-
-FilterFields = Callable[[], tuple[Sequence[frozenset[str]], Sequence[str]]]
-"""Each tool's tags and source, in index order (read when the first filtered search needs them)."""
-
-
-class _FilterMasks:
-    """Boolean masks over the documents for each filter seen (few distinct filters exist in practice)."""
-
-    def __init__(self, fields: FilterFields) -> None:
-        self._fields = fields
-        self._loaded: tuple[Sequence[frozenset[str]], Sequence[str]] | None = None
-        self._masks: dict[SearchFilters, np.ndarray] = {}
-
-    @classmethod
-    def of(cls, docs: Sequence[ToolDocument]) -> _FilterMasks:
-        return cls(lambda: ([d.tags for d in docs], [d.source for d in docs]))
-
-    def get(self, filters: SearchFilters | None) -> np.ndarray | None:
-        if filters is None or (not filters.tags and not filters.sources):
-            return None
-        mask = self._masks.get(filters)
-        if mask is None:
-            if self._loaded is None:
-                self._loaded = self._fields()
-            tags, sources = self._loaded
-            mask = np.fromiter(
-                ((not filters.tags or bool(filters.tags & t)) and (not filters.sources or s in filters.sources)
-                 for t, s in zip(tags, sources, strict=True)),
-                dtype=bool, count=len(sources))
-            if len(self._masks) >= 64:
-                self._masks.clear()
-            self._masks[filters] = mask
-        return mask
 
 
 class _Documents:
@@ -162,17 +113,17 @@ class Bm25Retriever:
     def __init__(self, documents: Iterable[Mapping[str, Any] | ToolDocument]) -> None:
         docs = _documents(documents)
         names = [d.name for d in docs]
-        self._set(Bm25Index.build([d.terms for d in docs]), names, name_ranks(names), _FilterMasks.of(docs),
+        self._set(Bm25Index.build([d.terms for d in docs]), names, name_ranks(names), FilterMasks.of(docs),
                   _Documents(lambda: docs))
 
     @classmethod
-    def _of(cls, index: Bm25Index, names: list[str], ranks: np.ndarray, masks: _FilterMasks, docs: _Documents,
+    def _of(cls, index: Bm25Index, names: list[str], ranks: np.ndarray, masks: FilterMasks, docs: _Documents,
             ) -> Bm25Retriever:
         retriever = cls.__new__(cls)
         retriever._set(index, names, ranks, masks, docs)
         return retriever
 
-    def _set(self, index: Bm25Index, names: list[str], ranks: np.ndarray, masks: _FilterMasks, docs: _Documents,
+    def _set(self, index: Bm25Index, names: list[str], ranks: np.ndarray, masks: FilterMasks, docs: _Documents,
              ) -> None:
         self._index, self._names, self._ranks, self._masks, self._docs = index, names, ranks, masks, docs
 
@@ -236,7 +187,7 @@ class EmbeddingRetriever:
         docs = _documents(documents)
         self._names = [d.name for d in docs]
         self._ranks = name_ranks(self._names)
-        self._masks = _FilterMasks.of(docs)
+        self._masks = FilterMasks.of(docs)
         self._docs = _Documents(lambda: docs)
         keys = [text_key(d.text) for d in docs]
         matrix, found = self.cache.fetch(keys, self.encoder.dim)
@@ -252,7 +203,7 @@ class EmbeddingRetriever:
                     len(keys) - len(missing))
 
     @classmethod
-    def _of(cls, vectors: VectorIndex, names: list[str], ranks: np.ndarray, masks: _FilterMasks, docs: _Documents, *,
+    def _of(cls, vectors: VectorIndex, names: list[str], ranks: np.ndarray, masks: FilterMasks, docs: _Documents, *,
             encoder: Encoder, cache: EmbeddingCache, cosine_floor: float, cosine_ceiling: float,
             ) -> EmbeddingRetriever:
         """A retriever over tool vectors already at hand (a loaded index bundle)."""
@@ -354,7 +305,7 @@ class HybridRetriever:
         """Whether the index was memory-mapped from a saved bundle instead of derived from the tools."""
         if bundle is not None and folder is not None:
             lazy_docs = _Documents(lambda: _documents(items))
-            masks = _FilterMasks(lambda: _saved_filter_fields(folder, key, lazy_docs))
+            masks = FilterMasks(lambda: _saved_filter_fields(folder, key, lazy_docs))
             parts = bundle.names, bundle.name_ranks, masks, lazy_docs
             self._pair = Bm25Retriever._of(bundle.bm25, *parts), EmbeddingRetriever._of(
                 bundle.vectors, *parts, encoder=encoder,
