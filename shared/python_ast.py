@@ -15,7 +15,7 @@ from typing import Any, Literal
 
 __all__ = ["literal_eval", "parse"]
 
-_LOCK = threading.Lock()
+_LOCK = threading.RLock()  # re-entrant: a finalizer that parses, run by a collection mid-parse, must not deadlock
 
 
 def parse(source: str, filename: str = "<unknown>", mode: Literal["exec", "eval"] = "exec") -> Any:
