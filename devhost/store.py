@@ -157,6 +157,10 @@ class Store:
     def close(self) -> None:
         with self._lock:
             self._conn.close()
+        reader: sqlite3.Connection | None = getattr(self._readers, "conn", None)
+        if reader is not None:  # this thread's; other threads' close with them
+            reader.close()
+            self._readers.conn = None
 
     @contextmanager
     def transaction(self) -> Iterator[sqlite3.Connection]:
