@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import json
-import time
 from collections.abc import Iterator
 
 import pytest
+from azure.core.exceptions import ResourceNotFoundError
 from azure.storage.queue import QueueClient, TextBase64DecodePolicy, TextBase64EncodePolicy
 
 from tests.integration.devhost.conftest import TEST_APP
-from tests.support import Azurite, DevhostProcess, devhost_env, free_port, http
+from tests.support import Azurite, DevhostProcess, devhost_env, free_port, http, wait_until
 
 pytestmark = pytest.mark.azurite
 
@@ -30,19 +30,17 @@ def queue(azurite: Azurite, name: str) -> QueueClient:
                                               message_decode_policy=TextBase64DecodePolicy())
 
 
-def wait_until(predicate, timeout: float = 30.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.1)
-    raise TimeoutError("condition not met")
+def exists(client: QueueClient) -> bool:
+    """Whether the queue is there yet (the devhost creates it when its poller starts, shortly after it listens)."""
+    try:
+        return client.get_queue_properties() is not None
+    except ResourceNotFoundError:
+        return False
 
 
 def test_queue_message_starts_an_orchestration(azurite: Azurite, queued_devhost: DevhostProcess) -> None:
     jobs = queue(azurite, "devhost-jobs")
-    wait_until(lambda: jobs.get_queue_properties() is not None)
+    wait_until(lambda: exists(jobs), what="the devhost-jobs queue")
     jobs.send_message(json.dumps({"id": "from-queue-1", "n": 12}))
     url = queued_devhost.base_url + "/runtime/webhooks/durabletask/instances/from-queue-1"
 
