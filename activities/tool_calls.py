@@ -15,9 +15,10 @@ from shared.payloads import ref_of_run
 from shared.runs.admission import prepared_plan
 from shared.runs.approval import approval_problem
 from shared.runs.call_journal import journal_for
-from shared.runs.contracts import ArchivedStepRecords, StepRecordsArchive
+from shared.runs.contracts import ArchivedStepRecords, PlanAdvance, PlanProgressRefs, StepRecordsArchive
 from shared.runs.names import Activity
 from shared.runs.plan import resolve_refs
+from shared.runs.plan_window import advance, load_progress
 from shared.runs.record_archive import archive_records, load_records
 from shared.runs.step_calls import CircuitWait, RetryableToolError, StepCall
 from shared.runtime import Runtime, get_runtime, get_runtime_async
@@ -41,6 +42,18 @@ def archive_step_records(archive: dict[str, Any]) -> str:
 def load_step_records(archived: dict[str, Any]) -> dict[str, Any]:
     """Every step record a run's earlier generations archived, by step id (read once, for the final result)."""
     return load_records(get_runtime().payloads, ArchivedStepRecords.model_validate(archived))
+
+
+@bp.activity_trigger(input_name="generation")
+def advance_plan(generation: dict[str, Any]) -> dict[str, Any]:
+    """A long plan's generation is over: store its progress and records; the next window (a :class:`PlanWindow`)."""
+    return advance(get_runtime().payloads, PlanAdvance.model_validate(generation)).dump()
+
+
+@bp.activity_trigger(input_name="stored")
+def load_plan_progress(stored: dict[str, Any]) -> dict[str, Any]:
+    """A long plan and its run's progress, read once for the final result."""
+    return load_progress(get_runtime().payloads, PlanProgressRefs.model_validate(stored))
 
 
 @bp.activity_trigger(input_name="request")

@@ -6,6 +6,7 @@ so every replay stays short; the run id, the status shown and the result are the
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import threading
 from collections import OrderedDict
@@ -20,7 +21,7 @@ from orchestrations.durable import retry_options
 from orchestrations.fan_out import Flight
 from orchestrations.task_mode import run_task_mode
 from shared.errors import ApprovalDenied, ApprovalTimeout, RunTimedOut
-from shared.models import ErrorInfo, RunRequest, RunResult, StepStatus, ToolResult, ToolSpec
+from shared.models import ErrorInfo, Plan, RunRequest, RunResult, StepStatus, ToolResult, ToolSpec
 from shared.runs.approval import approve, pending_approvals
 from shared.runs.contracts import (
     AWAITING_SHOWN,
@@ -29,12 +30,15 @@ from shared.runs.contracts import (
     ArchivedStepRecords,
     CustomStatus,
     PendingApproval,
+    PlanAdvance,
+    PlanProgressRefs,
+    PlanWindow,
     PreparedPlan,
     StepRecordsArchive,
 )
 from shared.runs.names import APPROVAL_EVENT, CHECKPOINT_KEY, PREPARED_KEY, Activity, Stage
 from shared.runs.plan import PlanGraph, check_plan
-from shared.runs.plan_run import PlanRun
+from shared.runs.plan_run import PlanRun, merge_progress
 from shared.runs.step_calls import StepCall, StepOutcome
 from shared.telemetry import telemetry_from_env
 
@@ -98,7 +102,11 @@ def run_plan(context: df.DurableOrchestrationContext, parsed: _Input) -> Generat
         generation = int(carried["generation"])
         prepared = parsed.prepared()
         state = carried["state"]
-    graph = _run_graph(parsed, prepared.specs, (context.instance_id, started.isoformat()))
+    window: dict[str, str] | None = carried.get("window") if carried else None
+    if window is None:
+        graph = _run_graph(parsed, prepared.specs, (context.instance_id, started.isoformat()))
+    else:  # each generation's window is another plan
+        graph = parsed.graph(prepared.specs)
     progress = PlanRun(context.instance_id, request.plan, prepared.specs, request.options, started,
                        graph=graph, state=state)
     if graph is None:
@@ -110,6 +118,7 @@ def run_plan(context: df.DurableOrchestrationContext, parsed: _Input) -> Generat
     gate = _Approvals(context, prepared.specs, prepared.approval_timeout_s)
     limit = request.options.max_parallel
     stop: ErrorInfo | None = None
+    expired = folded = False
     while True:
         now = context.current_utc_datetime
         progress.record(flight.settle(), now)
@@ -122,13 +131,32 @@ def run_plan(context: df.DurableOrchestrationContext, parsed: _Input) -> Generat
             progress.record(flight.abandon(deadline) + gate.abandon(deadline), now)
             progress.expire(now)
             timer = None
+            expired = True
             break
         if stop is None:
             _dispatch(progress, flight, gate, limit, prepared.checkpoint_calls, now)
         if flight.count == 0 and not gate.busy:
-            if stop is None and progress.has_ready:  # the generation made its share of calls: go on afresh
+            if stop is None and (progress.has_ready or progress.outside_pending):  # go on afresh
                 if timer is not None:
                     timer.cancel()
+                    timer = None
+                if window is not None or 0 < prepared.window_steps < len(request.plan.steps):
+                    advanced = PlanWindow.model_validate((yield context.call_activity_with_retry(
+                        Activity.ADVANCE_PLAN, retry_options(STEP_RECORDS_RETRY), PlanAdvance(
+                            run_id=context.instance_id, started=started.isoformat(), now=now.isoformat(),
+                            options=request.options, specs=prepared.specs, window_steps=prepared.window_steps,
+                            plan=None if window else request.plan, plan_ref=window["plan"] if window else None,
+                            progress_ref=window["progress"] if window else None,
+                            part=progress.checkpoint()).dump())))
+                    window = {"plan": advanced.plan_ref, "progress": advanced.progress_ref}
+                    if advanced.steps is None:  # skipping what could not run finished the plan
+                        folded = True
+                        break
+                    raw = parsed.raw or request.model_dump(mode="json")
+                    context.continue_as_new({**raw, "plan": {**raw["plan"], "steps": advanced.steps}, CHECKPOINT_KEY: {
+                        "started": started.isoformat(), "generation": generation + 1, "prepared": prepared.dump(),
+                        "state": advanced.state, "window": window}})
+                    return None
                 archive = yield context.call_activity_with_retry(
                     Activity.ARCHIVE_STEP_RECORDS, retry_options(STEP_RECORDS_RETRY), StepRecordsArchive(
                         run_id=context.instance_id, records=progress.unarchived_records()).dump())
@@ -142,6 +170,15 @@ def run_plan(context: df.DurableOrchestrationContext, parsed: _Input) -> Generat
     if timer is not None:
         timer.cancel()
     gate.close()
+    if window is not None:  # the whole plan and what earlier windows finished, read back once
+        stored = yield context.call_activity_with_retry(
+            Activity.LOAD_PLAN_PROGRESS, retry_options(STEP_RECORDS_RETRY), PlanProgressRefs(
+                run_id=context.instance_id, plan_ref=window["plan"], progress_ref=window["progress"]).dump())
+        state = stored["state"] if folded else merge_progress(stored["state"], progress.checkpoint())
+        progress = PlanRun(context.instance_id, Plan.model_validate(stored["plan"]), prepared.specs, request.options,
+                           started, state=state)
+        if expired:
+            progress.expire(context.current_utc_datetime)
     if progress.archives:  # read back once what earlier generations finished: the result lists every step
         progress.restore_archived((yield context.call_activity_with_retry(
             Activity.LOAD_STEP_RECORDS, retry_options(STEP_RECORDS_RETRY), ArchivedStepRecords(
@@ -333,7 +370,11 @@ class _Input:
         assert self.request.plan is not None
         key = tuple(sorted(specs))
         if key not in self._graphs:
-            self._graphs[key] = check_plan(self.request.plan, specs, check_arguments=False)[1]
+            graph = check_plan(self.request.plan, specs, check_arguments=False)[1]
+            index = self.carried["state"].get("index") if self.carried is not None else None
+            if graph is not None and index:  # a window of a longer plan: its steps' places in the whole plan
+                graph = dataclasses.replace(graph, index=index)
+            self._graphs[key] = graph
         return self._graphs[key]
 
 

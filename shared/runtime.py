@@ -84,6 +84,10 @@ class RuntimeSettings:
     plan_checkpoint_calls: int = 25
     """Tool calls one generation of a plan run makes before it continues as new with its state, which keeps every
     replay short so a long chain costs the same per step as a short one (WEFT_PLAN_CHECKPOINT_CALLS)."""
+    plan_window_steps: int = 100
+    """A plan of more steps carries only a window of about this many into each continued generation (the whole plan
+    waits in payload storage), so a generation's input does not grow with the plan; 0: whole plans
+    (WEFT_PLAN_WINDOW_STEPS)."""
     tools: ToolSettings = field(default_factory=ToolSettings)
     payloads: PayloadSettings = field(default_factory=PayloadSettings)
     limits: ModelLimits = field(default_factory=ModelLimits)
@@ -134,6 +138,7 @@ class RuntimeSettings:
             state_dir=env_str(env, "WEFT_STATE_DIR", cls.state_dir),
             max_fan_out=env_int(env, "WEFT_MAX_FAN_OUT", cls.max_fan_out, minimum=1),
             plan_checkpoint_calls=env_int(env, "WEFT_PLAN_CHECKPOINT_CALLS", cls.plan_checkpoint_calls, minimum=1),
+            plan_window_steps=env_int(env, "WEFT_PLAN_WINDOW_STEPS", cls.plan_window_steps, minimum=0),
             tools=ToolSettings.from_env(env),
             payloads=PayloadSettings.from_env(env),
             limits=ModelLimits.from_env(env),

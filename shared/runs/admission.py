@@ -79,7 +79,8 @@ def prepared_plan(plan: Plan, runtime: Runtime) -> PreparedPlan:
     specs = {name: runtime.catalog.get(name).spec for name in names if name in runtime.catalog}
     return PreparedPlan(specs=specs, max_fan_out=runtime.settings.max_fan_out,
                         approval_timeout_s=runtime.settings.approval_timeout_s,
-                        checkpoint_calls=runtime.settings.plan_checkpoint_calls)
+                        checkpoint_calls=runtime.settings.plan_checkpoint_calls,
+                        window_steps=runtime.settings.plan_window_steps)
 
 
 def admit_run(body: bytes | str | dict[str, Any], runtime: Runtime) -> tuple[RunRequest, PreparedPlan | None]:

@@ -16,7 +16,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from shared.models import ErrorInfo, Plan, RetryPolicy, RunMode, StepRecord, TokenUsage, ToolSpec
+from shared.models import ErrorInfo, Plan, RetryPolicy, RunMode, RunOptions, StepRecord, TokenUsage, ToolSpec
 from shared.runs.names import Stage
 
 __all__ = [
@@ -35,6 +35,9 @@ __all__ = [
     "LlmPlanRequest",
     "PendingCallData",
     "PendingEntry",
+    "PlanAdvance",
+    "PlanProgressRefs",
+    "PlanWindow",
     "PlannerReply",
     "PrepareCodeRequest",
     "PrepareTaskRequest",
@@ -77,6 +80,9 @@ class PreparedPlan(_Contract):
     """How long a run waits for approval (WEFT_APPROVAL_TIMEOUT_S)."""
     checkpoint_calls: int = 25
     """Calls per ``continue_as_new`` generation (WEFT_PLAN_CHECKPOINT_CALLS)."""
+    window_steps: int = 0
+    """A plan of more steps goes on in windows of about this many (WEFT_PLAN_WINDOW_STEPS); 0: never (the runs
+    prepared before windows existed carry no value)."""
 
 
 STEP_RECORDS_RETRY = RetryPolicy(first_interval_ms=1000, max_attempts=5)
@@ -89,6 +95,46 @@ class StepRecordsArchive(_Contract):
 
     run_id: str
     records: dict[str, dict[str, Any]]
+
+
+class PlanAdvance(_Contract):
+    """Input of ``advance_plan``: a long plan's generation is over; fold what it finished into the run's progress
+    and choose the steps of the next window (see :mod:`shared.runs.plan_window`)."""
+
+    run_id: str
+    started: str
+    """The run's start (ISO 8601)."""
+    now: str
+    """The orchestrator's time (ISO 8601): when steps skipped while choosing the window finished."""
+    options: RunOptions
+    specs: dict[str, ToolSpec]
+    window_steps: int
+    plan: Plan | None = None
+    """The whole plan, the first time (it is stored then; ``plan_ref`` afterwards)."""
+    plan_ref: str | None = None
+    progress_ref: str | None = None
+    """The run's progress stored by the previous ``advance_plan``; None the first time."""
+    part: dict[str, Any]
+    """The generation's :meth:`~shared.runs.plan_run.PlanRun.checkpoint`, records inline."""
+
+
+class PlanWindow(_Contract):
+    """Output of ``advance_plan``: where the plan and the run's progress are stored, and the next generation's part
+    of the plan (``steps``, None when every step has finished) with its state."""
+
+    plan_ref: str
+    progress_ref: str
+    steps: list[dict[str, Any]] | None
+    state: dict[str, Any]
+
+
+class PlanProgressRefs(_Contract):
+    """Input of ``load_plan_progress``: the stored plan and progress of a long plan's run (read once, for the final
+    result); its output is ``{"plan": ..., "state": ...}``."""
+
+    run_id: str
+    plan_ref: str
+    progress_ref: str
 
 
 class ArchivedStepRecords(_Contract):

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from collections import OrderedDict, deque
 from collections.abc import Mapping
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -36,7 +37,7 @@ from shared.runs.names import Stage
 from shared.runs.plan import PlanGraph, check_plan, is_ref, parse_ref, resolve_refs
 from shared.runs.step_calls import StepCall, StepOutcome, offloaded, offloaded_ref
 
-__all__ = ["CHECKPOINT_VERSION", "PlanRun"]
+__all__ = ["CHECKPOINT_VERSION", "PlanRun", "merge_progress"]
 
 CHECKPOINT_VERSION = 2
 """Version of the state :meth:`PlanRun.checkpoint` writes (1 carried every finished record; still read)."""
@@ -84,6 +85,7 @@ class PlanRun:
         self._failures = 0
         self._skips = 0
         self._recent: OrderedDict[str, dict[str, Any]] = OrderedDict()
+        self._outside = _Outside()
         self._waiting: dict[str, int] = {}
         self._ready: deque[str] = deque()
         if graph is not None:
@@ -101,6 +103,8 @@ class PlanRun:
             self._skips = sum(status == StepStatus.SKIPPED for status in self._state.values())
             self.done = len(self._state)
             self._recent = OrderedDict((entry["step_id"], entry) for entry in state["recent"])
+            if "outside" in state:
+                self._outside = _Outside(**state["outside"])
         for step_id, parents in graph.dependencies.items():
             if step_id in self._state:
                 continue
@@ -121,6 +125,40 @@ class PlanRun:
     def finished(self) -> bool:
         """Every step succeeded, failed or was skipped."""
         return self.graph is None or self.done == len(self.graph.steps)
+
+    @property
+    def outside_pending(self) -> bool:
+        """A window of a longer plan (see :mod:`shared.runs.plan_window`): whether steps outside it are unfinished."""
+        return self._outside.done < self._outside.total
+
+    def next_window(self, limit: int, now: datetime) -> list[str]:
+        """The steps the next generation of a long plan runs, in plan order: every ready step that can run (the others
+        are skipped here, as :meth:`take_ready` would) and, breadth first, the steps that wait only on these or on
+        steps that succeeded, until there are ``limit`` (every ready step even beyond it)."""
+        assert self.graph is not None
+        graph = self.graph
+        if self.options.fail_fast and self.failed:
+            self._skip_unstarted("not run: an earlier step failed and the run asked to fail fast", now)
+        chosen: dict[str, None] = {}
+        while self._ready:
+            step_id = self._ready.popleft()
+            reason = self._skip_reason(step_id, now)
+            if reason is None:
+                chosen[step_id] = None
+            else:
+                self._skip(self._record_of(step_id), reason, now)
+        frontier = deque(chosen)
+        while frontier and len(chosen) < limit:
+            for child in graph.dependents[frontier.popleft()]:
+                if child in chosen or child in self._state:
+                    continue
+                if all(parent in chosen or self._state.get(parent) == StepStatus.SUCCEEDED
+                       for parent in graph.dependencies[child]):
+                    chosen[child] = None
+                    frontier.append(child)
+                    if len(chosen) >= limit:
+                        break
+        return sorted(chosen, key=graph.index.__getitem__)
 
     def take_ready(self, now: datetime, limit: int | None = None) -> list[StepCall]:
         """Up to ``limit`` calls of ready steps, in the order they became ready (plan order among those released
@@ -184,9 +222,11 @@ class PlanRun:
 
     def status_dump(self, now: datetime, **extra: Any) -> dict[str, Any]:
         """:meth:`status` as JSON data, built from cached step summaries (cheap enough for every completion)."""
+        outside = self._outside
         dumped: dict[str, Any] = {"stage": Stage.EXECUTING.value, "mode": "plan", **extra,
-                                  "done": self.done, "total": len(self.graph.steps) if self.graph else 0,
-                                  "failed": self._failures, "skipped": self._skips,
+                                  "done": self.done + outside.done,
+                                  "total": (len(self.graph.steps) if self.graph else 0) + outside.total,
+                                  "failed": self._failures + outside.failed, "skipped": self._skips + outside.skipped,
                                   "elapsed_ms": _ms(now - self.started)}
         if self._recent:
             dumped["steps"] = list(self._recent.values())
@@ -254,7 +294,8 @@ class PlanRun:
                 "records": {} if archive is not None else self.unarchived_records(),
                 "archives": [*self.archives, archive] if archive is not None else list(self.archives),
                 "failed": self.failed,
-                "results": {step_id: value for step_id, value in self.results.items() if step_id in needed},
+                "results": {step_id: value for step_id, value in self.results.items()
+                            if step_id in needed or self._outside.total},  # steps outside a window may need any
                 "recent": list(self._recent.values())}
 
     def restore_archived(self, records: Mapping[str, dict[str, Any]]) -> None:
@@ -289,19 +330,9 @@ class PlanRun:
     def _prepare_one(self, step_id: str, now: datetime) -> StepCall | None:
         assert self.graph is not None
         record = self._record_of(step_id)
-        blocking = [d for d in self.graph.dependencies[step_id] if self._state.get(d) != StepStatus.SUCCEEDED]
-        if blocking:
-            cause = blocking[0]
-            state = self._state.get(cause, StepStatus.PENDING)
-            self._skip(record, f"not run: step {cause!r} {state.value}", now)
-            return None
-        if self.options.fail_fast and self.failed:
-            self._skip(record, "not run: an earlier step failed and the run asked to fail fast", now)
-            return None
-        if self.options.timeout_s is not None and (now - self.started).total_seconds() > self.options.timeout_s:
-            self._skip(record, f"not run: the run's deadline (options.timeout_s={self.options.timeout_s:g}) "
-                       "had passed", now)
-            self.failed = True
+        reason = self._skip_reason(step_id, now)
+        if reason is not None:
+            self._skip(record, reason, now)
             return None
         step = self.graph.steps[step_id]
         stored = {dep: ref for dep in self.graph.dependencies[step_id]
@@ -327,6 +358,20 @@ class PlanRun:
         self.calls_made += 1
         return StepCall(call=ToolCall(run_id=self.run_id, step_id=step_id, tool=step.tool, args=args),
                         offloaded=waiting_on_blobs, retry=self.specs[step.tool].retry)
+
+    def _skip_reason(self, step_id: str, now: datetime) -> str | None:
+        """Why ready step ``step_id`` cannot run (a run past its deadline is failed here), None when it can."""
+        assert self.graph is not None
+        blocking = [d for d in self.graph.dependencies[step_id] if self._state.get(d) != StepStatus.SUCCEEDED]
+        if blocking:
+            cause = blocking[0]
+            return f"not run: step {cause!r} {self._state.get(cause, StepStatus.PENDING).value}"
+        if self.options.fail_fast and self.failed:
+            return "not run: an earlier step failed and the run asked to fail fast"
+        if self.options.timeout_s is not None and (now - self.started).total_seconds() > self.options.timeout_s:
+            self.failed = True
+            return f"not run: the run's deadline (options.timeout_s={self.options.timeout_s:g}) had passed"
+        return None
 
     def _skip(self, record: StepRecord, message: str, now: datetime) -> None:
         record.status = StepStatus.SKIPPED
@@ -386,6 +431,29 @@ class PlanRun:
         self._recent[record.step_id] = summary
         if len(self._recent) > STATUS_MAX_STEPS:
             self._recent.popitem(last=False)
+
+
+def merge_progress(progress: Mapping[str, Any] | None, part: Mapping[str, Any]) -> dict[str, Any]:
+    """The run's progress with a generation's :meth:`~PlanRun.checkpoint` folded in (the later one wins)."""
+    if progress is None:
+        return dict(part)
+    return {"v": CHECKPOINT_VERSION,
+            "statuses": {**progress["statuses"], **part["statuses"]},
+            "records": {**progress["records"], **part["records"]},
+            "archives": [*progress["archives"], *part["archives"]],
+            "failed": bool(progress["failed"] or part["failed"]),
+            "results": {**progress["results"], **part["results"]},
+            "recent": part["recent"]}
+
+
+@dataclass(frozen=True)
+class _Outside:
+    """Counts of the steps of a long plan outside the window a generation runs (all zero for a whole plan)."""
+
+    total: int = 0
+    done: int = 0
+    failed: int = 0
+    skipped: int = 0
 
 
 def _resolve_except(value: Any, results: Mapping[str, Any], kept: set[str]) -> Any:

@@ -1,0 +1,104 @@
+"""Long plans go on in windows: each ``continue_as_new`` generation carries a bounded part of the plan, not all of it.
+
+Every replay of an orchestrator parses its input, and a plan run's input held the whole plan: a 1,000-step chain's
+generations replayed ~130 KB per episode, so a step cost twice as much as in a 50-step chain. A plan of more than
+``window_steps`` steps (WEFT_PLAN_WINDOW_STEPS) therefore continues as new with only a *window*: the steps that are
+ready and, breadth first, those waiting only on them, up to ``window_steps`` (every ready step, however many: a wide
+batch still goes out whole), plus, as *settled* steps with no arguments, the finished steps the window reads results
+of. The whole plan and the run's progress (every finished step's status, the results later steps still need, the
+references of the archived records) wait in the run's payload storage, written by ``advance_plan`` once per
+generation; the final generation reads them back once (``load_plan_progress``) to list every step in the result.
+A step outside the window whose dependency failed is skipped when a later window is chosen.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import threading
+from collections import OrderedDict
+from typing import Any
+
+from shared.models import Plan, StepStatus
+from shared.payloads import PayloadStore, ref_of_run
+from shared.runs.contracts import PlanAdvance, PlanProgressRefs, PlanWindow
+from shared.runs.plan import PlanGraph, check_plan
+from shared.runs.plan_run import CHECKPOINT_VERSION, PlanRun, merge_progress
+
+__all__ = ["advance", "load_progress"]
+
+_PLANS: OrderedDict[str, tuple[Plan, PlanGraph | None]] = OrderedDict()  # by plan reference (content-addressed)
+_PLANS_KEPT = 8
+_LOCK = threading.Lock()
+
+
+def advance(payloads: PayloadStore, request: PlanAdvance) -> PlanWindow:
+    """Fold the generation in ``request`` into the stored progress, archive its records and choose the next window.
+    The same request stores the same values under the same references, so a retried call changes nothing."""
+    run_id = request.run_id
+    if request.plan is not None:
+        plan_ref = payloads.put(request.plan.model_dump(mode="json"), prefix=run_id)
+    elif request.plan_ref is not None:
+        plan_ref = request.plan_ref
+    else:
+        raise ValueError("advance_plan needs the plan or its reference")
+    plan, graph = _plan(payloads, plan_ref, request)
+    stored = _load(payloads, request.progress_ref, run_id) if request.progress_ref is not None else None
+    run = PlanRun(run_id, plan, request.specs, request.options, dt.datetime.fromisoformat(request.started),
+                  graph=graph, state=merge_progress(stored, request.part))
+    assert run.graph is not None
+    window = run.next_window(request.window_steps, dt.datetime.fromisoformat(request.now))
+    records = run.unarchived_records()
+    progress = run.checkpoint(payloads.put(records, prefix=run_id) if records else None)
+    progress_ref = payloads.put(progress, prefix=run_id)
+    if not window:
+        return PlanWindow(plan_ref=plan_ref, progress_ref=progress_ref, steps=None, state={})
+    steps, state = _window_input(run, run.graph, window)
+    return PlanWindow(plan_ref=plan_ref, progress_ref=progress_ref, steps=steps, state=state)
+
+
+def load_progress(payloads: PayloadStore, refs: PlanProgressRefs) -> dict[str, Any]:
+    """``{"plan": ..., "state": ...}``: the whole plan and the run's progress, for the final result."""
+    return {"plan": _load(payloads, refs.plan_ref, refs.run_id), "state": _load(payloads, refs.progress_ref,
+                                                                                   refs.run_id)}
+
+
+def _window_input(run: PlanRun, graph: PlanGraph, window: list[str]) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    members = set(window)
+    settled = sorted({parent for step_id in window for parent in graph.dependencies[step_id]
+                      if parent not in members}, key=graph.index.__getitem__)
+    steps = [{"id": step_id, "tool": graph.steps[step_id].tool} for step_id in settled]
+    steps += [graph.steps[step_id].model_dump(mode="json") for step_id in window]
+    summary = run.status_dump(run.started)
+    state = {"v": CHECKPOINT_VERSION, "statuses": dict.fromkeys(settled, StepStatus.SUCCEEDED.value),
+             "records": {}, "archives": [], "failed": run.failed,
+             "results": {step_id: run.results[step_id] for step_id in settled},
+             "recent": summary.get("steps", []),
+             "outside": {"total": len(graph.steps) - len(steps), "done": run.done - len(settled),
+                         "failed": summary["failed"], "skipped": summary["skipped"]},
+             "index": {step_id: graph.index[step_id] for step_id in [*settled, *window]}}
+    return steps, state
+
+
+def _plan(payloads: PayloadStore, ref: str, request: PlanAdvance) -> tuple[Plan, PlanGraph | None]:
+    """The plan and its graph, kept by reference: parsing and checking 1,000 steps each generation cost more than
+    the rest of the call (a reference names one run's plan, whose specs are fixed when it starts)."""
+    with _LOCK:
+        if ref in _PLANS:
+            _PLANS.move_to_end(ref)
+            return _PLANS[ref]
+    plan = request.plan or Plan.model_validate(_load(payloads, ref, request.run_id))
+    entry = plan, check_plan(plan, request.specs, check_arguments=False)[1]
+    with _LOCK:
+        _PLANS[ref] = entry
+        while len(_PLANS) > _PLANS_KEPT:
+            _PLANS.popitem(last=False)
+    return entry
+
+
+def _load(payloads: PayloadStore, ref: str, run_id: str) -> Any:
+    if not ref_of_run(ref, run_id):
+        raise ValueError("a plan or progress reference of another run")
+    value = payloads.get(ref)
+    if not isinstance(value, dict):
+        raise ValueError("a plan or progress reference that holds no object")
+    return value

@@ -1,0 +1,170 @@
+"""Long plans in windows: each generation carries the ready steps and what waits only on them, not the whole plan;
+the plan and the run's progress wait in payload storage, and the final result lists every step as a whole-plan run
+would. Driven here as the orchestrator drives it, generation by generation, against a real local payload store."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from shared.models import Plan, RunOptions, RunResult, RunStatus, StepStatus
+from shared.payloads import LocalPayloadStore
+from shared.runs.contracts import PlanAdvance, PlanProgressRefs
+from shared.runs.plan import check_plan
+from shared.runs.plan_run import PlanRun, merge_progress
+from shared.runs.plan_window import advance, load_progress
+from tests.unit.runs.test_plan_run import SPECS, T0, failed, ok, plan
+
+
+def chain(n: int, prefix: str = "s") -> list[dict[str, Any]]:
+    """Each step adds 1 to its predecessor's sum, read by ``$ref``."""
+    return [{"id": f"{prefix}0", "tool": "add", "args": {"a": 0, "b": 1}}] + [
+        {"id": f"{prefix}{i}", "tool": "add", "args": {"a": {"$ref": f"{prefix}{i - 1}.sum"}, "b": 1}}
+        for i in range(1, n)]
+
+
+@dataclasses.dataclass
+class Generations:
+    """What the orchestrator does, generation by generation: run the carried steps (``calls`` per generation),
+    then ``advance_plan``; at the end ``load_plan_progress`` and the result. JSON in between, as in Durable."""
+
+    whole: Plan
+    store: LocalPayloadStore
+    window_steps: int
+    calls: int = 3
+    options: RunOptions = dataclasses.field(default_factory=RunOptions)
+    fail: frozenset[str] = frozenset()
+    inputs: list[int] = dataclasses.field(default_factory=list)
+    """Steps each generation carried."""
+    totals: list[tuple[int, int]] = dataclasses.field(default_factory=list)
+    """(done, total) each generation showed when it started."""
+
+    def run(self) -> RunResult:
+        steps: list[dict[str, Any]] = [s.model_dump(mode="json") for s in self.whole.steps]
+        state: dict[str, Any] | None = None
+        refs: tuple[str, str] | None = None
+        for _ in range(200):
+            part_plan = Plan.model_validate({"steps": steps})
+            graph = check_plan(part_plan, SPECS, check_arguments=False)[1]
+            assert graph is not None
+            if state is not None and "index" in state:
+                graph = dataclasses.replace(graph, index=state["index"])
+            run = PlanRun("rw", part_plan, SPECS, self.options, T0, graph=graph, state=state)
+            self.inputs.append(len(steps))
+            shown = run.status_dump(T0)
+            self.totals.append((shown["done"], shown["total"]))
+            made = 0
+            while run.has_ready and made < self.calls:
+                for call in run.take_ready(T0, self.calls - made):
+                    made += 1
+                    step_id, args = call.call.step_id, call.call.args
+                    outcome = failed(step_id) if step_id in self.fail else ok(step_id, {"sum": args["a"] + args["b"]})
+                    run.record([outcome], T0)
+            if not (run.has_ready or run.outside_pending):
+                break
+            window = advance(self.store, PlanAdvance.model_validate(json.loads(json.dumps(PlanAdvance(
+                run_id="rw", started=T0.isoformat(), now=T0.isoformat(), options=self.options, specs=SPECS,
+                window_steps=self.window_steps, plan=None if refs else self.whole,
+                plan_ref=refs[0] if refs else None, progress_ref=refs[1] if refs else None,
+                part=run.checkpoint()).dump()))))
+            refs = (window.plan_ref, window.progress_ref)
+            if window.steps is None:
+                stored = load_progress(self.store, PlanProgressRefs(run_id="rw", plan_ref=refs[0],
+                                                                    progress_ref=refs[1]))
+                return self._result(stored, None)
+            steps, state = window.steps, json.loads(json.dumps(window.state))
+        else:
+            raise AssertionError("the plan did not finish")
+        if refs is None:
+            return run.result(T0)
+        stored = load_progress(self.store, PlanProgressRefs(run_id="rw", plan_ref=refs[0], progress_ref=refs[1]))
+        return self._result(stored, run.checkpoint())
+
+    def _result(self, stored: dict[str, Any], part: dict[str, Any] | None) -> RunResult:
+        state = stored["state"] if part is None else merge_progress(stored["state"], part)
+        whole = PlanRun("rw", Plan.model_validate(stored["plan"]), SPECS, self.options, T0, state=state)
+        records: dict[str, Any] = {}
+        for ref in whole.archives:
+            records.update(self.store.get(ref))
+        whole.restore_archived(records)
+        return whole.result(T0)
+
+
+def test_a_long_chain_carries_a_bounded_window_and_ends_as_a_whole_plan_would(tmp_path: Path) -> None:
+    gens = Generations(plan(*chain(40)), LocalPayloadStore(tmp_path), window_steps=5)
+    result = gens.run()
+    assert result.status == RunStatus.COMPLETED
+    assert [s.step_id for s in result.steps] == [f"s{i}" for i in range(40)]
+    assert all(s.status == StepStatus.SUCCEEDED for s in result.steps)
+    assert result.output == {"s39": {"sum": 40}}  # every $ref resolved across 13 windows
+    assert gens.inputs[0] == 40 and max(gens.inputs[1:]) <= 5 + 1  # the window and the step it reads
+    assert all(total == 40 for _, total in gens.totals)  # the status counts the whole plan in every window
+    assert [done for done, _ in gens.totals] == list(range(0, 40, 3))
+
+
+def test_parallel_chains_advance_together_and_a_wide_ready_set_stays_whole(tmp_path: Path) -> None:
+    wide = [{"id": f"w{i}", "tool": "add", "args": {"a": i, "b": 0}} for i in range(12)]
+    whole = plan(*chain(10, "a"), *chain(10, "b"), *wide)
+    run = PlanRun("rw", whole, SPECS, RunOptions(), T0)
+    window = run.next_window(4, T0)
+    assert window == ["a0", "b0", *(f"w{i}" for i in range(12))]  # every ready step, beyond the limit
+    run = PlanRun("rw", whole, SPECS, RunOptions(), T0, state={
+        "statuses": {"a0": "succeeded", "b0": "succeeded"}, "records": {}, "failed": False,
+        "results": {"a0": {"sum": 1}, "b0": {"sum": 1}}, "recent": []})
+    assert run.next_window(6, T0)[:2] == ["a1", "b1"]  # breadth first: both chains, not one chain's next six
+    gens = Generations(whole, LocalPayloadStore(tmp_path), window_steps=4, calls=5)
+    result = gens.run()
+    assert result.status == RunStatus.COMPLETED and len(result.steps) == 32
+    assert result.output["a9"] == {"sum": 10} and result.output["b9"] == {"sum": 10}
+
+
+def test_a_failure_skips_what_depends_on_it_beyond_the_window(tmp_path: Path) -> None:
+    gens = Generations(plan(*chain(30), *chain(8, "t")), LocalPayloadStore(tmp_path), window_steps=4,
+                       fail=frozenset({"s5"}))
+    result = gens.run()
+    by_id = {s.step_id: s for s in result.steps}
+    assert result.status == RunStatus.COMPLETED_WITH_ERRORS
+    assert by_id["s5"].status == StepStatus.FAILED
+    assert all(by_id[f"s{i}"].status == StepStatus.SKIPPED for i in range(6, 30))
+    assert by_id["s29"].error is not None and "not run: step 's28' skipped" in by_id["s29"].error.message
+    assert by_id["s6"].error is not None and "not run: step 's5' failed" in by_id["s6"].error.message
+    assert all(by_id[f"t{i}"].status == StepStatus.SUCCEEDED for i in range(8))  # the other chain ran on
+    assert result.output == {"t7": {"sum": 8}}
+    assert [e.field for e in result.errors] == ["plan.steps[5]"]  # its place in the whole plan
+
+
+def test_fail_fast_skips_every_step_outside_the_window_too(tmp_path: Path) -> None:
+    gens = Generations(plan(*chain(30)), LocalPayloadStore(tmp_path), window_steps=4,
+                       options=RunOptions(fail_fast=True), fail=frozenset({"s7"}))
+    result = gens.run()
+    statuses = [s.status for s in result.steps]
+    assert result.status == RunStatus.FAILED
+    assert statuses == [StepStatus.SUCCEEDED] * 7 + [StepStatus.FAILED] + [StepStatus.SKIPPED] * 22
+
+
+def test_advancing_twice_stores_the_same_values_under_the_same_references(tmp_path: Path) -> None:
+    store = LocalPayloadStore(tmp_path)
+    run = PlanRun("rw", plan(*chain(20)), SPECS, RunOptions(), T0)
+    for call in run.take_ready(T0):
+        run.record([ok(call.call.step_id, {"sum": 1})], T0)
+    request = PlanAdvance(run_id="rw", started=T0.isoformat(), now=T0.isoformat(), options=RunOptions(), specs=SPECS,
+                          window_steps=5, plan=plan(*chain(20)), part=run.checkpoint())
+    first, again = advance(store, request), advance(store, request)  # a retried activity
+    assert first == again
+    assert [s["id"] for s in first.steps or []] == ["s0", "s1", "s2", "s3", "s4", "s5"]
+    assert first.steps is not None and first.steps[0] == {"id": "s0", "tool": "add"}  # settled: no arguments
+    assert first.state["results"] == {"s0": {"sum": 1}} and first.state["statuses"] == {"s0": "succeeded"}
+
+
+def test_a_reference_of_another_run_is_refused(tmp_path: Path) -> None:
+    store = LocalPayloadStore(tmp_path)
+    theirs = store.put({"steps": chain(3)}, prefix="other-run")
+    with pytest.raises(ValueError, match="another run"):
+        load_progress(store, PlanProgressRefs(run_id="rw", plan_ref=theirs, progress_ref=theirs))
+    with pytest.raises(ValueError, match="another run"):
+        advance(store, PlanAdvance(run_id="rw", started=T0.isoformat(), now=T0.isoformat(), options=RunOptions(),
+                                   specs=SPECS, window_steps=5, plan_ref=theirs, part={}))
