@@ -2,7 +2,7 @@
 
 Run: python -m benchmarks.plan_dag_bench [--repeat N] [--cases uneven,diamond,chains,wide] [--chains 50,200,1000]
 Each run is POSTed to a devhost process over HTTP and polled every 10 ms until it is done.
-Prints medians of the wall time (submit → completed, seen by the client) and of the run's own ``elapsed_ms``
+Measures once ``GET /api/ready`` says the app is ready (the search index built). Prints medians of the wall time (submit → completed, seen by the client) and of the run's own ``elapsed_ms``
 (the orchestrator's start → end), the critical path (the sum of the ``slow`` delays along the longest path) and the
 load average, so figures taken on a shared machine can be judged.
 """
@@ -76,6 +76,16 @@ def run_once(host: DevhostProcess, steps: list[dict[str, Any]], timeout: float =
     raise TimeoutError(f"run {reply['id']} not done after {timeout} s")
 
 
+def wait_ready(host: DevhostProcess, timeout: float = 300) -> None:
+    """Until ``GET /api/ready`` answers 200: the search index is built on a background thread at start-up, and its
+    embedding work would otherwise share the cores with the first runs measured."""
+    deadline = time.monotonic() + timeout
+    while http("GET", host.base_url + "/api/ready", timeout=30)[0] != 200:
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"the devhost was not ready after {timeout} s")
+        time.sleep(0.2)
+
+
 def load() -> str:
     return "load {:.2f} {:.2f} {:.2f}".format(*os.getloadavg())
 
@@ -94,6 +104,7 @@ def main() -> None:
     env.update({k: v for k, v in os.environ.items() if k.startswith("WEFT_PLAN_")})
     host = DevhostProcess(ROOT, work / "devhost.sqlite", free_port(), env).start()
     try:
+        wait_ready(host)
         run_once(host, wide(20))  # warm-up
         print(f"plan scheduling over HTTP on the devhost (median of {args.repeat}; {os.cpu_count()} cores; {load()})")
         for name, build in (("uneven", uneven), ("diamond", diamond)):
