@@ -12,6 +12,7 @@ Pure: pydantic and the models only, so the orchestrators can import it.
 
 from __future__ import annotations
 
+import json
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -50,6 +51,7 @@ __all__ = [
     "StepRecordsArchive",
     "TaskStyle",
     "TranscriptTurn",
+    "fit_status",
 ]
 
 TaskStyle = Literal["plan", "code"]
@@ -391,10 +393,41 @@ class LlmAnswerReply(_Contract):
 
 
 AWAITING_SHOWN = 20
-"""Most calls awaiting approval a custom status lists (Durable keeps custom status under 16 KB)."""
+"""Most calls awaiting approval a custom status lists (and fewer when they do not fit in :data:`STATUS_MAX_CHARS`)."""
 
-STATUS_MAX_STEPS = 100
-"""Most step summaries a custom status carries (Durable keeps custom status under 16 KB)."""
+STATUS_MAX_STEPS = 50
+"""Most step summaries a custom status carries (and fewer when they do not fit in :data:`STATUS_MAX_CHARS`); every
+orchestrator episode writes them, so each one costs on every step of a long plan."""
+
+STATUS_MAX_CHARS = 8000
+"""Most characters of a custom status as JSON: Durable refuses one of more than 16 KB of UTF-16 text (8,192
+characters), which 100 step summaries of long step and tool names, or 20 approvals' argument previews, exceed."""
+
+
+def fit_status(dumped: dict[str, Any]) -> dict[str, Any]:
+    """A custom status (as JSON data) within :data:`STATUS_MAX_CHARS`: calls awaiting approval take at most half
+    (the last ones are left out, counted in ``awaiting_more``), then the oldest step summaries are left out."""
+    excess = len(json.dumps(dumped)) - STATUS_MAX_CHARS
+    if excess <= 0:
+        return dumped
+    fitted = dict(dumped)
+    awaiting = list(fitted.get("awaiting") or [])
+    sizes = [len(json.dumps(entry)) + 2 for entry in awaiting]
+    while len(awaiting) > 1 and sum(sizes) > STATUS_MAX_CHARS // 2:
+        awaiting.pop()
+        excess -= sizes.pop()
+    steps = list(fitted.get("steps") or [])
+    while steps and excess > 0:
+        excess -= len(json.dumps(steps.pop(0))) + 2
+    while len(awaiting) > 1 and excess > 0:
+        awaiting.pop()
+        excess -= sizes.pop()
+    if "steps" in fitted:
+        fitted["steps"] = steps
+    if len(awaiting) < len(fitted.get("awaiting") or []):
+        fitted["awaiting_more"] = fitted.get("awaiting_more", 0) + len(fitted["awaiting"]) - len(awaiting)
+        fitted["awaiting"] = awaiting
+    return fitted
 
 
 class StepSummary(_Contract):
@@ -462,7 +495,7 @@ class CustomStatus(_Contract):
     the run runs."""
 
     def dump(self) -> dict[str, Any]:
-        return self.model_dump(mode="json", exclude_none=True)
+        return fit_status(self.model_dump(mode="json", exclude_none=True))
 
     @property
     def progress(self) -> dict[str, Any] | None:

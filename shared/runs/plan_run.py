@@ -32,7 +32,7 @@ from shared.models import (
     ToolSpec,
     hash_args,
 )
-from shared.runs.contracts import STATUS_MAX_STEPS, CustomStatus
+from shared.runs.contracts import STATUS_MAX_STEPS, CustomStatus, fit_status
 from shared.runs.names import Stage
 from shared.runs.plan import PlanGraph, check_plan, is_ref, parse_ref, resolve_refs
 from shared.runs.step_calls import StepCall, StepOutcome, offloaded, offloaded_ref
@@ -230,7 +230,7 @@ class PlanRun:
                                   "elapsed_ms": _ms(now - self.started)}
         if self._recent:
             dumped["steps"] = list(self._recent.values())
-        return dumped
+        return fit_status(dumped)
 
     def status(self, now: datetime) -> CustomStatus:
         """The orchestration's custom status while the plan executes."""

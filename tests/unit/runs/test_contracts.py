@@ -4,12 +4,16 @@ models existed still validate, names name real functions, and a recorded call ha
 from __future__ import annotations
 
 import importlib
+import json
 
 import pytest
 
 from shared.models import RetryPolicy, TokenUsage
 from shared.runs.contracts import (
+    AWAITING_SHOWN,
     SANDBOX_RETRY_BEFORE_SETTING,
+    STATUS_MAX_CHARS,
+    STATUS_MAX_STEPS,
     ApprovalDecision,
     CodeErrorData,
     CodeOutcome,
@@ -22,6 +26,7 @@ from shared.runs.contracts import (
     PreparedPlan,
     PreparedTask,
     RecordedCallData,
+    fit_status,
 )
 from shared.runs.names import Activity, Orchestrator, Stage
 from shared.sandbox import Capacity, CodeError, Limits, PendingCall, RecordedCall, ReplayStep
@@ -131,3 +136,18 @@ def test_every_activity_name_is_covered() -> None:
                "prepare_code", "run_code_step", "run_code_inline", "prepare_task",
                "search_tools", "llm_plan", "llm_answer"}
     assert {a.value for a in Activity} == covered
+
+
+def test_a_custom_status_stays_within_durables_16_kb_of_utf16_text() -> None:
+    long_name = "t" * 64
+    steps = [{"step_id": f"{i:0>64}", "tool": long_name, "status": "succeeded", "attempts": 1, "latency_ms": 12.345}
+             for i in range(STATUS_MAX_STEPS)]
+    preview = {"call_id": "c" * 64, "tool": long_name, "args_preview": "x" * 500, "args_sha256": "f" * 64}
+    status = CustomStatus.model_validate({"stage": "awaiting_approval", "mode": "plan", "done": 3, "total": 9,
+                                          "steps": steps, "awaiting": [preview] * AWAITING_SHOWN, "awaiting_more": 4})
+    dumped = status.dump()
+    assert len(json.dumps(dumped)) <= STATUS_MAX_CHARS < 8192
+    shown = dumped["steps"]
+    assert 0 < len(shown) < STATUS_MAX_STEPS and shown[-1] == steps[-1]  # the latest steps are kept
+    assert len(dumped["awaiting"]) + dumped["awaiting_more"] == AWAITING_SHOWN + 4  # the rest are counted
+    assert fit_status({"stage": "executing", "steps": steps[:3]}) == {"stage": "executing", "steps": steps[:3]}
