@@ -1,10 +1,10 @@
 """Plan scheduling end to end: uneven DAGs against their critical path, and how a chain's per-step cost grows.
 
 Run: python -m benchmarks.plan_dag_bench [--repeat N] [--cases uneven,diamond,chains,wide] [--chains 50,200,1000]
-Each run is POSTed to a devhost process over HTTP and polled every 10 ms until it is done.
-Measures once ``GET /api/ready`` says the app is ready (the search index built). Prints medians of the wall time (submit → completed, seen by the client) and of the run's own ``elapsed_ms``
-(the orchestrator's start → end), the critical path (the sum of the ``slow`` delays along the longest path) and the
-load average, so figures taken on a shared machine can be judged.
+Each run is POSTed to a devhost process over HTTP and polled every 10 ms until it is done, once ``GET /api/ready``
+says the app is ready (the search index built). Prints medians of the wall time (submit → completed, seen by the
+client) and of the run's own ``elapsed_ms`` (the orchestrator's start → end), the critical path (the sum of the
+``slow`` delays along the longest path) and the load average, so figures taken on a shared machine can be judged.
 """
 
 from __future__ import annotations
