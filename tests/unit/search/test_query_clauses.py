@@ -17,8 +17,12 @@ from shared.search.clauses import split_clauses
          ["Delete the old volume", "create a snapshot of the new one"]),
         ("get the stock price of MSFT, summarize the news and finally send an SMS to Bob",
          ["get the stock price of MSFT", "summarize the news", "send an SMS to Bob"]),
+        ("create a bucket, upload the report to it, and finally email the link to Bob",
+         ["create a bucket", "upload the report to it", "email the link to Bob"]),
+        ("When the job finishes, email me, then archive the logs",
+         ["When the job finishes, email me", "archive the logs"]),
     ],
-    ids=["comma-then-and", "first-after-that", "sentences", "finally"],
+    ids=["comma-then-and", "first-after-that", "sentences", "finally", "tasks-after-commas", "condition-then-task"],
 )
 def test_multi_task_requests_split_per_task(query: str, expected: list[str]) -> None:
     assert split_clauses(query) == expected
@@ -34,8 +38,13 @@ def test_multi_task_requests_split_per_task(query: str, expected: list[str]) -> 
         "Launch an instance with an AMI, instance type, subnet, and tags",
         "Retrieve an item from the Music table. The table has a partition key",
         "convert 10 km to miles",
+        "Launch an instance using the specified AMI, instance type, subnet, block device mapping, and tags",
+        "List reserved DB instances for the specified instance class, duration, offering type, and availability zone",
+        "If the bucket already exists, then delete it",
+        "Replace the ACL on a bucket, you must specify all the grants",
     ],
-    ids=["and-between-nouns", "verb-and-verb", "context-prefix", "subordinate", "list", "elaboration", "short"],
+    ids=["and-between-nouns", "verb-and-verb", "context-prefix", "subordinate", "list", "elaboration", "short",
+         "list-of-longer-items", "list-closed-by-and", "condition-then-consequence", "you-continues"],
 )
 def test_single_task_requests_stay_whole(query: str) -> None:
     assert split_clauses(query) == [query]
