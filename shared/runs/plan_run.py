@@ -32,7 +32,7 @@ from shared.models import (
     ToolSpec,
     hash_args,
 )
-from shared.runs.contracts import STATUS_MAX_STEPS, CustomStatus, fit_status
+from shared.runs.contracts import STATUS_MAX_CHARS, STATUS_MAX_STEPS, CustomStatus, fit_status
 from shared.runs.names import Stage
 from shared.runs.plan import PlanGraph, check_plan, is_ref, parse_ref, resolve_refs
 from shared.runs.step_calls import StepCall, StepOutcome, offloaded, offloaded_ref
@@ -85,6 +85,7 @@ class PlanRun:
         self._failures = 0
         self._skips = 0
         self._recent: OrderedDict[str, dict[str, Any]] = OrderedDict()
+        self._recent_chars = 0
         self._outside = _Outside()
         self._waiting: dict[str, int] = {}
         self._ready: deque[str] = deque()
@@ -103,6 +104,7 @@ class PlanRun:
             self._skips = sum(status == StepStatus.SKIPPED for status in self._state.values())
             self.done = len(self._state)
             self._recent = OrderedDict((entry["step_id"], entry) for entry in state["recent"])
+            self._recent_chars = sum(map(_summary_chars, self._recent.values()))
             if "outside" in state:
                 self._outside = _Outside(**state["outside"])
         for step_id, parents in graph.dependencies.items():
@@ -230,7 +232,9 @@ class PlanRun:
                                   "elapsed_ms": _ms(now - self.started)}
         if self._recent:
             dumped["steps"] = list(self._recent.values())
-        return fit_status(dumped)
+        if extra or self._recent_chars > STATUS_MAX_CHARS - _STATUS_OTHER_CHARS:  # else it fits: no need to measure
+            return fit_status(dumped)
+        return dumped
 
     def status(self, now: datetime) -> CustomStatus:
         """The orchestration's custom status while the plan executes."""
@@ -427,10 +431,23 @@ class PlanRun:
             summary["latency_ms"] = record.latency_ms
         if record.error is not None:
             summary["error"] = record.error.code
-        self._recent.pop(record.step_id, None)
+        earlier = self._recent.pop(record.step_id, None)
+        if earlier is not None:
+            self._recent_chars -= _summary_chars(earlier)
         self._recent[record.step_id] = summary
+        self._recent_chars += _summary_chars(summary)
         if len(self._recent) > STATUS_MAX_STEPS:
-            self._recent.popitem(last=False)
+            self._recent_chars -= _summary_chars(self._recent.popitem(last=False)[1])
+
+
+_STATUS_OTHER_CHARS = 400
+"""At most the characters of an executing plan's custom status besides its step summaries and approvals."""
+
+
+def _summary_chars(summary: Mapping[str, Any]) -> int:
+    """At least as many characters as ``summary`` has as JSON (ASCII ids and names; keys, quotes, status and numbers
+    take under 120)."""
+    return 120 + len(summary["step_id"]) + len(summary["tool"]) + len(summary.get("error") or "")
 
 
 def merge_progress(progress: Mapping[str, Any] | None, part: Mapping[str, Any]) -> dict[str, Any]:

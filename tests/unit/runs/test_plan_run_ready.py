@@ -9,7 +9,7 @@ import json
 import pytest
 
 from shared.models import Plan, RunOptions, RunStatus, StepStatus
-from shared.runs.contracts import StepSummary
+from shared.runs.contracts import STATUS_MAX_CHARS, STATUS_MAX_STEPS, StepSummary
 from shared.runs.plan_run import PlanRun
 from shared.runs.step_calls import offloaded_ref
 from tests.unit.runs.test_plan_run import DIAMOND, SPECS, T0, failed, ok, plan
@@ -175,3 +175,16 @@ def test_status_summaries_are_those_of_step_summary() -> None:
     run.record([failed("b")], T0)
     expected = {s: StepSummary.of(run.records[s]).model_dump(mode="json", exclude_none=True) for s in "abcd"}
     assert run.status_dump(T0)["steps"] == [expected[s] for s in "acbd"]  # the latest change last
+
+
+@pytest.mark.parametrize("id_chars", [8, 40, 64])
+def test_the_status_of_a_long_plan_fits_durables_limit_whatever_its_step_ids(id_chars: int) -> None:
+    steps = [{"id": "s" + str(i).rjust(id_chars - 1, "0"), "tool": "echo", "args": {"value": i}} for i in range(80)]
+    run = PlanRun("r1", Plan.model_validate({"steps": steps}), SPECS, RunOptions(), T0)
+    for call in run.take_ready(T0):
+        run.record([failed(call.call.step_id)], T0 + dt.timedelta(seconds=1))
+    dumped = run.status_dump(T0 + dt.timedelta(seconds=1))
+    assert len(json.dumps(dumped)) <= STATUS_MAX_CHARS
+    assert dumped["done"] == dumped["failed"] == 80 and dumped["steps"][-1]["step_id"] == steps[-1]["id"]
+    if id_chars == 8:  # short ids: every summary a status may carry fits
+        assert len(dumped["steps"]) == STATUS_MAX_STEPS
