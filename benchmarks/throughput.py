@@ -9,7 +9,9 @@ polling with ``?wait=30``, as ``weftclient`` follows a run), then submits the ne
 clients share one asyncio loop in this process (aiohttp, keep-alive connections), so the load generator costs little
 of the machine's CPU. Prints, per client count: completed runs/s over the measured window (after a warm-up), p50/p95
 submit->completed latency, the devhost process's CPU seconds per run, and ``/proc/loadavg`` before and after.
-Without ``--url`` a devhost process (``python -m devhost serve``) is started on a temporary state directory.
+Without ``--url`` a devhost process (``python -m devhost serve``) is started on a temporary state directory, and
+measured once ``GET /api/ready`` says ready: the tool search index is built at start-up on a background thread, and
+that one-off CPU would otherwise fall in the first window.
 
 ``--in-process`` measures instead what Azure bills for a tool call: the app's own CPU in the ``call_tool`` activity,
 called directly in this process (no HTTP, no devhost, no Durable replay), for a pure tool (``calculate``) and a
@@ -89,6 +91,19 @@ async def one_run(session: aiohttp.ClientSession, base: str, poll_s: float) -> t
             return time.perf_counter() - started, view["status"], polls
         if poll_s:
             await asyncio.sleep(poll_s)
+
+
+async def wait_ready(base: str, timeout_s: float = 120.0) -> None:
+    """Until ``GET /api/ready`` answers ready (its first call builds the app's runtime and starts the warm-up)."""
+    deadline = time.monotonic() + timeout_s
+    async with aiohttp.ClientSession() as session:
+        while True:
+            async with session.get(base + "/api/ready") as resp:
+                if resp.status == 200:
+                    return
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"the devhost was not ready within {timeout_s:g} s")
+            await asyncio.sleep(0.2)
 
 
 async def measure(base: str, clients: int, seconds: float, warmup: float, poll_s: float,
@@ -212,6 +227,8 @@ def main() -> None:
         base = host.base_url
         pid = host.process.pid if host.process else None
     try:
+        if host is not None:
+            asyncio.run(wait_ready(base))
         print(f"loadavg before: {loadavg()}  (cores: {os.cpu_count()})")
         results = []
         for clients in args.clients:

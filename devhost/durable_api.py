@@ -8,7 +8,9 @@ holding the serialized value, so on the rpc prefix the body is decoded once and 
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import json
+from collections.abc import Mapping
 from typing import Any
 from urllib.parse import quote
 
@@ -24,8 +26,10 @@ RPC_PREFIX = "/durabletask"
 WEBHOOK_PREFIX = "/runtime/webhooks/durabletask"
 
 
+@functools.lru_cache(maxsize=16)
 def client_binding(base_url: str, task_hub: str, connection: str = "Storage", code: str = "devhost") -> str:
-    """The JSON the host passes to a ``durable_client_input`` parameter.
+    """The JSON the host passes to a ``durable_client_input`` parameter (built once per host and hub: every
+    invocation of a function with a Durable client gets it).
 
     ``code`` is the ``durabletask_extension`` system key when the devhost enforces keys, as in the host's URLs.
     """
@@ -59,6 +63,13 @@ def client_binding(base_url: str, task_hub: str, connection: str = "Storage", co
             "httpBaseUrl": hook,
         }
     )
+
+
+@functools.lru_cache(maxsize=16)
+def _management_urls(base_url: str, code: str) -> dict[str, str]:
+    """The binding's management URLs with the placeholder ``INSTANCEID`` (treat as read-only: it is shared)."""
+    urls: dict[str, str] = json.loads(client_binding(base_url, "devhost", code=code))["managementUrls"]
+    return urls
 
 
 def _iso(epoch: float) -> str:
@@ -144,8 +155,7 @@ class DurableApi:
         return body
 
     def _links(self, instance_id: str) -> dict[str, str]:
-        binding = json.loads(client_binding(self.base_url, "devhost", code=self.code))["managementUrls"]
-        return {k: v.replace("INSTANCEID", instance_id) for k, v in binding.items()}
+        return {k: v.replace("INSTANCEID", instance_id) for k, v in _management_urls(self.base_url, self.code).items()}
 
     async def start(self, request: web.Request) -> web.Response:
         name = request.match_info["name"]
@@ -171,8 +181,8 @@ class DurableApi:
         body = self._links(instance_id)
         return web.json_response(body, status=202, headers={"Location": body["statusQueryGetUri"]})
 
-    def _status_json(self, inst: InstanceRow, request: web.Request) -> dict[str, Any]:
-        show_input = request.query.get("showInput", "true").lower() != "false"
+    def _status_json(self, inst: InstanceRow, query: Mapping[str, str]) -> dict[str, Any]:
+        show_input = query.get("showInput", "true").lower() != "false"
         data: dict[str, Any] = {
             "name": inst.name,
             "instanceId": inst.id,
@@ -183,8 +193,8 @@ class DurableApi:
             "createdTime": _iso(inst.created),
             "lastUpdatedTime": _iso(inst.updated),
         }
-        if request.query.get("showHistory", "").lower() == "true":
-            with_output = request.query.get("showHistoryOutput", "").lower() == "true"
+        if query.get("showHistory", "").lower() == "true":
+            with_output = query.get("showHistoryOutput", "").lower() == "true"
             events = [json.loads(e) for e in self.engine.store.load_history(inst.id)]
             if not with_output:
                 for e in events:
@@ -194,15 +204,21 @@ class DurableApi:
         return data
 
     async def status(self, request: web.Request) -> web.Response:
-        inst = self.engine.store.read_instance(request.match_info["instance_id"])
+        code, body = self.status_reply(request.match_info["instance_id"], request.query)
+        return web.json_response(body, status=code)
+
+    def status_reply(self, instance_id: str, query: Mapping[str, str]) -> tuple[int, dict[str, Any]]:
+        """The status query's HTTP status and JSON body. The body holds only values fresh from ``json.loads`` and
+        strings, so it equals its own JSON round trip (:mod:`devhost.local_rpc` hands it to the app as it is)."""
+        inst = self.engine.store.read_instance(instance_id)
         if inst is None:
-            return _missing(request.match_info.get("instance_id", ""))
+            return 404, error_body(404, "no instance with this id", "instance_id")
         code = {
             InstanceStatus.COMPLETED: 200,
-            InstanceStatus.FAILED: 400 if request.query.get("returnInternalServerErrorOnFailure") != "true" else 500,
+            InstanceStatus.FAILED: 400 if query.get("returnInternalServerErrorOnFailure") != "true" else 500,
             InstanceStatus.TERMINATED: 400,
         }.get(InstanceStatus(inst.status), 202)
-        return web.json_response(self._status_json(inst, request), status=code)
+        return code, self._status_json(inst, query)
 
     def _filtered(self, request: web.Request) -> list[InstanceRow]:
         statuses = [s for s in request.query.get("runtimeStatus", "").split(",") if s]
@@ -216,7 +232,7 @@ class DurableApi:
         )
 
     async def list(self, request: web.Request) -> web.Response:
-        return web.json_response([self._status_json(i, request) for i in self._filtered(request)])
+        return web.json_response([self._status_json(i, request.query) for i in self._filtered(request)])
 
     async def purge(self, request: web.Request) -> web.Response:
         deleted = self.engine.store.purge([request.match_info["instance_id"]])

@@ -26,7 +26,7 @@ from devhost.store import Store
 from devhost.timers import TimerScheduler
 from devhost.workers import AsyncLoop, WorkerPool
 
-__all__ = ["DevHost", "HostOptions", "patch_timestamp_parser"]
+__all__ = ["DevHost", "HostOptions", "cache_executor_tuple", "patch_sdk", "patch_timestamp_parser"]
 
 log = logging.getLogger(__name__)
 
@@ -44,6 +44,28 @@ def patch_timestamp_parser() -> None:
     for name in ("history.HistoryEvent", "DurableOrchestrationStatus"):
         module = importlib.import_module(f"azure.durable_functions.models.{name}")
         module.dt_parse = dt.datetime.fromisoformat  # type: ignore[attr-defined]
+
+
+def cache_executor_tuple() -> None:
+    """Make the SDK's replay executor build its ``SetTaskValuePayload`` namedtuple class once, not per replay.
+
+    ``TaskOrchestrationExecutor.__init__`` calls ``collections.namedtuple`` (which ``exec``s a class body) on every
+    orchestrator invocation: ~3.5 % of the devhost's GIL time at 85 runs/s. The class is the same every time.
+    """
+    import collections
+    import functools
+    import importlib
+
+    module = importlib.import_module("azure.durable_functions.models.TaskOrchestrationExecutor")
+    if getattr(module.namedtuple, "cache_info", None) is None:
+        module.namedtuple = functools.lru_cache(maxsize=8)(collections.namedtuple)  # type: ignore[attr-defined]
+
+
+def patch_sdk() -> None:
+    """The devhost's speed-ups of the Durable SDK's replay (same results): :func:`patch_timestamp_parser` and
+    :func:`cache_executor_tuple`."""
+    patch_timestamp_parser()
+    cache_executor_tuple()
 
 
 class HostOptions:
@@ -89,7 +111,7 @@ class DevHost:
     def __init__(self, options: HostOptions, index: FunctionIndex | None = None) -> None:
         self.options = options
         self.index = index or load_app(options.app_dir)
-        patch_timestamp_parser()
+        patch_sdk()
         self.store = Store(options.db)
         self.loop = AsyncLoop("devhost-http")
         self.port = options.port
