@@ -84,7 +84,7 @@ class RuntimeSettings:
     plan_checkpoint_calls: int = 25
     """Tool calls one generation of a plan run makes before it continues as new with its state, which keeps every
     replay short so a long chain costs the same per step as a short one (WEFT_PLAN_CHECKPOINT_CALLS)."""
-    plan_window_steps: int = 100
+    plan_window_steps: int = 40
     """A plan of more steps carries only a window of about this many into each continued generation (the whole plan
     waits in payload storage), so a generation's input does not grow with the plan; 0: whole plans
     (WEFT_PLAN_WINDOW_STEPS)."""
@@ -349,8 +349,7 @@ class Runtime:
             if index is None:
                 version = self.catalog.version
                 index = HybridRetriever.from_specs(
-                    [{"name": s.name, "description": s.description, "parameters": s.parameters, "tags": s.tags,
-                      "source": s.source} for s in self.catalog.specs()],
+                    self.catalog.search_entries(),
                     settings=self.settings.search, cache=self._blob_embedding_cache(), content_key=version)
                 with self._lazy_lock:
                     if self.catalog.version == version:  # else the catalog changed meanwhile: rebuild next time
@@ -429,7 +428,7 @@ def build_runtime(settings: RuntimeSettings, telemetry: Telemetry | None = None)
     if settings.demo_tools:
         register_demo_tools(catalog, notes_path=state / "notes.sqlite")
     for path in settings.catalog_files:
-        catalog.load_file(path.strip())
+        catalog.load_file(path.strip(), cache_dir=settings.search.cache_dir or None)
     reports: list[SourceReport] = []
     if settings.sources.sources_file:
         reports = load_sources(catalog, settings.sources, secrets=build_secrets(settings.secrets),

@@ -2,12 +2,13 @@
 
 Every replay of an orchestrator parses its input, and a plan run's input held the whole plan: a 1,000-step chain's
 generations replayed ~130 KB per episode, so a step cost twice as much as in a 50-step chain. A plan of more than
-``window_steps`` steps (WEFT_PLAN_WINDOW_STEPS) therefore continues as new with only a *window*: the steps that are
-ready and, breadth first, those waiting only on them, up to ``window_steps`` (every ready step, however many: a wide
-batch still goes out whole), plus, as *settled* steps with no arguments, the finished steps the window reads results
-of. The whole plan and the run's progress (every finished step's status, the results later steps still need, the
-references of the archived records) wait in the run's payload storage, written by ``advance_plan`` once per
-generation; the final generation reads them back once (``load_plan_progress``) to list every step in the result.
+``window_steps`` steps (WEFT_PLAN_WINDOW_STEPS) therefore continues as new with only a *window* (~11 KB for that
+chain with windows of 40): the steps that are ready and, breadth first, those waiting only on them, up to
+``window_steps`` (every ready step, however many: a wide batch still goes out whole), plus, as *settled* steps with
+no arguments, the finished steps the window reads results of. The whole plan and the run's progress (every finished
+step's status, the results later steps still need, the references of the archived records) wait in the run's
+payload storage, written by ``advance_plan`` once per generation; the final generation reads them back once
+(``load_plan_progress``) to list every step in the result.
 A step outside the window whose dependency failed is skipped when a later window is chosen.
 """
 
