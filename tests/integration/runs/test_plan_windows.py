@@ -123,3 +123,19 @@ def test_a_denial_in_a_window_skips_every_step_not_run_in_the_whole_plan(host: D
     assert len(by_id) == 16 and by_id["mail"]["status"] == "failed" and by_id["after"]["status"] == "skipped"
     assert by_id["s13"]["status"] == "skipped"  # outside the window when the run stopped: skipped all the same
     assert all(s["status"] in ("succeeded", "failed", "skipped") for s in by_id.values())
+
+
+def test_a_deadline_in_a_window_skips_the_steps_outside_it_too(host: DevhostProcess) -> None:
+    steps = [{"id": "s0", "tool": "calculate", "args": {"expression": "1"}}]
+    steps += [{"id": f"s{i}", "tool": "calculate", "args": {"expression": f"{i}+1"}, "depends_on": [f"s{i - 1}"]}
+              for i in range(1, 12)]
+    steps += [{"id": "long", "tool": "slow", "args": {"delay_ms": 20000}, "depends_on": ["s11"]}]
+    steps += [{"id": f"t{i}", "tool": "calculate", "args": {"expression": "1"}, "depends_on": ["long"]}
+              for i in range(10)]
+    run_id = submit(host, {"mode": "plan", "options": {"timeout_s": 3}, "plan": {"steps": steps}})["id"]
+    view = wait_run(host, run_id, timeout=30)
+    by_id = steps_by_id(view)
+    assert view["status"] == "completed_with_errors" and len(by_id) == len(steps)  # as for a whole plan
+    assert all(by_id[f"s{i}"]["status"] == "succeeded" for i in range(12))
+    assert by_id["long"]["status"] == "failed" and by_id["long"]["error"]["code"] == "timed_out"
+    assert [by_id[f"t{i}"]["status"] for i in range(10)] == ["skipped"] * 10  # most never reached a window
