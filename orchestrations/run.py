@@ -83,7 +83,8 @@ def run_plan(context: df.DurableOrchestrationContext, parsed: _Input) -> Generat
     run once the calls in flight have finished), ``options.timeout_s`` (calls in flight at the deadline are
     abandoned as ``timed_out``) and sub-orchestrations for wide fan-outs. The custom status shows each step as it
     finishes. Once a generation has made ``checkpoint_calls`` calls it starts no more, lets the calls in flight
-    finish and continues as new with its state and the request as received; None is returned then.
+    finish and continues as new with its state and the request as received, or only the next window of a long plan
+    (:func:`_go_on`); None is returned then.
     """
     request, carried = parsed.request, parsed.carried
     assert request.plan is not None
@@ -140,30 +141,10 @@ def run_plan(context: df.DurableOrchestrationContext, parsed: _Input) -> Generat
                 if timer is not None:
                     timer.cancel()
                     timer = None
-                if window is not None or 0 < prepared.window_steps < len(request.plan.steps):
-                    advanced = PlanWindow.model_validate((yield context.call_activity_with_retry(
-                        Activity.ADVANCE_PLAN, retry_options(STEP_RECORDS_RETRY), PlanAdvance(
-                            run_id=context.instance_id, started=started.isoformat(), now=now.isoformat(),
-                            options=request.options, specs=prepared.specs, window_steps=prepared.window_steps,
-                            plan=None if window else request.plan, plan_ref=window["plan"] if window else None,
-                            progress_ref=window["progress"] if window else None,
-                            part=progress.checkpoint()).dump())))
-                    window = {"plan": advanced.plan_ref, "progress": advanced.progress_ref}
-                    if advanced.steps is None:  # skipping what could not run finished the plan
-                        folded = True
-                        break
-                    raw = parsed.raw or request.model_dump(mode="json")
-                    context.continue_as_new({**raw, "plan": {**raw["plan"], "steps": advanced.steps}, CHECKPOINT_KEY: {
-                        "started": started.isoformat(), "generation": generation + 1, "prepared": prepared.dump(),
-                        "state": advanced.state, "window": window}})
+                refs = yield from _go_on(context, parsed, progress, prepared, started, generation, window, now)
+                if refs is None:
                     return None
-                archive = yield context.call_activity_with_retry(
-                    Activity.ARCHIVE_STEP_RECORDS, retry_options(STEP_RECORDS_RETRY), StepRecordsArchive(
-                        run_id=context.instance_id, records=progress.unarchived_records()).dump())
-                context.continue_as_new({**(parsed.raw or request.model_dump(mode="json")), CHECKPOINT_KEY: {
-                    "started": started.isoformat(), "generation": generation + 1, "prepared": prepared.dump(),
-                    "state": progress.checkpoint(archive)}})
-                return None
+                window, folded = refs, True  # skipping what could not run finished the plan
             break
         context.set_custom_status(progress.status_dump(now, **gate.status()))
         yield flight.wait(timer, *gate.tasks())
@@ -177,7 +158,7 @@ def run_plan(context: df.DurableOrchestrationContext, parsed: _Input) -> Generat
         state = stored["state"] if folded else merge_progress(stored["state"], progress.checkpoint())
         progress = PlanRun(context.instance_id, Plan.model_validate(stored["plan"]), prepared.specs, request.options,
                            started, state=state)
-        if expired:
+        if expired:  # the steps outside the last window were not started either
             progress.expire(context.current_utc_datetime)
     if progress.archives:  # read back once what earlier generations finished: the result lists every step
         progress.restore_archived((yield context.call_activity_with_retry(
@@ -185,6 +166,36 @@ def run_plan(context: df.DurableOrchestrationContext, parsed: _Input) -> Generat
                 run_id=context.instance_id, refs=progress.archives).dump())))
     now = context.current_utc_datetime
     return progress.stopped(stop, now) if stop is not None else progress.result(now)
+
+
+def _go_on(context: df.DurableOrchestrationContext, parsed: _Input, progress: PlanRun, prepared: PreparedPlan,
+           started: dt.datetime, generation: int, window: dict[str, str] | None, now: dt.datetime,
+           ) -> Generator[Any, Any, dict[str, str] | None]:
+    """Continue as new with the whole plan and the state, or, for a plan longer than ``prepared.window_steps``, with
+    the next window (:mod:`shared.runs.plan_window`); None then. The references of the stored plan and progress when
+    choosing the next window skipped every step left."""
+    request = parsed.request
+    assert request.plan is not None
+    raw = parsed.raw or request.model_dump(mode="json")
+    carried = {"started": started.isoformat(), "generation": generation + 1, "prepared": prepared.dump()}
+    if window is None and not 0 < prepared.window_steps < len(request.plan.steps):
+        archive = yield context.call_activity_with_retry(
+            Activity.ARCHIVE_STEP_RECORDS, retry_options(STEP_RECORDS_RETRY), StepRecordsArchive(
+                run_id=context.instance_id, records=progress.unarchived_records()).dump())
+        context.continue_as_new({**raw, CHECKPOINT_KEY: {**carried, "state": progress.checkpoint(archive)}})
+        return None
+    advanced = PlanWindow.model_validate((yield context.call_activity_with_retry(
+        Activity.ADVANCE_PLAN, retry_options(STEP_RECORDS_RETRY), PlanAdvance(
+            run_id=context.instance_id, started=started.isoformat(), now=now.isoformat(), options=request.options,
+            specs=prepared.specs, window_steps=prepared.window_steps, plan=None if window else request.plan,
+            plan_ref=window["plan"] if window else None, progress_ref=window["progress"] if window else None,
+            part=progress.checkpoint()).dump())))
+    refs = {"plan": advanced.plan_ref, "progress": advanced.progress_ref}
+    if advanced.steps is None:
+        return refs
+    context.continue_as_new({**raw, "plan": {**raw["plan"], "steps": advanced.steps},
+                             CHECKPOINT_KEY: {**carried, "state": advanced.state, "window": refs}})
+    return None
 
 
 def _dispatch(progress: PlanRun, flight: Flight, gate: _Approvals, limit: int | None, checkpoint_calls: int,
