@@ -8,7 +8,8 @@ both), then polls ``GET /api/runs/{id}`` every ``--poll-ms`` until the run is fi
 polling with ``?wait=30``, as ``weftclient`` follows a run), then submits the next. The
 clients share one asyncio loop in this process (aiohttp, keep-alive connections), so the load generator costs little
 of the machine's CPU. Prints, per client count: completed runs/s over the measured window (after a warm-up), p50/p95
-submit->completed latency, the devhost process's CPU seconds per run, and ``/proc/loadavg`` before and after.
+submit->completed latency, the devhost's CPU seconds per run (its process and child processes), and
+``/proc/loadavg`` before and after.
 Without ``--url`` a devhost process (``python -m devhost serve``) is started on a temporary state directory, and
 measured once ``GET /api/ready`` says ready: the tool search index is built at start-up on a background thread, and
 that one-off CPU would otherwise fall in the first window.
@@ -54,15 +55,26 @@ def loadavg() -> str:
         return "n/a"
 
 
+def _stat(pid: int) -> list[str] | None:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+
+
 def cpu_seconds(pid: int | None) -> float:
-    """User + system CPU of ``pid`` (and its reaped children), from /proc; 0 when unknown."""
+    """User + system CPU of ``pid``, its live descendants (the sandbox's worker processes) and their reaped
+    children, from /proc; 0 when unknown."""
     if pid is None:
         return 0.0
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except OSError:
-        return 0.0
-    ticks = sum(int(v) for v in fields[11:15])
+    stats = {int(entry.name): _stat(int(entry.name)) for entry in Path("/proc").iterdir() if entry.name.isdigit()}
+    family, frontier = {pid}, [pid]
+    while frontier:
+        parent = frontier.pop()
+        children = [p for p, fields in stats.items() if fields is not None and int(fields[1]) == parent]
+        family.update(children)
+        frontier.extend(children)
+    ticks = sum(sum(int(v) for v in fields[11:15]) for p in family if (fields := stats.get(p)) is not None)
     return ticks / os.sysconf("SC_CLK_TCK")
 
 
