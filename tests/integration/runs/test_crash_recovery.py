@@ -44,3 +44,37 @@ def test_plan_runs_survive_kill_9(tmp_path) -> None:
         assert steps_by_id(view)["read"]["result"]["value"] == {"i": i}
         applications = notes.applications(f"{run_id}:write")
         assert applications.applied == 1 and applications.deliveries >= 1
+
+
+def test_long_plans_in_windows_survive_kill_9_between_and_within_generations(tmp_path) -> None:
+    env = weft_env(None, tmp_path, WEFT_PLAN_CHECKPOINT_CALLS="3", WEFT_PLAN_WINDOW_STEPS="4")
+    first = DevhostProcess(ROOT, tmp_path / "devhost.sqlite", free_port(), env).start()
+    length = 30
+    ids = []
+    for i in range(10):
+        steps = [{"id": "s0", "tool": "calculate", "args": {"expression": "0"}}]
+        steps += [{"id": f"s{k}", "tool": "slow", "args": {"delay_ms": 30}, "depends_on": [f"s{k - 1}"]}
+                  for k in range(1, length)]
+        steps += [{"id": "write", "tool": "note_put", "args": {"key": f"window-{i}", "value": {"i": i}},
+                   "depends_on": [f"s{length - 1}"]},
+                  {"id": "read", "tool": "note_get", "args": {"key": f"window-{i}"}, "depends_on": ["write"]}]
+        ids.append(submit(first, {"mode": "plan", "plan": {"steps": steps}})["id"])
+
+    def done() -> int:
+        return sum((http("GET", f"{first.base_url}/api/runs/{i}")[2].get("progress") or {}).get("done", 0)
+                   for i in ids)
+
+    wait_until(lambda: done() >= 60, 60, "the runs several generations in")  # 10 runs x 32 steps in all
+    first.kill()
+    second = DevhostProcess(ROOT, tmp_path / "devhost.sqlite", free_port(), env).start()
+    try:
+        views = [wait_run(second, run_id, timeout=90) for run_id in ids]
+    finally:
+        second.stop()
+    assert [v["status"] for v in views] == ["completed"] * len(ids)
+    notes = NoteStore(tmp_path / "notes.sqlite")
+    for i, (run_id, view) in enumerate(zip(ids, views, strict=True)):
+        by_id = steps_by_id(view)
+        assert len(by_id) == length + 2 and by_id["read"]["result"]["value"] == {"i": i}
+        assert view["progress"]["done"] == view["progress"]["total"] == length + 2
+        assert notes.applications(f"{run_id}:write").applied == 1
