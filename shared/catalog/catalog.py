@@ -21,14 +21,14 @@ import importlib
 import inspect
 import json
 import threading
-from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Protocol, TypedDict, Unpack, runtime_checkable
 
 import yaml
 from pydantic import BaseModel, ValidationError
 
+from shared.catalog.file_cache import CatalogFileCache
 from shared.catalog.schema import (
     IDEMPOTENCY_PARAMETER,
     ArgumentProblem,
@@ -107,21 +107,73 @@ class PythonTransport:
 # ------------------------------------------------------------------------------------------------ tools
 
 
-@dataclass(frozen=True)
 class Tool:
-    """A spec and the transport that calls it (``None``: spec-only, known but not callable here)."""
+    """A spec and the transport that calls it (``None``: spec-only, known but not callable here). Immutable.
 
-    spec: ToolSpec
-    transport: ToolTransport | None = None
+    A tool read back from a validated catalog file (:class:`~shared.catalog.file_cache.CatalogFileCache`) keeps its
+    spec as canonical JSON and builds the :class:`~shared.models.ToolSpec` on first use: a warm start over 100k
+    tools then parses none of them.
+    """
+
+    __slots__ = ("_name", "_spec", "_spec_json", "_transport")
+
+    def __init__(self, spec: ToolSpec, transport: ToolTransport | None = None) -> None:
+        self._name = spec.name
+        self._spec: ToolSpec | None = spec
+        self._spec_json: bytes | None = None
+        self._transport = transport
+
+    @classmethod
+    def _validated(cls, name: str, spec_json: bytes) -> Tool:
+        """A spec-only tool from the canonical JSON of a spec validated earlier by this code."""
+        entry = cls.__new__(cls)
+        entry._name, entry._spec, entry._spec_json, entry._transport = name, None, spec_json, None
+        return entry
 
     @property
     def name(self) -> str:
         """The tool's name."""
-        return self.spec.name
+        return self._name
+
+    @property
+    def spec(self) -> ToolSpec:
+        """What Weft knows about the tool."""
+        spec = self._spec
+        if spec is None:  # two threads may both build it; the results are equal
+            spec = self._spec = _trusted_spec(json.loads(self._spec_json or b"{}"))
+        return spec
+
+    @property
+    def transport(self) -> ToolTransport | None:
+        """How the tool is called (``None``: spec-only)."""
+        return self._transport
+
+    def spec_json(self) -> bytes:
+        """The canonical JSON of the spec, UTF-8 (what :attr:`Catalog.version` hashes)."""
+        if self._spec_json is not None:
+            return self._spec_json
+        return canonical_json(self.spec.model_dump(mode="json")).encode("utf-8")
 
     def check_args(self, args: Any) -> list[ArgumentProblem]:
         """Problems with ``args`` under this tool's parameters schema (empty when valid)."""
         return argument_problems(self.spec.parameters, args)
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Tool):
+            return NotImplemented
+        return self._name == other._name and self.transport == other.transport and self.spec == other.spec
+
+    def __hash__(self) -> int:
+        return hash(self._name)
+
+    def __repr__(self) -> str:
+        return f"Tool(spec={self.spec!r}, transport={self.transport!r})"
+
+
+def _trusted_spec(data: dict[str, Any]) -> ToolSpec:
+    """The spec whose ``model_dump(mode="json")`` is ``data``, without validating it again (the data was validated by
+    this code before it was saved, and its JSON round trip checked to give the same spec)."""
+    return ToolSpec.model_construct(**{**data, "retry": RetryPolicy.model_construct(**data["retry"])})
 
 
 def tool(
@@ -218,8 +270,9 @@ class _Snapshot:
     @property
     def version(self) -> str:
         if self._version is None:
-            dumps = [entry.spec.model_dump(mode="json") for entry in self.ordered]
-            self._version = hashlib.sha256(canonical_json(dumps).encode("utf-8")).hexdigest()
+            # canonical_json of the list of dumps, joined from each tool's own canonical JSON (kept by cached tools)
+            text = b"[" + b",".join([entry.spec_json() for entry in self.ordered]) + b"]"
+            self._version = hashlib.sha256(text).hexdigest()
         return self._version
 
 
@@ -239,15 +292,16 @@ class Catalog:
 
     def add_all(self, entries: Sequence[Tool], *, replace: bool = False) -> list[Tool]:
         """Add several tools at once: all of them or, on a duplicate name, none."""
+        added = {entry.name: entry for entry in entries}
         with self._lock:
-            tools = dict(self._snap.tools)
-            seen: set[str] = set()
-            for entry in entries:
-                if entry.name in seen or (entry.name in tools and not replace):
-                    raise ValueError(f"tool {entry.name!r} is already registered")
-                seen.add(entry.name)
-                tools[entry.name] = entry
-            self._snap = _Snapshot(tools)
+            tools = self._snap.tools
+            if len(added) != len(entries) or (not replace and not tools.keys().isdisjoint(added)):
+                seen: set[str] = set()
+                for entry in entries:
+                    if entry.name in seen or (entry.name in tools and not replace):
+                        raise ValueError(f"tool {entry.name!r} is already registered")
+                    seen.add(entry.name)
+            self._snap = _Snapshot({**tools, **added})
         return list(entries)
 
     def remove(self, name: str) -> None:
@@ -291,27 +345,49 @@ class Catalog:
             _entry_to_tool(entry, f"tools[{index}]", source=source, allow_impl=allow_impl)
             for index, entry in enumerate(entries)
         ]
-        names = [entry.name for entry in tools]
-        for index, entry_name in enumerate(names):
-            if entry_name in names[:index]:
-                raise InvalidRequest(f"tool {entry_name!r} appears twice", field=f"tools[{index}].name")
+        seen: set[str] = set()
+        for index, entry in enumerate(tools):
+            if entry.name in seen:
+                raise InvalidRequest(f"tool {entry.name!r} appears twice", field=f"tools[{index}].name")
+            seen.add(entry.name)
         try:
             return self.add_all(tools, replace=replace)
         except ValueError as exc:
             raise InvalidRequest(str(exc), field="tools") from None
 
-    def load_file(self, path: str | Path, *, replace: bool = False) -> list[Tool]:
-        """Add the tools of a JSON or YAML catalog file (see :meth:`load_entries`; ``impl`` allowed)."""
+    def load_file(self, path: str | Path, *, replace: bool = False, cache_dir: str | Path | None = None) -> list[Tool]:
+        """Add the tools of a JSON or YAML catalog file (see :meth:`load_entries`; ``impl`` allowed).
+
+        With ``cache_dir``, a file without ``impl`` entries is validated once per content and code version: the
+        validated specs are saved there (:class:`~shared.catalog.file_cache.CatalogFileCache`) and read back by later
+        loads of the same bytes, each spec built on first use.
+        """
         path = Path(path)
-        text = path.read_text(encoding="utf-8")
+        content = path.read_bytes()
+        kind = "json" if path.suffix.lower() == ".json" else "yaml"
+        cache = CatalogFileCache(cache_dir) if cache_dir else None
+        key = cache.key(content, kind) if cache is not None else ""
+        cached = cache.load(key) if cache is not None else None
+        if cached is not None:
+            try:
+                validated = Tool._validated
+                return self.add_all([validated(name, spec_json) for name, spec_json in cached], replace=replace)
+            except ValueError as exc:
+                raise InvalidRequest(f"{path}: {exc}", field="tools") from None
+        text = content.decode("utf-8")
         try:
-            data = json.loads(text) if path.suffix.lower() == ".json" else yaml.safe_load(text)
+            data = json.loads(text) if kind == "json" else yaml.safe_load(text)
         except (json.JSONDecodeError, yaml.YAMLError) as exc:
             raise InvalidRequest(f"{path}: not valid {path.suffix.lstrip('.').upper() or 'YAML'}: {exc}") from None
         try:
-            return self.load_entries(data, source="file", allow_impl=True, replace=replace)
+            loaded = self.load_entries(data, source="file", allow_impl=True, replace=replace)
         except InvalidRequest as exc:
             raise InvalidRequest(f"{path}: {exc.message}", field=exc.field) from None
+        if cache is not None:
+            saved = _cacheable(loaded)
+            if saved is not None:
+                cache.save(key, saved)
+        return loaded
 
     # ---- reading
 
@@ -336,6 +412,11 @@ class Catalog:
         """Every spec, sorted by name."""
         return [entry.spec for entry in self._snap.ordered]
 
+    def search_entries(self) -> list[Mapping[str, Any]]:
+        """Every tool as tool search indexes it (``name``, ``description``, ``parameters``, ``tags``, ``source``),
+        sorted by name; a spec read from the catalog cache is built only when its entry is first read."""
+        return [_SearchEntry(entry) for entry in self._snap.ordered]
+
     @property
     def version(self) -> str:
         """sha256 of the canonical JSON of all specs: changes whenever any tool is added, removed or changed."""
@@ -349,6 +430,46 @@ class Catalog:
         close = difflib.get_close_matches(name, list(self._snap.tools), n=3)
         hint = f"; did you mean {', '.join(repr(match) for match in close)}?" if close else ""
         return ToolNotFound(f"unknown tool {name!r}{hint}")
+
+
+class _SearchEntry(Mapping[str, Any]):
+    """A read-only view of a tool's searchable fields."""
+
+    __slots__ = ("_tool",)
+    _KEYS = ("name", "description", "parameters", "tags", "source")
+
+    def __init__(self, entry: Tool) -> None:
+        self._tool = entry
+
+    def __getitem__(self, key: str) -> Any:
+        if key not in self._KEYS:
+            raise KeyError(key)
+        return self._tool.name if key == "name" else getattr(self._tool.spec, key)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._KEYS)
+
+    def __len__(self) -> int:
+        return len(self._KEYS)
+
+
+def _cacheable(tools: Sequence[Tool]) -> list[tuple[str, bytes]] | None:
+    """``(name, canonical spec JSON)`` of spec-only ``tools`` whose JSON gives back the same spec; ``None`` when a tool
+    has a transport (its spec comes from imported code) or would not survive the round trip (YAML dates, NaN)."""
+    saved = []
+    for entry in tools:
+        if entry.transport is not None:
+            return None
+        try:
+            spec_json = entry.spec_json()
+        except ValueError:
+            return None
+        if _trusted_spec(json.loads(spec_json)) != entry.spec:
+            return None
+        saved.append((entry.name, spec_json))
+    for entry, (_, spec_json) in zip(tools, saved, strict=True):
+        entry._spec_json = spec_json  # the catalog's version hashes it next
+    return saved
 
 
 def _entry_to_tool(entry: Any, where: str, *, source: str, allow_impl: bool) -> Tool:
