@@ -30,6 +30,9 @@ _UNSUPPORTED = {
     ActionType.CALL_HTTP: "durable HTTP calls (call_http)",
 }
 NEVER = 1e18
+CUSTOM_STATUS_MAX_BYTES = 16 * 1024
+"""Durable's limit on a custom status: 16 KB of UTF-16 text (the extension fails an out-of-process orchestration
+that sets more: azure-functions-durable-extension#3113)."""
 
 
 class InstanceStatus(StrEnum):
@@ -158,7 +161,12 @@ class EpisodeRunner:
             if problem is not None:
                 error = problem
             if "customStatus" in state:
-                inst.custom_status = json.dumps(state["customStatus"])
+                custom = json.dumps(state["customStatus"])
+                if len(custom.encode("utf-16-le")) > CUSTOM_STATUS_MAX_BYTES:
+                    error = error or (f"The custom status is {len(custom)} characters as JSON: more than Durable's "
+                                      "16 KB of UTF-16 text, so the orchestration fails (as on Azure).")
+                else:
+                    inst.custom_status = custom
             if error is None and state.get("isDone"):
                 status = InstanceStatus.COMPLETED
                 output = json.dumps(state.get("output"))

@@ -75,6 +75,12 @@ def sequence(context: df.DurableOrchestrationContext):
 
 
 @app.orchestration_trigger(context_name="context")
+def big_status(context: df.DurableOrchestrationContext):
+    context.set_custom_status({"text": "x" * int(context.get_input())})
+    return (yield context.call_activity("square", 3))
+
+
+@app.orchestration_trigger(context_name="context")
 def fan_out(context: df.DurableOrchestrationContext):
     spec = context.get_input() or {}
     n = spec.get("n", 10)

@@ -12,11 +12,12 @@ import pytest
 from azure.durable_functions.models.utils import http_utils
 
 from devhost.durable_api import client_binding
-from tests.support import DevhostProcess
+from tests.support import DevhostProcess, reset_durable_http_session
 
 
 @pytest.fixture
 def client(devhost: DevhostProcess) -> Iterator[df.DurableOrchestrationClient]:
+    reset_durable_http_session()  # another test's session belongs to its own, closed, loop
     yield df.DurableOrchestrationClient(client_binding(devhost.base_url, "devhosttests"))
     # The SDK keeps one aiohttp session per process, bound to the loop that created it.
     if http_utils._client_session is not None:

@@ -25,6 +25,12 @@ def test_sequence_with_custom_status(host: DevHost) -> None:
     assert status["customStatus"] == {"step": 2}
 
 
+def test_a_custom_status_over_16_kb_of_utf16_fails_the_orchestration_as_on_azure(host: DevHost) -> None:
+    assert run(host, "big_status", 8000)["customStatus"] == {"text": "x" * 8000}  # 8,012 characters: fits
+    failed = run(host, "big_status", 8200)
+    assert failed["runtimeStatus"] == "Failed" and "16 KB of UTF-16" in json.dumps(failed["output"])
+
+
 def test_fan_out_fan_in(host: DevHost) -> None:
     status = run(host, "fan_out", {"n": 50})
     assert status["output"] == sum(i * i for i in range(50))
