@@ -72,8 +72,9 @@ class CatalogFileCache:
     def _path(self, key: str) -> Path:
         return self.root / f"catalog-{key}.jsonl"
 
-    def load(self, key: str) -> list[tuple[str, bytes]] | None:
-        """``(name, canonical spec JSON)`` of each tool saved under ``key``; ``None`` if there is no whole entry."""
+    def load(self, key: str) -> tuple[list[str], list[bytes]] | None:
+        """The names of the tools saved under ``key`` and the canonical JSON of their specs, in the same order;
+        ``None`` if there is no whole entry."""
         path = self._path(key)
         try:
             data = path.read_bytes()
@@ -88,7 +89,7 @@ class CatalogFileCache:
             names, count = json.loads(lines[1]), int(meta["count"])
             if len(names) != count or len(lines) != count + 3 or lines[-1]:
                 raise ValueError("wrong number of tools")
-            tools = list(zip(names, lines[2:-1], strict=True))
+            specs = lines[2:-1]
         except (ValueError, KeyError, TypeError, AttributeError) as exc:  # JSONDecodeError is a ValueError
             logger.warning("catalog cache entry %s unusable (%s); validating the file again", key, exc)
             with contextlib.suppress(OSError):
@@ -96,7 +97,7 @@ class CatalogFileCache:
             return None
         with contextlib.suppress(OSError):
             os.utime(path)  # most recently used: pruning keeps it
-        return tools
+        return names, specs
 
     def save(self, key: str, tools: Sequence[tuple[str, bytes]]) -> None:
         """Write ``(name, canonical spec JSON)`` pairs under ``key``, then prune old entries; never raises for I/O."""
