@@ -10,8 +10,9 @@ For each size, in fresh processes (so imports, model load and page cache are par
   starts the child) -> interpreter start -> imports -> reading the catalog -> loading the saved index
   (memory-mapped) -> first search result; then query latency over single-task and multi-part requests with the
   result LRU off, so every query pays for its embedding (ONNX Runtime, one thread) and scoring; then the process RSS
-  (current and peak). The catalog's content key is a sha256 of the catalog file, as the runtime passes its catalog
-  version.
+  (current and peak). The catalog is read as the runtime reads ``WEFT_CATALOG_FILES``: ``Catalog.load_file`` with
+  the validated-catalog cache beside the index (the first start validates every spec, about a millisecond each; later
+  starts read the cache and build a spec only when it is used), the catalog version as the index's content key.
 
     .venv/bin/python benchmarks/retrieval_speed.py                      # 1k, 10k, 100k (100k cold: ~15-30 min)
     .venv/bin/python benchmarks/retrieval_speed.py --sizes 1000 10000   # quicker
@@ -39,7 +40,6 @@ often the pre-filter returns exactly the top 10 of exact dense scoring (``agree@
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import os
 import random
@@ -131,6 +131,10 @@ def percentile(values: list[float], q: float) -> float:
 
 def cache_dir_for(size: int, vectors: str) -> Path:
     return WORK / (f"cache-{size}-composed" if vectors == "composed" else f"cache-{size}")
+
+
+def catalog_file(size: int) -> Path:
+    return WORK / f"tools-{size}.json"
 
 
 def fill_composed(size: int) -> dict[str, Any]:
@@ -242,6 +246,7 @@ def worker(phase: str, size: int, n_queries: int, spawned_at: float, vectors: st
 
     t_import = time.perf_counter()
     sys.path.insert(0, str(ROOT))
+    from shared.catalog import Catalog
     from shared.search.embedding import shared_encoder
     from shared.search.embedding.cache import EmbeddingCache, LocalFolderStore
     from shared.search.retrieval import HybridRetriever, RetrievalSettings
@@ -249,12 +254,13 @@ def worker(phase: str, size: int, n_queries: int, spawned_at: float, vectors: st
     imported = time.perf_counter() - t_import
     settings = RetrievalSettings(lru_size=0)
     encoder = shared_encoder(settings.max_tokens)
-    t_read = time.perf_counter()
-    raw = (WORK / f"tools-{size}.jsonl").read_bytes()
-    content_key = hashlib.sha256(raw).hexdigest()
-    specs = [json.loads(line) for line in raw.splitlines() if line.strip()]
-    read = time.perf_counter() - t_read
     cache_dir = cache_dir_for(size, vectors)
+    t_read = time.perf_counter()
+    catalog = Catalog()
+    catalog.load_file(catalog_file(size), cache_dir=cache_dir)
+    content_key = catalog.version
+    specs = catalog.search_entries()
+    read = time.perf_counter() - t_read
     t_build = time.perf_counter()
     retriever = HybridRetriever(specs, settings=settings, encoder=encoder, content_key=content_key,
                                 cache=EmbeddingCache(encoder.cache_key, LocalFolderStore(cache_dir)))
@@ -322,8 +328,7 @@ def main() -> None:
     WORK.mkdir(parents=True, exist_ok=True)
     rows = []
     for size in args.sizes:
-        (WORK / f"tools-{size}.jsonl").write_text(
-            "\n".join(json.dumps(t, separators=(",", ":")) for t in synthetic_tools(size)) + "\n")
+        catalog_file(size).write_text(json.dumps({"tools": synthetic_tools(size)}, separators=(",", ":")))
         cache_dir = cache_dir_for(size, args.vectors)
         cold: dict[str, Any] | None = None
         if not (args.keep_cache and cache_dir.exists()):
