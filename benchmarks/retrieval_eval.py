@@ -9,10 +9,10 @@ docstring for how the queries were made). Metrics, averaged over queries:
 The main table calls the real ``Bm25Retriever.search``, ``EmbeddingRetriever.search`` and
 ``HybridRetriever.search`` (Weft) with default settings, beside three baselines over the same two retrievers (see
 :func:`baselines`): reciprocal-rank fusion and weighted-score fusion of the whole request, and Weft's ranking
-before issue 16. The ablation tables recompute fusion variants from the same score
-arrays on the dev split (30% of queries), which is what the defaults were chosen on (ablation D: the order of a
-multi-part request's hits, :mod:`shared.search.fusion`); the main table is reported on the dev split (what changes
-are tuned on), on the test split (70%) and on everything.
+before issue 16. The ablation tables recompute fusion variants from the same score arrays on the dev split (30% of
+queries), which is what the defaults were chosen on (ablation D: the order of a multi-part request's hits,
+:mod:`shared.search.fusion`; E: ranking a split request whole when a clause finds nothing); the main table is reported
+on the dev split (what changes are tuned on), on the test split (70%) and on everything.
 
     .venv/bin/python benchmarks/retrieval_eval.py            # main table + ablations (~3 min on 2 cores)
     .venv/bin/python benchmarks/retrieval_eval.py --quick    # main table only
@@ -282,6 +282,36 @@ def order_ablation(arrays: ScoreArrays, queries: list[dict], settings: Retrieval
             print(f"| {lead:<14} | {rest:<12} | " + " | ".join(f"{c:>28}" for c in cells) + " |")
 
 
+def fragment_ablation(arrays: ScoreArrays, queries: list[dict], settings: RetrievalSettings) -> None:
+    """Ablation E: a split request ranked as one task (whole-request weighted fusion) when one of its clauses finds
+    no tool scoring ``threshold`` or more (a fragment of one task cut apart?). Not adopted: see docs/search.md."""
+    dev = [i for i, q in enumerate(queries) if q["split"] == "dev"]
+    w, floor, ceiling = settings.bm25_weight, settings.cosine_floor, settings.cosine_ceiling
+    groups = {"single": [i for i in dev if queries[i]["kind"] != "multi"],
+              "multi-part": [i for i in dev if queries[i]["kind"] == "multi"]}
+
+    def weakest(i: int) -> float:
+        fused = w * arrays.bm25[i] + (1 - w) * np.clip((arrays.cosine[i] - floor) / (ceiling - floor), 0, 1)
+        return float(fused[1:].max(axis=1).min()) if fused.shape[0] > 1 else 1.0
+
+    print("\nAblation E [dev]: a split request with a clause whose best tool scores below the threshold is ranked "
+          "whole (R@1 / MRR / R@10 / C@10; ranked whole: of the split ones)")
+    print(f"| {'threshold':>16} | " + " | ".join(f"{g + f' (n={len(ix)})':>40}" for g, ix in groups.items())
+          + " |")
+    print("|------------------|" + "|".join("-" * 42 for _ in groups) + "|")
+    for threshold in (0.0, 0.3, 0.35, 0.4, 0.45, 0.5, 0.55, 0.6):
+        cells = []
+        for ix in groups.values():
+            whole = [i for i in ix if len(arrays.texts[i]) > 1 and weakest(i) < threshold]
+            m = average([metrics(rank_variant(arrays, i, w, floor, ceiling, "full") if i in whole
+                                 else order_variant(arrays, i, settings, "whole-of-tops", "interleaved"),
+                                 queries[i]["gold"]) for i in ix])
+            split = sum(len(arrays.texts[i]) > 1 for i in ix)
+            cells.append(f"{m['R@1']:.3f} / {m['MRR']:.3f} / {m['R@10']:.3f} / {m['C@10']:.3f}, "
+                         f"{len(whole):>3} of {split:>3}")
+        print(f"| {threshold:16.2f} | " + " | ".join(f"{c:>40}" for c in cells) + " |")
+
+
 def calibration(arrays: ScoreArrays, queries: list[dict], settings: RetrievalSettings) -> None:
     """How hybrid scores of gold tools and of random other tools fall around candidate ``min_score`` values."""
     rng = np.random.default_rng(0)
@@ -344,6 +374,7 @@ def main() -> None:
         arrays = ScoreArrays(retriever, queries)
         ablations(arrays, queries, settings)
         order_ablation(arrays, queries, settings)
+        fragment_ablation(arrays, queries, settings)
         calibration(arrays, queries, settings)
 
 
