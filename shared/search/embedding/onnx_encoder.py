@@ -8,30 +8,42 @@ implementations together), so both share one embedding-cache key.
 
 No ``.onnx`` file is shipped or exported: :func:`minilm_graph` writes the 6 BERT layers as standard ONNX operators
 (opset 17) over the tensors of the packaged ``model.safetensors``; the weights reach the session as external
-initializers, so the 90 MB of them are never serialised into a protobuf.
+initializers, so the 90 MB of them are never serialised into a protobuf. The serialised graph (~40 KB, no weights)
+is kept in a folder of the user's own under the temporary directory, keyed by this code and the weights' shapes, so
+a later process loads it without importing ``onnx`` (0.6 s of a 100k-tool warm start).
 """
 
 from __future__ import annotations
 
+import hashlib
 import importlib.util
 import logging
+import os
+import tempfile
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from shared.search.embedding import minilm
 from shared.search.embedding.minilm import HEAD_DIM, HEADS, HIDDEN, LN_EPS, MASKED, MiniLmWeights, PackagedMiniLm
 
-# Imported with the app, before it serves requests: importing onnx initialises protobuf while holding the GIL for about
-# 0.6 s, which a search index built later (for the first search, or warming up in the background) would otherwise
-# impose on every request in flight (benchmarks/first_search.py). Loading the model stays lazy.
+_CODE_KEY = hashlib.sha256(Path(__file__).read_bytes() + Path(minilm.__file__).read_bytes()).hexdigest()[:16]
+_GRAPH_DIR = Path(tempfile.gettempdir()) / f"weft-onnx-{os.getuid()}"
+
+# Imported with the app, before it serves requests, unless a saved graph spares building one: importing onnx
+# initialises protobuf while holding the GIL for about 0.6 s, which a search index built later (for the first search,
+# or warming up in the background) would otherwise impose on every request in flight (benchmarks/first_search.py).
+# Loading the model stays lazy.
 try:
-    import onnx  # noqa: F401
     import onnxruntime  # noqa: F401
+
+    if not any(_GRAPH_DIR.glob(f"minilm-{_CODE_KEY}-*.onnx")):
+        import onnx  # noqa: F401
 except ImportError:  # the numpy encoder serves then
     pass
 
-__all__ = ["OnnxMiniLmEncoder", "minilm_graph", "onnx_runtime_available"]
+__all__ = ["OnnxMiniLmEncoder", "minilm_graph", "minilm_initializers", "onnx_runtime_available"]
 
 logger = logging.getLogger(__name__)
 
@@ -86,6 +98,19 @@ class _GraphBuilder:
         return self.op("Add", self.op("MatMul", x, weight), bias)
 
 
+_LAYER_WEIGHTS = ("qkv_w", "qkv_b", "ao_w", "ao_b", "ln1_g", "ln1_b", "in_w", "in_b", "out_w", "out_b", "ln2_g",
+                  "ln2_b")
+
+
+def minilm_initializers(weights: MiniLmWeights) -> dict[str, np.ndarray]:
+    """The weight arrays :func:`minilm_graph`'s model takes as external initializers, by name."""
+    named = {"word": weights.word, "position": weights.position, "token_type": weights.token_type,
+             "ln_gain": weights.ln[0], "ln_bias": weights.ln[1]}
+    for n, layer in enumerate(weights.layers):
+        named.update((f"l{n}_{name}", value) for name, value in zip(_LAYER_WEIGHTS, layer, strict=True))
+    return {name: np.require(value, dtype=np.float32, requirements="C") for name, value in named.items()}
+
+
 def minilm_graph(weights: MiniLmWeights) -> tuple[Any, dict[str, np.ndarray]]:
     """The BERT encoder as an ONNX model, and the weight arrays to pass as its external initializers.
 
@@ -96,10 +121,11 @@ def minilm_graph(weights: MiniLmWeights) -> tuple[Any, dict[str, np.ndarray]]:
     from onnx import TensorProto, helper
 
     g = _GraphBuilder()
-    x = g.op("Add", g.op("Gather", g.weight("word", weights.word), "ids"),
-             g.op("Gather", g.weight("position", weights.position), "positions"))
-    x = g.op("Add", x, g.weight("token_type", weights.token_type))
-    x = g.layer_norm(x, g.weight("ln_gain", weights.ln[0]), g.weight("ln_bias", weights.ln[1]))
+    w = minilm_initializers(weights)
+    x = g.op("Add", g.op("Gather", g.weight("word", w["word"]), "ids"),
+             g.op("Gather", g.weight("position", w["position"]), "positions"))
+    x = g.op("Add", x, g.weight("token_type", w["token_type"]))
+    x = g.layer_norm(x, g.weight("ln_gain", w["ln_gain"]), g.weight("ln_bias", w["ln_bias"]))
     split_heads = g.constant("split_heads", np.array([0, 0, 3, HEADS, HEAD_DIM], np.int64))
     merge_heads = g.constant("merge_heads", np.array([0, 0, HIDDEN], np.int64))
     scale = g.constant("scale", np.array(1.0 / np.sqrt(HEAD_DIM), np.float32))
@@ -107,12 +133,9 @@ def minilm_graph(weights: MiniLmWeights) -> tuple[Any, dict[str, np.ndarray]]:
     one = g.constant("one", np.array(1.0, np.float32))
     inv_sqrt2 = g.constant("inv_sqrt2", np.array(1.0 / np.sqrt(2.0), np.float32))
     which = [g.constant(f"part_{i}", np.array(i, np.int64)) for i in range(3)]
-    for n, layer in enumerate(weights.layers):
+    for n in range(len(weights.layers)):
         qkv_w, qkv_b, ao_w, ao_b, ln1_g, ln1_b, in_w, in_b, out_w, out_b, ln2_g, ln2_b = (
-            g.weight(f"l{n}_{name}", value) for name, value in zip(
-                ("qkv_w", "qkv_b", "ao_w", "ao_b", "ln1_g", "ln1_b", "in_w", "in_b", "out_w", "out_b", "ln2_g",
-                 "ln2_b"), layer, strict=True)
-        )
+            g.weight(f"l{n}_{name}", w[f"l{n}_{name}"]) for name in _LAYER_WEIGHTS)
         # (batch, length, 3*384) -> (3, batch, heads, length, head_dim), then query / key / value.
         qkv = g.op("Transpose", g.op("Reshape", g.dense(x, qkv_w, qkv_b), split_heads), perm=[2, 0, 3, 1, 4])
         query, key, value = (g.op("Gather", qkv, part, axis=0) for part in which)
@@ -170,9 +193,19 @@ class OnnxMiniLmEncoder(PackagedMiniLm):
         return self._threads
 
     def _load_layers(self, model_dir: Path) -> Any:
+        from onnxruntime.capi.onnxruntime_pybind11_state import Fail, InvalidGraph, InvalidProtobuf
+
+        weights = MiniLmWeights(model_dir)
+        external = minilm_initializers(weights)
+        try:
+            return self._session(_saved_graph(weights, external), external)
+        except (Fail, InvalidGraph, InvalidProtobuf):  # a damaged saved graph
+            logger.warning("the saved MiniLM graph could not be loaded: building it again")
+            return self._session(_saved_graph(weights, external, rebuild=True), external)
+
+    def _session(self, graph: bytes, external: dict[str, np.ndarray]) -> Any:
         import onnxruntime
 
-        model, external = minilm_graph(MiniLmWeights(model_dir))
         options = onnxruntime.SessionOptions()
         options.intra_op_num_threads = self._threads
         options.inter_op_num_threads = 1
@@ -183,9 +216,37 @@ class OnnxMiniLmEncoder(PackagedMiniLm):
         options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         names = list(external)
         options.add_external_initializers(names, [onnxruntime.OrtValue.ortvalue_from_numpy(external[n]) for n in names])
-        return onnxruntime.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"])
+        return onnxruntime.InferenceSession(graph, options, providers=["CPUExecutionProvider"])
 
     def _hidden_states(self, layers: Any, token_ids: np.ndarray, mask: np.ndarray) -> np.ndarray:
         bias = ((np.float32(1.0) - mask) * MASKED)[:, None, None, :]
         positions = np.arange(token_ids.shape[1], dtype=np.int64)
         return layers.run(["hidden"], {"ids": token_ids, "positions": positions, "attention_bias": bias})[0]
+
+
+def _saved_graph(weights: MiniLmWeights, external: dict[str, np.ndarray], *, rebuild: bool = False) -> bytes:
+    """:func:`minilm_graph` serialised: read from the graph folder when this code saved it for weights of these
+    shapes, else built and saved there. A folder that is not the user's own, or open to others, is not used."""
+    shapes = repr(sorted((name, array.shape) for name, array in external.items())).encode()
+    path = _GRAPH_DIR / f"minilm-{_CODE_KEY}-{hashlib.sha256(shapes).hexdigest()[:16]}.onnx"
+    private = _private_folder(_GRAPH_DIR)
+    if private and path.is_file() and not rebuild:
+        return path.read_bytes()
+    graph: bytes = minilm_graph(weights)[0].SerializeToString()
+    if private:
+        try:
+            with tempfile.NamedTemporaryFile(dir=_GRAPH_DIR, delete=False) as scratch:
+                scratch.write(graph)
+            os.replace(scratch.name, path)
+        except OSError:  # a full disk: the next process builds it again
+            logger.warning("the MiniLM graph could not be saved in %s", _GRAPH_DIR)
+    return graph
+
+
+def _private_folder(folder: Path) -> bool:
+    try:
+        folder.mkdir(mode=0o700, exist_ok=True)
+        info = folder.stat()
+    except OSError:
+        return False
+    return info.st_uid == os.getuid() and not info.st_mode & 0o077

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -16,6 +19,7 @@ from shared.search.embedding import (
     bulk_encoder,
     shared_encoder,
 )
+from shared.search.embedding import onnx_encoder as onnx_encoder_module
 from shared.search.embedding.onnx_encoder import OnnxMiniLmEncoder, onnx_runtime_available
 
 TEXTS = [
@@ -132,3 +136,41 @@ def test_tokenising_in_chunks_does_not_change_vectors(
     whole = onnx_encoder.encode(texts)
     monkeypatch.setattr("shared.search.embedding.minilm._TOKENIZE_CHUNK", 3)
     np.testing.assert_allclose(onnx_encoder.encode(texts), whole, atol=1e-5)
+
+
+needs_onnx = pytest.mark.skipif(not onnx_runtime_available(), reason="ONNX Runtime not installed")
+
+
+@needs_onnx
+def test_a_saved_graph_spares_importing_onnx_in_a_later_process(onnx_encoder: OnnxMiniLmEncoder) -> None:
+    onnx_encoder.encode(["saved"])  # built and saved at least once by now
+    probe = ("import sys; from shared.search.embedding.onnx_encoder import OnnxMiniLmEncoder; "
+             "v = OnnxMiniLmEncoder().encode(['saved']); print('onnx' in sys.modules, v.shape)")
+    done = subprocess.run([sys.executable, "-c", probe], check=False, capture_output=True, text=True, timeout=120,
+                          cwd=Path(__file__).resolve().parents[3], env={**os.environ, "HF_HUB_OFFLINE": "1"})
+    assert done.stdout.split() == ["False", "(1,", "384)"], done.stderr[-2000:]
+
+
+@needs_onnx
+def test_a_damaged_saved_graph_is_built_again(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                              onnx_encoder: OnnxMiniLmEncoder) -> None:
+    folder = tmp_path / "graphs"
+    monkeypatch.setattr(onnx_encoder_module, "_GRAPH_DIR", folder)
+    first = OnnxMiniLmEncoder().encode(["damaged"])
+    (saved,) = folder.glob("minilm-*.onnx")
+    saved.write_bytes(saved.read_bytes()[:999])
+    np.testing.assert_allclose(OnnxMiniLmEncoder().encode(["damaged"]), first, atol=1e-6)
+    assert saved.stat().st_size > 999  # saved whole again
+    np.testing.assert_allclose(first, onnx_encoder.encode(["damaged"]), atol=1e-6)
+
+
+@needs_onnx
+def test_a_graph_folder_open_to_others_is_not_used(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    folder = tmp_path / "shared-graphs"
+    folder.mkdir()
+    folder.chmod(0o777)
+    monkeypatch.setattr(onnx_encoder_module, "_GRAPH_DIR", folder)
+    planted = folder / "minilm-anything.onnx"
+    planted.write_bytes(b"not a graph")
+    assert OnnxMiniLmEncoder().encode(["open"]).shape == (1, 384)
+    assert sorted(p.name for p in folder.iterdir()) == [planted.name]  # nothing read from it or written to it
