@@ -28,9 +28,12 @@ from typing import Any
 
 import numpy as np
 
+from shared.search.onnx_graphs import code_key, session_over_saved_graph
+
 __all__ = ["PREFILTER_MIN_TOOLS", "QuantizedVectors", "VectorIndex", "kth_largest"]
 
 logger = logging.getLogger(__name__)
+_CODE_KEY = code_key(__file__)
 
 PREFILTER_MIN_TOOLS = 20_000
 """Below this many tools the exact float32 product is as fast as the pre-filter (measured by
@@ -135,9 +138,23 @@ def _matmul_integer_session(codes_t: np.ndarray) -> Any:
         logger.warning("onnxruntime is not installed: the int8 vector pre-filter runs in numpy (slow)")
         return None
     import onnxruntime
-    from onnx import TensorProto, helper
 
     dim, count = codes_t.shape
+    options = onnxruntime.SessionOptions()
+    options.intra_op_num_threads = 1
+    options.inter_op_num_threads = 1
+    options.log_severity_level = 3
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    data = np.require(codes_t, dtype=np.int8, requirements="C")
+    options.add_external_initializers(["codes"], [onnxruntime.OrtValue.ortvalue_from_numpy(data)])
+    return session_over_saved_graph(
+        "int8-cosines", f"{_CODE_KEY}-{dim}x{count}", lambda: _matmul_integer_graph(dim, count),
+        lambda graph: onnxruntime.InferenceSession(graph, options, providers=["CPUExecutionProvider"]))
+
+
+def _matmul_integer_graph(dim: int, count: int) -> Any:
+    from onnx import TensorProto, helper
+
     codes = TensorProto()
     codes.name, codes.data_type = "codes", TensorProto.INT8
     codes.dims.extend((dim, count))
@@ -149,15 +166,7 @@ def _matmul_integer_session(codes_t: np.ndarray) -> Any:
         [helper.make_node("MatMulInteger", ["a", "codes", "zero"], ["y"])], "int8-cosines",
         [helper.make_tensor_value_info("a", TensorProto.UINT8, ["m", dim])],
         [helper.make_tensor_value_info("y", TensorProto.INT32, ["m", count])], [codes, zero])
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=8)
-    options = onnxruntime.SessionOptions()
-    options.intra_op_num_threads = 1
-    options.inter_op_num_threads = 1
-    options.log_severity_level = 3
-    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-    data = np.require(codes_t, dtype=np.int8, requirements="C")
-    options.add_external_initializers(["codes"], [onnxruntime.OrtValue.ortvalue_from_numpy(data)])
-    return onnxruntime.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"])
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=8)
 
 
 def _calibrate(cosines: np.ndarray, floor: np.float32, span: np.float32) -> np.ndarray:

@@ -8,9 +8,8 @@ implementations together), so both share one embedding-cache key.
 
 No ``.onnx`` file is shipped or exported: :func:`minilm_graph` writes the 6 BERT layers as standard ONNX operators
 (opset 17) over the tensors of the packaged ``model.safetensors``; the weights reach the session as external
-initializers, so the 90 MB of them are never serialised into a protobuf. The serialised graph (~40 KB, no weights)
-is kept in a folder of the user's own under the temporary directory, keyed by this code and the weights' shapes, so
-a later process loads it without importing ``onnx`` (0.6 s of a 100k-tool warm start).
+initializers, so the 90 MB of them are never serialised into a protobuf. The serialised graph (14 KB) is saved for
+later processes (:mod:`shared.search.onnx_graphs`), keyed by this code and the weights' shapes.
 """
 
 from __future__ import annotations
@@ -18,8 +17,6 @@ from __future__ import annotations
 import hashlib
 import importlib.util
 import logging
-import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -27,18 +24,18 @@ import numpy as np
 
 from shared.search.embedding import minilm
 from shared.search.embedding.minilm import HEAD_DIM, HEADS, HIDDEN, LN_EPS, MASKED, MiniLmWeights, PackagedMiniLm
+from shared.search.onnx_graphs import code_key, graph_saved, session_over_saved_graph
 
-_CODE_KEY = hashlib.sha256(Path(__file__).read_bytes() + Path(minilm.__file__).read_bytes()).hexdigest()[:16]
-_GRAPH_DIR = Path(tempfile.gettempdir()) / f"weft-onnx-{os.getuid()}"
+_CODE_KEY = code_key(__file__, minilm.__file__)
 
 # Imported with the app, before it serves requests, unless a saved graph spares building one: importing onnx
-# initialises protobuf while holding the GIL for about 0.6 s, which a search index built later (for the first search,
-# or warming up in the background) would otherwise impose on every request in flight (benchmarks/first_search.py).
-# Loading the model stays lazy.
+# initialises protobuf and ml_dtypes while holding the GIL for about 0.6 s, which a search index built later (for the
+# first search, or warming up in the background) would otherwise impose on every request in flight
+# (benchmarks/first_search.py). Loading the model stays lazy.
 try:
     import onnxruntime  # noqa: F401
 
-    if not any(_GRAPH_DIR.glob(f"minilm-{_CODE_KEY}-*.onnx")):
+    if not graph_saved("minilm", _CODE_KEY):
         import onnx  # noqa: F401
 except ImportError:  # the numpy encoder serves then
     pass
@@ -193,15 +190,12 @@ class OnnxMiniLmEncoder(PackagedMiniLm):
         return self._threads
 
     def _load_layers(self, model_dir: Path) -> Any:
-        from onnxruntime.capi.onnxruntime_pybind11_state import Fail, InvalidGraph, InvalidProtobuf
-
         weights = MiniLmWeights(model_dir)
         external = minilm_initializers(weights)
-        try:
-            return self._session(_saved_graph(weights, external), external)
-        except (Fail, InvalidGraph, InvalidProtobuf):  # a damaged saved graph
-            logger.warning("the saved MiniLM graph could not be loaded: building it again")
-            return self._session(_saved_graph(weights, external, rebuild=True), external)
+        shapes = repr(sorted((name, array.shape) for name, array in external.items())).encode()
+        return session_over_saved_graph("minilm", f"{_CODE_KEY}-{hashlib.sha256(shapes).hexdigest()[:16]}",
+                                        lambda: minilm_graph(weights)[0],
+                                        lambda graph: self._session(graph, external))
 
     def _session(self, graph: bytes, external: dict[str, np.ndarray]) -> Any:
         import onnxruntime
@@ -223,30 +217,3 @@ class OnnxMiniLmEncoder(PackagedMiniLm):
         positions = np.arange(token_ids.shape[1], dtype=np.int64)
         return layers.run(["hidden"], {"ids": token_ids, "positions": positions, "attention_bias": bias})[0]
 
-
-def _saved_graph(weights: MiniLmWeights, external: dict[str, np.ndarray], *, rebuild: bool = False) -> bytes:
-    """:func:`minilm_graph` serialised: read from the graph folder when this code saved it for weights of these
-    shapes, else built and saved there. A folder that is not the user's own, or open to others, is not used."""
-    shapes = repr(sorted((name, array.shape) for name, array in external.items())).encode()
-    path = _GRAPH_DIR / f"minilm-{_CODE_KEY}-{hashlib.sha256(shapes).hexdigest()[:16]}.onnx"
-    private = _private_folder(_GRAPH_DIR)
-    if private and path.is_file() and not rebuild:
-        return path.read_bytes()
-    graph: bytes = minilm_graph(weights)[0].SerializeToString()
-    if private:
-        try:
-            with tempfile.NamedTemporaryFile(dir=_GRAPH_DIR, delete=False) as scratch:
-                scratch.write(graph)
-            os.replace(scratch.name, path)
-        except OSError:  # a full disk: the next process builds it again
-            logger.warning("the MiniLM graph could not be saved in %s", _GRAPH_DIR)
-    return graph
-
-
-def _private_folder(folder: Path) -> bool:
-    try:
-        folder.mkdir(mode=0o700, exist_ok=True)
-        info = folder.stat()
-    except OSError:
-        return False
-    return info.st_uid == os.getuid() and not info.st_mode & 0o077

@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from shared.search import onnx_graphs
 from shared.search.embedding import (
     DEFAULT_MODEL_ID,
     Encoder,
@@ -19,7 +20,6 @@ from shared.search.embedding import (
     bulk_encoder,
     shared_encoder,
 )
-from shared.search.embedding import onnx_encoder as onnx_encoder_module
 from shared.search.embedding.onnx_encoder import OnnxMiniLmEncoder, onnx_runtime_available
 
 TEXTS = [
@@ -155,7 +155,7 @@ def test_a_saved_graph_spares_importing_onnx_in_a_later_process(onnx_encoder: On
 def test_a_damaged_saved_graph_is_built_again(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                                               onnx_encoder: OnnxMiniLmEncoder) -> None:
     folder = tmp_path / "graphs"
-    monkeypatch.setattr(onnx_encoder_module, "_GRAPH_DIR", folder)
+    monkeypatch.setattr(onnx_graphs, "GRAPH_DIR", folder)
     first = OnnxMiniLmEncoder().encode(["damaged"])
     (saved,) = folder.glob("minilm-*.onnx")
     saved.write_bytes(saved.read_bytes()[:999])
@@ -169,7 +169,7 @@ def test_a_graph_folder_open_to_others_is_not_used(tmp_path: Path, monkeypatch: 
     folder = tmp_path / "shared-graphs"
     folder.mkdir()
     folder.chmod(0o777)
-    monkeypatch.setattr(onnx_encoder_module, "_GRAPH_DIR", folder)
+    monkeypatch.setattr(onnx_graphs, "GRAPH_DIR", folder)
     planted = folder / "minilm-anything.onnx"
     planted.write_bytes(b"not a graph")
     assert OnnxMiniLmEncoder().encode(["open"]).shape == (1, 384)

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -180,3 +183,21 @@ def test_a_split_requests_hits_report_exact_scores_and_clauses(tmp_path: Path, e
     retriever.embedding._vectors = _ExactOnlyInEachRowsTopK(exact_index.vectors)
     assert [retriever.search(q, 10) for q in queries] == exact
     assert any(len({h.clause for h in hits}) > 1 for hits in exact)  # the queries were split
+
+
+def test_the_int8_graph_saved_once_serves_a_later_process() -> None:
+    matrix = _clustered(700)
+    queries = _unit(np.random.default_rng(3).standard_normal((2, 384)))
+    here = QuantizedVectors.of(matrix).estimate(queries)[0]
+    probe = ("import sys, numpy as np; import shared.search.vectors as v; "
+             "v._matmul_integer_graph = None; "  # building the graph again would fail
+             "m = np.load(sys.argv[1]); q = np.load(sys.argv[2]); "
+             "np.save(sys.argv[3], v.QuantizedVectors.of(m).estimate(q)[0]); print('saved graph served')")
+    with tempfile.TemporaryDirectory() as scratch:
+        paths = [Path(scratch) / name for name in ("m.npy", "q.npy", "out.npy")]
+        np.save(paths[0], matrix)
+        np.save(paths[1], queries)
+        done = subprocess.run([sys.executable, "-c", probe, *map(str, paths)], check=False, capture_output=True,
+                              text=True, timeout=120, cwd=Path(__file__).resolve().parents[3])
+        assert done.stdout.strip() == "saved graph served", done.stderr[-2000:]
+        np.testing.assert_array_equal(np.load(paths[2]), here)

@@ -1,0 +1,73 @@
+"""ONNX Runtime sessions over graphs built in memory, whose serialised form is kept for later processes.
+
+Tool search builds two ONNX graphs with the ``onnx`` package (MiniLM's layers, and the int8 product of the vector
+pre-filter); their weights reach the sessions as external initializers, so a graph alone is a few KB. Importing
+``onnx`` costs 0.6 s (``ml_dtypes`` computes its float tables at import), a third of a 100k-tool warm start: a graph
+is therefore saved once, under a name and a key naming everything it depends on, in a folder of the user's own under
+the temporary directory, and read back by later processes without importing ``onnx``. A folder that is not the
+user's own, or that others may write to, is not used; a saved graph ONNX Runtime refuses is built again.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+__all__ = ["GRAPH_DIR", "code_key", "graph_saved", "session_over_saved_graph"]
+
+logger = logging.getLogger(__name__)
+
+GRAPH_DIR = Path(tempfile.gettempdir()) / f"weft-onnx-{os.getuid()}"
+
+Session = TypeVar("Session")
+
+
+def code_key(*files: str | Path) -> str:
+    """A key for graphs built by the code in ``files`` (their bytes)."""
+    digest = hashlib.sha256()
+    for file in files:
+        digest.update(Path(file).read_bytes())
+    return digest.hexdigest()[:16]
+
+
+def graph_saved(name: str, key_prefix: str) -> bool:
+    """Whether a graph ``name`` with a key starting with ``key_prefix`` is saved."""
+    return any(GRAPH_DIR.glob(f"{name}-{key_prefix}*.onnx"))
+
+
+def session_over_saved_graph(name: str, key: str, build: Callable[[], Any],
+                             session: Callable[[bytes], Session]) -> Session:
+    """``session(graph)`` for the serialised ``build()`` (an ``onnx`` model): read from the folder when saved under
+    ``name`` and ``key``, else built and saved there."""
+    from onnxruntime.capi.onnxruntime_pybind11_state import Fail, InvalidGraph, InvalidProtobuf
+
+    path = GRAPH_DIR / f"{name}-{key}.onnx"
+    private = _private_folder(GRAPH_DIR)
+    if private and path.is_file():
+        try:
+            return session(path.read_bytes())
+        except (Fail, InvalidGraph, InvalidProtobuf):
+            logger.warning("the saved ONNX graph %s could not be loaded: building it again", path.name)
+    graph: bytes = build().SerializeToString()
+    if private:
+        try:
+            with tempfile.NamedTemporaryFile(dir=GRAPH_DIR, delete=False) as scratch:
+                scratch.write(graph)
+            os.replace(scratch.name, path)
+        except OSError:  # a full disk: a later process builds it again
+            logger.warning("the ONNX graph %s could not be saved in %s", path.name, GRAPH_DIR)
+    return session(graph)
+
+
+def _private_folder(folder: Path) -> bool:
+    try:
+        folder.mkdir(mode=0o700, exist_ok=True)
+        info = folder.stat()
+    except OSError:
+        return False
+    return info.st_uid == os.getuid() and not info.st_mode & 0o077
