@@ -23,6 +23,7 @@ from shared.runs.admission import (
     finished_runs,
     owned_run,
     parse_approval,
+    parse_until,
     parse_wait,
     step_result,
     submit_run,
@@ -73,15 +74,17 @@ async def start_run(req: func.HttpRequest, client: df.DurableOrchestrationClient
 @bp.durable_client_input(client_name="client")
 async def get_run(req: func.HttpRequest, client: df.DurableOrchestrationClient) -> func.HttpResponse:
     """The run: status, stage, progress, the steps so far, what awaits approval, the result when finished.
-    ``?wait=N`` (seconds, at most WEFT_RUN_WAIT_MAX_S) answers as soon as the run changes or ends, else after N."""
+    ``?wait=N`` (seconds, at most WEFT_RUN_WAIT_MAX_S) answers as soon as the run changes or ends, else after N;
+    with ``&until=end`` only once it ends or awaits an approval."""
     try:
         runtime = await get_runtime_async()
         caller = await runtime.trust.caller_of(req.headers)
         entry = await owned_run(req.route_params["id"], caller, runtime.run_index, readers=_READERS)
         wait_s = parse_wait(req.params.get("wait"), runtime.settings.run_wait_max_s)
+        until_end = parse_until(req.params.get("until"))
     except WeftError as exc:
         return error_response(exc)
-    status = await watch_status(client, entry.run_id, wait_s, runtime.settings.run_wait_poll_s)
+    status = await watch_status(client, entry.run_id, wait_s, runtime.settings.run_wait_poll_s, until_end=until_end)
     view = _view(entry.run_id, status)
     view["owner"] = entry.owner_name
     target, custom = await _awaiting(client, entry.run_id, status)

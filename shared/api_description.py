@@ -134,7 +134,10 @@ OPERATIONS: tuple[Operation, ...] = (
               "runs", {200: RunView, 202: RunView, 400: None, 401: None, 404: None, 429: None},
               params=(_RUN_ID, _query("wait", {"type": "integer", "minimum": 0, "maximum": 9999},
                                       "Long polling: answer as soon as the run changes or ends, else after this "
-                                      "many seconds (capped by WEFT_RUN_WAIT_MAX_S).")),
+                                      "many seconds (capped by WEFT_RUN_WAIT_MAX_S)."),
+                      _query("until", {"type": "string", "enum": ["change", "end"]},
+                             "What `wait` waits for: any change of the run (`change`, the default: a new stage, a "
+                             "finished step), or only its end or a call awaiting approval (`end`).")),
               description="202 while the run is pending or running, 200 once it finished."),
     Operation("get", "/api/runs/{id}/steps/{step_id}/result", "getStepResult",
               "The whole result of one step of a finished run", "runs",

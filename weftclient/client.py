@@ -84,9 +84,10 @@ class WeftClient:
         headers = {"Idempotency-Key": idempotency_key} if idempotency_key else None
         return RunLinks.model_validate(self._request("POST", "/api/runs", json=payload, headers=headers).json())
 
-    def get_run(self, run_id: str, *, wait_s: int | None = None) -> RunView:
-        """``GET /api/runs/{id}`` (``wait_s``: long polling where the server supports it)."""
-        params = {"wait": wait_s} if wait_s else None
+    def get_run(self, run_id: str, *, wait_s: int | None = None, until_end: bool = False) -> RunView:
+        """``GET /api/runs/{id}`` (``wait_s``: long polling where the server supports it, answered at any change of
+        the run, or with ``until_end`` only at its end or when a call awaits approval)."""
+        params: dict[str, Any] | None = {"wait": wait_s, **({"until": "end"} if until_end else {})} if wait_s else None
         return RunView.model_validate(self._request("GET", f"/api/runs/{_segment(run_id)}", params=params).json())
 
     def list_runs(self, *, limit: int = 20, status: str | None = None, everyone: bool = False,
@@ -132,10 +133,10 @@ class WeftClient:
     def follow(self, run_id: str, *, on_update: Callable[[RunView], None] | None = None, timeout_s: float = 3600,
                poll_s: float = 0.5) -> RunView:
         """Follow a run until it finishes: long polling (``?wait=``) when the server supports it, else polling
-        every ``poll_s``; ``on_update`` sees each view."""
+        every ``poll_s``; ``on_update`` sees each view (without one, only the end or an approval wakes the client)."""
         deadline = time.monotonic() + timeout_s
         while True:
-            view = self._next_view(run_id)
+            view = self._next_view(run_id, until_end=on_update is None)
             if on_update is not None:
                 on_update(view)
             if view.status in _FINISHED:
@@ -145,13 +146,13 @@ class WeftClient:
             if not self._supports_wait:
                 time.sleep(poll_s)
 
-    def _next_view(self, run_id: str) -> RunView:
+    def _next_view(self, run_id: str, *, until_end: bool) -> RunView:
         if self._supports_wait is False:
             return self.get_run(run_id)
         try:
-            view = self.get_run(run_id, wait_s=20)
+            view = self.get_run(run_id, wait_s=20, until_end=until_end)
         except ApiError as exc:
-            if exc.field != "wait":
+            if exc.field not in ("wait", "until"):
                 raise
             self._supports_wait = False
             return self.get_run(run_id)

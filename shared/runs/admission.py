@@ -27,7 +27,7 @@ from shared.models import Plan, RunRequest, parse_run_request, validate_request
 from shared.payloads import PayloadStore, ref_of_run
 from shared.runs.code_run import code_tools
 from shared.runs.contracts import CustomStatus, PreparedPlan
-from shared.runs.names import PREPARED_KEY, Orchestrator
+from shared.runs.names import PREPARED_KEY, Orchestrator, Stage
 from shared.runs.plan import validate_plan
 from shared.runs.run_index import RunEntry, RunIndex
 from shared.runtime import Runtime
@@ -37,6 +37,7 @@ __all__ = [
     "FINISHED_DURABLE_STATUSES",
     "RUN_ORCHESTRATOR",
     "RUN_STATUSES",
+    "WAIT_UNTIL",
     "DurableStarter",
     "Submitted",
     "admit_run",
@@ -46,6 +47,7 @@ __all__ = [
     "finished_runs",
     "owned_run",
     "parse_approval",
+    "parse_until",
     "parse_wait",
     "prepared_plan",
     "request_digest",
@@ -270,21 +272,54 @@ def parse_wait(raw: str | None, max_s: float) -> float:
     return min(float(raw), max_s)
 
 
-async def watch_status(client: DurableStarter, run_id: str, wait_s: float, poll_s: tuple[float, float]) -> Any:
-    """The run's Durable status, once it differs from now (a new stage, a finished step, the end) or ``wait_s``
-    passed: long polling, so a client follows a run without tight polling. Polls the status store with a backoff
-    from ``poll_s[0]`` to ``poll_s[1]`` seconds (x1.5 each time); nothing is held while waiting."""
+WAIT_UNTIL = ("change", "end")
+"""What ``?until=`` a long poll waits for: any change of the run (the default), or its end."""
+
+
+def parse_until(raw: str | None) -> bool:
+    """Whether ``?until=`` asks to wait for the run's end (``end``) rather than any change (``change``, absent)."""
+    if raw is None or raw == "change":
+        return False
+    if raw == "end":
+        return True
+    raise InvalidRequest("until must be 'change' (answer when the run changes) or 'end' (when it ends or comes "
+                         "to await an approval)", field="until")
+
+
+async def watch_status(client: DurableStarter, run_id: str, wait_s: float, poll_s: tuple[float, float],
+                       *, until_end: bool = False) -> Any:
+    """The run's Durable status, once it differs from now (a new stage, a finished step, the end; with
+    ``until_end`` only its end, or its coming to await an approval) or ``wait_s`` passed: long polling, so a client
+    follows a run without tight polling. Polls the status store with a backoff from ``poll_s[0]`` to ``poll_s[1]``
+    seconds (x1.5 each time); nothing is held while waiting."""
     status = await client.get_status(run_id, show_input=False)
     deadline = time.monotonic() + wait_s
     seen = (status.runtime_status, status.custom_status, status.last_updated_time)
     interval, longest = poll_s
+    awaiting = until_end and await _awaits_approval(client, status)
     while time.monotonic() < deadline and not _finished(status):
         await asyncio.sleep(min(interval, max(0.0, deadline - time.monotonic())))
         interval = min(longest, interval * 1.5)
         status = await client.get_status(run_id, show_input=False)
-        if (status.runtime_status, status.custom_status, status.last_updated_time) != seen:
+        if until_end:
+            was_awaiting, awaiting = awaiting, await _awaits_approval(client, status)
+            if awaiting and not was_awaiting:  # it came to wait for someone (a run already waiting is no news)
+                break
+        elif (status.runtime_status, status.custom_status, status.last_updated_time) != seen:
             break
     return status
+
+
+async def _awaits_approval(client: DurableStarter, status: Any) -> bool:
+    """Whether the run (or the sub-run a task is executing) waits for an approval."""
+    custom = status.custom_status if isinstance(status.custom_status, dict) else {}
+    if custom.get("stage") == Stage.AWAITING_APPROVAL.value:
+        return True
+    sub_run = custom.get("sub_run")
+    if not isinstance(sub_run, str) or not sub_run:
+        return False
+    sub = await client.get_status(sub_run, show_input=False)
+    return isinstance(sub.custom_status, dict) and sub.custom_status.get("stage") == Stage.AWAITING_APPROVAL.value
 
 
 def _finished(status: Any) -> bool:

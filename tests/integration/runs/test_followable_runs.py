@@ -76,6 +76,29 @@ def test_wait_answers_when_the_run_changes_not_before(host: DevhostProcess) -> N
         assert status == 400 and body["field"] == "wait"
 
 
+def test_wait_until_end_answers_at_the_end_or_an_approval_not_at_each_step(host: DevhostProcess) -> None:
+    steps = [{"id": f"s{i}", "tool": "slow", "args": {"delay_ms": 300},
+              **({"depends_on": [f"s{i - 1}"]} if i else {})} for i in range(4)]
+    run_id = submit(host, {"mode": "plan", "plan": {"steps": steps}})["id"]
+    ended = view(host, run_id, "?wait=30&until=end")  # four steps finish on the way: none of them answers
+    assert ended["status"] == "completed" and ended["progress"]["done"] == 4
+    mail = {"mode": "plan", "plan": {"steps": [
+        {"id": "first", "tool": "slow", "args": {"delay_ms": 300}},
+        {"id": "mail", "tool": "send_email", "args": {"to": "a@example.com", "subject": "hi"},
+         "depends_on": ["first"]}]}}
+    run_id = submit(host, mail)["id"]
+    waiting = view(host, run_id, "?wait=30&until=end")
+    assert waiting["status"] == "running" and waiting["stage"] == "awaiting_approval"
+    started = time.monotonic()
+    again = view(host, run_id, "?wait=2&until=end")  # already waiting: no news, so the full wait
+    assert again["stage"] == "awaiting_approval" and time.monotonic() - started >= 1.5
+    assert http("POST", f"{host.base_url}/api/runs/{run_id}/approve", {"approved": True})[0] == 202
+    assert view(host, run_id, "?wait=30&until=end")["status"] == "completed"
+    for bad in ("END", "never", ""):
+        status, _, body = http("GET", f"{host.base_url}/api/runs/{run_id}?wait=1&until={bad}")
+        assert status == 400 and body["field"] == "until" and body["code"] == "invalid_request"
+
+
 def test_a_canceled_run_shows_the_stage_canceled(host: DevhostProcess) -> None:
     run_id = submit(host, {"mode": "plan", "plan": {"steps": [
         {"id": "s", "tool": "slow", "args": {"delay_ms": 8000}}]}})["id"]
