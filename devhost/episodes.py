@@ -30,9 +30,17 @@ _UNSUPPORTED = {
     ActionType.CALL_HTTP: "durable HTTP calls (call_http)",
 }
 NEVER = 1e18
-CUSTOM_STATUS_MAX_BYTES = 16 * 1024
+CUSTOM_STATUS_MAX_KB = 16
 """Durable's limit on a custom status: 16 KB of UTF-16 text (the extension fails an out-of-process orchestration
 that sets more: azure-functions-durable-extension#3113)."""
+
+
+def custom_status_too_large(value: Any) -> bool:
+    """Whether Durable refuses ``value`` as a custom status. The extension measures its compact JSON (non-ASCII
+    characters as they are) in UTF-16 and refuses it when the whole kilobytes exceed the limit, so up to 17,407
+    bytes pass."""
+    text = json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+    return len(text.encode("utf-16-le")) // 1024 > CUSTOM_STATUS_MAX_KB
 
 
 class InstanceStatus(StrEnum):
@@ -162,7 +170,7 @@ class EpisodeRunner:
                 error = problem
             if "customStatus" in state:
                 custom = json.dumps(state["customStatus"])
-                if len(custom.encode("utf-16-le")) > CUSTOM_STATUS_MAX_BYTES:
+                if custom_status_too_large(state["customStatus"]):
                     error = error or (f"The custom status is {len(custom)} characters as JSON: more than Durable's "
                                       "16 KB of UTF-16 text, so the orchestration fails (as on Azure).")
                 else:

@@ -400,13 +400,15 @@ STATUS_MAX_STEPS = 50
 orchestrator episode writes them, so each one costs on every step of a long plan."""
 
 STATUS_MAX_CHARS = 8000
-"""Most characters of a custom status as JSON: Durable refuses one of more than 16 KB of UTF-16 text (8,192
-characters), which 100 step summaries of long step and tool names, or 20 approvals' argument previews, exceed."""
+"""Most characters of a custom status as JSON (measured with every non-ASCII character escaped, so on the safe
+side): Durable refuses one of more than 16 KB of UTF-16 text (about 8,700 characters), which 100 step summaries of
+long step and tool names, or 20 approvals' argument previews, exceed."""
 
 
 def fit_status(dumped: dict[str, Any]) -> dict[str, Any]:
     """A custom status (as JSON data) within :data:`STATUS_MAX_CHARS`: calls awaiting approval take at most half
-    (the last ones are left out, counted in ``awaiting_more``), then the oldest step summaries are left out."""
+    (the last ones are left out, counted in ``awaiting_more``), then the oldest step summaries are left out, and
+    if it still does not fit, ``tools`` lists only the tools of the calls shown."""
     excess = len(json.dumps(dumped)) - STATUS_MAX_CHARS
     if excess <= 0:
         return dumped
@@ -427,6 +429,8 @@ def fit_status(dumped: dict[str, Any]) -> dict[str, Any]:
     if len(awaiting) < len(fitted.get("awaiting") or []):
         fitted["awaiting_more"] = fitted.get("awaiting_more", 0) + len(fitted["awaiting"]) - len(awaiting)
         fitted["awaiting"] = awaiting
+    if excess > 0 and fitted.get("tools"):  # hundreds of distinct tools awaiting: those of the calls shown
+        fitted["tools"] = sorted({entry["tool"] for entry in awaiting if isinstance(entry, dict) and "tool" in entry})
     return fitted
 
 

@@ -83,6 +83,8 @@ def _window_input(run: PlanRun, graph: PlanGraph, window: list[str]) -> tuple[li
 def _plan(payloads: PayloadStore, ref: str, request: PlanAdvance) -> tuple[Plan, PlanGraph | None]:
     """The plan and its graph, kept by reference: parsing and checking 1,000 steps each generation cost more than
     the rest of the call (a reference names one run's plan, whose specs are fixed when it starts)."""
+    if not ref_of_run(ref, request.run_id):  # before the cache: a run never reads another's plan
+        raise ValueError("a plan or progress reference of another run")
     with _LOCK:
         if ref in _PLANS:
             _PLANS.move_to_end(ref)

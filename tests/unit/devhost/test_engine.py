@@ -8,6 +8,7 @@ import time
 import pytest
 
 from devhost.engine import Completion, Engine, OrchestratorNotFound
+from devhost.episodes import custom_status_too_large
 from devhost.host import DevHost
 from devhost.store import Store, WorkItem
 from tests.support import wait_until
@@ -26,9 +27,11 @@ def test_sequence_with_custom_status(host: DevHost) -> None:
 
 
 def test_a_custom_status_over_16_kb_of_utf16_fails_the_orchestration_as_on_azure(host: DevHost) -> None:
-    assert run(host, "big_status", 8000)["customStatus"] == {"text": "x" * 8000}  # 8,012 characters: fits
-    failed = run(host, "big_status", 8200)
+    # {"text":"x...x"}: 11 characters and the x's, two bytes each; Durable refuses from 17 whole kilobytes
+    assert run(host, "big_status", 8600)["customStatus"] == {"text": "x" * 8600}
+    failed = run(host, "big_status", 8800)
     assert failed["runtimeStatus"] == "Failed" and "16 KB of UTF-16" in json.dumps(failed["output"])
+    assert not custom_status_too_large("é" * 3000) and custom_status_too_large("é" * 8800)
 
 
 def test_fan_out_fan_in(host: DevHost) -> None:

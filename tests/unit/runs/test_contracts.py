@@ -151,3 +151,15 @@ def test_a_custom_status_stays_within_durables_16_kb_of_utf16_text() -> None:
     assert 0 < len(shown) < STATUS_MAX_STEPS and shown[-1] == steps[-1]  # the latest steps are kept
     assert len(dumped["awaiting"]) + dumped["awaiting_more"] == AWAITING_SHOWN + 4  # the rest are counted
     assert fit_status({"stage": "executing", "steps": steps[:3]}) == {"stage": "executing", "steps": steps[:3]}
+
+
+def test_a_status_naming_hundreds_of_tools_awaiting_approval_still_fits() -> None:
+    pending = [{"call_id": f"c{i}", "tool": f"{i:0>64}", "args_preview": "{}", "args_sha256": "f" * 64}
+               for i in range(300)]
+    status = CustomStatus.model_validate({"stage": "awaiting_approval", "mode": "plan",
+                                          "tools": sorted(p["tool"] for p in pending),
+                                          "awaiting": pending[:AWAITING_SHOWN], "awaiting_more": 280})
+    dumped = status.dump()
+    assert len(json.dumps(dumped)) <= STATUS_MAX_CHARS
+    assert set(dumped["tools"]) == {p["tool"] for p in dumped["awaiting"]}
+    assert len(dumped["awaiting"]) + dumped["awaiting_more"] == 300

@@ -168,3 +168,15 @@ def test_a_reference_of_another_run_is_refused(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="another run"):
         advance(store, PlanAdvance(run_id="rw", started=T0.isoformat(), now=T0.isoformat(), options=RunOptions(),
                                    specs=SPECS, window_steps=5, plan_ref=theirs, part={}))
+
+
+def test_a_plan_cached_for_one_run_is_not_served_to_another(tmp_path: Path) -> None:
+    store = LocalPayloadStore(tmp_path)
+    run = PlanRun("rw", plan(*chain(20)), SPECS, RunOptions(), T0)
+    for call in run.take_ready(T0):
+        run.record([ok(call.call.step_id, {"sum": 1})], T0)
+    mine = advance(store, PlanAdvance(run_id="rw", started=T0.isoformat(), now=T0.isoformat(), options=RunOptions(),
+                                      specs=SPECS, window_steps=5, plan=plan(*chain(20)), part=run.checkpoint()))
+    with pytest.raises(ValueError, match="another run"):  # the plan is in this process's cache by now
+        advance(store, PlanAdvance(run_id="other", started=T0.isoformat(), now=T0.isoformat(), options=RunOptions(),
+                                   specs=SPECS, window_steps=5, plan_ref=mine.plan_ref, part=run.checkpoint()))
