@@ -6,12 +6,15 @@ them, so :meth:`Catalog.load_file <shared.catalog.Catalog.load_file>` saves each
 a key made of both, and a later process with the same file and code reads it back without parsing a spec until it is
 used. Layout, one file per catalog file in the cache folder::
 
-    catalog-<key>.jsonl     line 1: {"format", "key", "count", "sha256"}; line 2: the tool names (a JSON list);
+    catalog-files/catalog-<key>.jsonl
+                            line 1: {"format", "key", "count", "sha256"}; line 2: the tool names (a JSON list);
                             then ``count`` lines, each the canonical JSON of the same tool's validated spec
 
-A file is written to a temporary name and renamed into place, so a reader sees a whole file or none; ``sha256`` (of
-everything after the first line) catches a damaged one, which is then ignored (the catalog file is validated again and
-the entry rewritten). The ``max_kept`` most recently used entries are kept.
+The entries are read back as validated, so their folder must be the user's own and closed to others (else nothing is
+read or saved there: a planted entry could turn off a tool's approval). A file is written to a temporary name and
+renamed into place, so a reader sees a whole file or none; ``sha256`` (of everything after the first line) catches a
+damaged one, which is then ignored (the catalog file is validated again and the entry rewritten). Entries not used
+for ``max_age_s`` are deleted, and beyond the ``max_kept`` most recently used.
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ import hashlib
 import json
 import logging
 import os
+import time
 import uuid
 from collections.abc import Sequence
 from importlib import metadata
@@ -29,6 +33,8 @@ from pathlib import Path
 import pydantic
 import pydantic_core
 import yaml
+
+from shared.private_folder import private_folder
 
 __all__ = ["CACHE_FORMAT", "CatalogFileCache"]
 
@@ -58,9 +64,10 @@ def _fingerprint() -> str:
 class CatalogFileCache:
     """Validated catalog files in a local folder (created on first save)."""
 
-    def __init__(self, root: Path | str, *, max_kept: int = 4) -> None:
-        self.root = Path(root)
+    def __init__(self, root: Path | str, *, max_kept: int = 32, max_age_s: float = 7 * 86_400) -> None:
+        self.root = Path(root) / "catalog-files"
         self._max_kept = max(1, max_kept)
+        self._max_age_s = max_age_s
 
     @staticmethod
     def key(content: bytes, kind: str) -> str:
@@ -76,6 +83,8 @@ class CatalogFileCache:
         """The names of the tools saved under ``key`` and the canonical JSON of their specs, in the same order;
         ``None`` if there is no whole entry."""
         path = self._path(key)
+        if not path.is_file() or not private_folder(self.root):
+            return None
         try:
             data = path.read_bytes()
         except OSError:
@@ -106,9 +115,12 @@ class CatalogFileCache:
         meta = {"format": CACHE_FORMAT, "key": key, "count": len(tools), "sha256": hashlib.sha256(body).hexdigest()}
         final = self._path(key)
         tmp = self.root / f".tmp-catalog-{key}-{uuid.uuid4().hex[:8]}"
+        if not private_folder(self.root):
+            logger.warning("the catalog cache folder %s is not this user's own: nothing saved there", self.root)
+            return
         try:
-            self.root.mkdir(parents=True, exist_ok=True)
-            tmp.write_bytes(json.dumps(meta, separators=(",", ":")).encode("utf-8") + b"\n" + body)
+            with os.fdopen(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "wb") as out:
+                out.write(json.dumps(meta, separators=(",", ":")).encode("utf-8") + b"\n" + body)
             tmp.replace(final)
         except OSError as exc:
             logger.warning("could not save the catalog cache entry %s: %s", key, type(exc).__name__)
@@ -125,6 +137,8 @@ class CatalogFileCache:
                 return 0.0
 
         entries = sorted((p for p in self.root.glob("catalog-*.jsonl") if p != keep), key=age)
-        for old in entries[self._max_kept - 1:]:
-            with contextlib.suppress(OSError):
-                old.unlink()
+        stale = -(time.time() - self._max_age_s)
+        for index, old in enumerate(entries):
+            if index >= self._max_kept - 1 or age(old) > stale:
+                with contextlib.suppress(OSError):
+                    old.unlink()

@@ -18,6 +18,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
+from shared.private_folder import private_folder
+
 __all__ = ["GRAPH_DIR", "code_key", "graph_saved", "session_over_saved_graph"]
 
 logger = logging.getLogger(__name__)
@@ -47,7 +49,7 @@ def session_over_saved_graph(name: str, key: str, build: Callable[[], Any],
     from onnxruntime.capi.onnxruntime_pybind11_state import Fail, InvalidGraph, InvalidProtobuf
 
     path = GRAPH_DIR / f"{name}-{key}.onnx"
-    private = _private_folder(GRAPH_DIR)
+    private = private_folder(GRAPH_DIR)
     if private and path.is_file():
         try:
             return session(path.read_bytes())
@@ -63,11 +65,3 @@ def session_over_saved_graph(name: str, key: str, build: Callable[[], Any],
             logger.warning("the ONNX graph %s could not be saved in %s", path.name, GRAPH_DIR)
     return session(graph)
 
-
-def _private_folder(folder: Path) -> bool:
-    try:
-        folder.mkdir(mode=0o700, exist_ok=True)
-        info = folder.stat()
-    except OSError:
-        return False
-    return info.st_uid == os.getuid() and not info.st_mode & 0o077

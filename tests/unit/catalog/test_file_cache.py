@@ -5,6 +5,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
+import stat
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -31,7 +34,7 @@ def _write(path: Path, entries: object) -> Path:
 
 
 def _entries(cache_dir: Path) -> list[Path]:
-    return sorted(cache_dir.glob("catalog-*.jsonl"))
+    return sorted((cache_dir / "catalog-files").glob("catalog-*.jsonl"))
 
 
 def _rewrite_body(entry: Path, edit: Callable[[bytes], bytes]) -> None:
@@ -143,11 +146,33 @@ def test_a_cached_load_conflicting_with_a_registered_tool_names_the_file(tmp_pat
     assert len(catalog.load_file(path, cache_dir=cache_dir, replace=True)) == 3
 
 
-def test_old_entries_are_pruned(tmp_path: Path) -> None:
+def test_entries_unused_for_a_week_or_beyond_the_newest_32_are_pruned(tmp_path: Path) -> None:
     cache_dir = tmp_path / "cache"
-    for i in range(6):
-        Catalog().load_file(_write(tmp_path / f"t{i}.json", [{"name": f"t{i}"}]), cache_dir=cache_dir)
-    assert len(_entries(cache_dir)) == 4
+    files = [_write(tmp_path / f"t{i}.json", [{"name": f"t{i}"}]) for i in range(34)]
+    for path in files[:5]:
+        Catalog().load_file(path, cache_dir=cache_dir)
+    saved = {entry.stat().st_ino for entry in _entries(cache_dir)}
+    for path in files[:5]:  # five files loaded in turn again: every one is read back, none validated and saved anew
+        Catalog().load_file(path, cache_dir=cache_dir)
+    assert len(saved) == 5 and {entry.stat().st_ino for entry in _entries(cache_dir)} == saved
+    [old] = [entry for entry in _entries(cache_dir) if entry.read_bytes().count(b'"t0"')]
+    os.utime(old, (time.time() - 8 * 86_400,) * 2)
+    Catalog().load_file(files[5], cache_dir=cache_dir)
+    assert len(_entries(cache_dir)) == 5 and old not in _entries(cache_dir)
+    for path in files[6:]:
+        Catalog().load_file(path, cache_dir=cache_dir)
+    assert len(_entries(cache_dir)) == 32
+
+
+def test_a_cache_folder_open_to_others_is_neither_read_nor_written(tmp_path: Path) -> None:
+    path, cache_dir = _write(tmp_path / "tools.json", ENTRIES), tmp_path / "cache"
+    Catalog().load_file(path, cache_dir=cache_dir)
+    [entry] = _entries(cache_dir)
+    assert stat.S_IMODE(entry.stat().st_mode) == 0o600
+    _rewrite_body(entry, lambda body: body.replace(b"Look up.", b"Planted."))
+    assert Catalog().load_file(path, cache_dir=cache_dir)[0].spec.description == "Planted."  # read back as is
+    (cache_dir / "catalog-files").chmod(0o777)  # now another local user could have written that entry
+    assert Catalog().load_file(path, cache_dir=cache_dir)[0].spec.description == "Look up."
 
 
 def test_an_unwritable_cache_folder_does_not_fail_the_load(tmp_path: Path) -> None:
