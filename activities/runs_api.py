@@ -94,7 +94,8 @@ async def get_run(req: func.HttpRequest, client: df.DurableOrchestrationClient) 
     if target != entry.run_id and custom.awaiting:  # a task's sub-run waits for approval: show it on the task
         view["stage"] = str(custom.stage)
         view["awaiting_approval"] = {"calls": [p.model_dump(mode="json") for p in custom.awaiting],
-                                     "expires_at": custom.expires_at, "sub_run": target}
+                                     "expires_at": custom.expires_at, "sub_run": target,
+                                     **({"more": custom.awaiting_more} if custom.awaiting_more else {})}
     return json_response(view, 200 if view["status"] not in ("pending", "running") else 202)
 
 

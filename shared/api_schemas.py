@@ -83,6 +83,8 @@ class AwaitingApproval(_Reply):
     """When the approval times out (ISO 8601)."""
     sub_run: str | None = None
     """The sub-run of a task that waits (the approval is still sent to the task's id)."""
+    more: int | None = None
+    """How many more calls wait than are listed (an approval without ``call_ids`` decides them too)."""
 
 
 class StepView(_Reply):

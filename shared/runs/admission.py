@@ -408,7 +408,8 @@ def run_view(
         view["steps"] = [step.model_dump(mode="json", exclude_none=True) for step in custom.steps]
     if custom.awaiting:
         view["awaiting_approval"] = {"calls": [p.model_dump(mode="json") for p in custom.awaiting],
-                                     "expires_at": custom.expires_at}
+                                     "expires_at": custom.expires_at,
+                                     **({"more": custom.awaiting_more} if custom.awaiting_more else {})}
     if runtime_status in ("Pending", None):
         view["status"] = "pending"
     elif runtime_status in ("Running", "Suspended", "ContinuedAsNew"):

@@ -9,6 +9,7 @@ import json
 import pytest
 
 from shared.models import RetryPolicy, TokenUsage
+from shared.runs.admission import run_view
 from shared.runs.contracts import (
     AWAITING_SHOWN,
     SANDBOX_RETRY_BEFORE_SETTING,
@@ -163,3 +164,14 @@ def test_a_status_naming_hundreds_of_tools_awaiting_approval_still_fits() -> Non
     assert len(json.dumps(dumped)) <= STATUS_MAX_CHARS
     assert set(dumped["tools"]) == {p["tool"] for p in dumped["awaiting"]}
     assert len(dumped["awaiting"]) + dumped["awaiting_more"] == 300
+
+
+def test_the_run_view_counts_the_calls_awaiting_approval_it_does_not_list() -> None:
+    pending = [{"call_id": f"c{i}", "tool": "send", "args_preview": "{}", "args_sha256": "f" * 64}
+               for i in range(AWAITING_SHOWN)]
+    custom = CustomStatus.model_validate({"stage": "awaiting_approval", "mode": "plan", "tools": ["send"],
+                                          "awaiting": pending, "awaiting_more": 7}).dump()
+    view = run_view("r1", "Running", custom, None, None, None)
+    assert len(view["awaiting_approval"]["calls"]) == AWAITING_SHOWN and view["awaiting_approval"]["more"] == 7
+    assert "more" not in run_view("r1", "Running", {**custom, "awaiting_more": None}, None, None, None)[
+        "awaiting_approval"]
