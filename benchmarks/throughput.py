@@ -1,11 +1,12 @@
 """Completed 3-step plan runs per second on the devhost, from N concurrent HTTP clients (closed loop).
 
-Run: python -m benchmarks.throughput [--clients 10 50] [--seconds 20] [--poll-ms 10] [--url URL]
+Run: python -m benchmarks.throughput [--clients 10 50] [--seconds 20] [--poll-ms 10] [--until change|end] [--url URL]
      python -m benchmarks.throughput --in-process [--calls 2000]
 
 Each client submits ``POST /api/runs`` (a 3-step plan: two independent ``calculate`` steps and a third depending on
 both), then polls ``GET /api/runs/{id}`` every ``--poll-ms`` until the run is finished (``--poll-ms 0``: long
-polling with ``?wait=30``, as ``weftclient`` follows a run), then submits the next. The
+polling with ``?wait=30``, as ``weftclient`` follows a run, woken at each change; with ``--until end`` only at
+the run's end, as a client that wants the outcome waits), then submits the next. The
 clients share one asyncio loop in this process (aiohttp, keep-alive connections), so the load generator costs little
 of the machine's CPU. Prints, per client count: completed runs/s over the measured window (after a warm-up), p50/p95
 submit->completed latency, the devhost's CPU seconds per run (its process and child processes), and
@@ -83,9 +84,10 @@ def percentile(samples: list[float], fraction: float) -> float:
     return ordered[min(len(ordered) - 1, round(fraction * (len(ordered) - 1)))] if ordered else float("nan")
 
 
-async def one_run(session: aiohttp.ClientSession, base: str, poll_s: float) -> tuple[float, str, int]:
+async def one_run(session: aiohttp.ClientSession, base: str, poll_s: float,
+                  until: str = "change") -> tuple[float, str, int]:
     """Submit one run and follow it to its end: ``GET`` every ``poll_s``, or with ``poll_s == 0`` long polling
-    (``?wait=30``: the server answers when the run changes), as ``weftclient`` follows a run."""
+    (``?wait=30``: the server answers when the run changes, or with ``until="end"`` when it ends)."""
     started = time.perf_counter()
     polls = 0
     async with session.post(base + "/api/runs", json={"mode": "plan", "plan": PLAN}) as resp:
@@ -94,7 +96,7 @@ async def one_run(session: aiohttp.ClientSession, base: str, poll_s: float) -> t
             raise RuntimeError(f"submit answered {resp.status}: {reply}")
     url = reply["statusUrl"]
     if poll_s == 0:
-        url += ("&" if "?" in url else "?") + "wait=30"
+        url += ("&" if "?" in url else "?") + "wait=30" + ("&until=end" if until == "end" else "")
     while True:
         async with session.get(url) as resp:
             view = await resp.json()
@@ -119,7 +121,7 @@ async def wait_ready(base: str, timeout_s: float = 120.0) -> None:
 
 
 async def measure(base: str, clients: int, seconds: float, warmup: float, poll_s: float,
-                  pid: int | None) -> dict[str, Any]:
+                  pid: int | None, until: str = "change") -> dict[str, Any]:
     """Run ``clients`` closed-loop clients for ``warmup + seconds``; count the runs finished inside the window."""
     connector = aiohttp.TCPConnector(limit=clients + 4)
     timeout = aiohttp.ClientTimeout(total=120)
@@ -134,7 +136,7 @@ async def measure(base: str, clients: int, seconds: float, warmup: float, poll_s
         async def client() -> None:
             while time.perf_counter() < window_end:
                 submitted = time.perf_counter()
-                elapsed, status, gets = await one_run(session, base, poll_s)
+                elapsed, status, gets = await one_run(session, base, poll_s, until)
                 done = submitted + elapsed
                 if window_start <= submitted and done <= window_end:
                     latencies.append(elapsed)
@@ -220,6 +222,8 @@ def main() -> None:
     parser.add_argument("--warmup", type=float, default=3.0)
     parser.add_argument("--poll-ms", type=float, default=10.0,
                         help="GET the run every N ms; 0: long polling (?wait=30), as weftclient follows a run")
+    parser.add_argument("--until", choices=("change", "end"), default="change",
+                        help="with --poll-ms 0: a long poll answers at each change of the run, or only at its end")
     parser.add_argument("--repeat", type=int, default=1, help="windows per client count (the median is reported)")
     parser.add_argument("--url", help="an already running devhost (its CPU is then not measured)")
     parser.add_argument("--in-process", action="store_true", help="the app's CPU per tool call, without HTTP or host")
@@ -244,8 +248,8 @@ def main() -> None:
         print(f"loadavg before: {loadavg()}  (cores: {os.cpu_count()})")
         results = []
         for clients in args.clients:
-            rounds = [asyncio.run(measure(base, clients, args.seconds, args.warmup, args.poll_ms / 1000, pid))
-                      for _ in range(args.repeat)]
+            rounds = [asyncio.run(measure(base, clients, args.seconds, args.warmup, args.poll_ms / 1000, pid,
+                                          args.until)) for _ in range(args.repeat)]
             rounds.sort(key=lambda r: r["runs_per_s"])
             best = rounds[len(rounds) // 2]
             results.append(best)
