@@ -12,6 +12,7 @@ and mistyped arguments around it.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import difflib
 import re
@@ -34,7 +35,9 @@ __all__ = [
     "check_plan",
     "is_ref",
     "parse_ref",
+    "referenced_steps",
     "resolve_refs",
+    "resolve_refs_except",
     "validate_plan",
 ]
 
@@ -301,6 +304,31 @@ def resolve_refs(args: Mapping[str, Any], results: Mapping[str, Any], *, field: 
         return value
 
     return {key: visit(value, (key,)) for key, value in args.items()}
+
+
+def resolve_refs_except(value: Any, results: Mapping[str, Any], kept: set[str]) -> Any:
+    """``value`` with its references resolved from ``results``, except those into ``kept`` steps (their results live
+    in the payload store: the activity reads them)."""
+    if is_ref(value):
+        if parse_ref(value[REF_KEY]).step in kept:
+            return value
+        return resolve_refs({"value": value}, results)["value"]
+    if isinstance(value, Mapping):
+        return {key: resolve_refs_except(item, results, kept) for key, item in value.items()}
+    if isinstance(value, list):
+        return [resolve_refs_except(item, results, kept) for item in value]
+    return value
+
+
+def referenced_steps(value: Any) -> set[str]:
+    """The ids of the steps whose results ``value`` references (malformed references name none)."""
+    found: list[tuple[Path, Any]] = []
+    _collect_refs(value, (), found)
+    steps: set[str] = set()
+    for _, raw in found:
+        with contextlib.suppress(ValueError):
+            steps.add(parse_ref(raw).step)
+    return steps
 
 
 def _lookup(raw: Any, results: Mapping[str, Any], field: str) -> Any:

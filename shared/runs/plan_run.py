@@ -34,7 +34,7 @@ from shared.models import (
 )
 from shared.runs.contracts import STATUS_MAX_CHARS, STATUS_MAX_STEPS, CustomStatus, fit_status
 from shared.runs.names import Stage
-from shared.runs.plan import PlanGraph, check_plan, is_ref, parse_ref, resolve_refs
+from shared.runs.plan import PlanGraph, check_plan, referenced_steps, resolve_refs_except
 from shared.runs.step_calls import StepCall, StepOutcome, offloaded, offloaded_ref
 
 __all__ = ["CHECKPOINT_VERSION", "PlanRun", "merge_progress"]
@@ -341,11 +341,11 @@ class PlanRun:
         step = self.graph.steps[step_id]
         stored = {dep: ref for dep in self.graph.dependencies[step_id]
                   if (ref := offloaded_ref(self.results.get(dep))) is not None}
-        waiting_on_blobs = {dep: ref for dep, ref in stored.items() if dep in {parse_ref(raw).step
-                                                                               for raw in _refs(step.args)}}
+        read = referenced_steps(step.args) if stored else set()
+        waiting_on_blobs = {dep: ref for dep, ref in stored.items() if dep in read}
         try:
             if waiting_on_blobs:
-                args = _resolve_except(step.args, self.results, set(waiting_on_blobs))
+                args = resolve_refs_except(step.args, self.results, set(waiting_on_blobs))
             else:
                 args = self.graph.resolve_args(step_id, self.results)
         except PlanInvalid as exc:
@@ -471,33 +471,6 @@ class _Outside:
     done: int = 0
     failed: int = 0
     skipped: int = 0
-
-
-def _resolve_except(value: Any, results: Mapping[str, Any], kept: set[str]) -> Any:
-    """Resolve references except those into ``kept`` steps (their results live in the payload store)."""
-    if is_ref(value):
-        if parse_ref(value["$ref"]).step in kept:
-            return value
-        return resolve_refs({"value": value}, results)["value"]
-    if isinstance(value, dict):
-        return {k: _resolve_except(v, results, kept) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_resolve_except(v, results, kept) for v in value]
-    return value
-
-
-def _refs(value: Any) -> list[Any]:
-    found: list[Any] = []
-    stack = [value]
-    while stack:
-        item = stack.pop()
-        if is_ref(item):
-            found.append(item["$ref"])
-        elif isinstance(item, dict):
-            stack.extend(item.values())
-        elif isinstance(item, list):
-            stack.extend(item)
-    return found
 
 
 def _ms(delta: Any) -> float:

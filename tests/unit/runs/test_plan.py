@@ -12,7 +12,16 @@ import pytest
 from shared.errors import PlanInvalid
 from shared.models import ModelLimits, Plan, ToolSpec
 from shared.runs import plan as plan_module
-from shared.runs.plan import Ref, check_plan, is_ref, parse_ref, resolve_refs, validate_plan
+from shared.runs.plan import (
+    Ref,
+    check_plan,
+    is_ref,
+    parse_ref,
+    referenced_steps,
+    resolve_refs,
+    resolve_refs_except,
+    validate_plan,
+)
 
 NUMBER_ARGS = {
     "type": "object",
@@ -51,8 +60,8 @@ def ref(text: str) -> dict[str, str]:
 
 def test_public_api_is_declared() -> None:
     assert set(plan_module.__all__) == {
-        "REF_KEY", "PlanGraph", "PlanProblem", "Ref", "check_plan", "is_ref", "parse_ref", "resolve_refs",
-        "validate_plan",
+        "REF_KEY", "PlanGraph", "PlanProblem", "Ref", "check_plan", "is_ref", "parse_ref", "referenced_steps",
+        "resolve_refs", "resolve_refs_except", "validate_plan",
     }
 
 
@@ -328,3 +337,10 @@ def test_graph_resolve_args_uses_the_step_index_as_field() -> None:
     with pytest.raises(PlanInvalid) as caught:
         graph.resolve_args("d", {"b": 5, "c": {}})
     assert caught.value.field == "plan.steps[3].args.values[1]"
+
+
+def test_references_into_stored_results_are_left_for_the_activity() -> None:
+    args = {"a": {"$ref": "s1.x"}, "b": [{"$ref": "s2"}, 3], "c": {"$ref": "bad..ref"}}
+    assert referenced_steps(args) == {"s1", "s2"}  # a malformed reference names no step
+    resolved = resolve_refs_except({"a": args["a"], "b": args["b"]}, {"s1": {"x": 7}}, {"s2"})
+    assert resolved == {"a": 7, "b": [{"$ref": "s2"}, 3]}
