@@ -169,7 +169,12 @@ class ToolSpec(BaseModel):
     def _parameters_are_an_object_schema(cls, value: dict[str, Any]) -> dict[str, Any]:
         if value.get("type", "object") != "object":
             raise ValueError('parameters must be a JSON schema with "type": "object"')
-        problem = _schema_problem(canonical_json(value))
+        try:
+            text = canonical_json(value)
+        except (TypeError, ValueError) as exc:  # YAML gives dates, non-string keys, NaN: none of them is JSON
+            raise ValueError(f"parameters must be JSON data ({type(exc).__name__}: a value JSON cannot hold, such "
+                             "as a YAML date: quote it)") from None
+        problem = _schema_problem(text)
         if problem is not None:
             raise ValueError(f"parameters is not a valid JSON schema: {problem}")
         return value

@@ -527,3 +527,12 @@ def test_python_stub_from_a_file_spec_orders_required_first_and_sanitizes_names(
 )
 def test_python_identifier(name: str, expected: str) -> None:
     assert python_identifier(name) == expected
+
+
+def test_a_yaml_date_in_parameters_is_a_clear_error_naming_the_file(tmp_path: Path) -> None:
+    path = tmp_path / "tools.yaml"
+    path.write_text("- name: report\n  parameters:\n    type: object\n    properties:\n"
+                    "      since: {type: string, default: 2024-01-31}\n")
+    with pytest.raises(InvalidRequest, match="YAML date") as caught:
+        Catalog().load_file(path)
+    assert str(path) in caught.value.message
