@@ -30,7 +30,7 @@ from shared.runs.admission import (
     watch_status,
 )
 from shared.runs.admission import run_view as view_of
-from shared.runs.contracts import CustomStatus
+from shared.runs.custom_status import CustomStatus
 from shared.runs.names import APPROVAL_EVENT, Stage
 from shared.runtime import get_runtime_async
 

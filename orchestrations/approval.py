@@ -13,7 +13,8 @@ import azure.durable_functions as df
 from shared.errors import ApprovalDenied, ApprovalTimeout
 from shared.models import ErrorInfo, RunMode, ToolResult, ToolSpec
 from shared.runs.approval import approve, pending_approvals
-from shared.runs.contracts import AWAITING_SHOWN, ApprovalDecision, CustomStatus, PendingApproval
+from shared.runs.contracts import ApprovalDecision
+from shared.runs.custom_status import AWAITING_SHOWN, CustomStatus, PendingApproval
 from shared.runs.names import APPROVAL_EVENT, Stage
 from shared.runs.step_calls import CallApproval, StepCall, StepOutcome
 

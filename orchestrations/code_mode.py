@@ -14,14 +14,8 @@ from orchestrations.fan_out import execute_wide
 from shared.errors import SandboxBusy, SandboxLimitExceeded
 from shared.models import ErrorInfo, RetryPolicy, RunRequest, RunResult, RunStatus
 from shared.runs.code_run import CodeRun, seed_for
-from shared.runs.contracts import (
-    CodeOutcome,
-    CodeRunRequest,
-    CodeStepRequest,
-    CustomStatus,
-    PrepareCodeRequest,
-    PreparedCode,
-)
+from shared.runs.contracts import CodeOutcome, CodeRunRequest, CodeStepRequest, PrepareCodeRequest, PreparedCode
+from shared.runs.custom_status import CustomStatus
 from shared.runs.names import Activity, Stage
 from shared.runs.step_calls import error_from_failure
 

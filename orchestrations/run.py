@@ -24,18 +24,16 @@ from shared.errors import ApprovalDenied, ApprovalTimeout, RunTimedOut
 from shared.models import ErrorInfo, Plan, RunRequest, RunResult, StepStatus, ToolResult, ToolSpec
 from shared.runs.approval import approve, pending_approvals
 from shared.runs.contracts import (
-    AWAITING_SHOWN,
     STEP_RECORDS_RETRY,
     ApprovalDecision,
     ArchivedStepRecords,
-    CustomStatus,
-    PendingApproval,
     PlanAdvance,
     PlanProgressRefs,
     PlanWindow,
     PreparedPlan,
     StepRecordsArchive,
 )
+from shared.runs.custom_status import AWAITING_SHOWN, CustomStatus, PendingApproval
 from shared.runs.names import APPROVAL_EVENT, CHECKPOINT_KEY, PREPARED_KEY, Activity, Stage
 from shared.runs.plan import PlanGraph, check_plan
 from shared.runs.plan_run import PlanRun, merge_progress

@@ -11,7 +11,8 @@ import azure.durable_functions as df
 from orchestrations.durable import retry_options
 from shared.errors import ModelBehaviorError
 from shared.models import RunRequest, RunResult, RunStatus
-from shared.runs.contracts import CustomStatus, LlmAnswerReply, LlmPlanReply, PreparedTask, PrepareTaskRequest
+from shared.runs.contracts import LlmAnswerReply, LlmPlanReply, PreparedTask, PrepareTaskRequest
+from shared.runs.custom_status import CustomStatus
 from shared.runs.names import Activity, Orchestrator, Stage
 from shared.runs.task_run import TaskRun
 from shared.telemetry import telemetry_from_env

@@ -12,7 +12,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from shared.results import ErrorInfo, RunMode, RunResult, RunStatus
-from shared.runs.contracts import PendingApproval
+from shared.runs.custom_status import PendingApproval
 
 __all__ = [
     "ApprovalReply",

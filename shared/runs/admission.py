@@ -26,7 +26,8 @@ from shared.llm.chat import LLM_NOT_CONFIGURED_MESSAGE
 from shared.models import Plan, RunRequest, parse_run_request, validate_request
 from shared.payloads import PayloadStore, ref_of_run
 from shared.runs.code_run import code_tools
-from shared.runs.contracts import CustomStatus, PreparedPlan
+from shared.runs.contracts import PreparedPlan
+from shared.runs.custom_status import CustomStatus
 from shared.runs.names import PREPARED_KEY, Orchestrator, Stage
 from shared.runs.plan import validate_plan
 from shared.runs.run_index import RunEntry, RunIndex

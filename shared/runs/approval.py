@@ -12,7 +12,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from shared.models import ToolCall, ToolSpec, canonical_json, hash_args
-from shared.runs.contracts import ApprovalDecision, PendingApproval
+from shared.runs.contracts import ApprovalDecision
+from shared.runs.custom_status import PendingApproval
 from shared.runs.step_calls import CallApproval, StepCall
 
 __all__ = ["approval_problem", "approve", "pending_approvals"]

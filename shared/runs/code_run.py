@@ -14,7 +14,8 @@ from shared.catalog.catalog import Catalog
 from shared.catalog.schema import python_identifier
 from shared.errors import CodeFailed, InvalidRequest, ToolArgumentsInvalid
 from shared.models import ErrorInfo, RunResult, RunStatus, StepRecord, StepStatus, ToolCall, ToolSpec, hash_args
-from shared.runs.contracts import CodeOutcome, CustomStatus, PendingCallData, RecordedCallData, step_summaries
+from shared.runs.contracts import CodeOutcome, PendingCallData, RecordedCallData
+from shared.runs.custom_status import CustomStatus, step_summaries
 from shared.runs.names import Stage
 from shared.runs.step_calls import StepCall, StepOutcome, offloaded
 

@@ -1,6 +1,7 @@
 """What the orchestrators and their activities pass each other, as typed models.
 
-Each activity's input and output, the ``CustomStatus`` the orchestrators set and the approval decision. The field
+Each activity's input and output and the approval decision (the custom status the orchestrators set is
+:mod:`shared.runs.custom_status`). The field
 names are the keys the same data had as plain dicts, so inputs and outputs recorded in Durable histories before these
 models existed still validate (models that travel *into* history ignore unknown keys for the same reason). Plan mode's
 ``call_tool`` contract is :class:`~shared.runs.step_calls.StepCall` / :class:`~shared.models.ToolResult` /
@@ -12,13 +13,14 @@ Pure: pydantic and the models only, so the orchestrators can import it.
 
 from __future__ import annotations
 
-import json
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from shared.models import ErrorInfo, Plan, RetryPolicy, RunMode, RunOptions, StepRecord, TokenUsage, ToolSpec
-from shared.runs.names import Stage
+from shared.models import ErrorInfo, Plan, RetryPolicy, RunOptions, StepRecord, TokenUsage, ToolSpec
+
+if TYPE_CHECKING:
+    from shared.runs.custom_status import PendingApproval
 
 __all__ = [
     "SANDBOX_RETRY_BEFORE_SETTING",
@@ -29,7 +31,7 @@ __all__ = [
     "CodeOutcome",
     "CodeRunRequest",
     "CodeStepRequest",
-    "CustomStatus",
+    "Contract",
     "LlmAnswerReply",
     "LlmAnswerRequest",
     "LlmPlanReply",
@@ -51,13 +53,12 @@ __all__ = [
     "StepRecordsArchive",
     "TaskStyle",
     "TranscriptTurn",
-    "fit_status",
 ]
 
 TaskStyle = Literal["plan", "code"]
 
 
-class _Contract(BaseModel):
+class Contract(BaseModel):
     """Ignores keys it does not know: a history written by a newer or older version still validates."""
 
     model_config = ConfigDict(extra="ignore")
@@ -70,7 +71,7 @@ class _Contract(BaseModel):
 # ----------------------------------------------------------------------------------------------------------- plan
 
 
-class PreparedPlan(_Contract):
+class PreparedPlan(Contract):
     """What a plan run takes from the runtime when it starts: added to the orchestrator's input by the trigger, or
     the output of ``prepare_plan`` (input: the :class:`~shared.models.Plan`) for a task's sub-runs."""
 
@@ -92,14 +93,14 @@ STEP_RECORDS_RETRY = RetryPolicy(first_interval_ms=1000, max_attempts=5)
 error must not fail a long run at a checkpoint or at its very end."""
 
 
-class StepRecordsArchive(_Contract):
+class StepRecordsArchive(Contract):
     """Input of ``archive_step_records``: the records of the steps a plan generation finished, as JSON."""
 
     run_id: str
     records: dict[str, dict[str, Any]]
 
 
-class PlanAdvance(_Contract):
+class PlanAdvance(Contract):
     """Input of ``advance_plan``: a long plan's generation is over; fold what it finished into the run's progress
     and choose the steps of the next window (see :mod:`shared.runs.plan_window`)."""
 
@@ -120,7 +121,7 @@ class PlanAdvance(_Contract):
     """The generation's :meth:`~shared.runs.plan_run.PlanRun.checkpoint`, records inline."""
 
 
-class PlanWindow(_Contract):
+class PlanWindow(Contract):
     """Output of ``advance_plan``: where the plan and the run's progress are stored, and the next generation's part
     of the plan (``steps``, None when every step has finished) with its state."""
 
@@ -130,7 +131,7 @@ class PlanWindow(_Contract):
     state: dict[str, Any]
 
 
-class PlanProgressRefs(_Contract):
+class PlanProgressRefs(Contract):
     """Input of ``load_plan_progress``: the stored plan and progress of a long plan's run (read once, for the final
     result); its output is ``{"plan": ..., "state": ...}``."""
 
@@ -139,7 +140,7 @@ class PlanProgressRefs(_Contract):
     progress_ref: str
 
 
-class ArchivedStepRecords(_Contract):
+class ArchivedStepRecords(Contract):
     """Input of ``load_step_records``: the references ``archive_step_records`` returned for the run; its output
     is every archived record by step id."""
 
@@ -154,7 +155,7 @@ SANDBOX_RETRY_BEFORE_SETTING = RetryPolicy(first_interval_ms=5000, max_attempts=
 WEFT_SANDBOX_RETRY_INTERVAL_MS and WEFT_SANDBOX_RETRY_ATTEMPTS)."""
 
 
-class PrepareCodeRequest(_Contract):
+class PrepareCodeRequest(Contract):
     """Input of ``prepare_code``."""
 
     tools: list[str] | None = None
@@ -163,7 +164,7 @@ class PrepareCodeRequest(_Contract):
     """The code (to find the tools it needs approved)."""
 
 
-class PreparedCode(_Contract):
+class PreparedCode(Contract):
     """Output of ``prepare_code``."""
 
     tools: dict[str, str]
@@ -183,7 +184,7 @@ class PreparedCode(_Contract):
         return int(self.limits["max_rounds"])
 
 
-class PendingCallData(_Contract):  # type: ignore[no-redef]  # see ``kwargs``
+class PendingCallData(Contract):  # type: ignore[no-redef]  # see ``kwargs``
     """A tool call the code waits for (the JSON form of ``shared.sandbox.PendingCall``)."""
 
     call_id: str
@@ -215,7 +216,7 @@ class RecordedCallData(PendingCallData):  # type: ignore[no-redef]
 _CALL_FIELDS = {"call_id", "tool", "args", "kwargs"}
 
 
-class CodeRunRequest(_Contract):
+class CodeRunRequest(Contract):
     """Input of ``run_code_inline`` (and the common part of ``run_code_step``'s)."""
 
     code: str
@@ -235,7 +236,7 @@ class CodeStepRequest(CodeRunRequest):
     recorded: list[RecordedCallData] = Field(default_factory=list)
 
 
-class PendingEntry(_Contract):
+class PendingEntry(Contract):
     """A pending call of a replay step, with its arguments by name (or why they could not be named)."""
 
     pending: PendingCallData
@@ -245,7 +246,7 @@ class PendingEntry(_Contract):
     error: str | None = None
 
 
-class CodeErrorData(_Contract):
+class CodeErrorData(Contract):
     """An uncaught error in the code (``shared.sandbox.CodeError``)."""
 
     type: str
@@ -253,7 +254,7 @@ class CodeErrorData(_Contract):
     traceback: str = ""
 
 
-class CodeOutcome(_Contract):
+class CodeOutcome(Contract):
     """Output of ``run_code_step`` and ``run_code_inline``.
 
     ``finished``: the code's ``result``, ``stdout`` and, when it raised, ``code_error``. ``pending`` (replay only):
@@ -287,7 +288,7 @@ class CodeOutcome(_Contract):
 # ----------------------------------------------------------------------------------------------------------- task
 
 
-class PrepareTaskRequest(_Contract):
+class PrepareTaskRequest(Contract):
     """Input of ``prepare_task``."""
 
     task: str
@@ -296,7 +297,7 @@ class PrepareTaskRequest(_Contract):
     run_id: str | None = None
 
 
-class PreparedTask(_Contract):
+class PreparedTask(Contract):
     """Output of ``prepare_task``."""
 
     tools: list[str]
@@ -310,7 +311,7 @@ class PreparedTask(_Contract):
     """How the LLM activities are retried (WEFT_LLM_RETRY_INTERVAL_MS, WEFT_LLM_RETRY_ATTEMPTS)."""
 
 
-class SearchToolsRequest(_Contract):
+class SearchToolsRequest(Contract):
     """Input of ``search_tools`` (output: the tool names found, best first)."""
 
     query: str
@@ -329,14 +330,14 @@ class PlannerReply(BaseModel):
     final: bool = True
 
 
-class Repair(_Contract):
+class Repair(Contract):
     """The planner's unusable reply and what was wrong with it, for one repair round."""
 
     raw: str
     error: str
 
 
-class TranscriptTurn(_Contract):
+class TranscriptTurn(Contract):
     """One entry of the planner conversation after the task: its reply (``assistant``), a note (``user``) or the
     results of a sub-run (``results``)."""
 
@@ -348,7 +349,7 @@ class TranscriptTurn(_Contract):
         return self.model_dump(mode="json", exclude_none=True)
 
 
-class LlmPlanRequest(_Contract):
+class LlmPlanRequest(Contract):
     """Input of ``llm_plan``."""
 
     task: str
@@ -363,7 +364,7 @@ class LlmPlanRequest(_Contract):
         return {**data, "transcript": [turn.dump() for turn in self.transcript]}
 
 
-class LlmPlanReply(_Contract):
+class LlmPlanReply(Contract):
     """Output of ``llm_plan``: the checked decision, or (``ok`` false) what was wrong with the reply."""
 
     ok: bool
@@ -374,7 +375,7 @@ class LlmPlanReply(_Contract):
     usage: TokenUsage = Field(default_factory=TokenUsage)
 
 
-class LlmAnswerRequest(_Contract):
+class LlmAnswerRequest(Contract):
     """Input of ``llm_answer``."""
 
     task: str
@@ -382,135 +383,17 @@ class LlmAnswerRequest(_Contract):
     run_id: str | None = None
 
 
-class LlmAnswerReply(_Contract):
+class LlmAnswerReply(Contract):
     """Output of ``llm_answer``."""
 
     answer: str
     usage: TokenUsage = Field(default_factory=TokenUsage)
 
 
-# ------------------------------------------------------------------------------------------------- status, approval
+# ------------------------------------------------------------------------------------------------------- approval
 
 
-AWAITING_SHOWN = 20
-"""Most calls awaiting approval a custom status lists (and fewer when they do not fit in :data:`STATUS_MAX_CHARS`)."""
-
-STATUS_MAX_STEPS = 50
-"""Most step summaries a custom status carries (and fewer when they do not fit in :data:`STATUS_MAX_CHARS`); every
-orchestrator episode writes them, so each one costs on every step of a long plan."""
-
-STATUS_MAX_CHARS = 8000
-"""Most characters of a custom status as JSON (measured with every non-ASCII character escaped, so on the safe
-side): Durable refuses one of more than 16 KB of UTF-16 text (about 8,700 characters), which 100 step summaries of
-long step and tool names, or 20 approvals' argument previews, exceed."""
-
-
-def fit_status(dumped: dict[str, Any]) -> dict[str, Any]:
-    """A custom status (as JSON data) within :data:`STATUS_MAX_CHARS`: calls awaiting approval take at most half
-    (the last ones are left out, counted in ``awaiting_more``), then the oldest step summaries are left out, and
-    if it still does not fit, ``tools`` lists only the tools of the calls shown."""
-    excess = len(json.dumps(dumped)) - STATUS_MAX_CHARS
-    if excess <= 0:
-        return dumped
-    fitted = dict(dumped)
-    awaiting = list(fitted.get("awaiting") or [])
-    sizes = [len(json.dumps(entry)) + 2 for entry in awaiting]
-    while len(awaiting) > 1 and sum(sizes) > STATUS_MAX_CHARS // 2:
-        awaiting.pop()
-        excess -= sizes.pop()
-    steps = list(fitted.get("steps") or [])
-    while steps and excess > 0:
-        excess -= len(json.dumps(steps.pop(0))) + 2
-    while len(awaiting) > 1 and excess > 0:
-        awaiting.pop()
-        excess -= sizes.pop()
-    if "steps" in fitted:
-        fitted["steps"] = steps
-    if len(awaiting) < len(fitted.get("awaiting") or []):
-        fitted["awaiting_more"] = fitted.get("awaiting_more", 0) + len(fitted["awaiting"]) - len(awaiting)
-        fitted["awaiting"] = awaiting
-    if excess > 0 and fitted.get("tools"):  # hundreds of distinct tools awaiting: those of the calls shown
-        fitted["tools"] = sorted({entry["tool"] for entry in awaiting if isinstance(entry, dict) and "tool" in entry})
-    return fitted
-
-
-class StepSummary(_Contract):
-    """One step as a running run shows it: no arguments or results (``GET .../steps/{id}/result`` has those)."""
-
-    step_id: str
-    tool: str
-    status: str
-    attempts: int = 0
-    latency_ms: float | None = None
-    error: str | None = None
-    """The error code of a failed or skipped step."""
-
-    @classmethod
-    def of(cls, record: StepRecord) -> StepSummary:
-        return cls(step_id=record.step_id, tool=record.tool, status=record.status.value, attempts=record.attempts,
-                   latency_ms=record.latency_ms, error=record.error.code if record.error else None)
-
-
-def step_summaries(records: list[StepRecord]) -> list[StepSummary]:
-    """The latest :data:`STATUS_MAX_STEPS` records that started, as summaries."""
-    started = [record for record in records if record.status.value != "pending"]
-    return [StepSummary.of(record) for record in started[-STATUS_MAX_STEPS:]]
-
-
-class PendingApproval(_Contract):
-    """One tool call waiting for a human's approval, as ``GET /api/runs/{id}`` shows it."""
-
-    call_id: str
-    tool: str
-    args_preview: str
-    """The arguments as canonical JSON, cut to 500 characters: what the approver decides on (the hash names them)."""
-    args_sha256: str
-
-
-class CustomStatus(_Contract):
-    """What an orchestrator shows while it runs (Durable's custom status), read back by ``GET /api/runs/{id}``.
-
-    Each stage sets the fields it knows; the rest are left out of the JSON (kept well under Durable's 16 KB).
-    """
-
-    stage: Stage | str | None = None
-    mode: RunMode | None = None
-    status: str | None = None
-    """The run's status (``done`` stage)."""
-    tools: list[str] | None = None
-    """Tools awaiting approval."""
-    awaiting: list[PendingApproval] | None = None
-    """The tool calls awaiting approval (the first :data:`AWAITING_SHOWN`): tool, argument preview, call id."""
-    awaiting_more: int | None = None
-    """How many more calls await approval than are shown (they are shown once these are decided)."""
-    expires_at: str | None = None
-    """When the approval times out (ISO 8601)."""
-    sub_run: str | None = None
-    """The sub-run a task is executing (its approvals and steps are shown through the task)."""
-    turn: int | None = None
-    round: int | None = None
-    done: int | None = None
-    total: int | None = None
-    failed: int | None = None
-    skipped: int | None = None
-    elapsed_ms: float | None = None
-    steps: list[StepSummary] | None = None
-    """The steps that started so far (the latest :data:`STATUS_MAX_STEPS`): what ``GET /api/runs/{id}`` shows while
-    the run runs."""
-
-    def dump(self) -> dict[str, Any]:
-        return fit_status(self.model_dump(mode="json", exclude_none=True))
-
-    @property
-    def progress(self) -> dict[str, Any] | None:
-        """``{done, total, failed, elapsed_ms}`` when the status counts steps."""
-        if self.done is None or self.total is None:
-            return None
-        return {"done": self.done, "total": self.total, "failed": self.failed or 0, "skipped": self.skipped or 0,
-                "elapsed_ms": self.elapsed_ms}
-
-
-class ApprovalDecision(_Contract):
+class ApprovalDecision(Contract):
     """The ``approval`` event's data (``POST /api/runs/{id}/approve``)."""
 
     approved: bool = False

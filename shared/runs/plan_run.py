@@ -32,7 +32,7 @@ from shared.models import (
     ToolSpec,
     hash_args,
 )
-from shared.runs.contracts import STATUS_MAX_CHARS, STATUS_MAX_STEPS, CustomStatus, fit_status
+from shared.runs.custom_status import STATUS_MAX_CHARS, STATUS_MAX_STEPS, CustomStatus, fit_status
 from shared.runs.names import Stage
 from shared.runs.plan import PlanGraph, check_plan, referenced_steps, resolve_refs_except
 from shared.runs.step_calls import StepCall, StepOutcome, offloaded, offloaded_ref

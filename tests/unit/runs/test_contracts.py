@@ -11,15 +11,11 @@ import pytest
 from shared.models import RetryPolicy, TokenUsage
 from shared.runs.admission import run_view
 from shared.runs.contracts import (
-    AWAITING_SHOWN,
     SANDBOX_RETRY_BEFORE_SETTING,
-    STATUS_MAX_CHARS,
-    STATUS_MAX_STEPS,
     ApprovalDecision,
     CodeErrorData,
     CodeOutcome,
     CodeStepRequest,
-    CustomStatus,
     LlmAnswerReply,
     LlmPlanReply,
     LlmPlanRequest,
@@ -27,8 +23,8 @@ from shared.runs.contracts import (
     PreparedPlan,
     PreparedTask,
     RecordedCallData,
-    fit_status,
 )
+from shared.runs.custom_status import AWAITING_SHOWN, STATUS_MAX_CHARS, STATUS_MAX_STEPS, CustomStatus, fit_status
 from shared.runs.names import Activity, Orchestrator, Stage
 from shared.sandbox import Capacity, CodeError, Limits, PendingCall, RecordedCall, ReplayStep
 

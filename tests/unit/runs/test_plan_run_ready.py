@@ -9,7 +9,7 @@ import json
 import pytest
 
 from shared.models import Plan, RunOptions, RunStatus, StepStatus
-from shared.runs.contracts import STATUS_MAX_CHARS, STATUS_MAX_STEPS, StepSummary
+from shared.runs.custom_status import STATUS_MAX_CHARS, STATUS_MAX_STEPS, StepSummary
 from shared.runs.plan_run import PlanRun
 from shared.runs.step_calls import offloaded_ref
 from tests.unit.runs.test_plan_run import DIAMOND, SPECS, T0, failed, ok, plan
