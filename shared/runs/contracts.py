@@ -1,10 +1,10 @@
 """What the orchestrators and their activities pass each other, as typed models.
 
 Each activity's input and output and the approval decision (the custom status the orchestrators set is
-:mod:`shared.runs.custom_status`). The field
-names are the keys the same data had as plain dicts, so inputs and outputs recorded in Durable histories before these
-models existed still validate (models that travel *into* history ignore unknown keys for the same reason). Plan mode's
-``call_tool`` contract is :class:`~shared.runs.step_calls.StepCall` / :class:`~shared.models.ToolResult` /
+:mod:`shared.runs.custom_status`). The field names are the keys the same data had as plain dicts, so inputs and
+outputs recorded in Durable histories before these models existed still validate (models that travel *into* history
+ignore unknown keys for the same reason). Plan mode's ``call_tool`` contract is
+:class:`~shared.runs.step_calls.StepCall` / :class:`~shared.models.ToolResult` /
 :class:`~shared.runs.step_calls.CircuitWait`; sub-runs take a :class:`~shared.models.RunRequest` and answer a
 :class:`~shared.models.RunResult`.
 
