@@ -43,7 +43,8 @@ logger = logging.getLogger(__name__)
 CACHE_FORMAT = 1
 """Bump when the layout changes. Changes to the validating code need no bump: its source is part of every key."""
 
-_CODE_FILES = ("catalog/catalog.py", "catalog/file_cache.py", "catalog/schema.py", "models.py", "errors.py")
+_CODE_FILES = ("catalog/catalog.py", "catalog/tool.py", "catalog/file_cache.py", "catalog/schema.py", "models.py",
+               "errors.py")
 _code_fingerprint: str | None = None
 
 

@@ -1,0 +1,284 @@
+"""A tool: a :class:`~shared.models.ToolSpec` and the :class:`ToolTransport` that calls it.
+
+Python functions are one transport (:class:`PythonTransport`); HTTP (OpenAPI) and MCP transports live in their own
+modules behind the same one-method protocol. Schemas are built from type hints through pydantic and Google-style
+docstrings (:mod:`shared.catalog.schema`); a parameter named ``idempotency_key`` is not part of the schema: the
+executor fills it with the call's key. The catalog that holds tools is :mod:`shared.catalog.catalog`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import difflib
+import importlib
+import inspect
+import json
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, Protocol, TypedDict, Unpack, runtime_checkable
+
+from pydantic import BaseModel, ValidationError
+
+from shared.catalog.schema import (
+    IDEMPOTENCY_PARAMETER,
+    ArgumentProblem,
+    argument_problems,
+    function_schema,
+)
+from shared.errors import InvalidRequest, ToolArgumentsInvalid
+from shared.models import RetryPolicy, ToolSpec, canonical_json, format_field, parse_model
+
+__all__ = [
+    "PythonTransport",
+    "Tool",
+    "ToolOptions",
+    "ToolTransport",
+    "cacheable_specs",
+    "python_tool",
+    "tool",
+    "tool_from_entry",
+]
+
+_TOOL_MARK = "__weft_tool__"
+_WEFT_KEYS = frozenset(ToolSpec.model_fields) - {"name", "description", "parameters"}
+# ------------------------------------------------------------------------------------------------ transports
+
+
+@runtime_checkable
+class ToolTransport(Protocol):
+    """How a tool is called: a Python function, an HTTP endpoint, an MCP server."""
+
+    async def call(self, args: Mapping[str, Any], *, idempotency_key: str, timeout_s: float | None) -> Any:
+        """Call the tool with validated ``args``; return its JSON-able result or raise."""
+        ...
+
+
+class PythonTransport:
+    """Calls a Python function (sync functions run in a worker thread, with the caller's context variables).
+
+    Arguments are converted through the function's pydantic argument model, so ``Enum`` and model parameters
+    receive instances, not raw JSON. A thread running a sync function cannot be stopped when it times out.
+    """
+
+    def __init__(self, fn: Callable[..., Any], *, input_model: type[BaseModel] | None = None) -> None:
+        self.fn = fn
+        self._model = input_model or function_schema(fn).model
+        self._wants_key = IDEMPOTENCY_PARAMETER in inspect.signature(fn).parameters
+
+    async def call(self, args: Mapping[str, Any], *, idempotency_key: str, timeout_s: float | None) -> Any:
+        """Convert ``args``, call the function (awaiting it if async) and return its result."""
+        try:
+            parsed = self._model.model_validate(dict(args))
+        except ValidationError as exc:
+            first = exc.errors(include_url=False)[0]
+            raise ToolArgumentsInvalid(first["msg"], field=format_field(["args", *first["loc"]])) from None
+        kwargs = {field.alias or name: getattr(parsed, name) for name, field in type(parsed).model_fields.items()}
+        kwargs.update(parsed.model_extra or {})
+        if self._wants_key:
+            kwargs[IDEMPOTENCY_PARAMETER] = idempotency_key
+        if inspect.iscoroutinefunction(self.fn):
+            result = await self.fn(**kwargs)
+        else:
+            result = await asyncio.to_thread(self.fn, **kwargs)
+            if inspect.isawaitable(result):
+                result = await result
+        return result
+
+
+# ------------------------------------------------------------------------------------------------ tools
+
+
+class Tool:
+    """A spec and the transport that calls it (``None``: spec-only, known but not callable here). Immutable.
+
+    A tool read back from a validated catalog file (:class:`~shared.catalog.file_cache.CatalogFileCache`) keeps its
+    spec as canonical JSON and builds the :class:`~shared.models.ToolSpec` on first use: a warm start over 100k
+    tools then parses none of them.
+    """
+
+    __slots__ = ("_name", "_spec", "_spec_json", "_transport")
+
+    def __init__(self, spec: ToolSpec, transport: ToolTransport | None = None) -> None:
+        self._name = spec.name
+        self._spec: ToolSpec | None = spec
+        self._spec_json: bytes | None = None
+        self._transport = transport
+
+    @classmethod
+    def validated(cls, name: str, spec_json: bytes) -> Tool:
+        """A spec-only tool from the canonical JSON of a spec validated earlier by this code."""
+        entry = cls.__new__(cls)
+        entry._name, entry._spec, entry._spec_json, entry._transport = name, None, spec_json, None
+        return entry
+
+    @property
+    def name(self) -> str:
+        """The tool's name."""
+        return self._name
+
+    @property
+    def spec(self) -> ToolSpec:
+        """What Weft knows about the tool."""
+        spec = self._spec
+        if spec is None:  # two threads may both build it; the results are equal
+            spec = self._spec = _trusted_spec(json.loads(self._spec_json or b"{}"))
+        return spec
+
+    @property
+    def transport(self) -> ToolTransport | None:
+        """How the tool is called (``None``: spec-only)."""
+        return self._transport
+
+    def spec_json(self) -> bytes:
+        """The canonical JSON of the spec, UTF-8 (what :attr:`Catalog.version` hashes)."""
+        if self._spec_json is not None:
+            return self._spec_json
+        return canonical_json(self.spec.model_dump(mode="json")).encode("utf-8")
+
+    def check_args(self, args: Any) -> list[ArgumentProblem]:
+        """Problems with ``args`` under this tool's parameters schema (empty when valid)."""
+        return argument_problems(self.spec.parameters, args)
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Tool):
+            return NotImplemented
+        return self._name == other._name and self.transport == other.transport and self.spec == other.spec
+
+    def __hash__(self) -> int:
+        return hash(self._name)
+
+    def __repr__(self) -> str:
+        return f"Tool(spec={self.spec!r}, transport={self.transport!r})"
+
+
+def _trusted_spec(data: dict[str, Any]) -> ToolSpec:
+    """The spec whose ``model_dump(mode="json")`` is ``data``, without validating it again (the data was validated by
+    this code before it was saved, and its JSON round trip checked to give the same spec)."""
+    return ToolSpec.model_construct(**{**data, "retry": RetryPolicy.model_construct(**data["retry"])})
+
+
+def tool(
+    name: str | None = None,
+    *,
+    description: str | None = None,
+    side_effects: bool = False,
+    idempotent: bool = True,
+    timeout_s: float | None = None,
+    tags: Sequence[str] = (),
+    requires_approval: bool = False,
+    retry: RetryPolicy | None = None,
+    max_concurrency: int | None = None,
+) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """Mark a function as a tool with these options; :meth:`Catalog.register` and catalog files (``impl``) use them.
+
+    The function is returned unchanged apart from the mark, so it can still be called directly.
+    """
+    options = {
+        "name": name, "description": description, "side_effects": side_effects, "idempotent": idempotent,
+        "timeout_s": timeout_s, "tags": tuple(tags), "requires_approval": requires_approval, "retry": retry,
+        "max_concurrency": max_concurrency,
+    }
+
+    def mark(fn: Callable[..., Any]) -> Callable[..., Any]:
+        setattr(fn, _TOOL_MARK, options)
+        return fn
+
+    return mark
+
+
+class ToolOptions(TypedDict, total=False):
+    """What :func:`python_tool` and :meth:`Catalog.register` accept about a tool (``None``: not given)."""
+
+    name: str | None
+    description: str | None
+    side_effects: bool | None
+    idempotent: bool | None
+    timeout_s: float | None
+    tags: Sequence[str] | None
+    requires_approval: bool | None
+    retry: RetryPolicy | None
+    max_concurrency: int | None
+
+
+def python_tool(fn: Callable[..., Any], *, source: str = "python", **given: Unpack[ToolOptions]) -> Tool:
+    """A :class:`Tool` calling the Python function ``fn`` (sync or async); options not given come from its
+    ``@tool`` mark, then from the defaults (no side effects, idempotent).
+
+    The schema comes from the type hints, the description and parameter docs from the docstring.
+    """
+    options: dict[str, Any] = {key: value for key, value in getattr(fn, _TOOL_MARK, {}).items() if value is not None}
+    options.update({key: value for key, value in given.items() if value is not None})
+    schema = function_schema(fn)
+    options["name"] = options.get("name") or fn.__name__
+    options["description"] = options.get("description") or schema.description
+    options["tags"] = list(options.get("tags", ()))
+    spec = ToolSpec(parameters=schema.parameters, source=source, **options)
+    return Tool(spec, PythonTransport(fn, input_model=schema.model))
+
+
+def _import_impl(ref: str) -> Callable[..., Any]:
+    module_name, _, attr_path = ref.partition(":")
+    if not module_name or not attr_path:
+        raise ValueError(f"impl must look like 'package.module:function', got {ref!r}")
+    target: Any = importlib.import_module(module_name)
+    for attr in attr_path.split("."):
+        target = getattr(target, attr)
+    if not callable(target):
+        raise ValueError(f"impl {ref!r} is not callable")
+    return target
+
+
+# ------------------------------------------------------------------------------------------------ catalog
+
+
+def cacheable_specs(tools: Sequence[Tool]) -> list[tuple[str, bytes]] | None:
+    """``(name, canonical spec JSON)`` of spec-only ``tools`` whose JSON gives back the same spec; ``None`` when a tool
+    has a transport (its spec comes from imported code) or would not survive the round trip (YAML dates, NaN)."""
+    saved = []
+    for entry in tools:
+        if entry.transport is not None:
+            return None
+        try:
+            spec_json = entry.spec_json()
+        except ValueError:
+            return None
+        if _trusted_spec(json.loads(spec_json)) != entry.spec:
+            return None
+        saved.append((entry.name, spec_json))
+    for entry, (_, spec_json) in zip(tools, saved, strict=True):
+        entry._spec_json = spec_json  # the catalog's version hashes it next
+    return saved
+
+
+def tool_from_entry(entry: Any, where: str, *, source: str, allow_impl: bool) -> Tool:
+    """The tool a catalog entry describes (a spec, OpenAI's ``{"type": "function", ...}`` form, ``impl`` where
+    ``allow_impl``); :class:`InvalidRequest` naming ``where`` for a bad one."""
+    if not isinstance(entry, Mapping):
+        raise InvalidRequest("a tool entry must be an object", field=where)
+    data = dict(entry)
+    if data.get("type") == "function" and isinstance(data.get("function"), Mapping):
+        data.pop("type")
+        data = {**dict(data.pop("function")), **data}
+    data.pop("strict", None)  # OpenAI's structured-outputs flag: not ours to enforce
+    impl = data.pop("impl", None)
+    transport: ToolTransport | None = None
+    if impl is not None:
+        if not allow_impl:
+            raise InvalidRequest("impl is only allowed in catalog files", field=f"{where}.impl")
+        try:
+            fn = _import_impl(str(impl))
+            schema = function_schema(fn)
+        except (ImportError, AttributeError, ValueError, TypeError) as exc:
+            raise InvalidRequest(f"cannot load impl {impl!r}: {exc}", field=f"{where}.impl") from None
+        transport = PythonTransport(fn, input_model=schema.model)
+        marked = {key: value for key, value in getattr(fn, _TOOL_MARK, {}).items() if value is not None}
+        for key, value in marked.items():
+            data.setdefault(key, list(value) if key == "tags" else value)
+        data.setdefault("parameters", schema.parameters)
+        data.setdefault("description", schema.description)
+    unknown = sorted(set(data) - {"name", "description", "parameters"} - _WEFT_KEYS)
+    if unknown:
+        hint = difflib.get_close_matches(unknown[0], sorted(_WEFT_KEYS | {"name", "description", "parameters"}), n=1)
+        suffix = f"; did you mean {hint[0]!r}?" if hint else ""
+        raise InvalidRequest(f"unknown key {unknown[0]!r}{suffix}", field=f"{where}.{unknown[0]}")
+    data.setdefault("source", source)
+    return Tool(parse_model(ToolSpec, data, field=where), transport)
