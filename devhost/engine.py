@@ -18,8 +18,8 @@ import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from devhost.episodes import NEVER, TERMINAL, Completion, EpisodeRunner, InstanceStatus, OrchestratorNotFound
-from devhost.history import EventType, event, format_time, utcnow
+from devhost.episodes import NEVER, Completion, EpisodeRunner, OrchestratorNotFound
+from devhost.history import TERMINAL, EventType, InstanceStatus, event, format_time, utcnow
 from devhost.store import InstanceRow, Store, WorkItem, new_instance_id
 
 __all__ = ["TERMINAL", "Completion", "Engine", "InstanceStatus", "OrchestratorNotFound"]

@@ -13,10 +13,20 @@ import logging
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from enum import StrEnum
 from typing import Any
 
-from devhost.history import ActionType, EventType, event, flatten_actions, format_time, parse_time, utcnow
+from devhost.history import (
+    TERMINAL,
+    ActionType,
+    EventType,
+    InstanceStatus,
+    custom_status_too_large,
+    event,
+    flatten_actions,
+    format_time,
+    parse_time,
+    utcnow,
+)
 from devhost.store import InboxRow, InstanceRow, RetryRow, Store, WorkItem
 
 __all__ = ["TERMINAL", "Completion", "EpisodeRunner", "InstanceStatus", "OrchestratorNotFound"]
@@ -30,29 +40,6 @@ _UNSUPPORTED = {
     ActionType.CALL_HTTP: "durable HTTP calls (call_http)",
 }
 NEVER = 1e18
-CUSTOM_STATUS_MAX_KB = 16
-"""Durable's limit on a custom status: 16 KB of UTF-16 text (the extension fails an out-of-process orchestration
-that sets more: azure-functions-durable-extension#3113)."""
-
-
-def custom_status_too_large(value: Any) -> bool:
-    """Whether Durable refuses ``value`` as a custom status. The extension measures its compact JSON (non-ASCII
-    characters as they are) in UTF-16 and refuses it when the whole kilobytes exceed the limit, so up to 17,407
-    bytes pass."""
-    text = json.dumps(value, separators=(",", ":"), ensure_ascii=False)
-    return len(text.encode("utf-16-le")) // 1024 > CUSTOM_STATUS_MAX_KB
-
-
-class InstanceStatus(StrEnum):
-    PENDING = "Pending"
-    RUNNING = "Running"
-    COMPLETED = "Completed"
-    FAILED = "Failed"
-    TERMINATED = "Terminated"
-    SUSPENDED = "Suspended"
-
-
-TERMINAL = {InstanceStatus.COMPLETED, InstanceStatus.FAILED, InstanceStatus.TERMINATED}
 
 
 class OrchestratorNotFound(LookupError):

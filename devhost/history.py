@@ -1,12 +1,26 @@
-"""History events and actions in the JSON shapes the azure-functions-durable executor reads and writes."""
+"""History events, actions, runtime statuses and the custom status in the JSON shapes the azure-functions-durable
+executor and client read and write."""
 
 from __future__ import annotations
 
 import datetime as dt
-from enum import IntEnum
+import json
+from enum import IntEnum, StrEnum
 from typing import Any
 
-__all__ = ["ActionType", "EventType", "event", "flatten_actions", "format_time", "parse_time", "utcnow"]
+__all__ = [
+    "CUSTOM_STATUS_MAX_KB",
+    "TERMINAL",
+    "ActionType",
+    "EventType",
+    "InstanceStatus",
+    "custom_status_too_large",
+    "event",
+    "flatten_actions",
+    "format_time",
+    "parse_time",
+    "utcnow",
+]
 
 
 class EventType(IntEnum):
@@ -86,3 +100,30 @@ def flatten_actions(groups: list[Any]) -> list[dict[str, Any]]:
         for action in group if isinstance(group, list) else [group]:
             walk(action)
     return flat
+
+
+CUSTOM_STATUS_MAX_KB = 16
+"""Durable's limit on a custom status: 16 KB of UTF-16 text (the extension fails an out-of-process orchestration
+that sets more: azure-functions-durable-extension#3113)."""
+
+
+def custom_status_too_large(value: Any) -> bool:
+    """Whether Durable refuses ``value`` as a custom status. The extension measures its compact JSON (non-ASCII
+    characters as they are) in UTF-16 and refuses it when the whole kilobytes exceed the limit, so up to 17,407
+    bytes pass."""
+    text = json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+    return len(text.encode("utf-16-le")) // 1024 > CUSTOM_STATUS_MAX_KB
+
+
+class InstanceStatus(StrEnum):
+    """An instance's ``runtimeStatus``."""
+
+    PENDING = "Pending"
+    RUNNING = "Running"
+    COMPLETED = "Completed"
+    FAILED = "Failed"
+    TERMINATED = "Terminated"
+    SUSPENDED = "Suspended"
+
+
+TERMINAL = {InstanceStatus.COMPLETED, InstanceStatus.FAILED, InstanceStatus.TERMINATED}

@@ -8,7 +8,7 @@ import time
 import pytest
 
 from devhost.engine import Completion, Engine, OrchestratorNotFound
-from devhost.episodes import custom_status_too_large
+from devhost.history import custom_status_too_large
 from devhost.host import DevHost
 from devhost.store import Store, WorkItem
 from tests.support import wait_until
