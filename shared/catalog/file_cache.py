@@ -24,7 +24,6 @@ import hashlib
 import json
 import logging
 import os
-import time
 import uuid
 from collections.abc import Sequence
 from importlib import metadata
@@ -34,7 +33,7 @@ import pydantic
 import pydantic_core
 import yaml
 
-from shared.private_folder import private_folder
+from shared.cache_folders import private_folder, prune_by_use
 
 __all__ = ["CACHE_FORMAT", "CatalogFileCache"]
 
@@ -131,15 +130,8 @@ class CatalogFileCache:
         self._prune(keep=final)
 
     def _prune(self, keep: Path) -> None:
-        def age(path: Path) -> float:
-            try:
-                return -path.stat().st_mtime
-            except OSError:  # pruned by another process meanwhile
-                return 0.0
+        def remove(old: Path) -> None:
+            with contextlib.suppress(OSError):
+                old.unlink()
 
-        entries = sorted((p for p in self.root.glob("catalog-*.jsonl") if p != keep), key=age)
-        stale = -(time.time() - self._max_age_s)
-        for index, old in enumerate(entries):
-            if index >= self._max_kept - 1 or age(old) > stale:
-                with contextlib.suppress(OSError):
-                    old.unlink()
+        prune_by_use(self.root.glob("catalog-*.jsonl"), keep, self._max_kept, remove, max_age_s=self._max_age_s)

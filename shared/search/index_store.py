@@ -29,6 +29,7 @@ from typing import Any
 
 import numpy as np
 
+from shared.cache_folders import prune_by_use
 from shared.search.bm25 import Bm25Index
 from shared.search.document import ToolDocument
 from shared.search.embedding.cache import EmbeddingCache, LocalFolderStore
@@ -150,15 +151,8 @@ class IndexFolder:
         self._prune(keep=final)
 
     def _prune(self, keep: Path) -> None:
-        def age(path: Path) -> float:
-            try:
-                return -path.stat().st_mtime
-            except OSError:  # pruned by another process meanwhile
-                return 0.0
-
-        bundles = sorted((p for p in self.root.glob("index-*") if p != keep), key=age)
-        for old in bundles[self._max_kept - 1:]:
-            shutil.rmtree(old, ignore_errors=True)
+        prune_by_use(self.root.glob("index-*"), keep, self._max_kept,
+                     lambda old: shutil.rmtree(old, ignore_errors=True))
 
 
 def index_folder_for(cache: EmbeddingCache | None, max_kept: int) -> IndexFolder | None:

@@ -18,7 +18,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
-from shared.private_folder import private_folder
+from shared.cache_folders import private_folder
 
 __all__ = ["GRAPH_DIR", "code_key", "graph_saved", "session_over_saved_graph"]
 
