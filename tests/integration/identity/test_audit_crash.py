@@ -10,7 +10,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from shared.identity.audit_store import SqliteAuditStore
-from tests.integration.runs.conftest import submit, wait_run, weft_env
+from tests.integration.runs.conftest import ends_after_restart, submit, weft_env
 from tests.support import ROOT, TASK_SCHEDULED, DevhostProcess, free_port, history, wait_until
 
 RUNS = 6
@@ -34,11 +34,7 @@ def test_every_execution_of_a_side_effecting_tool_is_audited_across_a_crash(tmp_
                "every post's effect done (the tool is still answering)")
     first.kill()
 
-    second = DevhostProcess(ROOT, tmp_path / "devhost.sqlite", free_port(), env).start()
-    try:
-        views = [wait_run(second, run_id, timeout=90) for run_id in ids]
-    finally:
-        second.stop()
+    views = ends_after_restart(first, env, ids, timeout=90)
     assert [v["status"] for v in views] == ["completed"] * RUNS
     executions = Counter(json.loads(line)["to"] for line in outbox.read_text().splitlines())
     audit = SqliteAuditStore(tmp_path / "audit.sqlite")

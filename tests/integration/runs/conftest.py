@@ -71,6 +71,16 @@ def wait_run(host: DevhostProcess, run_id: str, timeout: float = 60.0) -> dict[s
     raise TimeoutError(f"run {run_id} did not finish in {timeout}s")
 
 
+def ends_after_restart(killed: DevhostProcess, env: dict[str, str], run_ids: list[str],
+                       timeout: float = 90.0) -> list[dict[str, Any]]:
+    """Start a devhost on ``killed``'s state (after a ``kill -9``) and wait for every run to end: their views."""
+    second = DevhostProcess(ROOT, killed.db, free_port(), env).start()
+    try:
+        return [wait_run(second, run_id, timeout=timeout) for run_id in run_ids]
+    finally:
+        second.stop()
+
+
 def run_plan(host: DevhostProcess, steps: list[dict[str, Any]], **request: Any) -> dict[str, Any]:
     reply = submit(host, {"mode": "plan", "plan": {"steps": steps}, **request})
     return wait_run(host, reply["id"])

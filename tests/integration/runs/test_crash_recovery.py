@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from shared.demo_tools.notes import NoteStore
-from tests.integration.runs.conftest import steps_by_id, submit, wait_run, weft_env
+from tests.integration.runs.conftest import ends_after_restart, steps_by_id, submit, weft_env
 from tests.support import ROOT, TASK_SCHEDULED, DevhostProcess, free_port, history, http, wait_until
 
 RUNS = 20
@@ -33,11 +33,7 @@ def test_plan_runs_survive_kill_9(tmp_path) -> None:
     assert all(s in ("pending", "running") for s in statuses), statuses
     first.kill()
 
-    second = DevhostProcess(ROOT, tmp_path / "devhost.sqlite", free_port(), env).start()
-    try:
-        views = [wait_run(second, run_id, timeout=60) for run_id in ids]
-    finally:
-        second.stop()
+    views = ends_after_restart(first, env, ids, timeout=60)
     assert [v["status"] for v in views] == ["completed"] * RUNS
     notes = NoteStore(tmp_path / "notes.sqlite")
     for i, (run_id, view) in enumerate(zip(ids, views, strict=True)):
@@ -66,11 +62,7 @@ def test_long_plans_in_windows_survive_kill_9_between_and_within_generations(tmp
 
     wait_until(lambda: done() >= 60, 60, "the runs several generations in")  # 10 runs x 32 steps in all
     first.kill()
-    second = DevhostProcess(ROOT, tmp_path / "devhost.sqlite", free_port(), env).start()
-    try:
-        views = [wait_run(second, run_id, timeout=90) for run_id in ids]
-    finally:
-        second.stop()
+    views = ends_after_restart(first, env, ids, timeout=90)
     assert [v["status"] for v in views] == ["completed"] * len(ids)
     notes = NoteStore(tmp_path / "notes.sqlite")
     for i, (run_id, view) in enumerate(zip(ids, views, strict=True)):
