@@ -129,6 +129,16 @@ class PlanRun:
         return self.graph is None or self.done == len(self.graph.steps)
 
     @property
+    def counts(self) -> tuple[int, int]:
+        """``(failed, skipped)`` steps of this plan (or window)."""
+        return self._failures, self._skips
+
+    @property
+    def recent(self) -> list[dict[str, Any]]:
+        """The latest step summaries (what the custom status shows, and a checkpoint carries)."""
+        return list(self._recent.values())
+
+    @property
     def outside_pending(self) -> bool:
         """A window of a longer plan (see :mod:`shared.runs.plan_window`): whether steps outside it are unfinished."""
         return self._outside.done < self._outside.total
@@ -231,7 +241,7 @@ class PlanRun:
                                   "failed": self._failures + outside.failed, "skipped": self._skips + outside.skipped,
                                   "elapsed_ms": _ms(now - self.started)}
         if self._recent:
-            dumped["steps"] = list(self._recent.values())
+            dumped["steps"] = self.recent
         if extra or self._recent_chars > STATUS_MAX_CHARS - _STATUS_OTHER_CHARS:  # else it fits: no need to measure
             return fit_status(dumped)
         return dumped
@@ -300,7 +310,7 @@ class PlanRun:
                 "failed": self.failed,
                 "results": {step_id: value for step_id, value in self.results.items()
                             if step_id in needed or self._outside.total},  # steps outside a window may need any
-                "recent": list(self._recent.values())}
+                "recent": self.recent}
 
     def restore_archived(self, records: Mapping[str, dict[str, Any]]) -> None:
         """Take back the records earlier generations archived (read from :attr:`archives`), before :meth:`result`

@@ -69,13 +69,12 @@ def _window_input(run: PlanRun, graph: PlanGraph, window: list[str]) -> tuple[li
                       if parent not in members}, key=graph.index.__getitem__)
     steps = [{"id": step_id, "tool": graph.steps[step_id].tool} for step_id in settled]
     steps += [graph.steps[step_id].model_dump(mode="json") for step_id in window]
-    summary = run.status_dump(run.started)
+    failed, skipped = run.counts
     state = {"v": CHECKPOINT_VERSION, "statuses": dict.fromkeys(settled, StepStatus.SUCCEEDED.value),
              "records": {}, "archives": [], "failed": run.failed,
-             "results": {step_id: run.results[step_id] for step_id in settled},
-             "recent": summary.get("steps", []),
-             "outside": {"total": len(graph.steps) - len(steps), "done": run.done - len(settled),
-                         "failed": summary["failed"], "skipped": summary["skipped"]},
+             "results": {step_id: run.results[step_id] for step_id in settled}, "recent": run.recent,
+             "outside": {"total": len(graph.steps) - len(steps), "done": run.done - len(settled), "failed": failed,
+                         "skipped": skipped},
              "index": {step_id: graph.index[step_id] for step_id in [*settled, *window]}}
     return steps, state
 
