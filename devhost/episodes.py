@@ -157,7 +157,7 @@ class EpisodeRunner:
                 error = problem
             if "customStatus" in state:
                 custom = json.dumps(state["customStatus"])
-                if custom_status_too_large(state["customStatus"]):
+                if custom_status_too_large(state["customStatus"], custom):
                     error = error or (f"The custom status is {len(custom)} characters as JSON: more than Durable's "
                                       "16 KB of UTF-16 text, so the orchestration fails (as on Azure).")
                 else:

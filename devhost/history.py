@@ -107,12 +107,15 @@ CUSTOM_STATUS_MAX_KB = 16
 that sets more: azure-functions-durable-extension#3113)."""
 
 
-def custom_status_too_large(value: Any) -> bool:
-    """Whether Durable refuses ``value`` as a custom status. The extension measures its compact JSON (non-ASCII
-    characters as they are) in UTF-16 and refuses it when the whole kilobytes exceed the limit, so up to 17,407
-    bytes pass."""
-    text = json.dumps(value, separators=(",", ":"), ensure_ascii=False)
-    return len(text.encode("utf-16-le")) // 1024 > CUSTOM_STATUS_MAX_KB
+def custom_status_too_large(value: Any, text: str) -> bool:
+    """Whether Durable refuses ``value`` (``text``: its ``json.dumps``) as a custom status. The extension measures its
+    compact JSON (non-ASCII characters as they are) in UTF-16 and refuses it when the whole kilobytes exceed the
+    limit, so up to 17,407 bytes pass. ``text`` has at least as many characters as that JSON has UTF-16 units (its
+    spaces, its escapes of six characters), so a short one passes without encoding ``value`` again."""
+    if len(text) * 2 < (CUSTOM_STATUS_MAX_KB + 1) * 1024:
+        return False
+    compact = json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+    return len(compact.encode("utf-16-le")) // 1024 > CUSTOM_STATUS_MAX_KB
 
 
 class InstanceStatus(StrEnum):

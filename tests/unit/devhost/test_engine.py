@@ -31,7 +31,8 @@ def test_a_custom_status_over_16_kb_of_utf16_fails_the_orchestration_as_on_azure
     assert run(host, "big_status", 8600)["customStatus"] == {"text": "x" * 8600}
     failed = run(host, "big_status", 8800)
     assert failed["runtimeStatus"] == "Failed" and "16 KB of UTF-16" in json.dumps(failed["output"])
-    assert not custom_status_too_large("é" * 3000) and custom_status_too_large("é" * 8800)
+    for value, refused in (("é" * 3000, False), ("é" * 8800, True), ("x" * 8690, False), ("x" * 8710, True)):
+        assert custom_status_too_large(value, json.dumps(value)) is refused
 
 
 def test_fan_out_fan_in(host: DevHost) -> None:
