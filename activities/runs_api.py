@@ -20,6 +20,7 @@ from shared.runs.admission import (
     RUN_STATUSES,
     admit_run,
     awaiting_calls,
+    awaiting_instance,
     finished_runs,
     owned_run,
     parse_approval,
@@ -30,7 +31,6 @@ from shared.runs.admission import (
     watch_status,
 )
 from shared.runs.admission import run_view as view_of
-from shared.runs.custom_status import CustomStatus
 from shared.runs.names import APPROVAL_EVENT, Stage
 from shared.runtime import get_runtime_async
 
@@ -87,7 +87,7 @@ async def get_run(req: func.HttpRequest, client: df.DurableOrchestrationClient) 
     status = await watch_status(client, entry.run_id, wait_s, runtime.settings.run_wait_poll_s, until_end=until_end)
     view = _view(entry.run_id, status)
     view["owner"] = entry.owner_name
-    target, custom = await _awaiting(client, entry.run_id, status)
+    target, custom = await awaiting_instance(client, entry.run_id, status)
     if (entry.owner != caller.key and not caller.has_role(Role.RUNS_READ_ALL)
             and custom.stage != Stage.AWAITING_APPROVAL):  # an approver sees a run while it awaits a decision
         return error_response(NotFound("no such run", field="id"))
@@ -195,7 +195,7 @@ async def approve_run(req: func.HttpRequest, client: df.DurableOrchestrationClie
         entry = await owned_run(req.route_params["id"], caller, runtime.run_index, readers=_READERS)
         runtime.trust.check_separation_of_duties(caller, entry)
         status = await client.get_status(entry.run_id, show_input=False)
-        target, custom = await _awaiting(client, entry.run_id, status)
+        target, custom = await awaiting_instance(client, entry.run_id, status)
         if custom.stage != Stage.AWAITING_APPROVAL or not custom.awaiting:
             raise Conflict("the run is not waiting for an approval", field="id")
         waiting = {pending.call_id: pending for pending in custom.awaiting}
@@ -217,16 +217,6 @@ async def approve_run(req: func.HttpRequest, client: df.DurableOrchestrationClie
                                         tool=waiting[call_id].tool, args_sha256=waiting[call_id].args_sha256,
                                         detail="" if target == entry.run_id else f"sub-run {target}")
     return json_response({"id": entry.run_id, "approved": decision["approved"], "call_ids": decided}, 202)
-
-
-async def _awaiting(client: df.DurableOrchestrationClient, run_id: str, status: Any) -> tuple[str, CustomStatus]:
-    """The instance whose approvals are pending: the run itself, or the sub-run its task is executing."""
-    custom, sub_run = awaiting_calls(status.custom_status)
-    if sub_run is None or status.runtime_status is None or status.runtime_status.value in _FINISHED:
-        return run_id, custom
-    sub_status = await client.get_status(sub_run, show_input=False)
-    sub_custom, _ = awaiting_calls(sub_status.custom_status)
-    return (sub_run, sub_custom) if sub_custom.stage == Stage.AWAITING_APPROVAL else (run_id, custom)
 
 
 def _view(run_id: str, status: Any) -> dict[str, Any]:

@@ -44,6 +44,7 @@ __all__ = [
     "admit_run",
     "admit_run_request",
     "awaiting_calls",
+    "awaiting_instance",
     "check_run_id",
     "finished_runs",
     "owned_run",
@@ -297,13 +298,13 @@ async def watch_status(client: DurableStarter, run_id: str, wait_s: float, poll_
     deadline = time.monotonic() + wait_s
     seen = (status.runtime_status, status.custom_status, status.last_updated_time)
     interval, longest = poll_s
-    awaiting = until_end and await _awaits_approval(client, status)
+    awaiting = until_end and await _awaits_approval(client, run_id, status)
     while time.monotonic() < deadline and not _finished(status):
         await asyncio.sleep(min(interval, max(0.0, deadline - time.monotonic())))
         interval = min(longest, interval * 1.5)
         status = await client.get_status(run_id, show_input=False)
         if until_end:
-            was_awaiting, awaiting = awaiting, await _awaits_approval(client, status)
+            was_awaiting, awaiting = awaiting, await _awaits_approval(client, run_id, status)
             if awaiting and not was_awaiting:  # it came to wait for someone (a run already waiting is no news)
                 break
         elif (status.runtime_status, status.custom_status, status.last_updated_time) != seen:
@@ -311,16 +312,19 @@ async def watch_status(client: DurableStarter, run_id: str, wait_s: float, poll_
     return status
 
 
-async def _awaits_approval(client: DurableStarter, status: Any) -> bool:
-    """Whether the run (or the sub-run a task is executing) waits for an approval."""
-    custom = status.custom_status if isinstance(status.custom_status, dict) else {}
-    if custom.get("stage") == Stage.AWAITING_APPROVAL.value:
-        return True
-    sub_run = custom.get("sub_run")
-    if not isinstance(sub_run, str) or not sub_run:
-        return False
-    sub = await client.get_status(sub_run, show_input=False)
-    return isinstance(sub.custom_status, dict) and sub.custom_status.get("stage") == Stage.AWAITING_APPROVAL.value
+async def awaiting_instance(client: DurableStarter, run_id: str, status: Any) -> tuple[str, CustomStatus]:
+    """The instance whose approvals are pending, and its custom status: the run itself, or the sub-run its task is
+    executing when that one waits for an approval."""
+    custom, sub_run = awaiting_calls(status.custom_status)
+    if sub_run is None or _finished(status):
+        return run_id, custom
+    sub_status = await client.get_status(sub_run, show_input=False)
+    sub_custom, _ = awaiting_calls(sub_status.custom_status)
+    return (sub_run, sub_custom) if sub_custom.stage == Stage.AWAITING_APPROVAL else (run_id, custom)
+
+
+async def _awaits_approval(client: DurableStarter, run_id: str, status: Any) -> bool:
+    return (await awaiting_instance(client, run_id, status))[1].stage == Stage.AWAITING_APPROVAL
 
 
 def _finished(status: Any) -> bool:
