@@ -165,12 +165,19 @@ def test_a_damaged_saved_graph_is_built_again(tmp_path: Path, monkeypatch: pytes
 
 
 @needs_onnx
-def test_a_graph_folder_open_to_others_is_not_used(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_graph_folder_open_to_others_is_not_used(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                   onnx_encoder: OnnxMiniLmEncoder) -> None:
+    private = tmp_path / "own-graphs"
+    monkeypatch.setattr(onnx_graphs, "GRAPH_DIR", private)
+    OnnxMiniLmEncoder().encode(["open"])
+    (saved,) = private.glob("minilm-*.onnx")  # the name a planted graph would need
     folder = tmp_path / "shared-graphs"
     folder.mkdir()
     folder.chmod(0o777)
     monkeypatch.setattr(onnx_graphs, "GRAPH_DIR", folder)
-    planted = folder / "minilm-anything.onnx"
+    planted = folder / saved.name
     planted.write_bytes(b"not a graph")
-    assert OnnxMiniLmEncoder().encode(["open"]).shape == (1, 384)
-    assert sorted(p.name for p in folder.iterdir()) == [planted.name]  # nothing read from it or written to it
+    vector = OnnxMiniLmEncoder().encode(["open"])
+    np.testing.assert_allclose(vector, onnx_encoder.encode(["open"]), atol=1e-6)
+    assert sorted(p.name for p in folder.iterdir()) == [planted.name]  # nothing written beside it,
+    assert planted.read_bytes() == b"not a graph"  # nor over it
