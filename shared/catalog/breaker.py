@@ -20,8 +20,11 @@ State is therefore a small record per tool behind :class:`BreakerStore`:
   devhost, tests, local runs without storage); each change is a read-modify-write inside ``BEGIN IMMEDIATE``.
 - :class:`MemoryBreakerStore` — one process, for unit tests.
 
-A closed circuit costs one read per call and nothing on success (unchanged records are not written). If the store
-fails, the breaker logs it and lets calls through: losing the breaker must not stop every tool.
+A healthy tool (closed, no failures counted) is remembered as such for ``closed_cache_s`` (one second): within that
+time its calls read nothing and write nothing (unchanged records are not written), where a read per check and per
+success would cost a thread hop and a store round trip (a blob GET in Azure) on every tool call. A circuit that
+another instance opens is therefore seen up to that long later; a failure in this process is seen at once. If the
+store fails, the breaker logs it and lets calls through: losing the breaker must not stop every tool.
 
 The clock is injected (``Callable[[], float]``, wall-clock seconds shared by all machines), so tests do not sleep.
 Transitions are logged, returned and passed to ``on_transition(tool, old, new)`` for telemetry.
@@ -115,6 +118,9 @@ class BreakerSettings:
     """How long a half-open trial may take before another caller may try (WEFT_BREAKER_TRIAL_LEASE_S)."""
     container: str = "weft-breakers"
     """Blob container of the breaker state when Blob Storage is configured (WEFT_BREAKER_CONTAINER)."""
+    closed_cache_s: float = 1.0
+    """How long a tool seen healthy is trusted without reading its record again; 0 reads on every call
+    (WEFT_BREAKER_CLOSED_CACHE_S)."""
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> BreakerSettings:
@@ -125,6 +131,7 @@ class BreakerSettings:
             cooldown_s=env_float(env, "WEFT_BREAKER_COOLDOWN_S", cls.cooldown_s, minimum=0.0),
             trial_lease_s=env_float(env, "WEFT_BREAKER_TRIAL_LEASE_S", cls.trial_lease_s, minimum=0.0),
             container=env_str(env, "WEFT_BREAKER_CONTAINER", cls.container),
+            closed_cache_s=env_float(env, "WEFT_BREAKER_CLOSED_CACHE_S", cls.closed_cache_s, minimum=0.0),
         )
 
 
@@ -311,6 +318,19 @@ class CircuitBreaker:
         self.settings = settings or BreakerSettings()
         self._clock = clock
         self._on_transition = on_transition
+        self._healthy_until: dict[str, float] = {}
+
+    def known_healthy(self, tool: str) -> bool:
+        """Whether ``tool`` was seen closed with no failures within ``closed_cache_s``: then :meth:`check` and
+        :meth:`record_success` touch no store, and a caller may skip them (and the thread hop to reach them)."""
+        return self._clock() < self._healthy_until.get(tool, 0.0)
+
+    def _seen(self, tool: str, record: BreakerRecord) -> None:
+        if record == BreakerRecord():
+            if self.settings.closed_cache_s > 0:
+                self._healthy_until[tool] = self._clock() + self.settings.closed_cache_s
+        else:
+            self._healthy_until.pop(tool, None)
 
     def state(self, tool: str) -> BreakerRecord:
         """The tool's current record."""
@@ -318,8 +338,11 @@ class CircuitBreaker:
 
     def allow(self, tool: str) -> bool:
         """Whether a call to ``tool`` may go ahead now; after the cooldown, exactly one caller gets the trial."""
+        if self.known_healthy(tool):
+            return True
         try:
             record = self.store.get(tool)
+            self._seen(tool, record)
             if record.state is BreakerState.CLOSED:
                 return True
             now = self._clock()
@@ -383,11 +406,16 @@ class CircuitBreaker:
                 return current
             return BreakerRecord()
 
+        if self.known_healthy(tool):
+            return None
         try:
             record = self.store.get(tool)
             if record == BreakerRecord():
+                self._seen(tool, record)
                 return None
-            return self._apply(tool, change)
+            transition = self._apply(tool, change)
+            self._healthy_until.pop(tool, None)  # seen healthy again at the next check's read
+            return transition
         except Exception:
             logger.warning("circuit breaker store failed for tool %s; success not recorded", tool, exc_info=True)
             return None
@@ -405,6 +433,7 @@ class CircuitBreaker:
                 return BreakerRecord(BreakerState.OPEN, failures, opened_at=now)
             return replace(current, failures=failures)
 
+        self._healthy_until.pop(tool, None)
         try:
             return self._apply(tool, change)
         except Exception:

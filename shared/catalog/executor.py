@@ -176,7 +176,7 @@ class ToolExecutor:
 
     async def _call(self, transport: Any, spec: ToolSpec, call: ToolCall) -> Any:
         """Breaker check, the call under its timeout, breaker record. Raises what the tool raised."""
-        if self.breaker is not None:
+        if self.breaker is not None and not self.breaker.known_healthy(spec.name):
             await asyncio.to_thread(self.breaker.check, spec.name)  # CircuitOpen while the circuit is open
         timeout = spec.timeout_s or self.settings.timeout_s
         token = current_call.set(call)
@@ -207,7 +207,7 @@ class ToolExecutor:
             return
         if exc is not None and is_retryable(exc):
             await asyncio.to_thread(self.breaker.record_failure, tool)
-        else:
+        elif not self.breaker.known_healthy(tool):
             await asyncio.to_thread(self.breaker.record_success, tool)
 
     async def _success(self, call: ToolCall, value: Any, start: float) -> ToolResult:

@@ -75,6 +75,8 @@ def test_settings_from_env() -> None:
     assert settings == BreakerSettings(2, 1.5, 4.0)
     assert BreakerSettings().container == "weft-breakers"
     assert BreakerSettings.from_env({"WEFT_BREAKER_CONTAINER": "breakers"}).container == "breakers"
+    assert BreakerSettings().closed_cache_s == 1.0
+    assert BreakerSettings.from_env({"WEFT_BREAKER_CLOSED_CACHE_S": "0"}).closed_cache_s == 0.0
     with pytest.raises(ValueError, match="WEFT_BREAKER_FAILURE_THRESHOLD"):
         BreakerSettings.from_env({"WEFT_BREAKER_FAILURE_THRESHOLD": "0"})
 
@@ -236,6 +238,82 @@ def test_two_breakers_on_one_store_share_state(store: BreakerStore, clock: Clock
     clock.advance(30)
     assert second.allow("t")
     assert not first.allow("t")
+
+
+class CountingStore(MemoryBreakerStore):
+    """A memory store that counts its reads and updates."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.reads = 0
+        self.updates = 0
+
+    def get(self, tool: str) -> BreakerRecord:
+        self.reads += 1
+        return super().get(tool)
+
+    def update(
+        self, tool: str, change: Callable[[BreakerRecord], BreakerRecord]
+    ) -> tuple[BreakerRecord, BreakerRecord]:
+        self.updates += 1
+        return super().update(tool, change)
+
+
+def test_a_tool_seen_healthy_is_not_read_again_within_the_cache_time(clock: Clock) -> None:
+    store = CountingStore()
+    breaker = CircuitBreaker(store, BreakerSettings(closed_cache_s=1.0), clock=clock)
+    assert not breaker.known_healthy("t")
+    breaker.check("t")
+    assert (store.reads, breaker.known_healthy("t")) == (1, True)
+    for _ in range(5):
+        breaker.check("t")
+        assert breaker.record_success("t") is None
+    assert (store.reads, store.updates) == (1, 0)
+    clock.advance(1.0)
+    assert not breaker.known_healthy("t")
+    breaker.check("t")
+    assert store.reads == 2
+
+
+def test_another_instance_opening_the_circuit_is_seen_once_the_cache_time_is_over(clock: Clock) -> None:
+    store = MemoryBreakerStore()
+    here = CircuitBreaker(store, BreakerSettings(failure_threshold=2, closed_cache_s=1.0), clock=clock)
+    elsewhere = CircuitBreaker(store, BreakerSettings(failure_threshold=2, closed_cache_s=1.0), clock=clock)
+    here.check("t")
+    elsewhere.record_failure("t")
+    elsewhere.record_failure("t")
+    assert store.get("t").state is OPEN
+    here.check("t")  # still within the second it trusts what it saw
+    clock.advance(1.0)
+    with pytest.raises(CircuitOpen):
+        here.check("t")
+
+
+def test_a_failure_here_is_counted_and_seen_at_once(clock: Clock) -> None:
+    store = CountingStore()
+    breaker = CircuitBreaker(store, BreakerSettings(failure_threshold=2, closed_cache_s=60.0), clock=clock)
+    breaker.check("t")
+    breaker.record_failure("t")
+    assert not breaker.known_healthy("t")
+    assert store.get("t").failures == 1
+    breaker.check("t")  # reads again: one failure is not yet an open circuit
+    assert not breaker.known_healthy("t")
+    breaker.record_success("t")  # ... and a success resets it in the store
+    assert store.get("t") == BreakerRecord()
+    breaker.record_failure("t")
+    breaker.record_failure("t")
+    with pytest.raises(CircuitOpen):
+        breaker.check("t")
+
+
+def test_a_zero_cache_time_reads_on_every_call(clock: Clock) -> None:
+    store = CountingStore()
+    breaker = CircuitBreaker(store, BreakerSettings(closed_cache_s=0.0), clock=clock)
+    for _ in range(3):
+        breaker.check("t")
+        breaker.record_success("t")
+    assert not breaker.known_healthy("t")
+    assert store.reads == 6
 
 
 def test_only_one_thread_wins_the_trial(tmp_path: Path) -> None:
