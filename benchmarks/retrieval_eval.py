@@ -14,8 +14,12 @@ queries), which is what the defaults were chosen on (ablation D: the order of a 
 :mod:`shared.search.fusion`; E: ranking a split request whole when a clause finds nothing); the main table is reported
 on the dev split (what changes are tuned on), on the test split (70%) and on everything.
 
-    .venv/bin/python benchmarks/retrieval_eval.py            # main table + ablations (~3 min on 2 cores)
-    .venv/bin/python benchmarks/retrieval_eval.py --quick    # main table only
+``--set awscli`` reports the main table on ``awscli_queries.jsonl`` instead: a held-out set over the same tools whose
+queries come from the AWS CLI's examples (``build_awscli_set.py``), for one look at a change designed on the AWS set.
+
+    .venv/bin/python benchmarks/retrieval_eval.py                         # main table + ablations (~3 min on 2 cores)
+    .venv/bin/python benchmarks/retrieval_eval.py --quick                 # main table only
+    .venv/bin/python benchmarks/retrieval_eval.py --quick --set awscli    # main table on the held-out set
 """
 
 from __future__ import annotations
@@ -38,6 +42,8 @@ from shared.search.retrieval import HybridRetriever, RetrievalSettings, _top, na
 
 DATA = Path(__file__).resolve().parent / "data" / "retrieval"
 KS = (1, 5, 10)
+QUERY_SETS = {"aws": ("aws_queries.jsonl", ("dev", "test", "all")), "awscli": ("awscli_queries.jsonl", ("heldout",))}
+"""Query file and the splits reported, per ``--set``."""
 
 
 def load(name: str) -> list[dict]:
@@ -345,9 +351,12 @@ def main() -> None:
     parser.add_argument("--cache-dir", default=str(Path.home() / ".cache" / "weft" / "retrieval-eval"),
                         help="embedding cache folder (kept between runs)")
     parser.add_argument("--quick", action="store_true", help="main table only")
+    parser.add_argument("--set", choices=sorted(QUERY_SETS), default="aws",
+                        help="query set: aws (dev/test, ablations) or awscli (held-out, main table only)")
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
-    tools, queries = load("aws_tools.jsonl"), load("aws_queries.jsonl")
+    query_file, splits = QUERY_SETS[args.set]
+    tools, queries = load("aws_tools.jsonl"), load(query_file)
     settings = RetrievalSettings()
     start = time.perf_counter()
     from shared.search.embedding import shared_encoder
@@ -358,19 +367,19 @@ def main() -> None:
     print(f"indexed {len(retriever)} tools in {time.perf_counter() - start:.1f} s "
           f"({retriever.embedding.embedded} embedded, rest from cache)", file=sys.stderr)
     kinds = {k: sum(q["kind"] == k for q in queries) for k in ("title", "description", "multi")}
-    print(f"AWS tool-search set: {len(tools)} tools, {len(queries)} queries {kinds}; settings: bm25_weight="
+    print(f"AWS tool-search set ({query_file}): {len(tools)} tools, {len(queries)} queries {kinds}; settings: "
+          f"bm25_weight="
           f"{settings.bm25_weight}, cosine floor/ceiling={settings.cosine_floor}/{settings.cosine_ceiling}, "
           f"split_clauses={settings.split_clauses}")
-    for split in ("dev", "test"):
+    for split in (s for s in splits if s != "all"):
         single = [q for q in queries if q["split"] == split and q["kind"] != "multi"]
         print(f"[{split}] single-task requests the clause splitter cuts: "
               f"{sum(len(split_clauses(q['query'])) > 1 for q in single)} of {len(single)}")
     rows = main_table(retriever, queries)
-    report(rows, queries, "dev")
-    report(rows, queries, "test")
-    report(rows, queries, "all")
+    for split in splits:
+        report(rows, queries, split)
     print_table("[all] every query", {m: average(r) for m, r in rows.items()}, f"(n={len(queries)})")
-    if not args.quick:
+    if not args.quick and args.set == "aws":
         arrays = ScoreArrays(retriever, queries)
         ablations(arrays, queries, settings)
         order_ablation(arrays, queries, settings)

@@ -166,6 +166,12 @@ def imperative_description(description: str) -> str | None:
     return out if len(out.split()) >= 3 else None
 
 
+def with_service(qid: str, title: str, service: str) -> str:
+    """The imperative ``title`` with the service named by one of the five templates (chosen by the query id)."""
+    template = SERVICE_TEMPLATES[int(hashlib.sha256(qid.encode()).hexdigest(), 16) % len(SERVICE_TEMPLATES)]
+    return template.format(q=title, s=service)
+
+
 def service_name(meta: dict[str, Any]) -> str:
     return meta.get("serviceAbbreviation") or meta.get("serviceFullName") or meta.get("serviceId", "")
 
@@ -205,17 +211,31 @@ def build(wheel_path: Path, out_dir: Path) -> tuple[int, int]:
                     qid = f"{service}.{op_name}.{kind}.{number}"
                     query = text
                     if kind == "title":
-                        template = SERVICE_TEMPLATES[int(hashlib.sha256(qid.encode()).hexdigest(), 16) % 5]
-                        query = template.format(q=text, s=name)
+                        query = with_service(qid, text, name)
                     singles.append({"id": qid, "kind": kind, "query": query[0].upper() + query[1:],
                                     "gold": [spec["name"]], "parts": [query], "_bare": text, "_service": name})
+    queries = singles + multi_queries(singles, MULTI_QUERIES)
+    for q in queries:
+        q["split"] = stable_split(q["id"])
+        q.pop("_bare", None)
+        q.pop("_service", None)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    with (out_dir / "aws_tools.jsonl").open("w") as f:
+        for t in tools:
+            f.write(json.dumps(t, separators=(",", ":")) + "\n")
+    write_queries(out_dir / "aws_queries.jsonl", queries)
+    return len(tools), len(queries)
+
+
+def multi_queries(singles: list[dict[str, Any]], count: int) -> list[dict[str, Any]]:
+    """``count`` multi-part requests joining 2-3 of the title queries (each with ``_bare`` text and ``_service``)."""
     rng = random.Random(20260101)
     titles = [q for q in singles if q["kind"] == "title"]
     by_service: dict[str, list[dict[str, Any]]] = {}
     for q in titles:
         by_service.setdefault(q["gold"][0].split("_", 1)[0], []).append(q)
     multis: list[dict[str, Any]] = []
-    while len(multis) < MULTI_QUERIES:
+    while len(multis) < count:
         n = 2 if rng.random() < 0.65 else 3
         if rng.random() < 0.5:
             pool = [qs for qs in by_service.values() if len(qs) >= n]
@@ -231,19 +251,13 @@ def build(wheel_path: Path, out_dir: Path) -> tuple[int, int]:
         qid = "multi." + ".".join(p["id"] for p in parts)
         multis.append({"id": qid, "kind": "multi", "query": query, "gold": [p["gold"][0] for p in parts],
                        "parts": texts})
-    queries = singles + multis
-    for q in queries:
-        q["split"] = stable_split(q["id"])
-        q.pop("_bare", None)
-        q.pop("_service", None)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    with (out_dir / "aws_tools.jsonl").open("w") as f:
-        for t in tools:
-            f.write(json.dumps(t, separators=(",", ":")) + "\n")
-    with (out_dir / "aws_queries.jsonl").open("w") as f:
+    return multis
+
+
+def write_queries(path: Path, queries: list[dict[str, Any]]) -> None:
+    with path.open("w") as f:
         for q in queries:
             f.write(json.dumps(q, separators=(",", ":")) + "\n")
-    return len(tools), len(queries)
 
 
 def main() -> None:
