@@ -30,7 +30,7 @@ from shared.runs.contracts import PreparedPlan
 from shared.runs.custom_status import CustomStatus
 from shared.runs.names import PREPARED_KEY, Orchestrator, Stage
 from shared.runs.plan import validate_plan
-from shared.runs.run_index import RunEntry, RunIndex
+from shared.runs.run_index import RunEntry, RunIndex, read_entry
 from shared.runtime import Runtime
 from shared.sandbox.policy import check_code
 
@@ -378,7 +378,7 @@ async def owned_run(run_id: str, caller: Caller, index: RunIndex, *, readers: tu
     ``readers`` roles (``Runs.ReadAll``; an approver must see what it approves). Anyone else gets the same
     :class:`NotFound` as for a run that does not exist."""
     check_run_id(run_id)
-    entry = await asyncio.to_thread(index.get, run_id)
+    entry = await read_entry(index, run_id)
     if entry is None or (entry.owner != caller.key and not any(caller.has_role(role) for role in readers)):
         raise NotFound("no such run", field="id")
     return entry

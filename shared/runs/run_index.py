@@ -12,17 +12,23 @@ first, one page" without reading every instance, so each admitted run gets an :c
 
 Stores: Azure Table Storage when storage is configured (:class:`TableRunIndex`: the entry in partition ``run``,
 keyed by run id, and a listing entry per owner and one for everyone, keyed by inverted time), else SQLite under
-``WEFT_STATE_DIR`` (:class:`SqliteRunIndex`: several local processes share it).
+``WEFT_STATE_DIR`` (:class:`SqliteRunIndex`: several local processes share it). The app reads either through
+:class:`RememberedRunIndex`: an entry never changes once claimed, so a client following its run (a GET every few
+hundred milliseconds) costs one storage read per instance, not one per GET.
 """
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import contextlib
 import hashlib
 import json
 import sqlite3
-from collections.abc import Iterator
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
 from datetime import datetime
 from pathlib import Path
@@ -31,7 +37,8 @@ from typing import Any, Protocol
 from shared.errors import InvalidRequest
 from shared.sqlite_file import SqliteFile
 
-__all__ = ["RunEntry", "RunIndex", "SqliteRunIndex", "TableRunIndex", "older_than", "owner_tag"]
+__all__ = ["RememberedRunIndex", "RunEntry", "RunIndex", "SqliteRunIndex", "TableRunIndex", "older_than",
+           "owner_tag", "read_entry"]
 
 _MAX_TOKEN_CHARS = 1024
 _MAX_TICKS = 10**19  # inverted microsecond timestamps sort newest first as fixed-width strings
@@ -75,6 +82,75 @@ class RunIndex(Protocol):
     def remove(self, run_id: str) -> None:
         """Forget a run (retention purge); idempotent."""
         ...
+
+
+class RememberedRunIndex:
+    """A :class:`RunIndex` that remembers the entries it read or claimed: at most ``entries`` of them (the least
+    recently used go first), each for ``ttl_s`` seconds. Only retention removes an entry, so a memory can only be
+    stale about a run another instance purged, and for at most ``ttl_s``; :meth:`remove` forgets at once."""
+
+    def __init__(self, inner: RunIndex, *, entries: int = 10_000, ttl_s: float = 60.0,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.inner = inner
+        self.entries = entries
+        self.ttl_s = ttl_s
+        self._clock = clock
+        self._memory: OrderedDict[str, tuple[float, RunEntry]] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def remembered(self, run_id: str) -> RunEntry | None:
+        """The entry of ``run_id`` if it is in memory and fresh (no I/O: callable on an event loop)."""
+        with self._lock:
+            found = self._memory.get(run_id)
+            if found is None:
+                return None
+            if self._clock() >= found[0]:
+                del self._memory[run_id]
+                return None
+            self._memory.move_to_end(run_id)
+            return found[1]
+
+    def _remember(self, entry: RunEntry) -> None:
+        if self.entries <= 0 or self.ttl_s <= 0:
+            return
+        with self._lock:
+            self._memory[entry.run_id] = (self._clock() + self.ttl_s, entry)
+            self._memory.move_to_end(entry.run_id)
+            while len(self._memory) > self.entries:
+                self._memory.popitem(last=False)
+
+    def claim(self, entry: RunEntry) -> RunEntry | None:
+        """See :meth:`RunIndex.claim`."""
+        existing = self.inner.claim(entry)
+        self._remember(existing or entry)
+        return existing
+
+    def get(self, run_id: str) -> RunEntry | None:
+        """See :meth:`RunIndex.get`."""
+        entry = self.remembered(run_id)
+        if entry is None:
+            entry = self.inner.get(run_id)
+            if entry is not None:
+                self._remember(entry)
+        return entry
+
+    def page(self, owner: str | None, limit: int, continuation: str | None = None
+             ) -> tuple[list[RunEntry], str | None]:
+        """See :meth:`RunIndex.page` (always read from the store: new runs must show)."""
+        return self.inner.page(owner, limit, continuation)
+
+    def remove(self, run_id: str) -> None:
+        """See :meth:`RunIndex.remove`."""
+        with self._lock:
+            self._memory.pop(run_id, None)
+        self.inner.remove(run_id)
+
+
+async def read_entry(index: RunIndex, run_id: str) -> RunEntry | None:
+    """``index.get(run_id)`` off the event loop, unless ``index`` remembers the entry."""
+    if isinstance(index, RememberedRunIndex) and (entry := index.remembered(run_id)) is not None:
+        return entry
+    return await asyncio.to_thread(index.get, run_id)
 
 
 def older_than(moment: datetime) -> str:

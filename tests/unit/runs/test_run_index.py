@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import threading
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -9,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from shared.errors import InvalidRequest
-from shared.runs.run_index import RunEntry, SqliteRunIndex
+from shared.runs.run_index import RememberedRunIndex, RunEntry, SqliteRunIndex, read_entry
 
 T0 = datetime(2026, 12, 7, 12, 0, tzinfo=UTC)
 
@@ -76,3 +77,57 @@ def test_remove_forgets_the_run_and_is_idempotent(tmp_path: Path) -> None:
     index.remove("run-1")
     index.remove("run-1")
     assert index.get("run-1") is None and index.page("t/a", 5) == ([], None)
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 100.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_a_remembered_entry_is_read_once_until_it_ages_out(tmp_path: Path) -> None:
+    store = SqliteRunIndex(tmp_path / "runs.sqlite")
+    store.claim(entry("run-1"))
+    clock = Clock()
+    index = RememberedRunIndex(store, entries=10, ttl_s=60.0, clock=clock)
+    assert index.remembered("run-1") is None
+    assert index.get("run-1") == entry("run-1")
+    store.remove("run-1")  # another instance's retention purge: this one does not know yet
+    assert index.remembered("run-1") == entry("run-1") == index.get("run-1")
+    clock.now += 60.0
+    assert index.remembered("run-1") is None and index.get("run-1") is None
+
+
+def test_a_claim_is_remembered_and_a_remove_forgets_at_once(tmp_path: Path) -> None:
+    index = RememberedRunIndex(SqliteRunIndex(tmp_path / "runs.sqlite"), clock=Clock())
+    assert index.claim(entry("run-1")) is None
+    assert index.remembered("run-1") == entry("run-1")
+    theirs = index.claim(entry("run-1", owner="t/b", body="b2"))
+    assert theirs == entry("run-1") == index.remembered("run-1")  # the entry that is there, not the loser's
+    index.remove("run-1")
+    assert index.remembered("run-1") is None and index.get("run-1") is None
+    assert index.page(None, 10) == ([], None)
+
+
+def test_memory_keeps_the_most_recently_used_entries_and_can_be_off(tmp_path: Path) -> None:
+    store = SqliteRunIndex(tmp_path / "runs.sqlite")
+    index = RememberedRunIndex(store, entries=2, clock=Clock())
+    for run_id in ("a", "b", "c"):
+        index.claim(entry(run_id))
+    assert index.remembered("a") is None and index.remembered("b") == entry("b")  # "b" is now the most recent
+    index.get("a")  # read back from storage: remembered again, and "c" (the least recently used) goes
+    assert index.remembered("c") is None
+    assert index.remembered("a") == entry("a") and index.remembered("b") == entry("b")
+    off = RememberedRunIndex(store, entries=0, clock=Clock())
+    assert off.get("a") == entry("a") and off.remembered("a") is None
+
+
+def test_read_entry_skips_storage_for_a_remembered_entry(tmp_path: Path) -> None:
+    store = SqliteRunIndex(tmp_path / "runs.sqlite")
+    index = RememberedRunIndex(store, clock=Clock())
+    index.claim(entry("run-1"))
+    store.remove("run-1")
+    assert asyncio.run(read_entry(index, "run-1")) == entry("run-1")
+    assert asyncio.run(read_entry(store, "run-1")) is None
