@@ -22,7 +22,7 @@ from shared.errors import InvalidRequest
 from shared.models import ToolSpec, canonical_json, format_field
 
 __all__ = ["ArgumentProblem", "FunctionSchema", "argument_problems", "function_schema", "inline_refs",
-           "parse_docstring", "python_identifier", "render_stub", "resolve_pointer"]
+           "parse_docstring", "python_identifier", "render_stub", "resolve_pointer", "schema_validator"]
 
 IDEMPOTENCY_PARAMETER = "idempotency_key"
 """A tool function declaring a parameter with this name receives the call's idempotency key there."""
@@ -245,21 +245,27 @@ def _validator(schema_json: str) -> Any:
     return cls(schema)
 
 
+def schema_validator(schema: Mapping[str, Any]) -> Any:
+    """The JSON Schema validator of ``schema`` (shared by equal schemas), for :func:`argument_problems`."""
+    return _validator(canonical_json(dict(schema)))
+
+
 def _under(path: tuple[Any, ...], prefix: tuple[Any, ...]) -> bool:
     return path[: len(prefix)] == prefix
 
 
 def argument_problems(
-    schema: Mapping[str, Any], args: Any, *, opaque: Iterable[tuple[str | int, ...]] = ()
+    schema: Mapping[str, Any], args: Any, *, opaque: Iterable[tuple[str | int, ...]] = (), validator: Any = None
 ) -> list[ArgumentProblem]:
     """Every problem with ``args`` under ``schema``, in a stable order.
 
     ``opaque`` paths hold values not known yet (``$ref`` placeholders in a plan): errors at or inside them are
     ignored, and so are errors at their ancestors unless they concern only the shape (missing or unexpected keys,
-    wrong container type, sizes).
+    wrong container type, sizes). ``validator``: :func:`schema_validator` of ``schema``, when the caller keeps it.
     """
     opaque = tuple(opaque)
-    validator = _validator(canonical_json(dict(schema)))
+    if validator is None:
+        validator = schema_validator(schema)
     problems: list[ArgumentProblem] = []
     for error in (leaf for top in validator.iter_errors(args) for leaf in _leaves(top)):
         path = tuple(error.absolute_path)

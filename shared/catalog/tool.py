@@ -23,6 +23,7 @@ from shared.catalog.schema import (
     ArgumentProblem,
     argument_problems,
     function_schema,
+    schema_validator,
 )
 from shared.errors import InvalidRequest, ToolArgumentsInvalid
 from shared.models import RetryPolicy, ToolSpec, canonical_json, format_field, parse_model
@@ -95,19 +96,21 @@ class Tool:
     tools then parses none of them.
     """
 
-    __slots__ = ("_name", "_spec", "_spec_json", "_transport")
+    __slots__ = ("_args_validator", "_name", "_spec", "_spec_json", "_transport")
 
     def __init__(self, spec: ToolSpec, transport: ToolTransport | None = None) -> None:
         self._name = spec.name
         self._spec: ToolSpec | None = spec
         self._spec_json: bytes | None = None
         self._transport = transport
+        self._args_validator: Any = None
 
     @classmethod
     def validated(cls, name: str, spec_json: bytes) -> Tool:
         """A spec-only tool from the canonical JSON of a spec validated earlier by this code."""
         entry = cls.__new__(cls)
         entry._name, entry._spec, entry._spec_json, entry._transport = name, None, spec_json, None
+        entry._args_validator = None
         return entry
 
     @property
@@ -136,7 +139,10 @@ class Tool:
 
     def check_args(self, args: Any) -> list[ArgumentProblem]:
         """Problems with ``args`` under this tool's parameters schema (empty when valid)."""
-        return argument_problems(self.spec.parameters, args)
+        validator = self._args_validator
+        if validator is None:  # every call checks its arguments: the schema is looked up once per tool, not per call
+            validator = self._args_validator = schema_validator(self.spec.parameters)
+        return argument_problems(self.spec.parameters, args, validator=validator)
 
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, Tool):
