@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import importlib
 import importlib.util
 import json
@@ -62,8 +63,9 @@ class FunctionIndex:
         http = (self.host_config.get("extensions") or {}).get("http") or {}
         return str(http.get("routePrefix", "api")).strip("/")
 
-    @property
+    @functools.cached_property
     def task_hub(self) -> str:
+        """The task hub's name, resolved once as the host does at start-up (every Durable client binding reads it)."""
         durable = (self.host_config.get("extensions") or {}).get("durableTask") or {}
         hub = str(durable.get("hubName") or "TestHubName")
         return _expand_setting(hub)
