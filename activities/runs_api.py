@@ -32,6 +32,7 @@ from shared.runs.admission import (
 )
 from shared.runs.admission import run_view as view_of
 from shared.runs.names import APPROVAL_EVENT, Stage
+from shared.runs.run_index import purged
 from shared.runtime import get_runtime_async
 
 bp = df.Blueprint()
@@ -85,6 +86,8 @@ async def get_run(req: func.HttpRequest, client: df.DurableOrchestrationClient) 
     except WeftError as exc:
         return error_response(exc)
     status = await watch_status(client, entry.run_id, wait_s, runtime.settings.run_wait_poll_s, until_end=until_end)
+    if status.runtime_status is None and await purged(runtime.run_index, entry.run_id):
+        return error_response(NotFound("no such run", field="id"))
     view = _view(entry.run_id, status)
     view["owner"] = entry.owner_name
     target, custom = await awaiting_instance(client, entry.run_id, status)
@@ -164,6 +167,8 @@ async def cancel_run(req: func.HttpRequest, client: df.DurableOrchestrationClien
         entry = await owned_run(req.route_params["id"], caller, runtime.run_index)
         status = await client.get_status(entry.run_id, show_input=False)
         if status.runtime_status is None:
+            if await purged(runtime.run_index, entry.run_id):
+                raise NotFound("no such run", field="id")
             raise Conflict("the run has not started yet; cancel it again in a moment", field="id")
         if status.runtime_status.value in _FINISHED:
             raise Conflict("the run has already finished", field="id")

@@ -123,8 +123,8 @@ class RuntimeSettings:
     run_index_memory: int = 10_000
     """Run-index entries an instance remembers (WEFT_RUN_INDEX_MEMORY_ENTRIES; 0: read storage every time)."""
     run_index_memory_s: float = 60.0
-    """How long an instance trusts a remembered run-index entry (WEFT_RUN_INDEX_MEMORY_S): a run another
-    instance purged is forgotten here within this time."""
+    """How long an instance trusts a remembered run-index entry (WEFT_RUN_INDEX_MEMORY_S); a GET of a run Durable
+    no longer knows reads the index again (:func:`~shared.runs.run_index.purged`)."""
 
     @property
     def inline_result_bytes(self) -> int:

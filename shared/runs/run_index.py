@@ -38,7 +38,7 @@ from shared.errors import InvalidRequest
 from shared.sqlite_file import SqliteFile
 
 __all__ = ["RememberedRunIndex", "RunEntry", "RunIndex", "SqliteRunIndex", "TableRunIndex", "older_than",
-           "owner_tag", "read_entry"]
+           "owner_tag", "purged", "read_entry"]
 
 _MAX_TOKEN_CHARS = 1024
 _MAX_TICKS = 10**19  # inverted microsecond timestamps sort newest first as fixed-width strings
@@ -139,11 +139,25 @@ class RememberedRunIndex:
         """See :meth:`RunIndex.page` (always read from the store: new runs must show)."""
         return self.inner.page(owner, limit, continuation)
 
-    def remove(self, run_id: str) -> None:
-        """See :meth:`RunIndex.remove`."""
+    def forget(self, run_id: str) -> None:
+        """Drop the memory of ``run_id``: the next :meth:`get` reads storage."""
         with self._lock:
             self._memory.pop(run_id, None)
+
+    def remove(self, run_id: str) -> None:
+        """See :meth:`RunIndex.remove`."""
+        self.forget(run_id)
         self.inner.remove(run_id)
+
+
+async def purged(index: RunIndex, run_id: str) -> bool:
+    """Whether the run whose entry ``index`` gave is gone from storage after all: asked when Durable no longer knows
+    the run, since the entry may have been remembered after another instance's retention purge (re-read from
+    storage, and forgotten if gone). A plain index read its entry just now: False without I/O."""
+    if not isinstance(index, RememberedRunIndex):
+        return False
+    index.forget(run_id)
+    return await asyncio.to_thread(index.get, run_id) is None
 
 
 async def read_entry(index: RunIndex, run_id: str) -> RunEntry | None:

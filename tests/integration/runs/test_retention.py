@@ -48,7 +48,9 @@ def test_finished_runs_past_retention_are_purged_with_their_payloads(tmp_path: P
         assert recent.runs == 0 and kept  # nothing was old enough yet
         assert report.runs == 1 and report.payloads >= 1
         assert index.get(done) is None and not any((tmp_path / "payloads").glob(f"{done}/*"))
+        # The host remembered the entry (it served the GETs above); the purge ran in another process.
         assert http("GET", f"{host.base_url}/api/runs/{done}")[0] == 404
+        assert http("POST", f"{host.base_url}/api/runs/{done}/cancel")[0] == 404
         assert index.get(going) is not None  # still running: kept whatever its age
         assert http("GET", f"{host.base_url}/api/runs/{going}")[0] == 202
     finally:

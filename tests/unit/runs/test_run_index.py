@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from shared.errors import InvalidRequest
-from shared.runs.run_index import RememberedRunIndex, RunEntry, SqliteRunIndex, read_entry
+from shared.runs.run_index import RememberedRunIndex, RunEntry, SqliteRunIndex, purged, read_entry
 
 T0 = datetime(2026, 12, 7, 12, 0, tzinfo=UTC)
 
@@ -131,3 +131,16 @@ def test_read_entry_skips_storage_for_a_remembered_entry(tmp_path: Path) -> None
     store.remove("run-1")
     assert asyncio.run(read_entry(index, "run-1")) == entry("run-1")
     assert asyncio.run(read_entry(store, "run-1")) is None
+
+
+def test_purged_rereads_a_remembered_entry_and_forgets_it_when_storage_has_none(tmp_path: Path) -> None:
+    store = SqliteRunIndex(tmp_path / "runs.sqlite")
+    index = RememberedRunIndex(store, clock=Clock())
+    index.claim(entry("run-1"))
+    index.claim(entry("run-2"))
+    store.remove("run-1")  # purged by another instance
+    assert asyncio.run(purged(index, "run-1")) is True
+    assert index.remembered("run-1") is None
+    assert asyncio.run(purged(index, "run-2")) is False  # still there: remembered again
+    assert index.remembered("run-2") == entry("run-2")
+    assert asyncio.run(purged(store, "run-2")) is False  # a plain index read the entry just now
