@@ -31,6 +31,7 @@ from shared.runs.admission import (
     watch_status,
 )
 from shared.runs.admission import run_view as view_of
+from shared.runs.call_journal import journal_for
 from shared.runs.names import APPROVAL_EVENT, Stage
 from shared.runs.run_index import purged
 from shared.runtime import get_runtime_async
@@ -161,6 +162,8 @@ def _list_params(req: func.HttpRequest) -> tuple[str | None, int, bool]:
 @bp.route(route="runs/{id}/cancel", methods=["POST"])
 @bp.durable_client_input(client_name="client")
 async def cancel_run(req: func.HttpRequest, client: df.DurableOrchestrationClient) -> func.HttpResponse:
+    """Terminate the run (and its task's current sub-run). The run is marked canceled in its call journal first, so
+    no side-effecting tool call of it starts afterwards, from whichever orchestration still runs."""
     try:
         runtime = await get_runtime_async()
         caller = await runtime.trust.caller_of(req.headers)
@@ -176,6 +179,9 @@ async def cancel_run(req: func.HttpRequest, client: df.DurableOrchestrationClien
         return error_response(exc)
     reason = (req.params.get("reason") or "canceled by the caller")[:500]
     _, sub_run = awaiting_calls(status.custom_status)
+    # Marked first: terminate reaches neither the run's sub-orchestrations (a wide plan's run_steps slices) nor its
+    # queued activities, and every side-effecting call checks the mark before its tool runs (activities/tool_calls)
+    await asyncio.to_thread(journal_for(runtime.payloads).cancel, entry.run_id)
     await client.terminate(entry.run_id, reason)
     if sub_run is not None:  # Durable does not cascade: a task's sub-run would go on calling tools
         sub_status = await client.get_status(sub_run, show_input=False)

@@ -9,7 +9,7 @@ import azure.durable_functions as df
 import azure.functions as func
 
 from activities.tracing import activity_span
-from shared.errors import CircuitOpen, ExecutionUncertain, ToolArgumentsInvalid
+from shared.errors import CircuitOpen, ExecutionUncertain, RunCanceled, ToolArgumentsInvalid
 from shared.models import ErrorInfo, Plan, ToolResult, ToolSpec, hash_args
 from shared.payloads import ref_of_run
 from shared.runs.admission import prepared_plan
@@ -64,7 +64,9 @@ async def call_tool(request: dict[str, Any], context: func.Context) -> dict[str,
     A side-effecting tool's call is journalled (:mod:`shared.runs.call_journal`): an execution marker per attempt
     before it runs and its outcome before it reports. A delivery of an attempt that began and never reported (the
     host crashed) does not run a non-idempotent tool again: the step fails ``execution_uncertain``; an idempotent one
-    runs again, flagged ``redelivered``. An outcome settled but never reported is reported, not recomputed."""
+    runs again, flagged ``redelivered``. An outcome settled but never reported is reported, not recomputed. A call of
+    a canceled run (:meth:`CallJournal.cancel <shared.runs.call_journal.CallJournal.cancel>`) does not run: it fails
+    ``canceled``, final, whichever orchestration (a sub-orchestration terminate did not reach) still asked for it."""
     runtime = await get_runtime_async()
     step = StepCall.model_validate(request)
     with activity_span(runtime.telemetry, context, Activity.CALL_TOOL, step.call.run_id):
@@ -88,6 +90,13 @@ async def _call_tool(runtime: Runtime, step: StepCall) -> dict[str, Any]:
             f"{call.tool} (step {call.step_id}) may already have executed: an earlier delivery of this call began "
             "and never reported back (the host crashed or was stopped), and the tool is not idempotent, so it was "
             "not run again; check its effect, or mark the tool idempotent: true if repeating a call is harmless")))
+        output = result.model_dump(mode="json")
+        await asyncio.to_thread(journal.settle, call.run_id, key, dispatch.attempt, output, final=True)
+        return output
+    if dispatch.canceled:  # Durable's terminate reaches neither sub-orchestrations nor queued activities: stop here
+        result = ToolResult(ok=False, error=ErrorInfo.of(RunCanceled, (
+            f"{call.tool} (step {call.step_id}) was not run: the run was canceled")))
+        await runtime.trust.tool_executed(runtime.run_index, call, result)
         output = result.model_dump(mode="json")
         await asyncio.to_thread(journal.settle, call.run_id, key, dispatch.attempt, output, final=True)
         return output

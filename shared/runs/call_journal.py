@@ -1,6 +1,6 @@
 """A journal of a run's completed tool calls, kept next to its payloads, so a crash never repeats finished work.
 
-Two records per run, both in the payload store's own storage (the local folder of a :class:`LocalPayloadStore` or the
+Its records, all in the payload store's own storage (the local folder of a :class:`LocalPayloadStore` or the
 container of a :class:`BlobPayloadStore`), under ``journal/<run id>/``:
 
 * ``calls/<seq>.json`` — one entry per completed call, by call sequence (1, 2, … in the order the code made them):
@@ -17,6 +17,10 @@ container of a :class:`BlobPayloadStore`), under ``journal/<run id>/``:
   (the previous attempt settled with a retryable failure: a new attempt, allowed by the retry policy) from a
   *redelivery* (this attempt began and never settled: a crash), and hands back a final outcome an earlier delivery
   settled with but could not report (so the tool does not run again for it).
+* ``canceled`` — written once (first write wins) when the run is canceled, under the *root* run's folder (a task's
+  sub-runs ``<run id>:turn<n>`` share it). Durable's terminate does not reach a run's sub-orchestrations nor its
+  activities already queued, so :meth:`CallJournal.dispatch` reads it before a side-effecting call runs: a canceled
+  run's side effects stop at the boundary where they happen, whichever orchestration still asks for them.
 
 The first write of an entry wins (a second ``record`` of the same sequence returns the journalled one), so two
 instances racing after a redelivery agree on one outcome.
@@ -50,6 +54,11 @@ _PREFIX = "journal"
 def _run_folders(run_id: str) -> re.Pattern[str]:
     """The journal folders of a run and of its task's sub-runs (``<run id>:turn<n>``)."""
     return re.compile(f"{_PREFIX}/{re.escape(run_id)}(:turn[0-9]+)?/")
+
+
+def _root_run(run_id: str) -> str:
+    """The run a (sub-)run belongs to: a task's sub-runs are ``<run id>:turn<n>``, and a run's own id has no colon."""
+    return run_id.split(":", 1)[0]
 
 
 def args_sha256(args: Any) -> str:
@@ -256,16 +265,29 @@ class CallJournal:
         self._run(run_id)
         return self._backend.delete_runs(run_id)
 
+    def cancel(self, run_id: str) -> bool:
+        """Mark ``run_id`` (its root run, for a task's sub-run) canceled, before its orchestration is terminated, so
+        no side-effecting call of it starts from then on; whether this call wrote the mark (the first one wins)."""
+        stamp = json.dumps({"canceled_at": datetime.now(UTC).isoformat()}).encode()
+        return self._backend.create(f"{self._run(_root_run(run_id))}/canceled", stamp)
+
+    def canceled(self, run_id: str) -> bool:
+        """Whether ``run_id`` (or the run whose task's sub-run it is) has been canceled."""
+        return self._backend.read(f"{self._run(_root_run(run_id))}/canceled") is not None
+
     def dispatch(self, run_id: str, call_key: str) -> Dispatch:
         """Start a delivery of the ``call_tool`` call ``call_key`` of ``run_id`` (see the module doc): its attempt
         number, whether that attempt had begun before (a redelivery after a crash), or the final outcome an earlier
-        delivery settled with (return it; the tool must not run again)."""
+        delivery settled with (return it; the tool must not run again), or that the run was canceled (the tool must
+        not run at all: settle the call as final)."""
         settled = self._settled(run_id, call_key)
         if settled and settled[-1].get("final"):
             outcome = settled[-1].get("outcome")
             return Dispatch(len(settled), redelivered=True, settled=outcome if isinstance(outcome, dict) else None)
         attempt = len(settled) + 1
-        return Dispatch(attempt, redelivered=self.begin(run_id, f"{call_key}#{attempt}"))
+        redelivered = self.begin(run_id, f"{call_key}#{attempt}")
+        # read last, as close to the tool running as the journal gets
+        return Dispatch(attempt, redelivered=redelivered, canceled=self.canceled(run_id))
 
     def settle(self, run_id: str, call_key: str, attempt: int, outcome: Mapping[str, Any], *, final: bool) -> None:
         """Record how ``attempt`` of ``call_key`` ended, before it is reported: ``final`` when Durable will not
@@ -296,6 +318,8 @@ class Dispatch:
     """This attempt had begun before and never settled: the tool may already have executed."""
     settled: dict[str, Any] | None = None
     """The final outcome (a ``call_tool`` output) an earlier delivery settled with: report it, run nothing."""
+    canceled: bool = False
+    """The run was canceled (:meth:`CallJournal.cancel`) before this delivery: run nothing, settle it as final."""
 
 
 _journals: weakref.WeakKeyDictionary[Any, CallJournal] = weakref.WeakKeyDictionary()
