@@ -40,7 +40,7 @@ from shared.identity.trust import Trust, TrustSettings
 from shared.llm.chat import ChatModel, LlmSettings, build_chat_model
 from shared.models import ModelLimits, ToolCall
 from shared.payloads import BlobPayloadStore, PayloadSettings, PayloadStore, build_payload_store, container_client
-from shared.runs.run_index import RememberedRunIndex, RunIndex, SqliteRunIndex, TableRunIndex
+from shared.runs.run_index import CachedRunIndex, RunIndex, SqliteRunIndex, TableRunIndex
 from shared.sandbox import Capacity, CodeExecutor, DynamicSessionsExecutor, Limits, SandboxBackend, build_code_executor
 from shared.search.background import run_in_background
 from shared.search.embedding import shared_encoder
@@ -120,11 +120,11 @@ class RuntimeSettings:
     runs_table: str = "weftruns"
     """Table of the run index (owners, per-caller listing) when storage is configured (WEFT_RUNS_TABLE); else
     ``<WEFT_STATE_DIR>/runs.sqlite``."""
-    run_index_memory: int = 10_000
-    """Run-index entries an instance remembers (WEFT_RUN_INDEX_MEMORY_ENTRIES; 0: read storage every time)."""
-    run_index_memory_s: float = 60.0
-    """How long an instance trusts a remembered run-index entry (WEFT_RUN_INDEX_MEMORY_S); a GET of a run Durable
-    no longer knows reads the index again (:func:`~shared.runs.run_index.purged`)."""
+    run_index_cache_entries: int = 10_000
+    """Run-index entries an instance keeps in memory (WEFT_RUN_INDEX_CACHE_ENTRIES; 0: read storage every time)."""
+    run_index_cache_s: float = 60.0
+    """How long an instance trusts a cached run-index entry (WEFT_RUN_INDEX_CACHE_S); a GET or cancel of a run
+    Durable no longer knows reads the index again (:func:`~shared.runs.run_index.purged`)."""
 
     @property
     def inline_result_bytes(self) -> int:
@@ -164,8 +164,9 @@ class RuntimeSettings:
             audit=AuditSettings.from_env(env),
             trust=TrustSettings(approval_separation=env_bool(env, "WEFT_APPROVAL_SEPARATION", True)),
             runs_table=env_str(env, "WEFT_RUNS_TABLE", cls.runs_table),
-            run_index_memory=env_int(env, "WEFT_RUN_INDEX_MEMORY_ENTRIES", cls.run_index_memory, minimum=0),
-            run_index_memory_s=env_float(env, "WEFT_RUN_INDEX_MEMORY_S", cls.run_index_memory_s, minimum=0.0),
+            run_index_cache_entries=env_int(env, "WEFT_RUN_INDEX_CACHE_ENTRIES", cls.run_index_cache_entries,
+                                            minimum=0),
+            run_index_cache_s=env_float(env, "WEFT_RUN_INDEX_CACHE_S", cls.run_index_cache_s, minimum=0.0),
             run_wait_max_s=env_float(env, "WEFT_RUN_WAIT_MAX_S", cls.run_wait_max_s, minimum=0.0),
             run_wait_poll_s=_wait_poll(env, cls.run_wait_poll_s),
         )
@@ -244,8 +245,9 @@ class Runtime:
     def run_index(self) -> RunIndex:
         """Who owns each run (see :mod:`shared.runs.run_index`): WEFT_RUNS_TABLE in Table Storage when storage is
         configured, else ``<WEFT_STATE_DIR>/runs.sqlite``."""
-        return self._once("run_index", lambda: RememberedRunIndex(
-            _run_index(self.settings), entries=self.settings.run_index_memory, ttl_s=self.settings.run_index_memory_s))
+        return self._once("run_index", lambda: CachedRunIndex(
+            _run_index(self.settings), entries=self.settings.run_index_cache_entries,
+            ttl_s=self.settings.run_index_cache_s))
 
     @property
     def discovery_cache(self) -> DiscoveryCache:

@@ -36,7 +36,7 @@ from shared.runs.admission import (
     run_view,
     submit_run,
 )
-from shared.runs.run_index import RunEntry
+from shared.runs.run_index import RunEntry, purged
 from shared.runtime import Runtime, get_runtime_async
 
 __all__ = ["MCP_ENDPOINT", "PRM_ROUTE", "McpServer", "RunClient", "answer", "present", "protected_resource_metadata",
@@ -244,7 +244,10 @@ class McpServer:
         wait_s = _number(arguments, "wait_s", 0.0, low=0.0, high=self.settings.max_wait_s)
         offset = int(_number(arguments, "offset", 0, low=0, high=2**53, integer=True))
         entry = await self._owned(run_id, caller, readers=(Role.RUNS_READ_ALL,))
-        return await self._wait(entry.run_id, wait_s, offset)
+        answer = await self._wait(entry.run_id, wait_s, offset)
+        if answer["status"] == "pending" and await purged(self.runtime.run_index, entry.run_id):
+            raise NotFound("no such run", field="run_id")  # purged by another instance since its entry was cached
+        return answer
 
     async def cancel_run(self, caller: Caller, arguments: Mapping[str, Any]) -> dict[str, Any]:
         """Terminate the caller's run if it has not finished."""
@@ -255,6 +258,8 @@ class McpServer:
         client = self._client()
         status = await client.get_status(entry.run_id, show_input=False)
         if status.runtime_status is None:
+            if await purged(self.runtime.run_index, entry.run_id):
+                raise NotFound("no such run", field="run_id")
             raise Conflict("the run has not started yet; cancel it again in a moment", field="run_id")
         if status.runtime_status.value in FINISHED_DURABLE_STATUSES:
             raise Conflict("the run has already finished", field="run_id")

@@ -13,7 +13,7 @@ first, one page" without reading every instance, so each admitted run gets an :c
 Stores: Azure Table Storage when storage is configured (:class:`TableRunIndex`: the entry in partition ``run``,
 keyed by run id, and a listing entry per owner and one for everyone, keyed by inverted time), else SQLite under
 ``WEFT_STATE_DIR`` (:class:`SqliteRunIndex`: several local processes share it). The app reads either through
-:class:`RememberedRunIndex`: an entry never changes once claimed, so a client following its run (a GET every few
+:class:`CachedRunIndex`: an entry never changes once claimed, so a client following its run (a GET every few
 hundred milliseconds) costs one storage read per instance, not one per GET.
 """
 
@@ -37,7 +37,7 @@ from typing import Any, Protocol
 from shared.errors import InvalidRequest
 from shared.sqlite_file import SqliteFile
 
-__all__ = ["RememberedRunIndex", "RunEntry", "RunIndex", "SqliteRunIndex", "TableRunIndex", "older_than",
+__all__ = ["CachedRunIndex", "RunEntry", "RunIndex", "SqliteRunIndex", "TableRunIndex", "older_than",
            "owner_tag", "purged", "read_entry"]
 
 _MAX_TOKEN_CHARS = 1024
@@ -83,11 +83,20 @@ class RunIndex(Protocol):
         """Forget a run (retention purge); idempotent."""
         ...
 
+    def cached(self, run_id: str) -> RunEntry | None:
+        """The entry of ``run_id`` if this index holds it in memory (no I/O: callable on an event loop)."""
+        ...
 
-class RememberedRunIndex:
-    """A :class:`RunIndex` that remembers the entries it read or claimed: at most ``entries`` of them (the least
-    recently used go first), each for ``ttl_s`` seconds. Only retention removes an entry, so a memory can only be
-    stale about a run another instance purged, and for at most ``ttl_s``; :meth:`remove` forgets at once."""
+    def forget(self, run_id: str) -> None:
+        """Drop what this index holds in memory about ``run_id`` (the next :meth:`get` reads storage)."""
+        ...
+
+
+class CachedRunIndex:
+    """A :class:`RunIndex` that keeps the entries it read or claimed in an LRU cache: at most ``entries`` of them,
+    each for ``ttl_s`` seconds. Only retention removes an entry, so the cache can only be stale about a run another
+    instance purged, and for at most ``ttl_s`` (:func:`purged` re-reads when Durable no longer knows a run);
+    :meth:`remove` and :meth:`forget` drop it at once, and a read that overlapped them is not cached."""
 
     def __init__(self, inner: RunIndex, *, entries: int = 10_000, ttl_s: float = 60.0,
                  clock: Callable[[], float] = time.monotonic) -> None:
@@ -97,9 +106,10 @@ class RememberedRunIndex:
         self._clock = clock
         self._memory: OrderedDict[str, tuple[float, RunEntry]] = OrderedDict()
         self._lock = threading.Lock()
+        self._forgets = 0  # bumped by every forget: a storage read that overlapped one is not cached
 
-    def remembered(self, run_id: str) -> RunEntry | None:
-        """The entry of ``run_id`` if it is in memory and fresh (no I/O: callable on an event loop)."""
+    def cached(self, run_id: str) -> RunEntry | None:
+        """See :meth:`RunIndex.cached` (fresh entries only)."""
         with self._lock:
             found = self._memory.get(run_id)
             if found is None:
@@ -110,10 +120,12 @@ class RememberedRunIndex:
             self._memory.move_to_end(run_id)
             return found[1]
 
-    def _remember(self, entry: RunEntry) -> None:
+    def _remember(self, entry: RunEntry, forgets: int) -> None:
         if self.entries <= 0 or self.ttl_s <= 0:
             return
         with self._lock:
+            if forgets != self._forgets:
+                return
             self._memory[entry.run_id] = (self._clock() + self.ttl_s, entry)
             self._memory.move_to_end(entry.run_id)
             while len(self._memory) > self.entries:
@@ -121,17 +133,19 @@ class RememberedRunIndex:
 
     def claim(self, entry: RunEntry) -> RunEntry | None:
         """See :meth:`RunIndex.claim`."""
+        forgets = self._forgets
         existing = self.inner.claim(entry)
-        self._remember(existing or entry)
+        self._remember(existing or entry, forgets)
         return existing
 
     def get(self, run_id: str) -> RunEntry | None:
         """See :meth:`RunIndex.get`."""
-        entry = self.remembered(run_id)
+        entry = self.cached(run_id)
         if entry is None:
+            forgets = self._forgets
             entry = self.inner.get(run_id)
             if entry is not None:
-                self._remember(entry)
+                self._remember(entry, forgets)
         return entry
 
     def page(self, owner: str | None, limit: int, continuation: str | None = None
@@ -140,31 +154,30 @@ class RememberedRunIndex:
         return self.inner.page(owner, limit, continuation)
 
     def forget(self, run_id: str) -> None:
-        """Drop the memory of ``run_id``: the next :meth:`get` reads storage."""
+        """See :meth:`RunIndex.forget`."""
         with self._lock:
             self._memory.pop(run_id, None)
+            self._forgets += 1
 
     def remove(self, run_id: str) -> None:
         """See :meth:`RunIndex.remove`."""
         self.forget(run_id)
         self.inner.remove(run_id)
+        self.forget(run_id)
 
 
 async def purged(index: RunIndex, run_id: str) -> bool:
     """Whether the run whose entry ``index`` gave is gone from storage after all: asked when Durable no longer knows
-    the run, since the entry may have been remembered after another instance's retention purge (re-read from
-    storage, and forgotten if gone). A plain index read its entry just now: False without I/O."""
-    if not isinstance(index, RememberedRunIndex):
-        return False
+    the run, since the entry may have come from a cache after another instance's retention purge (read again from
+    storage; the cache forgets it)."""
     index.forget(run_id)
     return await asyncio.to_thread(index.get, run_id) is None
 
 
 async def read_entry(index: RunIndex, run_id: str) -> RunEntry | None:
-    """``index.get(run_id)`` off the event loop, unless ``index`` remembers the entry."""
-    if isinstance(index, RememberedRunIndex) and (entry := index.remembered(run_id)) is not None:
-        return entry
-    return await asyncio.to_thread(index.get, run_id)
+    """``index.get(run_id)`` off the event loop, unless ``index`` holds the entry in memory."""
+    entry = index.cached(run_id)
+    return entry if entry is not None else await asyncio.to_thread(index.get, run_id)
 
 
 def older_than(moment: datetime) -> str:
@@ -244,6 +257,13 @@ class SqliteRunIndex:
     def remove(self, run_id: str) -> None:
         with self._connection() as db:
             db.execute("DELETE FROM runs WHERE run_id = ?", (run_id,))
+
+    def cached(self, run_id: str) -> RunEntry | None:
+        """See :meth:`RunIndex.cached`: nothing is held in memory."""
+        return None
+
+    def forget(self, run_id: str) -> None:
+        """See :meth:`RunIndex.forget`: nothing is held in memory."""
 
 
 class TableRunIndex:
@@ -326,3 +346,10 @@ class TableRunIndex:
         for partition, row in ((f"o-{owner_tag(entry.owner)}", sort_key), (self._ALL_PARTITION, sort_key),
                                (self._RUN_PARTITION, run_id)):
             self.table.delete_entity(partition, row)
+
+    def cached(self, run_id: str) -> RunEntry | None:
+        """See :meth:`RunIndex.cached`: nothing is held in memory."""
+        return None
+
+    def forget(self, run_id: str) -> None:
+        """See :meth:`RunIndex.forget`: nothing is held in memory."""

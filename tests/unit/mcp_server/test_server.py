@@ -118,6 +118,21 @@ def test_another_callers_run_is_not_found_unless_it_reads_all(runtime: Runtime) 
     assert asyncio.run(mcp.get_run(alice, {"run_id": run_id}))["status"] == "completed"
 
 
+def test_a_run_purged_by_another_instance_is_not_found_although_its_entry_was_cached(runtime: Runtime) -> None:
+    durable = FakeDurable()
+    mcp = server(runtime, durable, wait_s=0.0)
+    alice = user("alice", Role.RUNS_SUBMIT)
+    run_id = asyncio.run(mcp.execute(alice, {"code": "result = 4"}))["run_id"]
+    assert runtime.run_index.cached(run_id) is not None
+    runtime.run_index.inner.remove(run_id)  # type: ignore[attr-defined]  # retention elsewhere: this cache kept it
+    del durable.instances[run_id]
+    for call in (mcp.get_run(alice, {"run_id": run_id}), mcp.cancel_run(alice, {"run_id": run_id})):
+        with pytest.raises(NotFound) as caught:
+            asyncio.run(call)
+        assert caught.value.field == "run_id"
+    assert runtime.run_index.cached(run_id) is None
+
+
 def test_an_approval_ends_the_wait_and_says_what_awaits_it() -> None:
     view = {"id": "run-9", "status": "running", "stage": "awaiting_approval", "progress": None}
     custom = {"stage": "awaiting_approval", "tools": ["send_email"], "expires_at": "2026-01-01T00:00:00+00:00"}

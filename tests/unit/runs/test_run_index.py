@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from shared.errors import InvalidRequest
-from shared.runs.run_index import RememberedRunIndex, RunEntry, SqliteRunIndex, purged, read_entry
+from shared.runs.run_index import CachedRunIndex, RunEntry, SqliteRunIndex, purged, read_entry
 
 T0 = datetime(2026, 12, 7, 12, 0, tzinfo=UTC)
 
@@ -91,42 +91,42 @@ def test_a_remembered_entry_is_read_once_until_it_ages_out(tmp_path: Path) -> No
     store = SqliteRunIndex(tmp_path / "runs.sqlite")
     store.claim(entry("run-1"))
     clock = Clock()
-    index = RememberedRunIndex(store, entries=10, ttl_s=60.0, clock=clock)
-    assert index.remembered("run-1") is None
+    index = CachedRunIndex(store, entries=10, ttl_s=60.0, clock=clock)
+    assert index.cached("run-1") is None
     assert index.get("run-1") == entry("run-1")
     store.remove("run-1")  # another instance's retention purge: this one does not know yet
-    assert index.remembered("run-1") == entry("run-1") == index.get("run-1")
+    assert index.cached("run-1") == entry("run-1") == index.get("run-1")
     clock.now += 60.0
-    assert index.remembered("run-1") is None and index.get("run-1") is None
+    assert index.cached("run-1") is None and index.get("run-1") is None
 
 
 def test_a_claim_is_remembered_and_a_remove_forgets_at_once(tmp_path: Path) -> None:
-    index = RememberedRunIndex(SqliteRunIndex(tmp_path / "runs.sqlite"), clock=Clock())
+    index = CachedRunIndex(SqliteRunIndex(tmp_path / "runs.sqlite"), clock=Clock())
     assert index.claim(entry("run-1")) is None
-    assert index.remembered("run-1") == entry("run-1")
+    assert index.cached("run-1") == entry("run-1")
     theirs = index.claim(entry("run-1", owner="t/b", body="b2"))
-    assert theirs == entry("run-1") == index.remembered("run-1")  # the entry that is there, not the loser's
+    assert theirs == entry("run-1") == index.cached("run-1")  # the entry that is there, not the loser's
     index.remove("run-1")
-    assert index.remembered("run-1") is None and index.get("run-1") is None
+    assert index.cached("run-1") is None and index.get("run-1") is None
     assert index.page(None, 10) == ([], None)
 
 
 def test_memory_keeps_the_most_recently_used_entries_and_can_be_off(tmp_path: Path) -> None:
     store = SqliteRunIndex(tmp_path / "runs.sqlite")
-    index = RememberedRunIndex(store, entries=2, clock=Clock())
+    index = CachedRunIndex(store, entries=2, clock=Clock())
     for run_id in ("a", "b", "c"):
         index.claim(entry(run_id))
-    assert index.remembered("a") is None and index.remembered("b") == entry("b")  # "b" is now the most recent
+    assert index.cached("a") is None and index.cached("b") == entry("b")  # "b" is now the most recent
     index.get("a")  # read back from storage: remembered again, and "c" (the least recently used) goes
-    assert index.remembered("c") is None
-    assert index.remembered("a") == entry("a") and index.remembered("b") == entry("b")
-    off = RememberedRunIndex(store, entries=0, clock=Clock())
-    assert off.get("a") == entry("a") and off.remembered("a") is None
+    assert index.cached("c") is None
+    assert index.cached("a") == entry("a") and index.cached("b") == entry("b")
+    off = CachedRunIndex(store, entries=0, clock=Clock())
+    assert off.get("a") == entry("a") and off.cached("a") is None
 
 
 def test_read_entry_skips_storage_for_a_remembered_entry(tmp_path: Path) -> None:
     store = SqliteRunIndex(tmp_path / "runs.sqlite")
-    index = RememberedRunIndex(store, clock=Clock())
+    index = CachedRunIndex(store, clock=Clock())
     index.claim(entry("run-1"))
     store.remove("run-1")
     assert asyncio.run(read_entry(index, "run-1")) == entry("run-1")
@@ -135,12 +135,28 @@ def test_read_entry_skips_storage_for_a_remembered_entry(tmp_path: Path) -> None
 
 def test_purged_rereads_a_remembered_entry_and_forgets_it_when_storage_has_none(tmp_path: Path) -> None:
     store = SqliteRunIndex(tmp_path / "runs.sqlite")
-    index = RememberedRunIndex(store, clock=Clock())
+    index = CachedRunIndex(store, clock=Clock())
     index.claim(entry("run-1"))
     index.claim(entry("run-2"))
     store.remove("run-1")  # purged by another instance
     assert asyncio.run(purged(index, "run-1")) is True
-    assert index.remembered("run-1") is None
+    assert index.cached("run-1") is None
     assert asyncio.run(purged(index, "run-2")) is False  # still there: remembered again
-    assert index.remembered("run-2") == entry("run-2")
-    assert asyncio.run(purged(store, "run-2")) is False  # a plain index read the entry just now
+    assert index.cached("run-2") == entry("run-2")
+    assert asyncio.run(purged(store, "run-2")) is False  # a plain index holds nothing in memory: it reads storage
+    assert asyncio.run(purged(store, "run-1")) is True and store.cached("run-2") is None
+
+
+def test_a_read_that_overlapped_a_remove_is_not_cached(tmp_path: Path) -> None:
+    store = SqliteRunIndex(tmp_path / "runs.sqlite")
+    store.claim(entry("run-1"))
+
+    class RemovedDuringRead(SqliteRunIndex):
+        def get(self, run_id: str) -> RunEntry | None:
+            found = super().get(run_id)
+            index.remove(run_id)  # retention on this instance, between the storage read and caching it
+            return found
+
+    index = CachedRunIndex(RemovedDuringRead(tmp_path / "runs.sqlite"), clock=Clock())
+    assert index.get("run-1") == entry("run-1")  # what storage said when read
+    assert index.cached("run-1") is None and store.get("run-1") is None
