@@ -23,8 +23,11 @@ State is therefore a small record per tool behind :class:`BreakerStore`:
 A healthy tool (closed, no failures counted) is remembered as such for ``closed_cache_s`` (one second): within that
 time its calls read nothing and write nothing (unchanged records are not written), where a read per check and per
 success would cost a thread hop and a store round trip (a blob GET in Azure) on every tool call. A circuit that
-another instance opens is therefore seen up to that long later; a failure in this process is seen at once. If the
-store fails, the breaker logs it and lets calls through: losing the breaker must not stop every tool.
+another instance opens is therefore seen up to that long later; a failure in this process is seen at once (a read
+that overlapped it is not cached). Successes within the cached time are not written, so they do not reset failures
+that another instance counted meanwhile: across instances, the threshold counts failures not separated by a
+success this breaker saw in the store. If the store fails, the breaker logs it and lets calls through: losing the
+breaker must not stop every tool.
 
 The clock is injected (``Callable[[], float]``, wall-clock seconds shared by all machines), so tests do not sleep.
 Transitions are logged, returned and passed to ``on_transition(tool, old, new)`` for telemetry.
@@ -313,23 +316,41 @@ class CircuitBreaker:
         *,
         clock: Callable[[], float] = time.time,
         on_transition: Callable[[str, BreakerState, BreakerState], None] | None = None,
+        monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
         self.store = store
         self.settings = settings or BreakerSettings()
         self._clock = clock
+        self._monotonic = monotonic  # the healthy cache's own clock: a wall-clock step must not stretch it
         self._on_transition = on_transition
         self._healthy_until: dict[str, float] = {}
+        self._lock = threading.Lock()
+        self._failures_here = 0  # bumped by every failure recorded here: a read that overlapped one is not cached
 
     def known_healthy(self, tool: str) -> bool:
         """Whether ``tool`` was seen closed with no failures within ``closed_cache_s``: then :meth:`check` and
         :meth:`record_success` touch no store, and a caller may skip them (and the thread hop to reach them)."""
-        return self._clock() < self._healthy_until.get(tool, 0.0)
+        until = self._healthy_until.get(tool)
+        if until is None:
+            return False
+        if self._monotonic() < until:
+            return True
+        with self._lock:
+            if self._healthy_until.get(tool) == until:
+                del self._healthy_until[tool]
+        return False
 
-    def _seen(self, tool: str, record: BreakerRecord) -> None:
-        if record == BreakerRecord():
-            if self.settings.closed_cache_s > 0:
-                self._healthy_until[tool] = self._clock() + self.settings.closed_cache_s
-        else:
+    def _seen(self, tool: str, record: BreakerRecord, failures_before: int) -> None:
+        """Cache what a store read said of ``tool``, unless a failure was recorded here since the read began."""
+        with self._lock:
+            if record != BreakerRecord() or failures_before != self._failures_here:
+                self._healthy_until.pop(tool, None)
+            elif self.settings.closed_cache_s > 0:
+                self._healthy_until[tool] = self._monotonic() + self.settings.closed_cache_s
+
+    def _failure_here(self, tool: str) -> None:
+        with self._lock:
+            self._failures_here += 1
             self._healthy_until.pop(tool, None)
 
     def state(self, tool: str) -> BreakerRecord:
@@ -341,8 +362,9 @@ class CircuitBreaker:
         if self.known_healthy(tool):
             return True
         try:
+            failures_before = self._failures_here
             record = self.store.get(tool)
-            self._seen(tool, record)
+            self._seen(tool, record, failures_before)
             if record.state is BreakerState.CLOSED:
                 return True
             now = self._clock()
@@ -409,9 +431,10 @@ class CircuitBreaker:
         if self.known_healthy(tool):
             return None
         try:
+            failures_before = self._failures_here
             record = self.store.get(tool)
             if record == BreakerRecord():
-                self._seen(tool, record)
+                self._seen(tool, record, failures_before)
                 return None
             transition = self._apply(tool, change)
             self._healthy_until.pop(tool, None)  # seen healthy again at the next check's read
@@ -433,7 +456,7 @@ class CircuitBreaker:
                 return BreakerRecord(BreakerState.OPEN, failures, opened_at=now)
             return replace(current, failures=failures)
 
-        self._healthy_until.pop(tool, None)
+        self._failure_here(tool)
         try:
             return self._apply(tool, change)
         except Exception:

@@ -261,7 +261,7 @@ class CountingStore(MemoryBreakerStore):
 
 def test_a_tool_seen_healthy_is_not_read_again_within_the_cache_time(clock: Clock) -> None:
     store = CountingStore()
-    breaker = CircuitBreaker(store, BreakerSettings(closed_cache_s=1.0), clock=clock)
+    breaker = CircuitBreaker(store, BreakerSettings(closed_cache_s=1.0), clock=clock, monotonic=clock)
     assert not breaker.known_healthy("t")
     breaker.check("t")
     assert (store.reads, breaker.known_healthy("t")) == (1, True)
@@ -277,7 +277,7 @@ def test_a_tool_seen_healthy_is_not_read_again_within_the_cache_time(clock: Cloc
 
 def test_another_instance_opening_the_circuit_is_seen_once_the_cache_time_is_over(clock: Clock) -> None:
     store = MemoryBreakerStore()
-    here = CircuitBreaker(store, BreakerSettings(failure_threshold=2, closed_cache_s=1.0), clock=clock)
+    here = CircuitBreaker(store, BreakerSettings(failure_threshold=2, closed_cache_s=1.0), clock=clock, monotonic=clock)
     elsewhere = CircuitBreaker(store, BreakerSettings(failure_threshold=2, closed_cache_s=1.0), clock=clock)
     here.check("t")
     elsewhere.record_failure("t")
@@ -291,7 +291,8 @@ def test_another_instance_opening_the_circuit_is_seen_once_the_cache_time_is_ove
 
 def test_a_failure_here_is_counted_and_seen_at_once(clock: Clock) -> None:
     store = CountingStore()
-    breaker = CircuitBreaker(store, BreakerSettings(failure_threshold=2, closed_cache_s=60.0), clock=clock)
+    breaker = CircuitBreaker(store, BreakerSettings(failure_threshold=2, closed_cache_s=60.0), clock=clock,
+                             monotonic=clock)
     breaker.check("t")
     breaker.record_failure("t")
     assert not breaker.known_healthy("t")
@@ -308,12 +309,55 @@ def test_a_failure_here_is_counted_and_seen_at_once(clock: Clock) -> None:
 
 def test_a_zero_cache_time_reads_on_every_call(clock: Clock) -> None:
     store = CountingStore()
-    breaker = CircuitBreaker(store, BreakerSettings(closed_cache_s=0.0), clock=clock)
+    breaker = CircuitBreaker(store, BreakerSettings(closed_cache_s=0.0), clock=clock, monotonic=clock)
     for _ in range(3):
         breaker.check("t")
         breaker.record_success("t")
     assert not breaker.known_healthy("t")
     assert store.reads == 6
+
+
+def test_a_read_that_overlapped_a_failure_here_is_not_cached_as_healthy(clock: Clock) -> None:
+    breaker: CircuitBreaker
+
+    class SlowStore(MemoryBreakerStore):
+        """A store whose read returns what it saw before this instance's own failures landed."""
+
+        def get(self, tool: str) -> BreakerRecord:
+            seen = super().get(tool)
+            for _ in range(2):
+                breaker.record_failure(tool)  # another worker thread's calls fail while this read is in flight
+            return seen
+
+    store = SlowStore()
+    breaker = CircuitBreaker(store, BreakerSettings(failure_threshold=2, closed_cache_s=60.0), clock=clock,
+                             monotonic=clock)
+    assert breaker.allow("t")  # the read saw a clean record ...
+    assert MemoryBreakerStore.get(store, "t").state is OPEN
+    assert not breaker.known_healthy("t")  # ... but the failures since then keep it from being cached
+
+
+def test_the_healthy_cache_runs_on_its_own_clock_not_the_wall_clock() -> None:
+    wall, steady = Clock(5_000.0), Clock(0.0)
+    store = MemoryBreakerStore()
+    breaker = CircuitBreaker(store, BreakerSettings(failure_threshold=1, closed_cache_s=1.0), clock=wall,
+                             monotonic=steady)
+    breaker.check("t")
+    wall.advance(-600)  # the wall clock is stepped back: the cache must not last 600 s longer
+    steady.advance(1.0)
+    CircuitBreaker(store, BreakerSettings(failure_threshold=1), clock=wall).record_failure("t")
+    with pytest.raises(CircuitOpen):
+        breaker.check("t")
+
+
+def test_expired_healthy_marks_are_dropped(clock: Clock) -> None:
+    breaker = CircuitBreaker(MemoryBreakerStore(), BreakerSettings(closed_cache_s=1.0), clock=clock,
+                             monotonic=clock)
+    for tool in ("a", "b", "c"):
+        breaker.check(tool)
+    clock.advance(1.0)
+    assert not any(breaker.known_healthy(tool) for tool in ("a", "b", "c"))
+    assert breaker._healthy_until == {}
 
 
 def test_only_one_thread_wins_the_trial(tmp_path: Path) -> None:
