@@ -19,7 +19,6 @@ from shared.runs.admission import (
     FINISHED_DURABLE_STATUSES,
     RUN_STATUSES,
     admit_run,
-    awaiting_calls,
     awaiting_instance,
     finished_runs,
     owned_run,
@@ -30,8 +29,10 @@ from shared.runs.admission import (
     submit_run,
     watch_status,
 )
+from shared.runs.admission import (
+    cancel_run as cancel,
+)
 from shared.runs.admission import run_view as view_of
-from shared.runs.call_journal import journal_for
 from shared.runs.names import APPROVAL_EVENT, Stage
 from shared.runs.run_index import purged
 from shared.runtime import get_runtime_async
@@ -162,33 +163,15 @@ def _list_params(req: func.HttpRequest) -> tuple[str | None, int, bool]:
 @bp.route(route="runs/{id}/cancel", methods=["POST"])
 @bp.durable_client_input(client_name="client")
 async def cancel_run(req: func.HttpRequest, client: df.DurableOrchestrationClient) -> func.HttpResponse:
-    """Terminate the run (and its task's current sub-run). The run is marked canceled in its call journal first, so
-    no side-effecting tool call of it starts afterwards, from whichever orchestration still runs."""
+    """Terminate the run (and its task's current sub-run); no side-effecting tool call of it starts afterwards
+    (:func:`~shared.runs.admission.cancel_run`)."""
     try:
         runtime = await get_runtime_async()
         caller = await runtime.trust.caller_of(req.headers)
         entry = await owned_run(req.route_params["id"], caller, runtime.run_index)
-        status = await client.get_status(entry.run_id, show_input=False)
-        if status.runtime_status is None:
-            if await purged(runtime.run_index, entry.run_id):
-                raise NotFound("no such run", field="id")
-            raise Conflict("the run has not started yet; cancel it again in a moment", field="id")
-        if status.runtime_status.value in _FINISHED:
-            raise Conflict("the run has already finished", field="id")
+        await cancel(client, runtime, entry, caller, (req.params.get("reason") or "canceled by the caller")[:500])
     except WeftError as exc:
         return error_response(exc)
-    reason = (req.params.get("reason") or "canceled by the caller")[:500]
-    _, sub_run = awaiting_calls(status.custom_status)
-    # Marked first: terminate reaches neither the run's sub-orchestrations (a wide plan's run_steps slices) nor its
-    # queued activities, and every side-effecting call checks the mark before its tool runs (activities/tool_calls)
-    await asyncio.to_thread(journal_for(runtime.payloads).cancel, entry.run_id)
-    await client.terminate(entry.run_id, reason)
-    if sub_run is not None:  # Durable does not cascade: a task's sub-run would go on calling tools
-        sub_status = await client.get_status(sub_run, show_input=False)
-        if sub_status.runtime_status is not None and sub_status.runtime_status.value not in _FINISHED:
-            await client.terminate(sub_run, reason)
-    await runtime.trust.release_run_slot(entry)
-    await runtime.trust.audit_event("run.cancel", caller, run_id=entry.run_id)
     return json_response({"id": entry.run_id, "status": "canceling"}, 202)
 
 

@@ -21,6 +21,7 @@ from shared.errors import (
     Forbidden,
     NotConfigured,
     RateLimited,
+    RunCanceled,
     ToolArgumentsInvalid,
     ToolNotFound,
 )
@@ -37,7 +38,7 @@ __all__ = ["Trust", "TrustSettings"]
 log = logging.getLogger(__name__)
 
 _NOT_RUN = frozenset(error.code for error in (ApprovalRequired, CircuitOpen, ToolArgumentsInvalid, ToolNotFound,
-                                               NotConfigured))
+                                               NotConfigured, RunCanceled))
 """Outcomes of calls refused before the tool ran: their records say "not run"."""
 
 

@@ -21,16 +21,16 @@ from functools import partial
 from typing import Any, Protocol
 
 from shared.catalog.schema import python_identifier
-from shared.errors import Conflict, InvalidRequest, NotFound, WeftError
+from shared.errors import InvalidRequest, NotFound, WeftError
 from shared.identity.caller import Caller, Role
 from shared.mcp_server.calls import McpAnswer, McpCall, error_answer, parse_call
 from shared.mcp_server.resources import step_result_uri
 from shared.mcp_server.settings import McpSettings, mcp_settings
 from shared.mcp_server.signatures import compact_signature, describe
 from shared.runs.admission import (
-    FINISHED_DURABLE_STATUSES,
     DurableStarter,
     admit_run,
+    cancel_run,
     finished_runs,
     owned_run,
     run_view,
@@ -255,17 +255,7 @@ class McpServer:
         run_id = _text(arguments, "run_id", required=True, limit=128)
         assert run_id is not None
         entry = await self._owned(run_id, caller, readers=())
-        client = self._client()
-        status = await client.get_status(entry.run_id, show_input=False)
-        if status.runtime_status is None:
-            if await purged(self.runtime.run_index, entry.run_id):
-                raise NotFound("no such run", field="run_id")
-            raise Conflict("the run has not started yet; cancel it again in a moment", field="run_id")
-        if status.runtime_status.value in FINISHED_DURABLE_STATUSES:
-            raise Conflict("the run has already finished", field="run_id")
-        await client.terminate(entry.run_id, "canceled by the caller (MCP)")
-        await self.runtime.trust.release_run_slot(entry)
-        await self.runtime.trust.audit_event("run.cancel", caller, run_id=entry.run_id)
+        await cancel_run(self._client(), self.runtime, entry, caller, "canceled by the caller (MCP)", field="run_id")
         return {"run_id": entry.run_id, "status": "canceling"}
 
     async def _owned(self, run_id: str, caller: Caller, *, readers: tuple[Role, ...]) -> RunEntry:

@@ -25,12 +25,13 @@ from shared.identity.caller import Caller, Role
 from shared.llm.chat import LLM_NOT_CONFIGURED_MESSAGE
 from shared.models import Plan, RunRequest, parse_run_request, validate_request
 from shared.payloads import PayloadStore, ref_of_run
+from shared.runs.call_journal import journal_for
 from shared.runs.code_run import code_tools
 from shared.runs.contracts import PreparedPlan
 from shared.runs.custom_status import CustomStatus
 from shared.runs.names import PREPARED_KEY, Orchestrator, Stage
 from shared.runs.plan import validate_plan
-from shared.runs.run_index import RunEntry, RunIndex, read_entry
+from shared.runs.run_index import RunEntry, RunIndex, purged, read_entry
 from shared.runtime import Runtime
 from shared.sandbox.policy import check_code
 
@@ -195,13 +196,16 @@ def request_digest(request: RunRequest) -> str:
 
 
 class DurableStarter(Protocol):
-    """What :func:`submit_run` needs of the Durable client (``DurableOrchestrationClient`` fits)."""
+    """What :func:`submit_run` and :func:`cancel_run` need of the Durable client (``DurableOrchestrationClient``
+    fits)."""
 
     async def start_new(self, orchestration_function_name: str, instance_id: str | None = None,
                         client_input: Any | None = None) -> str: ...
 
     async def get_status(self, instance_id: str, show_history: bool = False, show_history_output: bool = False,
                          show_input: bool = False) -> Any: ...
+
+    async def terminate(self, instance_id: str, reason: str) -> None: ...
 
 
 @dataclass(frozen=True)
@@ -382,6 +386,31 @@ async def owned_run(run_id: str, caller: Caller, index: RunIndex, *, readers: tu
     if entry is None or (entry.owner != caller.key and not any(caller.has_role(role) for role in readers)):
         raise NotFound("no such run", field="id")
     return entry
+
+
+async def cancel_run(client: DurableStarter, runtime: Runtime, entry: RunEntry, caller: Caller, reason: str, *,
+                     field: str = "id") -> None:
+    """Cancel ``caller``'s run ``entry`` (checked by :func:`owned_run`): :class:`NotFound` when it is gone,
+    :class:`Conflict` when it has not started or has finished. The run is marked canceled in its call journal first,
+    because terminating reaches neither its sub-orchestrations (a wide plan's ``run_steps`` slices) nor its queued
+    activities, and every side-effecting call checks the mark before its tool runs; then the run and its task's
+    current sub-run (Durable does not cascade) are terminated, its slot released and the cancel audited."""
+    status = await client.get_status(entry.run_id, show_input=False)
+    if status.runtime_status is None:
+        if await purged(runtime.run_index, entry.run_id):
+            raise NotFound("no such run", field=field)
+        raise Conflict("the run has not started yet; cancel it again in a moment", field=field)
+    if status.runtime_status.value in FINISHED_DURABLE_STATUSES:
+        raise Conflict("the run has already finished", field=field)
+    _, sub_run = awaiting_calls(status.custom_status)
+    await asyncio.to_thread(journal_for(runtime.payloads).cancel, entry.run_id)
+    await client.terminate(entry.run_id, reason)
+    if sub_run is not None:
+        sub_status = await client.get_status(sub_run, show_input=False)
+        if not _finished(sub_status) and sub_status.runtime_status is not None:
+            await client.terminate(sub_run, reason)
+    await runtime.trust.release_run_slot(entry)
+    await runtime.trust.audit_event("run.cancel", caller, run_id=entry.run_id)
 
 
 def run_view(

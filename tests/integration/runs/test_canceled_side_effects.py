@@ -78,3 +78,4 @@ def test_no_side_effecting_call_starts_after_the_cancel_returned(host: DevhostPr
     assert _posts(host) == posted == len(started) < STEPS, "a post ran after the cancel"
     assert all(r.time < canceled_at for r in started)
     assert Counter(r.outcome for r in settled) == {"ok": posted, "canceled": STEPS - posted}
+    assert {r.detail for r in settled if r.outcome == "canceled"} == {"not run"}

@@ -14,9 +14,10 @@ from typing import Any
 import pytest
 from azure.durable_functions.models.OrchestrationRuntimeStatus import OrchestrationRuntimeStatus as Status
 
-from shared.errors import NotFound
+from shared.errors import Conflict, NotFound
 from shared.identity.caller import LOCAL_CALLER, Caller, Role
 from shared.mcp_server import McpCall, McpServer, McpSettings, present
+from shared.runs.call_journal import journal_for
 from shared.runtime import Runtime, RuntimeSettings, build_runtime
 
 
@@ -116,6 +117,19 @@ def test_another_callers_run_is_not_found_unless_it_reads_all(runtime: Runtime) 
         assert caught.value.field == "run_id"
     assert asyncio.run(mcp.get_run(olga, {"run_id": run_id}))["output"] == {"result": 3}
     assert asyncio.run(mcp.get_run(alice, {"run_id": run_id}))["status"] == "completed"
+
+
+def test_cancel_marks_the_run_in_its_call_journal_before_terminating_it(runtime: Runtime) -> None:
+    durable = FakeDurable()
+    mcp = server(runtime, durable)
+    alice = user("alice", Role.RUNS_SUBMIT)
+    run_id = asyncio.run(mcp.execute(alice, {"code": "result = 5"}))["run_id"]
+    journal = journal_for(runtime.payloads)
+    assert not journal.canceled(run_id)
+    assert asyncio.run(mcp.cancel_run(alice, {"run_id": run_id})) == {"run_id": run_id, "status": "canceling"}
+    assert journal.canceled(run_id) and durable.instances[run_id].runtime_status is Status.Terminated
+    with pytest.raises(Conflict):  # finished now
+        asyncio.run(mcp.cancel_run(alice, {"run_id": run_id}))
 
 
 def test_a_run_purged_by_another_instance_is_not_found_although_its_entry_was_cached(runtime: Runtime) -> None:
