@@ -25,7 +25,7 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -34,12 +34,14 @@ from pydantic_core import PydanticSerializationError, to_jsonable_python
 
 from shared.catalog.breaker import BreakerSettings, CircuitBreaker
 from shared.catalog.catalog import Catalog
+from shared.catalog.tool import call_gate
 from shared.concurrency import CrossLoopSemaphore
 from shared.errors import (
     ApprovalRequired,
     CircuitOpen,
     InvalidRequest,
     NotConfigured,
+    RunCanceled,
     ToolArgumentsInvalid,
     ToolFailed,
     ToolNotFound,
@@ -140,11 +142,14 @@ class ToolExecutor:
         breaker. Blocking: it reads the breaker's store."""
         return self.breaker.retry_after(tool) if self.breaker is not None else 0.0
 
-    async def execute(self, call: ToolCall, *, approved: bool = False) -> ToolResult:
+    async def execute(self, call: ToolCall, *, approved: bool = False,
+                      gate: Callable[[], None] | None = None) -> ToolResult:
         """Run ``call`` and return its result; tool-level failures are ``ok=False`` results, not exceptions.
 
         A tool marked ``requires_approval`` runs only with ``approved=True``, which the caller passes after checking
-        a human's approval of this very call (``call_tool``); by default it fails with ``approval_required``."""
+        a human's approval of this very call (``call_tool``); by default it fails with ``approval_required``.
+        ``gate`` (blocking; raises, e.g. :class:`RunCanceled`, when the call must not run after all) is asked at the
+        last moment, after any wait for a concurrency slot (:data:`~shared.catalog.tool.call_gate`)."""
         start = time.perf_counter()
         spec: ToolSpec | None = None
         try:
@@ -160,12 +165,16 @@ class ToolExecutor:
                 raise ToolArgumentsInvalid(f"{call.tool}: {message}", field=problems[0].field())
             limiter = self._limiter(spec)
             await limiter.acquire()
+            gated = call_gate.set(gate)
             try:
+                if gate is not None and not getattr(entry.transport, "gates_itself", False):
+                    await asyncio.to_thread(gate)
                 value = await self._call(entry.transport, spec, call)
             finally:
+                call_gate.reset(gated)
                 limiter.release()
             return await self._success(call, value, start)
-        except (ToolNotFound, InvalidRequest, NotConfigured, CircuitOpen, ApprovalRequired) as exc:
+        except (ToolNotFound, InvalidRequest, NotConfigured, CircuitOpen, ApprovalRequired, RunCanceled) as exc:
             return self._failure(call, exc, spec, start)
         except asyncio.CancelledError:
             raise
@@ -190,7 +199,7 @@ class ToolExecutor:
                 raise error from None
             await self._record(spec.name, exc)
             raise
-        except asyncio.CancelledError:
+        except (asyncio.CancelledError, RunCanceled):  # a gate's refusal says nothing of the tool's health
             raise
         except Exception as exc:
             await self._record(spec.name, exc)

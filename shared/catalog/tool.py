@@ -14,6 +14,7 @@ import importlib
 import inspect
 import json
 from collections.abc import Callable, Mapping, Sequence
+from contextvars import ContextVar
 from typing import Any, Protocol, TypedDict, Unpack, runtime_checkable
 
 from pydantic import BaseModel, ValidationError
@@ -34,6 +35,7 @@ __all__ = [
     "ToolOptions",
     "ToolTransport",
     "cacheable_specs",
+    "call_gate",
     "python_tool",
     "tool",
     "tool_from_entry",
@@ -42,6 +44,13 @@ __all__ = [
 _TOOL_MARK = "__weft_tool__"
 _WEFT_KEYS = frozenset(ToolSpec.model_fields) - {"name", "description", "parameters"}
 # ------------------------------------------------------------------------------------------------ transports
+
+
+call_gate: ContextVar[Callable[[], None] | None] = ContextVar("weft_call_gate", default=None)
+"""A blocking check that raises if the call being executed must not run after all (its run was canceled), set by
+:meth:`~shared.catalog.executor.ToolExecutor.execute` for side-effecting calls. The executor runs it just before
+``transport.call``; a :class:`PythonTransport` runs it again in the very thread, and just before, the function runs
+(a sync tool may wait for a worker thread)."""
 
 
 @runtime_checkable
@@ -65,6 +74,11 @@ class PythonTransport:
         self._model = input_model or function_schema(fn).model
         self._wants_key = IDEMPOTENCY_PARAMETER in inspect.signature(fn).parameters
 
+    @property
+    def gates_itself(self) -> bool:
+        """A sync function checks :data:`call_gate` itself, in its worker thread just before it runs."""
+        return not inspect.iscoroutinefunction(self.fn)
+
     async def call(self, args: Mapping[str, Any], *, idempotency_key: str, timeout_s: float | None) -> Any:
         """Convert ``args``, call the function (awaiting it if async) and return its result."""
         try:
@@ -79,10 +93,18 @@ class PythonTransport:
         if inspect.iscoroutinefunction(self.fn):
             result = await self.fn(**kwargs)
         else:
-            result = await asyncio.to_thread(self.fn, **kwargs)
+            result = await asyncio.to_thread(_through_gate, self.fn, kwargs)
             if inspect.isawaitable(result):
                 result = await result
         return result
+
+
+def _through_gate(fn: Callable[..., Any], kwargs: dict[str, Any]) -> Any:
+    """``fn(**kwargs)`` in a worker thread, unless the call's gate (:data:`call_gate`) refuses it at the last moment."""
+    gate = call_gate.get()
+    if gate is not None:
+        gate()
+    return fn(**kwargs)
 
 
 # ------------------------------------------------------------------------------------------------ tools

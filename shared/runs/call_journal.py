@@ -42,7 +42,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Protocol
 
-from shared.errors import InvalidRequest
+from shared.errors import InvalidRequest, RunCanceled
 from shared.payloads import BlobPayloadStore, LocalPayloadStore, PayloadStore
 
 __all__ = ["CallJournal", "Dispatch", "JournalEntry", "args_sha256", "journal_for"]
@@ -274,6 +274,12 @@ class CallJournal:
     def canceled(self, run_id: str) -> bool:
         """Whether ``run_id`` (or the run whose task's sub-run it is) has been canceled."""
         return self._backend.read(f"{self._run(_root_run(run_id))}/canceled") is not None
+
+    def refuse_if_canceled(self, run_id: str) -> None:
+        """Raise :class:`RunCanceled` if ``run_id`` has been canceled: the executor's last-moment gate of a
+        side-effecting call (``ToolExecutor.execute(gate=...)``), after any wait for a slot or a worker thread."""
+        if self.canceled(run_id):
+            raise RunCanceled("the call was not run: its run was canceled")
 
     def dispatch(self, run_id: str, call_key: str) -> Dispatch:
         """Start a delivery of the ``call_tool`` call ``call_key`` of ``run_id`` (see the module doc): its attempt

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 from collections.abc import Awaitable, Callable, Sequence
+from functools import partial
 from typing import Any, TypeVar
 
 from shared.catalog.catalog import Catalog
@@ -177,7 +178,8 @@ async def run_inline(
             audit = on_side_effect if spec.side_effects else None
             if audit is not None:
                 await audit(tool_call, None)
-            result = await _execute(executor, tool_call, telemetry)
+            gate = partial(journal.refuse_if_canceled, run_id) if spec.side_effects else None  # a canceled run
+            result = await _execute(executor, tool_call, telemetry, gate)
             if audit is not None:
                 await audit(tool_call, result)
         record = StepRecord(
@@ -274,14 +276,15 @@ def _paused(records: list[StepRecord], executed: list[RecordedCallData]) -> Code
     return CodeOutcome(status="approval_required", steps=_in_order(records), tool_calls=executed)
 
 
-async def _execute(executor: ToolExecutor, call: ToolCall, telemetry: Telemetry | None) -> ToolResult:
+async def _execute(executor: ToolExecutor, call: ToolCall, telemetry: Telemetry | None,
+                   gate: Callable[[], None] | None = None) -> ToolResult:
     """One inline call through the executor, in a tool-call span when there is ``telemetry``. A result too large to
-    travel inline that was not stored fails as ``result_too_large``."""
+    travel inline that was not stored fails as ``result_too_large``. ``gate``: see :meth:`ToolExecutor.execute`."""
     if telemetry is None:
-        return _inline_result(await executor.execute(call), call.tool)
+        return _inline_result(await executor.execute(call, gate=gate), call.tool)
     with telemetry.tool_call_span(call.tool, call.run_id, call.step_id) as span:
         span.record_arguments(call.args)
-        result = _inline_result(await executor.execute(call), call.tool)
+        result = _inline_result(await executor.execute(call, gate=gate), call.tool)
         span.set_outcome("ok" if result.ok or result.error is None else result.error.code)
         if result.ok:
             span.record_result(result.value)

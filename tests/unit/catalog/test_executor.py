@@ -18,7 +18,7 @@ from shared.catalog.breaker import BreakerRecord, BreakerSettings, BreakerState,
 from shared.catalog.catalog import Catalog, Tool
 from shared.catalog.executor import ToolExecutor, ToolSettings, current_call, retryable
 from shared.concurrency import CrossLoopSemaphore
-from shared.errors import InvalidRequest, ToolFailed, UpstreamUnavailable
+from shared.errors import InvalidRequest, RunCanceled, ToolFailed, UpstreamUnavailable
 from shared.models import ToolCall, ToolResult, ToolSpec
 
 
@@ -462,3 +462,70 @@ def test_timeouts_count_as_breaker_failures() -> None:
 def test_settings_are_frozen() -> None:
     with pytest.raises(dataclasses.FrozenInstanceError):
         ToolSettings().timeout_s = 1  # type: ignore[misc]
+
+
+# ----------------------------------------------------------------------------------------------- gate
+
+
+def test_a_gate_that_refuses_at_the_last_moment_stops_a_call_that_waited_for_its_slot() -> None:
+    catalog = Catalog()
+    release, started = threading.Event(), threading.Event()
+    ran: list[int] = []
+
+    @catalog.tool(max_concurrency=1)
+    def post(n: int) -> int:
+        """A side effect, one at a time."""
+        ran.append(n)
+        started.set()
+        if n == 1:
+            release.wait(5)
+        return n
+
+    store = MemoryBreakerStore()
+    executor = ToolExecutor(catalog, breaker=CircuitBreaker(store, BreakerSettings(closed_cache_s=0.0)))
+    canceled = threading.Event()
+    asked: list[str] = []
+
+    def gate() -> None:
+        asked.append(threading.current_thread().name)
+        if canceled.is_set():
+            raise RunCanceled("the call was not run: its run was canceled")
+
+    async def scenario() -> list[ToolResult]:
+        first = asyncio.create_task(executor.execute(call("post", step_id="s1", n=1), gate=gate))
+        assert await asyncio.to_thread(started.wait, 5)
+        second = asyncio.create_task(executor.execute(call("post", step_id="s2", n=2), gate=gate))
+        await asyncio.sleep(0.05)  # the second call waits for the tool's one slot; meanwhile the run is canceled
+        canceled.set()
+        release.set()
+        return [await first, await second]
+
+    first, second = asyncio.run(scenario())
+    assert first.ok and first.value == 1
+    assert not second.ok and second.error is not None and second.error.code == RunCanceled.code
+    assert not second.error.retryable and ran == [1]
+    assert store.get("post") == BreakerRecord()  # a refusal says nothing of the tool's health
+    assert len(asked) == 2 and all(name != threading.main_thread().name for name in asked)  # in the tool's thread
+
+
+def test_an_async_tool_is_gated_by_the_executor_once() -> None:
+    catalog = Catalog()
+    ran: list[bool] = []
+
+    @catalog.tool()
+    async def notify() -> str:
+        """An async side effect."""
+        ran.append(True)
+        return "sent"
+
+    executor = ToolExecutor(catalog)
+    asked: list[bool] = []
+
+    def refusing() -> None:
+        asked.append(True)
+        raise RunCanceled("the call was not run: its run was canceled")
+
+    result = asyncio.run(executor.execute(call("notify"), gate=refusing))
+    assert (result.ok, result.error.code if result.error else None, ran, asked) == (False, "canceled", [], [True])
+    passed = asyncio.run(executor.execute(call("notify"), gate=lambda: None))
+    assert passed.ok and passed.value == "sent" and ran == [True]

@@ -17,6 +17,7 @@ from shared.catalog.catalog import Catalog
 from shared.catalog.executor import ToolExecutor
 from shared.errors import ExecutionUncertain, JournalMismatch
 from shared.payloads import LocalPayloadStore
+from shared.runs.call_journal import journal_for
 from shared.runs.code_sandbox import run_inline
 from shared.runs.contracts import CodeOutcome, CodeRunRequest
 from shared.sandbox import Limits, ProcessSandbox
@@ -156,3 +157,14 @@ def test_runs_keep_separate_journals(tmp_path: Path, sandbox: ProcessSandbox) ->
     assert world.run(run_id="run-1").status == "finished"
     assert world.run(run_id="run-2").status == "finished"
     assert world.executions["post:a"] == 2
+
+
+def test_a_canceled_inline_run_runs_no_side_effecting_call(tmp_path: Path, sandbox: ProcessSandbox) -> None:
+    world = _World(tmp_path, sandbox)
+    assert journal_for(world.store).cancel("run-1")  # a cancel reached the journal while the activity was running
+    outcome = world.run()
+    assert sum(world.executions.values()) == 0
+    assert outcome.steps and {step.error.code for step in outcome.steps if step.error} == {"canceled"}
+    assert all(step.status == "failed" for step in outcome.steps)
+    other = world.run(run_id="run-2")  # another run is not affected
+    assert other.status == "finished" and world.executions["post:a"] == 1
