@@ -4,7 +4,6 @@ is visible only to its owner (and to ``Runs.ReadAll``), and anyone else gets the
 from __future__ import annotations
 
 import asyncio
-from functools import partial
 from typing import Any
 
 import azure.durable_functions as df
@@ -18,15 +17,13 @@ from shared.identity.caller import Role
 from shared.runs.admission import (
     FINISHED_DURABLE_STATUSES,
     RUN_STATUSES,
-    admit_run,
+    admit_and_submit,
     awaiting_instance,
-    finished_runs,
     owned_run,
     parse_approval,
     parse_until,
     parse_wait,
     step_result,
-    submit_run,
     watch_status,
 )
 from shared.runs.admission import (
@@ -59,17 +56,14 @@ async def start_run(req: func.HttpRequest, client: df.DurableOrchestrationClient
         runtime = await get_runtime_async()
         caller = await runtime.trust.caller_of(req.headers)
         body = json_body(req, runtime.settings.limits.max_plan_bytes + 64 * 1024)
-        request, prepared = await asyncio.to_thread(admit_run, body, runtime)
-        submitted = await submit_run(
-            request, caller, client, runtime.run_index, idempotency_key=req.headers.get("Idempotency-Key"),
-            via="http", acquire_slot=runtime.trust.run_slot_acquirer(caller, partial(finished_runs, client)),
-            prepared=prepared)
+        submitted, mode = await admit_and_submit(body, runtime, caller, client,
+                                                 idempotency_key=req.headers.get("Idempotency-Key"), via="http")
     except WeftError as exc:
         return error_response(exc)
     links = _links(req, submitted.run_id)
     if submitted.replayed:
         return json_response(links, 200, {"Location": links["statusUrl"], "Idempotent-Replayed": "true"})
-    await runtime.trust.audit_event("run.submit", caller, run_id=submitted.run_id, detail=request.mode)
+    await runtime.trust.audit_event("run.submit", caller, run_id=submitted.run_id, detail=mode)
     return json_response(links, 202, {"Location": links["statusUrl"], "Retry-After": "1"})
 
 

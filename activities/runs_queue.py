@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
-from functools import partial
 
 import azure.durable_functions as df
 import azure.functions as func
 
 from shared.errors import RateLimited, WeftError
-from shared.runs.admission import admit_run, finished_runs, submit_run
+from shared.runs.admission import admit_and_submit
 from shared.runtime import get_runtime_async
 
 bp = df.Blueprint()
@@ -28,10 +26,8 @@ async def run_from_queue(msg: func.QueueMessage, poison: func.Out[str], client: 
     runtime = await get_runtime_async()
     caller = runtime.trust.queue_caller
     try:
-        request, prepared = await asyncio.to_thread(admit_run, msg.get_body(), runtime)
-        slot = runtime.trust.run_slot_acquirer(caller, partial(finished_runs, client))
-        submitted = await submit_run(request, caller, client, runtime.run_index, idempotency_key=None, via="queue",
-                                     fallback_id=msg.id, acquire_slot=slot, prepared=prepared)
+        submitted, mode = await admit_and_submit(msg.get_body(), runtime, caller, client, idempotency_key=None,
+                                                 via="queue", fallback_id=msg.id)
     except RateLimited:
         raise
     except WeftError as exc:
@@ -41,4 +37,4 @@ async def run_from_queue(msg: func.QueueMessage, poison: func.Out[str], client: 
     if submitted.replayed:
         log.info("runs message %s: run %s already exists; not starting it again", msg.id, submitted.run_id)
         return
-    await runtime.trust.audit_event("run.submit", caller, run_id=submitted.run_id, detail=request.mode)
+    await runtime.trust.audit_event("run.submit", caller, run_id=submitted.run_id, detail=mode)

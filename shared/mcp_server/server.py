@@ -17,7 +17,6 @@ import logging
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
-from functools import partial
 from typing import Any, Protocol
 
 from shared.catalog.schema import python_identifier
@@ -29,12 +28,10 @@ from shared.mcp_server.settings import McpSettings, mcp_settings
 from shared.mcp_server.signatures import compact_signature, describe
 from shared.runs.admission import (
     DurableStarter,
-    admit_run,
+    admit_and_submit,
     cancel_run,
-    finished_runs,
     owned_run,
     run_view,
-    submit_run,
 )
 from shared.runs.run_index import RunEntry, purged
 from shared.runtime import Runtime, get_runtime_async
@@ -228,12 +225,9 @@ class McpServer:
             body["idempotency_key"] = key
         client = self._client()
         runtime = self.runtime
-        request, prepared = await asyncio.to_thread(admit_run, body, runtime)
-        submitted = await submit_run(
-            request, caller, client, runtime.run_index, idempotency_key=None, via="mcp",
-            acquire_slot=runtime.trust.run_slot_acquirer(caller, partial(finished_runs, client)), prepared=prepared)
+        submitted, mode = await admit_and_submit(body, runtime, caller, client, idempotency_key=None, via="mcp")
         if not submitted.replayed:
-            await runtime.trust.audit_event("run.submit", caller, run_id=submitted.run_id, detail=request.mode)
+            await runtime.trust.audit_event("run.submit", caller, run_id=submitted.run_id, detail=mode)
         return await self._wait(submitted.run_id, self.settings.wait_s, 0)
 
     async def get_run(self, caller: Caller, arguments: Mapping[str, Any]) -> dict[str, Any]:

@@ -18,6 +18,7 @@ import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from functools import partial
 from typing import Any, Protocol
 
 from shared.errors import Conflict, InvalidRequest, NotConfigured, NotFound, OrchestrationFailed, RunCanceled
@@ -386,6 +387,46 @@ async def owned_run(run_id: str, caller: Caller, index: RunIndex, *, readers: tu
     if entry is None or (entry.owner != caller.key and not any(caller.has_role(role) for role in readers)):
         raise NotFound("no such run", field="id")
     return entry
+
+
+async def admit_and_submit(body: bytes | str | dict[str, Any], runtime: Runtime, caller: Caller,
+                           client: DurableStarter, *, idempotency_key: str | None, via: str,
+                           fallback_id: str | None = None) -> tuple[Submitted, str]:
+    """Admit ``body`` (:func:`admit_run`, off the event loop) and submit it (:func:`submit_run`) for ``caller``: the
+    path of HTTP, queue and MCP submissions. Returns the submission and the run's mode.
+
+    A request that fails admission now but started a run earlier under the same idempotency key (or queue message
+    id), with the very same body, is answered with that run: a retry must not turn into an error because a tool
+    left the catalog or a model was unconfigured since."""
+    try:
+        request, prepared = await asyncio.to_thread(admit_run, body, runtime)
+    except (InvalidRequest, NotConfigured):
+        earlier = await _earlier_run(body, caller, client, runtime.run_index, idempotency_key, fallback_id)
+        if earlier is None:
+            raise
+        return Submitted(earlier.run_id, replayed=True), earlier.mode
+    submitted = await submit_run(
+        request, caller, client, runtime.run_index, idempotency_key=idempotency_key, via=via,
+        fallback_id=fallback_id, acquire_slot=runtime.trust.run_slot_acquirer(caller, partial(finished_runs, client)),
+        prepared=prepared)
+    return submitted, request.mode
+
+
+async def _earlier_run(body: bytes | str | dict[str, Any], caller: Caller, client: DurableStarter, index: RunIndex,
+                       idempotency_key: str | None, fallback_id: str | None) -> RunEntry | None:
+    """The started run an earlier submission of exactly this request made under its key, if any."""
+    try:
+        request = parse_run_request(body)
+    except InvalidRequest:
+        return None
+    key = idempotency_key or request.idempotency_key
+    if not key and fallback_id is None:
+        return None
+    entry = await read_entry(index, run_instance_id(key, caller, fallback_id))
+    if entry is None or entry.owner != caller.key or entry.request_sha256 != request_digest(request):
+        return None
+    status = await client.get_status(entry.run_id, show_input=False)
+    return entry if status.runtime_status is not None else None
 
 
 async def cancel_run(client: DurableStarter, runtime: Runtime, entry: RunEntry, caller: Caller, reason: str, *,

@@ -14,9 +14,10 @@ from typing import Any
 import pytest
 from azure.durable_functions.models.OrchestrationRuntimeStatus import OrchestrationRuntimeStatus as Status
 
-from shared.errors import Conflict, NotFound
+from shared.errors import Conflict, InvalidRequest, NotFound
 from shared.identity.caller import LOCAL_CALLER, Caller, Role
 from shared.mcp_server import McpCall, McpServer, McpSettings, present
+from shared.runs.admission import admit_and_submit
 from shared.runs.call_journal import journal_for
 from shared.runtime import Runtime, RuntimeSettings, build_runtime
 
@@ -198,3 +199,30 @@ def test_bad_arguments_are_error_results_naming_the_argument(runtime: Runtime, t
 def test_describe_accepts_the_python_names_code_calls(runtime: Runtime) -> None:
     answer = asyncio.run(server(runtime, FakeDurable()).describe_tools(LOCAL_CALLER, {"names": "calculate, nope"}))
     assert [t["name"] for t in answer["tools"]] == ["calculate"] and answer["unknown"] == ["nope"]
+
+
+def test_a_retry_is_answered_with_its_run_although_admission_would_refuse_it_now(
+        tmp_path_factory: pytest.TempPathFactory) -> None:
+    """``admit_and_submit``, the path of HTTP, queue and MCP submissions (MCP's own name check comes first)."""
+    state: Path = tmp_path_factory.mktemp("retry")
+    paths = {"WEFT_STATE_DIR": str(state), "WEFT_PAYLOAD_DIR": str(state / "payloads")}
+    before = build_runtime(RuntimeSettings.from_env(paths))
+    after = build_runtime(RuntimeSettings.from_env({**paths, "WEFT_DEMO_TOOLS": "false"}))  # calculate is gone
+    durable = FakeDurable()
+    alice = user("alice", Role.RUNS_SUBMIT)
+    body = {"mode": "plan", "plan": {"steps": [{"id": "a", "tool": "calculate", "args": {"expression": "1+1"}}]}}
+
+    def submit(runtime: Runtime, caller: Caller, request: dict[str, Any], key: str | None) -> tuple[str, bool, str]:
+        submitted, mode = asyncio.run(admit_and_submit(dict(request), runtime, caller, durable,
+                                                       idempotency_key=key, via="http"))
+        return submitted.run_id, submitted.replayed, mode
+
+    run_id, replayed, mode = submit(before, alice, body, "retry-1")
+    assert not replayed and mode == "plan"
+    assert submit(after, alice, body, "retry-1") == (run_id, True, "plan")  # the client's retry, elsewhere
+    assert len(durable.instances) == 1
+    changed = {"mode": "plan", "plan": {"steps": [{"id": "a", "tool": "calculate", "args": {"expression": "2"}}]}}
+    for caller, request, key in ((alice, body, "retry-2"), (alice, body, None), (alice, changed, "retry-1"),
+                                 (user("bob", Role.RUNS_SUBMIT), body, "retry-1")):
+        with pytest.raises(InvalidRequest):  # a new key, no key, another body, another caller: admitted afresh
+            submit(after, caller, request, key)
