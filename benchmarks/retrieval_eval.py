@@ -16,10 +16,14 @@ on the dev split (what changes are tuned on), on the test split (70%) and on eve
 
 ``--set awscli`` reports the main table on ``awscli_queries.jsonl`` instead: a held-out set over the same tools whose
 queries come from the AWS CLI's examples (``build_awscli_set.py``), for one look at a change designed on the AWS set.
+``--set azcli`` does the same over its own catalog, ``azcli_tools.jsonl`` (4,230 Azure CLI commands), with queries
+from the Azure CLI's example names (``build_azcli_set.py``): another domain and other authors, held out for a later,
+single look.
 
     .venv/bin/python benchmarks/retrieval_eval.py                         # main table + ablations (~3 min on 2 cores)
     .venv/bin/python benchmarks/retrieval_eval.py --quick                 # main table only
     .venv/bin/python benchmarks/retrieval_eval.py --quick --set awscli    # main table on the held-out set
+    .venv/bin/python benchmarks/retrieval_eval.py --quick --set azcli     # main table on the Azure held-out set
 """
 
 from __future__ import annotations
@@ -42,8 +46,12 @@ from shared.search.retrieval import HybridRetriever, RetrievalSettings, _top, na
 
 DATA = Path(__file__).resolve().parent / "data" / "retrieval"
 KS = (1, 5, 10)
-QUERY_SETS = {"aws": ("aws_queries.jsonl", ("dev", "test", "all")), "awscli": ("awscli_queries.jsonl", ("heldout",))}
-"""Query file and the splits reported, per ``--set``."""
+QUERY_SETS = {
+    "aws": ("aws_tools.jsonl", "aws_queries.jsonl", ("dev", "test", "all")),
+    "awscli": ("aws_tools.jsonl", "awscli_queries.jsonl", ("heldout",)),
+    "azcli": ("azcli_tools.jsonl", "azcli_queries.jsonl", ("heldout",)),
+}
+"""Tool file, query file and the splits reported, per ``--set``."""
 
 
 def load(name: str) -> list[dict]:
@@ -152,6 +160,8 @@ def report(rows: dict[str, list[dict]], queries: list[dict], split: str) -> None
     picked = [i for i, q in enumerate(queries) if split == "all" or q["split"] == split]
     for subset, keep in SUBSETS.items():
         idx = [i for i in picked if keep(queries[i])]
+        if not idx:  # azcli has no description queries
+            continue
         print_table(f"[{split}] {subset}", {m: average([r[i] for i in idx]) for m, r in rows.items()},
                     f"(n={len(idx)})")
 
@@ -352,11 +362,11 @@ def main() -> None:
                         help="embedding cache folder (kept between runs)")
     parser.add_argument("--quick", action="store_true", help="main table only")
     parser.add_argument("--set", choices=sorted(QUERY_SETS), default="aws",
-                        help="query set: aws (dev/test, ablations) or awscli (held-out, main table only)")
+                        help="query set: aws (dev/test, ablations), awscli or azcli (held-out, main table only)")
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
-    query_file, splits = QUERY_SETS[args.set]
-    tools, queries = load("aws_tools.jsonl"), load(query_file)
+    tool_file, query_file, splits = QUERY_SETS[args.set]
+    tools, queries = load(tool_file), load(query_file)
     settings = RetrievalSettings()
     start = time.perf_counter()
     from shared.search.embedding import shared_encoder
@@ -367,9 +377,9 @@ def main() -> None:
     print(f"indexed {len(retriever)} tools in {time.perf_counter() - start:.1f} s "
           f"({retriever.embedding.embedded} embedded, rest from cache)", file=sys.stderr)
     kinds = {k: sum(q["kind"] == k for q in queries) for k in ("title", "description", "multi")}
-    print(f"AWS tool-search set ({query_file}): {len(tools)} tools, {len(queries)} queries {kinds}; settings: "
-          f"bm25_weight="
-          f"{settings.bm25_weight}, cosine floor/ceiling={settings.cosine_floor}/{settings.cosine_ceiling}, "
+    print(f"Tool-search set {args.set} ({tool_file}, {query_file}): {len(tools)} tools, {len(queries)} queries "
+          f"{kinds}; settings: bm25_weight={settings.bm25_weight}, "
+          f"cosine floor/ceiling={settings.cosine_floor}/{settings.cosine_ceiling}, "
           f"split_clauses={settings.split_clauses}")
     for split in (s for s in splits if s != "all"):
         single = [q for q in queries if q["split"] == split and q["kind"] != "multi"]
