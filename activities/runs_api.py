@@ -15,7 +15,6 @@ from shared.errors import Conflict, InvalidRequest, NotFound, WeftError
 from shared.identity.audit import AuditAction
 from shared.identity.caller import Role
 from shared.runs.admission import (
-    FINISHED_DURABLE_STATUSES,
     RUN_STATUSES,
     admit_and_submit,
     awaiting_instance,
@@ -31,11 +30,9 @@ from shared.runs.admission import (
 )
 from shared.runs.admission import run_view as view_of
 from shared.runs.names import APPROVAL_EVENT, Stage
-from shared.runs.run_index import purged
 from shared.runtime import get_runtime_async
 
 bp = df.Blueprint()
-_FINISHED = FINISHED_DURABLE_STATUSES
 _READERS = (Role.RUNS_READ_ALL, Role.RUNS_APPROVE)
 """Who may read (and, with Runs.Approve, decide on) other callers' runs."""
 
@@ -79,11 +76,10 @@ async def get_run(req: func.HttpRequest, client: df.DurableOrchestrationClient) 
         entry = await owned_run(req.route_params["id"], caller, runtime.run_index, readers=_READERS)
         wait_s = parse_wait(req.params.get("wait"), runtime.settings.run_wait_max_s)
         until_end = parse_until(req.params.get("until"))
+        status = await watch_status(client, entry.run_id, wait_s, runtime.settings.run_wait_poll_s,
+                                    until_end=until_end, index=runtime.run_index)
     except WeftError as exc:
         return error_response(exc)
-    status = await watch_status(client, entry.run_id, wait_s, runtime.settings.run_wait_poll_s, until_end=until_end)
-    if status.runtime_status is None and await purged(runtime.run_index, entry.run_id):
-        return error_response(NotFound("no such run", field="id"))
     view = _view(entry.run_id, status)
     view["owner"] = entry.owner_name
     target, custom = await awaiting_instance(client, entry.run_id, status)

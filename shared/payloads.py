@@ -26,6 +26,8 @@ __all__ = [
     "PayloadStore",
     "build_payload_store",
     "container_client",
+    "ref_of_run",
+    "root_run_id",
 ]
 
 
@@ -41,11 +43,16 @@ class PayloadStore(Protocol):
         ...
 
 
+def root_run_id(run_id: str) -> str:
+    """The run a (sub-)run belongs to: a task's sub-runs are ``<run id>:turn<n>``, and a run's own id has no colon."""
+    return run_id.split(":", 1)[0]
+
+
 def ref_of_run(ref: str, run_id: str) -> bool:
     """Whether payload reference ``ref`` names something stored for ``run_id`` (or its task's sub-runs): a reference
     read back for a run must be one of its own, never one a tool's output shaped to point elsewhere."""
     name = ref.removeprefix("file:") if ref.startswith("file:") else ref.removeprefix("blob:").partition("/")[2]
-    return bool(ref.startswith(("file:", "blob:")) and _run_folder(run_id.split(":", 1)[0]).match(name)
+    return bool(ref.startswith(("file:", "blob:")) and _run_folder(root_run_id(run_id)).match(name)
                 and ".." not in name)
 
 

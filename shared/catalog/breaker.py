@@ -443,6 +443,19 @@ class CircuitBreaker:
             logger.warning("circuit breaker store failed for tool %s; success not recorded", tool, exc_info=True)
             return None
 
+    def give_back_trial(self, tool: str) -> None:
+        """A call that may have been granted the half-open trial did not run after all: the trial is due again at
+        once, for the next caller (else every call would wait out the trial lease)."""
+
+        def change(current: BreakerRecord) -> BreakerRecord:
+            return replace(current, trial_until=0.0) if current.state is BreakerState.HALF_OPEN else current
+
+        try:
+            if not self.known_healthy(tool):
+                self._apply(tool, change)
+        except Exception:
+            logger.warning("circuit breaker store failed for tool %s; trial not given back", tool, exc_info=True)
+
     def record_failure(self, tool: str) -> Transition | None:
         """A call failed: count it; the threshold (or a failed trial) opens the circuit."""
         now = self._clock()
@@ -462,6 +475,8 @@ class CircuitBreaker:
         except Exception:
             logger.warning("circuit breaker store failed for tool %s; failure not recorded", tool, exc_info=True)
             return None
+        finally:
+            self._failure_here(tool)  # also after the write: a read that began while it was in flight is not cached
 
     def _trial_due(self, record: BreakerRecord, now: float) -> bool:
         if record.state is BreakerState.OPEN:

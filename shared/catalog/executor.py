@@ -34,14 +34,13 @@ from pydantic_core import PydanticSerializationError, to_jsonable_python
 
 from shared.catalog.breaker import BreakerSettings, CircuitBreaker
 from shared.catalog.catalog import Catalog
-from shared.catalog.tool import call_gate
+from shared.catalog.tool import NotRun, ask_gate, call_gate
 from shared.concurrency import CrossLoopSemaphore
 from shared.errors import (
     ApprovalRequired,
     CircuitOpen,
     InvalidRequest,
     NotConfigured,
-    RunCanceled,
     ToolArgumentsInvalid,
     ToolFailed,
     ToolNotFound,
@@ -148,8 +147,9 @@ class ToolExecutor:
 
         A tool marked ``requires_approval`` runs only with ``approved=True``, which the caller passes after checking
         a human's approval of this very call (``call_tool``); by default it fails with ``approval_required``.
-        ``gate`` (blocking; raises, e.g. :class:`RunCanceled`, when the call must not run after all) is asked at the
-        last moment, after any wait for a concurrency slot (:data:`~shared.catalog.tool.call_gate`)."""
+        ``gate`` (blocking; raises, e.g. ``RunCanceled``, when the call must not run after all) is asked at the last
+        moment, after any wait for a concurrency slot (:data:`~shared.catalog.tool.call_gate`); a refusal, or a gate
+        that fails, is a failed result of a call that did not run (:class:`~shared.catalog.tool.NotRun`)."""
         start = time.perf_counter()
         spec: ToolSpec | None = None
         try:
@@ -168,13 +168,16 @@ class ToolExecutor:
             gated = call_gate.set(gate)
             try:
                 if gate is not None and not getattr(entry.transport, "gates_itself", False):
-                    await asyncio.to_thread(gate)
+                    await asyncio.to_thread(ask_gate, gate)
                 value = await self._call(entry.transport, spec, call)
             finally:
                 call_gate.reset(gated)
                 limiter.release()
             return await self._success(call, value, start)
-        except (ToolNotFound, InvalidRequest, NotConfigured, CircuitOpen, ApprovalRequired, RunCanceled) as exc:
+        except NotRun as refused:  # nothing ran: retryable when the gate could not tell, whatever the tool
+            error = ErrorInfo.from_exception(refused.error, retryable=refused.error.retryable)
+            return ToolResult(ok=False, error=error, latency_ms=_since(start))
+        except (ToolNotFound, InvalidRequest, NotConfigured, CircuitOpen, ApprovalRequired) as exc:
             return self._failure(call, exc, spec, start)
         except asyncio.CancelledError:
             raise
@@ -199,7 +202,11 @@ class ToolExecutor:
                 raise error from None
             await self._record(spec.name, exc)
             raise
-        except (asyncio.CancelledError, RunCanceled):  # a gate's refusal says nothing of the tool's health
+        except asyncio.CancelledError:
+            raise
+        except NotRun:  # the gate said nothing of the tool's health; a trial this call was granted is given back
+            if self.breaker is not None:
+                await asyncio.to_thread(self.breaker.give_back_trial, spec.name)
             raise
         except Exception as exc:
             await self._record(spec.name, exc)

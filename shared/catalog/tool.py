@@ -26,14 +26,16 @@ from shared.catalog.schema import (
     function_schema,
     schema_validator,
 )
-from shared.errors import InvalidRequest, ToolArgumentsInvalid
+from shared.errors import InvalidRequest, ToolArgumentsInvalid, UpstreamUnavailable, WeftError
 from shared.models import RetryPolicy, ToolSpec, canonical_json, format_field, parse_model
 
 __all__ = [
+    "NotRun",
     "PythonTransport",
     "Tool",
     "ToolOptions",
     "ToolTransport",
+    "ask_gate",
     "cacheable_specs",
     "call_gate",
     "python_tool",
@@ -103,8 +105,29 @@ def _through_gate(fn: Callable[..., Any], kwargs: dict[str, Any]) -> Any:
     """``fn(**kwargs)`` in a worker thread, unless the call's gate (:data:`call_gate`) refuses it at the last moment."""
     gate = call_gate.get()
     if gate is not None:
-        gate()
+        ask_gate(gate)
     return fn(**kwargs)
+
+
+class NotRun(Exception):
+    """The call did not run: its gate refused it, or could not tell (``error``: why, as the call's failure)."""
+
+    def __init__(self, error: WeftError) -> None:
+        super().__init__(error.message)
+        self.error = error
+
+
+def ask_gate(gate: Callable[[], None]) -> None:
+    """Ask a call's gate (blocking). Raises :class:`NotRun`: with the gate's own :class:`WeftError` (e.g.
+    ``RunCanceled``), or, when the gate fails otherwise (its storage is down), a retryable
+    :class:`UpstreamUnavailable` naming only the error's type (a storage error's text names accounts and URLs)."""
+    try:
+        gate()
+    except WeftError as exc:
+        raise NotRun(exc) from None
+    except Exception as exc:
+        raise NotRun(UpstreamUnavailable(
+            f"the call was not run: whether its run was canceled could not be read ({type(exc).__name__})")) from None
 
 
 # ------------------------------------------------------------------------------------------------ tools

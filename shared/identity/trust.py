@@ -31,6 +31,7 @@ from shared.identity.caller import LOCAL_CALLER, Caller
 from shared.identity.quotas import Quotas
 from shared.identity.settings import IdentitySettings
 from shared.models import ToolCall, ToolResult, hash_args
+from shared.payloads import root_run_id
 from shared.runs.run_index import RunEntry, RunIndex, read_entry
 
 __all__ = ["Trust", "TrustSettings"]
@@ -138,7 +139,7 @@ class Trust:
         restarted) shows as a second ``started`` record even when the first never reported back."""
         outcome = "started" if result is None else "ok" if result.ok else (
             result.error.code if result.error else "failed")
-        run_id = call.run_id.split(":", 1)[0]  # a task's sub-runs are "<run id>:turn<n>"
+        run_id = root_run_id(call.run_id)
         entry = await read_entry(index, run_id)
         await self._record(AuditRecord(
             caller=entry.owner if entry else "unknown", caller_name=entry.owner_name if entry else "",

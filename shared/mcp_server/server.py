@@ -33,7 +33,7 @@ from shared.runs.admission import (
     owned_run,
     run_view,
 )
-from shared.runs.run_index import RunEntry, purged
+from shared.runs.run_index import RunEntry, RunIndex, purged
 from shared.runtime import Runtime, get_runtime_async
 
 __all__ = ["MCP_ENDPOINT", "PRM_ROUTE", "McpServer", "RunClient", "answer", "present", "protected_resource_metadata",
@@ -238,10 +238,7 @@ class McpServer:
         wait_s = _number(arguments, "wait_s", 0.0, low=0.0, high=self.settings.max_wait_s)
         offset = int(_number(arguments, "offset", 0, low=0, high=2**53, integer=True))
         entry = await self._owned(run_id, caller, readers=(Role.RUNS_READ_ALL,))
-        answer = await self._wait(entry.run_id, wait_s, offset)
-        if answer["status"] == "pending" and await purged(self.runtime.run_index, entry.run_id):
-            raise NotFound("no such run", field="run_id")  # purged by another instance since its entry was cached
-        return answer
+        return await self._wait(entry.run_id, wait_s, offset, index=self.runtime.run_index)
 
     async def cancel_run(self, caller: Caller, arguments: Mapping[str, Any]) -> dict[str, Any]:
         """Terminate the caller's run if it has not finished."""
@@ -259,12 +256,17 @@ class McpServer:
             exc.field = "run_id"  # the argument's name here (the HTTP API's is the route's "id")
             raise
 
-    async def _wait(self, run_id: str, wait_s: float, offset: int) -> dict[str, Any]:
-        """Poll the run until it ends, waits for an approval, or ``wait_s`` passes; then present it."""
+    async def _wait(self, run_id: str, wait_s: float, offset: int, *, index: RunIndex | None = None
+                    ) -> dict[str, Any]:
+        """Poll the run until it ends, waits for an approval, or ``wait_s`` passes; then present it. With
+        ``index``: a run Durable does not know whose entry is gone too (purged elsewhere) is not found at once."""
         client = self._client()
         deadline = time.monotonic() + wait_s
         while True:
             status = await client.get_status(run_id, show_input=False)
+            if index is not None and status.runtime_status is None and await purged(index, run_id):
+                raise NotFound("no such run", field="run_id")
+            index = None  # asked once, on the first read
             runtime_status = status.runtime_status.value if status.runtime_status is not None else None
             custom = status.custom_status if isinstance(status.custom_status, dict) else {}
             view = run_view(run_id, runtime_status, status.custom_status, status.output, status.created_time,

@@ -1,8 +1,9 @@
 """What the run triggers need from the core: admitting a request, naming its instance, and presenting a run.
 
 The HTTP, queue and MCP triggers stay a few lines each by calling these; nothing here knows about Azure Functions.
-:func:`submit_run` is the one admission path: check, claim the run for its caller in the run index (idempotency keys
-belong to a caller), take a concurrent-run slot, start the orchestration.
+:func:`admit_and_submit` is the one submission path: admit (:func:`admit_run`), then :func:`submit_run` (claim the
+run for its caller in the run index — idempotency keys belong to a caller —, take a concurrent-run slot, start the
+orchestration). :func:`cancel_run` is the one cancel path.
 """
 
 from __future__ import annotations
@@ -21,7 +22,15 @@ from datetime import UTC, datetime, timedelta
 from functools import partial
 from typing import Any, Protocol
 
-from shared.errors import Conflict, InvalidRequest, NotConfigured, NotFound, OrchestrationFailed, RunCanceled
+from shared.errors import (
+    Conflict,
+    InvalidRequest,
+    NotConfigured,
+    NotFound,
+    OrchestrationFailed,
+    RunCanceled,
+    UpstreamUnavailable,
+)
 from shared.identity.caller import Caller, Role
 from shared.llm.chat import LLM_NOT_CONFIGURED_MESSAGE
 from shared.models import Plan, RunRequest, parse_run_request, validate_request
@@ -43,10 +52,12 @@ __all__ = [
     "WAIT_UNTIL",
     "DurableStarter",
     "Submitted",
+    "admit_and_submit",
     "admit_run",
     "admit_run_request",
     "awaiting_calls",
     "awaiting_instance",
+    "cancel_run",
     "check_run_id",
     "finished_runs",
     "owned_run",
@@ -229,7 +240,7 @@ async def submit_run(
     acquire_slot: Callable[[str], Awaitable[None]] | None = None,
     prepared: PreparedPlan | None = None,
 ) -> Submitted:
-    """Start ``request`` for ``caller`` once: the one path of HTTP, queue and MCP submissions.
+    """Start an admitted ``request`` for ``caller`` once (through :func:`admit_and_submit`).
 
     The run is claimed in ``index`` under its instance id first; of concurrent submissions with one key exactly one
     claim wins and starts the orchestration, the others answer with the same run (``replayed``). The same key with
@@ -294,12 +305,15 @@ def parse_until(raw: str | None) -> bool:
 
 
 async def watch_status(client: DurableStarter, run_id: str, wait_s: float, poll_s: tuple[float, float],
-                       *, until_end: bool = False) -> Any:
+                       *, until_end: bool = False, index: RunIndex | None = None) -> Any:
     """The run's Durable status, once it differs from now (a new stage, a finished step, the end; with
     ``until_end`` only its end, or its coming to await an approval) or ``wait_s`` passed: long polling, so a client
     follows a run without tight polling. Polls the status store with a backoff from ``poll_s[0]`` to ``poll_s[1]``
-    seconds (x1.5 each time); nothing is held while waiting."""
+    seconds (x1.5 each time); nothing is held while waiting. With ``index``, a run Durable does not know whose entry
+    is gone too (:func:`purged`) raises :class:`NotFound` at once."""
     status = await client.get_status(run_id, show_input=False)
+    if index is not None and status.runtime_status is None and await purged(index, run_id):
+        raise NotFound("no such run", field="id")
     deadline = time.monotonic() + wait_s
     seen = (status.runtime_status, status.custom_status, status.last_updated_time)
     interval, longest = poll_s
@@ -397,7 +411,8 @@ async def admit_and_submit(body: bytes | str | dict[str, Any], runtime: Runtime,
 
     A request that fails admission now but started a run earlier under the same idempotency key (or queue message
     id), with the very same body, is answered with that run: a retry must not turn into an error because a tool
-    left the catalog or a model was unconfigured since."""
+    left the catalog or a model was unconfigured since. (MCP's ``execute`` checks tool names first, itself.)"""
+    caller.require(Role.RUNS_SUBMIT)
     try:
         request, prepared = await asyncio.to_thread(admit_run, body, runtime)
     except (InvalidRequest, NotConfigured):
@@ -415,15 +430,22 @@ async def admit_and_submit(body: bytes | str | dict[str, Any], runtime: Runtime,
 async def _earlier_run(body: bytes | str | dict[str, Any], caller: Caller, client: DurableStarter, index: RunIndex,
                        idempotency_key: str | None, fallback_id: str | None) -> RunEntry | None:
     """The started run an earlier submission of exactly this request made under its key, if any."""
-    try:
-        request = parse_run_request(body)
-    except InvalidRequest:
+
+    def parsed() -> tuple[str | None, str] | None:
+        try:
+            request = parse_run_request(body)
+        except InvalidRequest:
+            return None
+        return request.idempotency_key, request_digest(request)
+
+    found = await asyncio.to_thread(parsed)  # a body may be megabytes: off the event loop, as admission is
+    if found is None:
         return None
-    key = idempotency_key or request.idempotency_key
+    key = idempotency_key or found[0]
     if not key and fallback_id is None:
         return None
     entry = await read_entry(index, run_instance_id(key, caller, fallback_id))
-    if entry is None or entry.owner != caller.key or entry.request_sha256 != request_digest(request):
+    if entry is None or entry.owner != caller.key or entry.request_sha256 != found[1]:
         return None
     status = await client.get_status(entry.run_id, show_input=False)
     return entry if status.runtime_status is not None else None
@@ -445,11 +467,17 @@ async def cancel_run(client: DurableStarter, runtime: Runtime, entry: RunEntry, 
         raise Conflict("the run has already finished", field=field)
     _, sub_run = awaiting_calls(status.custom_status)
     await asyncio.to_thread(journal_for(runtime.payloads).cancel, entry.run_id)
-    await client.terminate(entry.run_id, reason)
-    if sub_run is not None:
-        sub_status = await client.get_status(sub_run, show_input=False)
-        if not _finished(sub_status) and sub_status.runtime_status is not None:
-            await client.terminate(sub_run, reason)
+    try:
+        await client.terminate(entry.run_id, reason)
+        if sub_run is not None:
+            sub_status = await client.get_status(sub_run, show_input=False)
+            if not _finished(sub_status) and sub_status.runtime_status is not None:
+                await client.terminate(sub_run, reason)
+    except Exception as exc:  # marked (no side effect of it starts any more) but still running: say so
+        await runtime.trust.audit_event("run.cancel", caller, outcome="error", run_id=entry.run_id,
+                                        detail=f"marked canceled; terminate failed ({type(exc).__name__})")
+        raise UpstreamUnavailable("the run is marked canceled (none of its side-effecting calls starts any more) "
+                                  "but could not be terminated; cancel it again", field=field) from None
     await runtime.trust.release_run_slot(entry)
     await runtime.trust.audit_event("run.cancel", caller, run_id=entry.run_id)
 

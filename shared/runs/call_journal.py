@@ -43,7 +43,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from shared.errors import InvalidRequest, RunCanceled
-from shared.payloads import BlobPayloadStore, LocalPayloadStore, PayloadStore
+from shared.payloads import BlobPayloadStore, LocalPayloadStore, PayloadStore, root_run_id
 
 __all__ = ["CallJournal", "Dispatch", "JournalEntry", "args_sha256", "journal_for"]
 
@@ -54,11 +54,6 @@ _PREFIX = "journal"
 def _run_folders(run_id: str) -> re.Pattern[str]:
     """The journal folders of a run and of its task's sub-runs (``<run id>:turn<n>``)."""
     return re.compile(f"{_PREFIX}/{re.escape(run_id)}(:turn[0-9]+)?/")
-
-
-def _root_run(run_id: str) -> str:
-    """The run a (sub-)run belongs to: a task's sub-runs are ``<run id>:turn<n>``, and a run's own id has no colon."""
-    return run_id.split(":", 1)[0]
 
 
 def args_sha256(args: Any) -> str:
@@ -259,6 +254,11 @@ class CallJournal:
         stamp = json.dumps({"call_key_sha256": digest, "begun_at": datetime.now(UTC).isoformat()}).encode()
         return not self._backend.create(f"{self._run(run_id)}/begun/{digest}", stamp)
 
+    def _begun(self, run_id: str, call_key: str) -> bool:
+        """Whether :meth:`begin` marked ``call_key`` before (read only)."""
+        digest = hashlib.sha256(call_key.encode()).hexdigest()
+        return self._backend.read(f"{self._run(run_id)}/begun/{digest}") is not None
+
     def delete_run(self, run_id: str) -> int:
         """Delete the journal of ``run_id`` and of its task's sub-runs (``<run id>:turn<n>``), as retention purges
         the run; the count of records deleted."""
@@ -269,11 +269,11 @@ class CallJournal:
         """Mark ``run_id`` (its root run, for a task's sub-run) canceled, before its orchestration is terminated, so
         no side-effecting call of it starts from then on; whether this call wrote the mark (the first one wins)."""
         stamp = json.dumps({"canceled_at": datetime.now(UTC).isoformat()}).encode()
-        return self._backend.create(f"{self._run(_root_run(run_id))}/canceled", stamp)
+        return self._backend.create(f"{self._run(root_run_id(run_id))}/canceled", stamp)
 
     def canceled(self, run_id: str) -> bool:
         """Whether ``run_id`` (or the run whose task's sub-run it is) has been canceled."""
-        return self._backend.read(f"{self._run(_root_run(run_id))}/canceled") is not None
+        return self._backend.read(f"{self._run(root_run_id(run_id))}/canceled") is not None
 
     def refuse_if_canceled(self, run_id: str) -> None:
         """Raise :class:`RunCanceled` if ``run_id`` has been canceled: the executor's last-moment gate of a
@@ -291,9 +291,9 @@ class CallJournal:
             outcome = settled[-1].get("outcome")
             return Dispatch(len(settled), redelivered=True, settled=outcome if isinstance(outcome, dict) else None)
         attempt = len(settled) + 1
-        redelivered = self.begin(run_id, f"{call_key}#{attempt}")
-        # read last, as close to the tool running as the journal gets
-        return Dispatch(attempt, redelivered=redelivered, canceled=self.canceled(run_id))
+        if self.canceled(run_id):  # no marker written: a later delivery must not take this call for one that began
+            return Dispatch(attempt, redelivered=self._begun(run_id, f"{call_key}#{attempt}"), canceled=True)
+        return Dispatch(attempt, redelivered=self.begin(run_id, f"{call_key}#{attempt}"))
 
     def settle(self, run_id: str, call_key: str, attempt: int, outcome: Mapping[str, Any], *, final: bool) -> None:
         """Record how ``attempt`` of ``call_key`` ended, before it is reported: ``final`` when Durable will not

@@ -22,6 +22,7 @@ from shared.errors import (
     InvalidRequest,
     JournalMismatch,
     ResultTooLarge,
+    RunCanceled,
     SandboxBusy,
     ToolFailed,
     UpstreamUnavailable,
@@ -180,6 +181,8 @@ async def run_inline(
                 await audit(tool_call, None)
             gate = partial(journal.refuse_if_canceled, run_id) if spec.side_effects else None  # a canceled run
             result = await _execute(executor, tool_call, telemetry, gate)
+            if result.error is not None and result.error.code == RunCanceled.code:
+                stopped.append(result.error)  # the run was canceled: nothing runs after this call
             if audit is not None:
                 await audit(tool_call, result)
         record = StepRecord(

@@ -4,6 +4,7 @@ runs and recent ones stay. Driven with the real Durable client against the devho
 from __future__ import annotations
 
 import asyncio
+import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -50,6 +51,9 @@ def test_finished_runs_past_retention_are_purged_with_their_payloads(tmp_path: P
         assert index.get(done) is None and not any((tmp_path / "payloads").glob(f"{done}/*"))
         # The host remembered the entry (it served the GETs above); the purge ran in another process.
         assert http("GET", f"{host.base_url}/api/runs/{done}")[0] == 404
+        began = time.monotonic()
+        assert http("GET", f"{host.base_url}/api/runs/{done}?wait=30", timeout=60)[0] == 404
+        assert time.monotonic() - began < 10, "a long poll of a purged run waited instead of answering 404"
         assert http("POST", f"{host.base_url}/api/runs/{done}/cancel")[0] == 404
         assert index.get(going) is not None  # still running: kept whatever its age
         assert http("GET", f"{host.base_url}/api/runs/{going}")[0] == 202

@@ -428,3 +428,24 @@ def test_sqlite_updates_are_atomic_across_processes(tmp_path: Path) -> None:
         child.join(timeout=60)
     assert [child.exitcode for child in children] == [0, 0, 0, 0]
     assert SqliteBreakerStore(path).get("t").failures == 100
+
+
+def test_a_read_that_began_while_a_failure_was_being_written_is_not_cached(clock: Clock) -> None:
+    breaker: CircuitBreaker
+    read_during_write: list[bool] = []
+
+    class WriteWithReadInFlight(MemoryBreakerStore):
+        """Another thread's allow() reads the clean record while this instance's failure is being written."""
+
+        def update(self, tool: str, change: Callable[[BreakerRecord], BreakerRecord]
+                   ) -> tuple[BreakerRecord, BreakerRecord]:
+            read_during_write.append(breaker.allow(tool))
+            return super().update(tool, change)
+
+    breaker = CircuitBreaker(WriteWithReadInFlight(), BreakerSettings(failure_threshold=1, closed_cache_s=60.0),
+                             clock=clock, monotonic=clock)
+    breaker.record_failure("t")
+    assert read_during_write == [True]  # the store was still clean when it read ...
+    assert not breaker.known_healthy("t")  # ... but it is not trusted: the circuit is open now
+    with pytest.raises(CircuitOpen):
+        breaker.check("t")

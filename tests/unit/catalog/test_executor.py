@@ -529,3 +529,52 @@ def test_an_async_tool_is_gated_by_the_executor_once() -> None:
     assert (result.ok, result.error.code if result.error else None, ran, asked) == (False, "canceled", [], [True])
     passed = asyncio.run(executor.execute(call("notify"), gate=lambda: None))
     assert passed.ok and passed.value == "sent" and ran == [True]
+
+
+def test_a_gate_that_cannot_tell_is_a_retryable_not_run_without_its_storage_error_text() -> None:
+    catalog = Catalog()
+    ran: list[bool] = []
+
+    @catalog.tool(side_effects=True, idempotent=False)
+    def post() -> str:
+        """A non-idempotent side effect."""
+        ran.append(True)
+        return "posted"
+
+    store = MemoryBreakerStore()
+    executor = ToolExecutor(catalog, breaker=CircuitBreaker(store, BreakerSettings(closed_cache_s=0.0)))
+
+    def storage_down() -> None:
+        raise ConnectionError("https://account.blob.core.windows.net/payloads/journal/run-1/canceled refused")
+
+    result = asyncio.run(executor.execute(call("post"), gate=storage_down))
+    assert not result.ok and result.error is not None and not ran
+    assert (result.error.code, result.error.retryable) == ("upstream_unavailable", True)  # nothing ran: try again
+    assert "ConnectionError" in result.error.message and "blob.core" not in result.error.message
+    assert store.get("post") == BreakerRecord()  # the journal's storage is down, not the tool
+
+
+def test_a_refused_call_gives_back_the_half_open_trial_it_was_granted() -> None:
+    catalog = Catalog()
+
+    @catalog.tool(side_effects=True)
+    def post() -> str:
+        """A side effect."""
+        return "posted"
+
+    clock = Clock()
+    store = MemoryBreakerStore()
+    settings = BreakerSettings(failure_threshold=1, cooldown_s=10.0, trial_lease_s=60.0, closed_cache_s=0.0)
+    breaker = CircuitBreaker(store, settings, clock=clock)
+    executor = ToolExecutor(catalog, breaker=breaker)
+    breaker.record_failure("post")
+    clock.now += 10.0  # the cooldown is over: the next caller gets the trial
+
+    def canceled() -> None:
+        raise RunCanceled("the call was not run: its run was canceled")
+
+    refused = asyncio.run(executor.execute(call("post", run_id="run-canceled"), gate=canceled))
+    assert refused.error is not None and refused.error.code == "canceled"
+    assert store.get("post").state is BreakerState.HALF_OPEN and store.get("post").trial_until == 0.0
+    other = asyncio.run(executor.execute(call("post", run_id="run-2")))  # another run's call: the trial is its own
+    assert other.ok and store.get("post") == BreakerRecord()

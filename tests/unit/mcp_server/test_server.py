@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 from azure.durable_functions.models.OrchestrationRuntimeStatus import OrchestrationRuntimeStatus as Status
 
-from shared.errors import Conflict, InvalidRequest, NotFound
+from shared.errors import Conflict, Forbidden, InvalidRequest, NotFound, UpstreamUnavailable
 from shared.identity.caller import LOCAL_CALLER, Caller, Role
 from shared.mcp_server import McpCall, McpServer, McpSettings, present
 from shared.runs.admission import admit_and_submit
@@ -226,3 +226,24 @@ def test_a_retry_is_answered_with_its_run_although_admission_would_refuse_it_now
                                  (user("bob", Role.RUNS_SUBMIT), body, "retry-1")):
         with pytest.raises(InvalidRequest):  # a new key, no key, another body, another caller: admitted afresh
             submit(after, caller, request, key)
+    with pytest.raises(Forbidden):  # the replay path asks for Runs.Submit as the admission path does
+        submit(after, user("alice"), body, "retry-1")
+
+
+def test_a_cancel_whose_terminate_fails_is_marked_audited_and_answered_503(runtime: Runtime) -> None:
+    class Unreachable(FakeDurable):
+        async def terminate(self, instance_id: str, reason: str) -> None:
+            raise ConnectionError("durable is down")
+
+    durable = Unreachable()
+    mcp = server(runtime, durable)
+    alice = user("alice", Role.RUNS_SUBMIT)
+    run_id = asyncio.run(mcp.execute(alice, {"code": "result = 6"}))["run_id"]
+    with pytest.raises(UpstreamUnavailable) as caught:
+        asyncio.run(mcp.cancel_run(alice, {"run_id": run_id}))
+    assert caught.value.field == "run_id" and "cancel it again" in caught.value.message
+    assert journal_for(runtime.payloads).canceled(run_id)
+    records = [r for r in runtime.trust.audit.query(run_id=run_id, since=datetime(2000, 1, 1, tzinfo=UTC))
+               if r.action == "run.cancel"]
+    failed = ("error", "marked canceled; terminate failed (ConnectionError)")
+    assert [(r.outcome, r.detail) for r in records] == [failed]
