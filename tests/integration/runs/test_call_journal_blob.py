@@ -1,4 +1,5 @@
-"""The call journal on Blob Storage (Azurite): the same contract as on a local folder, across instances."""
+"""The call journal on Blob Storage (Azurite): the same contract as on a local folder, across instances; a canceled
+run's mark is seen by every instance, written once and deleted with the run's journal."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from typing import Any
 import pytest
 
 from shared.payloads import BlobPayloadStore
-from shared.runs.call_journal import CallJournal, args_sha256
+from shared.runs.call_journal import CallJournal, Dispatch, args_sha256
 from tests.support import Azurite
 
 pytestmark = pytest.mark.azurite
@@ -77,3 +78,17 @@ def test_dispatch_settle_and_delete_on_blob_storage(container: Any) -> None:
     assert journal.delete_run("run-1") == 5  # two markers, two settlements, the sub-run's entry
     assert journal.dispatch("run-1", "call:s1:abc").attempt == 1
     assert list(journal.completed("run-10")) == [1]
+
+
+def test_the_cancel_mark_on_blob_storage(container: Any) -> None:
+    journal = CallJournal(BlobPayloadStore(container))
+    assert not journal.canceled("run-1")  # no container yet
+    assert journal.dispatch("run-1", "call:s1:abc") == Dispatch(1, redelivered=False)
+    assert journal.cancel("run-1") is True
+    other = CallJournal(BlobPayloadStore(container))  # another instance of the app
+    assert other.cancel("run-1") is False
+    assert other.canceled("run-1") and other.canceled("run-1:turn2") and not other.canceled("run-10")
+    assert other.dispatch("run-1", "call:s2:abc") == Dispatch(1, redelivered=False, canceled=True)
+    journal.cancel("run-10")
+    assert journal.delete_run("run-1") == 2  # the mark and the first call's marker (a canceled call writes none)
+    assert not journal.canceled("run-1") and journal.canceled("run-10")
