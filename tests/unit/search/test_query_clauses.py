@@ -21,8 +21,15 @@ from shared.search.clauses import split_clauses
          ["create a bucket", "upload the report to it", "email the link to Bob"]),
         ("When the job finishes, email me, then archive the logs",
          ["When the job finishes, email me", "archive the logs"]),
+        ("List the hosted configuration versions in AppConfig and assume a role with AWS STS",
+         ["List the hosted configuration versions in AppConfig", "assume a role with AWS STS"]),
+        ("create a support ticket and please notify the on-call engineer",
+         ["create a support ticket", "please notify the on-call engineer"]),
+        ("remove the old tags from the volume and untag the snapshot",
+         ["remove the old tags from the volume", "untag the snapshot"]),
     ],
-    ids=["comma-then-and", "first-after-that", "sentences", "finally", "tasks-after-commas", "condition-then-task"],
+    ids=["comma-then-and", "first-after-that", "sentences", "finally", "tasks-after-commas", "condition-then-task",
+         "and-then-imperative", "and-then-filler-imperative", "and-then-prefixed-verb"],
 )
 def test_multi_task_requests_split_per_task(query: str, expected: list[str]) -> None:
     assert split_clauses(query) == expected
@@ -42,9 +49,17 @@ def test_multi_task_requests_split_per_task(query: str, expected: list[str]) -> 
         "List reserved DB instances for the specified instance class, duration, offering type, and availability zone",
         "If the bucket already exists, then delete it",
         "Replace the ACL on a bucket, you must specify all the grants",
+        "Create a report named ExampleReport in AWS Cost and Usage Report Service",
+        "Add a tag key and value to an IAM role",
+        "Generate an RSA key pair for encryption and decryption",
+        "Obtain a shard iterator for the provided stream ARN and shard ID",
+        "Cancel the specified Spot fleet request and terminates its Spot Instances",
+        "Create an Internet-facing load balancer and enables the Availability Zones for the subnets",
     ],
     ids=["and-between-nouns", "verb-and-verb", "context-prefix", "subordinate", "list", "elaboration", "short",
-         "list-of-longer-items", "list-closed-by-and", "condition-then-consequence", "you-continues"],
+         "list-of-longer-items", "list-closed-by-and", "condition-then-consequence", "you-continues",
+         "name-with-and", "noun-and-noun", "nominal-and-nominal", "noun-phrase-and-noun-phrase",
+         "third-person-verb", "third-person-verb-long"],
 )
 def test_single_task_requests_stay_whole(query: str) -> None:
     assert split_clauses(query) == [query]
