@@ -14,22 +14,18 @@ from shared.api_limits import api_limits
 from shared.errors import Conflict, InvalidRequest, NotFound, WeftError
 from shared.identity.audit import AuditAction
 from shared.identity.caller import Role
-from shared.runs.admission import (
+from shared.runs.admission import admit_and_submit, owned_run, parse_approval
+from shared.runs.admission import cancel_run as cancel
+from shared.runs.names import APPROVAL_EVENT, Stage
+from shared.runs.run_status import (
     RUN_STATUSES,
-    admit_and_submit,
     awaiting_instance,
-    owned_run,
-    parse_approval,
     parse_until,
     parse_wait,
     step_result,
     watch_status,
 )
-from shared.runs.admission import (
-    cancel_run as cancel,
-)
-from shared.runs.admission import run_view as view_of
-from shared.runs.names import APPROVAL_EVENT, Stage
+from shared.runs.run_status import run_view as view_of
 from shared.runtime import get_runtime_async
 
 bp = df.Blueprint()

@@ -12,7 +12,8 @@ from typing import Any
 from shared.errors import InvalidRequest, WeftError
 from shared.identity.caller import Role
 from shared.mcp_server.calls import parse_call
-from shared.runs.admission import DurableStarter, owned_run, step_result
+from shared.runs.admission import owned_run
+from shared.runs.run_status import DurableStarter, step_result
 from shared.runtime import get_runtime_async
 
 __all__ = ["STEP_RESULT_TEMPLATE", "read_step_result", "step_result_uri"]

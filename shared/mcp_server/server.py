@@ -26,14 +26,9 @@ from shared.mcp_server.calls import McpAnswer, McpCall, error_answer, parse_call
 from shared.mcp_server.resources import step_result_uri
 from shared.mcp_server.settings import McpSettings, mcp_settings
 from shared.mcp_server.signatures import compact_signature, describe
-from shared.runs.admission import (
-    DurableStarter,
-    admit_and_submit,
-    cancel_run,
-    owned_run,
-    run_view,
-)
+from shared.runs.admission import admit_and_submit, cancel_run, owned_run
 from shared.runs.run_index import RunEntry, RunIndex, purged
+from shared.runs.run_status import DurableStarter, run_view
 from shared.runtime import Runtime, get_runtime_async
 
 __all__ = ["MCP_ENDPOINT", "PRM_ROUTE", "McpServer", "RunClient", "answer", "present", "protected_resource_metadata",

@@ -2,8 +2,8 @@
 
 The pure parts (what the orchestrators use) are exported here, with the contracts between orchestrators and
 activities in :mod:`shared.runs.contracts` and their names in :mod:`shared.runs.names`. The activities' side is
-imported by its own path: :mod:`shared.runs.admission` (the triggers), :mod:`shared.runs.code_sandbox` (the sandbox
-activities) and :mod:`shared.runs.task_planner` (the LLM activities).
+imported by its own path: :mod:`shared.runs.admission` and :mod:`shared.runs.run_status` (the triggers),
+:mod:`shared.runs.code_sandbox` (the sandbox activities) and :mod:`shared.runs.task_planner` (the LLM activities).
 """
 
 from shared.runs.code_run import CodeRun, seed_for

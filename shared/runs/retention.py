@@ -13,9 +13,9 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
 from shared.payloads import PayloadStore
-from shared.runs.admission import FINISHED_DURABLE_STATUSES
 from shared.runs.call_journal import journal_for
 from shared.runs.run_index import RunIndex, older_than
+from shared.runs.run_status import FINISHED_DURABLE_STATUSES
 from shared.settings import env_int
 
 __all__ = ["PurgeReport", "RetentionSettings", "purge_expired_runs"]

@@ -9,7 +9,6 @@ import json
 import pytest
 
 from shared.models import RetryPolicy, TokenUsage
-from shared.runs.admission import run_view
 from shared.runs.contracts import (
     SANDBOX_RETRY_BEFORE_SETTING,
     ApprovalDecision,
@@ -26,6 +25,7 @@ from shared.runs.contracts import (
 )
 from shared.runs.custom_status import AWAITING_SHOWN, STATUS_MAX_CHARS, STATUS_MAX_STEPS, CustomStatus, fit_status
 from shared.runs.names import Activity, Orchestrator, Stage
+from shared.runs.run_status import run_view
 from shared.sandbox import Capacity, CodeError, Limits, PendingCall, RecordedCall, ReplayStep
 
 SPEC = {"name": "weather.get", "description": "Weather.", "parameters": {"type": "object", "properties": {}}}
