@@ -20,10 +20,12 @@ from devhost.history import (
     ActionType,
     EventType,
     InstanceStatus,
+    action_name,
     custom_status_too_large,
     event,
     flatten_actions,
     format_time,
+    nondeterminism,
     parse_time,
     utcnow,
 )
@@ -150,7 +152,7 @@ class EpisodeRunner:
         continue_input: tuple[bool, str | None] = (False, None)
         if state is not None:
             flat = flatten_actions(state.get("actions") or [])
-            problem = self._check_determinism(inst, flat)
+            problem = nondeterminism(inst.actions, flat)
             if problem is None:
                 problem, continue_input = self._schedule(inst, flat, ep, now, stamp)
             if problem is not None:
@@ -278,21 +280,6 @@ class EpisodeRunner:
             )
             ep.children.append((child, name, input_json, task_id))
 
-    def _check_determinism(self, inst: InstanceRow, flat: list[dict[str, Any]]) -> str | None:
-        for i, (stored, action) in enumerate(zip(inst.actions, flat, strict=False)):
-            if stored[0] != action.get("actionType") or stored[1] != _action_name(action):
-                return (
-                    f"Non-deterministic orchestrator detected: action #{i} was {_describe(stored[0], stored[1])} "
-                    f"when first run but is {_describe(action.get('actionType'), _action_name(action))} on replay. "
-                    "Orchestrators must make the same calls in the same order on every replay."
-                )
-        if len(flat) < len(inst.actions):
-            return (
-                f"Non-deterministic orchestrator detected: it scheduled {len(inst.actions)} actions when first run "
-                f"but only {len(flat)} on replay."
-            )
-        return None
-
     def _schedule(
         self, inst: InstanceRow, flat: list[dict[str, Any]], ep: _Episode, now: float, stamp: str
     ) -> tuple[str | None, tuple[bool, str | None]]:
@@ -312,7 +299,7 @@ class EpisodeRunner:
             if kind != ActionType.WAIT_FOR_EXTERNAL_EVENT:
                 task_id = seq
                 inst.next_seq += 1
-            name = _action_name(action)
+            name = action_name(action)
             if kind in (ActionType.CALL_ACTIVITY, ActionType.CALL_ACTIVITY_WITH_RETRY):
                 self._schedule_call(inst, "activity", seq, name, action.get("input"), None, ep, stamp)
             elif kind in (ActionType.CALL_SUB_ORCHESTRATOR, ActionType.CALL_SUB_ORCHESTRATOR_WITH_RETRY):
@@ -484,18 +471,6 @@ class EpisodeRunner:
 
 
 _CONTROL_EVENTS = {EventType.EXECUTION_TERMINATED, EventType.EXECUTION_SUSPENDED, EventType.EXECUTION_RESUMED}
-
-
-def _action_name(action: dict[str, Any]) -> str:
-    return action.get("functionName") or action.get("externalEventName") or ""
-
-
-def _describe(kind: int | None, name: str) -> str:
-    try:
-        label = ActionType(kind).name.lower() if kind is not None else "nothing"
-    except ValueError:
-        label = f"action type {kind}"
-    return f"{label} {name!r}" if name else label
 
 
 def _stamp_at(epoch: float) -> str:

@@ -14,10 +14,12 @@ __all__ = [
     "ActionType",
     "EventType",
     "InstanceStatus",
+    "action_name",
     "custom_status_too_large",
     "event",
     "flatten_actions",
     "format_time",
+    "nondeterminism",
     "parse_time",
     "utcnow",
 ]
@@ -130,3 +132,34 @@ class InstanceStatus(StrEnum):
 
 
 TERMINAL = {InstanceStatus.COMPLETED, InstanceStatus.FAILED, InstanceStatus.TERMINATED}
+
+
+def action_name(action: dict[str, Any]) -> str:
+    """The function or event an action names (empty for a timer)."""
+    return action.get("functionName") or action.get("externalEventName") or ""
+
+
+def nondeterminism(stored: list[Any], flat: list[dict[str, Any]]) -> str | None:
+    """Why a replay's actions (``flat``) contradict those recorded when first run (``stored``: type and name first),
+    as the Durable Task framework reports a non-deterministic orchestrator; None when they agree."""
+    for i, (before, action) in enumerate(zip(stored, flat, strict=False)):
+        if before[0] != action.get("actionType") or before[1] != action_name(action):
+            return (
+                f"Non-deterministic orchestrator detected: action #{i} was {_describe(before[0], before[1])} "
+                f"when first run but is {_describe(action.get('actionType'), action_name(action))} on replay. "
+                "Orchestrators must make the same calls in the same order on every replay."
+            )
+    if len(flat) < len(stored):
+        return (
+            f"Non-deterministic orchestrator detected: it scheduled {len(stored)} actions when first run "
+            f"but only {len(flat)} on replay."
+        )
+    return None
+
+
+def _describe(kind: int | None, name: str) -> str:
+    try:
+        label = ActionType(kind).name.lower() if kind is not None else "nothing"
+    except ValueError:
+        label = f"action type {kind}"
+    return f"{label} {name!r}" if name else label
