@@ -20,6 +20,7 @@ from shared.runs.names import APPROVAL_EVENT, Stage
 from shared.runs.run_status import (
     RUN_STATUSES,
     awaiting_instance,
+    known_status,
     parse_until,
     parse_wait,
     step_result,
@@ -72,6 +73,8 @@ async def get_run(req: func.HttpRequest, client: df.DurableOrchestrationClient) 
         entry = await owned_run(req.route_params["id"], caller, runtime.run_index, readers=_READERS)
         wait_s = parse_wait(req.params.get("wait"), runtime.settings.run_wait_max_s)
         until_end = parse_until(req.params.get("until"))
+        if entry.owner != caller.key and not caller.has_role(Role.RUNS_READ_ALL):
+            wait_s = 0.0  # an approver sees another's run only while it awaits a decision: no long poll to time it
         status = await watch_status(client, entry.run_id, wait_s, runtime.settings.run_wait_poll_s,
                                     until_end=until_end, index=runtime.run_index)
     except WeftError as exc:
@@ -99,7 +102,7 @@ async def get_step_result(req: func.HttpRequest, client: df.DurableOrchestration
         runtime = await get_runtime_async()
         caller = await runtime.trust.caller_of(req.headers)
         entry = await owned_run(req.route_params["id"], caller, runtime.run_index, readers=(Role.RUNS_READ_ALL,))
-        status = await client.get_status(entry.run_id, show_input=False)
+        status = await known_status(client, runtime.run_index, entry.run_id)
         body = await asyncio.to_thread(step_result, status.output, entry.run_id, req.route_params["step_id"],
                                        runtime.payloads)
     except WeftError as exc:
@@ -174,7 +177,7 @@ async def approve_run(req: func.HttpRequest, client: df.DurableOrchestrationClie
         caller.require(Role.RUNS_APPROVE)
         entry = await owned_run(req.route_params["id"], caller, runtime.run_index, readers=_READERS)
         runtime.trust.check_separation_of_duties(caller, entry)
-        status = await client.get_status(entry.run_id, show_input=False)
+        status = await known_status(client, runtime.run_index, entry.run_id)
         target, custom = await awaiting_instance(client, entry.run_id, status)
         if custom.stage != Stage.AWAITING_APPROVAL or not custom.awaiting:
             raise Conflict("the run is not waiting for an approval", field="id")

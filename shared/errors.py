@@ -21,6 +21,7 @@
     ├── SandboxLimitExceeded      code hit a resource limit (never retried)
     ├── ModelBehaviorError        the LLM returned something unusable
     ├── UpstreamUnavailable       a dependency is down, throttling or timing out (retried)
+    │   ├── CancelCheckUnavailable  a side-effecting call's cancel mark could not be read: not run (retried)
     │   └── SandboxBusy           every local sandbox slot stayed taken for the queue wait (retried)
     ├── NotConfigured             a feature needs configuration that is missing (HTTP 503)
     ├── ApprovalDenied            a human refused the tools a run needs
@@ -42,6 +43,7 @@ __all__ = [
     "ApprovalDenied",
     "ApprovalRequired",
     "ApprovalTimeout",
+    "CancelCheckUnavailable",
     "CircuitOpen",
     "CodeFailed",
     "Conflict",
@@ -204,6 +206,12 @@ class UpstreamUnavailable(WeftError):
     code = "upstream_unavailable"
     http_status = 503
     retryable = True
+
+
+class CancelCheckUnavailable(UpstreamUnavailable):
+    """Whether the call's run was canceled could not be read (the journal's storage is down): the call did not run."""
+
+    code = "cancel_check_unavailable"
 
 
 class SandboxBusy(UpstreamUnavailable):

@@ -26,7 +26,7 @@ from shared.catalog.schema import (
     function_schema,
     schema_validator,
 )
-from shared.errors import InvalidRequest, ToolArgumentsInvalid, UpstreamUnavailable, WeftError
+from shared.errors import CancelCheckUnavailable, InvalidRequest, ToolArgumentsInvalid, WeftError
 from shared.models import RetryPolicy, ToolSpec, canonical_json, format_field, parse_model
 
 __all__ = [
@@ -120,13 +120,13 @@ class NotRun(Exception):
 def ask_gate(gate: Callable[[], None]) -> None:
     """Ask a call's gate (blocking). Raises :class:`NotRun`: with the gate's own :class:`WeftError` (e.g.
     ``RunCanceled``), or, when the gate fails otherwise (its storage is down), a retryable
-    :class:`UpstreamUnavailable` naming only the error's type (a storage error's text names accounts and URLs)."""
+    :class:`CancelCheckUnavailable` naming only the error's type (a storage error's text names accounts and URLs)."""
     try:
         gate()
     except WeftError as exc:
         raise NotRun(exc) from None
     except Exception as exc:
-        raise NotRun(UpstreamUnavailable(
+        raise NotRun(CancelCheckUnavailable(
             f"the call was not run: whether its run was canceled could not be read ({type(exc).__name__})")) from None
 
 

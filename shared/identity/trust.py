@@ -17,6 +17,7 @@ from typing import Any
 
 from shared.errors import (
     ApprovalRequired,
+    CancelCheckUnavailable,
     CircuitOpen,
     Forbidden,
     NotConfigured,
@@ -39,7 +40,7 @@ __all__ = ["Trust", "TrustSettings"]
 log = logging.getLogger(__name__)
 
 _NOT_RUN = frozenset(error.code for error in (ApprovalRequired, CircuitOpen, ToolArgumentsInvalid, ToolNotFound,
-                                               NotConfigured, RunCanceled))
+                                               NotConfigured, RunCanceled, CancelCheckUnavailable))
 """Outcomes of calls refused before the tool ran: their records say "not run"."""
 
 

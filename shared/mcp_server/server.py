@@ -27,8 +27,8 @@ from shared.mcp_server.resources import step_result_uri
 from shared.mcp_server.settings import McpSettings, mcp_settings
 from shared.mcp_server.signatures import compact_signature, describe
 from shared.runs.admission import admit_and_submit, cancel_run, owned_run
-from shared.runs.run_index import RunEntry, RunIndex, purged
-from shared.runs.run_status import DurableStarter, run_view
+from shared.runs.run_index import RunEntry, RunIndex
+from shared.runs.run_status import DurableStarter, known_status, run_view
 from shared.runtime import Runtime, get_runtime_async
 
 __all__ = ["MCP_ENDPOINT", "PRM_ROUTE", "McpServer", "RunClient", "answer", "present", "protected_resource_metadata",
@@ -258,9 +258,8 @@ class McpServer:
         client = self._client()
         deadline = time.monotonic() + wait_s
         while True:
-            status = await client.get_status(run_id, show_input=False)
-            if index is not None and status.runtime_status is None and await purged(index, run_id):
-                raise NotFound("no such run", field="run_id")
+            status = await (known_status(client, index, run_id, field="run_id") if index is not None
+                            else client.get_status(run_id, show_input=False))
             index = None  # asked once, on the first read
             runtime_status = status.runtime_status.value if status.runtime_status is not None else None
             custom = status.custom_status if isinstance(status.custom_status, dict) else {}

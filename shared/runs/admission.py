@@ -37,8 +37,8 @@ from shared.runs.code_run import code_tools
 from shared.runs.contracts import PreparedPlan
 from shared.runs.names import PREPARED_KEY, Orchestrator
 from shared.runs.plan import validate_plan
-from shared.runs.run_index import RunEntry, RunIndex, purged, read_entry
-from shared.runs.run_status import DurableStarter, awaiting_calls, finished, finished_runs
+from shared.runs.run_index import RunEntry, RunIndex, read_entry
+from shared.runs.run_status import DurableStarter, awaiting_calls, finished, finished_runs, known_status
 from shared.runtime import Runtime
 from shared.sandbox.policy import check_code
 
@@ -320,15 +320,19 @@ async def cancel_run(client: DurableStarter, runtime: Runtime, entry: RunEntry, 
     because terminating reaches neither its sub-orchestrations (a wide plan's ``run_steps`` slices) nor its queued
     activities, and every side-effecting call checks the mark before its tool runs; then the run and its task's
     current sub-run (Durable does not cascade) are terminated, its slot released and the cancel audited."""
-    status = await client.get_status(entry.run_id, show_input=False)
+    status = await known_status(client, runtime.run_index, entry.run_id, field=field)
     if status.runtime_status is None:
-        if await purged(runtime.run_index, entry.run_id):
-            raise NotFound("no such run", field=field)
         raise Conflict("the run has not started yet; cancel it again in a moment", field=field)
     if finished(status):
         raise Conflict("the run has already finished", field=field)
     _, sub_run = awaiting_calls(status.custom_status)
-    await asyncio.to_thread(journal_for(runtime.payloads).cancel, entry.run_id)
+    try:
+        await asyncio.to_thread(journal_for(runtime.payloads).cancel, entry.run_id)
+    except Exception as exc:  # nothing was stopped: say so (the storage error's text names accounts, not shown)
+        await runtime.trust.audit_event("run.cancel", caller, outcome="error", run_id=entry.run_id,
+                                        detail=f"not marked canceled ({type(exc).__name__})")
+        raise UpstreamUnavailable("the run could not be marked canceled, so nothing was stopped; cancel it again",
+                                  field=field) from None
     try:
         await client.terminate(entry.run_id, reason)
         if sub_run is not None:

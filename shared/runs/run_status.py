@@ -26,6 +26,7 @@ __all__ = [
     "awaiting_instance",
     "finished",
     "finished_runs",
+    "known_status",
     "parse_until",
     "parse_wait",
     "run_view",
@@ -83,16 +84,25 @@ def parse_until(raw: str | None) -> bool:
                          "to await an approval)", field="until")
 
 
+async def known_status(client: DurableStarter, index: RunIndex, run_id: str, *, field: str = "id") -> Any:
+    """The run's Durable status, read right after its index entry: :class:`NotFound` when Durable does not know the
+    run and its entry is gone too (the entry came from a cache after another instance's retention purge:
+    :func:`~shared.runs.run_index.purged`). A run admitted but not started yet comes back with no runtime status."""
+    status = await client.get_status(run_id, show_input=False)
+    if status.runtime_status is None and await purged(index, run_id):
+        raise NotFound("no such run", field=field)
+    return status
+
+
 async def watch_status(client: DurableStarter, run_id: str, wait_s: float, poll_s: tuple[float, float],
                        *, until_end: bool = False, index: RunIndex | None = None) -> Any:
     """The run's Durable status, once it differs from now (a new stage, a finished step, the end; with
     ``until_end`` only its end, or its coming to await an approval) or ``wait_s`` passed: long polling, so a client
     follows a run without tight polling. Polls the status store with a backoff from ``poll_s[0]`` to ``poll_s[1]``
     seconds (x1.5 each time); nothing is held while waiting. With ``index``, a run Durable does not know whose entry
-    is gone too (:func:`purged`) raises :class:`NotFound` at once."""
-    status = await client.get_status(run_id, show_input=False)
-    if index is not None and status.runtime_status is None and await purged(index, run_id):
-        raise NotFound("no such run", field="id")
+    is gone too raises :class:`NotFound` at once (:func:`known_status`)."""
+    status = await (known_status(client, index, run_id) if index is not None
+                    else client.get_status(run_id, show_input=False))
     deadline = time.monotonic() + wait_s
     seen = (status.runtime_status, status.custom_status, status.last_updated_time)
     interval, longest = poll_s

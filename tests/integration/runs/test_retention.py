@@ -55,6 +55,7 @@ def test_finished_runs_past_retention_are_purged_with_their_payloads(tmp_path: P
         assert http("GET", f"{host.base_url}/api/runs/{done}?wait=30", timeout=60)[0] == 404
         assert time.monotonic() - began < 10, "a long poll of a purged run waited instead of answering 404"
         assert http("POST", f"{host.base_url}/api/runs/{done}/cancel")[0] == 404
+        assert http("POST", f"{host.base_url}/api/runs/{done}/approve", {"approved": True})[0] == 404
         assert index.get(going) is not None  # still running: kept whatever its age
         assert http("GET", f"{host.base_url}/api/runs/{going}")[0] == 202
     finally:

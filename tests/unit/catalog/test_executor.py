@@ -549,7 +549,7 @@ def test_a_gate_that_cannot_tell_is_a_retryable_not_run_without_its_storage_erro
 
     result = asyncio.run(executor.execute(call("post"), gate=storage_down))
     assert not result.ok and result.error is not None and not ran
-    assert (result.error.code, result.error.retryable) == ("upstream_unavailable", True)  # nothing ran: try again
+    assert (result.error.code, result.error.retryable) == ("cancel_check_unavailable", True)  # nothing ran: retry
     assert "ConnectionError" in result.error.message and "blob.core" not in result.error.message
     assert store.get("post") == BreakerRecord()  # the journal's storage is down, not the tool
 

@@ -247,3 +247,20 @@ def test_a_cancel_whose_terminate_fails_is_marked_audited_and_answered_503(runti
                if r.action == "run.cancel"]
     failed = ("error", "marked canceled; terminate failed (ConnectionError)")
     assert [(r.outcome, r.detail) for r in records] == [failed]
+
+
+def test_a_cancel_whose_mark_cannot_be_written_stops_nothing_and_is_answered_503(runtime: Runtime) -> None:
+    durable = FakeDurable()
+    mcp = server(runtime, durable)
+    alice = user("alice", Role.RUNS_SUBMIT)
+    run_id = asyncio.run(mcp.execute(alice, {"code": "result = 7"}))["run_id"]
+    blocked = Path(runtime.settings.payloads.local_dir) / "journal" / run_id
+    blocked.parent.mkdir(parents=True, exist_ok=True)
+    blocked.write_text("a file where the run's journal folder goes: the mark cannot be written")
+    with pytest.raises(UpstreamUnavailable) as caught:
+        asyncio.run(mcp.cancel_run(alice, {"run_id": run_id}))
+    assert "nothing was stopped" in caught.value.message and caught.value.field == "run_id"
+    assert durable.instances[run_id].runtime_status is Status.Running  # not terminated
+    records = [r for r in runtime.trust.audit.query(run_id=run_id, since=datetime(2000, 1, 1, tzinfo=UTC))
+               if r.action == "run.cancel"]
+    assert [r.outcome for r in records] == ["error"] and records[0].detail.startswith("not marked canceled (")
