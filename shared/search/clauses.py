@@ -79,6 +79,8 @@ _ACTIONS = frozenset(
 )
 """Base forms of verbs that open a request ("create ...", "email ..."), general English rather than any API's."""
 _VERB_PREFIXES = ("re", "un", "de", "dis")
+_NOT_PREFIXED_VERBS = frozenset(("design", "discount", "remark", "research", "resign", "resort"))
+"""Words that read as a prefix and a listed verb but are mostly nouns ("the design of ...", "discount codes")."""
 _OR_AND = frozenset(("and", "or"))
 
 
@@ -88,7 +90,9 @@ def _content_words(text: str) -> list[str]:
 
 def _is_action(word: str) -> bool:
     """``word`` is the base form of a request verb, also with a re-/un-/de-/dis- prefix ("untag", "deregister")."""
-    return word in _ACTIONS or any(
+    if word in _ACTIONS:
+        return True
+    return word not in _NOT_PREFIXED_VERBS and any(
         word.startswith(prefix) and word[len(prefix) :] in _ACTIONS for prefix in _VERB_PREFIXES
     )
 

@@ -55,11 +55,13 @@ def test_multi_task_requests_split_per_task(query: str, expected: list[str]) -> 
         "Obtain a shard iterator for the provided stream ARN and shard ID",
         "Cancel the specified Spot fleet request and terminates its Spot Instances",
         "Create an Internet-facing load balancer and enables the Availability Zones for the subnets",
+        "update the button color and design of the landing page",
+        "list the product prices and discount codes for the store",
     ],
     ids=["and-between-nouns", "verb-and-verb", "context-prefix", "subordinate", "list", "elaboration", "short",
          "list-of-longer-items", "list-closed-by-and", "condition-then-consequence", "you-continues",
          "name-with-and", "noun-and-noun", "nominal-and-nominal", "noun-phrase-and-noun-phrase",
-         "third-person-verb", "third-person-verb-long"],
+         "third-person-verb", "third-person-verb-long", "prefix-noun-design", "prefix-noun-discount"],
 )
 def test_single_task_requests_stay_whole(query: str) -> None:
     assert split_clauses(query) == [query]
