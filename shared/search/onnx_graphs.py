@@ -18,13 +18,16 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
-from shared.cache_folders import private_folder
+from shared.cache_folders import private_folder, prune_by_use
 
-__all__ = ["GRAPH_DIR", "code_key", "graph_saved", "session_over_saved_graph"]
+__all__ = ["GRAPHS_KEPT", "GRAPH_DIR", "code_key", "graph_saved", "session_over_saved_graph"]
 
 logger = logging.getLogger(__name__)
 
 GRAPH_DIR = Path(tempfile.gettempdir()) / f"weft-onnx-{os.getuid()}"
+
+GRAPHS_KEPT = 4
+"""Graphs kept per name (keys differ by code version and, for the int8 pre-filter, catalog size)."""
 
 Session = TypeVar("Session")
 
@@ -38,8 +41,9 @@ def code_key(*files: str | Path) -> str:
 
 
 def graph_saved(name: str, key_prefix: str) -> bool:
-    """Whether a graph ``name`` with a key starting with ``key_prefix`` is saved."""
-    return any(GRAPH_DIR.glob(f"{name}-{key_prefix}*.onnx"))
+    """Whether a graph ``name`` with a key starting with ``key_prefix`` is saved where it would be read (a folder that
+    is not the user's own is never read, so a graph planted there must not spare the ``onnx`` import)."""
+    return private_folder(GRAPH_DIR) and any(GRAPH_DIR.glob(f"{name}-{key_prefix}*.onnx"))
 
 
 def session_over_saved_graph(name: str, key: str, build: Callable[[], Any],
@@ -61,6 +65,8 @@ def session_over_saved_graph(name: str, key: str, build: Callable[[], Any],
             with tempfile.NamedTemporaryFile(dir=GRAPH_DIR, delete=False) as scratch:
                 scratch.write(graph)
             os.replace(scratch.name, path)
+            prune_by_use(GRAPH_DIR.glob(f"{name}-*.onnx"), path, GRAPHS_KEPT,
+                         lambda old: old.unlink(missing_ok=True))  # other keys: older code, other catalog sizes
         except OSError:  # a full disk: a later process builds it again
             logger.warning("the ONNX graph %s could not be saved in %s", path.name, GRAPH_DIR)
     return session(graph)

@@ -181,3 +181,24 @@ def test_a_graph_folder_open_to_others_is_not_used(tmp_path: Path, monkeypatch: 
     np.testing.assert_allclose(vector, onnx_encoder.encode(["open"]), atol=1e-6)
     assert sorted(p.name for p in folder.iterdir()) == [planted.name]  # nothing written beside it,
     assert planted.read_bytes() == b"not a graph"  # nor over it
+    assert not onnx_graphs.graph_saved("minilm", "")  # and the planted graph does not spare the onnx import
+
+
+def test_saved_graphs_of_other_keys_are_pruned(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    folder = tmp_path / "graphs"
+    folder.mkdir(mode=0o700)
+    monkeypatch.setattr(onnx_graphs, "GRAPH_DIR", folder)
+    for age, key in enumerate(("k1", "k2", "k3", "k4", "k5")):
+        old = folder / f"g-{key}.onnx"
+        old.write_bytes(b"x")
+        os.utime(old, (1_000_000 + age, 1_000_000 + age))
+    (folder / "other-k0.onnx").write_bytes(b"x")  # another graph's name: not this one's to prune
+
+    class Model:
+        def SerializeToString(self) -> bytes:
+            return b"graph"
+
+    assert onnx_graphs.session_over_saved_graph("g", "new", Model, lambda graph: graph) == b"graph"
+    kept = sorted(p.name for p in folder.iterdir())
+    assert kept == ["g-k3.onnx", "g-k4.onnx", "g-k5.onnx", "g-new.onnx", "other-k0.onnx"]
+    assert onnx_graphs.GRAPHS_KEPT == 4
