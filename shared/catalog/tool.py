@@ -13,6 +13,7 @@ import difflib
 import importlib
 import inspect
 import json
+import threading
 from collections.abc import Callable, Mapping, Sequence
 from contextvars import ContextVar
 from typing import Any, Protocol, TypedDict, Unpack, runtime_checkable
@@ -95,17 +96,25 @@ class PythonTransport:
         if inspect.iscoroutinefunction(self.fn):
             result = await self.fn(**kwargs)
         else:
-            result = await asyncio.to_thread(_through_gate, self.fn, kwargs)
+            gave_up = threading.Event()
+            try:
+                result = await asyncio.to_thread(_through_gate, self.fn, kwargs, gave_up)
+            except BaseException:  # a timeout or cancel: a function still waiting for a worker thread never starts
+                gave_up.set()
+                raise
             if inspect.isawaitable(result):
                 result = await result
         return result
 
 
-def _through_gate(fn: Callable[..., Any], kwargs: dict[str, Any]) -> Any:
-    """``fn(**kwargs)`` in a worker thread, unless the call's gate (:data:`call_gate`) refuses it at the last moment."""
+def _through_gate(fn: Callable[..., Any], kwargs: dict[str, Any], gave_up: threading.Event) -> Any:
+    """``fn(**kwargs)`` in a worker thread, unless the call's gate (:data:`call_gate`) refuses it at the last moment,
+    or its caller gave up (timed out, canceled) while it waited for the thread or the gate."""
     gate = call_gate.get()
     if gate is not None:
         ask_gate(gate)
+    if gave_up.is_set():
+        return None  # nobody awaits the result any more, and the function must not start after its step ended
     return fn(**kwargs)
 
 

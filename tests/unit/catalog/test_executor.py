@@ -578,3 +578,26 @@ def test_a_refused_call_gives_back_the_half_open_trial_it_was_granted() -> None:
     assert store.get("post").state is BreakerState.HALF_OPEN and store.get("post").trial_until == 0.0
     other = asyncio.run(executor.execute(call("post", run_id="run-2")))  # another run's call: the trial is its own
     assert other.ok and store.get("post") == BreakerRecord()
+
+
+def test_a_sync_tool_whose_call_timed_out_while_it_waited_for_the_gate_never_starts() -> None:
+    catalog = Catalog()
+    ran: list[float] = []
+
+    @catalog.tool(side_effects=True, timeout_s=0.1)
+    def post() -> str:
+        """A side effect."""
+        ran.append(time.monotonic())
+        return "posted"
+
+    gate_done = threading.Event()
+
+    def slow_gate() -> None:  # the journal's storage answers late
+        time.sleep(0.3)
+        gate_done.set()
+
+    result = asyncio.run(ToolExecutor(catalog).execute(call("post"), gate=slow_gate))
+    assert not result.ok and result.error is not None and result.error.code == "tool_timeout"
+    assert gate_done.wait(5)
+    time.sleep(0.1)  # the worker thread has gone on past the gate by now
+    assert ran == []  # the step ended timed out: the post must not happen afterwards
