@@ -78,6 +78,11 @@ def first_sentence(text: str) -> str:
     return _SENTENCE.split(text, maxsplit=1)[0] if text else ""
 
 
+def normalised(text: str) -> str:
+    """Lower case, single spaces, no closing punctuation: how two query texts are compared for leaks."""
+    return _SPACE.sub(" ", text.lower()).strip().rstrip(".:;!? ")
+
+
 class Wheel:
     def __init__(self, path: Path) -> None:
         self.zip = zipfile.ZipFile(path)

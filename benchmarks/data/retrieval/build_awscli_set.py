@@ -54,6 +54,7 @@ from benchmarks.data.retrieval.build_aws_set import (
     imperative_description,
     imperative_title,
     multi_queries,
+    normalised,
     service_name,
     with_service,
     write_queries,
@@ -67,10 +68,6 @@ _FOLLOWING = re.compile(r"^The following\s+``[\w-]+``\s+(?=example)", re.I)
 _LITERAL = re.compile(r"``([^`]*)``")
 _LINK = re.compile(r"`([^`<]*?)\s*<[^>]*>`_+")
 _SPACE = re.compile(r"\s+")
-
-
-def normalised(text: str) -> str:
-    return _SPACE.sub(" ", text.lower()).strip().rstrip(".:;!? ")
 
 
 def plain(rst: str) -> str:

@@ -76,6 +76,7 @@ from benchmarks.data.retrieval.build_aws_set import (
     first_sentence,
     imperative_title,
     multi_queries,
+    normalised,
     shorten,
     with_service,
     write_queries,
@@ -240,10 +241,6 @@ def tool_spec(command: Command) -> dict[str, Any]:
         "tags": [command.module],
         "source": f"azcli:{command.module}",
     }
-
-
-def normalised(text: str) -> str:
-    return _SPACE.sub(" ", text.lower()).strip().rstrip(".:;!? ")
 
 
 def base_forms(word: str) -> list[str]:
