@@ -20,7 +20,10 @@ container of a :class:`BlobPayloadStore`), under ``journal/<run id>/``:
 * ``canceled`` — written once (first write wins) when the run is canceled, under the *root* run's folder (a task's
   sub-runs ``<run id>:turn<n>`` share it). Durable's terminate does not reach a run's sub-orchestrations nor its
   activities already queued, so :meth:`CallJournal.dispatch` reads it before a side-effecting call runs: a canceled
-  run's side effects stop at the boundary where they happen, whichever orchestration still asks for them.
+  run's side effects stop at the boundary where they happen, whichever orchestration still asks for them. The
+  executor's gate (:meth:`CallJournal.refuse_if_canceled`) reads it once more at the last moment, after any wait for
+  a slot or a thread: two reads per side-effecting call, deliberately — the first keeps a canceled delivery from
+  writing an execution marker (its redelivery would otherwise report the call as possibly executed).
 
 The first write of an entry wins (a second ``record`` of the same sequence returns the journalled one), so two
 instances racing after a redelivery agree on one outcome.

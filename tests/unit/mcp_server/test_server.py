@@ -121,7 +121,14 @@ def test_another_callers_run_is_not_found_unless_it_reads_all(runtime: Runtime) 
 
 
 def test_cancel_marks_the_run_in_its_call_journal_before_terminating_it(runtime: Runtime) -> None:
-    durable = FakeDurable()
+    marked_at_terminate: list[bool] = []
+
+    class Recording(FakeDurable):
+        async def terminate(self, instance_id: str, reason: str) -> None:
+            marked_at_terminate.append(journal_for(runtime.payloads).canceled(instance_id))
+            await super().terminate(instance_id, reason)
+
+    durable = Recording()
     mcp = server(runtime, durable)
     alice = user("alice", Role.RUNS_SUBMIT)
     run_id = asyncio.run(mcp.execute(alice, {"code": "result = 5"}))["run_id"]
@@ -129,6 +136,7 @@ def test_cancel_marks_the_run_in_its_call_journal_before_terminating_it(runtime:
     assert not journal.canceled(run_id)
     assert asyncio.run(mcp.cancel_run(alice, {"run_id": run_id})) == {"run_id": run_id, "status": "canceling"}
     assert journal.canceled(run_id) and durable.instances[run_id].runtime_status is Status.Terminated
+    assert marked_at_terminate == [True]  # the mark was there before the terminate
     with pytest.raises(Conflict):  # finished now
         asyncio.run(mcp.cancel_run(alice, {"run_id": run_id}))
 
