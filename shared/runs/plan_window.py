@@ -15,8 +15,7 @@ A step outside the window whose dependency failed is skipped when a later window
 from __future__ import annotations
 
 import datetime as dt
-import threading
-from collections import OrderedDict
+import math
 from typing import Any
 
 from shared.models import Plan, StepStatus
@@ -24,12 +23,11 @@ from shared.payloads import PayloadStore, ref_of_run
 from shared.runs.contracts import PlanAdvance, PlanProgressRefs, PlanWindow
 from shared.runs.plan import PlanGraph, check_plan
 from shared.runs.plan_run import CHECKPOINT_VERSION, PlanRun, merge_progress
+from shared.ttl_cache import TtlLruCache
 
 __all__ = ["advance", "load_progress"]
 
-_PLANS: OrderedDict[str, tuple[Plan, PlanGraph | None]] = OrderedDict()  # by plan reference (content-addressed)
-_PLANS_KEPT = 8
-_LOCK = threading.Lock()
+_PLANS: TtlLruCache[tuple[Plan, PlanGraph | None]] = TtlLruCache(8, math.inf)  # by plan reference (by content)
 
 
 def advance(payloads: PayloadStore, request: PlanAdvance) -> PlanWindow:
@@ -84,16 +82,11 @@ def _plan(payloads: PayloadStore, ref: str, request: PlanAdvance) -> tuple[Plan,
     the rest of the call (a reference names one run's plan, whose specs are fixed when it starts)."""
     if not ref_of_run(ref, request.run_id):  # before the cache: a run never reads another's plan
         raise ValueError("a plan or progress reference of another run")
-    with _LOCK:
-        if ref in _PLANS:
-            _PLANS.move_to_end(ref)
-            return _PLANS[ref]
-    plan = request.plan or Plan.model_validate(_load(payloads, ref, request.run_id))
-    entry = plan, check_plan(plan, request.specs, check_arguments=False)[1]
-    with _LOCK:
-        _PLANS[ref] = entry
-        while len(_PLANS) > _PLANS_KEPT:
-            _PLANS.popitem(last=False)
+    entry = _PLANS.get(ref)
+    if entry is None:
+        plan = request.plan or Plan.model_validate(_load(payloads, ref, request.run_id))
+        entry = plan, check_plan(plan, request.specs, check_arguments=False)[1]
+        _PLANS.put(ref, entry)
     return entry
 
 

@@ -27,7 +27,6 @@ import json
 import sqlite3
 import threading
 import time
-from collections import OrderedDict
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
 from datetime import datetime
@@ -36,6 +35,7 @@ from typing import Any, Protocol
 
 from shared.errors import InvalidRequest
 from shared.sqlite_file import SqliteFile
+from shared.ttl_cache import TtlLruCache
 
 __all__ = ["CachedRunIndex", "RunEntry", "RunIndex", "SqliteRunIndex", "TableRunIndex", "older_than",
            "owner_tag", "purged", "read_entry"]
@@ -101,35 +101,18 @@ class CachedRunIndex:
     def __init__(self, inner: RunIndex, *, entries: int = 10_000, ttl_s: float = 60.0,
                  clock: Callable[[], float] = time.monotonic) -> None:
         self.inner = inner
-        self.entries = entries
-        self.ttl_s = ttl_s
-        self._clock = clock
-        self._memory: OrderedDict[str, tuple[float, RunEntry]] = OrderedDict()
-        self._lock = threading.Lock()
+        self._memory: TtlLruCache[RunEntry] = TtlLruCache(entries if ttl_s > 0 else 0, ttl_s, clock)
+        self._lock = threading.Lock()  # a forget and a cache fill that overlapped it are ordered by it
         self._forgets = 0  # bumped by every forget: a storage read that overlapped one is not cached
 
     def cached(self, run_id: str) -> RunEntry | None:
         """See :meth:`RunIndex.cached` (fresh entries only)."""
-        with self._lock:
-            found = self._memory.get(run_id)
-            if found is None:
-                return None
-            if self._clock() >= found[0]:
-                del self._memory[run_id]
-                return None
-            self._memory.move_to_end(run_id)
-            return found[1]
+        return self._memory.get(run_id)
 
     def _remember(self, entry: RunEntry, forgets: int) -> None:
-        if self.entries <= 0 or self.ttl_s <= 0:
-            return
         with self._lock:
-            if forgets != self._forgets:
-                return
-            self._memory[entry.run_id] = (self._clock() + self.ttl_s, entry)
-            self._memory.move_to_end(entry.run_id)
-            while len(self._memory) > self.entries:
-                self._memory.popitem(last=False)
+            if forgets == self._forgets:
+                self._memory.put(entry.run_id, entry)
 
     def claim(self, entry: RunEntry) -> RunEntry | None:
         """See :meth:`RunIndex.claim`."""
@@ -156,7 +139,7 @@ class CachedRunIndex:
     def forget(self, run_id: str) -> None:
         """See :meth:`RunIndex.forget`."""
         with self._lock:
-            self._memory.pop(run_id, None)
+            self._memory.pop(run_id)
             self._forgets += 1
 
     def remove(self, run_id: str) -> None:

@@ -41,8 +41,8 @@ from shared.search.filters import FilterMasks, SearchFilters
 from shared.search.fusion import _top, lead_then_interleave, name_ranks
 from shared.search.index_store import IndexBundle, IndexFolder, catalog_content_key, index_folder_for, index_key
 from shared.search.settings import RetrievalSettings
-from shared.search.ttl_cache import TtlLruCache
 from shared.search.vectors import VectorIndex
+from shared.ttl_cache import TtlLruCache
 
 __all__ = [
     "Bm25Retriever",

@@ -96,7 +96,7 @@ def test_a_remembered_entry_is_read_once_until_it_ages_out(tmp_path: Path) -> No
     assert index.get("run-1") == entry("run-1")
     store.remove("run-1")  # another instance's retention purge: this one does not know yet
     assert index.cached("run-1") == entry("run-1") == index.get("run-1")
-    clock.now += 60.0
+    clock.now += 60.001  # past the ttl (TtlLruCache: alive at exactly the ttl)
     assert index.cached("run-1") is None and index.get("run-1") is None
 
 

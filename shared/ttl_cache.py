@@ -51,6 +51,11 @@ class TtlLruCache(Generic[V]):
             while len(self._items) > self._size:
                 self._items.popitem(last=False)
 
+    def pop(self, key: Hashable) -> None:
+        """Drop the entry for ``key`` if there is one."""
+        with self._lock:
+            self._items.pop(key, None)
+
     def clear(self) -> None:
         """Drop every entry."""
         with self._lock:

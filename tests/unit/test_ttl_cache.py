@@ -6,7 +6,7 @@ import threading
 
 import pytest
 
-from shared.search.ttl_cache import TtlLruCache
+from shared.ttl_cache import TtlLruCache
 
 
 class Clock:
