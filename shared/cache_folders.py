@@ -3,12 +3,22 @@ who may write them, and which of their entries to keep."""
 
 from __future__ import annotations
 
+import hashlib
 import os
 import time
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
-__all__ = ["private_folder", "prune_by_use"]
+__all__ = ["code_key", "private_folder", "prune_by_use"]
+
+
+def code_key(*files: str | Path, extra: str = "") -> str:
+    """A key for what the code in ``files`` derives (their bytes, and ``extra``: a format number, library versions):
+    a change to any of them names a new entry."""
+    digest = hashlib.sha256(extra.encode() + b"\n")
+    for file in files:
+        digest.update(Path(file).read_bytes() + b"\n")
+    return digest.hexdigest()[:16]
 
 
 def private_folder(folder: Path) -> bool:

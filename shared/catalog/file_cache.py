@@ -33,7 +33,7 @@ import pydantic
 import pydantic_core
 import yaml
 
-from shared.cache_folders import private_folder, prune_by_use
+from shared.cache_folders import code_key, private_folder, prune_by_use
 
 __all__ = ["CACHE_FORMAT", "CatalogFileCache"]
 
@@ -51,13 +51,10 @@ def _fingerprint() -> str:
     """A hash of the code and library versions that decide whether a spec is valid and what it becomes."""
     global _code_fingerprint
     if _code_fingerprint is None:
-        digest = hashlib.sha256(f"{CACHE_FORMAT}\n".encode())
         shared = Path(__file__).resolve().parents[1]
-        for relative in _CODE_FILES:
-            digest.update(relative.encode() + b"\n" + (shared / relative).read_bytes() + b"\n")
         versions = [pydantic.VERSION, pydantic_core.__version__, yaml.__version__, metadata.version("jsonschema")]
-        digest.update(" ".join(versions).encode())
-        _code_fingerprint = digest.hexdigest()
+        _code_fingerprint = code_key(*(shared / relative for relative in _CODE_FILES),
+                                     extra=" ".join([str(CACHE_FORMAT), *_CODE_FILES, *versions]))
     return _code_fingerprint
 
 

@@ -10,7 +10,6 @@ user's own, or that others may write to, is not used; a saved graph ONNX Runtime
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import os
 import tempfile
@@ -20,7 +19,7 @@ from typing import Any, TypeVar
 
 from shared.cache_folders import private_folder, prune_by_use
 
-__all__ = ["GRAPHS_KEPT", "GRAPH_DIR", "code_key", "graph_saved", "session_over_saved_graph"]
+__all__ = ["GRAPHS_KEPT", "GRAPH_DIR", "graph_saved", "session_over_saved_graph"]
 
 logger = logging.getLogger(__name__)
 
@@ -30,14 +29,6 @@ GRAPHS_KEPT = 4
 """Graphs kept per name (keys differ by code version and, for the int8 pre-filter, catalog size)."""
 
 Session = TypeVar("Session")
-
-
-def code_key(*files: str | Path) -> str:
-    """A key for graphs built by the code in ``files`` (their bytes)."""
-    digest = hashlib.sha256()
-    for file in files:
-        digest.update(Path(file).read_bytes())
-    return digest.hexdigest()[:16]
 
 
 def graph_saved(name: str, key_prefix: str) -> bool:

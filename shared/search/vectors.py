@@ -28,7 +28,8 @@ from typing import Any
 
 import numpy as np
 
-from shared.search.onnx_graphs import code_key, session_over_saved_graph
+from shared.cache_folders import code_key
+from shared.search.onnx_graphs import session_over_saved_graph
 
 __all__ = ["PREFILTER_MIN_TOOLS", "QuantizedVectors", "VectorIndex", "kth_largest"]
 

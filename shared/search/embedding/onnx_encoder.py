@@ -22,9 +22,10 @@ from typing import Any
 
 import numpy as np
 
+from shared.cache_folders import code_key
 from shared.search.embedding import minilm
 from shared.search.embedding.minilm import HEAD_DIM, HEADS, HIDDEN, LN_EPS, MASKED, MiniLmWeights, PackagedMiniLm
-from shared.search.onnx_graphs import code_key, graph_saved, session_over_saved_graph
+from shared.search.onnx_graphs import graph_saved, session_over_saved_graph
 
 _CODE_KEY = code_key(__file__, minilm.__file__)
 
