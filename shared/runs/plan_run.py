@@ -455,9 +455,9 @@ _STATUS_OTHER_CHARS = 400
 
 
 def _summary_chars(summary: Mapping[str, Any]) -> int:
-    """At least as many characters as ``summary`` has as JSON (ASCII ids and names; keys, quotes, status and numbers
-    take under 120)."""
-    return 120 + len(summary["step_id"]) + len(summary["tool"]) + len(summary.get("error") or "")
+    """At least as many characters as ``summary`` has as JSON, as the SDK encodes it (ASCII ids and names; keys,
+    quotes, separators, status and numbers take under 140: a 20-digit latency and a 10-digit attempt count included)."""
+    return 140 + len(summary["step_id"]) + len(summary["tool"]) + len(summary.get("error") or "")
 
 
 def merge_progress(progress: Mapping[str, Any] | None, part: Mapping[str, Any]) -> dict[str, Any]:

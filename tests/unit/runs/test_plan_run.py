@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import json
 
 import pytest
 
@@ -139,3 +140,21 @@ def test_deadline_skips_levels_not_yet_started() -> None:
     assert run.prepare(["b", "c"], T0 + dt.timedelta(seconds=2)) == []
     assert "deadline" in run.records["b"].error.message
     assert run.result(T0 + dt.timedelta(seconds=2)).status == RunStatus.COMPLETED_WITH_ERRORS
+
+
+def test_a_step_summarys_size_estimate_is_never_below_its_json() -> None:
+    """The status is trimmed by the estimate, without encoding: an estimate below the real size could let a status
+    past Durable's limit. Worst case: the longest status, huge numbers, the longest error code."""
+    from shared.errors import WeftError
+    from shared.results import StepStatus
+    from shared.runs.plan_run import _summary_chars
+
+    codes = [cls.code for cls in _subclasses(WeftError)]
+    for status in StepStatus:
+        summary = {"step_id": "s" * 64, "tool": "t.o" * 20, "status": status.value, "attempts": 10**9,
+                   "latency_ms": 123456789.123456789, "error": max(codes, key=len)}
+        assert _summary_chars(summary) >= len(json.dumps(summary)) + 2  # as the SDK encodes it, and a comma
+
+
+def _subclasses(cls: type) -> list[type]:
+    return [cls, *(sub for child in cls.__subclasses__() for sub in _subclasses(child))]
