@@ -14,7 +14,7 @@ from shared.api_limits import api_limits
 from shared.errors import Conflict, InvalidRequest, NotFound, WeftError
 from shared.identity.audit import AuditAction
 from shared.identity.caller import Role
-from shared.runs.admission import admit_and_submit, owned_run, parse_approval
+from shared.runs.admission import admit_and_submit, owned_run, parse_approval, run_body_limit
 from shared.runs.admission import cancel_run as cancel
 from shared.runs.names import APPROVAL_EVENT, Stage
 from shared.runs.run_status import (
@@ -49,7 +49,7 @@ async def start_run(req: func.HttpRequest, client: df.DurableOrchestrationClient
     try:
         runtime = await get_runtime_async()
         caller = await runtime.trust.caller_of(req.headers)
-        body = json_body(req, runtime.settings.limits.max_plan_bytes + 64 * 1024)
+        body = json_body(req, run_body_limit(runtime))
         submitted, mode = await admit_and_submit(body, runtime, caller, client,
                                                  idempotency_key=req.headers.get("Idempotency-Key"), via="http")
     except WeftError as exc:

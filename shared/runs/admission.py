@@ -54,6 +54,7 @@ __all__ = [
     "parse_approval",
     "prepared_plan",
     "request_digest",
+    "run_body_limit",
     "run_instance_id",
     "submit_run",
 ]
@@ -97,8 +98,7 @@ def admit_run_request(body: bytes | str | dict[str, Any], runtime: Runtime) -> R
     look in the source registry first."""
     if isinstance(body, bytes | str) and not body:
         raise InvalidRequest("the body must be a JSON run request", field="body")
-    size = len(body) if isinstance(body, bytes | str) else 0
-    limit = runtime.settings.limits.max_plan_bytes + 64 * 1024
+    size, limit = _body_size(body), run_body_limit(runtime)
     if size > limit:
         raise InvalidRequest(f"the body may be at most {limit} bytes, it is {size}", field="body")
     try:
@@ -278,7 +278,8 @@ async def admit_and_submit(body: bytes | str | dict[str, Any], runtime: Runtime,
     try:
         request, prepared = await asyncio.to_thread(admit_run, body, runtime)
     except (InvalidRequest, NotConfigured):
-        earlier = await _earlier_run(body, caller, client, runtime.run_index, idempotency_key, fallback_id)
+        earlier = await _earlier_run(body, caller, client, runtime.run_index, idempotency_key, fallback_id,
+                                     run_body_limit(runtime))
         if earlier is None:
             raise
         return Submitted(earlier.run_id, replayed=True), earlier.mode
@@ -289,9 +290,21 @@ async def admit_and_submit(body: bytes | str | dict[str, Any], runtime: Runtime,
     return submitted, request.mode
 
 
+def _body_size(body: bytes | str | dict[str, Any]) -> int:
+    return len(body) if isinstance(body, bytes | str) else 0
+
+
+def run_body_limit(runtime: Runtime) -> int:
+    """The largest run request body admitted: the plan's limit and room for the rest of the request."""
+    return runtime.settings.limits.max_plan_bytes + 64 * 1024
+
+
 async def _earlier_run(body: bytes | str | dict[str, Any], caller: Caller, client: DurableStarter, index: RunIndex,
-                       idempotency_key: str | None, fallback_id: str | None) -> RunEntry | None:
-    """The started run an earlier submission of exactly this request made under its key, if any."""
+                       idempotency_key: str | None, fallback_id: str | None, limit: int) -> RunEntry | None:
+    """The started run an earlier submission of exactly this request made under its key, if any (a body over the
+    admission's size ``limit`` is not parsed: no run was ever admitted with it)."""
+    if _body_size(body) > limit:
+        return None
 
     def parsed() -> tuple[str | None, str] | None:
         try:
