@@ -15,7 +15,7 @@ import difflib
 import json
 import logging
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -26,7 +26,7 @@ from shared.mcp_server.calls import McpAnswer, McpCall, error_answer, parse_call
 from shared.mcp_server.resources import step_result_uri
 from shared.mcp_server.settings import McpSettings, mcp_settings
 from shared.mcp_server.signatures import compact_signature, describe
-from shared.runs.admission import admit_and_submit, cancel_run, owned_run
+from shared.runs.admission import admit_and_submit, cancel_run, owned_run, started_request
 from shared.runs.run_index import RunEntry, RunIndex
 from shared.runs.run_status import DurableStarter, known_status, run_view
 from shared.runtime import Runtime, get_runtime_async
@@ -134,18 +134,20 @@ class McpServer:
                 "run_plan": self.run_plan, "get_run": self.get_run, "cancel_run": self.cancel_run}
 
     # ---- the catalog ------------------------------------------------------------------------------------------
-    def _catalog_names(self, wanted: list[str]) -> tuple[list[str], list[str]]:
-        """Catalog names for ``wanted`` (catalog names or the Python names code calls), and those not found."""
+    def _catalog_names(self, wanted: list[str], earlier: Sequence[str] = ()) -> tuple[list[str], list[str]]:
+        """Catalog names for ``wanted`` (catalog names or the Python names code calls), and those not found; the
+        ``earlier`` names (those of the run a retry repeats) resolve too, the catalog's first."""
         catalog = self.runtime.catalog
         by_ident: dict[str, str] | None = None
         found: list[str] = []
         missing: list[str] = []
+        known = set(earlier)
         for name in wanted:
-            if name in catalog:
+            if name in catalog or name in known:
                 found.append(name)
                 continue
             if by_ident is None:
-                by_ident = {python_identifier(n): n for n in catalog.names()}
+                by_ident = {python_identifier(n): n for n in [*earlier, *catalog.names()]}
             if name in by_ident:
                 found.append(by_ident[name])
             else:
@@ -196,6 +198,8 @@ class McpServer:
         body: dict[str, Any] = {"mode": "code", "code": code}
         if names is not None:
             found, missing = self._catalog_names(names)
+            if missing:  # a retry of a run whose tool left the catalog since: hashed with the names it had then
+                found, missing = self._catalog_names(names, await self._earlier_tools(caller, arguments))
             if missing:
                 raise InvalidRequest(f"unknown tool {missing[0]!r}{self._did_you_mean(missing[0])}", field="tools")
             body["tools"] = found
@@ -213,6 +217,13 @@ class McpServer:
         if not isinstance(plan, dict):
             raise InvalidRequest("plan must be an object: {\"steps\": [...]}", field="plan")
         return await self._submit(caller, {"mode": "plan", "plan": plan}, arguments)
+
+    async def _earlier_tools(self, caller: Caller, arguments: Mapping[str, Any]) -> list[str]:
+        """The tools of the run started earlier under the call's idempotency key, if any."""
+        key = _text(arguments, "idempotency_key", required=False, limit=200)
+        started = await started_request(key, caller, self._client(), self.runtime.run_index) if key else None
+        tools = started.get("tools") if started is not None else None
+        return [name for name in tools if isinstance(name, str)] if isinstance(tools, list) else []
 
     async def _submit(self, caller: Caller, body: dict[str, Any], arguments: Mapping[str, Any]) -> dict[str, Any]:
         key = _text(arguments, "idempotency_key", required=False, limit=200)

@@ -56,6 +56,7 @@ __all__ = [
     "request_digest",
     "run_body_limit",
     "run_instance_id",
+    "started_request",
     "submit_run",
 ]
 
@@ -273,7 +274,8 @@ async def admit_and_submit(body: bytes | str | dict[str, Any], runtime: Runtime,
 
     A request that fails admission now but started a run earlier under the same idempotency key (or queue message
     id), with the very same body, is answered with that run: a retry must not turn into an error because a tool
-    left the catalog or a model was unconfigured since. (MCP's ``execute`` checks tool names first, itself.)"""
+    left the catalog or a model was unconfigured since. (MCP's ``execute`` resolves the tool names of such a retry
+    with :func:`started_request` first.)"""
     caller.require(Role.RUNS_SUBMIT)
     try:
         request, prepared = await asyncio.to_thread(admit_run, body, runtime)
@@ -324,6 +326,18 @@ async def _earlier_run(body: bytes | str | dict[str, Any], caller: Caller, clien
         return None
     status = await client.get_status(entry.run_id, show_input=False)
     return entry if status.runtime_status is not None else None
+
+
+async def started_request(idempotency_key: str, caller: Caller, client: DurableStarter, index: RunIndex
+                          ) -> dict[str, Any] | None:
+    """The request as admitted (the orchestrator's input) of the run that ``caller`` started under
+    ``idempotency_key``, if one started; for a retry whose tool names only that request still resolves."""
+    entry = await read_entry(index, run_instance_id(idempotency_key, caller))
+    if entry is None or entry.owner != caller.key:
+        return None
+    status = await client.get_status(entry.run_id, show_input=True)
+    started = status.input_ if status.runtime_status is not None else None
+    return started if isinstance(started, dict) else None
 
 
 async def cancel_run(client: DurableStarter, runtime: Runtime, entry: RunEntry, caller: Caller, reason: str, *,
