@@ -34,10 +34,11 @@ from pydantic_core import PydanticSerializationError, to_jsonable_python
 
 from shared.catalog.breaker import BreakerSettings, CircuitBreaker
 from shared.catalog.catalog import Catalog
-from shared.catalog.tool import NotRun, ask_gate, call_gate
+from shared.catalog.tool import CallGate, NotRun, call_gate
 from shared.concurrency import CrossLoopSemaphore
 from shared.errors import (
     ApprovalRequired,
+    CancelCheckUnavailable,
     CircuitOpen,
     InvalidRequest,
     NotConfigured,
@@ -148,8 +149,9 @@ class ToolExecutor:
         A tool marked ``requires_approval`` runs only with ``approved=True``, which the caller passes after checking
         a human's approval of this very call (``call_tool``); by default it fails with ``approval_required``.
         ``gate`` (blocking; raises, e.g. ``RunCanceled``, when the call must not run after all) is asked at the last
-        moment, after any wait for a concurrency slot (:data:`~shared.catalog.tool.call_gate`); a refusal, or a gate
-        that fails, is a failed result of a call that did not run (:class:`~shared.catalog.tool.NotRun`)."""
+        moment, after any wait for a concurrency slot (:data:`~shared.catalog.tool.call_gate`), within the call's
+        timeout; a refusal, a gate that fails, or one still unanswered when the timeout ends, is a failed result of a
+        call that did not run (:class:`~shared.catalog.tool.NotRun`)."""
         start = time.perf_counter()
         spec: ToolSpec | None = None
         try:
@@ -165,11 +167,10 @@ class ToolExecutor:
                 raise ToolArgumentsInvalid(f"{call.tool}: {message}", field=problems[0].field())
             limiter = self._limiter(spec)
             await limiter.acquire()
-            gated = call_gate.set(gate)
+            admission = CallGate(gate)
+            gated = call_gate.set(admission)
             try:
-                if gate is not None and not getattr(entry.transport, "gates_itself", False):
-                    await asyncio.to_thread(ask_gate, gate)
-                value = await self._call(entry.transport, spec, call)
+                value = await self._call(entry.transport, spec, call, admission)
             finally:
                 call_gate.reset(gated)
                 limiter.release()
@@ -186,16 +187,23 @@ class ToolExecutor:
                 logger.warning("tool %s raised (run %s, step %s)", call.tool, call.run_id, call.step_id, exc_info=True)
             return self._failure(call, exc, spec, start)
 
-    async def _call(self, transport: Any, spec: ToolSpec, call: ToolCall) -> Any:
-        """Breaker check, the call under its timeout, breaker record. Raises what the tool raised."""
+    async def _call(self, transport: Any, spec: ToolSpec, call: ToolCall, gate: CallGate) -> Any:
+        """Breaker check, the gate and the call under its timeout, breaker record. Raises what the tool raised."""
         if self.breaker is not None and not self.breaker.known_healthy(spec.name):
             await asyncio.to_thread(self.breaker.check, spec.name)  # CircuitOpen while the circuit is open
         timeout = spec.timeout_s or self.settings.timeout_s
         token = current_call.set(call)
         try:
             async with asyncio.timeout(timeout) as deadline:
+                if gate.check is not None and not getattr(transport, "gates_itself", False):
+                    await asyncio.to_thread(gate.enter)
                 value = await transport.call(call.args, idempotency_key=call.idempotency_key, timeout_s=timeout)
         except TimeoutError as exc:
+            if deadline.expired() and gate.give_up():  # the gate's storage answered late: the tool never started
+                await self._give_back_trial(spec.name)
+                raise NotRun(CancelCheckUnavailable(
+                    f"the call was not run: whether its run was canceled could not be read within its {timeout:g} s"
+                    " timeout")) from None
             if deadline.expired():
                 error: Exception = ToolTimeout(f"tool {spec.name!r} did not answer within {timeout:g} s")
                 await self._record(spec.name, error)
@@ -205,8 +213,7 @@ class ToolExecutor:
         except asyncio.CancelledError:
             raise
         except NotRun:  # the gate said nothing of the tool's health; a trial this call was granted is given back
-            if self.breaker is not None:
-                await asyncio.to_thread(self.breaker.give_back_trial, spec.name)
+            await self._give_back_trial(spec.name)
             raise
         except Exception as exc:
             await self._record(spec.name, exc)
@@ -215,6 +222,10 @@ class ToolExecutor:
             current_call.reset(token)
         await self._record(spec.name, None)
         return value
+
+    async def _give_back_trial(self, tool: str) -> None:
+        if self.breaker is not None:
+            await asyncio.to_thread(self.breaker.give_back_trial, tool)
 
     async def _record(self, tool: str, exc: BaseException | None) -> None:
         """Only transient failures (timeouts, outages) count against the circuit; a permanent error such as bad

@@ -31,6 +31,7 @@ from shared.errors import CancelCheckUnavailable, InvalidRequest, ToolArgumentsI
 from shared.models import RetryPolicy, ToolSpec, canonical_json, format_field, parse_model
 
 __all__ = [
+    "CallGate",
     "NotRun",
     "PythonTransport",
     "Tool",
@@ -49,11 +50,10 @@ _WEFT_KEYS = frozenset(ToolSpec.model_fields) - {"name", "description", "paramet
 # ------------------------------------------------------------------------------------------------ transports
 
 
-call_gate: ContextVar[Callable[[], None] | None] = ContextVar("weft_call_gate", default=None)
-"""A blocking check that raises if the call being executed must not run after all (its run was canceled), set by
-:meth:`~shared.catalog.executor.ToolExecutor.execute` for side-effecting calls. The executor runs it just before
-``transport.call``; a :class:`PythonTransport` runs it again in the very thread, and just before, the function runs
-(a sync tool may wait for a worker thread)."""
+call_gate: ContextVar[CallGate | None] = ContextVar("weft_call_gate", default=None)
+"""The :class:`CallGate` of the call being executed, set by :meth:`~shared.catalog.executor.ToolExecutor.execute`.
+A :class:`PythonTransport` enters it in the very thread, and just before, a sync function runs (a sync tool may wait
+for a worker thread); the executor enters it for any other transport just before ``transport.call``."""
 
 
 @runtime_checkable
@@ -79,7 +79,7 @@ class PythonTransport:
 
     @property
     def gates_itself(self) -> bool:
-        """A sync function checks :data:`call_gate` itself, in its worker thread just before it runs."""
+        """A sync function enters :data:`call_gate` itself, in its worker thread just before it runs."""
         return not inspect.iscoroutinefunction(self.fn)
 
     async def call(self, args: Mapping[str, Any], *, idempotency_key: str, timeout_s: float | None) -> Any:
@@ -96,24 +96,21 @@ class PythonTransport:
         if inspect.iscoroutinefunction(self.fn):
             result = await self.fn(**kwargs)
         else:
-            gave_up = threading.Event()
+            gate = call_gate.get() or CallGate()
             try:
-                result = await asyncio.to_thread(_through_gate, self.fn, kwargs, gave_up)
+                result = await asyncio.to_thread(_through_gate, self.fn, kwargs, gate)
             except BaseException:  # a timeout or cancel: a function still waiting for a worker thread never starts
-                gave_up.set()
+                gate.give_up()
                 raise
             if inspect.isawaitable(result):
                 result = await result
         return result
 
 
-def _through_gate(fn: Callable[..., Any], kwargs: dict[str, Any], gave_up: threading.Event) -> Any:
-    """``fn(**kwargs)`` in a worker thread, unless the call's gate (:data:`call_gate`) refuses it at the last moment,
-    or its caller gave up (timed out, canceled) while it waited for the thread or the gate."""
-    gate = call_gate.get()
-    if gate is not None:
-        ask_gate(gate)
-    if gave_up.is_set():
+def _through_gate(fn: Callable[..., Any], kwargs: dict[str, Any], gate: CallGate) -> Any:
+    """``fn(**kwargs)`` in a worker thread, unless its gate refuses it at the last moment, or its caller gave up
+    (timed out, canceled) while it waited for the thread or the gate."""
+    if not gate.enter():
         return None  # nobody awaits the result any more, and the function must not start after its step ended
     return fn(**kwargs)
 
@@ -137,6 +134,40 @@ def ask_gate(gate: Callable[[], None]) -> None:
     except Exception as exc:
         raise NotRun(CancelCheckUnavailable(
             f"the call was not run: whether its run was canceled could not be read ({type(exc).__name__})")) from None
+
+
+class CallGate:
+    """Where one call stands at its last-moment ``check`` (blocking; raises, e.g. ``RunCanceled``, when the call must
+    not run after all; ``None``: nothing to ask). The thread that runs the call (:meth:`enter`) and the caller that
+    stops waiting for it (:meth:`give_up`) agree under a lock on which came first: a call given up never starts."""
+
+    def __init__(self, check: Callable[[], None] | None = None) -> None:
+        self.check = check
+        self._lock = threading.Lock()
+        self._asked = self._started = self._given_up = False
+
+    def enter(self) -> bool:
+        """Ask the check (:func:`ask_gate`: raises :class:`NotRun`), then start the call: whether it may run now
+        (``False``: its caller gave up meanwhile). Blocking."""
+        if self.check is not None:
+            with self._lock:
+                if self._given_up:
+                    return False
+                self._asked = True
+            ask_gate(self.check)
+        with self._lock:
+            if self._given_up:
+                return False
+            self._started = True
+            return True
+
+    def give_up(self) -> bool:
+        """The caller stops waiting (timeout, cancel): the call must not start from now on. Whether the wait was the
+        check's (asked, and the call did not start): then the call did not run and nothing of the tool is to blame.
+        Idempotent."""
+        with self._lock:
+            self._given_up = True
+            return self._asked and not self._started
 
 
 # ------------------------------------------------------------------------------------------------ tools

@@ -3,14 +3,20 @@ run's mark is seen by every instance, written once and deleted with the run's jo
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import threading
 import uuid
 from collections.abc import Iterator
+from functools import partial
 from typing import Any
 
 import pytest
 
+from shared.catalog.breaker import BlobBreakerStore, BreakerRecord, BreakerSettings, CircuitBreaker
+from shared.catalog.catalog import Catalog
+from shared.catalog.executor import ToolExecutor
+from shared.models import ToolCall, ToolResult
 from shared.payloads import BlobPayloadStore
 from shared.runs.call_journal import CallJournal, Dispatch, args_sha256
 from tests.support import Azurite
@@ -92,3 +98,51 @@ def test_the_cancel_mark_on_blob_storage(container: Any) -> None:
     journal.cancel("run-10")
     assert journal.delete_run("run-1") == 2  # the mark and the first call's marker (a canceled call writes none)
     assert not journal.canceled("run-1") and journal.canceled("run-10")
+
+
+@pytest.mark.parametrize("sync", [pytest.param(True, id="sync-tool"), pytest.param(False, id="async-tool")])
+def test_a_cancel_mark_read_slower_than_the_call_timeout_is_a_retryable_not_run(azurite: Azurite, container: Any,
+                                                                                 sync: bool) -> None:
+    from azure.storage.blob import ContainerClient
+
+    answer = threading.Event()
+
+    def late(response: Any) -> None:  # the journal's storage answers after the call's timeout
+        if response.http_request.method == "GET":
+            answer.wait(10)
+
+    slow = ContainerClient.from_connection_string(azurite.connection_string, container.container_name,
+                                                  raw_response_hook=late)
+    catalog = Catalog()
+    ran: list[str] = []
+
+    def post_sync(to: str) -> str:
+        """Post a message."""
+        ran.append(to)
+        return "posted"
+
+    async def post_async(to: str) -> str:
+        """Post a message."""
+        ran.append(to)
+        return "posted"
+
+    catalog.register(post_sync if sync else post_async, name="post", side_effects=True, timeout_s=1.0)
+    store = BlobBreakerStore(container)
+    breaker = CircuitBreaker(store, BreakerSettings(failure_threshold=1, closed_cache_s=0.0))
+    executor = ToolExecutor(catalog, breaker=breaker)
+    journal, slow_journal = CallJournal(BlobPayloadStore(container)), CallJournal(BlobPayloadStore(slow))
+    journal.begin("run-1", "warm-up")  # creates the container
+
+    async def scenario() -> ToolResult:
+        the_call = ToolCall(run_id="run-1", step_id="s1", tool="post", args={"to": "a"})
+        result = await executor.execute(the_call, gate=partial(slow_journal.refuse_if_canceled, "run-1"))
+        answer.set()
+        return result  # asyncio.run joins the worker threads: the gate's thread has gone on past it by then
+
+    result = asyncio.run(scenario())
+    assert not result.ok and result.error is not None and ran == []
+    assert (result.error.code, result.error.retryable) == ("cancel_check_unavailable", True)
+    assert store.get("post") == BreakerRecord()  # one failure would have opened the circuit
+    passed = asyncio.run(executor.execute(ToolCall(run_id="run-1", step_id="s2", tool="post", args={"to": "b"}),
+                                          gate=partial(journal.refuse_if_canceled, "run-1")))
+    assert passed.ok and ran == ["b"]

@@ -580,24 +580,70 @@ def test_a_refused_call_gives_back_the_half_open_trial_it_was_granted() -> None:
     assert other.ok and store.get("post") == BreakerRecord()
 
 
-def test_a_sync_tool_whose_call_timed_out_while_it_waited_for_the_gate_never_starts() -> None:
+@pytest.mark.parametrize("sync", [pytest.param(True, id="sync-tool"), pytest.param(False, id="async-tool")])
+def test_a_gate_slower_than_the_timeout_is_a_retryable_not_run_that_spares_the_breaker(sync: bool) -> None:
     catalog = Catalog()
-    ran: list[float] = []
+    ran: list[bool] = []
 
-    @catalog.tool(side_effects=True, timeout_s=0.1)
-    def post() -> str:
+    def post_sync() -> str:
         """A side effect."""
-        ran.append(time.monotonic())
+        ran.append(True)
         return "posted"
 
-    gate_done = threading.Event()
+    async def post_async() -> str:
+        """A side effect."""
+        ran.append(True)
+        return "posted"
 
-    def slow_gate() -> None:  # the journal's storage answers late
-        time.sleep(0.3)
-        gate_done.set()
+    catalog.register(post_sync if sync else post_async, name="post", side_effects=True, timeout_s=0.1)
+    clock = Clock()
+    store = MemoryBreakerStore()
+    settings = BreakerSettings(failure_threshold=1, cooldown_s=10.0, trial_lease_s=60.0, closed_cache_s=0.0)
+    breaker = CircuitBreaker(store, settings, clock=clock)
+    breaker.record_failure("post")
+    clock.now += 10.0  # half-open: this call is granted the trial
+    executor = ToolExecutor(catalog, breaker=breaker)
+    answer = threading.Event()
 
-    result = asyncio.run(ToolExecutor(catalog).execute(call("post"), gate=slow_gate))
-    assert not result.ok and result.error is not None and result.error.code == "tool_timeout"
-    assert gate_done.wait(5)
-    time.sleep(0.1)  # the worker thread has gone on past the gate by now
-    assert ran == []  # the step ended timed out: the post must not happen afterwards
+    def slow_gate() -> None:  # the journal's storage answers after the call's timeout
+        assert answer.wait(5)
+
+    async def scenario() -> ToolResult:
+        result = await executor.execute(call("post"), gate=slow_gate)
+        answer.set()
+        return result  # asyncio.run joins the worker threads: the gate's thread has gone on past it by then
+
+    result = asyncio.run(scenario())
+    assert not result.ok and result.error is not None and ran == []
+    assert (result.error.code, result.error.retryable) == ("cancel_check_unavailable", True)
+    assert "within its 0.1 s timeout" in result.error.message
+    assert store.get("post").state is BreakerState.HALF_OPEN and store.get("post").trial_until == 0.0  # given back
+
+
+@pytest.mark.parametrize("sync", [pytest.param(True, id="sync-tool"), pytest.param(False, id="async-tool")])
+def test_a_tool_that_passed_its_gate_and_then_hangs_is_a_tool_timeout(sync: bool) -> None:
+    catalog = Catalog()
+    release = threading.Event()
+
+    def post_sync() -> str:
+        """A side effect that hangs."""
+        release.wait(5)
+        return "posted"
+
+    async def post_async() -> str:
+        """A side effect that hangs."""
+        await asyncio.Event().wait()
+        return "posted"
+
+    catalog.register(post_sync if sync else post_async, name="post", side_effects=True, timeout_s=0.05)
+    store = MemoryBreakerStore()
+    executor = ToolExecutor(catalog, breaker=CircuitBreaker(store, BreakerSettings(closed_cache_s=0.0)))
+
+    async def scenario() -> ToolResult:
+        result = await executor.execute(call("post"), gate=lambda: None)
+        release.set()
+        return result
+
+    result = asyncio.run(scenario())
+    assert result.error is not None and (result.error.code, result.error.retryable) == ("tool_timeout", True)
+    assert store.get("post").failures == 1  # the tool itself did not answer
