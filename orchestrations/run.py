@@ -154,8 +154,10 @@ def run_plan(context: df.DurableOrchestrationContext, parsed: _Input) -> Generat
             Activity.LOAD_PLAN_PROGRESS, retry_options(STEP_RECORDS_RETRY), PlanProgressRefs(
                 run_id=context.instance_id, plan_ref=window["plan"], progress_ref=window["progress"]).dump())
         state = stored["state"] if folded else merge_progress(stored["state"], progress.checkpoint())
+        awaiting = progress.started_records()
         progress = PlanRun(context.instance_id, Plan.model_validate(stored["plan"]), prepared.specs, request.options,
                            started, state=state)
+        progress.resume_started(awaiting)
         if expired:  # the steps outside the last window were not started either
             progress.expire(context.current_utc_datetime)
     if progress.archives:  # read back once what earlier generations finished: the result lists every step

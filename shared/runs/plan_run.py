@@ -287,6 +287,22 @@ class PlanRun:
                          steps=[self._record_of(s.id) for s in self.plan.steps], errors=[error],
                          elapsed_ms=_ms(now - self.started))
 
+    def started_records(self) -> list[StepRecord]:
+        """The records of calls prepared and not finished: awaiting an approval, or approved and not started, when
+        the run stops (no call is in flight then)."""
+        return [self.records[step_id] for step_id, status in self._state.items() if status == StepStatus.RUNNING]
+
+    def resume_started(self, records: list[StepRecord]) -> None:
+        """Take over the calls of :meth:`started_records` of a window of this plan (see
+        :mod:`shared.runs.plan_window`), as if this run had prepared them: :meth:`stopped` then reports them as a
+        whole plan's run would, arguments' hash and start included."""
+        taken = {record.step_id for record in records}
+        for record in records:
+            self.records[record.step_id] = record
+            self._state[record.step_id] = StepStatus.RUNNING
+            self._waiting.pop(record.step_id, None)
+        self._ready = deque(step_id for step_id in self._ready if step_id not in taken)
+
     def unarchived_records(self) -> dict[str, dict[str, Any]]:
         """The records of finished steps not archived yet (as JSON): what the orchestrator archives before it
         checkpoints."""

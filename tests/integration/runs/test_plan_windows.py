@@ -139,3 +139,44 @@ def test_a_deadline_in_a_window_skips_the_steps_outside_it_too(host: DevhostProc
     assert all(by_id[f"s{i}"]["status"] == "succeeded" for i in range(12))
     assert by_id["long"]["status"] == "failed" and by_id["long"]["error"]["code"] == "timed_out"
     assert [by_id[f"t{i}"]["status"] for i in range(10)] == ["skipped"] * 10  # most never reached a window
+
+
+
+def two_emails(before: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    last = before[-1]["id"]
+    return [*before, {"id": "mail", "tool": "send_email", "args": {"to": "a@example.com", "subject": "no"},
+                      "depends_on": [last]},
+            {"id": "other", "tool": "send_email", "args": {"to": "b@example.com", "subject": "later"},
+             "depends_on": [last]},
+            {"id": "after", "tool": "calculate", "args": {"expression": "1"}, "depends_on": ["mail", "other"]},
+            {"id": "then", "tool": "calculate", "args": {"expression": "2"}, "depends_on": ["other"]}]
+
+
+def deny_mail(host: DevhostProcess, steps: list[dict[str, Any]]) -> dict[str, Any]:
+    run_id = submit(host, {"mode": "plan", "plan": {"steps": steps}})["id"]
+
+    def both_awaiting() -> bool:
+        current = http("GET", f"{host.base_url}/api/runs/{run_id}")[2]
+        return len((current.get("awaiting_approval") or {}).get("calls") or []) == 2
+
+    wait_until(both_awaiting, 60, "both emails awaiting approval")
+    denial = {"approved": False, "reason": "no", "call_ids": ["mail"]}
+    assert http("POST", f"{host.base_url}/api/runs/{run_id}/approve", denial)[0] == 202
+    return wait_run(host, run_id)
+
+
+def test_a_denial_in_a_window_reports_the_call_still_awaiting_as_a_whole_plan_does(host: DevhostProcess) -> None:
+    whole = deny_mail(host, two_emails(chain(1)))  # as long as a window: runs whole
+    windowed = deny_mail(host, two_emails(chain(10)))
+    assert "window" not in carried_input(host, whole["id"]).get("plan_checkpoint", {})
+
+    def records(view: dict[str, Any]) -> dict[str, dict[str, Any]]:
+        by_id = steps_by_id(view)
+        return {step_id: {**{k: v for k, v in by_id[step_id].items() if k not in ("started_at", "finished_at")},
+                          "started": by_id[step_id]["started_at"] is not None}
+                for step_id in ("mail", "other", "after", "then")}
+
+    assert windowed["status"] == whole["status"] == "failed"
+    assert records(windowed) == records(whole)
+    other = records(windowed)["other"]
+    assert other["status"] == "skipped" and other["started"] and other["args_hash"]  # it was awaiting approval
