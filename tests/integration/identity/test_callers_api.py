@@ -24,6 +24,8 @@ pytestmark = pytest.mark.azurite
 PLAN = {"mode": "plan", "plan": {"steps": [{"id": "a", "tool": "calculate", "args": {"expression": "6*7"}}]}}
 EMAIL = {"mode": "plan", "plan": {"steps": [
     {"id": "mail", "tool": "send_email", "args": {"to": "ops@example.com", "subject": "weekly report"}}]}}
+LONG_POLL_S = 6
+"""The ``?wait=`` of the long-poll test: well above a request's own time, so an answer at once is told apart."""
 
 
 class Callers:
@@ -194,6 +196,35 @@ def test_approvals_need_another_caller_with_runs_approve(hosts: list[DevhostProc
     actions = {(r["action"], r["caller_name"]) for r in trail["records"]}
     assert ("run.submit", "alice-approver") in actions and ("run.approve", "adam") in actions
     assert call(one, "GET", f"/api/audit?run_id={run_id}", owner)[0] == 403
+
+
+def test_an_approver_gets_no_long_poll_on_another_callers_run(hosts: list[DevhostProcess], callers: Callers
+                                                              ) -> None:
+    """An approver reads another caller's run only while it awaits a decision: a ``?wait=`` held open would tell
+    the approver when the run changes, so it answers at once; the owner's waits (nothing changes while it awaits)."""
+    one = hosts[0]
+    owner, approver = callers.headers("alice-approver"), callers.headers("adam")
+    status, _, started = call(one, "POST", "/api/runs", owner, EMAIL)
+    assert status == 202, started
+    run_id = started["id"]
+    wait_until(lambda: call(one, "GET", f"/api/runs/{run_id}", owner)[2].get("stage") == "awaiting_approval", 60,
+               "the run waiting for approval")
+
+    def timed_wait(headers: dict[str, str], until: str = "") -> tuple[float, int, Any]:
+        began = time.monotonic()
+        status, _, body = call(one, "GET", f"/api/runs/{run_id}?wait={LONG_POLL_S}{until}", headers)
+        return time.monotonic() - began, status, body
+
+    for until in ("", "&until=end"):
+        took, status, seen = timed_wait(approver, until)
+        assert status == 202 and seen["stage"] == "awaiting_approval", seen
+        assert took < LONG_POLL_S / 2, f"the approver's ?wait={LONG_POLL_S}{until} was held {took:.1f}s"
+    took, status, seen = timed_wait(owner)
+    assert status == 202 and seen["stage"] == "awaiting_approval", seen
+    assert took >= LONG_POLL_S - 0.5, f"the owner's ?wait={LONG_POLL_S} answered after {took:.1f}s"
+    status, _, _ = call(one, "POST", f"/api/runs/{run_id}/approve", approver, {"approved": False, "reason": "test"})
+    assert status == 202
+    finished(one, run_id, owner)
 
 
 def test_the_request_rate_is_shared_by_every_instance(hosts: list[DevhostProcess], callers: Callers) -> None:
