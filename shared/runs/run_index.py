@@ -33,7 +33,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, Protocol
 
-from shared.errors import InvalidRequest
+from shared.errors import InvalidRequest, UpstreamUnavailable
 from shared.sqlite_file import SqliteFile
 from shared.ttl_cache import TtlLruCache
 
@@ -42,6 +42,9 @@ __all__ = ["CachedRunIndex", "RunEntry", "RunIndex", "SqliteRunIndex", "TableRun
 
 _MAX_TOKEN_CHARS = 1024
 _MAX_TICKS = 10**19  # inverted microsecond timestamps sort newest first as fixed-width strings
+_CLAIM_ATTEMPTS = 3
+"""Inserts one claim tries: another is tried only when a purge removed the entry in the way between the insert and
+the read of it, and retention purges only old runs, so a second attempt settles it."""
 
 
 @dataclass(frozen=True)
@@ -163,6 +166,19 @@ async def read_entry(index: RunIndex, run_id: str) -> RunEntry | None:
     return entry if entry is not None else await asyncio.to_thread(index.get, run_id)
 
 
+def _claim(insert: Callable[[], bool], read: Callable[[], RunEntry | None]) -> RunEntry | None:
+    """:meth:`RunIndex.claim` over a store's atomic ``insert`` (whether it inserted) and ``read``: an entry in the
+    way may be purged before it is read, and then the claim inserts again (it must not report an insert that did not
+    happen)."""
+    for _ in range(_CLAIM_ATTEMPTS):
+        if insert():
+            return None
+        existing = read()
+        if existing is not None:
+            return existing
+    raise UpstreamUnavailable("the run's index entry was purged under every claim of it; try again")
+
+
 def older_than(moment: datetime) -> str:
     """A continuation token from which :meth:`RunIndex.page` lists the runs created before ``moment`` (newest
     first): retention starts there instead of paging through every recent run."""
@@ -212,12 +228,14 @@ class SqliteRunIndex:
         yield self._file.connection()
 
     def claim(self, entry: RunEntry) -> RunEntry | None:
+        return _claim(lambda: self._insert(entry), lambda: self.get(entry.run_id))
+
+    def _insert(self, entry: RunEntry) -> bool:
         with self._connection() as db:
-            inserted = db.execute(
+            return db.execute(
                 "INSERT OR IGNORE INTO runs (run_id, owner, sort_key, entry) VALUES (?, ?, ?, ?)",
                 (entry.run_id, entry.owner, _inverted(entry.created_at) + entry.run_id, json.dumps(entry.to_json())),
-            ).rowcount
-        return None if inserted else self.get(entry.run_id)
+            ).rowcount > 0
 
     def get(self, run_id: str) -> RunEntry | None:
         with self._connection() as db:
@@ -280,19 +298,21 @@ class TableRunIndex:
             self.table.upsert_entity({"PartitionKey": partition, "RowKey": sort_key, **body})
 
     def claim(self, entry: RunEntry) -> RunEntry | None:
+        self._ensure()
+        existing = _claim(lambda: self._insert(entry), lambda: self.get(entry.run_id))
+        if existing is None or existing.owner == entry.owner:
+            self._listing(existing or entry)
+        return existing
+
+    def _insert(self, entry: RunEntry) -> bool:
         from azure.core.exceptions import ResourceExistsError
 
-        self._ensure()
         try:
             self.table.create_entity({"PartitionKey": self._RUN_PARTITION, "RowKey": entry.run_id,
                                       "entry": json.dumps(entry.to_json())})
         except ResourceExistsError:
-            existing = self.get(entry.run_id)
-            if existing is not None and existing.owner == entry.owner:
-                self._listing(existing)
-            return existing
-        self._listing(entry)
-        return None
+            return False
+        return True
 
     def get(self, run_id: str) -> RunEntry | None:
         from azure.core.exceptions import ResourceNotFoundError

@@ -50,6 +50,28 @@ def test_claims_from_separate_clients_have_one_winner(azurite: Any, table_name: 
     assert stored is not None and stored.owner == "t/a"
 
 
+def test_a_claim_whose_entry_in_the_way_is_purged_before_it_is_read_inserts_after_all(
+        azurite: Any, table_name: str) -> None:
+    from azure.data.tables import TableClient
+
+    retention = index_for(azurite, table_name)  # another instance, purging old runs
+    retention.claim(entry("run-1", body="old"))
+
+    class PurgedBeforeRead(TableRunIndex):
+        purges = 1
+
+        def get(self, run_id: str) -> RunEntry | None:
+            if self.purges:  # between the create that found the old entity and the read of it
+                self.purges -= 1
+                retention.remove(run_id)
+            return super().get(run_id)
+
+    index = PurgedBeforeRead(TableClient.from_connection_string(azurite.connection_string, table_name))
+    assert index.claim(entry("run-1", body="new")) is None  # inserted: and so it is, listed too
+    assert retention.get("run-1") == entry("run-1", body="new")
+    assert retention.page("t/a", 10)[0] == [entry("run-1", body="new")]
+
+
 def test_pages_per_owner_and_for_everyone(azurite: Any, table_name: str) -> None:
     index = index_for(azurite, table_name)
     for minute in range(5):

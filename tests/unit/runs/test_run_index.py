@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from shared.errors import InvalidRequest
+from shared.errors import InvalidRequest, UpstreamUnavailable
 from shared.runs.run_index import CachedRunIndex, RunEntry, SqliteRunIndex, purged, read_entry
 
 T0 = datetime(2026, 12, 7, 12, 0, tzinfo=UTC)
@@ -46,6 +46,44 @@ def test_concurrent_claims_of_one_run_id_have_exactly_one_winner(tmp_path: Path)
     for thread in threads:
         thread.join()
     assert winners.count(True) == 1 and len(winners) == 20
+
+
+def test_a_claim_whose_entry_in_the_way_is_purged_before_it_is_read_inserts_after_all(tmp_path: Path) -> None:
+    path = tmp_path / "runs.sqlite"
+    retention = SqliteRunIndex(path)  # another process, purging old runs
+    retention.claim(entry("run-1", body="old"))
+
+    class PurgedBeforeRead(SqliteRunIndex):
+        purges = 1
+
+        def get(self, run_id: str) -> RunEntry | None:
+            if self.purges:  # between the insert that found the old entry and the read of it
+                self.purges -= 1
+                retention.remove(run_id)
+            return super().get(run_id)
+
+    assert PurgedBeforeRead(path).claim(entry("run-1", body="new")) is None  # inserted: and so it is
+    assert retention.get("run-1") == entry("run-1", body="new")
+
+
+def test_a_claim_that_finds_its_entry_purged_at_every_attempt_is_a_retryable_error(tmp_path: Path) -> None:
+    path = tmp_path / "runs.sqlite"
+    other = SqliteRunIndex(path)
+    other.claim(entry("run-1", body="b0"))
+    attempts: list[int] = []
+
+    class PurgedAndClaimedAgain(SqliteRunIndex):
+        def get(self, run_id: str) -> RunEntry | None:
+            other.remove(run_id)
+            found = super().get(run_id)
+            attempts.append(1)
+            other.claim(entry(run_id, body=f"b{len(attempts)}"))  # in the way of the next insert again
+            return found
+
+    with pytest.raises(UpstreamUnavailable, match="purged under every claim") as raised:
+        PurgedAndClaimedAgain(path).claim(entry("run-1", body="mine"))
+    assert raised.value.retryable and len(attempts) == 3
+    assert other.get("run-1") == entry("run-1", body="b3")  # nothing of the failed claim was written
 
 
 def test_pages_are_newest_first_per_owner_and_the_token_continues(tmp_path: Path) -> None:
