@@ -2,9 +2,9 @@
 owning and canceling it (presenting and following a run is :mod:`shared.runs.run_status`).
 
 The HTTP, queue and MCP triggers stay a few lines each by calling these; nothing here knows about Azure Functions.
-:func:`admit_and_submit` is the one submission path: admit (:func:`admit_run`), then :func:`submit_run` (claim the
-run for its caller in the run index — idempotency keys belong to a caller —, take a concurrent-run slot, start the
-orchestration). :func:`cancel_run` is the one cancel path.
+:func:`admit_and_submit` is the one submission path: answer a retry with its run, else admit (:func:`admit_run`),
+then :func:`submit_run` (claim the run for its caller in the run index — idempotency keys belong to a caller —, take
+a concurrent-run slot, start the orchestration). :func:`cancel_run` is the one cancel path.
 """
 
 from __future__ import annotations
@@ -88,15 +88,25 @@ def prepared_plan(plan: Plan, runtime: Runtime) -> PreparedPlan:
 def admit_run(body: bytes | str | dict[str, Any], runtime: Runtime) -> tuple[RunRequest, PreparedPlan | None]:
     """:func:`admit_run_request`, and for a plan run its :func:`prepared_plan` (it travels in the orchestrator's
     input, sparing the run a ``prepare_plan`` activity). Blocking."""
-    request = admit_run_request(body, runtime)
-    prepared = prepared_plan(request.plan, runtime) if request.mode == "plan" and request.plan is not None else None
-    return request, prepared
+    return _admit_parsed(_parse_body(body, runtime), runtime)
 
 
 def admit_run_request(body: bytes | str | dict[str, Any], runtime: Runtime) -> RunRequest:
     """Parse and check a run request as far as can be told before starting it; raises :class:`InvalidRequest`
     (HTTP 400, naming the field) or :class:`NotConfigured` (HTTP 503). Blocking: a tool the catalog lacks makes it
     look in the source registry first."""
+    request = _parse_body(body, runtime)
+    _check_request(request, runtime)
+    return request
+
+
+def _admit_parsed(request: RunRequest, runtime: Runtime) -> tuple[RunRequest, PreparedPlan | None]:
+    _check_request(request, runtime)
+    prepared = prepared_plan(request.plan, runtime) if request.mode == "plan" and request.plan is not None else None
+    return request, prepared
+
+
+def _parse_body(body: bytes | str | dict[str, Any], runtime: Runtime) -> RunRequest:
     if isinstance(body, bytes | str) and not body:
         raise InvalidRequest("the body must be a JSON run request", field="body")
     size, limit = _body_size(body), run_body_limit(runtime)
@@ -107,6 +117,10 @@ def admit_run_request(body: bytes | str | dict[str, Any], runtime: Runtime) -> R
     except InvalidRequest as exc:
         exc.field = exc.field or "body"
         raise
+    return request
+
+
+def _check_request(request: RunRequest, runtime: Runtime) -> None:
     validate_request(request, runtime.settings.limits)
     if request.mode in LLM_MODES and runtime.chat_model is None:
         raise NotConfigured(LLM_NOT_CONFIGURED_MESSAGE, field="mode")
@@ -120,7 +134,6 @@ def admit_run_request(body: bytes | str | dict[str, Any], runtime: Runtime) -> R
             raise InvalidRequest(f"the code does not parse: {exc.msg} (line {exc.lineno})", field="code") from None
     if request.plan is not None:
         validate_plan(request.plan, runtime.catalog)
-    return request
 
 
 def parse_approval(body: bytes | str) -> dict[str, Any]:
@@ -272,19 +285,17 @@ async def admit_and_submit(body: bytes | str | dict[str, Any], runtime: Runtime,
     """Admit ``body`` (:func:`admit_run`, off the event loop) and submit it (:func:`submit_run`) for ``caller``: the
     path of HTTP, queue and MCP submissions. Returns the submission and the run's mode.
 
-    A request that fails admission now but started a run earlier under the same idempotency key (or queue message
-    id), with the very same body, is answered with that run: a retry must not turn into an error because a tool
-    left the catalog or a model was unconfigured since. (MCP's ``execute`` resolves the tool names of such a retry
-    with :func:`started_request` first.)"""
+    A retry (the very same body under the idempotency key or queue message id of a run that started) is answered
+    with its run once the body is parsed, before the rest of admission: it is not checked, prepared or given a
+    concurrent-run slot again, so it does not turn into an error because a tool left the catalog, a model was
+    unconfigured or the caller's other runs took every slot since. (MCP's ``execute`` resolves the tool names of
+    such a retry with :func:`started_request` first.)"""
     caller.require(Role.RUNS_SUBMIT)
-    try:
-        request, prepared = await asyncio.to_thread(admit_run, body, runtime)
-    except (InvalidRequest, NotConfigured):
-        earlier = await _earlier_run(body, caller, client, runtime.run_index, idempotency_key, fallback_id,
-                                     run_body_limit(runtime))
-        if earlier is None:
-            raise
+    parsed = await asyncio.to_thread(_parse_body, body, runtime)
+    earlier = await _earlier_run(parsed, caller, client, runtime.run_index, idempotency_key, fallback_id)
+    if earlier is not None:
         return Submitted(earlier.run_id, replayed=True), earlier.mode
+    request, prepared = await asyncio.to_thread(_admit_parsed, parsed, runtime)
     submitted = await submit_run(
         request, caller, client, runtime.run_index, idempotency_key=idempotency_key, via=via,
         fallback_id=fallback_id, acquire_slot=runtime.trust.run_slot_acquirer(caller, partial(finished_runs, client)),
@@ -301,28 +312,16 @@ def run_body_limit(runtime: Runtime) -> int:
     return runtime.settings.limits.max_plan_bytes + 64 * 1024
 
 
-async def _earlier_run(body: bytes | str | dict[str, Any], caller: Caller, client: DurableStarter, index: RunIndex,
-                       idempotency_key: str | None, fallback_id: str | None, limit: int) -> RunEntry | None:
-    """The started run an earlier submission of exactly this request made under its key, if any (a body over the
-    admission's size ``limit`` is not parsed: no run was ever admitted with it)."""
-    if _body_size(body) > limit:
-        return None
-
-    def parsed() -> tuple[str | None, str] | None:
-        try:
-            request = parse_run_request(body)
-        except InvalidRequest:
-            return None
-        return request.idempotency_key, request_digest(request)
-
-    found = await asyncio.to_thread(parsed)  # a body may be megabytes: off the event loop, as admission is
-    if found is None:
-        return None
-    key = idempotency_key or found[0]
+async def _earlier_run(request: RunRequest, caller: Caller, client: DurableStarter, index: RunIndex,
+                       idempotency_key: str | None, fallback_id: str | None) -> RunEntry | None:
+    """The started run an earlier submission of exactly this request made under its key, if any."""
+    key = idempotency_key or request.idempotency_key
     if not key and fallback_id is None:
         return None
     entry = await read_entry(index, run_instance_id(key, caller, fallback_id))
-    if entry is None or entry.owner != caller.key or entry.request_sha256 != found[1]:
+    if entry is None or entry.owner != caller.key:
+        return None
+    if entry.request_sha256 != await asyncio.to_thread(request_digest, request):  # a request may be megabytes
         return None
     status = await client.get_status(entry.run_id, show_input=False)
     return entry if status.runtime_status is not None else None

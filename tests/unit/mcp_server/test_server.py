@@ -14,10 +14,10 @@ from typing import Any
 import pytest
 from azure.durable_functions.models.OrchestrationRuntimeStatus import OrchestrationRuntimeStatus as Status
 
-from shared.errors import Conflict, Forbidden, InvalidRequest, NotFound, UpstreamUnavailable
+from shared.errors import Conflict, Forbidden, InvalidRequest, NotFound, RateLimited, UpstreamUnavailable
 from shared.identity.caller import LOCAL_CALLER, Caller, Role
 from shared.mcp_server import McpCall, McpServer, McpSettings, present
-from shared.runs.admission import admit_and_submit
+from shared.runs.admission import Submitted, admit_and_submit
 from shared.runs.call_journal import journal_for
 from shared.runtime import Runtime, RuntimeSettings, build_runtime
 
@@ -211,7 +211,7 @@ def test_describe_accepts_the_python_names_code_calls(runtime: Runtime) -> None:
 
 def test_a_retry_is_answered_with_its_run_although_admission_would_refuse_it_now(
         tmp_path_factory: pytest.TempPathFactory) -> None:
-    """``admit_and_submit``, the path of HTTP, queue and MCP submissions (MCP's own name check comes first)."""
+    """``admit_and_submit``, the path of HTTP, queue and MCP submissions (MCP resolves a retry's tool names first)."""
     state: Path = tmp_path_factory.mktemp("retry")
     paths = {"WEFT_STATE_DIR": str(state), "WEFT_PAYLOAD_DIR": str(state / "payloads")}
     before = build_runtime(RuntimeSettings.from_env(paths))
@@ -272,3 +272,31 @@ def test_a_cancel_whose_mark_cannot_be_written_stops_nothing_and_is_answered_503
     records = [r for r in runtime.trust.audit.query(run_id=run_id, since=datetime(2000, 1, 1, tzinfo=UTC))
                if r.action == "run.cancel"]
     assert [r.outcome for r in records] == ["error"] and records[0].detail.startswith("not marked canceled (")
+
+
+def test_a_retry_takes_no_concurrent_run_slot(tmp_path_factory: pytest.TempPathFactory) -> None:
+    """A retry is answered with its run before admission: with its own run finished and the caller's only slot
+    taken by another run, it is neither refused (429) nor given a slot for a run that is over."""
+    state: Path = tmp_path_factory.mktemp("retry-slot")
+    runtime = build_runtime(RuntimeSettings.from_env({"WEFT_STATE_DIR": str(state),
+                                                      "WEFT_PAYLOAD_DIR": str(state / "payloads"),
+                                                      "WEFT_QUOTA_MAX_CONCURRENT_RUNS": "1"}))
+    quotas = runtime.trust.quotas
+    assert quotas is not None
+    durable = FakeDurable()
+    alice = user("alice", Role.RUNS_SUBMIT)
+    body = {"mode": "plan", "plan": {"steps": [{"id": "a", "tool": "calculate", "args": {"expression": "1+1"}}]},
+            "idempotency_key": "slot-1"}
+
+    def submit(request: dict[str, Any]) -> Submitted:
+        return asyncio.run(admit_and_submit(dict(request), runtime, alice, durable, idempotency_key=None,
+                                            via="http"))[0]
+
+    first = submit(body)
+    durable.finish(first.run_id, 2)
+    other = submit({**body, "idempotency_key": "slot-2"})  # frees the finished run's slot, takes the only one
+    assert quotas.running(alice.key) == [other.run_id]
+    assert submit(body) == Submitted(first.run_id, replayed=True)
+    assert quotas.running(alice.key) == [other.run_id]
+    with pytest.raises(RateLimited):  # a new run is still refused
+        submit({**body, "idempotency_key": "slot-3"})
