@@ -21,14 +21,15 @@ from orchestrations.durable import retry_options
 from orchestrations.fan_out import Flight
 from orchestrations.task_mode import run_task_mode
 from shared.errors import ApprovalDenied, ApprovalTimeout, RunTimedOut
-from shared.models import ErrorInfo, Plan, RunRequest, RunResult, StepStatus, ToolResult, ToolSpec
+from shared.models import ErrorInfo, RunRequest, RunResult, ToolResult, ToolSpec
 from shared.runs.approval import approve, pending_approvals
 from shared.runs.contracts import (
     STEP_RECORDS_RETRY,
     ApprovalDecision,
     ArchivedStepRecords,
+    FinishedRun,
     PlanAdvance,
-    PlanProgressRefs,
+    PlanFinish,
     PlanWindow,
     PreparedPlan,
     StepRecordsArchive,
@@ -36,7 +37,7 @@ from shared.runs.contracts import (
 from shared.runs.custom_status import AWAITING_SHOWN, CustomStatus, PendingApproval
 from shared.runs.names import APPROVAL_EVENT, CHECKPOINT_KEY, PREPARED_KEY, Activity, Stage
 from shared.runs.plan import PlanGraph, check_plan
-from shared.runs.plan_run import PlanRun, merge_progress
+from shared.runs.plan_run import PlanRun
 from shared.runs.step_calls import StepCall, StepOutcome
 from shared.telemetry import telemetry_from_env
 
@@ -53,7 +54,7 @@ def run(context: df.DurableOrchestrationContext) -> Generator[Any, Any, dict[str
     parsed = _parsed_input(context)
     request, carried = parsed.request, parsed.carried
     started = dt.datetime.fromisoformat(carried["started"]) if carried else context.current_utc_datetime
-    result: RunResult | None
+    result: RunResult | FinishedRun | None
     if request.mode == "plan":
         result = yield from run_plan(context, parsed)
         if result is None:  # continued as new
@@ -62,18 +63,18 @@ def run(context: df.DurableOrchestrationContext) -> Generator[Any, Any, dict[str
         result = yield from run_code_mode(context, request)
     else:
         result = yield from run_task_mode(context, request)
+    finished = result if isinstance(result, FinishedRun) else FinishedRun.of(result)
     if context.parent_instance_id is None:  # sub-runs of a task are counted in their task's run
         otel.run_finished(
-            request.mode, result.status.value, started_at=started, finished_at=context.current_utc_datetime)
-    finished = sum(s.status in (StepStatus.SUCCEEDED, StepStatus.FAILED, StepStatus.SKIPPED) for s in result.steps)
+            request.mode, finished.status.value, started_at=started, finished_at=context.current_utc_datetime)
     context.set_custom_status(CustomStatus(
-        stage=Stage.DONE, status=result.status.value, done=finished, total=len(result.steps),
-        failed=sum(s.status == StepStatus.FAILED for s in result.steps),
-        skipped=sum(s.status == StepStatus.SKIPPED for s in result.steps), elapsed_ms=result.elapsed_ms).dump())
-    return result.model_dump(mode="json")
+        stage=Stage.DONE, status=finished.status.value, done=finished.done, total=finished.total,
+        failed=finished.failed, skipped=finished.skipped, elapsed_ms=finished.elapsed_ms).dump())
+    return finished.result
 
 
-def run_plan(context: df.DurableOrchestrationContext, parsed: _Input) -> Generator[Any, Any, RunResult | None]:
+def run_plan(context: df.DurableOrchestrationContext, parsed: _Input,
+             ) -> Generator[Any, Any, RunResult | FinishedRun | None]:
     """Run ``request.plan``: every step is dispatched as soon as its own dependencies have finished.
 
     Kept from level-by-level execution: ``options.max_parallel`` (calls in flight), ``fail_fast``, skipping what
@@ -149,17 +150,14 @@ def run_plan(context: df.DurableOrchestrationContext, parsed: _Input) -> Generat
     if timer is not None:
         timer.cancel()
     gate.close()
-    if window is not None:  # the whole plan and what earlier windows finished, read back once
-        stored = yield context.call_activity_with_retry(
-            Activity.LOAD_PLAN_PROGRESS, retry_options(STEP_RECORDS_RETRY), PlanProgressRefs(
-                run_id=context.instance_id, plan_ref=window["plan"], progress_ref=window["progress"]).dump())
-        state = stored["state"] if folded else merge_progress(stored["state"], progress.checkpoint())
-        awaiting = progress.started_records()
-        progress = PlanRun(context.instance_id, Plan.model_validate(stored["plan"]), prepared.specs, request.options,
-                           started, state=state)
-        progress.resume_started(awaiting)
-        if expired:  # the steps outside the last window were not started either
-            progress.expire(context.current_utc_datetime)
+    if window is not None:  # folded where the whole plan and the progress are stored: no work here in their size
+        now = context.current_utc_datetime
+        return FinishedRun.model_validate((yield context.call_activity_with_retry(
+            Activity.FINISH_PLAN, retry_options(STEP_RECORDS_RETRY), PlanFinish(
+                run_id=context.instance_id, started=started.isoformat(), now=now.isoformat(),
+                options=request.options, specs=prepared.specs, plan_ref=window["plan"],
+                progress_ref=window["progress"], part=None if folded else progress.checkpoint(),
+                awaiting=progress.started_records(), stop=stop, expired=expired).dump())))
     if progress.archives:  # read back once what earlier generations finished: the result lists every step
         progress.restore_archived((yield context.call_activity_with_retry(
             Activity.LOAD_STEP_RECORDS, retry_options(STEP_RECORDS_RETRY), ArchivedStepRecords(

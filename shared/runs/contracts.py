@@ -17,7 +17,18 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from shared.models import ErrorInfo, Plan, RetryPolicy, RunOptions, StepRecord, TokenUsage, ToolSpec
+from shared.models import (
+    ErrorInfo,
+    Plan,
+    RetryPolicy,
+    RunOptions,
+    RunResult,
+    RunStatus,
+    StepRecord,
+    StepStatus,
+    TokenUsage,
+    ToolSpec,
+)
 
 if TYPE_CHECKING:
     from shared.runs.custom_status import PendingApproval
@@ -32,6 +43,7 @@ __all__ = [
     "CodeRunRequest",
     "CodeStepRequest",
     "Contract",
+    "FinishedRun",
     "LlmAnswerReply",
     "LlmAnswerRequest",
     "LlmPlanReply",
@@ -39,7 +51,7 @@ __all__ = [
     "PendingCallData",
     "PendingEntry",
     "PlanAdvance",
-    "PlanProgressRefs",
+    "PlanFinish",
     "PlanWindow",
     "PlannerReply",
     "PrepareCodeRequest",
@@ -131,13 +143,52 @@ class PlanWindow(Contract):
     state: dict[str, Any]
 
 
-class PlanProgressRefs(Contract):
-    """Input of ``load_plan_progress``: the stored plan and progress of a long plan's run (read once, for the final
-    result); its output is ``{"plan": ..., "state": ...}``."""
+class PlanFinish(Contract):
+    """Input of ``finish_plan``: a long plan's last generation is over; fold it into the stored progress and answer
+    the whole plan's :class:`~shared.models.RunResult` (see :mod:`shared.runs.plan_window`)."""
 
     run_id: str
+    started: str
+    """The run's start (ISO 8601)."""
+    now: str
+    """The orchestrator's time (ISO 8601): when the run ended."""
+    options: RunOptions
+    specs: dict[str, ToolSpec]
     plan_ref: str
     progress_ref: str
+    part: dict[str, Any] | None = None
+    """The last generation's :meth:`~shared.runs.plan_run.PlanRun.checkpoint`, records inline; None when
+    ``advance_plan`` folded it already."""
+    awaiting: list[StepRecord] = []
+    """The records of the calls the last generation prepared and never started (awaiting approval when it stopped)."""
+    stop: ErrorInfo | None = None
+    """What stopped the run (an approval denied or timed out), None when it ran to its end."""
+    expired: bool = False
+    """The run's deadline passed: the steps not started are skipped."""
+
+
+class FinishedRun(Contract):
+    """A run's :class:`~shared.models.RunResult` as JSON, passed on as it is, with the figures the orchestrator
+    shows of it (output of ``finish_plan``: the orchestrator validates no step of a long plan on its replays)."""
+
+    status: RunStatus
+    total: int
+    done: int
+    """Steps that succeeded, failed or were skipped."""
+    failed: int
+    skipped: int
+    elapsed_ms: float
+    result: dict[str, Any]
+
+    @classmethod
+    def of(cls, result: RunResult) -> FinishedRun:
+        counts = {status: 0 for status in StepStatus}
+        for step in result.steps:
+            counts[step.status] += 1
+        return cls(status=result.status, total=len(result.steps), failed=counts[StepStatus.FAILED],
+                   done=counts[StepStatus.SUCCEEDED] + counts[StepStatus.FAILED] + counts[StepStatus.SKIPPED],
+                   skipped=counts[StepStatus.SKIPPED], elapsed_ms=result.elapsed_ms,
+                   result=result.model_dump(mode="json"))
 
 
 class ArchivedStepRecords(Contract):

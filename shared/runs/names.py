@@ -37,7 +37,7 @@ class Activity(StrEnum):
     ARCHIVE_STEP_RECORDS = "archive_step_records"
     LOAD_STEP_RECORDS = "load_step_records"
     ADVANCE_PLAN = "advance_plan"
-    LOAD_PLAN_PROGRESS = "load_plan_progress"
+    FINISH_PLAN = "finish_plan"
     PREPARE_CODE = "prepare_code"
     RUN_CODE_STEP = "run_code_step"
     RUN_CODE_INLINE = "run_code_inline"

@@ -7,8 +7,8 @@ chain with windows of 40): the steps that are ready and, breadth first, those wa
 ``window_steps`` (every ready step, however many: a wide batch still goes out whole), plus, as *settled* steps with
 no arguments, the finished steps the window reads results of. The whole plan and the run's progress (every finished
 step's status, the results later steps still need, the references of the archived records) wait in the run's
-payload storage, written by ``advance_plan`` once per generation; the final generation reads them back once
-(``load_plan_progress``) to list every step in the result.
+payload storage, written by ``advance_plan`` once per generation; the final generation's ``finish_plan`` folds its
+part into them and answers the run's result, listing every step (the orchestrator does no work in the plan's size).
 A step outside the window whose dependency failed is skipped when a later window is chosen.
 """
 
@@ -18,14 +18,15 @@ import datetime as dt
 import math
 from typing import Any
 
-from shared.models import Plan, StepStatus
+from shared.models import Plan, RunResult, StepStatus, ToolSpec
 from shared.payloads import PayloadStore, ref_of_run
-from shared.runs.contracts import PlanAdvance, PlanProgressRefs, PlanWindow
+from shared.runs.contracts import ArchivedStepRecords, PlanAdvance, PlanFinish, PlanWindow
 from shared.runs.plan import PlanGraph, check_plan
 from shared.runs.plan_run import CHECKPOINT_VERSION, PlanRun, merge_progress
+from shared.runs.record_archive import load_records
 from shared.ttl_cache import TtlLruCache
 
-__all__ = ["advance", "load_progress"]
+__all__ = ["advance", "finish"]
 
 _PLANS: TtlLruCache[tuple[Plan, PlanGraph | None]] = TtlLruCache(8, math.inf)  # by plan reference (by content)
 
@@ -40,7 +41,7 @@ def advance(payloads: PayloadStore, request: PlanAdvance) -> PlanWindow:
         plan_ref = request.plan_ref
     else:
         raise ValueError("advance_plan needs the plan or its reference")
-    plan, graph = _plan(payloads, plan_ref, request)
+    plan, graph = _plan(payloads, plan_ref, run_id, request.specs, request.plan)
     stored = _load(payloads, request.progress_ref, run_id) if request.progress_ref is not None else None
     run = PlanRun(run_id, plan, request.specs, request.options, dt.datetime.fromisoformat(request.started),
                   graph=graph, state=merge_progress(stored, request.part))
@@ -55,10 +56,20 @@ def advance(payloads: PayloadStore, request: PlanAdvance) -> PlanWindow:
     return PlanWindow(plan_ref=plan_ref, progress_ref=progress_ref, steps=steps, state=state)
 
 
-def load_progress(payloads: PayloadStore, refs: PlanProgressRefs) -> dict[str, Any]:
-    """``{"plan": ..., "state": ...}``: the whole plan and the run's progress, for the final result."""
-    return {"plan": _load(payloads, refs.plan_ref, refs.run_id), "state": _load(payloads, refs.progress_ref,
-                                                                                   refs.run_id)}
+def finish(payloads: PayloadStore, request: PlanFinish) -> RunResult:
+    """The run's result: the last generation's part folded into the stored progress, the whole plan's records read
+    back. The same request answers the same result (nothing is stored)."""
+    plan, graph = _plan(payloads, request.plan_ref, request.run_id, request.specs)
+    stored = _load(payloads, request.progress_ref, request.run_id)
+    now = dt.datetime.fromisoformat(request.now)
+    run = PlanRun(request.run_id, plan, request.specs, request.options, dt.datetime.fromisoformat(request.started),
+                  graph=graph, state=stored if request.part is None else merge_progress(stored, request.part))
+    run.resume_started(request.awaiting)
+    if request.expired:  # the steps outside the last window were not started either
+        run.expire(now)
+    if run.archives:
+        run.restore_archived(load_records(payloads, ArchivedStepRecords(run_id=request.run_id, refs=run.archives)))
+    return run.stopped(request.stop, now) if request.stop is not None else run.result(now)
 
 
 def _window_input(run: PlanRun, graph: PlanGraph, window: list[str]) -> tuple[list[dict[str, Any]], dict[str, Any]]:
@@ -77,15 +88,16 @@ def _window_input(run: PlanRun, graph: PlanGraph, window: list[str]) -> tuple[li
     return steps, state
 
 
-def _plan(payloads: PayloadStore, ref: str, request: PlanAdvance) -> tuple[Plan, PlanGraph | None]:
+def _plan(payloads: PayloadStore, ref: str, run_id: str, specs: dict[str, ToolSpec],
+          plan: Plan | None = None) -> tuple[Plan, PlanGraph | None]:
     """The plan and its graph, kept by reference: parsing and checking 1,000 steps each generation cost more than
     the rest of the call (a reference names one run's plan, whose specs are fixed when it starts)."""
-    if not ref_of_run(ref, request.run_id):  # before the cache: a run never reads another's plan
+    if not ref_of_run(ref, run_id):  # before the cache: a run never reads another's plan
         raise ValueError("a plan or progress reference of another run")
     entry = _PLANS.get(ref)
     if entry is None:
-        plan = request.plan or Plan.model_validate(_load(payloads, ref, request.run_id))
-        entry = plan, check_plan(plan, request.specs, check_arguments=False)[1]
+        plan = plan or Plan.model_validate(_load(payloads, ref, run_id))
+        entry = plan, check_plan(plan, specs, check_arguments=False)[1]
         _PLANS.put(ref, entry)
     return entry
 

@@ -13,10 +13,10 @@ import pytest
 
 from shared.models import Plan, RunOptions, RunResult, RunStatus, StepStatus
 from shared.payloads import LocalPayloadStore
-from shared.runs.contracts import PlanAdvance, PlanProgressRefs
+from shared.runs.contracts import FinishedRun, PlanAdvance, PlanFinish
 from shared.runs.plan import check_plan
-from shared.runs.plan_run import PlanRun, merge_progress
-from shared.runs.plan_window import advance, load_progress
+from shared.runs.plan_run import PlanRun
+from shared.runs.plan_window import advance, finish
 from tests.unit.runs.test_plan_run import SPECS, T0, failed, ok, plan
 
 
@@ -30,7 +30,7 @@ def chain(n: int, prefix: str = "s") -> list[dict[str, Any]]:
 @dataclasses.dataclass
 class Generations:
     """What the orchestrator does, generation by generation: run the carried steps (``calls`` per generation),
-    then ``advance_plan``; at the end ``load_plan_progress`` and the result. JSON in between, as in Durable."""
+    then ``advance_plan``; at the end ``finish_plan``. JSON in between, as in Durable."""
 
     whole: Plan
     store: LocalPayloadStore
@@ -73,25 +73,25 @@ class Generations:
                 part=run.checkpoint()).dump()))))
             refs = (window.plan_ref, window.progress_ref)
             if window.steps is None:
-                stored = load_progress(self.store, PlanProgressRefs(run_id="rw", plan_ref=refs[0],
-                                                                    progress_ref=refs[1]))
-                return self._result(stored, None)
+                return self._finish(refs, None)
             steps, state = window.steps, json.loads(json.dumps(window.state))
         else:
             raise AssertionError("the plan did not finish")
         if refs is None:
             return run.result(T0)
-        stored = load_progress(self.store, PlanProgressRefs(run_id="rw", plan_ref=refs[0], progress_ref=refs[1]))
-        return self._result(stored, run.checkpoint())
+        return self._finish(refs, run.checkpoint())
 
-    def _result(self, stored: dict[str, Any], part: dict[str, Any] | None) -> RunResult:
-        state = stored["state"] if part is None else merge_progress(stored["state"], part)
-        whole = PlanRun("rw", Plan.model_validate(stored["plan"]), SPECS, self.options, T0, state=state)
-        records: dict[str, Any] = {}
-        for ref in whole.archives:
-            records.update(self.store.get(ref))
-        whole.restore_archived(records)
-        return whole.result(T0)
+    def _finish(self, refs: tuple[str, str], part: dict[str, Any] | None) -> RunResult:
+        request = PlanFinish(run_id="rw", started=T0.isoformat(), now=T0.isoformat(), options=self.options,
+                             specs=SPECS, plan_ref=refs[0], progress_ref=refs[1], part=part)
+        answer = FinishedRun.of(finish(self.store, PlanFinish.model_validate(json.loads(json.dumps(request.dump())))))
+        finished = FinishedRun.model_validate(json.loads(json.dumps(answer.dump())))
+        result = RunResult.model_validate(finished.result)
+        assert (finished.status, finished.total, finished.elapsed_ms) == (result.status, len(result.steps), 0)
+        assert (finished.done, finished.failed, finished.skipped) == (
+            len(result.steps), *(sum(s.status == status for s in result.steps)
+                                 for status in (StepStatus.FAILED, StepStatus.SKIPPED)))
+        return result
 
 
 def test_a_long_chain_carries_a_bounded_window_and_ends_as_a_whole_plan_would(tmp_path: Path) -> None:
@@ -164,7 +164,8 @@ def test_a_reference_of_another_run_is_refused(tmp_path: Path) -> None:
     store = LocalPayloadStore(tmp_path)
     theirs = store.put({"steps": chain(3)}, prefix="other-run")
     with pytest.raises(ValueError, match="another run"):
-        load_progress(store, PlanProgressRefs(run_id="rw", plan_ref=theirs, progress_ref=theirs))
+        finish(store, PlanFinish(run_id="rw", started=T0.isoformat(), now=T0.isoformat(), options=RunOptions(),
+                                 specs=SPECS, plan_ref=theirs, progress_ref=theirs))
     with pytest.raises(ValueError, match="another run"):
         advance(store, PlanAdvance(run_id="rw", started=T0.isoformat(), now=T0.isoformat(), options=RunOptions(),
                                    specs=SPECS, window_steps=5, plan_ref=theirs, part={}))
