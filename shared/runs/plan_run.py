@@ -279,10 +279,14 @@ class PlanRun:
 
     def stopped(self, error: ErrorInfo, now: datetime) -> RunResult:
         """The result of a run stopped by ``error`` (an approval denied or timed out): the steps that had not run
-        are skipped, and the run fails with that error."""
+        are skipped, and the run fails with that error. A step waiting on one of them is skipped with it, naming it
+        (whatever the plan's order), once."""
         self._check_restored()
-        for step_id in [s.id for s in self.plan.steps if self._state.get(s.id) not in _FINISHED]:
-            self._skip(self._record_of(step_id), f"not run: {error.message}", now)
+        unfinished = [s.id for s in self.plan.steps if self._state.get(s.id) not in _FINISHED]
+        for step_id in sorted(unfinished, key=self._waiting.__contains__):  # stable: plan order, waiting ones last
+            if self._state.get(step_id) not in _FINISHED:
+                self._waiting.pop(step_id, None)
+                self._skip(self._record_of(step_id), f"not run: {error.message}", now)
         return RunResult(run_id=self.run_id, mode="plan", status=RunStatus.FAILED,
                          steps=[self._record_of(s.id) for s in self.plan.steps], errors=[error],
                          elapsed_ms=_ms(now - self.started))

@@ -8,7 +8,7 @@ import json
 
 import pytest
 
-from shared.models import Plan, RunOptions, RunStatus, StepStatus
+from shared.models import ErrorInfo, Plan, RunOptions, RunStatus, StepStatus
 from shared.runs.custom_status import STATUS_MAX_CHARS, STATUS_MAX_STEPS, StepSummary
 from shared.runs.plan_run import PlanRun
 from shared.runs.step_calls import offloaded_ref
@@ -88,6 +88,30 @@ def test_expire_skips_what_has_not_started() -> None:
     assert run.take_ready(T0) == []
     by_id = {r.step_id: r for r in run.result(T0).steps}
     assert "deadline" in by_id["c2"].error.message and by_id["long"].status == StepStatus.RUNNING
+
+
+STOPPED = [  # "first" awaits approval when "gate" is denied; "then" and "last" wait on it
+    {"id": "gate", "tool": "echo", "args": {}},
+    {"id": "first", "tool": "echo", "args": {}},
+    {"id": "then", "tool": "echo", "args": {}, "depends_on": ["first"]},
+    {"id": "last", "tool": "echo", "args": {}, "depends_on": ["then", "gate"]},
+    {"id": "beside", "tool": "echo", "args": {}, "depends_on": ["gate"]},
+]
+
+
+@pytest.mark.parametrize("order", [pytest.param([0, 1, 2, 3, 4], id="topological"),
+                                   pytest.param([3, 4, 2, 0, 1], id="dependents-listed-first")])
+def test_a_stopped_run_skips_each_step_once_for_its_first_cause(order: list[int]) -> None:
+    run = PlanRun("r5", plan(*(STOPPED[i] for i in order)), SPECS, RunOptions(), T0)
+    run.take_ready(T0)
+    run.record([failed("gate", "denied")], T0)
+    denial = ErrorInfo(code="approval_denied", message="this call of echo was denied: no")
+    result = run.stopped(denial, T0)
+    messages = {r.step_id: r.error.message if r.error else None for r in result.steps}
+    assert messages == {"gate": "denied", "first": "not run: this call of echo was denied: no",
+                        "then": "not run: step 'first' skipped", "last": "not run: step 'gate' failed",
+                        "beside": "not run: step 'gate' failed"}
+    assert (run.done, *run.counts) == (5, 1, 4)
 
 
 def test_status_shows_each_step_as_it_finishes() -> None:
