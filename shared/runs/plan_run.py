@@ -43,6 +43,7 @@ CHECKPOINT_VERSION = 2
 """Version of the state :meth:`PlanRun.checkpoint` writes (1 carried every finished record; still read)."""
 
 _FINISHED = (StepStatus.SUCCEEDED, StepStatus.FAILED, StepStatus.SKIPPED)
+_FAIL_FAST = "not run: an earlier step failed and the run asked to fail fast"
 _STATUS_OF = {status.value: status for status in StepStatus}  # a dict lookup, not Enum() per carried step and replay
 
 
@@ -149,8 +150,7 @@ class PlanRun:
         steps that succeeded, until there are ``limit`` (every ready step even beyond it)."""
         assert self.graph is not None
         graph = self.graph
-        if self.options.fail_fast and self.failed:
-            self._skip_unstarted("not run: an earlier step failed and the run asked to fail fast", now)
+        self.skip_blocked(now)
         chosen: dict[str, None] = {}
         while self._ready:
             step_id = self._ready.popleft()
@@ -181,6 +181,20 @@ class PlanRun:
             if call is not None:
                 calls.append(call)
         return calls
+
+    def skip_blocked(self, now: datetime) -> None:
+        """Skip what a whole plan's run skips as soon as a step fails or is skipped: the ready steps a dependency of
+        which did not succeed, and what waits on them (every step not started in a fail-fast run that failed). For
+        the steps outside the last window of a long plan (see :mod:`shared.runs.plan_window`), before
+        :meth:`stopped` or :meth:`expire` gives the rest their reason."""
+        if self.options.fail_fast and self.failed:
+            self._skip_unstarted(_FAIL_FAST, now)
+            return
+        for step_id in list(self._ready):
+            reason = self._blocked_reason(step_id)
+            if reason is not None:
+                self._ready.remove(step_id)
+                self._skip(self._record_of(step_id), reason, now)
 
     def expire(self, now: datetime) -> None:
         """The run's deadline passed: every step not started yet is skipped."""
@@ -395,16 +409,23 @@ class PlanRun:
 
     def _skip_reason(self, step_id: str, now: datetime) -> str | None:
         """Why ready step ``step_id`` cannot run (a run past its deadline is failed here), None when it can."""
+        reason = self._blocked_reason(step_id)
+        if reason is not None:
+            return reason
+        if self.options.timeout_s is not None and (now - self.started).total_seconds() > self.options.timeout_s:
+            self.failed = True
+            return f"not run: the run's deadline (options.timeout_s={self.options.timeout_s:g}) had passed"
+        return None
+
+    def _blocked_reason(self, step_id: str) -> str | None:
+        """Why ready step ``step_id`` cannot run whatever the time: a dependency did not succeed, or fail fast."""
         assert self.graph is not None
         blocking = [d for d in self.graph.dependencies[step_id] if self._state.get(d) != StepStatus.SUCCEEDED]
         if blocking:
             cause = blocking[0]
             return f"not run: step {cause!r} {self._state.get(cause, StepStatus.PENDING).value}"
         if self.options.fail_fast and self.failed:
-            return "not run: an earlier step failed and the run asked to fail fast"
-        if self.options.timeout_s is not None and (now - self.started).total_seconds() > self.options.timeout_s:
-            self.failed = True
-            return f"not run: the run's deadline (options.timeout_s={self.options.timeout_s:g}) had passed"
+            return _FAIL_FAST
         return None
 
     def _skip(self, record: StepRecord, message: str, now: datetime) -> None:
@@ -437,7 +458,7 @@ class PlanRun:
         else:
             self._skips += 1
         if self.options.fail_fast and record.status == StepStatus.FAILED:
-            self._skip_unstarted("not run: an earlier step failed and the run asked to fail fast", now)
+            self._skip_unstarted(_FAIL_FAST, now)
             return
         assert self.graph is not None
         for child in self.graph.dependents[step_id]:  # nothing that needs this step's result can run any more

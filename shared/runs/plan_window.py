@@ -65,6 +65,7 @@ def finish(payloads: PayloadStore, request: PlanFinish) -> RunResult:
     run = PlanRun(request.run_id, plan, request.specs, request.options, dt.datetime.fromisoformat(request.started),
                   graph=graph, state=stored if request.part is None else merge_progress(stored, request.part))
     run.resume_started(request.awaiting)
+    run.skip_blocked(now)  # what the last window's failures skip outside it, as they would have in a whole plan
     if request.expired:  # the steps outside the last window were not started either
         run.expire(now)
     if run.archives:

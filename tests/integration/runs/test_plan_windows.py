@@ -29,6 +29,18 @@ def host(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DevhostProcess]:
     proc.stop()
 
 
+@pytest.fixture(scope="module")
+def whole_host(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DevhostProcess]:
+    """The same settings without windows: every generation carries the whole plan."""
+    state = tmp_path_factory.mktemp("whole")
+    env = weft_env(None, state, WEFT_CATALOG_FILES=str(ROOT / "tests" / "fakes" / "outbox_catalog.json"),
+                   WEFT_TEST_OUTBOX=str(state / "outbox.jsonl"), WEFT_PLAN_CHECKPOINT_CALLS=str(CHECKPOINT),
+                   WEFT_PLAN_WINDOW_STEPS="0", WEFT_PAYLOAD_INLINE_MAX_BYTES="1024")
+    proc = DevhostProcess(ROOT, state / "devhost.sqlite", free_port(), env).start()
+    yield proc
+    proc.stop()
+
+
 def chain(n: int, prefix: str = "s") -> list[dict[str, Any]]:
     return [{"id": f"{prefix}0", "tool": "calculate", "args": {"expression": "1"}}] + [
         {"id": f"{prefix}{i}", "tool": "calculate", "args": {"expression": f"{i}+1"},
@@ -138,6 +150,7 @@ def test_a_deadline_in_a_window_skips_the_steps_outside_it_too(host: DevhostProc
     assert view["status"] == "completed_with_errors" and len(by_id) == len(steps)  # as for a whole plan
     assert all(by_id[f"s{i}"]["status"] == "succeeded" for i in range(12))
     assert by_id["long"]["status"] == "failed" and by_id["long"]["error"]["code"] == "timed_out"
+    assert by_id["t9"]["error"]["message"] == "not run: step 'long' failed"  # beyond its window: as in a whole plan
     assert [by_id[f"t{i}"]["status"] for i in range(10)] == ["skipped"] * 10  # most never reached a window
 
 
@@ -180,3 +193,25 @@ def test_a_denial_in_a_window_reports_the_call_still_awaiting_as_a_whole_plan_do
     assert records(windowed) == records(whole)
     other = records(windowed)["other"]
     assert other["status"] == "skipped" and other["started"] and other["args_hash"]  # it was awaiting approval
+
+
+def test_a_denial_in_a_window_reports_every_step_as_the_whole_plan_does(
+        host: DevhostProcess, whole_host: DevhostProcess) -> None:
+    """The window with the emails holds few of their dependents: the others are skipped by the final fold."""
+    steps = two_emails(chain(8))[:-2]
+    steps += [{"id": f"k{i}", "tool": "calculate", "args": {"expression": f"{i}"}, "depends_on": ["mail"]}
+              for i in range(6)]
+    steps += [{"id": "then", "tool": "calculate", "args": {"expression": "2"}, "depends_on": ["other"]},
+              {"id": "last", "tool": "calculate", "args": {"expression": "3"}, "depends_on": ["then", "k5"]}]
+    whole, windowed = deny_mail(whole_host, steps), deny_mail(host, steps)
+    assert "window" not in carried_input(whole_host, whole["id"]).get("plan_checkpoint", {})
+
+    def reported(view: dict[str, Any]) -> list[tuple[str, str, dict[str, Any] | None]]:
+        return [(s["step_id"], s["status"], s.get("error")) for s in view["result"]["steps"]]
+
+    assert windowed["status"] == whole["status"] == "failed" and windowed["errors"] == whole["errors"]
+    assert reported(windowed) == reported(whole)
+    by_id = steps_by_id(windowed)
+    assert by_id["k5"]["error"]["message"] == "not run: step 'mail' failed"  # beyond the emails' window
+    assert by_id["then"]["error"]["message"] == "not run: step 'other' skipped"
+    assert by_id["last"]["error"]["message"] == "not run: step 'k5' skipped"  # the first of its causes

@@ -11,13 +11,15 @@ from typing import Any
 
 import pytest
 
-from shared.models import Plan, RunOptions, RunResult, RunStatus, StepStatus
+from shared.models import ErrorInfo, Plan, RunOptions, RunResult, RunStatus, StepStatus
 from shared.payloads import LocalPayloadStore
 from shared.runs.contracts import FinishedRun, PlanAdvance, PlanFinish
 from shared.runs.plan import check_plan
 from shared.runs.plan_run import PlanRun
 from shared.runs.plan_window import advance, finish
 from tests.unit.runs.test_plan_run import SPECS, T0, failed, ok, plan
+
+DENIAL = ErrorInfo(code="approval_denied", message="this call of add was denied: no", field="approval")
 
 
 def chain(n: int, prefix: str = "s") -> list[dict[str, Any]]:
@@ -38,6 +40,8 @@ class Generations:
     calls: int = 3
     options: RunOptions = dataclasses.field(default_factory=RunOptions)
     fail: frozenset[str] = frozenset()
+    deny: frozenset[str] = frozenset()
+    """Steps whose call is refused (failed as a denied approval is), which stops the run."""
     inputs: list[int] = dataclasses.field(default_factory=list)
     """Steps each generation carried."""
     totals: list[tuple[int, int]] = dataclasses.field(default_factory=list)
@@ -47,6 +51,7 @@ class Generations:
         steps: list[dict[str, Any]] = [s.model_dump(mode="json") for s in self.whole.steps]
         state: dict[str, Any] | None = None
         refs: tuple[str, str] | None = None
+        stop: ErrorInfo | None = None
         for _ in range(200):
             part_plan = Plan.model_validate({"steps": steps})
             graph = check_plan(part_plan, SPECS, check_arguments=False)[1]
@@ -58,13 +63,15 @@ class Generations:
             shown = run.status_dump(T0)
             self.totals.append((shown["done"], shown["total"]))
             made = 0
-            while run.has_ready and made < self.calls:
+            while run.has_ready and made < self.calls and stop is None:
                 for call in run.take_ready(T0, self.calls - made):
                     made += 1
                     step_id, args = call.call.step_id, call.call.args
-                    outcome = failed(step_id) if step_id in self.fail else ok(step_id, {"sum": args["a"] + args["b"]})
+                    outcome = failed(step_id) if step_id in self.fail | self.deny else ok(
+                        step_id, {"sum": args["a"] + args["b"]})
                     run.record([outcome], T0)
-            if not (run.has_ready or run.outside_pending):
+                    stop = stop or (DENIAL if step_id in self.deny else None)
+            if stop is not None or not (run.has_ready or run.outside_pending):
                 break
             window = advance(self.store, PlanAdvance.model_validate(json.loads(json.dumps(PlanAdvance(
                 run_id="rw", started=T0.isoformat(), now=T0.isoformat(), options=self.options, specs=SPECS,
@@ -78,12 +85,13 @@ class Generations:
         else:
             raise AssertionError("the plan did not finish")
         if refs is None:
-            return run.result(T0)
-        return self._finish(refs, run.checkpoint())
+            return run.result(T0) if stop is None else run.stopped(stop, T0)
+        return self._finish(refs, run.checkpoint(), stop)
 
-    def _finish(self, refs: tuple[str, str], part: dict[str, Any] | None) -> RunResult:
+    def _finish(self, refs: tuple[str, str], part: dict[str, Any] | None, stop: ErrorInfo | None = None,
+                ) -> RunResult:
         request = PlanFinish(run_id="rw", started=T0.isoformat(), now=T0.isoformat(), options=self.options,
-                             specs=SPECS, plan_ref=refs[0], progress_ref=refs[1], part=part)
+                             specs=SPECS, plan_ref=refs[0], progress_ref=refs[1], part=part, stop=stop)
         answer = FinishedRun.of(finish(self.store, PlanFinish.model_validate(json.loads(json.dumps(request.dump())))))
         finished = FinishedRun.model_validate(json.loads(json.dumps(answer.dump())))
         result = RunResult.model_validate(finished.result)
@@ -144,6 +152,31 @@ def test_fail_fast_skips_every_step_outside_the_window_too(tmp_path: Path) -> No
     statuses = [s.status for s in result.steps]
     assert result.status == RunStatus.FAILED
     assert statuses == [StepStatus.SUCCEEDED] * 7 + [StepStatus.FAILED] + [StepStatus.SKIPPED] * 22
+
+
+def denied_midway() -> Plan:
+    """"gate" is denied after a chain; beyond any small window: its many dependents and what waits on them."""
+    return plan(*chain(6), {"id": "gate", "tool": "add", "args": {"a": 1, "b": 1}, "depends_on": ["s5"]},
+                *({"id": f"k{i}", "tool": "add", "args": {"a": i, "b": 0}, "depends_on": ["gate"]} for i in range(6)),
+                *chain(6, "t"), *({"id": f"after{i}", "tool": "add", "args": {"a": 1, "b": 1},
+                                   "depends_on": [f"k{i}", "t5"]} for i in range(6)))
+
+
+@pytest.mark.parametrize("options", [pytest.param(RunOptions(), id="default"),
+                                     pytest.param(RunOptions(fail_fast=True), id="fail-fast")])
+def test_a_denial_in_a_window_reports_every_step_as_the_whole_plan_does(tmp_path: Path, options: RunOptions) -> None:
+    whole = Generations(denied_midway(), LocalPayloadStore(tmp_path / "whole"), window_steps=100, calls=1000,
+                        options=options, deny=frozenset({"gate"})).run()
+    gens = Generations(denied_midway(), LocalPayloadStore(tmp_path / "windows"), window_steps=3, calls=2,
+                       options=options, deny=frozenset({"gate"}))
+    windowed = gens.run()
+    assert len(gens.inputs) > 2 and max(gens.inputs[1:]) < len(whole.steps)  # it did run in windows
+    assert windowed.status == whole.status == RunStatus.FAILED and windowed.errors == whole.errors == [DENIAL]
+    assert [(s.step_id, s.status, s.error) for s in windowed.steps] == [(s.step_id, s.status, s.error)
+                                                                       for s in whole.steps]
+    if not options.fail_fast:
+        by_id = {s.step_id: s for s in windowed.steps}
+        assert by_id["k5"].error is not None and by_id["k5"].error.message == "not run: step 'gate' failed"
 
 
 def test_advancing_twice_stores_the_same_values_under_the_same_references(tmp_path: Path) -> None:
