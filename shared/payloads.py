@@ -28,6 +28,7 @@ __all__ = [
     "container_client",
     "ref_of_run",
     "root_run_id",
+    "run_object",
 ]
 
 
@@ -54,6 +55,17 @@ def ref_of_run(ref: str, run_id: str) -> bool:
     name = ref.removeprefix("file:") if ref.startswith("file:") else ref.removeprefix("blob:").partition("/")[2]
     return bool(ref.startswith(("file:", "blob:")) and _run_folder(root_run_id(run_id)).match(name)
                 and ".." not in name)
+
+
+def run_object(payloads: PayloadStore, ref: str, run_id: str, what: str) -> dict[str, Any]:
+    """The JSON object stored under ``ref`` for ``run_id``. Raises ``ValueError`` naming ``what`` for a reference
+    that is not the run's own (checked before reading) or a value that is not an object."""
+    if not ref_of_run(ref, run_id):
+        raise ValueError(f"{what} of another run")
+    value = payloads.get(ref)
+    if not isinstance(value, dict):
+        raise ValueError(f"{what} that holds no object")
+    return value
 
 
 def _run_folder(run_id: str) -> re.Pattern[str]:

@@ -19,7 +19,7 @@ import math
 from typing import Any
 
 from shared.models import Plan, RunResult, StepStatus, ToolSpec
-from shared.payloads import PayloadStore, ref_of_run
+from shared.payloads import PayloadStore, ref_of_run, run_object
 from shared.runs.contracts import ArchivedStepRecords, PlanAdvance, PlanFinish, PlanWindow
 from shared.runs.plan import PlanGraph, check_plan
 from shared.runs.plan_run import CHECKPOINT_VERSION, PlanRun, merge_progress
@@ -28,6 +28,7 @@ from shared.ttl_cache import TtlLruCache
 
 __all__ = ["advance", "finish"]
 
+_REF = "a plan or progress reference"
 _PLANS: TtlLruCache[tuple[Plan, PlanGraph | None]] = TtlLruCache(8, math.inf)  # by plan reference (by content)
 
 
@@ -42,7 +43,7 @@ def advance(payloads: PayloadStore, request: PlanAdvance) -> PlanWindow:
     else:
         raise ValueError("advance_plan needs the plan or its reference")
     plan, graph = _plan(payloads, plan_ref, run_id, request.specs, request.plan)
-    stored = _load(payloads, request.progress_ref, run_id) if request.progress_ref is not None else None
+    stored = run_object(payloads, request.progress_ref, run_id, _REF) if request.progress_ref is not None else None
     run = PlanRun(run_id, plan, request.specs, request.options, dt.datetime.fromisoformat(request.started),
                   graph=graph, state=merge_progress(stored, request.part))
     assert run.graph is not None
@@ -60,7 +61,7 @@ def finish(payloads: PayloadStore, request: PlanFinish) -> RunResult:
     """The run's result: the last generation's part folded into the stored progress, the whole plan's records read
     back. The same request answers the same result (nothing is stored)."""
     plan, graph = _plan(payloads, request.plan_ref, request.run_id, request.specs)
-    stored = _load(payloads, request.progress_ref, request.run_id)
+    stored = run_object(payloads, request.progress_ref, request.run_id, _REF)
     now = dt.datetime.fromisoformat(request.now)
     run = PlanRun(request.run_id, plan, request.specs, request.options, dt.datetime.fromisoformat(request.started),
                   graph=graph, state=stored if request.part is None else merge_progress(stored, request.part))
@@ -94,19 +95,10 @@ def _plan(payloads: PayloadStore, ref: str, run_id: str, specs: dict[str, ToolSp
     """The plan and its graph, kept by reference: parsing and checking 1,000 steps each generation cost more than
     the rest of the call (a reference names one run's plan, whose specs are fixed when it starts)."""
     if not ref_of_run(ref, run_id):  # before the cache: a run never reads another's plan
-        raise ValueError("a plan or progress reference of another run")
+        raise ValueError(f"{_REF} of another run")
     entry = _PLANS.get(ref)
     if entry is None:
-        plan = plan or Plan.model_validate(_load(payloads, ref, run_id))
+        plan = plan or Plan.model_validate(run_object(payloads, ref, run_id, _REF))
         entry = plan, check_plan(plan, specs, check_arguments=False)[1]
         _PLANS.put(ref, entry)
     return entry
-
-
-def _load(payloads: PayloadStore, ref: str, run_id: str) -> Any:
-    if not ref_of_run(ref, run_id):
-        raise ValueError("a plan or progress reference of another run")
-    value = payloads.get(ref)
-    if not isinstance(value, dict):
-        raise ValueError("a plan or progress reference that holds no object")
-    return value

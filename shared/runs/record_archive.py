@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from shared.payloads import PayloadStore, ref_of_run
+from shared.payloads import PayloadStore, run_object
 from shared.runs.contracts import ArchivedStepRecords, StepRecordsArchive
 
 __all__ = ["archive_records", "load_records"]
@@ -25,10 +25,8 @@ def load_records(payloads: PayloadStore, archived: ArchivedStepRecords) -> dict[
     or does not hold records."""
     records: dict[str, dict[str, Any]] = {}
     for ref in archived.refs:
-        if not ref_of_run(ref, archived.run_id):
-            raise ValueError("a step-record archive of another run")
-        value = payloads.get(ref)
-        if not isinstance(value, dict) or not all(isinstance(v, dict) for v in value.values()):
+        value = run_object(payloads, ref, archived.run_id, "a step-record archive")
+        if not all(isinstance(v, dict) for v in value.values()):
             raise ValueError("a step-record archive that holds no records")
         records.update(value)
     return records

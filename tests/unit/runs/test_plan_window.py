@@ -13,10 +13,11 @@ import pytest
 
 from shared.models import ErrorInfo, Plan, RunOptions, RunResult, RunStatus, StepStatus
 from shared.payloads import LocalPayloadStore
-from shared.runs.contracts import FinishedRun, PlanAdvance, PlanFinish
+from shared.runs.contracts import ArchivedStepRecords, FinishedRun, PlanAdvance, PlanFinish
 from shared.runs.plan import check_plan
 from shared.runs.plan_run import PlanRun
 from shared.runs.plan_window import advance, finish
+from shared.runs.record_archive import load_records
 from tests.unit.runs.test_plan_run import SPECS, T0, failed, ok, plan
 
 DENIAL = ErrorInfo(code="approval_denied", message="this call of add was denied: no", field="approval")
@@ -202,6 +203,14 @@ def test_a_reference_of_another_run_is_refused(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="another run"):
         advance(store, PlanAdvance(run_id="rw", started=T0.isoformat(), now=T0.isoformat(), options=RunOptions(),
                                    specs=SPECS, window_steps=5, plan_ref=theirs, part={}))
+    mine = store.put(["not", "an", "object"], prefix="rw")
+    with pytest.raises(ValueError, match="holds no object"):
+        finish(store, PlanFinish(run_id="rw", started=T0.isoformat(), now=T0.isoformat(), options=RunOptions(),
+                                 specs=SPECS, plan_ref=mine, progress_ref=mine))
+    with pytest.raises(ValueError, match="step-record archive of another run"):  # the same reader as the plan's
+        load_records(store, ArchivedStepRecords(run_id="rw", refs=[theirs]))
+    with pytest.raises(ValueError, match="holds no records"):
+        load_records(store, ArchivedStepRecords(run_id="rw", refs=[store.put({"s0": 1}, prefix="rw")]))
 
 
 def test_a_plan_cached_for_one_run_is_not_served_to_another(tmp_path: Path) -> None:
