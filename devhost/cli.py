@@ -48,12 +48,6 @@ def _parser() -> argparse.ArgumentParser:
         "--max-body-bytes", type=int, default=int(os.environ.get("DEVHOST_MAX_BODY_BYTES", str(100 * 1024 * 1024)))
     )
     serve.add_argument("--max-url-bytes", type=int, default=int(os.environ.get("DEVHOST_MAX_URL_BYTES", "4096")))
-    serve.add_argument(
-        "--orchestrator-process",
-        action=argparse.BooleanOptionalAction,
-        default=os.environ.get("DEVHOST_ORCHESTRATOR_PROCESS", "").lower() in ("1", "true", "yes"),
-        help="replay orchestrators in a child process, as the host runs them in a language worker",
-    )
     run = sub.add_parser("run", help="run one orchestration headless and print its status and output")
     run.add_argument("orchestrator")
     run.add_argument("--input", help="JSON file with the orchestration input ('-' for stdin)")
@@ -97,7 +91,6 @@ def _serve(args: argparse.Namespace) -> int:
         keys_file=args.keys_file,
         max_body_bytes=args.max_body_bytes,
         max_url_bytes=args.max_url_bytes,
-        orchestrator_process=args.orchestrator_process,
     )
     host = DevHost(options).start()
     print(f"devhost: serving {options.app_dir.resolve()} at {host.base_url} (state: {args.db})", flush=True)

@@ -354,7 +354,7 @@ class EpisodeRunner:
                     state = None
                 return state, (state or {}).get("error") or message
             log.exception("orchestrator %s raised outside the SDK", name)
-            return None, f"{getattr(exc, 'type_name', type(exc).__name__)}: {exc}"
+            return None, f"{type(exc).__name__}: {exc}"
 
     def _commit(
         self,

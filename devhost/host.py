@@ -20,7 +20,6 @@ from devhost.http_errors import JsonErrorRunner
 from devhost.index import AppLoadError, FunctionIndex, load_app
 from devhost.keys import FunctionKeys, load_or_create_keys
 from devhost.mcp import McpEndpoint
-from devhost.orchestrator_process import OrchestratorProcess
 from devhost.queues import QueueOptions, QueuePoller, send_messages
 from devhost.server import FunctionInvoker, HttpLimits, build_web_app
 from devhost.store import Store
@@ -88,11 +87,8 @@ class HostOptions:
         max_body_bytes: int = 100 * 1024 * 1024,
         max_url_bytes: int = 4096,
         mcp: bool = True,
-        orchestrator_process: bool = False,
     ) -> None:
         self.app_dir = Path(app_dir)
-        self.orchestrator_process = orchestrator_process
-        """Replay orchestrators in a child process (:mod:`devhost.orchestrator_process`), not in this one."""
         self.keys = keys
         """Enforce function keys like the host (off by default, as with Core Tools)."""
         state_dir = Path(db).parent if db != ":memory:" else Path(".devhost")
@@ -140,13 +136,9 @@ class DevHost:
             max_concurrency=int(durable("maxConcurrentActivityFunctions", 16)),
             per_activity=(self.index.host_config.get("devhost") or {}).get("activityConcurrency"),
         )
-        self.orchestrator_process = (
-            OrchestratorProcess(options.app_dir, self.index.orchestrators).start()
-            if options.orchestrator_process else None
-        )
         self.engine = Engine(
             self.store,
-            self.orchestrator_process.handles() if self.orchestrator_process else self.index.orchestrators,
+            self.index.orchestrators,
             self.workers.submit,
             coalesce_s=options.coalesce_ms / 1000.0,
         )
@@ -220,8 +212,6 @@ class DevHost:
         self.timers.stop()
         self.queues.stop()
         self.engine.stop()
-        if self.orchestrator_process is not None:
-            self.orchestrator_process.stop()
         self.workers.shutdown()
         if self._runner is not None:
             self.run_on_loop(self._runner.cleanup()).result(timeout=10)

@@ -15,12 +15,9 @@ def make_host(db: str = ":memory:", **kwargs: object) -> DevHost:
     return DevHost(options)
 
 
-@pytest.fixture(params=[False, True], ids=["in-process", "orchestrator-process"])
-def host(request: pytest.FixtureRequest) -> Iterator[DevHost]:
-    """A devhost (engine + workers, no HTTP) for the test app, on an in-memory store: orchestrators replayed in this
-    process, or in the child process ``python -m devhost serve`` uses (:mod:`devhost.orchestrator_process`)."""
-    h = make_host(orchestrator_process=request.param).start()
-    if h.orchestrator_process is not None:
-        h.orchestrator_process.wait_ready()  # so that timings measure replays, not the child importing the app
+@pytest.fixture
+def host() -> Iterator[DevHost]:
+    """An in-process devhost (engine + workers, no HTTP) for the test app, on an in-memory store."""
+    h = make_host().start()
     yield h
     h.stop()
