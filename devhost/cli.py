@@ -96,6 +96,10 @@ def _serve(args: argparse.Namespace) -> int:
     print(f"devhost: serving {options.app_dir.resolve()} at {host.base_url} (state: {args.db})", flush=True)
     if host.keys is not None:
         print(f"devhost: function keys required; the keys are in {options.keys_file.resolve()}", flush=True)
+    else:
+        print("devhost: function keys off (as with Core Tools): anyone who can reach this port can call the Durable "
+              "HTTP API (/runtime/webhooks/durabletask: read any instance, raise events, terminate), whatever the "
+              "app's own caller checks; use --keys when that matters", flush=True)
     if host.mcp is not None and host.mcp.enabled:
         print(f"devhost: MCP server endpoint: {host.base_url}/runtime/webhooks/mcp", flush=True)
     for route in host.index.routes:

@@ -97,15 +97,17 @@ def test_keys_file_is_created_with_random_keys(tmp_path) -> None:
         assert keys_file.stat().st_mode & 0o777 == 0o600
         keys = json.loads(keys_file.read_text())
         assert len(keys["masterKey"]) >= 40 and set(keys["systemKeys"]) == {"mcp_extension", "durabletask_extension"}
-        assert keys["masterKey"] not in proc.log()
+        assert keys["masterKey"] not in proc.log() and "function keys off" not in proc.log()
         assert http("GET", proc.base_url + "/api/echo/1/x")[0] == 401
         assert http("GET", proc.base_url + "/api/echo/1/x", headers={"x-functions-key": keys["masterKey"]})[0] == 200
     finally:
         proc.stop()
 
 
-def test_keys_are_off_by_default(devhost: DevhostProcess) -> None:
+def test_keys_are_off_by_default_and_the_open_durable_api_is_said_at_start(devhost: DevhostProcess) -> None:
     assert http("GET", devhost.base_url + "/api/echo/1/x")[0] == 200
+    assert http("GET", devhost.base_url + "/runtime/webhooks/durabletask/instances")[0] == 200
+    assert "function keys off" in devhost.log() and "/runtime/webhooks/durabletask" in devhost.log()
 
 
 def test_serving_beyond_loopback_without_keys_warns(tmp_path) -> None:
