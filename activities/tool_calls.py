@@ -16,10 +16,17 @@ from shared.payloads import ref_of_run
 from shared.runs.admission import prepared_plan
 from shared.runs.approval import approval_problem
 from shared.runs.call_journal import journal_for
-from shared.runs.contracts import ArchivedStepRecords, FinishedRun, PlanAdvance, PlanFinish, StepRecordsArchive
+from shared.runs.contracts import (
+    ArchivedStepRecords,
+    FinishedRun,
+    PlanAdvance,
+    PlanFinish,
+    PlanProgressRefs,
+    StepRecordsArchive,
+)
 from shared.runs.names import Activity
 from shared.runs.plan import resolve_refs
-from shared.runs.plan_window import advance, finish
+from shared.runs.plan_window import advance, finish, load_progress
 from shared.runs.record_archive import archive_records, load_records
 from shared.runs.step_calls import CircuitWait, RetryableToolError, StepCall
 from shared.runtime import Runtime, get_runtime, get_runtime_async
@@ -55,6 +62,13 @@ def advance_plan(generation: dict[str, Any]) -> dict[str, Any]:
 def finish_plan(last: dict[str, Any]) -> dict[str, Any]:
     """A long plan's last generation is over: the run's :class:`FinishedRun`, every step's record included."""
     return FinishedRun.of(finish(get_runtime().payloads, PlanFinish.model_validate(last))).dump()
+
+
+@bp.activity_trigger(input_name="stored")
+def load_plan_progress(stored: dict[str, Any]) -> dict[str, Any]:
+    """A long plan and its run's progress, read back once at the end of a run prepared before ``finish_plan``
+    existed (:class:`PlanProgress`)."""
+    return load_progress(get_runtime().payloads, PlanProgressRefs.model_validate(stored)).dump()
 
 
 @bp.activity_trigger(input_name="request")

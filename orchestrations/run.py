@@ -30,6 +30,8 @@ from shared.runs.contracts import (
     FinishedRun,
     PlanAdvance,
     PlanFinish,
+    PlanProgress,
+    PlanProgressRefs,
     PlanWindow,
     PreparedPlan,
     StepRecordsArchive,
@@ -38,6 +40,7 @@ from shared.runs.custom_status import AWAITING_SHOWN, CustomStatus, PendingAppro
 from shared.runs.names import APPROVAL_EVENT, CHECKPOINT_KEY, PREPARED_KEY, Activity, Stage
 from shared.runs.plan import PlanGraph, check_plan
 from shared.runs.plan_run import PlanRun
+from shared.runs.plan_window import fold
 from shared.runs.step_calls import StepCall, StepOutcome
 from shared.telemetry import telemetry_from_env
 
@@ -150,14 +153,20 @@ def run_plan(context: df.DurableOrchestrationContext, parsed: _Input,
     if timer is not None:
         timer.cancel()
     gate.close()
-    if window is not None:  # folded where the whole plan and the progress are stored: no work here in their size
-        now = context.current_utc_datetime
-        return FinishedRun.model_validate((yield context.call_activity_with_retry(
-            Activity.FINISH_PLAN, retry_options(STEP_RECORDS_RETRY), PlanFinish(
-                run_id=context.instance_id, started=started.isoformat(), now=now.isoformat(),
-                options=request.options, specs=prepared.specs, plan_ref=window["plan"],
-                progress_ref=window["progress"], part=None if folded else progress.checkpoint(),
-                awaiting=progress.started_records(), stop=stop, expired=expired).dump())))
+    if window is not None:
+        last = PlanFinish(
+            run_id=context.instance_id, started=started.isoformat(), now=context.current_utc_datetime.isoformat(),
+            options=request.options, specs=prepared.specs, plan_ref=window["plan"], progress_ref=window["progress"],
+            part=None if folded else progress.checkpoint(), awaiting=progress.started_records(), stop=stop,
+            expired=expired)
+        if prepared.finish_plan:  # folded where the whole plan and the progress are stored: no work here in their size
+            return FinishedRun.model_validate((yield context.call_activity_with_retry(
+                Activity.FINISH_PLAN, retry_options(STEP_RECORDS_RETRY), last.dump())))
+        # A run prepared by an earlier version: its history may hold this call (drop it as docs/operations.md says)
+        stored = PlanProgress.model_validate((yield context.call_activity_with_retry(
+            Activity.LOAD_PLAN_PROGRESS, retry_options(STEP_RECORDS_RETRY), PlanProgressRefs(
+                run_id=context.instance_id, plan_ref=window["plan"], progress_ref=window["progress"]).dump())))
+        progress = fold(last, stored.plan, stored.state)
     if progress.archives:  # read back once what earlier generations finished: the result lists every step
         progress.restore_archived((yield context.call_activity_with_retry(
             Activity.LOAD_STEP_RECORDS, retry_options(STEP_RECORDS_RETRY), ArchivedStepRecords(

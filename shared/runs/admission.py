@@ -82,7 +82,7 @@ def prepared_plan(plan: Plan, runtime: Runtime) -> PreparedPlan:
     return PreparedPlan(specs=specs, max_fan_out=runtime.settings.max_fan_out,
                         approval_timeout_s=runtime.settings.approval_timeout_s,
                         checkpoint_calls=runtime.settings.plan_checkpoint_calls,
-                        window_steps=runtime.settings.plan_window_steps)
+                        window_steps=runtime.settings.plan_window_steps, finish_plan=True)
 
 
 def admit_run(body: bytes | str | dict[str, Any], runtime: Runtime) -> tuple[RunRequest, PreparedPlan | None]:

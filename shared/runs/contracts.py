@@ -52,6 +52,8 @@ __all__ = [
     "PendingEntry",
     "PlanAdvance",
     "PlanFinish",
+    "PlanProgress",
+    "PlanProgressRefs",
     "PlanWindow",
     "PlannerReply",
     "PrepareCodeRequest",
@@ -98,6 +100,10 @@ class PreparedPlan(Contract):
     window_steps: int = 0
     """A plan of more steps goes on in windows of about this many (WEFT_PLAN_WINDOW_STEPS); 0: never (the runs
     prepared before windows existed carry no value)."""
+    finish_plan: bool = False
+    """A windowed run ends with ``finish_plan``. False for the runs prepared before that activity existed: their
+    histories may already hold ``load_plan_progress`` there, so they end as they began (see docs/operations.md,
+    "Upgrades are forward-only")."""
 
 
 STEP_RECORDS_RETRY = RetryPolicy(first_interval_ms=1000, max_attempts=5)
@@ -165,6 +171,23 @@ class PlanFinish(Contract):
     """What stopped the run (an approval denied or timed out), None when it ran to its end."""
     expired: bool = False
     """The run's deadline passed: the steps not started are skipped."""
+
+
+class PlanProgressRefs(Contract):
+    """Input of ``load_plan_progress``, the end of the windowed runs prepared before ``finish_plan`` existed (see
+    :attr:`PreparedPlan.finish_plan`): the stored plan and progress of the run, read back once."""
+
+    run_id: str
+    plan_ref: str
+    progress_ref: str
+
+
+class PlanProgress(Contract):
+    """Output of ``load_plan_progress``: the whole plan and the run's progress (a
+    :meth:`~shared.runs.plan_run.PlanRun.checkpoint` of every window so far)."""
+
+    plan: Plan
+    state: dict[str, Any]
 
 
 class FinishedRun(Contract):

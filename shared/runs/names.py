@@ -38,6 +38,8 @@ class Activity(StrEnum):
     LOAD_STEP_RECORDS = "load_step_records"
     ADVANCE_PLAN = "advance_plan"
     FINISH_PLAN = "finish_plan"
+    LOAD_PLAN_PROGRESS = "load_plan_progress"
+    """The end of the windowed runs prepared before ``finish_plan`` existed (their histories may name it)."""
     PREPARE_CODE = "prepare_code"
     RUN_CODE_STEP = "run_code_step"
     RUN_CODE_INLINE = "run_code_inline"

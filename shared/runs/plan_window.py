@@ -9,6 +9,8 @@ no arguments, the finished steps the window reads results of. The whole plan and
 step's status, the results later steps still need, the references of the archived records) wait in the run's
 payload storage, written by ``advance_plan`` once per generation; the final generation's ``finish_plan`` folds its
 part into them and answers the run's result, listing every step (the orchestrator does no work in the plan's size).
+The runs prepared before ``finish_plan`` existed end as they began: ``load_plan_progress`` reads the plan and the
+progress back and the orchestrator folds them (:func:`fold`, the same fold).
 A step outside the window whose dependency failed is skipped when a later window is chosen.
 """
 
@@ -16,17 +18,25 @@ from __future__ import annotations
 
 import datetime as dt
 import math
+from collections.abc import Mapping
 from typing import Any
 
 from shared.models import Plan, RunResult, StepStatus, ToolSpec
 from shared.payloads import PayloadStore, ref_of_run, run_object
-from shared.runs.contracts import ArchivedStepRecords, PlanAdvance, PlanFinish, PlanWindow
+from shared.runs.contracts import (
+    ArchivedStepRecords,
+    PlanAdvance,
+    PlanFinish,
+    PlanProgress,
+    PlanProgressRefs,
+    PlanWindow,
+)
 from shared.runs.plan import PlanGraph, check_plan
 from shared.runs.plan_run import CHECKPOINT_VERSION, PlanRun, merge_progress
 from shared.runs.record_archive import load_records
 from shared.ttl_cache import TtlLruCache
 
-__all__ = ["advance", "finish"]
+__all__ = ["advance", "finish", "fold", "load_progress"]
 
 _REF = "a plan or progress reference"
 _PLANS: TtlLruCache[tuple[Plan, PlanGraph | None]] = TtlLruCache(8, math.inf)  # by plan reference (by content)
@@ -61,17 +71,32 @@ def finish(payloads: PayloadStore, request: PlanFinish) -> RunResult:
     """The run's result: the last generation's part folded into the stored progress, the whole plan's records read
     back. The same request answers the same result (nothing is stored)."""
     plan, graph = _plan(payloads, request.plan_ref, request.run_id, request.specs)
-    stored = run_object(payloads, request.progress_ref, request.run_id, _REF)
+    run = fold(request, plan, run_object(payloads, request.progress_ref, request.run_id, _REF), graph)
+    if run.archives:
+        run.restore_archived(load_records(payloads, ArchivedStepRecords(run_id=request.run_id, refs=run.archives)))
+    now = dt.datetime.fromisoformat(request.now)
+    return run.stopped(request.stop, now) if request.stop is not None else run.result(now)
+
+
+def fold(request: PlanFinish, plan: Plan, progress: Mapping[str, Any], graph: PlanGraph | None = None) -> PlanRun:
+    """The whole plan's run at its end, from the stored ``progress`` and the last generation in ``request``: the
+    calls it left awaiting taken over, and what its failures, its stop or the deadline leave unrun skipped as in a
+    whole plan's run. The records earlier generations archived are not read (:attr:`PlanRun.archives`)."""
     now = dt.datetime.fromisoformat(request.now)
     run = PlanRun(request.run_id, plan, request.specs, request.options, dt.datetime.fromisoformat(request.started),
-                  graph=graph, state=stored if request.part is None else merge_progress(stored, request.part))
+                  graph=graph, state=progress if request.part is None else merge_progress(progress, request.part))
     run.resume_started(request.awaiting)
     run.skip_blocked(now)  # what the last window's failures skip outside it, as they would have in a whole plan
     if request.expired:  # the steps outside the last window were not started either
         run.expire(now)
-    if run.archives:
-        run.restore_archived(load_records(payloads, ArchivedStepRecords(run_id=request.run_id, refs=run.archives)))
-    return run.stopped(request.stop, now) if request.stop is not None else run.result(now)
+    return run
+
+
+def load_progress(payloads: PayloadStore, refs: PlanProgressRefs) -> PlanProgress:
+    """The whole plan and the run's progress, for the runs that end with ``load_plan_progress`` (prepared before
+    ``finish_plan`` existed) and :func:`fold` in the orchestrator."""
+    return PlanProgress.model_validate({"plan": run_object(payloads, refs.plan_ref, refs.run_id, _REF),
+                                        "state": run_object(payloads, refs.progress_ref, refs.run_id, _REF)})
 
 
 def _window_input(run: PlanRun, graph: PlanGraph, window: list[str]) -> tuple[list[dict[str, Any]], dict[str, Any]]:

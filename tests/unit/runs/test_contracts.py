@@ -116,7 +116,8 @@ def test_an_approval_event_without_a_decision_is_a_refusal() -> None:
 
 @pytest.mark.parametrize(("module", "names"), [
     ("activities.tool_calls", [Activity.PREPARE_PLAN, Activity.CALL_TOOL, Activity.ARCHIVE_STEP_RECORDS,
-                               Activity.LOAD_STEP_RECORDS, Activity.ADVANCE_PLAN, Activity.FINISH_PLAN]),
+                               Activity.LOAD_STEP_RECORDS, Activity.ADVANCE_PLAN, Activity.FINISH_PLAN,
+                               Activity.LOAD_PLAN_PROGRESS]),
     ("activities.code_steps", [Activity.PREPARE_CODE, Activity.RUN_CODE_STEP, Activity.RUN_CODE_INLINE]),
     ("activities.task_steps", [Activity.PREPARE_TASK, Activity.SEARCH_TOOLS, Activity.LLM_PLAN, Activity.LLM_ANSWER]),
     ("orchestrations.run", [Orchestrator.RUN]),
@@ -129,7 +130,7 @@ def test_every_name_is_a_durable_function(module: str, names: list[str]) -> None
 
 def test_every_activity_name_is_covered() -> None:
     covered = {"prepare_plan", "call_tool", "archive_step_records", "load_step_records", "advance_plan",
-               "finish_plan",
+               "finish_plan", "load_plan_progress",
                "prepare_code", "run_code_step", "run_code_inline", "prepare_task",
                "search_tools", "llm_plan", "llm_answer"}
     assert {a.value for a in Activity} == covered
