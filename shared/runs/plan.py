@@ -15,14 +15,16 @@ from __future__ import annotations
 import contextlib
 import copy
 import difflib
+import itertools
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from shared.catalog.catalog import argument_problems
 from shared.errors import InvalidRequest, PlanInvalid
 from shared.models import ModelLimits, Plan, Step, ToolSpec, check_plan_limits, format_field
+from shared.suggestions import NameIndex
 
 if TYPE_CHECKING:
     from shared.catalog.catalog import Catalog
@@ -45,6 +47,10 @@ REF_KEY = "$ref"
 _REF = re.compile(r"^(?P<step>[A-Za-z_][A-Za-z0-9_-]{0,63})(?P<path>(?:\.[^.\[\]]+|\[\d+\])*)$")
 _SEGMENT = re.compile(r"\.([^.\[\]]+)|\[(\d+)\]")
 _MAX_REPORTED = 10
+"""Problems a :class:`PlanInvalid` message lists."""
+_MAX_SUGGESTED = _MAX_REPORTED
+"""Unknown step ids and tools per check that get a did-you-mean; the rest are only named (a small plan can name
+thousands, and each suggestion compares the name with up to ``shared.suggestions.MAX_CANDIDATES`` others)."""
 _MAX_LISTED_KEYS = 20
 
 Path = tuple[str | int, ...]
@@ -131,10 +137,47 @@ class PlanGraph:
         return resolve_refs(self.steps[step_id].args, results, field=f"plan.steps[{self.index[step_id]}].args")
 
 
+class _CatalogSpecs(Mapping[str, ToolSpec]):
+    """A catalog's specs read one at a time (a dict of all of them is 100,000 specs built per check)."""
+
+    def __init__(self, catalog: Catalog) -> None:
+        self._catalog = catalog
+
+    def __getitem__(self, name: str) -> ToolSpec:
+        if name not in self._catalog:
+            raise KeyError(name)
+        return self._catalog.get(name).spec
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._catalog.names())
+
+    def __len__(self) -> int:
+        return len(self._catalog)
+
+
 def _specs_of(catalog: Catalog | Mapping[str, ToolSpec]) -> Mapping[str, ToolSpec]:
     if isinstance(catalog, Mapping):
         return catalog
-    return {spec.name: spec for spec in catalog.specs()}
+    return _CatalogSpecs(catalog)
+
+
+class _Suggestions:
+    """"unknown step 'x'; did you mean ...?" for the first ``_MAX_SUGGESTED`` unknown names of one check."""
+
+    def __init__(self, steps: list[str], tools: Mapping[str, ToolSpec]) -> None:
+        self._known = {"step": steps, "tool": tools}
+        self._indexes: dict[str, NameIndex] = {}
+        self.left = _MAX_SUGGESTED
+
+    def unknown(self, kind: str, name: str) -> str:
+        if self.left <= 0:
+            return f"unknown {kind} {name!r}"
+        self.left -= 1
+        if kind not in self._indexes:
+            self._indexes[kind] = NameIndex(self._known[kind])
+        close = self._indexes[kind].close_matches(name, n=3)
+        hint = f"; did you mean {', '.join(repr(match) for match in close)}?" if close else ""
+        return f"unknown {kind} {name!r}{hint}"
 
 
 def check_plan(
@@ -143,11 +186,14 @@ def check_plan(
     limits: ModelLimits | None = None,
     *,
     check_arguments: bool = True,
+    max_problems: int | None = None,
 ) -> tuple[list[PlanProblem], PlanGraph | None]:
-    """Every problem with ``plan`` (empty when it can run) and, when there are none, its graph.
+    """Every problem with ``plan`` (empty when it can run), or its first ``max_problems``, and, when there are none,
+    its graph.
 
     ``catalog`` is a :class:`~shared.catalog.catalog.Catalog` or a mapping of tool name to spec (e.g. specs an activity
-    returned to the orchestrator). ``check_arguments=False`` skips the JSON-schema checks of the arguments (the
+    returned to the orchestrator). Only the first ten unknown step ids and tools get a did-you-mean (bounded work
+    for a plan naming thousands). ``check_arguments=False`` skips the JSON-schema checks of the arguments (the
     orchestrator's replays: the plan was checked when it was admitted, and every call is checked again).
     """
     if limits is not None:
@@ -156,49 +202,15 @@ def check_plan(
         except InvalidRequest as exc:
             return [PlanProblem(exc.field or "plan", exc.message)], None
     specs = _specs_of(catalog)
-    problems: list[PlanProblem] = []
     index: dict[str, int] = {}
     for i, step in enumerate(plan.steps):
         index.setdefault(step.id, i)
     ids = list(index)
     deps: dict[str, dict[str, str]] = {step_id: {} for step_id in ids}  # step -> {dependency: field that adds it}
-    for i, step in enumerate(plan.steps):
-        where = f"plan.steps[{i}]"
-        mine = deps[step.id]
-        if index[step.id] != i:
-            first = f"plan.steps[{index[step.id]}]"
-            problems.append(PlanProblem(f"{where}.id", f"duplicate step id {step.id!r} (also {first})"))
-            mine = {}
-        for k, dep in enumerate(step.depends_on):
-            if dep in index:
-                mine.setdefault(dep, f"{where}.depends_on[{k}]")
-            else:
-                problems.append(PlanProblem(f"{where}.depends_on[{k}]", _unknown("step", dep, ids)))
-        found: list[tuple[Path, Any]] = []
-        _collect_refs(step.args, (), found)
-        holes: list[Path] = []
-        for path, raw in found:
-            field = format_field([f"{where}.args", *path])
-            holes.append(path)
-            try:
-                ref = parse_ref(raw)
-            except ValueError as exc:
-                problems.append(PlanProblem(field, str(exc)))
-                continue
-            if ref.step == step.id:
-                problems.append(PlanProblem(field, f"$ref {ref.text!r} refers to this step's own result"))
-            elif ref.step not in index:
-                problems.append(PlanProblem(field, f"$ref {ref.text!r}: {_unknown('step', ref.step, ids)}"))
-            else:
-                mine.setdefault(ref.step, field)
-        spec = specs.get(step.tool)
-        if spec is None:
-            problems.append(PlanProblem(f"{where}.tool", _unknown("tool", step.tool, sorted(specs))))
-            continue
-        if not check_arguments:
-            continue
-        for problem in argument_problems(spec.parameters, step.args, opaque=holes):
-            problems.append(PlanProblem(problem.field(f"{where}.args"), f"{step.tool}: {problem.message}"))
+    # Lazy, so a plan naming thousands of unknown steps costs only the problems asked for.
+    problems = list(itertools.islice(_step_problems(plan, specs, index, deps, check_arguments), max_problems))
+    if problems and len(problems) == max_problems:
+        return problems, None
     cycle = _find_cycle(ids, deps)
     if cycle:
         text = " -> ".join(cycle)
@@ -208,6 +220,51 @@ def check_plan(
     return [], _build_graph(plan, index, deps)
 
 
+def _step_problems(
+    plan: Plan, specs: Mapping[str, ToolSpec], index: Mapping[str, int], deps: dict[str, dict[str, str]],
+    check_arguments: bool,
+) -> Iterator[PlanProblem]:
+    """The steps' problems in plan order; fills ``deps`` (each step's dependencies) on the way."""
+    suggest = _Suggestions(list(index), specs)
+    for i, step in enumerate(plan.steps):
+        where = f"plan.steps[{i}]"
+        mine = deps[step.id]
+        if index[step.id] != i:
+            first = f"plan.steps[{index[step.id]}]"
+            yield PlanProblem(f"{where}.id", f"duplicate step id {step.id!r} (also {first})")
+            mine = {}
+        for k, dep in enumerate(step.depends_on):
+            if dep in index:
+                mine.setdefault(dep, f"{where}.depends_on[{k}]")
+            else:
+                yield PlanProblem(f"{where}.depends_on[{k}]", suggest.unknown("step", dep))
+        found: list[tuple[Path, Any]] = []
+        _collect_refs(step.args, (), found)
+        holes: list[Path] = []
+        for path, raw in found:
+            field = format_field([f"{where}.args", *path])
+            holes.append(path)
+            try:
+                ref = parse_ref(raw)
+            except ValueError as exc:
+                yield PlanProblem(field, str(exc))
+                continue
+            if ref.step == step.id:
+                yield PlanProblem(field, f"$ref {ref.text!r} refers to this step's own result")
+            elif ref.step not in index:
+                yield PlanProblem(field, f"$ref {ref.text!r}: {suggest.unknown('step', ref.step)}")
+            else:
+                mine.setdefault(ref.step, field)
+        spec = specs.get(step.tool)
+        if spec is None:
+            yield PlanProblem(f"{where}.tool", suggest.unknown("tool", step.tool))
+            continue
+        if not check_arguments:
+            continue
+        for problem in argument_problems(spec.parameters, step.args, opaque=holes):
+            yield PlanProblem(problem.field(f"{where}.args"), f"{step.tool}: {problem.message}")
+
+
 def validate_plan(
     plan: Plan, catalog: Catalog | Mapping[str, ToolSpec], limits: ModelLimits | None = None
 ) -> PlanGraph:
@@ -215,19 +272,13 @@ def validate_plan(
 
     The error's ``field`` is the first problem's; its message lists up to ten problems, each with its field.
     """
-    problems, graph = check_plan(plan, catalog, limits)
+    problems, graph = check_plan(plan, catalog, limits, max_problems=_MAX_REPORTED + 1)
     if graph is None:
         shown = problems[:_MAX_REPORTED]
-        more = f" (and {len(problems) - len(shown)} more)" if len(problems) > len(shown) else ""
+        more = " (and more)" if len(problems) > len(shown) else ""
         message = "; ".join(f"{problem.field}: {problem.message}" for problem in shown) + more
         raise PlanInvalid(message, field=problems[0].field)
     return graph
-
-
-def _unknown(kind: str, name: str, known: Sequence[str]) -> str:
-    close = difflib.get_close_matches(name, known, n=3)
-    hint = f"; did you mean {', '.join(repr(match) for match in close)}?" if close else ""
-    return f"unknown {kind} {name!r}{hint}"
 
 
 def _find_cycle(ids: list[str], deps: Mapping[str, Mapping[str, str]]) -> list[str] | None:

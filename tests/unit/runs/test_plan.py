@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 
+from shared.catalog.catalog import Catalog, Tool
 from shared.errors import PlanInvalid
 from shared.models import ModelLimits, Plan, ToolSpec
 from shared.runs import plan as plan_module
@@ -132,8 +133,6 @@ def test_levels_of_random_dags(seed: int) -> None:
 
 
 def test_check_plan_accepts_a_catalog() -> None:
-    from shared.catalog.catalog import Catalog, Tool
-
     catalog = Catalog([Tool(spec) for spec in SPECS.values()])
     problems, graph = check_plan(DIAMOND, catalog)
     assert problems == [] and graph is not None
@@ -206,7 +205,51 @@ def test_long_problem_lists_are_capped() -> None:
     plan = make_plan(*({"id": f"s{i}", "tool": "missing"} for i in range(15)))
     with pytest.raises(PlanInvalid) as caught:
         validate_plan(plan, SPECS)
-    assert caught.value.message.endswith("(and 5 more)")
+    assert caught.value.message.count("unknown tool 'missing'") == 10
+    assert caught.value.message.endswith("(and more)")
+
+
+def unknown_names_plan(steps: int, per_step: int) -> Plan:
+    """Each step depends on ``per_step`` steps that do not exist, each one character off an existing id."""
+    return make_plan(*({"id": f"s{i:04d}", "tool": "ad", "depends_on": [f"s{i:04d}{j}" for j in range(per_step)],
+                        "args": {"a": ref(f"s{i:04d}x.value")}} for i in range(steps)))
+
+
+def test_only_the_first_unknown_names_get_a_did_you_mean() -> None:
+    """Each suggestion compares the name with many others: a small plan naming thousands of unknown steps took
+    minutes when every one got its own."""
+    problems, graph = check_plan(unknown_names_plan(200, 5), SPECS)
+    assert graph is None and len(problems) == 200 * 7
+    suggested = [p for p in problems if "did you mean" in p.message]
+    assert len(suggested) == 10 and suggested == problems[:10]
+    assert problems[10].message == "unknown step 's00013'"
+    assert problems[-1].message == "unknown tool 'ad'"
+
+
+def test_validation_stops_at_the_problems_it_reports() -> None:
+    plan = unknown_names_plan(200, 5)
+    problems, _ = check_plan(plan, SPECS, max_problems=11)
+    assert [p.field for p in problems] == [p.field for p in check_plan(plan, SPECS)[0][:11]]
+    with pytest.raises(PlanInvalid) as caught:
+        validate_plan(plan, SPECS)
+    assert caught.value.field == "plan.steps[0].depends_on[0]"
+    assert caught.value.message.count("; plan.steps[") == 9 and caught.value.message.endswith(" (and more)")
+
+
+def test_problems_then_cycle_up_to_the_limit() -> None:
+    plan = make_plan(add("a", b="x", depends_on=["b"]), add("b", depends_on=["a"]))
+    assert [p.field for p in check_plan(plan, SPECS, max_problems=1)[0]] == ["plan.steps[0].args.b"]
+    assert [p.field for p in check_plan(plan, SPECS, max_problems=2)[0]] == ["plan.steps[0].args.b",
+                                                                            "plan.steps[0].depends_on[0]"]
+
+
+def test_unknown_tools_in_a_large_catalog_get_bounded_suggestions() -> None:
+    catalog = Catalog([Tool(ToolSpec(name=f"tool_{i:05d}_get")) for i in range(3000)])
+    plan = make_plan(*({"id": f"s{i}", "tool": f"tool_{i:05d}_gte"} for i in range(30)))
+    problems, _ = check_plan(plan, catalog)
+    assert problems[0].message == "unknown tool 'tool_00000_gte'; did you mean 'tool_00000_get', " \
+        "'tool_02000_get', 'tool_01000_get'?"
+    assert sum("did you mean" in p.message for p in problems) == 10 and len(problems) == 30
 
 
 @pytest.mark.parametrize(
