@@ -144,7 +144,8 @@ async def _run_tool(runtime: Runtime, step: StepCall, spec: ToolSpec | None, *,
         audited = spec is not None and spec.side_effects
         if audited:
             await runtime.trust.tool_executed(runtime.run_index, step.call, None)
-        gate = partial(journal_for(runtime.payloads).refuse_if_canceled, call.run_id) if audited else None
+        gate = partial(journal_for(runtime.payloads).refuse_if_canceled, call.run_id,
+                       timeout_s=runtime.executor.settings.cancel_check_timeout_s) if audited else None
         result = await runtime.executor.execute(call, approved=approved, gate=gate)
         span.set_outcome("ok" if result.ok or result.error is None else result.error.code)
         if result.ok:

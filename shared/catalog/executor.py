@@ -26,7 +26,8 @@ import os
 import threading
 import time
 from collections.abc import Callable, Mapping
-from contextvars import ContextVar
+from concurrent.futures import ThreadPoolExecutor
+from contextvars import ContextVar, copy_context
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -76,6 +77,15 @@ class ToolSettings:
     """Per-tool overrides, ``WEFT_TOOL_CONCURRENCY="slow=2,search.web=4"``; win over the spec."""
     breaker: BreakerSettings = field(default_factory=BreakerSettings)
     """Circuit breaker thresholds (``WEFT_BREAKER_*``), for building the :class:`CircuitBreaker`."""
+    cancel_check_threads: int = 8
+    """Threads of one executor that ask the gates (cancel checks) of calls to async and remote tools
+    (WEFT_CANCEL_CHECK_THREADS), apart from the default thread pool: slow cancel-mark reads abandoned at their call's
+    timeout hold these, not the threads other calls and the breaker need. A sync tool asks its gate in the thread
+    that runs it."""
+    cancel_check_timeout_s: float = 5.0
+    """Client-side timeout of the connection and of the read of a run's cancel mark in Blob Storage, asked just
+    before a side-effecting call, tried once (WEFT_CANCEL_CHECK_TIMEOUT_S): a read that hangs gives its thread back
+    this long after its call ended ``cancel_check_unavailable``."""
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> ToolSettings:
@@ -87,6 +97,9 @@ class ToolSettings:
             max_concurrency=env_int(env, "WEFT_TOOL_MAX_CONCURRENCY", cls.max_concurrency, minimum=1),
             concurrency=_parse_concurrency(env_str(env, "WEFT_TOOL_CONCURRENCY", "")),
             breaker=BreakerSettings.from_env(env),
+            cancel_check_threads=env_int(env, "WEFT_CANCEL_CHECK_THREADS", cls.cancel_check_threads, minimum=1),
+            cancel_check_timeout_s=env_float(env, "WEFT_CANCEL_CHECK_TIMEOUT_S", cls.cancel_check_timeout_s,
+                                             minimum=0.001),
         )
 
     def concurrency_for(self, spec: ToolSpec) -> int:
@@ -136,6 +149,7 @@ class ToolExecutor:
         self.result_sink = result_sink
         self._limiters: dict[tuple[str, int], CrossLoopSemaphore] = {}
         self._limiters_lock = threading.Lock()
+        self._gate_threads = ThreadPoolExecutor(self.settings.cancel_check_threads, "weft-gate")
 
     def retry_after(self, tool: str) -> float:
         """Seconds until ``tool``'s circuit lets a call through (:meth:`CircuitBreaker.retry_after`); 0 without a
@@ -150,8 +164,9 @@ class ToolExecutor:
         a human's approval of this very call (``call_tool``); by default it fails with ``approval_required``.
         ``gate`` (blocking; raises, e.g. ``RunCanceled``, when the call must not run after all) is asked at the last
         moment, after any wait for a concurrency slot (:data:`~shared.catalog.tool.call_gate`), within the call's
-        timeout; a refusal, a gate that fails, or one still unanswered when the timeout ends, is a failed result of a
-        call that did not run (:class:`~shared.catalog.tool.NotRun`)."""
+        timeout, on this executor's own threads (``cancel_check_threads``) unless a sync tool asks it in its worker
+        thread; a refusal, a gate that fails, or a call whose timeout ends before it started (its gate unanswered, or
+        waiting for a thread), is a failed result of a call that did not run (:class:`~shared.catalog.tool.NotRun`)."""
         start = time.perf_counter()
         spec: ToolSpec | None = None
         try:
@@ -196,10 +211,13 @@ class ToolExecutor:
         try:
             async with asyncio.timeout(timeout) as deadline:
                 if gate.check is not None and not getattr(transport, "gates_itself", False):
-                    await asyncio.to_thread(gate.enter)
+                    await asyncio.get_running_loop().run_in_executor(self._gate_threads,
+                                                                     copy_context().run, gate.ask)
+                    gate.start()
                 value = await transport.call(call.args, idempotency_key=call.idempotency_key, timeout_s=timeout)
         except TimeoutError as exc:
-            if deadline.expired() and gate.give_up():  # the gate's storage answered late: the tool never started
+            never_started = gate.give_up()
+            if deadline.expired() and never_started and gate.check is not None:  # its gate answered late, if at all
                 await self._give_back_trial(spec.name)
                 raise NotRun(CancelCheckUnavailable(
                     f"the call was not run: whether its run was canceled could not be read within its {timeout:g} s"

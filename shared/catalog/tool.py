@@ -53,7 +53,8 @@ _WEFT_KEYS = frozenset(ToolSpec.model_fields) - {"name", "description", "paramet
 call_gate: ContextVar[CallGate | None] = ContextVar("weft_call_gate", default=None)
 """The :class:`CallGate` of the call being executed, set by :meth:`~shared.catalog.executor.ToolExecutor.execute`.
 A :class:`PythonTransport` enters it in the very thread, and just before, a sync function runs (a sync tool may wait
-for a worker thread); the executor enters it for any other transport just before ``transport.call``."""
+for a worker thread); for any other transport the executor asks it on its own threads and starts the call on the
+event loop just before ``transport.call``."""
 
 
 @runtime_checkable
@@ -138,36 +139,46 @@ def ask_gate(gate: Callable[[], None]) -> None:
 
 class CallGate:
     """Where one call stands at its last-moment ``check`` (blocking; raises, e.g. ``RunCanceled``, when the call must
-    not run after all; ``None``: nothing to ask). The thread that runs the call (:meth:`enter`) and the caller that
-    stops waiting for it (:meth:`give_up`) agree under a lock on which came first: a call given up never starts."""
+    not run after all; ``None``: nothing to ask). The code that starts the call (:meth:`start`, or :meth:`enter` in
+    the thread that runs it) and the caller that stops waiting for it (:meth:`give_up`) agree under a lock on which
+    came first: a call given up never starts, and a call that never started is not the tool's failure."""
 
     def __init__(self, check: Callable[[], None] | None = None) -> None:
         self.check = check
         self._lock = threading.Lock()
-        self._asked = self._started = self._given_up = False
+        self._started = self._given_up = False
 
-    def enter(self) -> bool:
-        """Ask the check (:func:`ask_gate`: raises :class:`NotRun`), then start the call: whether it may run now
-        (``False``: its caller gave up meanwhile). Blocking."""
+    def ask(self) -> bool:
+        """Ask the check (:func:`ask_gate`: raises :class:`NotRun`) unless the caller gave up already: whether the
+        call may still start. Blocking."""
+        with self._lock:
+            if self._given_up:
+                return False
         if self.check is not None:
-            with self._lock:
-                if self._given_up:
-                    return False
-                self._asked = True
             ask_gate(self.check)
+        return True
+
+    def start(self) -> bool:
+        """The call starts now: whether it may (``False``: its caller gave up). Call it where the call starts (on
+        the event loop just before an async call, in the worker thread before a sync one), not where the check
+        was asked: the caller may give up in between."""
         with self._lock:
             if self._given_up:
                 return False
             self._started = True
             return True
 
+    def enter(self) -> bool:
+        """:meth:`ask`, then :meth:`start`, in the thread that runs the call. Blocking."""
+        return self.ask() and self.start()
+
     def give_up(self) -> bool:
-        """The caller stops waiting (timeout, cancel): the call must not start from now on. Whether the wait was the
-        check's (asked, and the call did not start): then the call did not run and nothing of the tool is to blame.
-        Idempotent."""
+        """The caller stops waiting (timeout, cancel): the call must not start from now on. Whether it never started
+        (the check was slow, or never asked for want of a thread): then it did not run and nothing of the tool is to
+        blame. Idempotent."""
         with self._lock:
             self._given_up = True
-            return self._asked and not self._started
+            return not self._started
 
 
 # ------------------------------------------------------------------------------------------------ tools

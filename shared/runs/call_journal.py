@@ -100,7 +100,9 @@ class _Backend(Protocol):
         """Write ``name`` unless it exists; whether this call created it."""
         ...
 
-    def read(self, name: str) -> bytes | None: ...
+    def read(self, name: str, timeout_s: float | None = None) -> bytes | None:
+        """The content of ``name`` (``None``: absent); ``timeout_s`` bounds a remote read (connect, read; no retry)."""
+        ...
 
     def names(self, prefix: str) -> list[str]: ...
 
@@ -126,7 +128,7 @@ class _Folder:
             tmp.unlink(missing_ok=True)
         return True
 
-    def read(self, name: str) -> bytes | None:
+    def read(self, name: str, timeout_s: float | None = None) -> bytes | None:
         try:
             return (self.root / name).read_bytes()
         except FileNotFoundError:
@@ -173,11 +175,13 @@ class _Container:
             return False
         return True
 
-    def read(self, name: str) -> bytes | None:
+    def read(self, name: str, timeout_s: float | None = None) -> bytes | None:
         from azure.core.exceptions import ResourceNotFoundError
 
+        bounded = {} if timeout_s is None else {
+            "connection_timeout": timeout_s, "read_timeout": timeout_s, "retry_total": 0}
         try:
-            return bytes(self.container.download_blob(name).readall())
+            return bytes(self.container.download_blob(name, **bounded).readall())
         except ResourceNotFoundError:
             return None
 
@@ -274,14 +278,17 @@ class CallJournal:
         stamp = json.dumps({"canceled_at": datetime.now(UTC).isoformat()}).encode()
         return self._backend.create(f"{self._run(root_run_id(run_id))}/canceled", stamp)
 
-    def canceled(self, run_id: str) -> bool:
-        """Whether ``run_id`` (or the run whose task's sub-run it is) has been canceled."""
-        return self._backend.read(f"{self._run(root_run_id(run_id))}/canceled") is not None
+    def canceled(self, run_id: str, *, timeout_s: float | None = None) -> bool:
+        """Whether ``run_id`` (or the run whose task's sub-run it is) has been canceled; ``timeout_s`` bounds a Blob
+        read client-side (connection and read, tried once), which then raises."""
+        return self._backend.read(f"{self._run(root_run_id(run_id))}/canceled", timeout_s) is not None
 
-    def refuse_if_canceled(self, run_id: str) -> None:
+    def refuse_if_canceled(self, run_id: str, *, timeout_s: float | None = None) -> None:
         """Raise :class:`RunCanceled` if ``run_id`` has been canceled: the executor's last-moment gate of a
-        side-effecting call (``ToolExecutor.execute(gate=...)``), after any wait for a slot or a worker thread."""
-        if self.canceled(run_id):
+        side-effecting call (``ToolExecutor.execute(gate=...)``), after any wait for a slot or a worker thread.
+        ``timeout_s`` (``ToolSettings.cancel_check_timeout_s``) bounds the read, so one abandoned at the call's
+        timeout does not hold its thread for the storage SDK's minutes of retries."""
+        if self.canceled(run_id, timeout_s=timeout_s):
             raise RunCanceled("the call was not run: its run was canceled")
 
     def dispatch(self, run_id: str, call_key: str) -> Dispatch:

@@ -179,7 +179,8 @@ async def run_inline(
             audit = on_side_effect if spec.side_effects else None
             if audit is not None:
                 await audit(tool_call, None)
-            gate = partial(journal.refuse_if_canceled, run_id) if spec.side_effects else None  # a canceled run
+            gate = partial(journal.refuse_if_canceled, run_id,  # a canceled run
+                           timeout_s=executor.settings.cancel_check_timeout_s) if spec.side_effects else None
             result = await _execute(executor, tool_call, telemetry, gate)
             if result.error is not None and result.error.code == RunCanceled.code:
                 stopped.append(result.error)  # the run was canceled: nothing runs after this call

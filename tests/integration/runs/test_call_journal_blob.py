@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import socket
 import threading
 import uuid
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from functools import partial
 from typing import Any
 
@@ -15,7 +17,7 @@ import pytest
 
 from shared.catalog.breaker import BlobBreakerStore, BreakerRecord, BreakerSettings, CircuitBreaker
 from shared.catalog.catalog import Catalog
-from shared.catalog.executor import ToolExecutor
+from shared.catalog.executor import ToolExecutor, ToolSettings
 from shared.models import ToolCall, ToolResult
 from shared.payloads import BlobPayloadStore
 from shared.runs.call_journal import CallJournal, Dispatch, args_sha256
@@ -146,3 +148,78 @@ def test_a_cancel_mark_read_slower_than_the_call_timeout_is_a_retryable_not_run(
     passed = asyncio.run(executor.execute(ToolCall(run_id="run-1", step_id="s2", tool="post", args={"to": "b"}),
                                           gate=partial(journal.refuse_if_canceled, "run-1")))
     assert passed.ok and ran == ["b"]
+
+
+def test_slow_cancel_mark_reads_hold_only_the_cancel_check_threads(azurite: Azurite, container: Any) -> None:
+    from azure.storage.blob import ContainerClient
+
+    answer = threading.Event()
+
+    def late(response: Any) -> None:  # the journal's storage answers after the calls' timeout
+        if response.http_request.method == "GET":
+            answer.wait(10)
+
+    slow = ContainerClient.from_connection_string(azurite.connection_string, container.container_name,
+                                                  raw_response_hook=late)
+    catalog = Catalog()
+    ran: list[str] = []
+
+    async def post(to: str) -> str:
+        """Post a message."""
+        ran.append(to)
+        return "posted"
+
+    def ping() -> str:
+        """A healthy sync tool, run in the default thread pool."""
+        return "pong"
+
+    catalog.register(post, name="post", side_effects=True, timeout_s=0.5)
+    catalog.register(ping, name="ping", timeout_s=10.0)
+    store = BlobBreakerStore(container)
+    breaker = CircuitBreaker(store, BreakerSettings(failure_threshold=1, closed_cache_s=0.0))
+    executor = ToolExecutor(catalog, breaker=breaker, settings=ToolSettings(cancel_check_threads=2))
+    journal, slow_journal = CallJournal(BlobPayloadStore(container)), CallJournal(BlobPayloadStore(slow))
+    journal.begin("run-1", "warm-up")  # creates the container
+
+    async def scenario() -> tuple[list[ToolResult], ToolResult, ToolResult]:
+        asyncio.get_running_loop().set_default_executor(ThreadPoolExecutor(2))
+        slow_gate = partial(slow_journal.refuse_if_canceled, "run-1")
+        abandoned = await asyncio.gather(*(
+            executor.execute(ToolCall(run_id="run-1", step_id=f"s{n}", tool="post", args={"to": "a"}), gate=slow_gate)
+            for n in range(2)))
+        starved = await executor.execute(ToolCall(run_id="run-1", step_id="s3", tool="post", args={"to": "b"}),
+                                         gate=partial(journal.refuse_if_canceled, "run-1"))
+        pinged = await executor.execute(ToolCall(run_id="run-1", step_id="s4", tool="ping", args={}))
+        answer.set()
+        return abandoned, starved, pinged
+
+    abandoned, starved, pinged = asyncio.run(scenario())
+    assert [result.error.code if result.error else None for result in abandoned] == ["cancel_check_unavailable"] * 2
+    # no thread was free to read the next call's mark: it did not run, and says so, without blaming the tool
+    assert starved.error is not None and (starved.error.code, starved.error.retryable) == ("cancel_check_unavailable",
+                                                                                          True)
+    assert ran == [] and store.get("post") == BreakerRecord()
+    assert pinged.ok and pinged.value == "pong"  # the default thread pool was not used up by the abandoned reads
+
+
+def test_the_gate_read_of_the_cancel_mark_ends_at_its_client_side_timeout(azurite: Azurite) -> None:
+    from azure.core.exceptions import AzureError
+    from azure.storage.blob import ContainerClient
+
+    with socket.create_server(("127.0.0.1", 0)) as mute:  # takes connections into its backlog, never answers
+        endpoint = f"127.0.0.1:{mute.getsockname()[1]}"
+        connection = azurite.connection_string.replace(f"127.0.0.1:{azurite.blob_port}", endpoint)
+        journal = CallJournal(BlobPayloadStore(ContainerClient.from_connection_string(connection, "journal")))
+        failed: list[BaseException] = []
+        done = threading.Event()
+
+        def gate() -> None:
+            try:
+                journal.refuse_if_canceled("run-1", timeout_s=0.2)
+            except BaseException as exc:
+                failed.append(exc)
+            done.set()
+
+        threading.Thread(target=gate, daemon=True).start()
+        assert done.wait(20)  # without its timeout the SDK waits 60 s per try for the answer, and tries again
+        assert len(failed) == 1 and isinstance(failed[0], AzureError)

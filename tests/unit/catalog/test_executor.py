@@ -8,6 +8,7 @@ import json
 import threading
 import time
 from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import UTC, datetime
 from typing import Any
 
@@ -647,3 +648,98 @@ def test_a_tool_that_passed_its_gate_and_then_hangs_is_a_tool_timeout(sync: bool
     result = asyncio.run(scenario())
     assert result.error is not None and (result.error.code, result.error.retryable) == ("tool_timeout", True)
     assert store.get("post").failures == 1  # the tool itself did not answer
+
+
+def test_an_async_call_whose_timeout_ends_after_its_gate_answered_but_before_it_started_did_not_run() -> None:
+    catalog = Catalog()
+    ran: list[str] = []
+
+    async def post(to: str) -> str:
+        """Post a message."""
+        ran.append(to)
+        return "posted"
+
+    catalog.register(post, name="post", side_effects=True, timeout_s=0.5)
+    store = MemoryBreakerStore()
+    executor = ToolExecutor(catalog, breaker=CircuitBreaker(store, BreakerSettings(closed_cache_s=0.0)))
+    asked, loop_held, answered = threading.Event(), threading.Event(), threading.Event()
+    asked_at: list[float] = []
+
+    def gate() -> None:  # answers within the timeout, but only once the event loop is busy
+        asked_at.append(time.monotonic())
+        asked.set()
+        assert loop_held.wait(5)
+        answered.set()
+
+    def hold_loop() -> None:  # blocking work on the loop from before the gate answers until past the call's deadline
+        loop_held.set()
+        assert answered.wait(5)
+        time.sleep(max(0.0, asked_at[0] + 0.6 - time.monotonic()))  # the deadline was armed before the gate was asked
+
+    async def busy() -> None:
+        assert await asyncio.to_thread(asked.wait, 5)
+        hold_loop()
+
+    async def scenario() -> ToolResult:
+        hog = asyncio.create_task(busy())
+        result = await executor.execute(call("post", to="a"), gate=gate)
+        await hog
+        return result
+
+    result = asyncio.run(scenario())
+    assert result.error is not None
+    assert (result.error.code, result.error.retryable) == ("cancel_check_unavailable", True)
+    assert ran == [] and store.get("post").failures == 0
+
+
+class _HeldPool(ThreadPoolExecutor):
+    """A default executor of one thread that says when ``count`` tasks were queued after :meth:`arm`."""
+
+    def __init__(self) -> None:
+        super().__init__(1)
+        self.count, self.queued = 0, asyncio.Event()  # set on the event loop, which submits
+
+    def arm(self, count: int) -> None:
+        self.count = count
+
+    def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Future[Any]:
+        self.count -= 1
+        if self.count == 0:
+            self.queued.set()
+        return super().submit(fn, *args, **kwargs)
+
+
+def test_a_sync_call_whose_timeout_ends_while_it_waits_for_a_thread_did_not_run_and_spares_the_breaker() -> None:
+    catalog = Catalog()
+    ran: list[str] = []
+    asked: list[str] = []
+
+    def post(to: str) -> str:
+        """Post a message."""
+        ran.append(to)
+        return "posted"
+
+    catalog.register(post, name="post", side_effects=True, timeout_s=0.2)
+    store = MemoryBreakerStore()
+    executor = ToolExecutor(catalog, breaker=CircuitBreaker(store, BreakerSettings(closed_cache_s=60.0)))
+    pool = _HeldPool()
+
+    async def scenario() -> ToolResult:
+        asyncio.get_running_loop().set_default_executor(pool)
+        warm = await executor.execute(call("post", step_id="w", to="w"), gate=lambda: None)  # the circuit is healthy
+        assert warm.ok
+        release = threading.Event()
+        pool.arm(3)  # the holder, the call's thread, then the breaker's thread once the call's timeout has ended
+        holder = asyncio.get_running_loop().run_in_executor(None, release.wait, 10)
+        the_call = asyncio.create_task(executor.execute(call("post", step_id="s", to="b"),
+                                                        gate=lambda: asked.append("s")))
+        await asyncio.wait_for(pool.queued.wait(), 10)
+        release.set()
+        await holder
+        return await the_call
+
+    result = asyncio.run(scenario())
+    assert result.error is not None
+    assert (result.error.code, result.error.retryable) == ("cancel_check_unavailable", True)
+    assert ran == ["w"] and asked == []  # never asked, never started
+    assert store.get("post").failures == 0
