@@ -63,6 +63,9 @@ __all__ = [
 RUN_ORCHESTRATOR: str = Orchestrator.RUN
 _KEY_SAFE = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 _MAX_APPROVAL_BYTES = 64 * 1024
+_MAX_APPROVAL_CALL_IDS = 1000
+"""Entries in an approval's ``call_ids`` (without the list it decides every call waiting, however many)."""
+_MAX_CALL_ID_CHARS = 200
 _START_WAIT_S = 5.0
 """How long a submission that lost the claim of its run waits for the winner to start it."""
 _ORPHAN_CLAIM_S = 30.0
@@ -138,7 +141,8 @@ def _check_request(request: RunRequest, runtime: Runtime) -> None:
 
 def parse_approval(body: bytes | str) -> dict[str, Any]:
     """``{"approved": bool, "reason": str, "call_ids": [str] | absent}`` from an approve request (no ``call_ids``:
-    every call awaiting approval); raises :class:`InvalidRequest` naming the field."""
+    every call awaiting approval; a call named twice is decided once); raises :class:`InvalidRequest` naming the
+    field."""
     if len(body) > _MAX_APPROVAL_BYTES:
         raise InvalidRequest(f"the body may be at most {_MAX_APPROVAL_BYTES} bytes", field="body")
     try:
@@ -159,10 +163,11 @@ def parse_approval(body: bytes | str) -> dict[str, Any]:
     decision: dict[str, Any] = {"approved": data["approved"], "reason": reason}
     if "call_ids" in data:
         ids = data["call_ids"]
-        if not (isinstance(ids, list) and 0 < len(ids) <= 1000
-                and all(isinstance(i, str) and 0 < len(i) <= 200 for i in ids)):
-            raise InvalidRequest("call_ids must be a list of the awaiting calls' ids", field="call_ids")
-        decision["call_ids"] = ids
+        if not (isinstance(ids, list) and 0 < len(ids) <= _MAX_APPROVAL_CALL_IDS
+                and all(isinstance(i, str) and 0 < len(i) <= _MAX_CALL_ID_CHARS for i in ids)):
+            raise InvalidRequest(f"call_ids must be a list of 1 to {_MAX_APPROVAL_CALL_IDS} of the awaiting calls' ids",
+                                 field="call_ids")
+        decision["call_ids"] = list(dict.fromkeys(ids))
     return decision
 
 

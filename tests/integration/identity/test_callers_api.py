@@ -198,6 +198,26 @@ def test_approvals_need_another_caller_with_runs_approve(hosts: list[DevhostProc
     assert call(one, "GET", f"/api/audit?run_id={run_id}", owner)[0] == 403
 
 
+def test_a_call_named_many_times_is_decided_and_audited_once(hosts: list[DevhostProcess], callers: Callers) -> None:
+    one = hosts[0]
+    owner, approver, operator = callers.headers("alice-approver"), callers.headers("adam"), callers.headers("olga")
+    status, _, started = call(one, "POST", "/api/runs", owner, EMAIL)
+    assert status == 202, started
+    run_id = started["id"]
+    wait_until(lambda: call(one, "GET", f"/api/runs/{run_id}", owner)[2].get("stage") == "awaiting_approval", 60,
+               "the run waiting for approval")
+    status, _, refused = call(one, "POST", f"/api/runs/{run_id}/approve", approver,
+                              {"approved": False, "reason": "x", "call_ids": ["mail"] * 1001})
+    assert status == 400 and refused["field"] == "call_ids" and "1000" in refused["message"], refused
+    status, _, decided = call(one, "POST", f"/api/runs/{run_id}/approve", approver,
+                              {"approved": False, "reason": "x", "call_ids": ["mail"] * 1000})
+    assert status == 202 and decided["call_ids"] == ["mail"], decided
+    assert finished(one, run_id, owner)["result"]["status"] == "failed"
+    status, _, trail = call(one, "GET", f"/api/audit?run_id={run_id}", operator)
+    assert status == 200, trail
+    assert [r["step_id"] for r in trail["records"] if r["action"] == "run.deny"] == ["mail"]
+
+
 def test_an_approver_gets_no_long_poll_on_another_callers_run(hosts: list[DevhostProcess], callers: Callers
                                                               ) -> None:
     """An approver reads another caller's run only while it awaits a decision: a ``?wait=`` held open would tell
