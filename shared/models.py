@@ -213,9 +213,10 @@ class Plan(BaseModel):
 
 
 class RunOptions(BaseModel):
-    """How a run executes."""
+    """How a run executes. Strict: a number or boolean sent as a string (``"3"``, ``"yes"``), a boolean for a number
+    or a number for a boolean is an error, not converted."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
 
     fail_fast: bool = False
     """Stop scheduling new steps after the first failed step (otherwise only its dependents are skipped)."""

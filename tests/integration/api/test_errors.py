@@ -96,6 +96,23 @@ def test_numbers_are_finite_and_bounded(api_host: DevhostProcess, options: bytes
     assert answer["field"] in (field, "body"), answer
 
 
+@pytest.mark.parametrize("options, field", [({"max_parallel": "3"}, "options.max_parallel"),
+                                            ({"max_parallel": True}, "options.max_parallel"),
+                                            ({"fail_fast": "yes"}, "options.fail_fast"),
+                                            ({"timeout_s": "60"}, "options.timeout_s")],
+                         ids=["int-from-string", "int-from-bool", "bool-from-string", "number-from-string"])
+def test_options_of_the_wrong_json_type_are_400_not_converted(api_host: DevhostProcess, options: dict[str, Any],
+                                                              field: str) -> None:
+    answer = raw(api_host, "POST", "/api/runs", json.dumps({**PLAN, "options": options}).encode())
+    assert_json_error(answer, 400, field)
+
+
+def test_options_of_the_right_json_type_are_accepted(api_host: DevhostProcess) -> None:
+    options = {"max_parallel": 3, "fail_fast": True, "timeout_s": 60}
+    code, _, answer = raw(api_host, "POST", "/api/runs", json.dumps({**PLAN, "options": options}).encode())
+    assert code == 202, answer
+
+
 def test_a_50mb_url_is_refused_unread_and_never_echoed(api_host: DevhostProcess) -> None:
     worker = psutil.Process(api_host.process.pid)  # type: ignore[union-attr]
     before = worker.memory_info().rss
