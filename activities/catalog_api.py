@@ -4,15 +4,15 @@
 from __future__ import annotations
 
 import asyncio
-import json
 
 import azure.durable_functions as df
 import azure.functions as func
 
 from activities.http_json import error, error_response, json_body, json_response
 from shared.api_limits import api_limits
-from shared.errors import InvalidRequest, NotFound, WeftError
+from shared.errors import NotFound, WeftError, quoted
 from shared.identity.caller import Role
+from shared.models import parse_json
 from shared.runtime import get_runtime, get_runtime_async, reset_runtime
 from shared.search.api import load_model_with_app, parse_search_request, search_tools
 
@@ -69,10 +69,8 @@ async def add_source(req: func.HttpRequest) -> func.HttpResponse:
         runtime = await get_runtime_async()
         caller = await runtime.trust.caller_of(req.headers)
         caller.require(Role.TOOLS_ADMIN)
-        try:
-            body = json.loads(json_body(req, api_limits().max_json_body_bytes) or b"null")
-        except (ValueError, RecursionError):
-            raise InvalidRequest("the body must be a JSON source configuration", field="body") from None
+        body = parse_json(json_body(req, api_limits().max_json_body_bytes) or b"null",
+                          message="the body must be a JSON source configuration")
         registration = await runtime.source_sync.register(body)
     except WeftError as exc:
         return error_response(exc)
@@ -110,5 +108,5 @@ async def get_tool(req: func.HttpRequest) -> func.HttpResponse:
     await runtime.source_sync.ensure_async([name])
     catalog = runtime.catalog
     if name not in catalog:
-        return error(404, "tool_not_found", f"no tool named {name!r}", "name")
+        return error(404, "tool_not_found", f"no tool named {quoted(name)}", "name")
     return json_response(catalog.get(name).spec.model_dump(mode="json"))

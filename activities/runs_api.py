@@ -11,7 +11,7 @@ import azure.functions as func
 
 from activities.http_json import error_response, json_body, json_response
 from shared.api_limits import api_limits
-from shared.errors import Conflict, InvalidRequest, NotFound, WeftError
+from shared.errors import Conflict, InvalidRequest, NotFound, WeftError, quoted
 from shared.identity.audit import AuditAction
 from shared.identity.caller import Role
 from shared.runs.admission import admit_and_submit, owned_run, parse_approval, run_body_limit
@@ -184,7 +184,7 @@ async def approve_run(req: func.HttpRequest, client: df.DurableOrchestrationClie
         waiting = {pending.call_id: pending for pending in custom.awaiting}
         unknown = [call_id for call_id in decision.get("call_ids") or () if call_id not in waiting]
         if unknown:
-            raise Conflict(f"call {unknown[0][:60]!r} is not waiting for an approval; waiting: "
+            raise Conflict(f"call {quoted(unknown[0])} is not waiting for an approval; waiting: "
                            f"{', '.join(sorted(waiting))[:500]}", field="call_ids")
     except WeftError as exc:
         return error_response(exc)

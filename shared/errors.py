@@ -39,6 +39,7 @@ classes so every code is written once, as ``<Class>.code``.
 from __future__ import annotations
 
 __all__ = [
+    "QUOTED_CHARS",
     "ActivityFailed",
     "ApprovalDenied",
     "ApprovalRequired",
@@ -75,7 +76,11 @@ __all__ = [
     "UpstreamUnavailable",
     "WeftError",
     "is_retryable",
+    "quoted",
 ]
+
+QUOTED_CHARS = 60
+"""How much of a caller's input an error message quotes: enough to recognise it, never the whole of a large one."""
 
 
 class WeftError(Exception):
@@ -292,3 +297,9 @@ def is_retryable(exc: BaseException) -> bool:
     if isinstance(exc, WeftError):
         return exc.retryable
     return isinstance(exc, TimeoutError | ConnectionError)
+
+
+def quoted(value: str) -> str:
+    """``value`` quoted for an error message (``repr``), cut to its first :data:`QUOTED_CHARS` characters with ``…``
+    when longer: errors quote what the caller sent, and the caller may have sent megabytes."""
+    return repr(value) if len(value) <= QUOTED_CHARS else repr(value[:QUOTED_CHARS]) + "…"

@@ -13,6 +13,7 @@ import functools
 import hashlib
 import json
 import os
+import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Annotated, Any, Literal, TypeVar
@@ -21,7 +22,7 @@ from jsonschema import exceptions as jsonschema_exceptions
 from jsonschema import validators as jsonschema_validators
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
 
-from shared.errors import InvalidRequest
+from shared.errors import QUOTED_CHARS, InvalidRequest
 from shared.results import (
     ErrorInfo,
     RunMode,
@@ -58,6 +59,7 @@ __all__ = [
     "check_plan_limits",
     "format_field",
     "hash_args",
+    "parse_json",
     "parse_model",
     "parse_run_request",
     "validate_request",
@@ -94,7 +96,8 @@ def format_field(parts: Iterable[str | int]) -> str:
     """``("plan", "steps", 3, "args", "city")`` -> ``plan.steps[3].args.city``.
 
     The first part is the root and is used as it is (it may already be a path, like ``plan.steps[3].args``).
-    Integers become ``[n]``; keys that are not plain words become ``["key with spaces"]``.
+    Integers become ``[n]``; keys that are not plain words become ``["key with spaces"]``; a key longer than
+    :data:`~shared.errors.QUOTED_CHARS` is cut (``["abc…"]``).
     """
     out = ""
     for position, part in enumerate(parts):
@@ -102,6 +105,8 @@ def format_field(parts: Iterable[str | int]) -> str:
             out = part
         elif isinstance(part, int):
             out += f"[{part}]"
+        elif len(part) > QUOTED_CHARS:  # a caller's key, quoted as errors quote input
+            out += f"[{json.dumps(part[:QUOTED_CHARS] + '…', ensure_ascii=False)}]"
         elif part and set(part) <= _IDENTIFIER_KEY:
             out += f".{part}" if out else part
         else:
@@ -422,12 +427,38 @@ def parse_model(model: type[_M], data: Any, *, field: str = "") -> _M:
     except ValidationError as exc:
         problems = []
         for error in exc.errors(include_url=False)[:_MAX_REPORTED_ERRORS]:
-            path = format_field([*([field] if field else []), *error["loc"]])
+            path = format_field([field, *error["loc"]])  # a root of "" formats the caller's first key too
             problems.append((path, error["msg"].removeprefix("Value error, ")))
         first_field = problems[0][0] or None
         more = f" (and {exc.error_count() - len(problems)} more)" if exc.error_count() > len(problems) else ""
         message = "; ".join(f"{path or 'body'}: {msg}" for path, msg in problems) + more
         raise InvalidRequest(message, field=first_field) from None
+
+
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def parse_json(text: bytes | str, *, message: str, field: str = "body") -> Any:
+    """``text`` (a request body or payload) parsed by the stdlib's JSON parser; :class:`InvalidRequest` with ``message``
+    and ``field`` when it is not JSON. A string or key holding a lone UTF-16 surrogate (an unpaired ``\\ud800``
+    escape) is refused too: pydantic's parser refuses it, and no UTF-8 text can carry it further."""
+    try:
+        data = json.loads(text)
+    except (ValueError, RecursionError):
+        raise InvalidRequest(message, field=field) from None
+    pending = [data]
+    while pending:
+        value = pending.pop()
+        if isinstance(value, str):
+            if _SURROGATE.search(value):
+                raise InvalidRequest("the JSON holds a lone UTF-16 surrogate (an unpaired \\ud800-\\udfff escape); "
+                                     "send valid Unicode", field=field)
+        elif isinstance(value, dict):
+            pending.extend(value)
+            pending.extend(value.values())
+        elif isinstance(value, list):
+            pending.extend(value)
+    return data
 
 
 def parse_run_request(data: Any) -> RunRequest:

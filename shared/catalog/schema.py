@@ -18,7 +18,7 @@ from typing import Any, Literal
 from jsonschema import validators as jsonschema_validators
 from pydantic import BaseModel, ConfigDict, Field, create_model
 
-from shared.errors import InvalidRequest
+from shared.errors import QUOTED_CHARS, InvalidRequest, quoted
 from shared.models import ToolSpec, canonical_json, format_field
 
 __all__ = ["ArgumentProblem", "FunctionSchema", "argument_problems", "function_schema", "inline_refs",
@@ -309,11 +309,17 @@ def _describe(error: Any, path: tuple[Any, ...]) -> ArgumentProblem:
         unexpected = sorted(key for key in instance if key not in allowed)
         if unexpected:
             hint = difflib.get_close_matches(unexpected[0], allowed, n=1)
-            message = f"unexpected argument {unexpected[0]!r}"
+            message = f"unexpected argument {quoted(unexpected[0])}"
             message += f"; did you mean {hint[0]!r}?" if hint else ""
             message += f" (allowed: {', '.join(allowed)})" if allowed else " (this tool takes no arguments)"
             return ArgumentProblem((*path, unexpected[0]), message)
-    return ArgumentProblem(path, error.message)
+    return ArgumentProblem(path, _short_instance(error.message, error.instance))
+
+
+def _short_instance(message: str, instance: Any) -> str:
+    """jsonschema's ``message`` with its quote of the argument's value cut as :func:`~shared.errors.quoted` cuts."""
+    shown = repr(instance)
+    return message.replace(shown, shown[:QUOTED_CHARS] + "…", 1) if len(shown) > QUOTED_CHARS else message
 
 
 def python_identifier(name: str) -> str:

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from shared.errors import InvalidRequest, RateLimited, WeftError
+from shared.models import parse_json
 
 __all__ = ["McpAnswer", "McpCall", "error_answer", "parse_call"]
 
@@ -40,10 +41,7 @@ def parse_call(context: str | bytes | Mapping[str, Any]) -> McpCall:
     if isinstance(context, bytes | str):
         if len(context) > _MAX_PAYLOAD_CHARS:
             raise InvalidRequest(f"the tool call may be at most {_MAX_PAYLOAD_CHARS} characters", field="arguments")
-        try:
-            data = json.loads(context)
-        except (ValueError, RecursionError):
-            raise InvalidRequest("the tool call payload is not JSON", field="arguments") from None
+        data = parse_json(context, message="the tool call payload is not JSON", field="arguments")
     if not isinstance(data, Mapping):
         raise InvalidRequest("the tool call payload must be a JSON object", field="arguments")
     arguments = data.get("arguments") or {}

@@ -20,12 +20,13 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from shared.catalog.schema import python_identifier
-from shared.errors import InvalidRequest, NotFound, WeftError
+from shared.errors import QUOTED_CHARS, InvalidRequest, NotFound, WeftError, quoted
 from shared.identity.caller import Caller, Role
 from shared.mcp_server.calls import McpAnswer, McpCall, error_answer, parse_call
 from shared.mcp_server.resources import step_result_uri
 from shared.mcp_server.settings import McpSettings, mcp_settings
 from shared.mcp_server.signatures import compact_signature, describe
+from shared.models import parse_json
 from shared.runs.admission import admit_and_submit, cancel_run, owned_run, started_request
 from shared.runs.run_index import RunEntry, RunIndex
 from shared.runs.run_status import DurableStarter, known_status, run_view
@@ -53,7 +54,7 @@ def _require(arguments: Mapping[str, Any], allowed: tuple[str, ...]) -> None:
     unknown = sorted(set(arguments) - set(allowed))
     if unknown:
         hint = f"; allowed: {', '.join(allowed)}" if allowed else ""
-        raise InvalidRequest(f"unknown argument {unknown[0]!r}{hint}", field=unknown[0])
+        raise InvalidRequest(f"unknown argument {quoted(unknown[0])}{hint}", field=unknown[0][:QUOTED_CHARS])
 
 
 def _text(arguments: Mapping[str, Any], name: str, *, required: bool, limit: int | None = None) -> str | None:
@@ -178,7 +179,7 @@ class McpServer:
         await self.runtime.source_sync.ensure_async([n for n in wanted if "." in n or n not in self.runtime.catalog])
         found, missing = self._catalog_names(wanted)
         if not found:
-            raise InvalidRequest(f"no tool named {missing[0]!r}{self._did_you_mean(missing[0])}", field="names")
+            raise InvalidRequest(f"no tool named {quoted(missing[0])}{self._did_you_mean(missing[0])}", field="names")
         body: dict[str, Any] = {"tools": [describe(self.runtime.catalog.get(name).spec) for name in found]}
         if missing:
             body["unknown"] = missing
@@ -192,6 +193,7 @@ class McpServer:
 
     async def execute(self, caller: Caller, arguments: Mapping[str, Any]) -> dict[str, Any]:
         """Start a code-mode run (durable replay) and wait up to ``wait_s`` for it."""
+        caller.require(Role.RUNS_SUBMIT)  # before a retry's tool names are read from the earlier run's input
         _require(arguments, ("code", "tools", "idempotency_key"))
         code = _text(arguments, "code", required=True)
         names = _names(arguments, "tools", required=False, most=self.runtime.settings.limits.max_steps)
@@ -201,7 +203,8 @@ class McpServer:
             if missing:  # a retry of a run whose tool left the catalog since: hashed with the names it had then
                 found, missing = self._catalog_names(names, await self._earlier_tools(caller, arguments))
             if missing:
-                raise InvalidRequest(f"unknown tool {missing[0]!r}{self._did_you_mean(missing[0])}", field="tools")
+                raise InvalidRequest(f"unknown tool {quoted(missing[0])}{self._did_you_mean(missing[0])}",
+                                     field="tools")
             body["tools"] = found
         return await self._submit(caller, body, arguments)
 
@@ -210,10 +213,7 @@ class McpServer:
         _require(arguments, ("plan", "idempotency_key"))
         plan = arguments.get("plan")
         if isinstance(plan, str):  # a client that sends objects as JSON text
-            try:
-                plan = json.loads(plan)
-            except (ValueError, RecursionError):
-                raise InvalidRequest("plan must be a JSON object with steps", field="plan") from None
+            plan = parse_json(plan, message="plan must be a JSON object with steps", field="plan")
         if not isinstance(plan, dict):
             raise InvalidRequest("plan must be an object: {\"steps\": [...]}", field="plan")
         return await self._submit(caller, {"mode": "plan", "plan": plan}, arguments)

@@ -2,16 +2,16 @@
 owning and canceling it (presenting and following a run is :mod:`shared.runs.run_status`).
 
 The HTTP, queue and MCP triggers stay a few lines each by calling these; nothing here knows about Azure Functions.
-:func:`admit_and_submit` is the one submission path: answer a retry with its run, else admit (:func:`admit_run`),
-then :func:`submit_run` (claim the run for its caller in the run index — idempotency keys belong to a caller —, take
-a concurrent-run slot, start the orchestration). :func:`cancel_run` is the one cancel path.
+:func:`admit_and_submit` is the one submission path: check the idempotency key, answer a retry with its run, else
+admit the request (check it and, for a plan, :func:`prepared_plan`), then :func:`submit_run` (claim the run for its
+caller in the run index — idempotency keys belong to a caller —, take a concurrent-run slot, start the
+orchestration). :func:`cancel_run` is the one cancel path.
 """
 
 from __future__ import annotations
 
 import asyncio
 import hashlib
-import json
 import logging
 import re
 import time
@@ -23,15 +23,17 @@ from functools import partial
 from typing import Any
 
 from shared.errors import (
+    QUOTED_CHARS,
     Conflict,
     InvalidRequest,
     NotConfigured,
     NotFound,
     UpstreamUnavailable,
+    quoted,
 )
 from shared.identity.caller import Caller, Role
 from shared.llm.chat import LLM_NOT_CONFIGURED_MESSAGE
-from shared.models import Plan, RunRequest, parse_run_request, validate_request
+from shared.models import IDEMPOTENCY_KEY_PATTERN, Plan, RunRequest, parse_json, parse_run_request, validate_request
 from shared.runs.call_journal import journal_for
 from shared.runs.code_run import code_tools
 from shared.runs.contracts import PreparedPlan
@@ -46,8 +48,6 @@ __all__ = [
     "RUN_ORCHESTRATOR",
     "Submitted",
     "admit_and_submit",
-    "admit_run",
-    "admit_run_request",
     "cancel_run",
     "check_run_id",
     "owned_run",
@@ -62,6 +62,8 @@ __all__ = [
 
 RUN_ORCHESTRATOR: str = Orchestrator.RUN
 _KEY_SAFE = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+_KEY = re.compile(IDEMPOTENCY_KEY_PATTERN)
+_KEY_RULE = "1 to 100 letters, digits or _ . : @ - (ASCII)"
 _MAX_APPROVAL_BYTES = 64 * 1024
 _MAX_APPROVAL_CALL_IDS = 1000
 """Entries in an approval's ``call_ids`` (without the list it decides every call waiting, however many)."""
@@ -88,22 +90,11 @@ def prepared_plan(plan: Plan, runtime: Runtime) -> PreparedPlan:
                         window_steps=runtime.settings.plan_window_steps, finish_plan=True)
 
 
-def admit_run(body: bytes | str | dict[str, Any], runtime: Runtime) -> tuple[RunRequest, PreparedPlan | None]:
-    """:func:`admit_run_request`, and for a plan run its :func:`prepared_plan` (it travels in the orchestrator's
-    input, sparing the run a ``prepare_plan`` activity). Blocking."""
-    return _admit_parsed(_parse_body(body, runtime), runtime)
-
-
-def admit_run_request(body: bytes | str | dict[str, Any], runtime: Runtime) -> RunRequest:
-    """Parse and check a run request as far as can be told before starting it; raises :class:`InvalidRequest`
-    (HTTP 400, naming the field) or :class:`NotConfigured` (HTTP 503). Blocking: a tool the catalog lacks makes it
-    look in the source registry first."""
-    request = _parse_body(body, runtime)
-    _check_request(request, runtime)
-    return request
-
-
 def _admit_parsed(request: RunRequest, runtime: Runtime) -> tuple[RunRequest, PreparedPlan | None]:
+    """Check a parsed run request as far as can be told before starting it (:class:`InvalidRequest` naming the field,
+    or :class:`NotConfigured`), and for a plan run its :func:`prepared_plan` (it travels in the orchestrator's input,
+    sparing the run a ``prepare_plan`` activity). Blocking: a tool the catalog lacks makes it look in the source
+    registry first."""
     _check_request(request, runtime)
     prepared = prepared_plan(request.plan, runtime) if request.mode == "plan" and request.plan is not None else None
     return request, prepared
@@ -145,11 +136,7 @@ def parse_approval(body: bytes | str) -> dict[str, Any]:
     field."""
     if len(body) > _MAX_APPROVAL_BYTES:
         raise InvalidRequest(f"the body may be at most {_MAX_APPROVAL_BYTES} bytes", field="body")
-    try:
-        data = json.loads(body or b"null")
-    except (ValueError, RecursionError):
-        raise InvalidRequest("the body must be JSON: {\"approved\": true|false, \"reason\": \"...\"}",
-                             field="body") from None
+    data = parse_json(body or b"null", message="the body must be JSON: {\"approved\": true|false, \"reason\": \"...\"}")
     if not isinstance(data, dict):
         raise InvalidRequest("the body must be a JSON object", field="body")
     if not isinstance(data.get("approved"), bool):
@@ -159,7 +146,7 @@ def parse_approval(body: bytes | str) -> dict[str, Any]:
         raise InvalidRequest("reason must be a string of at most 2000 characters", field="reason")
     unknown = sorted(set(data) - {"approved", "reason", "call_ids"})
     if unknown:
-        raise InvalidRequest(f"unknown field {unknown[0][:60]!r}", field=unknown[0][:60])
+        raise InvalidRequest(f"unknown field {quoted(unknown[0])}", field=unknown[0][:QUOTED_CHARS])
     decision: dict[str, Any] = {"approved": data["approved"], "reason": reason}
     if "call_ids" in data:
         ids = data["call_ids"]
@@ -287,8 +274,10 @@ async def owned_run(run_id: str, caller: Caller, index: RunIndex, *, readers: tu
 async def admit_and_submit(body: bytes | str | dict[str, Any], runtime: Runtime, caller: Caller,
                            client: DurableStarter, *, idempotency_key: str | None, via: str,
                            fallback_id: str | None = None) -> tuple[Submitted, str]:
-    """Admit ``body`` (:func:`admit_run`, off the event loop) and submit it (:func:`submit_run`) for ``caller``: the
-    path of HTTP, queue and MCP submissions. Returns the submission and the run's mode.
+    """Admit ``body`` (off the event loop) and submit it (:func:`submit_run`) for ``caller``: the path of HTTP, queue
+    and MCP submissions. Returns the submission and the run's mode. ``idempotency_key`` (the HTTP header) must match
+    the body's key's pattern and, when the body has a key too, be the same key (:class:`InvalidRequest` naming
+    ``Idempotency-Key``).
 
     A retry (the very same body under the idempotency key or queue message id of a run that started) is answered
     with its run once the body is parsed, before the rest of admission: it is not checked, prepared or given a
@@ -296,7 +285,12 @@ async def admit_and_submit(body: bytes | str | dict[str, Any], runtime: Runtime,
     unconfigured or the caller's other runs took every slot since. (MCP's ``execute`` resolves the tool names of
     such a retry with :func:`started_request` first.)"""
     caller.require(Role.RUNS_SUBMIT)
+    if idempotency_key is not None and not _KEY.fullmatch(idempotency_key):
+        raise InvalidRequest(f"the Idempotency-Key header must be {_KEY_RULE}", field="Idempotency-Key")
     parsed = await asyncio.to_thread(_parse_body, body, runtime)
+    if idempotency_key is not None and parsed.idempotency_key not in (None, idempotency_key):
+        raise InvalidRequest("the Idempotency-Key header and the body's idempotency_key differ: send one key, or the "
+                             "same key in both", field="Idempotency-Key")
     earlier = await _earlier_run(parsed, caller, client, runtime.run_index, idempotency_key, fallback_id)
     if earlier is not None:
         return Submitted(earlier.run_id, replayed=True), earlier.mode

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from shared.catalog.catalog import argument_problems
-from shared.errors import InvalidRequest, PlanInvalid
+from shared.errors import InvalidRequest, PlanInvalid, quoted
 from shared.models import ModelLimits, Plan, Step, ToolSpec, check_plan_limits, format_field
 from shared.suggestions import NameIndex
 
@@ -83,7 +83,7 @@ def parse_ref(text: Any) -> Ref:
     match = _REF.match(text)
     if not match:
         raise ValueError(
-            f"$ref {text!r} is malformed: write 'step_id' for the whole result or 'step_id.key.0.key' / "
+            f"$ref {quoted(text)} is malformed: write 'step_id' for the whole result or 'step_id.key.0.key' / "
             "'step_id.key[0]' for a part of it"
         )
     path = tuple(int(index) if index else key for key, index in _SEGMENT.findall(match.group("path")))
@@ -250,9 +250,9 @@ def _step_problems(
                 yield PlanProblem(field, str(exc))
                 continue
             if ref.step == step.id:
-                yield PlanProblem(field, f"$ref {ref.text!r} refers to this step's own result")
+                yield PlanProblem(field, f"$ref {quoted(ref.text)} refers to this step's own result")
             elif ref.step not in index:
-                yield PlanProblem(field, f"$ref {ref.text!r}: {suggest.unknown('step', ref.step)}")
+                yield PlanProblem(field, f"$ref {quoted(ref.text)}: {suggest.unknown('step', ref.step)}")
             else:
                 mine.setdefault(ref.step, field)
         spec = specs.get(step.tool)
@@ -388,7 +388,8 @@ def _lookup(raw: Any, results: Mapping[str, Any], field: str) -> Any:
     except ValueError as exc:
         raise PlanInvalid(str(exc), field=field) from None
     if ref.step not in results:
-        raise PlanInvalid(f"$ref {ref.text!r}: step {ref.step!r} has no result (it did not run or failed)", field=field)
+        raise PlanInvalid(f"$ref {quoted(ref.text)}: step {ref.step!r} has no result (it did not run or failed)",
+                          field=field)
     current = results[ref.step]
     walked = ref.step
     for segment in ref.path:
@@ -396,7 +397,7 @@ def _lookup(raw: Any, results: Mapping[str, Any], field: str) -> Any:
             position = int(segment)
             if position >= len(current):
                 raise PlanInvalid(
-                    f"$ref {ref.text!r}: {walked} has {len(current)} items, so index {position} does not exist",
+                    f"$ref {quoted(ref.text)}: {walked} has {len(current)} items, so index {position} does not exist",
                     field=field,
                 )
             current = current[position]
@@ -408,13 +409,14 @@ def _lookup(raw: Any, results: Mapping[str, Any], field: str) -> Any:
             hint = f"; did you mean {close[0]!r}?" if close else ""
             listed = ", ".join(keys[:_MAX_LISTED_KEYS]) + (", ..." if len(keys) > _MAX_LISTED_KEYS else "")
             raise PlanInvalid(
-                f"$ref {ref.text!r}: {walked} has no key {str(segment)!r}{hint} (keys: {listed or 'none'})",
+                f"$ref {quoted(ref.text)}: {walked} has no key {quoted(str(segment))}{hint} (keys: {listed or 'none'})",
                 field=field,
             )
         else:
             kind = {list: "list", type(None): "null"}.get(type(current), type(current).__name__)
+            looked_up = quoted(segment) if isinstance(segment, str) else segment
             raise PlanInvalid(
-                f"$ref {ref.text!r}: {walked} is a {kind}, so {segment!r} cannot be looked up in it", field=field
+                f"$ref {quoted(ref.text)}: {walked} is a {kind}, so {looked_up} cannot be looked up in it", field=field
             )
         walked += f"[{segment}]" if isinstance(segment, int) else f".{segment}"
     return current

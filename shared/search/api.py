@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import time
 from typing import Any
 
-from shared.errors import InvalidRequest
+from shared.errors import QUOTED_CHARS, InvalidRequest, quoted
+from shared.models import parse_json
 from shared.search.retrieval import HybridRetriever, RetrievalSettings, SearchFilters
 
 __all__ = ["SearchRequest", "load_model_with_app", "parse_search_request", "search_tools"]
@@ -40,15 +40,13 @@ def _strings(value: Any, field: str) -> frozenset[str]:
 def parse_search_request(body: bytes | str, settings: RetrievalSettings) -> SearchRequest:
     """``{"query": str, "k": int, "filters": {"tags": [...], "source": [...]}, "min_score": float}``; raises
     :class:`InvalidRequest` naming the field."""
-    try:
-        data = json.loads(body or b"null")
-    except (ValueError, RecursionError):
-        raise InvalidRequest("the body must be JSON", field="body") from None
+    data = parse_json(body or b"null", message="the body must be JSON")
     if not isinstance(data, dict):
         raise InvalidRequest("the body must be a JSON object with a query", field="body")
     unknown = sorted(set(data) - {"query", "k", "filters", "min_score"})
     if unknown:
-        raise InvalidRequest(f"unknown field {unknown[0]!r}; allowed: query, k, filters, min_score", field=unknown[0])
+        raise InvalidRequest(f"unknown field {quoted(unknown[0])}; allowed: query, k, filters, min_score",
+                             field=unknown[0][:QUOTED_CHARS])
     query = data.get("query")
     if not isinstance(query, str) or not query.strip():
         raise InvalidRequest("query must be a non-empty string", field="query")
@@ -64,7 +62,8 @@ def parse_search_request(body: bytes | str, settings: RetrievalSettings) -> Sear
             raise InvalidRequest("filters must be an object", field="filters")
         bad = sorted(set(raw_filters) - set(_FILTER_KEYS))
         if bad:
-            raise InvalidRequest(f"unknown filter {bad[0]!r}; filters are: tags, source", field=f"filters.{bad[0]}")
+            raise InvalidRequest(f"unknown filter {quoted(bad[0])}; filters are: tags, source",
+                                 field=f"filters.{bad[0][:QUOTED_CHARS]}")
         filters = SearchFilters(
             tags=_strings(raw_filters["tags"], "filters.tags") if "tags" in raw_filters else frozenset(),
             sources=_strings(raw_filters["source"], "filters.source") if "source" in raw_filters else frozenset(),

@@ -33,7 +33,7 @@ def test_public_api_is_declared() -> None:
         "IDEMPOTENCY_KEY_PATTERN", "NAME_PATTERN", "STEP_ID_PATTERN", "ErrorInfo", "ModelLimits", "Plan",
         "RetryPolicy", "RunMode", "RunOptions", "RunRequest", "RunResult", "RunStatus", "Step", "StepRecord",
         "StepStatus", "TokenUsage", "ToolCall", "ToolResult", "ToolSpec", "canonical_json", "check_plan_limits",
-        "format_field", "hash_args", "parse_model", "parse_run_request", "validate_request",
+        "format_field", "hash_args", "parse_json", "parse_model", "parse_run_request", "validate_request",
     }
     assert all(hasattr(models, name) for name in models.__all__)
 

@@ -18,8 +18,8 @@ PLAN = {"mode": "plan", "plan": {"steps": [{"id": "a", "tool": "calculate", "arg
 
 
 def raw(host: DevhostProcess, method: str, path: str, body: bytes | None = None,
-        content_type: str | None = "application/json") -> tuple[int, str, Any]:
-    headers = {"Content-Type": content_type} if content_type and body is not None else {}
+        content_type: str | None = "application/json", headers: dict[str, Any] | None = None) -> tuple[int, str, Any]:
+    headers = {**({"Content-Type": content_type} if content_type and body is not None else {}), **(headers or {})}
     req = urllib.request.Request(host.base_url + path, data=body, method=method, headers=headers)
     try:
         with urllib.request.urlopen(req, timeout=60) as resp:
@@ -141,3 +141,57 @@ def test_openapi_is_served_anonymously_with_this_host_as_server(api_host: Devhos
     status, headers, document = call("GET", api_host.base_url + "/api/openapi.json")
     assert status == 200 and headers["Content-Type"].startswith("application/json")
     assert document["openapi"] == "3.1.0" and document["servers"] == [{"url": api_host.base_url}]
+
+
+CODE_RUN = b'{"mode": "code", "code": "result = 1"}'
+
+
+@pytest.mark.parametrize("key", [b"\xff\xfe", "ä".encode(), b"../../x", b"a b", b"k" * 101],
+                         ids=["not-utf8", "non-ascii", "path", "space", "too-long"])
+def test_an_idempotency_key_header_must_match_the_keys_pattern(api_host: DevhostProcess, key: bytes) -> None:
+    answer = raw(api_host, "POST", "/api/runs", CODE_RUN, headers={"Idempotency-Key": key})
+    assert_json_error(answer, 400, "Idempotency-Key")
+    assert key.decode("latin-1") not in answer[2]["message"]
+
+
+def test_the_header_and_the_body_name_one_idempotency_key(api_host: DevhostProcess) -> None:
+    keyed = json.dumps({"mode": "code", "code": "result = 1", "idempotency_key": "body-key-1"}).encode()
+    assert raw(api_host, "POST", "/api/runs", keyed)[0] == 202
+    answer = raw(api_host, "POST", "/api/runs", keyed, headers={"Idempotency-Key": "header-key-1"})
+    assert_json_error(answer, 400, "Idempotency-Key")
+    same = raw(api_host, "POST", "/api/runs", keyed, headers={"Idempotency-Key": "body-key-1"})
+    assert same[0] == 200 and same[2]["id"] == "run-body-key-1", same
+
+
+@pytest.mark.parametrize("path, body", [
+    ("/api/tools/search", b'{"query": "x\\ud800"}'),
+    ("/api/tools/search", b'{"query": "x", "\\udc00": 1}'),
+    ("/api/tools/search", b'{"query": "x\xed\xa0\x80"}'),
+    ("/api/tools/sources", b'{"type": "openapi", "url": "https://x.example/\\ud800"}'),
+    ("/api/runs/run-x/approve", b'{"approved": true, "reason": "\\ud800"}'),
+    ("/api/runs", b'{"mode": "code", "code": "result = \'\\ud800\'"}'),
+], ids=["search-query", "search-key", "search-raw-bytes", "sources", "approve", "runs"])
+def test_a_lone_surrogate_is_a_400(api_host: DevhostProcess, path: str, body: bytes) -> None:
+    assert_json_error(raw(api_host, "POST", path, body), 400)
+
+
+@pytest.mark.parametrize("method, path, body", [
+    ("GET", "/api/tools/" + "z" * 3000, None),
+    ("POST", "/api/tools/search", json.dumps({"query": "x", "z" * 3000: 1}).encode()),
+    ("POST", "/api/tools/search", json.dumps({"query": "x", "filters": {"z" * 3000: 1}}).encode()),
+    ("POST", "/api/runs", json.dumps({"mode": "code", "code": "result = 1", "z" * 3000: 1}).encode()),
+    ("POST", "/api/runs", json.dumps({**PLAN, "plan": {"steps": [{"id": "a", "tool": "calculate",
+                                                                  "args": {"z" * 3000: 1}}]}}).encode()),
+    ("POST", "/api/runs", json.dumps({**PLAN, "plan": {"steps": [{"id": "a", "tool": "calculate",
+                                                                  "args": {"expression": ["z" * 3000]}}]}}).encode()),
+    ("POST", "/api/runs", json.dumps({**PLAN, "plan": {"steps": [{"id": "a", "tool": "calculate",
+                                                                  "args": {"expression": {"$ref": "z" * 3000}}}]}}
+                                     ).encode()),
+    ("POST", "/api/runs/run-x/approve", json.dumps({"approved": True, "z" * 3000: 1}).encode()),
+], ids=["tool-name", "search-field", "search-filter", "run-field", "tool-argument", "argument-value", "ref",
+       "approve-field"])
+def test_an_error_quotes_a_short_prefix_of_the_input(api_host: DevhostProcess, method: str, path: str,
+                                                     body: bytes | None) -> None:
+    code, _, answer = raw(api_host, method, path, body)
+    assert 400 <= code < 500 and "z" * 61 not in json.dumps(answer), answer
+    assert "z" * 20 in answer["message"], "the error still says what it refers to"

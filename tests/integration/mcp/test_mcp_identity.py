@@ -95,11 +95,14 @@ def test_a_caller_without_runs_submit_cannot_execute(weft_identity: DevhostProce
     reader = token(issuer, "rita", [])
 
     async def steps(s: ClientSession) -> list[Any]:
-        return [await s.call_tool("execute", {"code": CODE}), await s.call_tool("search_tools", {"query": "add"})]
+        return [await s.call_tool("execute", {"code": CODE}), await s.call_tool("search_tools", {"query": "add"}),
+                await s.call_tool("execute", {"code": CODE, "tools": ["no_such_tool"], "idempotency_key": "k-1"})]
 
-    executed, searched = mcp_session(endpoint(weft_identity), steps, bearer(reader))
+    executed, searched, keyed = mcp_session(endpoint(weft_identity), steps, bearer(reader))
     assert executed.is_error and answer(executed)["code"] == "forbidden" and "Runs.Submit" in answer(executed)[
         "message"]
+    # the role is checked before a keyed retry's unknown tool names send it to read an earlier run's input
+    assert keyed.is_error and answer(keyed)["code"] == "forbidden", answer(keyed)
     assert not searched.is_error and answer(searched)["tools"]
 
 

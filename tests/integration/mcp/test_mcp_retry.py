@@ -62,4 +62,4 @@ def test_a_retry_after_its_tool_left_the_catalog_is_answered_with_its_run(
         assert body["message"].startswith("unknown tool 'remote_add'"), body
     assert changed.is_error and answer(changed)["code"] == "invalid_request", "another body under the key is no retry"
     status, _, view = http("GET", f"{weft_sources.base_url}/api/runs?limit=100")
-    assert [r["id"] for r in view["runs"]].count(ran["run_id"]) == 1
+    assert status == 200 and [r["id"] for r in view["runs"]] == [ran["run_id"]], "the retry started no other run"

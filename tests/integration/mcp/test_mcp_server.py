@@ -117,6 +117,20 @@ def test_bad_input_is_an_error_result_naming_the_field(weft_mcp: DevhostProcess)
     assert "calculate" in bodies[1]["message"], "an unknown tool name suggests the close one"
 
 
+def test_an_error_quotes_a_short_prefix_of_what_was_sent(weft_mcp: DevhostProcess) -> None:
+    sent = "z" * 200_000
+
+    async def steps(s: ClientSession) -> list[Any]:
+        return [await s.call_tool("describe_tools", {"names": [sent]}),
+                await s.call_tool("execute", {"code": "result = 1", "tools": [sent]}),
+                await s.call_tool("search_tools", {"query": "x", sent: 1})]
+
+    for result in mcp_session(endpoint(weft_mcp), steps):
+        body = answer(result)
+        assert result.is_error and len(result.content[0].text) < 1000, body["message"][:200]
+        assert "z" * 20 in body["message"], "the error still says what it refers to"
+
+
 def test_typescript_client(weft_mcp: DevhostProcess, ts_client: Path) -> None:
     out = run_ts(ts_client, endpoint(weft_mcp), [
         {"op": "list_tools"},
