@@ -8,7 +8,9 @@
   that hangs for minutes costs one thread per check name, not one per request.
 
 The app is ready when no check failed; ``skipped`` (something optional not configured, such as the LLM or Key
-Vault) does not make it unready. A check that raises fails with the exception's type and message as its detail.
+Vault) does not make it unready. A check that raises fails with the exception's type (and HTTP status and error code,
+when it has them) as its detail, and its message goes to the log: the body is anonymous, so no detail names a file
+system path, host name or connection string; what an operator needs beyond it is logged.
 
 Concrete checks: :class:`BlobContainerCheck` / :class:`LocalFolderCheck` (storage), :class:`KeyVaultCheck`,
 :class:`LlmConfigCheck`, :class:`CatalogCheck`, :class:`SearchIndexCheck`, :class:`SessionPoolCheck` (only with the
@@ -71,7 +73,7 @@ class CheckResult:
     status: CheckStatus
     """ok, fail or skipped."""
     detail: str = ""
-    """What an operator needs to know (never a secret)."""
+    """What is wrong or fine, for anyone (the body is anonymous): never a secret, path, host or connection string."""
     latency_ms: float = 0.0
     """How long the check took (filled in by :func:`run_checks`)."""
     name: str = ""
@@ -112,7 +114,11 @@ class ReadinessCheck(Protocol):
 
 
 def _describe(exc: BaseException) -> str:
-    text = f"{type(exc).__name__}: {exc}"
+    """The exception's type, and its HTTP status and error code when it has them (Azure SDK errors): not its
+    message, which names accounts, URLs and paths."""
+    found = (getattr(exc, "status_code", None), getattr(exc, "error_code", None))
+    parts = [str(getattr(value, "value", value)) for value in found if isinstance(value, int | str) and value]
+    text = type(exc).__name__ + (f" ({', '.join(parts)})" if parts else "") + "; the log has the error"
     return text if len(text) <= _MAX_DETAIL else text[: _MAX_DETAIL - 1] + "…"
 
 
@@ -250,8 +256,9 @@ class LocalFolderCheck:
                 probe.write(b"ok")
                 probe.flush()
         except OSError as exc:
-            return CheckResult.fail(f"folder {self._folder} is not writable: {_describe(exc)}")
-        return CheckResult.ok(f"folder {self._folder} writable")
+            _log.warning("readiness check %s: folder %s is not writable", self._name, self._folder, exc_info=True)
+            return CheckResult.fail(f"the payload folder is not writable: {_describe(exc)}")
+        return CheckResult.ok("the payload folder is writable")
 
 
 class KeyVaultCheck:
@@ -377,7 +384,9 @@ class SessionPoolCheck:
         try:
             lifetime = self._token_lifetime()
         except Exception as exc:
-            return CheckResult.fail(f"no token for the session pool at {host}: {_describe(exc)}")
+            _log.warning("readiness check %s: no token for the session pool at %s", self._name, host, exc_info=True)
+            return CheckResult.fail(f"no token for the session pool: {_describe(exc)}")
         if lifetime <= 0:
-            return CheckResult.fail(f"the token for the session pool at {host} has expired")
-        return CheckResult.ok(f"token for the session pool at {host} (valid {lifetime:.0f} s)")
+            _log.warning("readiness check %s: the token for the session pool at %s has expired", self._name, host)
+            return CheckResult.fail("the token for the session pool has expired")
+        return CheckResult.ok(f"token for the session pool (valid {lifetime:.0f} s)")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 
 from tests.integration.runs.conftest import run_plan, weft_env
@@ -22,6 +23,7 @@ def test_health_ready_and_metrics(tmp_path) -> None:
             assert status == 503 and {c["name"]: c["status"] for c in body["checks"]}["search_index"] == "fail"
             time.sleep(0.5)
         assert status == 200, body
+        assert str(tmp_path) not in json.dumps(body), "the anonymous body names no path"
         checks = {c["name"]: c for c in body["checks"]}
         assert set(checks) == {"storage", "key_vault", "llm", "catalog", "search_index"}
         assert checks["storage"]["status"] == "ok" and checks["storage"]["latency_ms"] >= 0

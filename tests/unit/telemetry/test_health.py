@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 from azure.core.exceptions import (
     ClientAuthenticationError,
+    HttpResponseError,
     ResourceNotFoundError,
     ServiceRequestError,
 )
@@ -173,14 +174,14 @@ def test_failing_storage_makes_the_app_not_ready(tmp_path):
     )
     assert ready is False
     assert (storage.name, storage.status) == ("storage", CheckStatus.FAIL)
-    assert str(not_a_folder) in storage.detail
+    assert "not writable" in storage.detail and str(tmp_path) not in storage.detail  # the body is anonymous
     assert llm.status is CheckStatus.SKIPPED
 
 
 def test_a_check_that_raises_fails_with_the_exception():
     ready, [result] = run_checks([RaisingCheck()], timeout_s=2.0)
     assert ready is False
-    assert (result.status, result.detail) == (CheckStatus.FAIL, "ConnectionResetError: peer went away")
+    assert (result.status, result.detail) == (CheckStatus.FAIL, "ConnectionResetError; the log has the error")
 
 
 def test_results_keep_the_order_of_the_checks_and_get_name_and_latency():
@@ -210,21 +211,30 @@ def test_a_writable_folder_passes_and_is_left_clean(tmp_path):
     assert list(folder.iterdir()) == []
 
 
+def _http_error(status: int, code: str) -> HttpResponseError:
+    error = HttpResponseError(f"Operation returned {status} for https://acct.blob.core.windows.net/weft-payloads")
+    error.status_code, error.error_code = status, code
+    return error
+
+
 @pytest.mark.parametrize(
     ("error", "status", "detail"),
     [
         (None, CheckStatus.OK, "container weft-payloads reachable"),
         (ResourceNotFoundError("ContainerNotFound"), CheckStatus.OK, "does not exist yet"),
-        (ServiceRequestError("connection refused"), CheckStatus.FAIL, "ServiceRequestError: connection refused"),
-        (ClientAuthenticationError("403 AuthorizationPermissionMismatch"), CheckStatus.FAIL, "403"),
+        (ServiceRequestError("connection refused"), CheckStatus.FAIL, "ServiceRequestError; the log has the error"),
+        (ClientAuthenticationError("403 AuthorizationPermissionMismatch"), CheckStatus.FAIL,
+         "ClientAuthenticationError"),
+        (_http_error(403, "AuthorizationPermissionMismatch"), CheckStatus.FAIL,
+         "HttpResponseError (403, AuthorizationPermissionMismatch); the log has the error"),
     ],
-    ids=["reachable", "container-missing", "unreachable", "forbidden"],
+    ids=["reachable", "container-missing", "unreachable", "forbidden", "http-status"],
 )
 def test_blob_storage(error, status, detail):
     container = FakeContainer(error)
     ready, [result] = run_checks([BlobContainerCheck(container)], timeout_s=2.0)
     assert (result.name, result.status) == ("storage", status)
-    assert detail in result.detail
+    assert detail in result.detail and "acct.blob" not in result.detail  # the body is anonymous
     assert ready is (status is CheckStatus.OK)
     assert container.calls == 1
 
@@ -235,7 +245,8 @@ def test_blob_storage(error, status, detail):
         (FakeSecretClient({"llm-key": "s3cr3t"}), "llm-key", CheckStatus.OK, "secret llm-key readable"),
         (FakeSecretClient({}), "llm-key", CheckStatus.FAIL, "secret llm-key does not exist"),
         (FakeSecretClient({"a": "s3cr3t"}), None, CheckStatus.OK, "vault reachable"),
-        (FakeSecretClient({}, ClientAuthenticationError("no token")), None, CheckStatus.FAIL, "no token"),
+        (FakeSecretClient({}, ClientAuthenticationError("no token")), None, CheckStatus.FAIL,
+         "ClientAuthenticationError"),
         (None, None, CheckStatus.SKIPPED, "KEY_VAULT_URL is not set"),
     ],
     ids=["named-secret", "named-secret-missing", "list-page", "auth-failure", "not-configured"],
@@ -294,9 +305,9 @@ def _no_token() -> float:
 @pytest.mark.parametrize(
     ("lifetime", "status", "detail"),
     [
-        (lambda: 3599.6, CheckStatus.OK, "token for the session pool at pool.example (valid 3600 s)"),
-        (lambda: -5.0, CheckStatus.FAIL, "the token for the session pool at pool.example has expired"),
-        (_no_token, CheckStatus.FAIL, "no token for the session pool at pool.example: ClientAuthenticationError"),
+        (lambda: 3599.6, CheckStatus.OK, "token for the session pool (valid 3600 s)"),
+        (lambda: -5.0, CheckStatus.FAIL, "the token for the session pool has expired"),
+        (_no_token, CheckStatus.FAIL, "no token for the session pool: ClientAuthenticationError"),
     ],
     ids=["token", "expired", "no-identity"],
 )
@@ -304,7 +315,7 @@ def test_session_pool(lifetime, status, detail):
     check = SessionPoolCheck("https://pool.example/subscriptions/x/sessionPools/p", lifetime)
     result = check.check()
     assert check.name == "session_pool"
-    assert result.status is status and result.detail.startswith(detail)
+    assert result.status is status and result.detail.startswith(detail) and "pool.example" not in result.detail
 
 
 # ---------------------------------------------------------------------------------------------- the bodies
