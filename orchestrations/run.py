@@ -39,8 +39,8 @@ from shared.runs.contracts import (
 from shared.runs.custom_status import AWAITING_SHOWN, CustomStatus, PendingApproval
 from shared.runs.names import APPROVAL_EVENT, CHECKPOINT_KEY, PREPARED_KEY, Activity, Stage
 from shared.runs.plan import PlanGraph, check_plan
+from shared.runs.plan_fold import fold
 from shared.runs.plan_run import PlanRun
-from shared.runs.plan_window import fold
 from shared.runs.step_calls import StepCall, StepOutcome
 from shared.telemetry import telemetry_from_env
 

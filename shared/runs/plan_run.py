@@ -182,25 +182,29 @@ class PlanRun:
                 calls.append(call)
         return calls
 
-    def skip_blocked(self, now: datetime) -> None:
+    def skip_blocked(self, now: datetime, *, expired: bool = False) -> None:
         """Skip what a whole plan's run skips as soon as a step fails or is skipped: the ready steps a dependency of
         which did not succeed, and what waits on them (every step not started in a fail-fast run that failed). For
         the steps outside the last window of a long plan (see :mod:`shared.runs.plan_window`), before
-        :meth:`stopped` or :meth:`expire` gives the rest their reason."""
+        :meth:`stopped` or :meth:`expire` gives the rest their reason. With ``expired``, a dependency the deadline
+        skipped blocks nothing here: a whole run skips what waits on it with the deadline's reason too."""
         if self.options.fail_fast and self.failed:
             self._skip_unstarted(_FAIL_FAST, now)
             return
+        deadline = self._deadline_message() if expired else None
         for step_id in list(self._ready):
-            reason = self._blocked_reason(step_id)
+            reason = self._blocked_reason(step_id, passing=deadline)
             if reason is not None:
                 self._ready.remove(step_id)
                 self._skip(self._record_of(step_id), reason, now)
 
     def expire(self, now: datetime) -> None:
         """The run's deadline passed: every step not started yet is skipped."""
-        timeout = self.options.timeout_s or 0.0
-        self._skip_unstarted(f"not run: the run's deadline (options.timeout_s={timeout:g}) had passed", now)
+        self._skip_unstarted(self._deadline_message(), now)
         self.failed = True
+
+    def _deadline_message(self) -> str:
+        return f"not run: the run's deadline (options.timeout_s={self.options.timeout_s or 0.0:g}) had passed"
 
     # ------------------------------------------------------------------------------------------- level by level
 
@@ -417,16 +421,24 @@ class PlanRun:
             return f"not run: the run's deadline (options.timeout_s={self.options.timeout_s:g}) had passed"
         return None
 
-    def _blocked_reason(self, step_id: str) -> str | None:
-        """Why ready step ``step_id`` cannot run whatever the time: a dependency did not succeed, or fail fast."""
+    def _blocked_reason(self, step_id: str, passing: str | None = None) -> str | None:
+        """Why ready step ``step_id`` cannot run whatever the time: a dependency did not succeed, or fail fast. A
+        dependency skipped with the message ``passing`` does not count."""
         assert self.graph is not None
-        blocking = [d for d in self.graph.dependencies[step_id] if self._state.get(d) != StepStatus.SUCCEEDED]
+        blocking = [d for d in self.graph.dependencies[step_id] if self._state.get(d) != StepStatus.SUCCEEDED
+                    and not (passing is not None and self._skipped_with(d, passing))]
         if blocking:
             cause = blocking[0]
             return f"not run: step {cause!r} {self._state.get(cause, StepStatus.PENDING).value}"
         if self.options.fail_fast and self.failed:
             return _FAIL_FAST
         return None
+
+    def _skipped_with(self, step_id: str, message: str) -> bool:
+        if self._state.get(step_id) != StepStatus.SKIPPED:
+            return False
+        error = self._record_of(step_id).error
+        return error is not None and error.message == message
 
     def _skip(self, record: StepRecord, message: str, now: datetime) -> None:
         record.status = StepStatus.SKIPPED

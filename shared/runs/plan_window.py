@@ -10,7 +10,7 @@ step's status, the results later steps still need, the references of the archive
 payload storage, written by ``advance_plan`` once per generation; the final generation's ``finish_plan`` folds its
 part into them and answers the run's result, listing every step (the orchestrator does no work in the plan's size).
 The runs prepared before ``finish_plan`` existed end as they began: ``load_plan_progress`` reads the plan and the
-progress back and the orchestrator folds them (:func:`fold`, the same fold).
+progress back and the orchestrator folds them (:func:`~shared.runs.plan_fold.fold`, the same fold).
 A step outside the window whose dependency failed is skipped when a later window is chosen.
 """
 
@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import datetime as dt
 import math
-from collections.abc import Mapping
 from typing import Any
 
 from shared.models import Plan, RunResult, StepStatus, ToolSpec
@@ -32,11 +31,12 @@ from shared.runs.contracts import (
     PlanWindow,
 )
 from shared.runs.plan import PlanGraph, check_plan
+from shared.runs.plan_fold import fold
 from shared.runs.plan_run import CHECKPOINT_VERSION, PlanRun, merge_progress
 from shared.runs.record_archive import load_records
 from shared.ttl_cache import TtlLruCache
 
-__all__ = ["advance", "finish", "fold", "load_progress"]
+__all__ = ["advance", "finish", "load_progress"]
 
 _REF = "a plan or progress reference"
 _PLANS: TtlLruCache[tuple[Plan, PlanGraph | None]] = TtlLruCache(8, math.inf)  # by plan reference (by content)
@@ -76,20 +76,6 @@ def finish(payloads: PayloadStore, request: PlanFinish) -> RunResult:
         run.restore_archived(load_records(payloads, ArchivedStepRecords(run_id=request.run_id, refs=run.archives)))
     now = dt.datetime.fromisoformat(request.now)
     return run.stopped(request.stop, now) if request.stop is not None else run.result(now)
-
-
-def fold(request: PlanFinish, plan: Plan, progress: Mapping[str, Any], graph: PlanGraph | None = None) -> PlanRun:
-    """The whole plan's run at its end, from the stored ``progress`` and the last generation in ``request``: the
-    calls it left awaiting taken over, and what its failures, its stop or the deadline leave unrun skipped as in a
-    whole plan's run. The records earlier generations archived are not read (:attr:`PlanRun.archives`)."""
-    now = dt.datetime.fromisoformat(request.now)
-    run = PlanRun(request.run_id, plan, request.specs, request.options, dt.datetime.fromisoformat(request.started),
-                  graph=graph, state=progress if request.part is None else merge_progress(progress, request.part))
-    run.resume_started(request.awaiting)
-    run.skip_blocked(now)  # what the last window's failures skip outside it, as they would have in a whole plan
-    if request.expired:  # the steps outside the last window were not started either
-        run.expire(now)
-    return run
 
 
 def load_progress(payloads: PayloadStore, refs: PlanProgressRefs) -> PlanProgress:

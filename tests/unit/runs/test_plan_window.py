@@ -23,8 +23,9 @@ from shared.runs.contracts import (
     PlanProgressRefs,
 )
 from shared.runs.plan import check_plan
+from shared.runs.plan_fold import fold
 from shared.runs.plan_run import PlanRun
-from shared.runs.plan_window import advance, finish, fold, load_progress
+from shared.runs.plan_window import advance, finish, load_progress
 from shared.runs.record_archive import load_records
 from tests.unit.runs.test_plan_run import SPECS, T0, failed, ok, plan
 
@@ -256,8 +257,6 @@ def test_finish_skips_every_step_outside_the_window_once_the_deadline_passed(tmp
     assert by_id["s9"].error is not None and "deadline (options.timeout_s=60)" in by_id["s9"].error.message
 
 
-@pytest.mark.xfail(strict=True, reason="the fold's skip_blocked runs before expire: a step outside the last window "
-                   "reads 'not run: step X skipped' where a whole plan's run names the deadline")
 def test_finish_names_the_deadline_for_the_steps_outside_the_window_as_the_whole_plan_does(tmp_path: Path) -> None:
     whole, windowed = whole_and_windowed(tmp_path, plan(*chain(20)), options=RunOptions(timeout_s=60),
                                          expire_after=9)
