@@ -9,7 +9,6 @@ between threads.
 
 from __future__ import annotations
 
-import difflib
 import hashlib
 import json
 import threading
@@ -41,6 +40,7 @@ from shared.catalog.tool import (
 )
 from shared.errors import InvalidRequest, ToolNotFound
 from shared.models import ToolSpec
+from shared.suggestions import close_matches
 
 __all__ = [
     "ArgumentProblem",
@@ -238,7 +238,7 @@ class Catalog:
         return render_stub(self.get(name).spec)
 
     def _not_found(self, name: str) -> ToolNotFound:
-        close = difflib.get_close_matches(name, list(self._snap.tools), n=3)
+        close = close_matches(name, self._snap.tools)
         hint = f"; did you mean {', '.join(repr(match) for match in close)}?" if close else ""
         return ToolNotFound(f"unknown tool {name!r}{hint}")
 

@@ -5,7 +5,6 @@ sandbox, payloads, the executor) is :mod:`shared.runs.code_sandbox`.
 
 from __future__ import annotations
 
-import difflib
 import hashlib
 from collections.abc import Mapping, Sequence
 from datetime import datetime
@@ -18,6 +17,7 @@ from shared.runs.contracts import CodeOutcome, PendingCallData, RecordedCallData
 from shared.runs.custom_status import CustomStatus, step_summaries
 from shared.runs.names import Stage
 from shared.runs.step_calls import StepCall, StepOutcome, offloaded
+from shared.suggestions import close_matches
 
 __all__ = ["CodeRun", "code_tools", "seed_for"]
 
@@ -28,7 +28,7 @@ def code_tools(catalog: Catalog, names: Sequence[str] | None) -> dict[str, str]:
     mapping: dict[str, str] = {}
     for index, name in enumerate(chosen):
         if name not in catalog:
-            close = difflib.get_close_matches(name, catalog.names(), n=3)
+            close = close_matches(name, catalog.names())
             hint = f"; did you mean {', '.join(map(repr, close))}?" if close else ""
             raise InvalidRequest(f"unknown tool {name!r}{hint}", field=f"tools[{index}]")
         mapping[".".join(python_identifier(part) for part in name.split("."))] = name
