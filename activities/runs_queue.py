@@ -31,7 +31,8 @@ async def run_from_queue(msg: func.QueueMessage, poison: func.Out[str], client: 
     except RateLimited:
         raise
     except WeftError as exc:
-        log.error("runs message %s rejected (%s, field %s): %s", msg.id, exc.code, exc.field, exc.message)
+        # the message can quote the request's values (a tool argument): the code and the field say what was wrong
+        log.error("runs message %s rejected (%s, field %s)", msg.id, exc.code, exc.field)
         poison.set(msg.get_body().decode("utf-8", errors="replace"))
         return
     if submitted.replayed:

@@ -40,7 +40,7 @@ from shared.catalog.tool import (
 )
 from shared.errors import InvalidRequest, ToolNotFound
 from shared.models import ToolSpec
-from shared.suggestions import close_matches
+from shared.suggestions import NameIndex
 
 __all__ = [
     "ArgumentProblem",
@@ -68,6 +68,13 @@ class _Snapshot:
         self.tools = tools
         self._ordered: list[Tool] | None = None
         self._version: str | None = None
+        self._names: NameIndex | None = None
+
+    @property
+    def names(self) -> NameIndex:
+        if self._names is None:
+            self._names = NameIndex(self.tools)
+        return self._names
 
     @property
     def ordered(self) -> list[Tool]:
@@ -118,7 +125,7 @@ class Catalog:
         """Remove a tool (:class:`ToolNotFound` if absent)."""
         with self._lock:
             if name not in self._snap.tools:
-                raise self._not_found(name)
+                raise self._not_found(name, self._snap)
             self._snap = _Snapshot({key: value for key, value in self._snap.tools.items() if key != name})
 
     def register(
@@ -204,10 +211,20 @@ class Catalog:
 
     def get(self, name: str) -> Tool:
         """The tool called ``name``; :class:`ToolNotFound` (with close matches) if there is none."""
-        found = self._snap.tools.get(name)
+        snap = self._snap
+        found = snap.tools.get(name)
         if found is None:
-            raise self._not_found(name)
+            raise self._not_found(name, snap)
         return found
+
+    def find(self, name: str) -> Tool | None:
+        """The tool called ``name``, or None (one read of the catalog: no suggestion is computed)."""
+        return self._snap.tools.get(name)
+
+    def close_names(self, name: str, n: int = 3) -> list[str]:
+        """Up to ``n`` tool names close to ``name``, best first, compared with a bounded number of names
+        (:mod:`shared.suggestions`; the index is built once per catalog version)."""
+        return self._snap.names.close_matches(name, n=n)
 
     def __contains__(self, name: object) -> bool:
         return name in self._snap.tools
@@ -237,8 +254,8 @@ class Catalog:
         """An ``async def`` stub with typed parameters, defaults and docstring, for code-writing LLMs."""
         return render_stub(self.get(name).spec)
 
-    def _not_found(self, name: str) -> ToolNotFound:
-        close = close_matches(name, self._snap.tools)
+    def _not_found(self, name: str, snap: _Snapshot) -> ToolNotFound:
+        close = snap.names.close_matches(name)
         hint = f"; did you mean {', '.join(repr(match) for match in close)}?" if close else ""
         return ToolNotFound(f"unknown tool {name!r}{hint}")
 

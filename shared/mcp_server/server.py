@@ -30,7 +30,6 @@ from shared.runs.admission import admit_and_submit, cancel_run, owned_run, start
 from shared.runs.run_index import RunEntry, RunIndex
 from shared.runs.run_status import DurableStarter, known_status, run_view
 from shared.runtime import Runtime, get_runtime_async
-from shared.suggestions import close_matches
 
 __all__ = ["MCP_ENDPOINT", "PRM_ROUTE", "McpServer", "RunClient", "answer", "present", "protected_resource_metadata",
            "resource_metadata_url"]
@@ -156,7 +155,7 @@ class McpServer:
         return list(dict.fromkeys(found)), missing
 
     def _did_you_mean(self, name: str) -> str:
-        close = close_matches(name, self.runtime.catalog.names())
+        close = self.runtime.catalog.close_names(name)
         return f"; did you mean {', '.join(map(repr, close))}?" if close else "; use search_tools to find tools"
 
     async def search_tools(self, caller: Caller, arguments: Mapping[str, Any]) -> dict[str, Any]:

@@ -17,7 +17,6 @@ from shared.runs.contracts import CodeOutcome, PendingCallData, RecordedCallData
 from shared.runs.custom_status import CustomStatus, step_summaries
 from shared.runs.names import Stage
 from shared.runs.step_calls import StepCall, StepOutcome, offloaded
-from shared.suggestions import close_matches
 
 __all__ = ["CodeRun", "code_tools", "seed_for"]
 
@@ -28,7 +27,7 @@ def code_tools(catalog: Catalog, names: Sequence[str] | None) -> dict[str, str]:
     mapping: dict[str, str] = {}
     for index, name in enumerate(chosen):
         if name not in catalog:
-            close = close_matches(name, catalog.names())
+            close = catalog.close_names(name)
             hint = f"; did you mean {', '.join(map(repr, close))}?" if close else ""
             raise InvalidRequest(f"unknown tool {name!r}{hint}", field=f"tools[{index}]")
         mapping[".".join(python_identifier(part) for part in name.split("."))] = name

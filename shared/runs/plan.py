@@ -17,7 +17,7 @@ import copy
 import difflib
 import itertools
 import re
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -144,15 +144,19 @@ class _CatalogSpecs(Mapping[str, ToolSpec]):
         self._catalog = catalog
 
     def __getitem__(self, name: str) -> ToolSpec:
-        if name not in self._catalog:
+        found = self._catalog.find(name)  # one read: a source sync may swap the catalog between two
+        if found is None:
             raise KeyError(name)
-        return self._catalog.get(name).spec
+        return found.spec
 
     def __iter__(self) -> Iterator[str]:
         return iter(self._catalog.names())
 
     def __len__(self) -> int:
         return len(self._catalog)
+
+    def close_names(self, name: str) -> list[str]:
+        return self._catalog.close_names(name)
 
 
 def _specs_of(catalog: Catalog | Mapping[str, ToolSpec]) -> Mapping[str, ToolSpec]:
@@ -165,7 +169,7 @@ class _Suggestions:
     """"unknown step 'x'; did you mean ...?" for the first ``_MAX_SUGGESTED`` unknown names of one check."""
 
     def __init__(self, steps: list[str], tools: Mapping[str, ToolSpec]) -> None:
-        self._known = {"step": steps, "tool": tools}
+        self._known: dict[str, Iterable[str]] = {"step": steps, "tool": tools}
         self._indexes: dict[str, NameIndex] = {}
         self.left = _MAX_SUGGESTED
 
@@ -173,9 +177,13 @@ class _Suggestions:
         if self.left <= 0:
             return f"unknown {kind} {name!r}"
         self.left -= 1
-        if kind not in self._indexes:
-            self._indexes[kind] = NameIndex(self._known[kind])
-        close = self._indexes[kind].close_matches(name, n=3)
+        known = self._known[kind]
+        if isinstance(known, _CatalogSpecs):  # the catalog keeps an index per version
+            close = known.close_names(name)
+        else:
+            if kind not in self._indexes:
+                self._indexes[kind] = NameIndex(known)
+            close = self._indexes[kind].close_matches(name, n=3)
         hint = f"; did you mean {', '.join(repr(match) for match in close)}?" if close else ""
         return f"unknown {kind} {name!r}{hint}"
 
@@ -196,6 +204,8 @@ def check_plan(
     for a plan naming thousands). ``check_arguments=False`` skips the JSON-schema checks of the arguments (the
     orchestrator's replays: the plan was checked when it was admitted, and every call is checked again).
     """
+    if max_problems is not None and max_problems < 1:
+        raise ValueError("max_problems must be at least 1")
     if limits is not None:
         try:
             check_plan_limits(plan, limits)

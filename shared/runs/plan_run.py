@@ -418,7 +418,7 @@ class PlanRun:
             return reason
         if self.options.timeout_s is not None and (now - self.started).total_seconds() > self.options.timeout_s:
             self.failed = True
-            return f"not run: the run's deadline (options.timeout_s={self.options.timeout_s:g}) had passed"
+            return self._deadline_message()
         return None
 
     def _blocked_reason(self, step_id: str, passing: str | None = None) -> str | None:

@@ -54,10 +54,14 @@ def test_queued_request_runs_once_even_when_delivered_twice(azurite: Azurite, we
 def test_malformed_message_goes_to_poison_without_retries(azurite: Azurite, weft: DevhostProcess) -> None:
     runs = queue(azurite, "runs")
     poison = queue(azurite, "runs-poison")
-    bad = json.dumps({"mode": "plan", "plan": {"steps": [{"id": "x", "tool": "no_such_tool", "args": {}}]}})
+    bad = json.dumps({"mode": "plan", "plan": {"steps": [
+        {"id": "x", "tool": "no_such_tool", "args": {}},
+        {"id": "y", "tool": "calculate", "args": {"expression": "secret-4471 +", "unknown": "secret-4472"}},
+    ]}})
     runs.send_message(bad)
     messages = until(lambda: list(poison.peek_messages(max_messages=10)))
     assert bad in [m.content for m in messages]
     log = weft.log()
     assert "rejected (plan_invalid, field plan.steps[0].tool)" in log
+    assert "secret-447" not in log and "no_such_tool" not in log, "the rejection names the field, not the values"
     assert "MaxDequeueCount" not in log, "rejected at once, not after retries"

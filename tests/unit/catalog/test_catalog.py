@@ -557,3 +557,25 @@ def test_an_unknown_name_among_many_tools_is_compared_with_a_bounded_number_of_t
         catalog.get("tool_01234_gte")
     assert "did you mean 'tool_01234_get'" in caught.value.message
     assert compared and max(compared) <= MAX_CANDIDATES
+
+
+def test_the_name_index_for_suggestions_is_built_once_per_catalog_version(monkeypatch: pytest.MonkeyPatch) -> None:
+    import shared.catalog.catalog as catalog_module
+
+    built: list[int] = []
+    real = catalog_module.NameIndex
+
+    def counting(names: Any) -> Any:
+        built.append(1)
+        return real(names)
+
+    monkeypatch.setattr(catalog_module, "NameIndex", counting)
+    catalog = Catalog([Tool(ToolSpec(name=name)) for name in ("get_weather", "get_time", "send_mail")])
+    for _ in range(3):
+        with pytest.raises(ToolNotFound):
+            catalog.get("get_wether")
+    assert catalog.close_names("send_mial") == ["send_mail"]
+    assert len(built) == 1
+    catalog.add(Tool(ToolSpec(name="send_sms")))
+    assert catalog.close_names("send_sm")[0] == "send_sms"
+    assert len(built) == 2

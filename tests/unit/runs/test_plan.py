@@ -387,3 +387,24 @@ def test_references_into_stored_results_are_left_for_the_activity() -> None:
     assert referenced_steps(args) == {"s1", "s2"}  # a malformed reference names no step
     resolved = resolve_refs_except({"a": args["a"], "b": args["b"]}, {"s1": {"x": 7}}, {"s2"})
     assert resolved == {"a": 7, "b": [{"$ref": "s2"}, 3]}
+
+
+def test_max_problems_must_be_at_least_one() -> None:
+    with pytest.raises(ValueError, match="max_problems"):
+        check_plan(Plan.model_validate({"steps": [{"id": "a", "tool": "add", "args": {"a": 1, "b": 2}}]}), SPECS,
+                   max_problems=0)
+
+
+class _SwappedCatalog(Catalog):
+    """A catalog whose tool leaves between a membership test and a read (a source sync swapping the snapshot)."""
+
+    def __contains__(self, name: object) -> bool:
+        return True
+
+
+def test_a_tool_leaving_the_catalog_during_a_check_is_a_plan_problem_not_an_escape() -> None:
+    catalog = _SwappedCatalog([Tool(ToolSpec(name="add"))])
+    plan = Plan.model_validate({"steps": [{"id": "a", "tool": "gone", "args": {}}]})
+    problems, graph = check_plan(plan, catalog)
+    assert graph is None and [p.field for p in problems] == ["plan.steps[0].tool"]
+    assert problems[0].message.startswith("unknown tool 'gone'")
