@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from shared.catalog.breaker import BlobBreakerStore, BreakerStore, SqliteBreakerStore
-from tests.support import ROOT, Azurite, DevhostProcess, devhost_env, free_port, http
+from tests.support import ROOT, Azurite, DevhostProcess, devhost_env, free_port, http, wait_until
 
 
 def weft_env(azurite: Azurite | None, state: Path, **extra: str) -> dict[str, str]:
@@ -69,6 +69,21 @@ def wait_run(host: DevhostProcess, run_id: str, timeout: float = 60.0) -> dict[s
         assert status in (202, 404), view
         time.sleep(0.05)
     raise TimeoutError(f"run {run_id} did not finish in {timeout}s")
+
+
+def deny_after_waiting(host: DevhostProcess, steps: list[dict[str, Any]], awaiting: int, denied: list[str]
+                       ) -> dict[str, Any]:
+    """Run a plan until ``awaiting`` calls await approval, deny the calls ``denied`` and return the finished run."""
+    run_id = submit(host, {"mode": "plan", "plan": {"steps": steps}})["id"]
+
+    def all_awaiting() -> bool:
+        current = http("GET", f"{host.base_url}/api/runs/{run_id}")[2]
+        return len((current.get("awaiting_approval") or {}).get("calls") or []) == awaiting
+
+    wait_until(all_awaiting, 60, f"{awaiting} calls awaiting approval")
+    denial = {"approved": False, "reason": "no", "call_ids": denied}
+    assert http("POST", f"{host.base_url}/api/runs/{run_id}/approve", denial)[0] == 202
+    return wait_run(host, run_id)
 
 
 def ends_after_restart(killed: DevhostProcess, env: dict[str, str], run_ids: list[str],

@@ -102,19 +102,25 @@ def test_the_cancel_mark_on_blob_storage(container: Any) -> None:
     assert not journal.canceled("run-1") and journal.canceled("run-10")
 
 
-@pytest.mark.parametrize("sync", [pytest.param(True, id="sync-tool"), pytest.param(False, id="async-tool")])
-def test_a_cancel_mark_read_slower_than_the_call_timeout_is_a_retryable_not_run(azurite: Azurite, container: Any,
-                                                                                 sync: bool) -> None:
+def _slow_reads(azurite: Azurite, container: Any) -> tuple[Any, threading.Event]:
+    """A client of ``container`` whose reads (GET) answer only once the event is set (or after 10 s): the journal's
+    storage answering after a call's timeout."""
     from azure.storage.blob import ContainerClient
 
     answer = threading.Event()
 
-    def late(response: Any) -> None:  # the journal's storage answers after the call's timeout
+    def late(response: Any) -> None:
         if response.http_request.method == "GET":
             answer.wait(10)
 
-    slow = ContainerClient.from_connection_string(azurite.connection_string, container.container_name,
-                                                  raw_response_hook=late)
+    return ContainerClient.from_connection_string(azurite.connection_string, container.container_name,
+                                                  raw_response_hook=late), answer
+
+
+@pytest.mark.parametrize("sync", [pytest.param(True, id="sync-tool"), pytest.param(False, id="async-tool")])
+def test_a_cancel_mark_read_slower_than_the_call_timeout_is_a_retryable_not_run(azurite: Azurite, container: Any,
+                                                                                 sync: bool) -> None:
+    slow, answer = _slow_reads(azurite, container)
     catalog = Catalog()
     ran: list[str] = []
 
@@ -151,16 +157,7 @@ def test_a_cancel_mark_read_slower_than_the_call_timeout_is_a_retryable_not_run(
 
 
 def test_slow_cancel_mark_reads_hold_only_the_cancel_check_threads(azurite: Azurite, container: Any) -> None:
-    from azure.storage.blob import ContainerClient
-
-    answer = threading.Event()
-
-    def late(response: Any) -> None:  # the journal's storage answers after the calls' timeout
-        if response.http_request.method == "GET":
-            answer.wait(10)
-
-    slow = ContainerClient.from_connection_string(azurite.connection_string, container.container_name,
-                                                  raw_response_hook=late)
+    slow, answer = _slow_reads(azurite, container)
     catalog = Catalog()
     ran: list[str] = []
 

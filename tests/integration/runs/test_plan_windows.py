@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from shared.payloads import ref_of_run
-from tests.integration.runs.conftest import steps_by_id, submit, wait_run, weft_env
+from tests.integration.runs.conftest import deny_after_waiting, steps_by_id, submit, wait_run, weft_env
 from tests.support import ROOT, DevhostProcess, free_port, http, wait_until
 
 CHECKPOINT = 4
@@ -166,16 +166,7 @@ def two_emails(before: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 
 def deny_mail(host: DevhostProcess, steps: list[dict[str, Any]]) -> dict[str, Any]:
-    run_id = submit(host, {"mode": "plan", "plan": {"steps": steps}})["id"]
-
-    def both_awaiting() -> bool:
-        current = http("GET", f"{host.base_url}/api/runs/{run_id}")[2]
-        return len((current.get("awaiting_approval") or {}).get("calls") or []) == 2
-
-    wait_until(both_awaiting, 60, "both emails awaiting approval")
-    denial = {"approved": False, "reason": "no", "call_ids": ["mail"]}
-    assert http("POST", f"{host.base_url}/api/runs/{run_id}/approve", denial)[0] == 202
-    return wait_run(host, run_id)
+    return deny_after_waiting(host, steps, awaiting=2, denied=["mail"])
 
 
 def test_a_denial_in_a_window_reports_the_call_still_awaiting_as_a_whole_plan_does(host: DevhostProcess) -> None:

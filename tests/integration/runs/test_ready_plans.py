@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from shared.payloads import ref_of_run
-from tests.integration.runs.conftest import steps_by_id, submit, wait_run, weft_env
+from tests.integration.runs.conftest import deny_after_waiting, steps_by_id, submit, wait_run, weft_env
 from tests.support import ROOT, DevhostProcess, free_port, history, http, wait_until
 
 CHECKPOINT = 4
@@ -77,16 +77,7 @@ def test_a_denied_call_stops_the_run_and_skips_the_rest(host: DevhostProcess) ->
              {"id": "other", "tool": "send_email", "args": {"to": "b@example.com", "subject": "later"}},
              {"id": "slow", "tool": "slow", "args": {"delay_ms": 300}},
              {"id": "next", "tool": "calculate", "args": {"expression": "1"}, "depends_on": ["slow", "mail"]}]
-    run_id = submit(host, {"mode": "plan", "plan": {"steps": steps}})["id"]
-
-    def both_awaiting() -> bool:
-        current = http("GET", f"{host.base_url}/api/runs/{run_id}")[2]
-        return len((current.get("awaiting_approval") or {}).get("calls") or []) == 2
-
-    wait_until(both_awaiting, 60, "both emails awaiting approval")
-    denial = {"approved": False, "reason": "no", "call_ids": ["mail"]}
-    assert http("POST", f"{host.base_url}/api/runs/{run_id}/approve", denial)[0] == 202
-    view = wait_run(host, run_id)  # "other" is not waited for: the run stops at the first refusal
+    view = deny_after_waiting(host, steps, awaiting=2, denied=["mail"])  # "other" is not waited for: the run stops
     assert view["status"] == "failed" and view["errors"][0]["code"] == "approval_denied"
     by_id = steps_by_id(view)
     assert by_id["mail"]["status"] == "failed" and by_id["next"]["status"] == "skipped"
