@@ -142,8 +142,8 @@ def test_deadline_skips_levels_not_yet_started() -> None:
     assert run.result(T0 + dt.timedelta(seconds=2)).status == RunStatus.COMPLETED_WITH_ERRORS
 
 
-def test_a_step_summarys_size_estimate_is_never_below_its_json() -> None:
-    """The status is trimmed by the estimate, without encoding: an estimate below the real size could let a status
+def test_a_step_summarys_size_is_never_below_its_json() -> None:
+    """The status is trimmed by the summaries' sizes, without encoding it: a size below the real one could let a status
     past Durable's limit. Worst case: the longest status, huge numbers, the longest error code."""
     from shared.errors import WeftError
     from shared.results import StepStatus
