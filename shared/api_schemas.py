@@ -12,6 +12,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from shared.results import ErrorInfo, RunMode, RunResult, RunStatus
+from shared.runs.approval import MAX_APPROVAL_CALL_IDS, MAX_CALL_ID_CHARS
 from shared.runs.custom_status import PendingApproval
 
 __all__ = [
@@ -140,8 +141,8 @@ class ApprovalRequest(BaseModel):
 
     approved: bool
     reason: str = Field("", max_length=2000)
-    call_ids: list[Annotated[str, Field(min_length=1, max_length=200)]] | None = Field(None, min_length=1,
-                                                                                      max_length=1000)
+    call_ids: list[Annotated[str, Field(min_length=1, max_length=MAX_CALL_ID_CHARS)]] | None = Field(
+        None, min_length=1, max_length=MAX_APPROVAL_CALL_IDS)
 
 
 class ApprovalReply(_Reply):

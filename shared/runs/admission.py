@@ -34,6 +34,7 @@ from shared.errors import (
 from shared.identity.caller import Caller, Role
 from shared.llm.chat import LLM_NOT_CONFIGURED_MESSAGE
 from shared.models import IDEMPOTENCY_KEY_PATTERN, Plan, RunRequest, parse_json, parse_run_request, validate_request
+from shared.runs.approval import MAX_APPROVAL_CALL_IDS, MAX_CALL_ID_CHARS
 from shared.runs.call_journal import journal_for
 from shared.runs.code_run import code_tools
 from shared.runs.contracts import PreparedPlan
@@ -65,9 +66,6 @@ _KEY_SAFE = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 _KEY = re.compile(IDEMPOTENCY_KEY_PATTERN)
 _KEY_RULE = "1 to 100 letters, digits or _ . : @ - (ASCII)"
 _MAX_APPROVAL_BYTES = 64 * 1024
-_MAX_APPROVAL_CALL_IDS = 1000
-"""Entries in an approval's ``call_ids`` (without the list it decides every call waiting, however many)."""
-_MAX_CALL_ID_CHARS = 200
 _START_WAIT_S = 5.0
 """How long a submission that lost the claim of its run waits for the winner to start it."""
 _ORPHAN_CLAIM_S = 30.0
@@ -150,9 +148,9 @@ def parse_approval(body: bytes | str) -> dict[str, Any]:
     decision: dict[str, Any] = {"approved": data["approved"], "reason": reason}
     if "call_ids" in data:
         ids = data["call_ids"]
-        if not (isinstance(ids, list) and 0 < len(ids) <= _MAX_APPROVAL_CALL_IDS
-                and all(isinstance(i, str) and 0 < len(i) <= _MAX_CALL_ID_CHARS for i in ids)):
-            raise InvalidRequest(f"call_ids must be a list of 1 to {_MAX_APPROVAL_CALL_IDS} of the awaiting calls' ids",
+        if not (isinstance(ids, list) and 0 < len(ids) <= MAX_APPROVAL_CALL_IDS
+                and all(isinstance(i, str) and 0 < len(i) <= MAX_CALL_ID_CHARS for i in ids)):
+            raise InvalidRequest(f"call_ids must be a list of 1 to {MAX_APPROVAL_CALL_IDS} of the awaiting calls' ids",
                                  field="call_ids")
         decision["call_ids"] = list(dict.fromkeys(ids))
     return decision

@@ -16,7 +16,12 @@ from shared.runs.contracts import ApprovalDecision
 from shared.runs.custom_status import PendingApproval
 from shared.runs.step_calls import CallApproval, StepCall
 
-__all__ = ["approval_problem", "approve", "pending_approvals"]
+__all__ = ["MAX_APPROVAL_CALL_IDS", "MAX_CALL_ID_CHARS", "approval_problem", "approve", "pending_approvals"]
+
+MAX_APPROVAL_CALL_IDS = 1000
+"""Entries in an approval's ``call_ids`` (without the list it decides every call waiting, however many)."""
+MAX_CALL_ID_CHARS = 200
+"""Characters of one entry of ``call_ids``."""
 
 
 def pending_approvals(calls: list[StepCall], specs: Mapping[str, ToolSpec], preview_chars: int = 500

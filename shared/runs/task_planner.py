@@ -33,6 +33,8 @@ __all__ = ["PLANNER_SCHEMA", "find_tools", "plan_turn", "render_tools", "results
 
 Style = TaskStyle
 _MAX_RESULT_CHARS = 24_000
+_REPAIR_PROBLEMS = 10
+"""Plan problems a repair round shows the planner (the first ones: checking stops there)."""
 
 PLANNER_SCHEMA: dict[str, Any] = {
     "type": "object",
@@ -81,9 +83,9 @@ def _validate(reply: PlannerReply, style: Style, catalog: Catalog, tools: Sequen
         if style != "plan" or reply.plan is None:
             raise InvalidRequest(f"reply with action {style!r} and a {style!r} field", field="action")
         allowed = {name: catalog.get(name).spec for name in tools if name in catalog}
-        problems, _ = check_plan(reply.plan, allowed)
+        problems, _ = check_plan(reply.plan, allowed, max_problems=_REPAIR_PROBLEMS)
         if problems:
-            raise InvalidRequest("; ".join(f"{p.field}: {p.message}" for p in problems[:10]), field=problems[0].field)
+            raise InvalidRequest("; ".join(f"{p.field}: {p.message}" for p in problems), field=problems[0].field)
     elif reply.action == "code":
         if style != "code" or not reply.code:
             raise InvalidRequest(f"reply with action {style!r} and a {style!r} field", field="action")
