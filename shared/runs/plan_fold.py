@@ -1,5 +1,6 @@
 """The end of a long plan's run (:mod:`shared.runs.plan_window`): the stored progress and the last generation's part
-folded into the whole plan's run. Pure (no I/O), so the orchestrator can fold the runs that end the older way."""
+folded into the whole plan's run, and a generation's checkpoint folded into the progress (:func:`merge_progress`).
+Pure (no I/O), so the orchestrator can fold the runs that end the older way."""
 
 from __future__ import annotations
 
@@ -10,9 +11,9 @@ from typing import Any
 from shared.models import Plan
 from shared.runs.contracts import PlanFinish
 from shared.runs.plan import PlanGraph
-from shared.runs.plan_run import PlanRun, merge_progress
+from shared.runs.plan_run import CHECKPOINT_VERSION, PlanRun
 
-__all__ = ["fold"]
+__all__ = ["fold", "merge_progress"]
 
 
 def fold(request: PlanFinish, plan: Plan, progress: Mapping[str, Any], graph: PlanGraph | None = None) -> PlanRun:
@@ -27,3 +28,17 @@ def fold(request: PlanFinish, plan: Plan, progress: Mapping[str, Any], graph: Pl
     if request.expired:  # the steps outside the last window were not started either
         run.expire(now)
     return run
+
+
+def merge_progress(progress: Mapping[str, Any] | None, part: Mapping[str, Any]) -> dict[str, Any]:
+    """The run's progress with a generation's :meth:`~shared.runs.plan_run.PlanRun.checkpoint` folded in (the later
+    one wins)."""
+    if progress is None:
+        return dict(part)
+    return {"v": CHECKPOINT_VERSION,
+            "statuses": {**progress["statuses"], **part["statuses"]},
+            "records": {**progress["records"], **part["records"]},
+            "archives": [*progress["archives"], *part["archives"]],
+            "failed": bool(progress["failed"] or part["failed"]),
+            "results": {**progress["results"], **part["results"]},
+            "recent": part["recent"]}

@@ -12,8 +12,7 @@ of a generation, which every replay parses, does not grow with the steps already
 
 from __future__ import annotations
 
-import json
-from collections import OrderedDict, deque
+from collections import deque
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
@@ -33,12 +32,12 @@ from shared.models import (
     ToolSpec,
     hash_args,
 )
-from shared.runs.custom_status import STATUS_MAX_CHARS, STATUS_MAX_STEPS, CustomStatus, fit_status
+from shared.runs.custom_status import CustomStatus, RecentSteps, fit_status
 from shared.runs.names import Stage
 from shared.runs.plan import PlanGraph, check_plan, referenced_steps, resolve_refs_except
 from shared.runs.step_calls import StepCall, StepOutcome, offloaded, offloaded_ref
 
-__all__ = ["CHECKPOINT_VERSION", "PlanRun", "merge_progress"]
+__all__ = ["CHECKPOINT_VERSION", "PlanRun"]
 
 CHECKPOINT_VERSION = 2
 """Version of the state :meth:`PlanRun.checkpoint` writes (1 carried every finished record; still read)."""
@@ -86,8 +85,7 @@ class PlanRun:
         self._state: dict[str, StepStatus] = {}
         self._failures = 0
         self._skips = 0
-        self._recent: OrderedDict[str, dict[str, Any]] = OrderedDict()
-        self._recent_chars = 0
+        self._recent = RecentSteps()
         self._outside = _Outside()
         self._waiting: dict[str, int] = {}
         self._ready: deque[str] = deque()
@@ -105,8 +103,7 @@ class PlanRun:
             self._failures = sum(status == StepStatus.FAILED for status in self._state.values())
             self._skips = sum(status == StepStatus.SKIPPED for status in self._state.values())
             self.done = len(self._state)
-            self._recent = OrderedDict((entry["step_id"], entry) for entry in state["recent"])
-            self._recent_chars = sum(map(_summary_chars, self._recent.values()))
+            self._recent = RecentSteps(state["recent"])
             if "outside" in state:
                 self._outside = _Outside(**state["outside"])
         for step_id, parents in graph.dependencies.items():
@@ -138,7 +135,7 @@ class PlanRun:
     @property
     def recent(self) -> list[dict[str, Any]]:
         """The latest step summaries (what the custom status shows, and a checkpoint carries)."""
-        return list(self._recent.values())
+        return self._recent.entries()
 
     @property
     def outside_pending(self) -> bool:
@@ -261,7 +258,7 @@ class PlanRun:
                                   "elapsed_ms": _ms(now - self.started)}
         if self._recent:
             dumped["steps"] = self.recent
-        if extra or self._recent_chars > STATUS_MAX_CHARS - _STATUS_OTHER_CHARS:  # else it fits: no need to measure
+        if extra or not self._recent.fits():  # else it fits: no need to measure
             return fit_status(dumped)
         return dumped
 
@@ -495,38 +492,7 @@ class PlanRun:
             summary["latency_ms"] = record.latency_ms
         if record.error is not None:
             summary["error"] = record.error.code
-        earlier = self._recent.pop(record.step_id, None)
-        if earlier is not None:
-            self._recent_chars -= _summary_chars(earlier)
-        self._recent[record.step_id] = summary
-        self._recent_chars += _summary_chars(summary)
-        if len(self._recent) > STATUS_MAX_STEPS:
-            self._recent_chars -= _summary_chars(self._recent.popitem(last=False)[1])
-
-
-_STATUS_OTHER_CHARS = 400
-"""At most the characters of an executing plan's custom status besides its step summaries and approvals."""
-
-
-def _summary_chars(summary: Mapping[str, Any]) -> int:
-    """The characters ``summary`` takes in the status's JSON, as the SDK encodes it, with its comma: encoded once when
-    the step finishes, so a status of 50 summaries is measured without encoding it on every episode (an upper-bound
-    estimate of 140 + ids made every long plan's status look too large and re-encoded it whole, ~17 % of a 1,000-step
-    chain's replay time)."""
-    return len(json.dumps(summary)) + 2
-
-
-def merge_progress(progress: Mapping[str, Any] | None, part: Mapping[str, Any]) -> dict[str, Any]:
-    """The run's progress with a generation's :meth:`~PlanRun.checkpoint` folded in (the later one wins)."""
-    if progress is None:
-        return dict(part)
-    return {"v": CHECKPOINT_VERSION,
-            "statuses": {**progress["statuses"], **part["statuses"]},
-            "records": {**progress["records"], **part["records"]},
-            "archives": [*progress["archives"], *part["archives"]],
-            "failed": bool(progress["failed"] or part["failed"]),
-            "results": {**progress["results"], **part["results"]},
-            "recent": part["recent"]}
+        self._recent.add(summary)
 
 
 @dataclass(frozen=True)

@@ -31,8 +31,8 @@ from shared.runs.contracts import (
     PlanWindow,
 )
 from shared.runs.plan import PlanGraph, check_plan
-from shared.runs.plan_fold import fold
-from shared.runs.plan_run import CHECKPOINT_VERSION, PlanRun, merge_progress
+from shared.runs.plan_fold import fold, merge_progress
+from shared.runs.plan_run import CHECKPOINT_VERSION, PlanRun
 from shared.runs.record_archive import load_records
 from shared.ttl_cache import TtlLruCache
 

@@ -147,7 +147,7 @@ def test_a_step_summarys_size_is_never_below_its_json() -> None:
     past Durable's limit. Worst case: the longest status, huge numbers, the longest error code."""
     from shared.errors import WeftError
     from shared.results import StepStatus
-    from shared.runs.plan_run import _summary_chars
+    from shared.runs.custom_status import summary_chars as _summary_chars
 
     codes = [cls.code for cls in _subclasses(WeftError)]
     for status in StepStatus:
