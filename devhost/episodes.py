@@ -68,6 +68,8 @@ class _Episode:
     retries_put: list[RetryRow] = field(default_factory=list)
     retries_deleted: list[int] = field(default_factory=list)
     canceled_timers: list[int] = field(default_factory=list)
+    dumped: list[str] = field(default_factory=list)
+    """The JSON of the first ``new_events`` (those handed to the orchestrator), written once."""
 
 
 class EpisodeRunner:
@@ -133,7 +135,7 @@ class EpisodeRunner:
         history = self._history.get(inst.id)
         if history is None:
             history = self.store.load_history(inst.id)
-        new_json = [json.dumps(e) for e in ep.new_events]
+        new_json = ep.dumped = [json.dumps(e) for e in ep.new_events]
         context = (
             '{"history":['
             + ",".join(history + new_json)
@@ -367,7 +369,7 @@ class EpisodeRunner:
         continue_input: tuple[bool, str | None],
         now: float,
     ) -> None:
-        new_json = [json.dumps(e) for e in ep.new_events]
+        new_json = ep.dumped + [json.dumps(e) for e in ep.new_events[len(ep.dumped):]]
         dispatched: list[WorkItem] = []
         with self.store.transaction() as conn:
             self.store.delete_inbox(conn, consumed)
