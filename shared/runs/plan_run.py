@@ -48,9 +48,8 @@ _STATUS_OF = {status.value: status for status in StepStatus}  # a dict lookup, n
 
 
 class PlanRun:
-    """Progress of a plan. Ready-driven use: :meth:`take_ready` the calls whose dependencies are done, feed their
-    outcomes to :meth:`record` as they arrive, repeat until :attr:`finished`. (Level by level also works:
-    :attr:`levels`, :meth:`prepare`, :meth:`record`.)
+    """Progress of a plan: :meth:`take_ready` the calls whose dependencies are done, feed their outcomes to
+    :meth:`record` as they arrive, repeat until :attr:`finished`.
 
     ``graph`` is ``check_plan``'s graph when the caller has it already (it is a pure function of the plan);
     ``state`` is a :meth:`checkpoint` of an earlier generation of the same run.
@@ -204,34 +203,13 @@ class PlanRun:
     def _deadline_message(self) -> str:
         return f"not run: the run's deadline (options.timeout_s={self.options.timeout_s or 0.0:g}) had passed"
 
-    # ------------------------------------------------------------------------------------------- level by level
-
-    @property
-    def levels(self) -> list[list[str]]:
-        return self.graph.levels() if self.graph else []
-
-    def prepare(self, level: list[str], now: datetime) -> list[StepCall]:
-        """The calls to make for ``level``; steps that cannot run are marked skipped or failed here."""
-        calls = []
-        for step_id in level:
-            if step_id in self._ready:
-                self._ready.remove(step_id)
-            if self._state.get(step_id) in _FINISHED:
-                continue
-            call = self._prepare_one(step_id, now)
-            if call is not None:
-                calls.append(call)
-        return calls
-
-    # ------------------------------------------------------------------------------------------- both
-
     def mark_started(self, calls: list[StepCall], now: datetime) -> None:
         """The calls are being scheduled now (a call may wait for capacity or an approval after it is prepared)."""
         for call in calls:
             self.records[call.call.step_id].started_at = now
 
     def record(self, outcomes: list[StepOutcome], now: datetime) -> None:
-        """Take the outcomes of calls :meth:`take_ready` or :meth:`prepare` returned."""
+        """Take the outcomes of calls :meth:`take_ready` returned."""
         for outcome in outcomes:
             record = self._record_of(outcome.step_id)
             result = outcome.result

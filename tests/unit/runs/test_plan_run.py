@@ -43,17 +43,18 @@ DIAMOND = plan(
 )
 
 
-def test_levels_refs_and_success() -> None:
+def test_ready_steps_refs_and_success() -> None:
     run = PlanRun("r1", DIAMOND, SPECS, RunOptions(), T0)
-    assert run.levels == [["a"], ["b", "c"], ["d"]]
-    first = run.prepare(["a"], T0)
+    first = run.take_ready(T0)
     assert [c.call.args for c in first] == [{"a": 1, "b": 2}]
     assert first[0].call.idempotency_key == "r1:a"
     run.record([ok("a", {"sum": 3})], T0)
-    second = run.prepare(["b", "c"], T0)
+    second = run.take_ready(T0)
     assert [c.call.args for c in second] == [{"a": 3, "b": 10}, {"value": {"sum": 3}}]
-    run.record([ok("b", {"sum": 13}, attempts=2), ok("c", {"value": {"sum": 3}})], T0)
-    third = run.prepare(["d"], T0)
+    run.record([ok("b", {"sum": 13}, attempts=2)], T0)
+    assert run.take_ready(T0) == []  # d waits for c too
+    run.record([ok("c", {"value": {"sum": 3}})], T0)
+    third = run.take_ready(T0)
     assert third[0].call.args == {"value": [13, 3]}
     run.record([ok("d", {"value": [13, 3]})], T0 + dt.timedelta(seconds=2))
     result = run.result(T0 + dt.timedelta(seconds=2))
@@ -66,12 +67,12 @@ def test_levels_refs_and_success() -> None:
 
 def test_a_failure_skips_its_dependents_only() -> None:
     run = PlanRun("r2", DIAMOND, SPECS, RunOptions(), T0)
-    run.prepare(["a"], T0)
+    run.take_ready(T0)
     run.record([ok("a", {"sum": 3})], T0)
-    calls = run.prepare(["b", "c"], T0)
+    calls = run.take_ready(T0)
     assert len(calls) == 2
     run.record([failed("b"), ok("c", {"value": 1})], T0)
-    assert run.prepare(["d"], T0) == []
+    assert run.take_ready(T0) == []
     result = run.result(T0)
     by_id = {s.step_id: s for s in result.steps}
     assert by_id["b"].status == StepStatus.FAILED and by_id["b"].attempts == 3
@@ -86,18 +87,17 @@ def test_fail_fast_skips_everything_after_a_failure() -> None:
                                                                  "depends_on": ["x"]},
                        {"id": "z", "tool": "echo", "args": {}})
     run = PlanRun("r3", independent, SPECS, RunOptions(fail_fast=True), T0)
-    assert run.levels == [["x", "z"], ["y"]]
-    run.prepare(["x", "z"], T0)
+    assert [call.call.step_id for call in run.take_ready(T0)] == ["x", "z"]
     run.record([failed("x"), ok("z", 1)], T0)
-    assert run.prepare(["y"], T0) == []
+    assert run.take_ready(T0) == []
     assert run.result(T0).status == RunStatus.FAILED
 
 
 def test_missing_ref_path_at_run_time_fails_the_step() -> None:
     run = PlanRun("r4", DIAMOND, SPECS, RunOptions(), T0)
-    run.prepare(["a"], T0)
+    run.take_ready(T0)
     run.record([ok("a", {"not_sum": 3})], T0)
-    calls = run.prepare(["b", "c"], T0)
+    calls = run.take_ready(T0)
     assert [c.call.step_id for c in calls] == ["c"]
     record = run.records["b"]
     assert record.status == StepStatus.FAILED
@@ -106,10 +106,10 @@ def test_missing_ref_path_at_run_time_fails_the_step() -> None:
 
 def test_refs_into_offloaded_results_are_left_for_the_activity() -> None:
     run = PlanRun("r5", DIAMOND, SPECS, RunOptions(), T0)
-    run.prepare(["a"], T0)
+    run.take_ready(T0)
     run.record([ok("a", "{\"sum\": 3, ...", blob_ref="blob:weft-payloads/r5/abc.json")], T0)
     assert offloaded_ref(run.results["a"]) == "blob:weft-payloads/r5/abc.json"
-    calls = run.prepare(["b", "c"], T0)
+    calls = run.take_ready(T0)
     assert calls[0].offloaded == {"a": "blob:weft-payloads/r5/abc.json"}
     assert calls[0].call.args == {"a": {"$ref": "a.sum"}, "b": 10}
     assert run.records["a"].result["blob_ref"] == "blob:weft-payloads/r5/abc.json"
@@ -127,17 +127,17 @@ def test_refs_into_offloaded_results_are_left_for_the_activity() -> None:
 def test_invalid_plans_fail_the_run_with_the_field(steps: list[dict], field: str) -> None:
     """Argument types are checked at admission and by the executor, not on every replay."""
     run = PlanRun("r6", plan(*steps), SPECS, RunOptions(), T0)
-    assert run.levels == []
+    assert not run.has_ready
     result = run.result(T0)
     assert result.status == RunStatus.FAILED
     assert result.errors[0].field == field
 
 
-def test_deadline_skips_levels_not_yet_started() -> None:
+def test_deadline_skips_steps_not_yet_started() -> None:
     run = PlanRun("r7", DIAMOND, SPECS, RunOptions(timeout_s=1.0), T0)
-    run.prepare(["a"], T0)
+    run.take_ready(T0)
     run.record([ok("a", {"sum": 3})], T0 + dt.timedelta(seconds=2))
-    assert run.prepare(["b", "c"], T0 + dt.timedelta(seconds=2)) == []
+    assert run.take_ready(T0 + dt.timedelta(seconds=2)) == []
     assert "deadline" in run.records["b"].error.message
     assert run.result(T0 + dt.timedelta(seconds=2)).status == RunStatus.COMPLETED_WITH_ERRORS
 
