@@ -106,9 +106,13 @@ def test_settings_from_env() -> None:
             "WEFT_TOOL_MAX_CONCURRENCY": "3",
             "WEFT_TOOL_CONCURRENCY": "slow=1, search.web=4",
             "WEFT_BREAKER_FAILURE_THRESHOLD": "9",
+            "WEFT_CANCEL_CHECK_THREADS": "2",
+            "WEFT_CANCEL_CHECK_TIMEOUT_S": "0.75",
         }
     )
     assert settings.timeout_s == 2.5 and settings.max_result_bytes == 1000 and settings.max_concurrency == 3
+    assert (defaults.cancel_check_threads, defaults.cancel_check_timeout_s) == (8, 5.0)
+    assert (settings.cancel_check_threads, settings.cancel_check_timeout_s) == (2, 0.75)
     assert settings.concurrency == {"slow": 1, "search.web": 4}
     assert settings.breaker.failure_threshold == 9
 
