@@ -4,6 +4,9 @@
 catalog of 100,000 tools). :class:`NameIndex` compares it only with the names nearest to it in sorted order and in
 sorted order of the reversed names (a typo keeps either its prefix or its suffix), at most ``max_candidates`` of them;
 when there are no more names than that it compares with all of them, exactly as ``get_close_matches`` does.
+
+A comparison costs up to the product of the two lengths, so words and names longer than :data:`MAX_NAME_CHARS` are
+left out: a did-you-mean for a 100 kB dictionary key (a tool's result, a caller's ``$ref``) is not worth seconds.
 """
 
 from __future__ import annotations
@@ -12,17 +15,22 @@ import bisect
 import difflib
 from collections.abc import Iterable
 
-__all__ = ["MAX_CANDIDATES", "NameIndex", "close_matches"]
+__all__ = ["MAX_CANDIDATES", "MAX_NAME_CHARS", "NameIndex", "close_matches"]
 
 MAX_CANDIDATES = 500
 """Names one suggestion compares the word with (about 10 ms)."""
+MAX_NAME_CHARS = 64
+"""Longest word or name compared (catalog names and step ids are at most 64 characters; 500 comparisons of 64
+characters take at most about 0.25 s, of 200 characters about 2 s)."""
 
 
 class NameIndex:
-    """Names sorted forwards and backwards; build once, then ask :meth:`close_matches` for many words."""
+    """Names sorted forwards and backwards; build once, then ask :meth:`close_matches` for many words.
+
+    Names longer than :data:`MAX_NAME_CHARS` are never suggested."""
 
     def __init__(self, names: Iterable[str], *, max_candidates: int = MAX_CANDIDATES) -> None:
-        self._names = sorted(set(names))
+        self._names = sorted({name for name in names if len(name) <= MAX_NAME_CHARS})
         self._max = max_candidates
         self._reversed = sorted(name[::-1] for name in self._names) if len(self._names) > max_candidates else []
 
@@ -36,7 +44,10 @@ class NameIndex:
         return list(chosen)
 
     def close_matches(self, word: str, n: int = 3, cutoff: float = 0.6) -> list[str]:
-        """Up to ``n`` names close to ``word``, best first (as :func:`difflib.get_close_matches`)."""
+        """Up to ``n`` names close to ``word``, best first (as :func:`difflib.get_close_matches`); none for a word
+        longer than :data:`MAX_NAME_CHARS`."""
+        if len(word) > MAX_NAME_CHARS:
+            return []
         return difflib.get_close_matches(word, self.candidates(word), n=n, cutoff=cutoff)
 
 

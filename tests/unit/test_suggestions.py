@@ -7,14 +7,14 @@ import difflib
 import pytest
 
 from shared import suggestions
-from shared.suggestions import MAX_CANDIDATES, NameIndex, close_matches
+from shared.suggestions import MAX_CANDIDATES, MAX_NAME_CHARS, NameIndex, close_matches
 
 MANY = [f"{prefix}_{i:05d}_get" for prefix in ("tool", "mail", "weather") for i in range(40_000)]
 FEW = ["get_weather", "get_time", "convert_units", "add", "total", "echo", "send_mail"]
 
 
 def test_public_api_is_declared() -> None:
-    assert set(suggestions.__all__) == {"MAX_CANDIDATES", "NameIndex", "close_matches"}
+    assert set(suggestions.__all__) == {"MAX_CANDIDATES", "MAX_NAME_CHARS", "NameIndex", "close_matches"}
 
 
 @pytest.mark.parametrize("word", ["tool_12345_get", "xool_12345_get", "tool_12345_gte", "weather", "", "z" * 200],
@@ -44,3 +44,12 @@ def test_a_smaller_bound_compares_with_fewer_names() -> None:
     index = NameIndex([f"n{i:03d}" for i in range(300)], max_candidates=40)
     assert len(index.candidates("n150")) <= 40
     assert index.close_matches("n150_", n=1) == ["n150"]
+
+
+def test_long_words_and_names_are_not_compared() -> None:
+    """A comparison costs up to the product of the lengths: 500 keys of 100 kB would take minutes."""
+    long_name = "k" * (MAX_NAME_CHARS + 1)
+    assert MAX_NAME_CHARS == 64
+    assert close_matches(long_name[:-1] + "x", [long_name, "k" * MAX_NAME_CHARS]) == []  # the word is too long
+    assert close_matches("k" * MAX_NAME_CHARS, [long_name]) == []  # the name is too long
+    assert close_matches("k" * (MAX_NAME_CHARS - 1), [long_name, "k" * MAX_NAME_CHARS]) == ["k" * MAX_NAME_CHARS]
