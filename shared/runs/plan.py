@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import contextlib
 import copy
-import difflib
 import itertools
 import re
 from collections.abc import Iterable, Iterator, Mapping
@@ -22,9 +21,9 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from shared.catalog.catalog import argument_problems
-from shared.errors import InvalidRequest, PlanInvalid, quoted
+from shared.errors import QUOTED_CHARS, InvalidRequest, PlanInvalid, quoted
 from shared.models import ModelLimits, Plan, Step, ToolSpec, check_plan_limits, format_field
-from shared.suggestions import NameIndex
+from shared.suggestions import NameIndex, close_matches
 
 if TYPE_CHECKING:
     from shared.catalog.catalog import Catalog
@@ -52,6 +51,11 @@ _MAX_SUGGESTED = _MAX_REPORTED
 """Unknown step ids and tools per check that get a did-you-mean; the rest are only named (a small plan can name
 thousands, and each suggestion compares the name with up to ``shared.suggestions.MAX_CANDIDATES`` others)."""
 _MAX_LISTED_KEYS = 20
+"""Keys of a result an unresolvable ``$ref``'s message lists."""
+_MAX_WALKED_CHARS = 2 * QUOTED_CHARS
+"""How much of a ``$ref``'s walked path its message shows (its start and its end)."""
+_MAX_CYCLE_SHOWN = 10
+"""Steps of a dependency cycle its message names."""
 
 Path = tuple[str | int, ...]
 
@@ -175,7 +179,7 @@ class _Suggestions:
 
     def unknown(self, kind: str, name: str) -> str:
         if self.left <= 0:
-            return f"unknown {kind} {name!r}"
+            return f"unknown {kind} {quoted(name)}"
         self.left -= 1
         known = self._known[kind]
         if isinstance(known, _CatalogSpecs):  # the catalog keeps an index per version
@@ -185,7 +189,7 @@ class _Suggestions:
                 self._indexes[kind] = NameIndex(known)
             close = self._indexes[kind].close_matches(name, n=3)
         hint = f"; did you mean {', '.join(repr(match) for match in close)}?" if close else ""
-        return f"unknown {kind} {name!r}{hint}"
+        return f"unknown {kind} {quoted(name)}{hint}"
 
 
 def check_plan(
@@ -223,7 +227,8 @@ def check_plan(
         return problems, None
     cycle = _find_cycle(ids, deps)
     if cycle:
-        text = " -> ".join(cycle)
+        shown = cycle if len(cycle) <= _MAX_CYCLE_SHOWN else [*cycle[: _MAX_CYCLE_SHOWN - 1], "…", cycle[-1]]
+        text = " -> ".join(shown) + ("" if shown is cycle else f" ({len(cycle) - 1} steps)")
         problems.append(PlanProblem(deps[cycle[0]][cycle[1]], f"dependency cycle: {text} (each waits for the next)"))
     if problems:
         return problems, None
@@ -398,35 +403,54 @@ def _lookup(raw: Any, results: Mapping[str, Any], field: str) -> Any:
     except ValueError as exc:
         raise PlanInvalid(str(exc), field=field) from None
     if ref.step not in results:
-        raise PlanInvalid(f"$ref {quoted(ref.text)}: step {ref.step!r} has no result (it did not run or failed)",
-                          field=field)
+        raise PlanInvalid(
+            f"$ref {quoted(ref.text)}: step {quoted(ref.step)} has no result (it did not run or failed)", field=field
+        )
     current = results[ref.step]
-    walked = ref.step
-    for segment in ref.path:
+    for depth, segment in enumerate(ref.path):
         if isinstance(current, list) and (isinstance(segment, int) or segment.isdigit()):
             position = int(segment)
             if position >= len(current):
                 raise PlanInvalid(
-                    f"$ref {quoted(ref.text)}: {walked} has {len(current)} items, so index {position} does not exist",
+                    f"$ref {quoted(ref.text)}: {_walked(ref, depth)} has {len(current)} items, so index {position} "
+                    "does not exist",
                     field=field,
                 )
             current = current[position]
         elif isinstance(current, Mapping) and str(segment) in current:
             current = current[str(segment)]
         elif isinstance(current, Mapping):
-            keys = sorted(map(str, current))
-            close = difflib.get_close_matches(str(segment), keys, n=1)
-            hint = f"; did you mean {close[0]!r}?" if close else ""
-            listed = ", ".join(keys[:_MAX_LISTED_KEYS]) + (", ..." if len(keys) > _MAX_LISTED_KEYS else "")
             raise PlanInvalid(
-                f"$ref {quoted(ref.text)}: {walked} has no key {quoted(str(segment))}{hint} (keys: {listed or 'none'})",
+                f"$ref {quoted(ref.text)}: {_walked(ref, depth)} has no key {quoted(str(segment))}"
+                f"{_key_hint(str(segment), current)}",
                 field=field,
             )
         else:
             kind = {list: "list", type(None): "null"}.get(type(current), type(current).__name__)
             looked_up = quoted(segment) if isinstance(segment, str) else segment
             raise PlanInvalid(
-                f"$ref {quoted(ref.text)}: {walked} is a {kind}, so {looked_up} cannot be looked up in it", field=field
+                f"$ref {quoted(ref.text)}: {_walked(ref, depth)} is a {kind}, so {looked_up} cannot be looked up in it",
+                field=field,
             )
-        walked += f"[{segment}]" if isinstance(segment, int) else f".{segment}"
     return current
+
+
+def _walked(ref: Ref, depth: int) -> str:
+    """The part of ``ref`` walked before its segment ``depth``, for a message: ``s1.items[0]``; each key cut as
+    :func:`~shared.models.format_field` cuts it and, past ``_MAX_WALKED_CHARS``, only its start and end."""
+    text = format_field([ref.step, *ref.path[:depth]])
+    if len(text) <= _MAX_WALKED_CHARS:
+        return text
+    half = _MAX_WALKED_CHARS // 2
+    return f"{text[:half]}…{text[-half:]}"
+
+
+def _key_hint(segment: str, result: Mapping[Any, Any]) -> str:
+    """"; did you mean 'x'? (keys: ...)": a bounded suggestion (:mod:`shared.suggestions`) and the first keys, each
+    cut (a tool's result may have 100,000 keys, or keys of megabytes)."""
+    keys = sorted(map(str, result))
+    close = close_matches(segment, keys, n=1)
+    hint = f"; did you mean {quoted(close[0])}?" if close else ""
+    listed = ", ".join(quoted(key) for key in keys[:_MAX_LISTED_KEYS])
+    more = f", and {len(keys) - _MAX_LISTED_KEYS} more" if len(keys) > _MAX_LISTED_KEYS else ""
+    return f"{hint} (keys: {listed + more if listed else 'none'})"

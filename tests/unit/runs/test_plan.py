@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ast
+import difflib
 import random
 from pathlib import Path
 from typing import Any
@@ -23,6 +24,7 @@ from shared.runs.plan import (
     resolve_refs_except,
     validate_plan,
 )
+from shared.suggestions import MAX_CANDIDATES
 
 NUMBER_ARGS = {
     "type": "object",
@@ -357,7 +359,8 @@ def test_resolved_values_are_copies() -> None:
     [
         pytest.param({"x": ref("s9")}, "plan.steps[4].args.x", "step 's9' has no result", id="no-result"),
         pytest.param({"x": ref("s1.itms")}, "plan.steps[4].args.x",
-                     "s1 has no key 'itms'; did you mean 'items'? (keys: 0, count, items, none)", id="missing-key"),
+                     "s1 has no key 'itms'; did you mean 'items'? (keys: '0', 'count', 'items', 'none')",
+                     id="missing-key"),
         pytest.param({"x": [1, ref("s1.items[5]")]}, "plan.steps[4].args.x[1]",
                      "s1.items has 2 items, so index 5 does not exist", id="index-out-of-range"),
         pytest.param({"x": ref("s3.value")}, "plan.steps[4].args.x", "s3 is a int, so 'value' cannot be looked up",
@@ -372,6 +375,65 @@ def test_resolve_refs_errors_name_the_argument_and_path(args: dict[str, Any], fi
         resolve_refs(args, RESULTS, field="plan.steps[4].args")
     assert caught.value.field == field
     assert fragment in caught.value.message
+
+
+LONG = "k" * 100_000
+
+
+def nested(depth: int, leaf: Any) -> Any:
+    for _ in range(depth):
+        leaf = {"a": leaf}
+    return leaf
+
+
+@pytest.mark.parametrize(
+    ("text", "results", "says"),
+    [
+        pytest.param(f"s1.{LONG}.{LONG}.x", {"s1": {LONG: {LONG: 7}}}, "is a int, so 'x'", id="walked-long-keys"),
+        pytest.param("s1" + ".a" * 30_000 + ".x", {"s1": nested(30_000, 7)}, ".a.a is a int, so 'x'",
+                     id="walked-many-segments"),
+        pytest.param(f"s1.{LONG}.x", {"s1": {LONG: [1]}}, "is a list, so 'x'", id="list-under-long-key"),
+        pytest.param(f"s1.{LONG}", {"s1": {f"{LONG}{i}": i for i in range(30)}}, "has no key 'kkk", id="long-keys"),
+        pytest.param(f"s1.{LONG}.9", {"s1": {LONG: [1]}}, "has 1 items, so index 9", id="index-under-long-key"),
+    ],
+)
+def test_resolve_ref_errors_quote_a_bounded_part_of_the_ref_and_the_result(
+        text: str, results: dict[str, Any], says: str) -> None:
+    """The reference is the caller's and the keys are a tool's: a message never carries megabytes of either."""
+    with pytest.raises(PlanInvalid) as caught:
+        resolve_refs({"x": ref(text)}, results)
+    assert says in caught.value.message
+    assert len(caught.value.message) < 2_000
+
+
+def test_a_missing_key_among_many_is_compared_with_a_bounded_number_of_them(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A tool's result may have 100,000 keys: the did-you-mean compares with MAX_CANDIDATES of them, and the message
+    lists twenty and counts the rest."""
+    result = {f"key_{i:05d}": i for i in range(3_000)}
+    compared: list[int] = []
+    original = difflib.get_close_matches
+
+    def counting(word: str, possibilities: Any, *args: Any, **kwargs: Any) -> list[str]:
+        possibilities = list(possibilities)
+        compared.append(len(possibilities))
+        return original(word, possibilities, *args, **kwargs)
+
+    monkeypatch.setattr(difflib, "get_close_matches", counting)
+    with pytest.raises(PlanInvalid) as caught:
+        resolve_refs({"x": ref("s1.key_01234x")}, {"s1": result})
+    assert "did you mean 'key_01234'?" in caught.value.message
+    assert "'key_00019', and 2980 more)" in caught.value.message
+    assert compared and max(compared) <= MAX_CANDIDATES
+
+
+def test_unknown_dependencies_and_long_cycles_are_named_in_bounded_messages() -> None:
+    many = [add(f"s{i}", depends_on=[f"s{(i + 1) % 3_000}"]) for i in range(3_000)]
+    problems, _ = check_plan(Plan.model_validate({"steps": many}), SPECS)
+    assert problems[0].message.startswith("dependency cycle: s0 -> s1 -> s2 -> ")
+    assert "(3000 steps)" in problems[0].message and len(problems[0].message) < 300
+    unknown = Plan.model_validate({"steps": [add("a", depends_on=[LONG])]})
+    problems, _ = check_plan(unknown, SPECS)
+    assert problems[0].message.startswith("unknown step 'kkk") and len(problems[0].message) < 200
 
 
 def test_graph_resolve_args_uses_the_step_index_as_field() -> None:
