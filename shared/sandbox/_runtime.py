@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import ast
 import asyncio
-import difflib
 import importlib
 import inspect
 import linecache
@@ -34,7 +33,7 @@ from ._audit import deactivate, install_audit_hook, suspended
 from ._loop import VirtualLoop
 from ._rewrite import rewrite
 from ._shims import ToolError, World, static_module_values
-from ._tools import find_unawaited, flat_name, make_tool_types, namespace_heads, tool_globals
+from ._tools import close_name, find_unawaited, flat_name, make_tool_types, namespace_heads, tool_globals
 
 FILENAME = "<code>"
 DYNAMIC_MODULES = frozenset({"asyncio", "time", "random", "datetime"})
@@ -116,9 +115,8 @@ def _suggestion(exc: BaseException, names: Iterable[str]) -> str:
             names = dir(exc.obj)
         except Exception:  # an object from the code with a broken __dir__
             return ""
-    candidates = [n for n in names if isinstance(n, str) and not n.startswith("__")]
-    matches = difflib.get_close_matches(wrong, candidates, n=1, cutoff=0.6)
-    return f". Did you mean: {matches[0]!r}?" if matches else ""
+    close = close_name(wrong, (n for n in names if type(n) is str and not n.startswith("__")))
+    return f". Did you mean: {close!r}?" if close else ""
 
 
 def _hint(exc: BaseException, message: str) -> str:

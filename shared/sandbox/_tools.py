@@ -13,6 +13,7 @@ A dotted tool name (``my.add``: a source alias and the tool) is also reachable t
 from __future__ import annotations
 
 import asyncio
+import bisect
 import collections.abc
 import difflib
 import itertools
@@ -20,6 +21,30 @@ from collections.abc import Callable, Coroutine, Iterable, Mapping
 from typing import Any
 
 RESERVED_HEADS_HINT = "the namespace name is taken by a builtin or module; call the tool by its flat name"
+MAX_CANDIDATES = 500
+"""Names one did-you-mean compares with (as ``shared.suggestions.MAX_CANDIDATES``, which the worker cannot import:
+it loads only this package, under a private name or from source)."""
+MAX_NAME_CHARS = 64
+"""Longest word or name a did-you-mean compares (as ``shared.suggestions.MAX_NAME_CHARS``)."""
+MAX_LISTED = 10
+"""Tools an unknown name's error lists; ``dir()`` of the namespace lists them all."""
+
+
+def close_name(word: str, names: Iterable[Any]) -> str | None:
+    """The name closest to ``word`` (difflib's, cutoff 0.6), at a bounded cost: with more than
+    :data:`MAX_CANDIDATES` names, only those nearest ``word`` in sorted order are compared (a typo keeps its start
+    more often than not); words and names longer than :data:`MAX_NAME_CHARS` are not compared. The worker's one
+    did-you-mean, for tools, names and attributes. Only exact ``str`` names count: a subclass from the code could run
+    its own methods while they are compared."""
+    if type(word) is not str or len(word) > MAX_NAME_CHARS:
+        return None
+    pool = sorted({name for name in names if type(name) is str and len(name) <= MAX_NAME_CHARS})
+    if len(pool) > MAX_CANDIDATES:
+        at = bisect.bisect_left(pool, word)
+        start = max(0, min(at - MAX_CANDIDATES // 2, len(pool) - MAX_CANDIDATES))
+        pool = pool[start : start + MAX_CANDIDATES]
+    matches = difflib.get_close_matches(word, pool, n=1, cutoff=0.6)
+    return matches[0] if matches else None
 
 
 def flat_name(name: str) -> str:
@@ -132,20 +157,25 @@ class ToolNamespace:
             object.__setattr__(self, key, value)
 
     def __getattr__(self, name: str) -> Any:
-        names = [n for n in vars(self) if not n.startswith("_")]
-        close = difflib.get_close_matches(name, names, n=1, cutoff=0.6)
-        hint = f"; did you mean {self._prefix}.{close[0]}?" if close else ""
-        listed = ", ".join(f"{self._prefix}.{n}" for n in sorted(names))
-        raise AttributeError(f"there is no tool {self._prefix}.{name}{hint} (tools here: {listed})")
+        names = self.__dir__()
+        close = close_name(name, names)
+        hint = f"; did you mean {self._prefix}.{close}?" if close else ""
+        raise AttributeError(f"there is no tool {self._prefix}.{name}{hint} (tools here: {self._listed(names)})")
 
     def __setattr__(self, name: str, value: Any) -> None:
         raise AttributeError(f"tools cannot be replaced; assign {self._prefix}.{name} to a variable of your own")
 
-    def __dir__(self) -> Iterable[str]:
+    def __dir__(self) -> list[str]:
         return sorted(n for n in vars(self) if not n.startswith("_"))
 
     def __repr__(self) -> str:
-        return f"<tools {self._prefix}: {', '.join(self.__dir__())}>"
+        return f"<tools {self._prefix}: {self._listed(self.__dir__())}>"
+
+    def _listed(self, names: list[str]) -> str:
+        """The first :data:`MAX_LISTED` tools, and how many more ``dir()`` shows (a prefix may hold 100,000)."""
+        listed = ", ".join(f"{self._prefix}.{n}" for n in names[:MAX_LISTED])
+        more = len(names) - MAX_LISTED
+        return f"{listed}, and {more} more: dir({self._prefix}) lists them" if more > 0 else listed
 
 
 def tool_globals(names: Iterable[str], make: Callable[[str], Any], reserved: Iterable[str]) -> dict[str, Any]:

@@ -9,14 +9,14 @@ from __future__ import annotations
 
 import _string
 import ast
-import difflib
 import string
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any, Final
 
-from shared.errors import SandboxViolation
+from shared.errors import SandboxViolation, quoted
 from shared.python_ast import parse
+from shared.suggestions import close_matches
 
 __all__ = [
     "ALLOWED_BUILTINS",
@@ -189,7 +189,7 @@ def _is_dunder(name: str) -> bool:
 
 
 def _closest(name: str, candidates: Iterator[str] | frozenset[str] | list[str]) -> str:
-    matches = difflib.get_close_matches(name, sorted(candidates), n=1, cutoff=0.6)
+    matches = close_matches(name, candidates, n=1)
     return f"; did you mean {matches[0]!r}?" if matches else ""
 
 
@@ -197,11 +197,11 @@ def attribute_problem(name: str) -> str | None:
     """Why ``name`` may not be used as an attribute, or None (the worker repeats this check at run time)."""
     if _is_dunder(name) and name not in SPECIAL_METHODS and name not in READABLE_DUNDER_ATTRIBUTES:
         alternative = _DUNDER_ALTERNATIVES.get(name, "names starting and ending with '__' are blocked")
-        return f"attribute {name!r} is not allowed: {alternative}"
+        return f"attribute {quoted(name)} is not allowed: {alternative}"
     if name == "mro":
         return "attribute 'mro' is not allowed: the class graph is not reachable; use isinstance() or issubclass()"
     if name in FORBIDDEN_ATTRIBUTES or name.startswith(FORBIDDEN_ATTRIBUTE_PREFIXES):
-        return f"attribute {name!r} is not allowed: frames, code objects and tracebacks are not reachable"
+        return f"attribute {quoted(name)} is not allowed: frames, code objects and tracebacks are not reachable"
     return None
 
 
@@ -210,7 +210,7 @@ def _module_problem(module: str) -> str | None:
         return None
     allowed = ", ".join(m for m in ALLOWED_MODULES if m != "__future__")
     return (
-        f"import of module {module!r} is not allowed; allowed modules: {allowed}"
+        f"import of module {quoted(module)} is not allowed; allowed modules: {allowed}"
         f"{_closest(module, [m for m in ALLOWED_MODULES if m != '__future__'])}"
     )
 
@@ -241,7 +241,7 @@ class _Checker:
                 self.forbidden_loads.append((node, name))
         elif _is_dunder(name) and (store or name not in READABLE_DUNDER_NAMES):
             alternative = _DUNDER_ALTERNATIVES.get(name, "names starting and ending with '__' are reserved")
-            self.add(node, f"name {name!r} is not allowed: {alternative}")
+            self.add(node, f"name {quoted(name)} is not allowed: {alternative}")
 
     def attribute(self, node: ast.AST, name: str) -> None:
         problem = attribute_problem(name)
@@ -295,14 +295,14 @@ class _Checker:
         if module == "__future__":
             for alias in node.names:
                 if alias.name != "annotations":
-                    self.add(node, f"'from __future__ import {alias.name}' is not allowed (only 'annotations')")
+                    self.add(node, f"from __future__, {quoted(alias.name)} is not allowed (only 'annotations')")
             return
         problem = _module_problem(module)
         if problem:
             self.add(node, problem)
         for alias in node.names:
             if alias.name != "*" and alias.name.startswith("_"):
-                self.add(node, f"importing the private name {alias.name!r} from {module!r} is not allowed")
+                self.add(node, f"importing the private name {quoted(alias.name)} from {quoted(module)} is not allowed")
             if alias.asname:
                 self.name(node, alias.asname, store=True)
 
@@ -342,7 +342,7 @@ class _Checker:
             for attr in attributes:
                 problem = attribute_problem(attr)
                 if problem:
-                    self.add(node, f"format field {{{field_name}}}: {problem}")
+                    self.add(node, f"format field {quoted('{' + field_name + '}')}: {problem}")
 
 
 def _walk(tree: ast.AST) -> Iterator[tuple[ast.AST, bool]]:

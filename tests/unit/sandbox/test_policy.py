@@ -67,7 +67,7 @@ VIOLATIONS = [
     pytest.param("hasattr(x, name)", "computed attribute name", id="computed-hasattr"),
     pytest.param("delattr(x, name)", "computed attribute name", id="computed-delattr"),
     pytest.param("getattr(x, '__class__')", "attribute '__class__'", id="getattr-dunder-literal"),
-    pytest.param("'{0.__class__}'.format(1)", "format field {0.__class__}", id="format-literal"),
+    pytest.param("'{0.__class__}'.format(1)", "format field '{0.__class__}'", id="format-literal"),
     pytest.param("'{x.__init__.__globals__}'.format_map({})", "attribute '__globals__'", id="format-map-literal"),
     pytest.param("class A:\n    __slots__ = ()", "name '__slots__'", id="class-dunder-assign"),
     pytest.param("class A:\n    def __getattribute__(self, n):\n        pass", "'__getattribute__'", id="getattribute"),
@@ -139,6 +139,29 @@ def test_check_code_reports_every_violation_at_once_for_the_llm() -> None:
 def test_violation_names_the_closest_allowed_name(code: str, suggestion: str) -> None:
     with pytest.raises(SandboxViolation, match=suggestion):
         policy.check_code(code, max_code_bytes=10_000)
+
+
+LONG = "a" * 50_000
+
+
+@pytest.mark.parametrize(
+    ("code", "says"),
+    [
+        pytest.param(f"import {LONG}", "import of module 'aaa", id="module"),
+        pytest.param(f"from json import _{LONG}", "private name '_aaa", id="private-name"),
+        pytest.param(f"from __future__ import {LONG}", "only 'annotations'", id="future"),
+        pytest.param(f"x.__{LONG}__", "attribute '__aaa", id="dunder-attribute"),
+        pytest.param(f"x.co_{LONG}", "attribute 'co_aaa", id="forbidden-prefix"),
+        pytest.param(f"__{LONG}__ = 1", "name '__aaa", id="dunder-name"),
+        pytest.param(f"'{{0.__{LONG}__}}'.format(1)", "format field '{0.__aaa", id="format-field"),
+    ],
+)
+def test_violations_quote_a_bounded_part_of_long_names(code: str, says: str) -> None:
+    """Every problem quotes at most QUOTED_CHARS of a name (20 problems of 50 kB names made a 1 MB message)."""
+    with pytest.raises(SandboxViolation) as caught:
+        policy.check_code(code, max_code_bytes=1_000_000)
+    assert says in caught.value.message
+    assert len(caught.value.message) < 1_000
 
 
 def test_syntax_errors_are_not_violations() -> None:

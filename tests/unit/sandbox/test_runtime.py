@@ -6,11 +6,12 @@ calls a replay step reports, independently of the process layer.
 
 from __future__ import annotations
 
+import difflib
 from typing import Any
 
 import pytest
 
-from shared.sandbox import Limits, _runtime, policy
+from shared.sandbox import Limits, _runtime, _tools, policy
 
 CLOCK = 1_700_000_000.0  # 2023-11-14T22:13:20Z
 
@@ -201,6 +202,60 @@ def test_a_misspelt_tool_gets_a_suggestion() -> None:
 def test_a_misspelt_attribute_gets_a_suggestion() -> None:
     error = run("import math\nmath.sqrtt(2)")["error"]
     assert error["traceback"].endswith("Did you mean: 'sqrt'?")
+
+
+MANY_TOOLS = tuple(f"my.tool_{i:05d}" for i in range(3_000))
+
+
+def counting_comparisons(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """How many names each did-you-mean compares the word with."""
+    compared: list[int] = []
+    original = difflib.get_close_matches
+
+    def counting(word: str, possibilities: Any, *args: Any, **kwargs: Any) -> list[str]:
+        possibilities = list(possibilities)
+        compared.append(len(possibilities))
+        return original(word, possibilities, *args, **kwargs)
+
+    monkeypatch.setattr(difflib, "get_close_matches", counting)
+    return compared
+
+
+def test_a_misspelt_tool_among_many_in_a_namespace_lists_a_few_and_compares_a_bounded_number(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """100,000 tools under one prefix: the error was 2 MB long and its did-you-mean took seconds."""
+    compared = counting_comparisons(monkeypatch)
+    error = run("my.tool_01234x(1)", tools=MANY_TOOLS)["error"]
+    assert error["type"] == "AttributeError"
+    assert error["message"].startswith(
+        "there is no tool my.tool_01234x; did you mean my.tool_01234? (tools here: my.tool_00000, my.tool_00001, ")
+    assert error["message"].endswith("my.tool_00009, and 2990 more: dir(my) lists them)")
+    assert len(error["traceback"]) < 1_000
+    assert compared and max(compared) <= _tools.MAX_CANDIDATES
+
+
+def test_a_misspelt_name_among_many_tools_compares_a_bounded_number(monkeypatch: pytest.MonkeyPatch) -> None:
+    compared = counting_comparisons(monkeypatch)
+    error = run("my_tool_01234x(1)", tools=MANY_TOOLS)["error"]
+    assert error["traceback"].endswith(
+        "NameError: name 'my_tool_01234x' is not defined. Did you mean: 'my_tool_01234'?")
+    assert compared and max(compared) <= _tools.MAX_CANDIDATES
+
+
+def test_a_namespace_repr_lists_a_few_tools() -> None:
+    outcome = run("repr(my)", tools=MANY_TOOLS)
+    assert outcome["result"] == "<tools my: my.tool_00000, " + ", ".join(
+        f"my.tool_{i:05d}" for i in range(1, 10)) + ", and 2990 more: dir(my) lists them>"
+    assert run("len(dir(my))", tools=MANY_TOOLS)["result"] == 3_000
+
+
+def test_long_names_get_no_did_you_mean(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A comparison costs up to the product of the lengths: no word or name over 64 characters is compared."""
+    compared = counting_comparisons(monkeypatch)
+    long_name = "v" * 10_000
+    error = run(f"{long_name} = 1\n{long_name}x")["error"]
+    assert error["type"] == "NameError" and "Did you mean" not in error["traceback"]
+    assert compared == []
 
 
 def test_a_tool_called_without_await_returns_its_result() -> None:
