@@ -9,7 +9,6 @@ executor fills it with the call's key. The catalog that holds tools is :mod:`sha
 from __future__ import annotations
 
 import asyncio
-import difflib
 import importlib
 import inspect
 import json
@@ -27,8 +26,9 @@ from shared.catalog.schema import (
     function_schema,
     schema_validator,
 )
-from shared.errors import CancelCheckUnavailable, InvalidRequest, ToolArgumentsInvalid, WeftError
+from shared.errors import CancelCheckUnavailable, InvalidRequest, ToolArgumentsInvalid, WeftError, quoted
 from shared.models import RetryPolicy, ToolSpec, canonical_json, format_field, parse_model
+from shared.suggestions import close_matches
 
 __all__ = [
     "CallGate",
@@ -320,12 +320,12 @@ def python_tool(fn: Callable[..., Any], *, source: str = "python", **given: Unpa
 def _import_impl(ref: str) -> Callable[..., Any]:
     module_name, _, attr_path = ref.partition(":")
     if not module_name or not attr_path:
-        raise ValueError(f"impl must look like 'package.module:function', got {ref!r}")
+        raise ValueError("impl must look like 'package.module:function'")
     target: Any = importlib.import_module(module_name)
     for attr in attr_path.split("."):
         target = getattr(target, attr)
     if not callable(target):
-        raise ValueError(f"impl {ref!r} is not callable")
+        raise ValueError("it is not callable")
     return target
 
 
@@ -369,18 +369,23 @@ def tool_from_entry(entry: Any, where: str, *, source: str, allow_impl: bool) ->
         try:
             fn = _import_impl(str(impl))
             schema = function_schema(fn)
-        except (ImportError, AttributeError, ValueError, TypeError) as exc:
-            raise InvalidRequest(f"cannot load impl {impl!r}: {exc}", field=f"{where}.impl") from None
+        except (ValueError, TypeError) as exc:  # ours: they name no part of the impl
+            raise InvalidRequest(f"cannot load impl {quoted(str(impl))}: {exc}", field=f"{where}.impl") from None
+        except (ImportError, AttributeError) as exc:  # Python's: they repeat a module or attribute name, uncut
+            raise InvalidRequest(
+                f"cannot load impl {quoted(str(impl))}: {type(exc).__name__} {quoted(str(exc))}", field=f"{where}.impl"
+            ) from None
         transport = PythonTransport(fn, input_model=schema.model)
         marked = {key: value for key, value in getattr(fn, _TOOL_MARK, {}).items() if value is not None}
         for key, value in marked.items():
             data.setdefault(key, list(value) if key == "tags" else value)
         data.setdefault("parameters", schema.parameters)
         data.setdefault("description", schema.description)
-    unknown = sorted(set(data) - {"name", "description", "parameters"} - _WEFT_KEYS)
+    known = _WEFT_KEYS | {"name", "description", "parameters"}
+    unknown = sorted(str(key) for key in data if key not in known)  # str: a YAML file's keys may be numbers
     if unknown:
-        hint = difflib.get_close_matches(unknown[0], sorted(_WEFT_KEYS | {"name", "description", "parameters"}), n=1)
+        hint = close_matches(unknown[0], known, n=1)
         suffix = f"; did you mean {hint[0]!r}?" if hint else ""
-        raise InvalidRequest(f"unknown key {unknown[0]!r}{suffix}", field=f"{where}.{unknown[0]}")
+        raise InvalidRequest(f"unknown key {quoted(unknown[0])}{suffix}", field=format_field([where, unknown[0]]))
     data.setdefault("source", source)
     return Tool(parse_model(ToolSpec, data, field=where), transport)

@@ -422,6 +422,38 @@ def test_load_entries_errors(entries: Any, field: str, fragment: str) -> None:
 
 
 @pytest.mark.parametrize(
+    ("entry", "field", "says"),
+    [
+        pytest.param({"name": "x", "k" * 100_000: 1}, 'tools[0]["' + "k" * 60 + '…"]', "unknown key 'kkk",
+                     id="long-key"),
+        pytest.param({"name": "x", "side_effect" + "s" * 100_000: 1}, 'tools[0]["side_effect' + "s" * 49 + '…"]',
+                     "unknown key 'side_effects", id="long-key-near-a-known-one"),
+        pytest.param({"name": "x", 7: 1, "b": 2}, "tools[0].7", "unknown key '7'", id="number-key"),
+    ],
+)
+def test_unknown_key_errors_quote_a_bounded_part_of_the_key(entry: dict[Any, Any], field: str, says: str) -> None:
+    """The key is quoted and cut in the message and the field (they held all of it), and not compared when long."""
+    with pytest.raises(InvalidRequest) as caught:
+        Catalog().load_entries([entry])
+    assert says in caught.value.message and len(caught.value.message) < 200
+    assert caught.value.field == field
+
+
+@pytest.mark.parametrize(
+    ("impl", "fragment"),
+    [
+        pytest.param("x" * 100_000, "package.module:function", id="no-colon"),
+        pytest.param("tests.unit.catalog.test_catalog:Unit." + "C" * 100_000, "AttributeError 'C", id="no-attribute"),
+        pytest.param("tests.unit." + "m" * 100_000 + ":f", "ModuleNotFoundError", id="no-module"),
+    ],
+)
+def test_impl_errors_quote_a_bounded_part_of_the_impl(impl: str, fragment: str) -> None:
+    with pytest.raises(InvalidRequest) as caught:
+        Catalog().load_entries([{"name": "x", "impl": impl}], allow_impl=True)
+    assert fragment in caught.value.message and len(caught.value.message) < 300
+
+
+@pytest.mark.parametrize(
     ("impl", "fragment"),
     [
         pytest.param("tests.unit.catalog.test_catalog", "package.module:function", id="no-colon"),
