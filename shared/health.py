@@ -10,7 +10,8 @@
 The app is ready when no check failed; ``skipped`` (something optional not configured, such as the LLM or Key
 Vault) does not make it unready. A check that raises fails with the exception's type (and HTTP status and error code,
 when it has them) as its detail, and its message goes to the log: the body is anonymous, so no detail names a file
-system path, host name or connection string; what an operator needs beyond it is logged.
+system path, host name, connection string or resource (a secret, container or model deployment); what an operator
+needs beyond it is logged.
 
 Concrete checks: :class:`BlobContainerCheck` / :class:`LocalFolderCheck` (storage), :class:`KeyVaultCheck`,
 :class:`LlmConfigCheck`, :class:`CatalogCheck`, :class:`SearchIndexCheck`, :class:`SessionPoolCheck` (only with the
@@ -73,7 +74,8 @@ class CheckResult:
     status: CheckStatus
     """ok, fail or skipped."""
     detail: str = ""
-    """What is wrong or fine, for anyone (the body is anonymous): never a secret, path, host or connection string."""
+    """What is wrong or fine, for anyone (the body is anonymous): never a secret, path, host, connection string or
+    resource name (the check logs those)."""
     latency_ms: float = 0.0
     """How long the check took (filled in by :func:`run_checks`)."""
     name: str = ""
@@ -232,8 +234,10 @@ class BlobContainerCheck:
         try:
             self._container.get_container_properties()
         except ResourceNotFoundError:
-            return CheckResult.ok(f"container {container} does not exist yet (created on first write)")
-        return CheckResult.ok(f"container {container} reachable")
+            _log.info("readiness check %s: container %s does not exist yet", self._name, container)
+            return CheckResult.ok("the payload container does not exist yet (created on first write)")
+        _log.debug("readiness check %s: container %s reachable", self._name, container)
+        return CheckResult.ok("the payload container is reachable")
 
 
 class LocalFolderCheck:
@@ -288,8 +292,10 @@ class KeyVaultCheck:
             try:
                 self._client.get_secret(self._secret_name)
             except ResourceNotFoundError:
-                return CheckResult.fail(f"secret {self._secret_name} does not exist in the vault")
-            return CheckResult.ok(f"secret {self._secret_name} readable")
+                _log.warning("readiness check %s: secret %s does not exist in the vault", self._name, self._secret_name)
+                return CheckResult.fail("the configured secret does not exist in the vault")
+            _log.debug("readiness check %s: secret %s readable", self._name, self._secret_name)
+            return CheckResult.ok("the configured secret is readable")
         next(iter(self._client.list_properties_of_secrets(max_page_size=1).by_page()), None)
         return CheckResult.ok("vault reachable")
 
@@ -321,7 +327,9 @@ class LlmConfigCheck:
         if missing:
             return CheckResult.fail(f"LLM provider {s.provider} is selected but {', '.join(missing)} is not set")
         deployments = s.deployments()
-        return CheckResult.ok(f"{s.provider}: planner={deployments['planner']}, worker={deployments['worker']}")
+        _log.debug("readiness check %s: %s planner=%s, worker=%s", self._name, s.provider, deployments["planner"],
+                   deployments["worker"])
+        return CheckResult.ok(f"{s.provider}: planner and worker deployments set")
 
 
 class CatalogCheck:

@@ -220,7 +220,7 @@ def _http_error(status: int, code: str) -> HttpResponseError:
 @pytest.mark.parametrize(
     ("error", "status", "detail"),
     [
-        (None, CheckStatus.OK, "container weft-payloads reachable"),
+        (None, CheckStatus.OK, "the payload container is reachable"),
         (ResourceNotFoundError("ContainerNotFound"), CheckStatus.OK, "does not exist yet"),
         (ServiceRequestError("connection refused"), CheckStatus.FAIL, "ServiceRequestError; the log has the error"),
         (ClientAuthenticationError("403 AuthorizationPermissionMismatch"), CheckStatus.FAIL,
@@ -235,6 +235,7 @@ def test_blob_storage(error, status, detail):
     ready, [result] = run_checks([BlobContainerCheck(container)], timeout_s=2.0)
     assert (result.name, result.status) == ("storage", status)
     assert detail in result.detail and "acct.blob" not in result.detail  # the body is anonymous
+    assert "weft-payloads" not in result.detail  # nor a resource name
     assert ready is (status is CheckStatus.OK)
     assert container.calls == 1
 
@@ -242,8 +243,8 @@ def test_blob_storage(error, status, detail):
 @pytest.mark.parametrize(
     ("client", "secret_name", "status", "detail"),
     [
-        (FakeSecretClient({"llm-key": "s3cr3t"}), "llm-key", CheckStatus.OK, "secret llm-key readable"),
-        (FakeSecretClient({}), "llm-key", CheckStatus.FAIL, "secret llm-key does not exist"),
+        (FakeSecretClient({"llm-key": "s3cr3t"}), "llm-key", CheckStatus.OK, "the configured secret is readable"),
+        (FakeSecretClient({}), "llm-key", CheckStatus.FAIL, "the configured secret does not exist"),
         (FakeSecretClient({"a": "s3cr3t"}), None, CheckStatus.OK, "vault reachable"),
         (FakeSecretClient({}, ClientAuthenticationError("no token")), None, CheckStatus.FAIL,
          "ClientAuthenticationError"),
@@ -251,11 +252,14 @@ def test_blob_storage(error, status, detail):
     ],
     ids=["named-secret", "named-secret-missing", "list-page", "auth-failure", "not-configured"],
 )
-def test_key_vault(client, secret_name, status, detail):
+def test_key_vault(client, secret_name, status, detail, caplog):
+    caplog.set_level("DEBUG", logger="shared.health")
     ready, [result] = run_checks([KeyVaultCheck(client, secret_name=secret_name)], timeout_s=2.0)
     assert (result.name, result.status) == ("key_vault", status)
     assert detail in result.detail
-    assert "s3cr3t" not in result.detail
+    assert "s3cr3t" not in result.detail and "s3cr3t" not in caplog.text
+    assert "llm-key" not in result.detail  # the body is anonymous: no resource names; the log has it
+    assert secret_name is None or f"secret {secret_name}" in caplog.text
     assert ready is (status is not CheckStatus.FAIL)
 
 
@@ -270,18 +274,22 @@ def test_the_key_vault_list_probe_asks_for_one_item():
     [
         ({}, CheckStatus.SKIPPED, LLM_NOT_CONFIGURED_MESSAGE),
         ({"AZURE_OPENAI_ENDPOINT": "https://oai.example.com", "LLM_PLANNER_DEPLOYMENT": "planner"},
-         CheckStatus.OK, "azure_openai: planner=planner, worker=planner"),
+         CheckStatus.OK, "azure_openai: planner and worker deployments set"),
         ({"AZURE_OPENAI_ENDPOINT": "https://oai.example.com"}, CheckStatus.FAIL, "LLM_PLANNER_DEPLOYMENT"),
         ({"LLM_PROVIDER": "azure_openai", "LLM_PLANNER_DEPLOYMENT": "p"}, CheckStatus.FAIL, "AZURE_OPENAI_ENDPOINT"),
         ({"LLM_BASE_URL": "http://localhost:11434/v1", "LLM_PLANNER_DEPLOYMENT": "llama",
-          "LLM_WORKER_DEPLOYMENT": "small"}, CheckStatus.OK, "openai_compatible: planner=llama, worker=small"),
+          "LLM_WORKER_DEPLOYMENT": "small"}, CheckStatus.OK, "openai_compatible: planner and worker deployments set"),
     ],
     ids=["not-configured", "azure", "azure-without-deployment", "azure-without-endpoint", "compatible"],
 )
-def test_llm_configuration(env, status, detail):
+def test_llm_configuration(env, status, detail, caplog):
+    caplog.set_level("DEBUG", logger="shared.health")
     result = LlmConfigCheck(LlmSettings.from_env(env)).check()
     assert result.status is status
     assert detail in result.detail
+    deployments = {env.get("LLM_PLANNER_DEPLOYMENT"), env.get("LLM_WORKER_DEPLOYMENT")} - {None}
+    assert not any(f"={name}" in result.detail for name in deployments)  # the body is anonymous; the log has them
+    assert status is not CheckStatus.OK or all(f"={name}" in caplog.text for name in deployments)
 
 
 @pytest.mark.parametrize(
