@@ -133,23 +133,33 @@ def _hint(exc: BaseException, message: str) -> str:
 
 
 def format_error(exc: BaseException, names: Iterable[str] = ()) -> dict[str, str]:
-    """The uncaught error as the LLM should see it: only frames of its own code, with source lines."""
-    summary = traceback.TracebackException.from_exception(exc, capture_locals=False)
-    lines = ["Traceback (most recent call last):\n"]
-    for frame in summary.stack:
-        if frame.filename == FILENAME:
-            lines.append(f"  line {frame.lineno}, in {frame.name}\n")
-            if frame.line:
-                lines.append(f"    {frame.line}\n")
-    only = "".join(summary.format_exception_only()).rstrip("\n")
+    """The uncaught error as the LLM should see it: only frames of its own code, with source lines.
+
+    Call it with the audit hook active: the error's text, its type's name and a did-you-mean may run the code's own
+    ``__str__``, ``__dir__`` or properties, which stay policed. Only the walk over the traceback's frames (audited
+    attribute reads, made by the runtime itself) runs with the hook suspended.
+    """
     try:
         message = str(exc)
     except Exception:  # an exception class defined by the code may have a broken __str__
         message = f"<unprintable {type(exc).__name__}>"
+    kind = type(exc)
+    name = kind.__qualname__ if isinstance(kind.__qualname__, str) else kind.__name__
+    if kind.__module__ not in ("__main__", "builtins", None) and isinstance(kind.__module__, str):
+        name = f"{kind.__module__}.{name}"
+    only = f"{name}: {message}" if message else name
     only += _suggestion(exc, names)
     hint = _hint(exc, message)
     if hint:
         only = f"{only}\nHint: {hint}"
+    lines = ["Traceback (most recent call last):\n"]
+    with suspended():
+        frames = traceback.extract_tb(exc.__traceback__)
+    for frame in frames:
+        if frame.filename == FILENAME:
+            lines.append(f"  line {frame.lineno}, in {frame.name}\n")
+            if frame.line:
+                lines.append(f"    {frame.line}\n")
     lines.append(only)
     return {"type": type(exc).__name__, "message": message, "traceback": "".join(lines)}
 
@@ -358,8 +368,7 @@ class Runtime:
 
     def _finish_error(self, exc: BaseException, names: Iterable[str] = ()) -> NoReturn:
         self._reserve = None
-        with suspended():
-            error = format_error(exc, names)
+        error = format_error(exc, names)
         self._channel.finish(
             {"t": "done", "result": None, "stdout": self._world.stdout.getvalue(), "error": error,
              "layers": self.layers}

@@ -303,6 +303,33 @@ def test_run_time_guards_end_the_run(code: str, kind: str) -> None:
     assert run(code)["t"] == kind
 
 
+def evaluating_a_string(returned: str) -> str:
+    """A method body that runs code in a string (an annotation evaluated by singledispatch): the AST check cannot
+    see it, the audit hook stops it."""
+    return ("        @functools.singledispatch\n        def f(x):\n            return 'base'\n"
+            "        def g(x: 'int'):\n            return 'evaluated'\n        f.register(g)\n"
+            f"        return {returned}\n")
+
+
+@pytest.mark.parametrize(
+    "code",
+    [
+        pytest.param("class E(Exception):\n    def __str__(self):\n" + evaluating_a_string("f(1)") + "raise E()",
+                     id="exception-str"),
+        pytest.param("class O:\n    def __dir__(self):\n" + evaluating_a_string("[f(1)]") + "O().missing",
+                     id="did-you-mean-dir"),
+        pytest.param("class E(NameError):\n    @property\n    def name(self):\n" + evaluating_a_string("f(1)")
+                     + "raise E()", id="error-name-property"),
+    ],
+)
+def test_the_codes_own_methods_run_under_the_guards_while_its_error_is_reported(code: str) -> None:
+    """Reporting an uncaught error calls the code's ``__str__``, ``__dir__`` or properties: they stay policed (only
+    the runtime's own walk over the traceback's frames runs unaudited). Before, they ran with the audit hook off."""
+    outcome = run("import functools\n" + code)
+    assert outcome["t"] == "violation", outcome
+    assert "code built from strings" in outcome["message"]
+
+
 def test_run_time_guards_cannot_be_caught_by_the_code() -> None:
     code = "try:\n    getattr(1, '__cl' + 'ass__')\nexcept BaseException:\n    pass\nresult = 'escaped'"
     outcome = run(code)
