@@ -38,6 +38,8 @@ classes so every code is written once, as ``<Class>.code``.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 __all__ = [
     "QUOTED_CHARS",
     "ActivityFailed",
@@ -77,6 +79,7 @@ __all__ = [
     "WeftError",
     "is_retryable",
     "quoted",
+    "quoted_list",
 ]
 
 QUOTED_CHARS = 60
@@ -303,3 +306,15 @@ def quoted(value: str) -> str:
     """``value`` quoted for an error message (``repr``), cut to its first :data:`QUOTED_CHARS` characters with ``…``
     when longer: errors quote what the caller sent, and the caller may have sent megabytes."""
     return repr(value) if len(value) <= QUOTED_CHARS else repr(value[:QUOTED_CHARS]) + "…"
+
+
+LISTED_NAMES = 20
+"""How many names an error message lists (:func:`quoted_list`) before counting the rest."""
+
+
+def quoted_list(names: Sequence[str], limit: int = LISTED_NAMES) -> str:
+    """The first ``limit`` of ``names``, each :func:`quoted`, then ``and N more``: a message may list a tool's
+    parameters or a result's keys, and there may be 100,000 of them."""
+    listed = ", ".join(quoted(name) for name in names[:limit])
+    return listed + (f", and {len(names) - limit} more" if len(names) > limit else "")
+

@@ -4,7 +4,6 @@ schema (errors that name the field), and Python stubs of tools for code-writing 
 from __future__ import annotations
 
 import copy
-import difflib
 import functools
 import inspect
 import json
@@ -18,8 +17,9 @@ from typing import Any, Literal
 from jsonschema import validators as jsonschema_validators
 from pydantic import BaseModel, ConfigDict, Field, create_model
 
-from shared.errors import QUOTED_CHARS, InvalidRequest, quoted
+from shared.errors import QUOTED_CHARS, InvalidRequest, quoted, quoted_list
 from shared.models import ToolSpec, canonical_json, format_field
+from shared.suggestions import close_matches
 
 __all__ = ["ArgumentProblem", "FunctionSchema", "argument_problems", "function_schema", "inline_refs",
            "parse_docstring", "python_identifier", "render_stub", "resolve_pointer", "schema_validator"]
@@ -303,15 +303,15 @@ def _describe(error: Any, path: tuple[Any, ...]) -> ArgumentProblem:
         missing = [name for name in error.validator_value if name not in instance]
         named = [name for name in missing if error.message.startswith(repr(name))] or missing
         if named:
-            return ArgumentProblem((*path, named[0]), f"missing required argument {named[0]!r}")
+            return ArgumentProblem((*path, named[0]), f"missing required argument {quoted(named[0])}")
     if error.validator == "additionalProperties" and isinstance(instance, Mapping):
         allowed = sorted(error.schema.get("properties", {}))
         unexpected = sorted(key for key in instance if key not in allowed)
         if unexpected:
-            hint = difflib.get_close_matches(unexpected[0], allowed, n=1)
+            hint = close_matches(unexpected[0], allowed, n=1)
             message = f"unexpected argument {quoted(unexpected[0])}"
-            message += f"; did you mean {hint[0]!r}?" if hint else ""
-            message += f" (allowed: {', '.join(allowed)})" if allowed else " (this tool takes no arguments)"
+            message += f"; did you mean {quoted(hint[0])}?" if hint else ""
+            message += f" (allowed: {quoted_list(allowed)})" if allowed else " (this tool takes no arguments)"
             return ArgumentProblem((*path, unexpected[0]), message)
     return ArgumentProblem(path, _short_instance(error.message, error.instance))
 

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from shared.catalog.catalog import argument_problems
-from shared.errors import QUOTED_CHARS, InvalidRequest, PlanInvalid, quoted
+from shared.errors import QUOTED_CHARS, InvalidRequest, PlanInvalid, quoted, quoted_list
 from shared.models import ModelLimits, Plan, Step, ToolSpec, check_plan_limits, format_field
 from shared.suggestions import NameIndex, close_matches
 
@@ -50,8 +50,6 @@ _MAX_REPORTED = 10
 _MAX_SUGGESTED = _MAX_REPORTED
 """Unknown step ids and tools per check that get a did-you-mean; the rest are only named (a small plan can name
 thousands, and each suggestion compares the name with up to ``shared.suggestions.MAX_CANDIDATES`` others)."""
-_MAX_LISTED_KEYS = 20
-"""Keys of a result an unresolvable ``$ref``'s message lists."""
 _MAX_WALKED_CHARS = 2 * QUOTED_CHARS
 """How much of a ``$ref``'s walked path its message shows (its start and its end)."""
 _MAX_CYCLE_SHOWN = 10
@@ -451,6 +449,4 @@ def _key_hint(segment: str, result: Mapping[Any, Any]) -> str:
     keys = sorted(map(str, result))
     close = close_matches(segment, keys, n=1)
     hint = f"; did you mean {quoted(close[0])}?" if close else ""
-    listed = ", ".join(quoted(key) for key in keys[:_MAX_LISTED_KEYS])
-    more = f", and {len(keys) - _MAX_LISTED_KEYS} more" if len(keys) > _MAX_LISTED_KEYS else ""
-    return f"{hint} (keys: {listed + more if listed else 'none'})"
+    return f"{hint} (keys: {quoted_list(keys) or 'none'})"

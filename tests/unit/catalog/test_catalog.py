@@ -255,6 +255,19 @@ def test_unexpected_argument_on_a_tool_without_parameters() -> None:
     assert problems[0].message == "unexpected argument 'x' (this tool takes no arguments)"
 
 
+def test_an_unexpected_argument_among_many_parameters_lists_a_few_and_cuts_long_names() -> None:
+    """A source's tool may have thousands of parameters, some with long names: the message lists twenty, each cut."""
+    names = [f"p{i:04d}" for i in range(1000)] + ["q" * 100_000]
+    schema = {"type": "object", "properties": {name: {} for name in names}, "required": ["r" * 100_000],
+              "additionalProperties": False}
+    problems = argument_problems(schema, {"p0001x": 1, **{name: 1 for name in names}})
+    messages = {problem.path[0][:10]: problem.message for problem in problems}
+    assert messages["p0001x"].startswith("unexpected argument 'p0001x'; did you mean 'p0001'? (allowed: 'p0000', ")
+    assert messages["p0001x"].endswith(", and 981 more)")
+    assert len(messages["p0001x"]) < 1000
+    assert len(messages["r" * 10]) < 200  # the missing required argument's name is cut too
+
+
 # ----------------------------------------------------------------------------------------------- the catalog
 
 
