@@ -118,7 +118,7 @@ class PlanProblem:
 
 @dataclass(frozen=True)
 class PlanGraph:
-    """A validated plan: its steps, effective dependencies (``depends_on`` plus references) and levels."""
+    """A validated plan: its steps and effective dependencies (``depends_on`` plus references), both ways."""
 
     steps: Mapping[str, Step]
     """Steps by id, in plan order."""
@@ -128,11 +128,6 @@ class PlanGraph:
     """For each step, the steps that wait for it, in plan order."""
     index: Mapping[str, int]
     """Position of each step in the plan (for ``plan.steps[i]`` field names)."""
-    _levels: tuple[tuple[str, ...], ...]
-
-    def levels(self) -> list[list[str]]:
-        """Topological levels: every step's dependencies are in earlier levels; plan order within a level."""
-        return [list(level) for level in self._levels]
 
     def resolve_args(self, step_id: str, results: Mapping[str, Any]) -> dict[str, Any]:
         """``step_id``'s arguments with references replaced from ``results`` (see :func:`resolve_refs`)."""
@@ -326,25 +321,11 @@ def _build_graph(plan: Plan, index: Mapping[str, int], deps: Mapping[str, Mappin
         for parent in parents:
             children[parent].append(step_id)
     dependents = {step_id: tuple(sorted(kids, key=by_plan)) for step_id, kids in children.items()}
-    level: dict[str, int] = {}
-    remaining = {step_id: len(parents) for step_id, parents in dependencies.items()}
-    ready = [step_id for step_id in index if remaining[step_id] == 0]
-    while ready:
-        step_id = ready.pop()
-        level[step_id] = max((level[parent] + 1 for parent in dependencies[step_id]), default=0)
-        for child in dependents[step_id]:
-            remaining[child] -= 1
-            if remaining[child] == 0:
-                ready.append(child)
-    levels: list[list[str]] = [[] for _ in range(max(level.values(), default=-1) + 1)]
-    for step_id in sorted(level, key=by_plan):
-        levels[level[step_id]].append(step_id)
     return PlanGraph(
         steps={step.id: step for step in plan.steps},
         dependencies=dependencies,
         dependents=dependents,
         index=dict(index),
-        _levels=tuple(tuple(ids) for ids in levels),
     )
 
 

@@ -90,9 +90,8 @@ DIAMOND = make_plan(
 )
 
 
-def test_levels_of_a_diamond_keep_plan_order_within_a_level() -> None:
+def test_the_graph_of_a_diamond_lists_dependencies_and_dependents_in_plan_order() -> None:
     graph = validate_plan(DIAMOND, SPECS)
-    assert graph.levels() == [["a", "e"], ["b", "c"], ["d"]]
     assert graph.dependencies == {"a": (), "b": ("a",), "c": ("a",), "d": ("b", "c"), "e": ()}
     assert graph.dependents["a"] == ("b", "c")
     assert graph.index["d"] == 3
@@ -103,35 +102,36 @@ def test_depends_on_and_refs_merge_and_dedupe() -> None:
         make_plan(add("x"), add("y"), add("z", a=ref("x"), depends_on=["y", "x", "y"])), SPECS
     )
     assert graph.dependencies["z"] == ("x", "y")
-    assert graph.levels() == [["x", "y"], ["z"]]
+    assert graph.dependents["x"] == graph.dependents["y"] == ("z",)
 
 
 def test_steps_may_be_listed_before_their_dependencies() -> None:
     graph = validate_plan(make_plan(add("late", a=ref("early")), add("early")), SPECS)
-    assert graph.levels() == [["early"], ["late"]]
+    assert graph.dependencies == {"late": ("early",), "early": ()}
+    assert graph.dependents == {"late": (), "early": ("late",)}
 
 
 @pytest.mark.parametrize("seed", [1, 2, 3, 4, 5])
-def test_levels_of_random_dags(seed: int) -> None:
+def test_the_graph_of_random_dags(seed: int) -> None:
     rng = random.Random(seed)
     count = 60
     steps = []
+    parents_of: dict[str, set[str]] = {}
     for i in range(count):
         parents = rng.sample(range(i), k=min(i, rng.randint(0, 3)))
         values: list[Any] = [ref(f"s{p}") for p in parents[:1]] + [1]
         steps.append({"id": f"s{i}", "tool": "total", "args": {"values": values},
                       "depends_on": [f"s{p}" for p in parents[1:]]})
+        parents_of[f"s{i}"] = {f"s{p}" for p in parents}
     rng.shuffle(steps)
     plan = Plan.model_validate({"steps": steps})
     graph = validate_plan(plan, SPECS)
-    level_of = {step_id: n for n, level in enumerate(graph.levels()) for step_id in level}
-    assert len(level_of) == count
+    assert {step_id: set(deps) for step_id, deps in graph.dependencies.items()} == parents_of
     for step_id, deps in graph.dependencies.items():
-        expected = max((level_of[d] + 1 for d in deps), default=0)
-        assert level_of[step_id] == expected
-    for level in graph.levels():
-        assert level == sorted(level, key=graph.index.__getitem__)
-    assert validate_plan(plan, SPECS).levels() == graph.levels()  # deterministic
+        assert list(deps) == sorted(deps, key=graph.index.__getitem__)
+        assert all(step_id in graph.dependents[parent] for parent in deps)
+    assert sum(map(len, graph.dependents.values())) == sum(map(len, graph.dependencies.values()))
+    assert validate_plan(plan, SPECS) == graph  # deterministic
 
 
 def test_check_plan_accepts_a_catalog() -> None:
