@@ -6,7 +6,6 @@ calls a replay step reports, independently of the process layer.
 
 from __future__ import annotations
 
-import difflib
 from typing import Any
 
 import pytest
@@ -207,39 +206,25 @@ def test_a_misspelt_attribute_gets_a_suggestion() -> None:
 MANY_TOOLS = tuple(f"my.tool_{i:05d}" for i in range(3_000))
 
 
-def counting_comparisons(monkeypatch: pytest.MonkeyPatch) -> list[int]:
-    """How many names each did-you-mean compares the word with."""
-    compared: list[int] = []
-    original = difflib.get_close_matches
-
-    def counting(word: str, possibilities: Any, *args: Any, **kwargs: Any) -> list[str]:
-        possibilities = list(possibilities)
-        compared.append(len(possibilities))
-        return original(word, possibilities, *args, **kwargs)
-
-    monkeypatch.setattr(difflib, "get_close_matches", counting)
-    return compared
 
 
 def test_a_misspelt_tool_among_many_in_a_namespace_lists_a_few_and_compares_a_bounded_number(
-        monkeypatch: pytest.MonkeyPatch) -> None:
+        compared_names: list[int]) -> None:
     """100,000 tools under one prefix: the error was 2 MB long and its did-you-mean took seconds."""
-    compared = counting_comparisons(monkeypatch)
     error = run("my.tool_01234x(1)", tools=MANY_TOOLS)["error"]
     assert error["type"] == "AttributeError"
     assert error["message"].startswith(
         "there is no tool my.tool_01234x; did you mean my.tool_01234? (tools here: my.tool_00000, my.tool_00001, ")
     assert error["message"].endswith("my.tool_00009, and 2990 more: dir(my) lists them)")
     assert len(error["traceback"]) < 1_000
-    assert compared and max(compared) <= _tools.MAX_CANDIDATES
+    assert compared_names and max(compared_names) <= _tools.MAX_CANDIDATES
 
 
-def test_a_misspelt_name_among_many_tools_compares_a_bounded_number(monkeypatch: pytest.MonkeyPatch) -> None:
-    compared = counting_comparisons(monkeypatch)
+def test_a_misspelt_name_among_many_tools_compares_a_bounded_number(compared_names: list[int]) -> None:
     error = run("my_tool_01234x(1)", tools=MANY_TOOLS)["error"]
     assert error["traceback"].endswith(
         "NameError: name 'my_tool_01234x' is not defined. Did you mean: 'my_tool_01234'?")
-    assert compared and max(compared) <= _tools.MAX_CANDIDATES
+    assert compared_names and max(compared_names) <= _tools.MAX_CANDIDATES
 
 
 def test_a_namespace_repr_lists_a_few_tools() -> None:
@@ -249,13 +234,12 @@ def test_a_namespace_repr_lists_a_few_tools() -> None:
     assert run("len(dir(my))", tools=MANY_TOOLS)["result"] == 3_000
 
 
-def test_long_names_get_no_did_you_mean(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_long_names_get_no_did_you_mean(compared_names: list[int]) -> None:
     """A comparison costs up to the product of the lengths: no word or name over 64 characters is compared."""
-    compared = counting_comparisons(monkeypatch)
     long_name = "v" * 10_000
     error = run(f"{long_name} = 1\n{long_name}x")["error"]
     assert error["type"] == "NameError" and "Did you mean" not in error["traceback"]
-    assert compared == []
+    assert compared_names == []
 
 
 def test_a_tool_called_without_await_returns_its_result() -> None:
