@@ -15,18 +15,21 @@ Without ``--url`` a devhost process (``python -m devhost serve``) is started on 
 measured once ``GET /api/ready`` says ready: the tool search index is built at start-up on a background thread, and
 that one-off CPU would otherwise fall in the first window.
 
-``--in-process`` measures instead what Azure bills for a tool call: the app's own CPU in the ``call_tool`` activity,
-called directly in this process (no HTTP, no devhost, no Durable replay), for a pure tool (``calculate``) and a
-side-effecting one (``note_put``: journalled before and after the call). Prints CPU ms per call (process time over
-``--calls`` calls, after a warm-up) and the wall-clock p50/p95.
+``--in-process`` measures instead what Azure bills: the app's own CPU in the ``call_tool`` activity, called directly
+in this process (no HTTP, no devhost, no Durable replay), for a pure tool (``calculate``) and a side-effecting one
+(``note_put``: journalled before and after the call), with CPU ms per call (process time over ``--calls`` calls, after
+a warm-up) and the wall-clock p50/p95; then the ``run`` orchestrator's CPU for the replays of one 3-step plan run
+(:func:`replay_cpu`: the SDK's entry point and the app's code, over ``--replays`` rounds).
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import itertools
 import json
 import os
+import sqlite3
 import statistics
 import sys
 import tempfile
@@ -215,6 +218,58 @@ def in_process(calls: int) -> list[dict[str, Any]]:
     return results
 
 
+def replay_cpu(rounds: int) -> dict[str, Any]:
+    """CPU of the ``run`` orchestrator's replays for one 3-step plan run, in this process: a devhost runs :data:`PLAN`
+    once, and its three episodes (the start; ``a`` and ``b`` done; ``c`` done) are replayed ``rounds`` times through
+    the SDK's orchestrator entry point, as the Functions worker invokes it (the devhost's engine is not measured)."""
+    work = Path(tempfile.mkdtemp(prefix="weft-replays-"))
+    env = devhost_env({"AzureWebJobsStorage": "", "WEFT_STATE_DIR": str(work / "state"),
+                       "WEFT_PAYLOAD_DIR": str(work / "payloads"), "DEVHOST_LOG_LEVEL": "WARNING"})
+    host = DevhostProcess(ROOT, work / "devhost.sqlite", free_port(), env).start()
+
+    async def one() -> None:
+        await wait_ready(host.base_url)
+        async with aiohttp.ClientSession() as session:
+            await one_run(session, host.base_url, 0, "end")
+
+    try:
+        asyncio.run(one())
+    finally:
+        host.stop()
+    with sqlite3.connect(work / "devhost.sqlite") as db:
+        events = [json.loads(e) for (e,) in db.execute("SELECT event FROM history ORDER BY pos")]
+        instance_id, input_json = db.execute("SELECT id, input FROM instances").fetchone()
+    # The stored history ends with the second episode; the last one (c done) is what the devhost fed it.
+    scheduled = [e for e in events if e["EventType"] == 4]
+    result = next(e["Result"] for e in events if e["EventType"] == 5)
+    stamp = events[-1]["Timestamp"]
+    events += [{"EventType": 12, "EventId": -1, "IsPlayed": False, "Timestamp": stamp},
+               {"EventType": 5, "EventId": -1, "IsPlayed": False, "Timestamp": stamp,
+                "TaskScheduledId": scheduled[-1]["EventId"], "Result": result}]
+    starts = [i for i, e in enumerate(events) if e["EventType"] == 12] + [len(events)]
+    contexts = []
+    for start, end in itertools.pairwise(starts):  # an episode sees the events before it and its arrivals
+        arrived = [e for e in events[start:end] if e["EventType"] not in (4, 13)]  # not what it schedules itself
+        contexts.append(json.dumps({"history": events[:start] + arrived, "instanceId": instance_id,
+                                    "isReplaying": False, "parentInstanceId": None, "input": input_json,
+                                    "upperSchemaVersion": 2}))
+    os.environ.update({k: v for k, v in env.items() if k.startswith(("Azure", "WEFT_"))})
+    os.environ.update({"WEFT_SEARCH_WARM_AT_START": "false", "WEFT_SEARCH_LOAD_MODEL_WITH_APP": "false"})
+    from devhost.index import load_app
+
+    handle = load_app(ROOT).orchestrators["run"]
+    if not json.loads(handle(contexts[-1])).get("isDone"):
+        raise RuntimeError("the last replay did not finish the run")
+    cpu0 = time.process_time()
+    for _ in range(rounds):
+        for context in contexts:
+            handle(context)
+    cpu_ms = (time.process_time() - cpu0) * 1000 / rounds
+    print(f"run orchestrator in-process: app CPU {cpu_ms:.2f} ms per 3-step plan run ({len(contexts)} episodes, "
+          f"{rounds} rounds); loadavg {loadavg()}", flush=True)
+    return {"orchestrator": "run", "episodes": len(contexts), "rounds": rounds, "cpu_ms_per_run": cpu_ms}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--clients", type=int, nargs="+", default=[10, 50])
@@ -226,11 +281,13 @@ def main() -> None:
                         help="with --poll-ms 0: a long poll answers at each change of the run, or only at its end")
     parser.add_argument("--repeat", type=int, default=1, help="windows per client count (the median is reported)")
     parser.add_argument("--url", help="an already running devhost (its CPU is then not measured)")
-    parser.add_argument("--in-process", action="store_true", help="the app's CPU per tool call, without HTTP or host")
+    parser.add_argument("--in-process", action="store_true",
+                        help="the app's CPU per tool call and per run's replays, without HTTP or host")
     parser.add_argument("--calls", type=int, default=2000, help="calls per tool with --in-process")
+    parser.add_argument("--replays", type=int, default=300, help="rounds of a run's replays with --in-process")
     args = parser.parse_args()
     if args.in_process:
-        print(json.dumps(in_process(args.calls)))
+        print(json.dumps([*in_process(args.calls), replay_cpu(args.replays)]))
         return
     host = None
     pid = None

@@ -26,46 +26,9 @@ from devhost.store import Store
 from devhost.timers import TimerScheduler
 from devhost.workers import AsyncLoop, WorkerPool
 
-__all__ = ["DevHost", "HostOptions", "cache_executor_tuple", "patch_sdk", "patch_timestamp_parser"]
+__all__ = ["DevHost", "HostOptions"]
 
 log = logging.getLogger(__name__)
-
-
-def patch_timestamp_parser() -> None:
-    """Parse history timestamps with ``datetime.fromisoformat`` instead of dateutil inside the SDK.
-
-    Replaying a history spends most of its time in ``dateutil.parser.parse``; the devhost writes ISO 8601 with a
-    ``Z`` suffix, which ``fromisoformat`` reads identically on Python 3.11+, so replays get about five times faster.
-    """
-    import datetime as dt
-    import importlib
-
-    # The Durable client's status objects parse the devhost's created/updated times the same way.
-    for name in ("history.HistoryEvent", "DurableOrchestrationStatus"):
-        module = importlib.import_module(f"azure.durable_functions.models.{name}")
-        module.dt_parse = dt.datetime.fromisoformat  # type: ignore[attr-defined]
-
-
-def cache_executor_tuple() -> None:
-    """Make the SDK's replay executor build its ``SetTaskValuePayload`` namedtuple class once, not per replay.
-
-    ``TaskOrchestrationExecutor.__init__`` calls ``collections.namedtuple`` (which ``exec``s a class body) on every
-    orchestrator invocation: ~3.5 % of the devhost's GIL time at 85 runs/s. The class is the same every time.
-    """
-    import collections
-    import functools
-    import importlib
-
-    module = importlib.import_module("azure.durable_functions.models.TaskOrchestrationExecutor")
-    if getattr(module.namedtuple, "cache_info", None) is None:
-        module.namedtuple = functools.lru_cache(maxsize=8)(collections.namedtuple)  # type: ignore[attr-defined]
-
-
-def patch_sdk() -> None:
-    """The devhost's speed-ups of the Durable SDK's replay (same results): :func:`patch_timestamp_parser` and
-    :func:`cache_executor_tuple`."""
-    patch_timestamp_parser()
-    cache_executor_tuple()
 
 
 class HostOptions:
@@ -111,7 +74,6 @@ class DevHost:
     def __init__(self, options: HostOptions, index: FunctionIndex | None = None) -> None:
         self.options = options
         self.index = index or load_app(options.app_dir)
-        patch_sdk()
         self.store = Store(options.db)
         self.loop = AsyncLoop("devhost-http")
         self.port = options.port

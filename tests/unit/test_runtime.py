@@ -3,6 +3,8 @@ WEFT_STATE_DIR, so a read-only working directory never matters) and how settings
 
 from __future__ import annotations
 
+import datetime as dt
+import importlib
 import time
 from pathlib import Path
 
@@ -137,3 +139,47 @@ def test_the_app_turns_on_strict_durable_typing_unless_configured(configured: st
                           capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.strip().splitlines()[-1] == seen
+
+
+_TIMESTAMPS = [
+    "2026-12-07T20:17:37.5419400Z",  # the host's 7-digit fractions
+    "2026-12-07T20:17:37.541940Z",
+    "2026-12-07T20:17:37Z",
+    "2026-12-07T20:17:37.5+01:00",
+    "2026-12-07T20:17:37",
+    "0001-01-01T00:00:00Z",
+    "Mon, 07 Dec 2026 20:17:37 GMT",  # not ISO 8601: the SDK's own parser
+    "December 7, 2026 8:17 PM",
+]
+
+
+@pytest.mark.parametrize("text", _TIMESTAMPS)
+def test_durable_timestamps_parse_to_what_the_sdks_parser_gives(text: str) -> None:
+    from dateutil.parser import parse
+
+    from orchestrations.durable import parse_timestamp
+
+    assert parse_timestamp(text) == parse(text)
+    assert parse_timestamp(text).utcoffset() == parse(text).utcoffset()
+
+
+def test_the_app_speeds_up_the_sdks_replays() -> None:
+    """Importing the app swaps the SDK's dateutil parser (~40 µs a timestamp, on every replay's every event) for
+    parse_timestamp (a history event and a status read come out with the same instants), and the replay executor
+    builds its namedtuple class once."""
+    from azure.durable_functions.models.DurableOrchestrationStatus import DurableOrchestrationStatus
+    from azure.durable_functions.models.history.HistoryEvent import HistoryEvent
+
+    import function_app  # noqa: F401  (what the Functions host imports)
+    from orchestrations.durable import parse_timestamp
+
+    event = HistoryEvent(EventType=12, EventId=-1, IsPlayed=False, Timestamp=_TIMESTAMPS[0])
+    assert event.timestamp == dt.datetime(2026, 12, 7, 20, 17, 37, 541940, tzinfo=dt.UTC)
+    status = DurableOrchestrationStatus.from_json({"createdTime": _TIMESTAMPS[1], "lastUpdatedTime": _TIMESTAMPS[2]})
+    assert (status.created_time, status.last_updated_time) == (parse_timestamp(_TIMESTAMPS[1]),
+                                                              parse_timestamp(_TIMESTAMPS[2]))
+    for module in ("azure.durable_functions.models.history.HistoryEvent",
+                   "azure.durable_functions.models.DurableOrchestrationStatus"):
+        assert vars(importlib.import_module(module))["dt_parse"] is parse_timestamp
+    executor = importlib.import_module("azure.durable_functions.models.TaskOrchestrationExecutor")
+    assert executor.namedtuple("P", "a b") is executor.namedtuple("P", "a b")  # one class, not one per replay
