@@ -63,6 +63,7 @@ class Engine(EpisodeRunner):
         self._idle = threading.Condition()
         self._finished = threading.Condition()
         self._busy = False
+        self._leases_checked = float("-inf")
         self.episodes = 0
 
     # ---- public API (any thread) -----------------------------------------------------------------------------
@@ -156,7 +157,9 @@ class Engine(EpisodeRunner):
                     except Exception:
                         log.exception("devhost engine error in instance %s", instance_id)
                         self._fail_hard(instance_id, "devhost engine error; see the devhost log")
-                self._redispatch_expired()
+                if now - self._leases_checked >= min(1.0, self.lease_s / 10):  # not per wake-up: a write per item
+                    self._leases_checked = now
+                    self._redispatch_expired()
             finally:
                 self._busy = False
             with self._idle:
