@@ -43,8 +43,10 @@ __all__ = [
 ]
 
 REF_KEY = "$ref"
-_REF = re.compile(r"^(?P<step>[A-Za-z_][A-Za-z0-9_-]{0,63})(?P<path>(?:\.[^.\[\]]+|\[\d+\])*)$")
-_SEGMENT = re.compile(r"\.([^.\[\]]+)|\[(\d+)\]")
+_REF = re.compile(r"(?P<step>[A-Za-z_][A-Za-z0-9_-]{0,63})(?P<path>(?:\.[^.\[\]]+|\[[0-9]{1,18}\])*)")
+_SEGMENT = re.compile(r"\.([^.\[\]]+)|\[([0-9]{1,18})\]")
+_MAX_INDEX_DIGITS = 18
+"""Digits of a list index (``[i]`` or ``.i``): a longer one is past any list's end (and ``int()`` refuses 4,301)."""
 _MAX_REPORTED = 10
 """Problems a :class:`PlanInvalid` message lists."""
 _MAX_SUGGESTED = _MAX_REPORTED
@@ -82,7 +84,7 @@ def parse_ref(text: Any) -> Ref:
     """Parse ``"s1.items[0].name"``; :class:`ValueError` with an explanation if malformed."""
     if not isinstance(text, str):
         raise ValueError(f"$ref must be a string like 'step_id.path.to.value', got {type(text).__name__}")
-    match = _REF.match(text)
+    match = _REF.fullmatch(text)
     if not match:
         raise ValueError(
             f"$ref {quoted(text)} is malformed: write 'step_id' for the whole result or 'step_id.key.0.key' / "
@@ -387,11 +389,13 @@ def _lookup(raw: Any, results: Mapping[str, Any], field: str) -> Any:
         )
     current = results[ref.step]
     for depth, segment in enumerate(ref.path):
-        if isinstance(current, list) and (isinstance(segment, int) or segment.isdigit()):
-            position = int(segment)
+        if isinstance(current, list) and (isinstance(segment, int) or (segment.isascii() and segment.isdigit())):
+            digits = str(segment)
+            position = int(digits) if len(digits) <= _MAX_INDEX_DIGITS else len(current)
             if position >= len(current):
+                shown = digits if len(digits) <= _MAX_INDEX_DIGITS else f"{digits[:8]}… ({len(digits)} digits)"
                 raise PlanInvalid(
-                    f"$ref {quoted(ref.text)}: {_walked(ref, depth)} has {len(current)} items, so index {position} "
+                    f"$ref {quoted(ref.text)}: {_walked(ref, depth)} has {len(current)} items, so index {shown} "
                     "does not exist",
                     field=field,
                 )

@@ -367,6 +367,14 @@ def test_resolved_values_are_copies() -> None:
         pytest.param({"x": ref("s1.none.deeper")}, "plan.steps[4].args.x", "s1.none is a null", id="into-null"),
         pytest.param({"x": ref("s2.first")}, "plan.steps[4].args.x", "s2 is a list, so 'first'", id="key-on-list"),
         pytest.param({"x": {"$ref": "bad..ref"}}, "plan.steps[4].args.x", "malformed", id="malformed"),
+        pytest.param({"x": ref("s2.²")}, "plan.steps[4].args.x", "s2 is a list, so '²' cannot be looked up",
+                     id="unicode-digit-on-list"),  # str.isdigit() is true for '²', int() is not: it crashed the run
+        pytest.param({"x": ref("s2." + "9" * 5000)}, "plan.steps[4].args.x",
+                     "s2 has 3 items, so index 99999999… (5000 digits) does not exist", id="index-past-int-parsing"),
+        pytest.param({"x": ref("s2[" + "9" * 5000 + "]")}, "plan.steps[4].args.x", "malformed",
+                     id="bracket-index-past-int-parsing"),
+        pytest.param({"x": ref("s2[٣]")}, "plan.steps[4].args.x", "malformed", id="bracket-non-ascii-digit"),
+        pytest.param({"x": ref("s1\n")}, "plan.steps[4].args.x", "malformed", id="trailing-newline"),
     ],
 )
 def test_resolve_refs_errors_name_the_argument_and_path(args: dict[str, Any], field: str, fragment: str) -> None:
@@ -374,6 +382,7 @@ def test_resolve_refs_errors_name_the_argument_and_path(args: dict[str, Any], fi
         resolve_refs(args, RESULTS, field="plan.steps[4].args")
     assert caught.value.field == field
     assert fragment in caught.value.message
+    assert len(caught.value.message) < 500
 
 
 LONG = "k" * 100_000
