@@ -135,7 +135,7 @@ def _blob_name(hour: datetime, part: int) -> str:
 
 
 def _parse_name(name: str) -> tuple[datetime, int] | None:
-    match = _NAME.match(name)
+    match = _NAME.fullmatch(name)
     if match is None:
         return None
     year, month, day, hour, part = (int(g) for g in match.groups())

@@ -81,7 +81,7 @@ LOCAL_CALLER = Caller(
 
 def service_caller(name: str, roles: Iterable[str]) -> Caller:
     """The caller that platform-started work (a queue message) runs as: tenant ``service``, object id ``name``."""
-    if not _ID.match(name):
+    if not _ID.fullmatch(name):
         raise ValueError(f"a service caller name must match {_ID.pattern}, got {name!r}")
     return Caller(tenant_id="service", object_id=name, name=name, roles=frozenset(roles), kind="service")
 
@@ -98,7 +98,7 @@ def _identifier(claims: Mapping[str, Any], *names: str, what: str) -> str:
     value = _text(claims, *names)
     if value is None:
         raise Unauthenticated(f"the credential has no {what} claim ({' or '.join(names)})")
-    if not _ID.match(value):
+    if not _ID.fullmatch(value):
         raise Unauthenticated(f"the credential's {what} claim is malformed")
     return value
 

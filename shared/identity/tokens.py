@@ -98,7 +98,7 @@ class BearerValidator:
             raise Unauthenticated("malformed token", field="Authorization") from exc
         alg = header.get("alg")
         if not isinstance(alg, str) or alg not in self._algorithms:
-            shown = alg if isinstance(alg, str) and _ALG_NAME.match(alg) else "(unnamed)"
+            shown = alg if isinstance(alg, str) and _ALG_NAME.fullmatch(alg) else "(unnamed)"
             raise Unauthenticated(f"unsupported algorithm {shown}", field="Authorization")
         kid = header.get("kid")
         if not isinstance(kid, str) or not kid:

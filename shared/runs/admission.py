@@ -162,11 +162,11 @@ def run_instance_id(idempotency_key: str | None, caller: Caller, fallback: str |
     ``run-<first 40 hex of sha256(caller key, key)>`` for everyone else, so two callers' keys never meet); else
     ``fallback`` (e.g. a queue message id); else a fresh ``run-<uuid>``."""
     if idempotency_key:
-        if caller.kind == "local" and _KEY_SAFE.match(idempotency_key):
+        if caller.kind == "local" and _KEY_SAFE.fullmatch(idempotency_key):
             return f"run-{idempotency_key}"
         scope = "" if caller.kind == "local" else caller.key + "\0"
         return "run-" + hashlib.sha256((scope + idempotency_key).encode()).hexdigest()[:40]
-    if fallback and _RUN_ID.match(fallback):
+    if fallback and _RUN_ID.fullmatch(fallback):
         return fallback
     return f"run-{uuid.uuid4().hex}"
 
@@ -174,7 +174,7 @@ def run_instance_id(idempotency_key: str | None, caller: Caller, fallback: str |
 def check_run_id(run_id: str) -> str:
     """``run_id`` when it can name a run (letters, digits, ``_`` and ``-``, at most 128), else 404: ids reach
     storage and the Durable API as URL parts, so ``.``, ``..``, ``/``, ``#`` or ``?`` never get that far."""
-    if not _RUN_ID.match(run_id):
+    if not _RUN_ID.fullmatch(run_id):
         raise NotFound("no such run", field="id")
     return run_id
 

@@ -223,7 +223,7 @@ class CallJournal:
 
     @staticmethod
     def _run(run_id: str) -> str:
-        if not isinstance(run_id, str) or not _RUN_ID.match(run_id):
+        if not isinstance(run_id, str) or not _RUN_ID.fullmatch(run_id):
             raise InvalidRequest(f"run id {run_id!r} cannot name a journal", field="run_id")
         return f"{_PREFIX}/{run_id}"
 

@@ -130,7 +130,7 @@ class FileCacheStore:
         self.folder = Path(folder)
 
     def _path(self, key: str) -> Path:
-        if not _KEY.match(key):
+        if not _KEY.fullmatch(key):
             raise ValueError(f"cache keys are sha256 hex digests, got {key!r}")
         return self.folder / f"{key}.json"
 
@@ -163,7 +163,7 @@ class BlobCacheStore:
         self.prefix = prefix
 
     def _name(self, key: str) -> str:
-        if not _KEY.match(key):
+        if not _KEY.fullmatch(key):
             raise ValueError(f"cache keys are sha256 hex digests, got {key!r}")
         return f"{self.prefix}{key}.json"
 

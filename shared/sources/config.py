@@ -78,7 +78,7 @@ class SecretBindings:
             raise ValueError("WEFT_SECRET_BINDINGS must be a JSON object: {\"secret name\": [\"host\", ...]}")
         bound = []
         for name, hosts in data.items():
-            if not (isinstance(hosts, list) and hosts and all(isinstance(h, str) and _HOST_PATTERN.match(h)
+            if not (isinstance(hosts, list) and hosts and all(isinstance(h, str) and _HOST_PATTERN.fullmatch(h)
                                                               for h in hosts)):
                 raise ValueError(f"WEFT_SECRET_BINDINGS[{name!r}] must be a list of host names or *.domain patterns")
             bound.append((str(name), tuple(h.lower() for h in hosts)))

@@ -46,7 +46,7 @@ def test_json_nested_10000_deep(api_host: DevhostProcess, path: str) -> None:
     assert_json_error(raw(api_host, "POST", path, DEEP), 400, "body")
 
 
-@pytest.mark.parametrize("run_id", ["..", "%2E%2E", "%23", "%3F", "a%2Fb", "x%0Ay", "%2E", "."])
+@pytest.mark.parametrize("run_id", ["..", "%2E%2E", "%23", "%3F", "a%2Fb", "x%0Ay", "x%0A", "%2E", "."])
 def test_run_ids_that_cannot_name_a_run(api_host: DevhostProcess, run_id: str) -> None:
     calls = (("GET", "", None), ("POST", "/cancel", None), ("POST", "/approve", b'{"approved": true}'))
     for method, suffix, body in calls:

@@ -87,6 +87,7 @@ REFUSED = [
     ("other-tenant", user_claims(tid="00000000-0000-0000-0000-000000000000"), "another tenant"),
     ("no-oid-or-sub", user_claims(oid=None, sub=None), "no object id (oid) claim"),
     ("oid-with-slash", user_claims(oid="../other"), "object id (oid) claim is malformed"),
+    ("oid-with-trailing-newline", user_claims(oid="abc\n"), "object id (oid) claim is malformed"),  # $ let it in
     ("tid-not-a-string", user_claims(tid=42), "no tenant (tid) claim"),
     ("roles-of-numbers", user_claims(roles=[1, 2]), "roles claim is malformed"),
 ]
@@ -101,3 +102,15 @@ def test_claims_that_identify_no_one_are_refused(claims: dict[str, Any], reason:
 
 def test_the_tenant_is_compared_without_case() -> None:
     assert caller_from_claims(user_claims(tid=TENANT.upper()), tenant_id=TENANT).tenant_id == TENANT
+
+
+def test_a_run_id_or_service_name_with_a_trailing_newline_names_nothing() -> None:
+    """The id patterns are matched whole: ``$`` also matches before a final newline."""
+    from shared.errors import NotFound
+    from shared.identity.caller import service_caller
+    from shared.runs.admission import check_run_id
+
+    with pytest.raises(NotFound):
+        check_run_id("run-1\n")
+    with pytest.raises(ValueError, match="service caller name"):
+        service_caller("queue\n", ())
