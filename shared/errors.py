@@ -41,6 +41,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 __all__ = [
+    "LISTED_NAMES",
     "QUOTED_CHARS",
     "ActivityFailed",
     "ApprovalDenied",
@@ -317,4 +318,3 @@ def quoted_list(names: Sequence[str], limit: int = LISTED_NAMES) -> str:
     parameters or a result's keys, and there may be 100,000 of them."""
     listed = ", ".join(quoted(name) for name in names[:limit])
     return listed + (f", and {len(names) - limit} more" if len(names) > limit else "")
-

@@ -329,7 +329,7 @@ class LlmConfigCheck:
         deployments = s.deployments()
         _log.debug("readiness check %s: %s planner=%s, worker=%s", self._name, s.provider, deployments["planner"],
                    deployments["worker"])
-        return CheckResult.ok(f"{s.provider}: planner and worker deployments set")
+        return CheckResult.ok(f"{s.provider}: deployments configured")
 
 
 class CatalogCheck:

@@ -79,8 +79,8 @@ class RuntimeSettings:
     """Folder for local state (WEFT_STATE_DIR): the demo tools' notes, and the breaker state, discovery cache and
     source registry when Blob Storage is not configured."""
     max_fan_out: int = 200
-    """Most tool calls one orchestration fans out at once; wider levels are split into sub-orchestrations
-    (WEFT_MAX_FAN_OUT)."""
+    """Most tool calls one orchestration has in flight as its own activities; a wider batch of ready calls goes out as
+    sub-orchestrations of at most that many (WEFT_MAX_FAN_OUT)."""
     plan_checkpoint_calls: int = 25
     """Tool calls one generation of a plan run makes before it continues as new with its state, which keeps every
     replay short so a long chain costs the same per step as a short one (WEFT_PLAN_CHECKPOINT_CALLS)."""

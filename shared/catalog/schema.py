@@ -306,7 +306,8 @@ def _describe(error: Any, path: tuple[Any, ...]) -> ArgumentProblem:
             return ArgumentProblem((*path, named[0]), f"missing required argument {quoted(named[0])}")
     if error.validator == "additionalProperties" and isinstance(instance, Mapping):
         allowed = sorted(error.schema.get("properties", {}))
-        unexpected = sorted(key for key in instance if key not in allowed)
+        known = set(allowed)
+        unexpected = sorted(key for key in instance if key not in known)
         if unexpected:
             hint = close_matches(unexpected[0], allowed, n=1)
             message = f"unexpected argument {quoted(unexpected[0])}"

@@ -317,15 +317,19 @@ def python_tool(fn: Callable[..., Any], *, source: str = "python", **given: Unpa
     return Tool(spec, PythonTransport(fn, input_model=schema.model))
 
 
+class _ImplError(ValueError):
+    """A bad ``impl`` in words of ours (Python's own import errors repeat the name they were given, uncut)."""
+
+
 def _import_impl(ref: str) -> Callable[..., Any]:
     module_name, _, attr_path = ref.partition(":")
     if not module_name or not attr_path:
-        raise ValueError("impl must look like 'package.module:function'")
+        raise _ImplError("impl must look like 'package.module:function'")
     target: Any = importlib.import_module(module_name)
     for attr in attr_path.split("."):
         target = getattr(target, attr)
     if not callable(target):
-        raise ValueError("it is not callable")
+        raise _ImplError("it is not callable")
     return target
 
 
@@ -369,9 +373,9 @@ def tool_from_entry(entry: Any, where: str, *, source: str, allow_impl: bool) ->
         try:
             fn = _import_impl(str(impl))
             schema = function_schema(fn)
-        except (ValueError, TypeError) as exc:  # ours: they name no part of the impl
+        except _ImplError as exc:
             raise InvalidRequest(f"cannot load impl {quoted(str(impl))}: {exc}", field=f"{where}.impl") from None
-        except (ImportError, AttributeError) as exc:  # Python's: they repeat a module or attribute name, uncut
+        except (ImportError, AttributeError, TypeError, ValueError) as exc:  # they may repeat the impl, uncut
             raise InvalidRequest(
                 f"cannot load impl {quoted(str(impl))}: {type(exc).__name__} {quoted(str(exc))}", field=f"{where}.impl"
             ) from None

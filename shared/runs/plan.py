@@ -1,7 +1,7 @@
-"""Plan mode: validate a plan against the catalog, order its steps in levels, resolve ``$ref`` arguments.
+"""Plan mode: validate a plan against the catalog, find each step's dependencies, resolve ``$ref`` arguments.
 
 Everything here is pure and deterministic (no I/O, clock or randomness), because it runs inside the Durable
-orchestrator: the same plan and results give the same graph, levels, errors and arguments on every replay.
+orchestrator: the same plan and results give the same graph, errors and arguments on every replay.
 
 References: any value inside a step's ``args`` may be ``{"$ref": "stepId.path.to.value"}`` (exactly that one key).
 ``"s1"`` is the whole result of step ``s1``; ``.key`` looks up a dict key, ``.0`` or ``[0]`` a list index. A

@@ -1,4 +1,4 @@
-"""Plan mode end to end on the devhost: levels, refs, retries, failures, breaker, idempotency, bad input."""
+"""Plan mode end to end on the devhost: dependencies, refs, retries, failures, breaker, idempotency, bad input."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Plan validation, levels and $ref resolution: every error names its field; everything is deterministic."""
+"""Plan validation, dependencies and $ref resolution: every error names its field; everything is deterministic."""
 
 from __future__ import annotations
 

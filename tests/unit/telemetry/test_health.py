@@ -274,11 +274,11 @@ def test_the_key_vault_list_probe_asks_for_one_item():
     [
         ({}, CheckStatus.SKIPPED, LLM_NOT_CONFIGURED_MESSAGE),
         ({"AZURE_OPENAI_ENDPOINT": "https://oai.example.com", "LLM_PLANNER_DEPLOYMENT": "planner"},
-         CheckStatus.OK, "azure_openai: planner and worker deployments set"),
+         CheckStatus.OK, "azure_openai: deployments configured"),
         ({"AZURE_OPENAI_ENDPOINT": "https://oai.example.com"}, CheckStatus.FAIL, "LLM_PLANNER_DEPLOYMENT"),
         ({"LLM_PROVIDER": "azure_openai", "LLM_PLANNER_DEPLOYMENT": "p"}, CheckStatus.FAIL, "AZURE_OPENAI_ENDPOINT"),
         ({"LLM_BASE_URL": "http://localhost:11434/v1", "LLM_PLANNER_DEPLOYMENT": "llama",
-          "LLM_WORKER_DEPLOYMENT": "small"}, CheckStatus.OK, "openai_compatible: planner and worker deployments set"),
+          "LLM_WORKER_DEPLOYMENT": "small"}, CheckStatus.OK, "openai_compatible: deployments configured"),
     ],
     ids=["not-configured", "azure", "azure-without-deployment", "azure-without-endpoint", "compatible"],
 )
