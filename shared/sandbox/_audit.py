@@ -6,7 +6,8 @@ when any code object is executed (``exec``: ``eval``/``exec`` hidden in library 
 evaluation in ``functools.singledispatch`` or ``typing.get_type_hints``), and when functions or code objects are
 built by hand. The hook refuses each event the policy names (:data:`shared.sandbox.policy.RUNTIME_EVENTS`), however
 the code got there: attribute syntax, ``getattr``, a format field, a ``match`` pattern or a library call. It is
-installed once per worker process, is active only while sandboxed code runs, and cannot be removed.
+installed once per worker process, is active only while sandboxed code runs, and cannot be removed. A violation
+does not turn it off: in an embedded run the code may catch the ``Stop`` that unwinds it and go on.
 
 Allowed: executing the run's own compiled code, and ``collections.namedtuple``'s own ``eval`` of the ``__new__`` it
 generates from validated field names.
@@ -50,8 +51,13 @@ def _hook(event: str, args: tuple[Any, ...]) -> None:
         reason = f"{reason} ({name!r})"
     elif event == "object.__getattr__" and len(args) > 1:
         reason = f"attribute {args[1]!r} is not allowed: {reason}"
-    _state["world"] = None  # the violation ends the run; nothing after it should be audited again
-    world.hooks.violation(reason)
+    _state["world"] = None  # reporting the violation is the runtime's own work, not the code's
+    try:
+        world.hooks.violation(reason)
+    finally:
+        # An embedded run unwinds with Stop, which the code can catch: what it runs next stays audited, and each
+        # refused event ends the run again (the channel keeps the first outcome). A worker process has exited.
+        _state["world"] = world
 
 
 def install_audit_hook(world: Any, code: Any) -> None:

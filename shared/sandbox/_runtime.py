@@ -19,6 +19,8 @@ from __future__ import annotations
 
 import ast
 import asyncio
+import contextlib
+import gc
 import importlib
 import inspect
 import linecache
@@ -409,17 +411,15 @@ class Runtime:
 def run_embedded(job: Mapping[str, Any], policy: Mapping[str, Any]) -> dict[str, Any]:
     """Run a replay-mode job in this interpreter and return its outcome (remote backends; no OS confinement here)."""
     channel = EmbeddedChannel()
-    world = World(policy=policy, static_modules=prepare_static_modules(policy))
-    runtime = Runtime(job, world=world, channel=channel)
-    runtime.layers = ["embedded"]
     previous_limit = sys.getrecursionlimit()
     previous_hooks = sys.get_asyncgen_hooks()
     sys.setrecursionlimit(int(job["limits"]["max_recursion_depth"]) + 60)
     sys.set_asyncgen_hooks(None, None)
     try:
-        runtime.execute()
-    except Stop:
-        pass
+        _run_embedded(job, policy, channel)
+        # What the code left behind runs when it is released (a coroutine suspended in a try/finally, a __del__ in
+        # a cycle): release it now, under the audit hook, not later in this interpreter with the hook off.
+        gc.collect()
     finally:
         deactivate()
         asyncio.set_event_loop(None)
@@ -427,3 +427,12 @@ def run_embedded(job: Mapping[str, Any], policy: Mapping[str, Any]) -> dict[str,
         sys.set_asyncgen_hooks(*previous_hooks)
     assert channel.outcome is not None
     return channel.outcome
+
+
+def _run_embedded(job: Mapping[str, Any], policy: Mapping[str, Any], channel: EmbeddedChannel) -> None:
+    """The run itself; everything it built (world, loop, tasks, the code's namespace) is released on return."""
+    world = World(policy=policy, static_modules=prepare_static_modules(policy))
+    runtime = Runtime(job, world=world, channel=channel)
+    runtime.layers = ["embedded"]
+    with contextlib.suppress(Stop):
+        runtime.execute()
