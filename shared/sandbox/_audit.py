@@ -21,6 +21,8 @@ import sys
 from collections.abc import Iterator
 from typing import Any
 
+from ._format import quoted
+
 _state: dict[str, Any] = {"world": None, "code": None, "installed": False}
 # Library functions that may execute code they generated themselves (from inputs they validate).
 _TRUSTED_EXEC_CALLERS = frozenset({collections.namedtuple.__code__})
@@ -48,9 +50,9 @@ def _hook(event: str, args: tuple[Any, ...]) -> None:
         name = args[1] if len(args) > 1 and isinstance(args[1], str) else ""
         if name in ("__module__", "__qualname__", "__doc__", "__name__") or world.rules.problem(name) is None:
             return
-        reason = f"{reason} ({name!r})"
+        reason = f"{reason} ({quoted(name)})"
     elif event == "object.__getattr__" and len(args) > 1:
-        reason = f"attribute {args[1]!r} is not allowed: {reason}"
+        reason = f"attribute {quoted(args[1])} is not allowed: {reason}"
     _state["world"] = None  # reporting the violation is the runtime's own work, not the code's
     try:
         world.hooks.violation(reason)

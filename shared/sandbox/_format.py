@@ -1,9 +1,21 @@
-"""The sandbox's ``string.Formatter`` (and the formatter behind ``str.format``). Worker side, stdlib only."""
+"""The sandbox's ``string.Formatter`` (and the formatter behind ``str.format``), and how worker messages quote the
+code's names. Worker side, stdlib only."""
 
 from __future__ import annotations
 
 import _string as _cstring
 from typing import Any
+
+QUOTED_CHARS = 60
+"""Characters of a name a worker message quotes (as ``shared.errors.QUOTED_CHARS``, which the worker cannot import)."""
+
+
+def quoted(name: str) -> str:
+    """``name`` quoted for a message (``repr``), cut to its first :data:`QUOTED_CHARS` characters with ``…`` when
+    longer, as ``shared.errors.quoted`` on the parent side: a name built by the code may be megabytes long. A ``str``
+    subclass is copied to a plain ``str`` first, so none of its own methods run."""
+    text = str.__str__(name)
+    return repr(text) if len(text) <= QUOTED_CHARS else repr(text[:QUOTED_CHARS]) + "…"
 
 
 def make_formatter(rules: Any, hooks: Any) -> type:
@@ -53,7 +65,7 @@ def make_formatter(rules: Any, hooks: Any) -> type:
                 if is_attribute:
                     problem = rules.problem(key)
                     if problem:
-                        hooks.violation(f"format field {field_name!r}: {problem}")
+                        hooks.violation(f"format field {quoted(field_name)}: {problem}")
                     obj = getattr(obj, key)
                 else:
                     obj = obj[key]

@@ -22,7 +22,7 @@ import unicodedata
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any, NoReturn
 
-from ._format import make_formatter
+from ._format import make_formatter, quoted
 from ._loop import VirtualLoop
 
 TRUSTED_METACLASSES = frozenset({type, abc.ABCMeta})
@@ -108,9 +108,9 @@ class AttributeRules:
         """Why ``name`` may not be used as an attribute name, or None when it may."""
         normal = unicodedata.normalize("NFKC", name)
         if normal.startswith("__") and normal.endswith("__") and normal not in self.allowed_dunders:
-            return f"attribute {name!r} is not allowed (names starting and ending with '__' are blocked)"
+            return f"attribute {quoted(name)} is not allowed (names starting and ending with '__' are blocked)"
         if normal in self.forbidden or normal.startswith(self.forbidden_prefixes):
-            return f"attribute {name!r} is not allowed (interpreter internals are blocked)"
+            return f"attribute {quoted(name)} is not allowed (interpreter internals are blocked)"
         return None
 
 
@@ -193,14 +193,14 @@ class Guard:
                 continue  # the match statement raises its own TypeError
             if type(cls) not in TRUSTED_METACLASSES:
                 self._hooks.violation(
-                    f"the class pattern {cls.__name__!r} has a metaclass of the code's own; match on ordinary "
-                    "classes (class C: ...) or on dicts and sequences instead"
+                    f"the class pattern {quoted(cls.__qualname__)} has a metaclass of the code's own; match on "
+                    "ordinary classes (class C: ...) or on dicts and sequences instead"
                 )
             match_args = getattr(cls, "__match_args__", ())
             for name in match_args if isinstance(match_args, tuple) else ():
                 problem = self._rules.problem(name) if isinstance(name, str) else None
                 if problem:
-                    self._hooks.violation(f"__match_args__ of {cls.__name__!r}: {problem}")
+                    self._hooks.violation(f"__match_args__ of {quoted(cls.__qualname__)}: {problem}")
 
     def make_builtins(self) -> dict[str, Callable[..., Any]]:
         missing = object()
@@ -418,7 +418,8 @@ class World:
             raise ImportError("warnings are not available in the sandbox")
         if not isinstance(name, str) or name not in self.modules:
             allowed = ", ".join(sorted(self.modules))
-            self.hooks.violation(f"import of module {name!r} is not allowed; allowed modules: {allowed}")
+            module = f"module {quoted(name)}" if isinstance(name, str) else "a module named by a non-str value"
+            self.hooks.violation(f"import of {module} is not allowed; allowed modules: {allowed}")
         if fromlist:
             return self.modules[name]
         return self.modules[name.partition(".")[0]]

@@ -334,3 +334,26 @@ def test_run_time_guards_cannot_be_caught_by_the_code() -> None:
 )
 def test_modules_and_builtins_expose_only_the_policy(code: str, expected: str) -> None:
     assert run(code)["error"]["type"] == expected
+
+
+LONG = "x" * 100_000
+
+
+@pytest.mark.parametrize(
+    "code",
+    [
+        pytest.param(f"getattr(1, '__{LONG}__')", id="dunder-attribute"),
+        pytest.param(f"getattr(1, 'co_{LONG}')", id="internal-attribute"),
+        pytest.param(f"'{{0.__{LONG}__}}'.format(1)", id="format-field"),
+        pytest.param(f"import {LONG}", id="import"),
+        pytest.param(f"class C:\n    __match_args__ = ('__{LONG}__',)\nmatch 1:\n    case C(x):\n        pass",
+                     id="match-args"),
+        pytest.param(f"class M(type):\n    pass\nclass {LONG}(metaclass=M):\n    pass\nmatch 1:\n    case {LONG}():\n"
+                     "        pass", id="match-metaclass"),
+    ],
+)
+def test_violations_quote_the_codes_names_cut(code: str) -> None:
+    """A name the code builds may be megabytes long: the worker's messages quote its first 60 characters."""
+    outcome = run(code)
+    assert outcome["t"] == "violation", outcome
+    assert len(outcome["message"]) < 600 and "xxx'…" in outcome["message"]
