@@ -27,7 +27,7 @@ import linecache
 import os
 import sys
 import traceback
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any, NoReturn
 
 from . import _wire
@@ -40,6 +40,11 @@ from ._tools import close_name, find_unawaited, flat_name, make_tool_types, name
 FILENAME = "<code>"
 DYNAMIC_MODULES = frozenset({"asyncio", "time", "random", "datetime"})
 _RESERVE_BYTES = 1 << 18
+_TRACEBACK = vars(BaseException)["__traceback__"]  # the real one; a class may shadow it with a property
+MAX_NOTES = 10
+"""Notes of the code's uncaught error shown below its last line."""
+MAX_NOTE_CHARS = 500
+"""Characters of each note shown."""
 
 
 class Stop(BaseException):
@@ -107,25 +112,59 @@ def compile_code(code: str, tools: Iterable[str] = (), reserved: Iterable[str] =
     return compile(tree, FILENAME, "exec", flags=ast.PyCF_ALLOW_TOP_LEVEL_AWAIT, dont_inherit=True)
 
 
+def _text(read: Callable[[], Any], fallback: str) -> str:
+    """Text about the code's error, read under the audit hook: its message, its class's names and its notes may come
+    from the code's own ``__str__``, properties or metaclass, which can raise anything (``Stop`` ends the run). The
+    text comes back as a plain ``str`` copy, so no ``str`` subclass's methods run where it is used; ``fallback`` when
+    the read fails or gives no ``str``."""
+    try:
+        return str.__str__(read())
+    except Stop:
+        raise
+    except BaseException:  # the code's own error class: whatever it raises, the error is still reported
+        return fallback
+
+
 def _suggestion(exc: BaseException, names: Iterable[str]) -> str:
     """Python 3.11's "Did you mean" for names and attributes (the traceback module adds it only from 3.12)."""
-    wrong = getattr(exc, "name", None)
-    if not isinstance(wrong, str) or not isinstance(exc, NameError | AttributeError):
+    kind = type(exc)  # issubclass, not isinstance: no __class__ property of the code's own is read
+    if not issubclass(kind, NameError | AttributeError):
         return ""
-    if isinstance(exc, AttributeError):
-        try:
-            names = dir(exc.obj)
-        except Exception:  # an object from the code with a broken __dir__
-            return ""
-    close = close_name(wrong, (n for n in names if type(n) is str and not n.startswith("__")))
+    error: Any = exc
+    try:
+        wrong = error.name  # a property of the code's own NameError subclass may raise anything
+        if issubclass(kind, AttributeError):
+            names = dir(error.obj)  # so may the object's __dir__, or the __lt__ of what it returns
+        close = close_name(wrong, names)
+    except Stop:
+        raise
+    except BaseException:  # the code's own error or object: no suggestion
+        return ""
     return f". Did you mean: {close!r}?" if close else ""
+
+
+def _notes(exc: BaseException) -> str:
+    """The error's notes (``exc.add_note``) as Python prints them below its last line: those that are plain ``str``,
+    at most :data:`MAX_NOTES`, each cut to :data:`MAX_NOTE_CHARS` characters."""
+    try:
+        notes = exc.__notes__
+    except Stop:
+        raise
+    except BaseException:  # no notes (AttributeError), or a property of the code's own that raised
+        return ""
+    if type(notes) is not list and type(notes) is not tuple:
+        return ""
+    shown = [note if len(note) <= MAX_NOTE_CHARS else note[:MAX_NOTE_CHARS] + "…"
+             for note in notes[:MAX_NOTES] if type(note) is str]
+    more = len(notes) - MAX_NOTES
+    return "".join(f"\n{note}" for note in shown) + (f"\n(and {more} more notes)" if more > 0 else "")
 
 
 def _hint(exc: BaseException, message: str) -> str:
     """What to write instead, for the mistakes code about tools and coroutines makes most."""
     if "never awaited" in message:
         return ""
-    if isinstance(exc, TypeError) and "can't be used in 'await' expression" in message:
+    if issubclass(type(exc), TypeError) and "can't be used in 'await' expression" in message:
         return ("tools called without 'await' already return their result: drop the 'await', or write "
                 "'await tool(...)' on the call itself")
     if "coroutine" in message:
@@ -137,33 +176,33 @@ def _hint(exc: BaseException, message: str) -> str:
 def format_error(exc: BaseException, names: Iterable[str] = ()) -> dict[str, str]:
     """The uncaught error as the LLM should see it: only frames of its own code, with source lines.
 
-    Call it with the audit hook active: the error's text, its type's name and a did-you-mean may run the code's own
-    ``__str__``, ``__dir__`` or properties, which stay policed. Only the walk over the traceback's frames (audited
-    attribute reads, made by the runtime itself) runs with the hook suspended.
+    Call it with the audit hook active: the error's text, its type's names, its notes and a did-you-mean may run the
+    code's own ``__str__``, ``__dir__``, properties or metaclass, which stay policed; whatever they raise (but
+    ``Stop``) gives a fallback text instead. Only the walk over the traceback's frames (audited attribute reads, made
+    by the runtime itself) runs with the hook suspended, over the real traceback (never a ``__traceback__`` property
+    of the code's class).
     """
-    try:
-        message = str(exc)
-    except Exception:  # an exception class defined by the code may have a broken __str__
-        message = f"<unprintable {type(exc).__name__}>"
     kind = type(exc)
-    name = kind.__qualname__ if isinstance(kind.__qualname__, str) else kind.__name__
-    if kind.__module__ not in ("__main__", "builtins", None) and isinstance(kind.__module__, str):
-        name = f"{kind.__module__}.{name}"
-    only = f"{name}: {message}" if message else name
-    only += _suggestion(exc, names)
+    qualname = _text(lambda: kind.__qualname__, "<error>")
+    type_name = _text(lambda: kind.__name__, qualname.rpartition(".")[2])
+    message = _text(lambda: str(exc), f"<unprintable {type_name}>")
+    module = _text(lambda: kind.__module__, "")
+    name = qualname if module in ("__main__", "builtins", "") else f"{module}.{qualname}"
+    only = (f"{name}: {message}" if message else name) + _suggestion(exc, names) + _notes(exc)
     hint = _hint(exc, message)
     if hint:
         only = f"{only}\nHint: {hint}"
     lines = ["Traceback (most recent call last):\n"]
+    tb = _TRACEBACK.__get__(exc, kind)
     with suspended():
-        frames = traceback.extract_tb(exc.__traceback__)
+        frames = traceback.extract_tb(tb)
     for frame in frames:
         if frame.filename == FILENAME:
             lines.append(f"  line {frame.lineno}, in {frame.name}\n")
             if frame.line:
                 lines.append(f"    {frame.line}\n")
     lines.append(only)
-    return {"type": type(exc).__name__, "message": message, "traceback": "".join(lines)}
+    return {"type": type_name, "message": message, "traceback": "".join(lines)}
 
 
 class Runtime:

@@ -33,12 +33,13 @@ MAX_LISTED = 10
 def close_name(word: str, names: Iterable[Any]) -> str | None:
     """The name closest to ``word`` (difflib's, cutoff 0.6), at a bounded cost: with more than
     :data:`MAX_CANDIDATES` names, only those nearest ``word`` in sorted order are compared (a typo keeps its start
-    more often than not); words and names longer than :data:`MAX_NAME_CHARS` are not compared. The worker's one
-    did-you-mean, for tools, names and attributes. Only exact ``str`` names count: a subclass from the code could run
-    its own methods while they are compared."""
+    more often than not); words and names longer than :data:`MAX_NAME_CHARS` are not compared, nor are dunder names.
+    The worker's one did-you-mean, for tools, names and attributes. Only exact ``str`` words and names count: a
+    subclass from the code could run its own methods while they are compared."""
     if type(word) is not str or len(word) > MAX_NAME_CHARS:
         return None
-    pool = sorted({name for name in names if type(name) is str and len(name) <= MAX_NAME_CHARS})
+    pool = sorted({name for name in names
+                   if type(name) is str and len(name) <= MAX_NAME_CHARS and not name.startswith("__")})
     if len(pool) > MAX_CANDIDATES:
         at = bisect.bisect_left(pool, word)
         start = max(0, min(at - MAX_CANDIDATES // 2, len(pool) - MAX_CANDIDATES))

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from shared.sandbox import Limits, _runtime, _tools, policy
+from shared.sandbox import Limits, ProcessSandbox, _runtime, _tools, policy
 
 CLOCK = 1_700_000_000.0  # 2023-11-14T22:13:20Z
 
@@ -357,3 +357,52 @@ def test_violations_quote_the_codes_names_cut(code: str) -> None:
     outcome = run(code)
     assert outcome["t"] == "violation", outcome
     assert len(outcome["message"]) < 600 and "xxx'…" in outcome["message"]
+
+
+class_raising_from = ("class Boom(BaseException):\n    pass\n"
+                      "class Loud(Exception):\n    def __str__(self):\n        raise Boom()\n")
+
+
+@pytest.mark.parametrize(
+    ("code", "last_line"),
+    [
+        pytest.param(class_raising_from + "raise Loud()", "Loud: <unprintable Loud>", id="str-raises-base-exception"),
+        pytest.param("class E(NameError):\n    @property\n    def name(self):\n        raise ValueError('no')\n"
+                     "raise E('bad name')", "E: bad name", id="name-property-raises"),
+        pytest.param(class_raising_from + "class O:\n    def __dir__(self):\n        raise Boom()\nO().missing",
+                     "AttributeError: 'O' object has no attribute 'missing'", id="dir-raises-base-exception"),
+        pytest.param(class_raising_from + "class M(type):\n    @property\n    def __module__(cls):\n"
+                     "        raise Boom()\n    @property\n    def __name__(cls):\n        raise Boom()\n"
+                     "class E(Exception, metaclass=M):\n    pass\nraise E('x')", "E: x", id="metaclass-names-raise"),
+    ],
+)
+def test_an_error_whose_own_methods_raise_is_still_reported(code: str, last_line: str) -> None:
+    """Before, anything but an Exception from __str__, and anything at all from a name property, __dir__ or the
+    class's names, escaped the report: embedded runs raised it, worker processes exited with code 72 (a crash)."""
+    error = run(code)["error"]
+    assert error["traceback"].splitlines()[-1] == last_line
+
+
+def test_a_worker_process_reports_an_error_whose_str_raises(sandbox: ProcessSandbox) -> None:
+    result = sandbox.run(class_raising_from + "raise Loud()", {})
+    assert result.error is not None and result.error.message == "<unprintable Loud>"
+
+
+def test_the_real_traceback_is_walked_not_a_property_of_the_codes_class() -> None:
+    """The walk over the frames runs with the audit hook off: a ``__traceback__`` property (a class built with
+    ``type()``) ran there, unaudited, and chose the frames shown."""
+    code = ("import functools\nclass Frames:\n    def get(self):\n" + evaluating_a_string("print(f(1))")
+            + "E = type('E', (Exception,), {'__traceback__': property(Frames.get)})\nraise E('x')")
+    outcome = run(code)
+    assert (outcome["t"], outcome["stdout"]) == ("done", "")
+    assert outcome["error"]["traceback"].splitlines()[-3:] == ["  line 12, in <module>", "    raise E('x')", "E: x"]
+
+
+def test_the_errors_notes_are_shown_each_cut() -> None:
+    """The hand-built last line dropped the notes (Python's own formatting prints them)."""
+    code = "e = ValueError('boom')\ne.add_note('while reading row 3')\ne.add_note('n' * 10_000)\nraise e"
+    lines = run(code)["error"]["traceback"].splitlines()
+    assert lines[-3:] == ["ValueError: boom", "while reading row 3", "n" * _runtime.MAX_NOTE_CHARS + "…"]
+    many = "e = ValueError('boom')\nfor i in range(12):\n    e.add_note(f'note {i}')\nraise e"
+    lines = run(many)["error"]["traceback"].splitlines()
+    assert lines[-11:] == [f"note {i}" for i in range(10)] + ["(and 2 more notes)"]
