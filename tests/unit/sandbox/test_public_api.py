@@ -10,7 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from shared.sandbox import DynamicSessionsExecutor, ProcessSandbox
+from shared import errors, suggestions
+from shared.sandbox import DynamicSessionsExecutor, ProcessSandbox, _format, _tools
 from shared.sandbox.executor import CodeExecutor
 
 ROOT = Path(__file__).resolve().parents[3]
@@ -66,3 +67,9 @@ def test_importing_the_package_starts_no_process() -> None:
 def test_executors_satisfy_the_seam() -> None:
     assert isinstance(ProcessSandbox(), CodeExecutor)
     assert isinstance(DynamicSessionsExecutor("http://127.0.0.1:9", credential=object()), CodeExecutor)  # type: ignore[arg-type]
+
+
+def test_the_workers_copies_of_parent_constants_match() -> None:
+    """The worker cannot import ``shared``: its did-you-mean bounds and its quoting copy the parent's values."""
+    assert (_tools.MAX_CANDIDATES, _tools.MAX_NAME_CHARS) == (suggestions.MAX_CANDIDATES, suggestions.MAX_NAME_CHARS)
+    assert _format.QUOTED_CHARS == errors.QUOTED_CHARS

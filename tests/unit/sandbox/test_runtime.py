@@ -206,8 +206,6 @@ def test_a_misspelt_attribute_gets_a_suggestion() -> None:
 MANY_TOOLS = tuple(f"my.tool_{i:05d}" for i in range(3_000))
 
 
-
-
 def test_a_misspelt_tool_among_many_in_a_namespace_lists_a_few_and_compares_a_bounded_number(
         compared_names: list[int]) -> None:
     """100,000 tools under one prefix: the error was 2 MB long and its did-you-mean took seconds."""
