@@ -106,7 +106,7 @@ class AttributeRules:
 
     def problem(self, name: str) -> str | None:
         """Why ``name`` may not be used as an attribute name, or None when it may."""
-        normal = unicodedata.normalize("NFKC", name)
+        normal = unicodedata.normalize("NFKC", str.__str__(name))  # a str subclass's own methods must not answer
         if normal.startswith("__") and normal.endswith("__") and normal not in self.allowed_dunders:
             return f"attribute {quoted(name)} is not allowed (names starting and ending with '__' are blocked)"
         if normal in self.forbidden or normal.startswith(self.forbidden_prefixes):
@@ -151,8 +151,11 @@ class Guard:
         self._formatter = make_formatter(rules, hooks)()
 
     def name(self, name: Any) -> str:
+        """The name to use, as a plain ``str``: a subclass's own ``startswith``, ``__eq__`` or ``__hash__`` would
+        answer the check with one name and the attribute lookup with another."""
         if not isinstance(name, str):
             raise TypeError(f"attribute name must be a string, not {type(name).__name__}")
+        name = str.__str__(name)
         problem = self._rules.problem(name)
         if problem:
             self._hooks.violation(problem)
@@ -206,7 +209,7 @@ class Guard:
         missing = object()
 
         def getattr_(obj: Any, name: str, default: Any = missing) -> Any:
-            self.name(name)
+            name = self.name(name)
             try:
                 return self.attribute(obj, name)
             except AttributeError:

@@ -277,6 +277,10 @@ def test_a_waiting_forever_program_reports_a_deadlock() -> None:
         pytest.param("import string\nstring.Formatter().format('{0.__class__}', 1)", "violation", id="formatter"),
         pytest.param("import functools, json\nfunctools.update_wrapper(len, json.dumps, assigned=('__globals__',))",
                      "violation", id="update-wrapper"),
+        pytest.param("class S(str):\n    def startswith(self, *args):\n        return False\ng = getattr\n"
+                     "g(1, S('__cla' + 'ss__'))", "violation", id="str-subclass-name"),
+        pytest.param("class S(str):\n    def startswith(self, *args):\n        return False\ng = setattr\n"
+                     "class C:\n    pass\ng(C, S('__cla' + 'ss__'), int)", "violation", id="str-subclass-setattr"),
         pytest.param("print('x' * 100_000)", "limit", id="stdout"),
         pytest.param("def f():\n    return f()\nf()", "limit", id="recursion"),
     ],
@@ -310,6 +314,14 @@ def test_the_codes_own_methods_run_under_the_guards_while_its_error_is_reported(
     outcome = run("import functools\n" + code)
     assert outcome["t"] == "violation", outcome
     assert "code built from strings" in outcome["message"]
+
+
+def test_getattr_looks_up_the_name_it_checked() -> None:
+    """A str subclass's ``__hash__`` and ``__eq__`` made getattr find ``__class__`` under a harmless name."""
+    code = ("class S(str):\n    def __hash__(self):\n        return hash('__class__')\n"
+            "    def __eq__(self, other):\n        return True\ng = getattr\ng(1, S('harmless'))")
+    error = run(code)["error"]
+    assert (error["type"], error["message"]) == ("AttributeError", "'int' object has no attribute 'harmless'")
 
 
 def test_run_time_guards_cannot_be_caught_by_the_code() -> None:
