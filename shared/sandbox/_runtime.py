@@ -427,13 +427,20 @@ class Runtime:
         value = namespace.get("__weft_last__")
         if value is None:
             value = namespace.get("result")
-        unawaited = find_unawaited(value, self._tool_call_type)
+        result: Any = None
+        try:  # the result's own methods run here, under the hook: a __repr__, a mapping's items(), a __class__ property
+            unawaited = find_unawaited(value, self._tool_call_type)
+            if not unawaited:
+                try:
+                    result = _wire.to_json_safe(value, strict=False)
+                except (ValueError, RecursionError):
+                    result = repr(value)
+        except Stop:
+            raise
+        except BaseException as exc:  # what they raise is the code's error (it escaped the runtime before)
+            self._finish_error(exc)
         if unawaited:
             self._finish_error(TypeError(unawaited))
-        try:
-            result = _wire.to_json_safe(value, strict=False)
-        except (ValueError, RecursionError):
-            result = repr(value)
         maximum = int(self._limits["max_result_bytes"])
         if _wire.json_size(result) > maximum:
             self.limit("result", f"the result is larger than {maximum} bytes; return a summary instead")

@@ -258,6 +258,20 @@ def test_a_result_that_is_an_unawaited_coroutine_is_explained() -> None:
     assert error["type"] == "TypeError" and "never awaited" in error["message"] and "await main" in error["message"]
 
 
+@pytest.mark.parametrize(
+    "code",
+    [
+        pytest.param("class O:\n    def __repr__(self):\n        raise ValueError('no repr')\nO()", id="repr"),
+        pytest.param("class Boom(BaseException):\n    pass\nclass D(dict):\n    def items(self):\n"
+                     "        raise Boom('no repr')\nD(a=1)", id="mapping-items-base-exception"),
+    ],
+)
+def test_a_result_whose_own_methods_raise_is_the_codes_error(code: str) -> None:
+    """Converting the result runs its methods; what they raised escaped the runtime (a worker exited with code 72)."""
+    error = run(code)["error"]
+    assert error is not None and error["message"] == "no repr"
+
+
 def test_a_waiting_forever_program_reports_a_deadlock() -> None:
     error = run("import asyncio\nawait asyncio.Event().wait()")["error"]
     assert error["type"] == "Deadlock"
