@@ -372,13 +372,16 @@ def tool_from_entry(entry: Any, where: str, *, source: str, allow_impl: bool) ->
             raise InvalidRequest("impl is only allowed in catalog files", field=f"{where}.impl")
         try:
             fn = _import_impl(str(impl))
-            schema = function_schema(fn)
         except _ImplError as exc:
             raise InvalidRequest(f"cannot load impl {quoted(str(impl))}: {exc}", field=f"{where}.impl") from None
-        except (ImportError, AttributeError, TypeError, ValueError) as exc:  # they may repeat the impl, uncut
+        except Exception as exc:  # Python's, or the module's own at import: they may repeat the impl, uncut
             raise InvalidRequest(
                 f"cannot load impl {quoted(str(impl))}: {type(exc).__name__} {quoted(str(exc))}", field=f"{where}.impl"
             ) from None
+        try:
+            schema = function_schema(fn)
+        except (TypeError, ValueError, NameError) as exc:  # the function's signature or hints: shown whole
+            raise InvalidRequest(f"cannot load impl {quoted(str(impl))}: {exc}", field=f"{where}.impl") from None
         transport = PythonTransport(fn, input_model=schema.model)
         marked = {key: value for key, value in getattr(fn, _TOOL_MARK, {}).items() if value is not None}
         for key, value in marked.items():

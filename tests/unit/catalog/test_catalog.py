@@ -76,6 +76,14 @@ def forecast(
     }
 
 
+def impl_positional_only(a: float, /) -> float:
+    return a
+
+
+def impl_undefined_hint(a: NoSuchType) -> float:  # type: ignore[name-defined]  # noqa: F821
+    return 1.0
+
+
 def impl_add(a: float, b: float = 1.0) -> float:
     """Add two numbers.
 
@@ -473,6 +481,11 @@ def test_impl_errors_quote_a_bounded_part_of_the_impl(impl: str, fragment: str) 
         pytest.param("tests.unit.no_such_module:f", "No module", id="no-module"),
         pytest.param("tests.unit.catalog.test_catalog:missing", "missing", id="no-attribute"),
         pytest.param("tests.unit.catalog.test_catalog:Unit.CELSIUS", "not callable", id="not-callable"),
+        pytest.param("tests.unit.catalog.test_catalog:impl_positional_only",
+                     "tool function impl_positional_only: positional-only parameter 'a' is not allowed",
+                     id="positional-only"),  # the function's own problem, shown whole (it was cut at 60 characters)
+        pytest.param("tests.unit.catalog.test_catalog:impl_undefined_hint", "NoSuchType",
+                     id="undefined-hint"),  # get_type_hints' NameError escaped as a raw exception
     ],
 )
 def test_impl_errors(impl: str, fragment: str) -> None:
