@@ -157,8 +157,9 @@ class Engine(EpisodeRunner):
                     except Exception:
                         log.exception("devhost engine error in instance %s", instance_id)
                         self._fail_hard(instance_id, "devhost engine error; see the devhost log")
-                if now - self._leases_checked >= min(1.0, self.lease_s / 10):  # not per wake-up: a write per item
-                    self._leases_checked = now
+                checked = time.monotonic()
+                if checked - self._leases_checked >= min(1.0, self.lease_s / 10):  # not per wake-up: a write per item
+                    self._leases_checked = checked
                     self._redispatch_expired()
             finally:
                 self._busy = False

@@ -8,8 +8,10 @@ import datetime as dt
 import functools
 import importlib
 import os
+from typing import Any
 
 import azure.durable_functions as df
+from dateutil.parser import parse as dateutil_parse  # the SDK's parser, for what is not ISO 8601
 
 from shared.models import RetryPolicy
 
@@ -29,7 +31,6 @@ _SDK_PARSERS = ("azure.durable_functions.models.history.HistoryEvent",
                 "azure.durable_functions.models.DurableOrchestrationStatus")
 """The SDK modules that parse timestamps with dateutil's general parser (``dt_parse``, looked up at each call): every
 history event's on every replay, a status's two on every status read, ~40 µs each."""
-_general_parse = importlib.import_module(_SDK_PARSERS[0]).dt_parse
 
 
 def parse_timestamp(text: str) -> dt.datetime:
@@ -38,7 +39,7 @@ def parse_timestamp(text: str) -> dt.datetime:
     try:
         return dt.datetime.fromisoformat(text)
     except (TypeError, ValueError):
-        parsed: dt.datetime = _general_parse(text)
+        parsed: dt.datetime = dateutil_parse(text)
         return parsed
 
 
@@ -49,10 +50,18 @@ def _speed_up_sdk() -> None:
     class body) on every invocation. The modules are imported by name: their packages export classes of the same
     names."""
     for name in _SDK_PARSERS:
-        vars(importlib.import_module(name))["dt_parse"] = parse_timestamp
+        module = vars(importlib.import_module(name))
+        if "dt_parse" in module:  # a later SDK may parse otherwise: then it is left alone
+            module["dt_parse"] = parse_timestamp
     executor = vars(importlib.import_module("azure.durable_functions.models.TaskOrchestrationExecutor"))
-    if not hasattr(executor["namedtuple"], "cache_info"):
-        executor["namedtuple"] = functools.lru_cache(maxsize=8)(collections.namedtuple)
+    if executor.get("namedtuple") is collections.namedtuple:
+        executor["namedtuple"] = _cached_namedtuple
+
+
+@functools.lru_cache(maxsize=8)
+def _cached_namedtuple(typename: str, field_names: Any, **kwargs: Any) -> Any:
+    """``collections.namedtuple``, one class per arguments (hashable ones: the SDK passes a tuple)."""
+    return collections.namedtuple(typename, field_names, **kwargs)
 
 
 _speed_up_sdk()

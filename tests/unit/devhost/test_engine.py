@@ -273,3 +273,30 @@ def test_a_burst_of_completions_is_waited_for_while_work_is_in_flight(monkeypatc
     monkeypatch.setattr("devhost.engine.time.sleep", sleeps.append)
     _engine_with_queued(completions=2, in_flight=3)._coalesce()
     assert sleeps == [0.005]  # one wait; nothing more arrived, so the replay starts
+
+
+def test_leases_are_checked_about_once_a_second_not_at_every_wake_up() -> None:
+    """Claiming expired work items and renewing the running ones writes a row per item: once a second is enough for
+    leases of minutes. A work item whose lease has run out (its worker gone) is still handed out again."""
+    store = Store(":memory:")
+    dispatched: list[WorkItem] = []
+    engine = Engine(store, {}, dispatched.extend, lease_s=600.0)
+    claims: list[float] = []
+    claim = store.claim_expired_work
+
+    def counting(now: float, lease_until: float, exclude: set[int]) -> list[WorkItem]:
+        claims.append(now)
+        return claim(now, lease_until, exclude)
+
+    store.claim_expired_work = counting  # type: ignore[method-assign]
+    engine.start()
+    try:
+        for _ in range(50):  # 50 wake-ups in ~0.5 s
+            engine._wake.set()
+            time.sleep(0.01)
+        assert 1 <= len(claims) <= 2
+        with store.transaction() as conn:  # a work item left by a worker that is gone: its lease ran out
+            store.add_work_items(conn, [("orphan", 0, 0, "noop", None)], lease_until=time.time() - 1)
+        wait_until(lambda: [item.instance_id for item in dispatched] == ["orphan"], 5, "the orphan handed out again")
+    finally:
+        engine.stop()
