@@ -33,7 +33,7 @@ async def read_step_result(context: str | bytes | Mapping[str, Any], client: Dur
     try:
         call = parse_call(context)
         data = json.loads(context) if isinstance(context, str | bytes) else dict(context)
-        match = _STEP_RESULT.match(str(data.get("uri") or ""))
+        match = _STEP_RESULT.fullmatch(str(data.get("uri") or ""))
         if match is None:
             raise InvalidRequest(f"not a step result resource; use {STEP_RESULT_TEMPLATE}", field="uri")
         runtime = await get_runtime_async()
