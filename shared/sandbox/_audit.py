@@ -47,7 +47,9 @@ def _hook(event: str, args: tuple[Any, ...]) -> None:
         if trusted:
             return
     elif event in ("object.__setattr__", "object.__delattr__"):
-        name = args[1] if len(args) > 1 and isinstance(args[1], str) else ""
+        # a plain copy first: a str subclass's reflected __eq__ would answer the comparison below (CPython 3.11
+        # passes only its own constant names here; this keeps the hook safe if that changes)
+        name = str.__str__(args[1]) if len(args) > 1 and issubclass(type(args[1]), str) else ""
         if name in ("__module__", "__qualname__", "__doc__", "__name__") or world.rules.problem(name) is None:
             return
         reason = f"{reason} ({quoted(name)})"

@@ -45,6 +45,9 @@ MAX_NOTES = 10
 """Notes of the code's uncaught error shown below its last line."""
 MAX_NOTE_CHARS = 500
 """Characters of each note shown."""
+MAX_COLLECTIONS = 10
+"""Collections after an embedded run, under the hook, while one frees or allocates anything (a __del__ may build
+garbage). Residual: what a longer __del__ chain builds is collected later, hook off (gc.freeze: no collecting)."""
 
 
 class Stop(BaseException):
@@ -453,6 +456,14 @@ class Runtime:
     def stdout(self) -> Any:
         return self._world.stdout
 
+    def release(self) -> None:
+        """Unbind the run from the world (the hook keeps it), asyncio and its tasks, so collecting finalizes them."""
+        self._world.end_run(Stop)
+        asyncio.set_event_loop(None)
+        self._unresolved, self._waiting, self._outbox = [], {}, []
+        self.loop._ready.clear()  # the loop is the run's; its handles hold the code's tasks
+        self.loop._timers.clear()
+
 
 def run_embedded(job: Mapping[str, Any], policy: Mapping[str, Any]) -> dict[str, Any]:
     """Run a replay-mode job in this interpreter and return its outcome (remote backends; no OS confinement here)."""
@@ -463,9 +474,10 @@ def run_embedded(job: Mapping[str, Any], policy: Mapping[str, Any]) -> dict[str,
     sys.set_asyncgen_hooks(None, None)
     try:
         _run_embedded(job, policy, channel)
-        # What the code left behind runs when it is released (a coroutine suspended in a try/finally, a __del__ in
-        # a cycle): release it now, under the audit hook, not later in this interpreter with the hook off.
-        gc.collect()
+        # What the code left (a suspended task's finally, a __del__ in a cycle) runs now, when collected under the hook.
+        for _ in range(MAX_COLLECTIONS):
+            if not gc.collect() and not gc.get_count()[0]:
+                break
     finally:
         deactivate()
         asyncio.set_event_loop(None)
@@ -480,5 +492,8 @@ def _run_embedded(job: Mapping[str, Any], policy: Mapping[str, Any], channel: Em
     world = World(policy=policy, static_modules=prepare_static_modules(policy))
     runtime = Runtime(job, world=world, channel=channel)
     runtime.layers = ["embedded"]
-    with contextlib.suppress(Stop):
-        runtime.execute()
+    try:
+        with contextlib.suppress(Stop):
+            runtime.execute()
+    finally:
+        runtime.release()

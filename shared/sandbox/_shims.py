@@ -95,6 +95,16 @@ class Hooks:
         self.random.seed(seed)
         self.random_instances = 0
 
+    def unbind(self, stop: type[BaseException]) -> None:
+        """The run is over: every callback raises ``stop`` (ending what still runs of the code) and the loop is a fresh
+        one that raises it too when the code would wait on it, so nothing here keeps the finished run reachable."""
+
+        def over(*_args: Any) -> NoReturn:
+            raise stop
+
+        self.violation = self.limit = self.clock = over
+        self.loop = VirtualLoop(over, max_time=0.0, on_time_exceeded=over)  # type: ignore[abstract]
+
 
 class AttributeRules:
     """Which attribute names sandboxed code may use by string (mirrors the AST policy)."""
@@ -412,6 +422,10 @@ class World:
         """Bind a run's callbacks (see :meth:`Hooks.bind`) and give it empty output."""
         self.hooks.bind(**bindings)
         self.stdout = Stdout(self.hooks)
+
+    def end_run(self, stop: type[BaseException]) -> None:
+        """Unbind the finished run (see :meth:`Hooks.unbind`); the audit hook keeps this world after the run."""
+        self.hooks.unbind(stop)
 
     def _import(self, name: str, globals: Any = None, locals: Any = None, fromlist: Any = (), level: int = 0) -> Any:
         if level:

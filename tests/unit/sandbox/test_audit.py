@@ -4,6 +4,7 @@ can catch it, so the hook must not be off for whatever the code runs next, nor f
 from __future__ import annotations
 
 import asyncio
+import gc
 import sys
 from collections.abc import Mapping
 from typing import Any, NoReturn
@@ -94,3 +95,74 @@ def test_what_the_code_leaves_suspended_runs_under_the_hook(monkeypatch: pytest.
     outcome = _runtime.run_embedded(job(code), policy.worker_policy())
     assert outcome["t"] == "pending"
     assert [type(exc) for exc in raised] == [_runtime.Stop]
+
+
+# Each generation's __del__ builds the next one in a new cycle (garbage only once __del__ returns), then runs the
+# string annotation.
+DEL_CHAIN = """
+class Node:
+    def __init__(self, generation):
+        self.generation = generation
+        self.me = self
+    def __del__(self):
+        if self.generation < 3:
+            Node(self.generation + 1)
+        f.register(g)
+        raise ValueError(f(1))
+Node(1)
+get(1)
+"""
+
+CREATE_TASK = """
+async def inner():
+    try:
+        await get(1)
+    finally:
+        f.register(g)
+        raise ValueError(f(1))
+async def main():
+    asyncio.create_task(inner())
+    await asyncio.sleep(0)
+    get(2)
+await main()
+"""
+
+
+@pytest.mark.parametrize(
+    ("code", "finalizers"),
+    [
+        pytest.param(CREATE_TASK, 1, id="task-left-suspended"),
+        pytest.param(DEL_CHAIN, 3, id="del-builds-more-garbage"),
+    ],
+)
+def test_what_the_run_leaves_is_released_under_the_hook(
+    monkeypatch: pytest.MonkeyPatch, code: str, finalizers: int
+) -> None:
+    """The run's leftovers must be garbage, and collected, before the hook is off. Before, a task the code created
+    stayed reachable from the hook's world (its loop, the runtime's bound methods) and the asyncio policy, and one
+    collection left the garbage a __del__ built: both ran the string annotation later, in a collection of this
+    test, with the hook off."""
+    raised: list[BaseException | None] = []
+    monkeypatch.setattr(sys, "unraisablehook", lambda unraisable: raised.append(unraisable.exc_value))
+    outcome = _runtime.run_embedded(job(DISPATCH + code), policy.worker_policy())
+    gc.collect()
+    assert outcome["t"] == "pending"
+    assert [type(exc) for exc in raised] == [_runtime.Stop] * finalizers, raised
+
+
+def test_the_hook_refuses_events_after_the_run_is_released() -> None:
+    """The finished run is unbound from the world the hook keeps: a refused event still ends what runs (Stop)."""
+    worker_policy = policy.worker_policy()
+    world = World(policy=worker_policy, static_modules=_runtime.prepare_static_modules(worker_policy))
+    world.end_run(_runtime.Stop)
+    _audit.install_audit_hook(world, None)
+    try:
+        with pytest.raises(_runtime.Stop):
+            exec("1")  # any code object but the run's is refused
+    finally:
+        _audit.deactivate()
+    loop = world.hooks.loop
+    for callback in (lambda: world.hooks.violation("x"), world.hooks.clock,
+                     lambda: loop.run_until_complete(loop.create_future())):
+        with pytest.raises(_runtime.Stop):
+            callback()
