@@ -11,7 +11,9 @@ clients share one asyncio loop in this process (aiohttp, keep-alive connections)
 of the machine's CPU. Prints, per client count: completed runs/s over the measured window (after a warm-up), p50/p95
 submit->completed latency, the devhost's CPU seconds per run (its process and child processes), and
 ``/proc/loadavg`` before and after.
-Without ``--url`` a devhost process (``python -m devhost serve``) is started on a temporary state directory, and
+Without ``--url`` a devhost process (``python -m devhost serve``) is started on a temporary state directory, on one
+CPU of a machine with several (``--devhost-cpus``, devhost ``--cpus``: ~20 % less CPU per run than with its threads
+spread over both cores here; ``--devhost-cpus ''`` measures it unpinned), and
 measured once ``GET /api/ready`` says ready: the tool search index is built at start-up on a background thread, and
 that one-off CPU would otherwise fall in the first window.
 
@@ -270,6 +272,16 @@ def replay_cpu(rounds: int) -> dict[str, Any]:
     return {"orchestrator": "run", "episodes": len(contexts), "rounds": rounds, "cpu_ms_per_run": cpu_ms}
 
 
+def _last_cpu() -> str:
+    """One CPU for the devhost when there are several: its Python holds one interpreter lock, and its threads hand it
+    over more cheaply on one core (devhost ``--cpus``); the clients here run on the others."""
+    try:
+        cpus = sorted(os.sched_getaffinity(0))
+    except AttributeError:
+        return ""
+    return str(cpus[-1]) if len(cpus) >= 2 else ""
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--clients", type=int, nargs="+", default=[10, 50])
@@ -281,6 +293,9 @@ def main() -> None:
                         help="with --poll-ms 0: a long poll answers at each change of the run, or only at its end")
     parser.add_argument("--repeat", type=int, default=1, help="windows per client count (the median is reported)")
     parser.add_argument("--url", help="an already running devhost (its CPU is then not measured)")
+    parser.add_argument("--devhost-cpus", default=_last_cpu(),
+                        help="DEVHOST_CPUS for the devhost started here (default: the last CPU when there are two or "
+                             "more; '' for all)")
     parser.add_argument("--in-process", action="store_true",
                         help="the app's CPU per tool call and per run's replays, without HTTP or host")
     parser.add_argument("--calls", type=int, default=2000, help="calls per tool with --in-process")
@@ -295,14 +310,16 @@ def main() -> None:
     if base is None:
         work = Path(tempfile.mkdtemp(prefix="weft-throughput-"))
         env = devhost_env({"AzureWebJobsStorage": "", "WEFT_STATE_DIR": str(work / "state"),
-                           "WEFT_PAYLOAD_DIR": str(work / "payloads"), "DEVHOST_LOG_LEVEL": "WARNING"})
+                           "WEFT_PAYLOAD_DIR": str(work / "payloads"), "DEVHOST_LOG_LEVEL": "WARNING",
+                           "DEVHOST_CPUS": args.devhost_cpus})
         host = DevhostProcess(ROOT, work / "devhost.sqlite", free_port(), env).start()
         base = host.base_url
         pid = host.process.pid if host.process else None
     try:
         if host is not None:
             asyncio.run(wait_ready(base))
-        print(f"loadavg before: {loadavg()}  (cores: {os.cpu_count()})")
+        print(f"loadavg before: {loadavg()}  (cores: {os.cpu_count()}; devhost on CPUs: "
+              f"{args.devhost_cpus or 'all'})")
         results = []
         for clients in args.clients:
             rounds = [asyncio.run(measure(base, clients, args.seconds, args.warmup, args.poll_ms / 1000, pid,

@@ -300,3 +300,24 @@ def test_leases_are_checked_about_once_a_second_not_at_every_wake_up() -> None:
         wait_until(lambda: [item.instance_id for item in dispatched] == ["orphan"], 5, "the orphan handed out again")
     finally:
         engine.stop()
+
+
+def test_cpus_pin_every_thread_and_refuse_what_the_process_may_not_use() -> None:
+    """devhost ``--cpus`` (in a child process: pinning this one would pin the test run)."""
+    import subprocess
+    import sys
+
+    from tests.support import ROOT
+
+    probe = ("import os, threading\nfrom devhost.cli import AppLoadError, pin_cpus\n"
+             "t = threading.Thread(target=threading.Event().wait, daemon=True); t.start()\n"
+             "print(pin_cpus('0'), pin_cpus(''), sorted(os.sched_getaffinity(t.native_id)))\n"
+             "for bad in ('x', '9999', ','):\n"
+             "    try:\n        pin_cpus(bad)\n    except AppLoadError as exc:\n        print(exc)\n")
+    done = subprocess.run([sys.executable, "-c", probe], cwd=ROOT, capture_output=True, text=True, timeout=60,
+                          check=False)
+    assert done.returncode == 0, done.stderr[-2000:]
+    lines = done.stdout.splitlines()
+    assert lines[0] == "{0} None [0]"  # a thread started before the call is pinned too
+    assert "a comma-separated list of CPU numbers" in lines[1]
+    assert "this process may use CPUs" in lines[2] and "this process may use CPUs" in lines[3]
