@@ -52,7 +52,9 @@ class NameIndex:
 
 
 def close_matches(word: str, names: Iterable[str], n: int = 3, cutoff: float = 0.6) -> list[str]:
-    """One suggestion: :meth:`NameIndex.close_matches` of a throwaway index."""
+    """One suggestion: :meth:`NameIndex.close_matches` of a throwaway index (none built for a word too long)."""
+    if len(word) > MAX_NAME_CHARS:
+        return []
     return NameIndex(names).close_matches(word, n=n, cutoff=cutoff)
 
 

@@ -117,6 +117,11 @@ class VirtualLoop(asyncio.AbstractEventLoop):
             events._set_running_loop(previous)
         return task.result()
 
+    def drop_pending(self) -> None:
+        """Forget every scheduled callback and timer: the run is over, and their handles hold the code's tasks."""
+        self._ready.clear()
+        self._timers.clear()
+
     def _release_due_timers(self) -> None:
         while self._timers and self._timers[0][0] <= self._now:
             _, _, handle = heapq.heappop(self._timers)

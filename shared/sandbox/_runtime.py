@@ -461,8 +461,7 @@ class Runtime:
         self._world.end_run(Stop)
         asyncio.set_event_loop(None)
         self._unresolved, self._waiting, self._outbox = [], {}, []
-        self.loop._ready.clear()  # the loop is the run's; its handles hold the code's tasks
-        self.loop._timers.clear()
+        self.loop.drop_pending()
 
 
 def run_embedded(job: Mapping[str, Any], policy: Mapping[str, Any]) -> dict[str, Any]:
