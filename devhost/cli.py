@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
 import os
@@ -101,7 +102,8 @@ def pin_cpus(spec: str) -> set[int] | None:
     if not cpus or not cpus <= allowed:
         raise AppLoadError(f"--cpus {spec[:40]!r}: this process may use CPUs {sorted(allowed)}")
     for task in os.listdir("/proc/self/task"):  # threads an import started too; later ones inherit it
-        os.sched_setaffinity(int(task), cpus)
+        with contextlib.suppress(ProcessLookupError):  # a thread that ended meanwhile
+            os.sched_setaffinity(int(task), cpus)
     return cpus
 
 
